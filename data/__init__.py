@@ -1,0 +1,1 @@
+"""Trace collection, parsing, state replay and dataset building."""
