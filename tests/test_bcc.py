@@ -1,0 +1,222 @@
+"""can_migrate_task collector: record layout vs the C header, decoding, Chen features,
+the capability message on this kernel, and that the BPF program compiles and verifies."""
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from data import bcc
+from data.bcc import record as rec
+from tests.conftest import REPO, is_root, require
+
+HEADER = REPO / "data" / "bcc" / "can_migrate.h"
+
+# Written by hand from struct cm_record in can_migrate.h (not derived from record.py):
+# magic size | ts delta imbalance src_load dst_load total_faults faults[4] |
+# pid tgid curr_pid cpu src_cpu dst_cpu src_node dst_node idle pref_nid |
+# src_nr dst_nr src_numa src_pref nr_failed nice_tries env_flags sd_flags p_flags |
+# nr_cpus_allowed ret | 11 x u8 flags | pad
+C_FORMAT = "<II" + "QqqQQQ" + "4Q" + "10i" + "9I" + "2i" + "11B" + "x"
+C_NAMES = [
+    "magic", "size", "ts_ns", "delta_ns", "imbalance", "src_load", "dst_load",
+    "total_numa_faults", "numa_faults_0", "numa_faults_1", "numa_faults_2", "numa_faults_3",
+    "pid", "tgid", "curr_pid", "cpu", "src_cpu", "dst_cpu", "src_node", "dst_node", "idle",
+    "numa_preferred_nid", "src_nr_running", "dst_nr_running", "src_nr_numa_running",
+    "src_nr_preferred_running", "nr_balance_failed", "cache_nice_tries", "env_flags", "sd_flags",
+    "p_flags", "nr_cpus_allowed", "ret", "cpu_idle", "cpu_not_idle", "cpu_newly_idle",
+    "buddy_hot", "p_running", "throttled", "sched_delayed", "dst_allowed", "migration_type",
+    "task_hot_after", "policy",
+]
+
+
+def pack(**over) -> bytes:
+    """One record; every field gets a distinct default value unless overridden."""
+    vals = {n: i + 1 for i, n in enumerate(C_NAMES)}
+    vals.update(magic=rec.CM_MAGIC, size=rec.RECORD_SIZE, delta_ns=-(2**40) - 3,
+                imbalance=-5, ts_ns=2**63 + 11, numa_preferred_nid=-1)
+    for k in C_NAMES[-11:]:
+        vals[k] = 1 if k != "migration_type" else 3
+    vals["policy"] = 5
+    vals.update(over)
+    return struct.pack(C_FORMAT, *(vals[n] for n in C_NAMES))
+
+
+def test_struct_format_size():
+    assert struct.calcsize(C_FORMAT) == rec.RECORD_SIZE == rec.RECORD_DTYPE.itemsize == 184
+
+
+def test_dtype_matches_c_header_offsets(tmp_path):
+    """Compile the header with the host compiler and compare offsetof/sizeof of every field."""
+    require(shutil.which("cc") is not None, "a C compiler (cc)")
+    fields = [n for n in rec.RECORD_DTYPE.names]
+    lines = ["#include <stdio.h>", "#include <stddef.h>", f'#include "{HEADER}"', "int main(void){",
+             'printf("sizeof %zu\\n", sizeof(struct cm_record));']
+    for n in fields:
+        lines.append(f'printf("{n} %zu %zu\\n", offsetof(struct cm_record, {n}), '
+                     f"sizeof(((struct cm_record *)0)->{n}));")
+    lines.append("return 0;}")
+    (tmp_path / "off.c").write_text("\n".join(lines))
+    subprocess.run(["cc", "-o", str(tmp_path / "off"), str(tmp_path / "off.c")], check=True)
+    out = subprocess.run([str(tmp_path / "off")], capture_output=True, text=True, check=True).stdout
+    got = {l.split()[0]: tuple(map(int, l.split()[1:])) for l in out.splitlines()}
+    assert got.pop("sizeof") == (rec.RECORD_SIZE,)
+    for n in fields:
+        dt, off = rec.RECORD_DTYPE.fields[n][:2]
+        assert got[n] == (off, dt.itemsize), n
+    assert set(got) == set(fields)  # no C field missing from RECORD_FIELDS
+
+
+def test_decode_round_trips_every_field():
+    a = pack()
+    b = pack(pid=4242, ret=0, cpu_idle=0, numa_faults_2=2**64 - 1, src_cpu=-1)
+    arr = rec.decode(a + b)
+    assert arr.shape == (2,)
+    want = dict(zip(C_NAMES, struct.unpack(C_FORMAT, a)))
+    df = rec.records_frame(arr)
+    assert "magic" not in df and "_pad" not in df and "numa_faults" not in df
+    assert list(df.columns) == C_NAMES[2:]
+    for n in C_NAMES[2:]:
+        assert int(df[n].iloc[0]) == want[n], n
+    assert (int(df.pid[1]), int(df.ret[1]), int(df.cpu_idle[1])) == (4242, 0, 0)
+    assert int(df.numa_faults_2[1]) == 2**64 - 1 and int(df.src_cpu[1]) == -1
+    assert set(rec.RECORD_DOCS) == set(rec.RECORD_DTYPE.names) - {"_pad"}
+
+
+def test_truncated_and_misaligned_streams_raise():
+    data = pack() + pack()
+    with pytest.raises(rec.RecordFormatError, match=r"truncated record: 367 bytes .* 183 stray"):
+        rec.decode(data[:-1], "run.bin")
+    with pytest.raises(rec.RecordFormatError, match="record 1 .*magic"):
+        rec.decode(pack() + pack(magic=0xDEADBEEF))
+    assert rec.decode(b"").shape == (0,)
+
+
+def frame(*records: bytes):
+    return rec.records_frame(rec.decode(b"".join(records)))
+
+
+def test_chen_features_values_filter_and_labels():
+    base = dict(p_running=0, throttled=0, dst_allowed=1, sched_delayed=0, src_node=0, dst_node=1,
+                numa_preferred_nid=1, src_nr_running=5, src_nr_preferred_running=2,
+                dst_nr_running=1, src_load=3000, dst_load=500, nr_balance_failed=3,
+                cache_nice_tries=1, total_numa_faults=10, numa_faults_0=2, numa_faults_1=7,
+                cpu_idle=0, cpu_not_idle=1, cpu_newly_idle=0, buddy_hot=0, task_hot_after=0)
+    df = frame(
+        pack(**{**base, "task_hot_after": 1}, delta_ns=100_000, ret=1),  # hot but migrated: forced
+        pack(**base, delta_ns=900_000, ret=1),  # cold, migrated
+        pack(**{**base, "p_running": 1}, delta_ns=900_000, ret=0),  # running: filtered out
+        pack(**{**base, "dst_allowed": 0}, delta_ns=900_000, ret=0),  # affinity: filtered out
+        pack(**{**base, "sched_delayed": 1, "migration_type": 0}, delta_ns=1, ret=0),  # kept
+    )
+    f = rec.chen_features(df)
+    assert list(f.columns) == list(rec.CHEN_FEATURES) + ["can_migrate", "forced", "forced_kernel"]
+    assert list(f.index) == [0, 1, 4]
+    r0 = f.loc[0]
+    assert (r0.src_non_pref_nr, r0.delta_hot, r0.same_node, r0.prefer_src, r0.prefer_dst) == (1, 1, 0, 0, 1)
+    assert (r0.src_len, r0.src_load, r0.dst_load, r0.dst_len) == (3, 3.0, 0.5, 1)
+    assert r0.delta_faults == pytest.approx((7 - 2) / 10)
+    assert (r0.extra_fails, r0.cpu_not_idle, r0.cpu_idle) == (1, 1, 0)
+    assert list(f.can_migrate) == [1, 1, 0] and list(f.forced) == [1, 0, 0]
+    assert list(f.forced_kernel) == [1, 0, 0] and f.loc[1].delta_hot == 0
+    assert len(rec.CHEN_FEATURES) == 15 and set(rec.FEATURE_DOCS) == set(rec.CHEN_FEATURES)
+    assert len(rec.chen_features(df, filter=False)) == 5
+    zero_faults = rec.chen_features(frame(pack(**{**base, "total_numa_faults": 0})))
+    assert zero_faults.delta_faults.iloc[0] == 5.0  # divides by 1 when there are no faults
+
+
+def run_bcc_cli(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "data.collect", "--bcc", *args], cwd=REPO,
+                          capture_output=True, text=True, **kw)
+
+
+def test_capability_message_on_this_kernel(tmp_path):
+    cfg, where = bcc.kernel_config()
+    require(cfg is not None, "kernel config (/proc/config.gz or /boot/config-*)")
+    if cfg.get("CONFIG_KPROBES") == "y":
+        assert bcc.kprobe_problem() is None
+        return
+    r = run_bcc_cli("cpu-pool", "--out", str(tmp_path / "o"))
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("schedlearn collect --bcc: kprobes not available")
+    assert "CONFIG_KPROBES is not set" in lines[0] and "can_migrate_task" in lines[0]
+    assert not (tmp_path / "o").exists()
+    r = run_bcc_cli("--check")
+    assert r.returncode == 1 and "kprobes not available" in r.stderr
+
+
+def test_capability_check_names_bcc_module_and_tools(monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda exe: None)
+    fatal, notes = bcc.check()
+    assert any("missing build tools: clang, bpftool, a C compiler (cc)" in f for f in fatal)
+    try:
+        import bcc as _real_bcc  # noqa: F401
+    except ImportError:
+        assert any("bcc not importable" in n for n in notes)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """clang -target bpf against a vmlinux.h from this kernel's BTF; skeleton; loader."""
+    tools = [t for t in ("clang", "bpftool", "cc") if shutil.which(t) is None]
+    require(not tools and Path("/sys/kernel/btf/vmlinux").exists()
+            and Path("/usr/include/bpf/bpf_helpers.h").exists(),
+            f"clang, bpftool, cc, libbpf-dev and kernel BTF (missing: {tools})")
+    d = tmp_path_factory.mktemp("bpf")
+    return d, bcc.build(d)
+
+
+def test_bpf_program_compiles_co_re(built):
+    _, out = built
+    elf = out["object"].read_bytes()
+    assert elf[:4] == b"\x7fELF" and elf[18] == 247  # e_machine EM_BPF
+    for section in (b"kprobe/can_migrate_task", b"kretprobe/can_migrate_task", b".maps", b".BTF.ext"):
+        assert section in elf, section
+    assert b"can_migrate__open" in out["skeleton"].read_bytes()
+    assert out["loader"].stat().st_mode & 0o111
+
+
+@pytest.mark.root
+def test_kernel_verifier_accepts_program(built):
+    """Load (verify + CO-RE relocate) without attaching: works even without kprobes."""
+    require(is_root(), "root to load BPF programs")
+    assert "loaded and verified" in bcc.verify(built[0])
+
+
+def test_front_end_writes_run_directory(tmp_path):
+    """collect_run with a stand-in loader (prints "ready", emits records, stops on SIGINT):
+    the run directory has can_migrate.parquet + meta.json like the ftrace collector's."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from data.workloads import WORKLOADS
+
+    payload = tmp_path / "records.raw"
+    payload.write_bytes(pack(pid=7, ret=1) + pack(pid=8, ret=0) + pack(pid=9, ret=1))
+    fake = tmp_path / "fake_loader"
+    fake.write_text(
+        f"#!{sys.executable}\n"
+        "import signal, sys, time\n"
+        "sys.stderr.write('ready\\n'); sys.stderr.flush()\n"
+        "stop = []\n"
+        "signal.signal(signal.SIGINT, lambda *a: stop.append(1))\n"
+        "while not stop: time.sleep(0.01)\n"
+        f"sys.stdout.buffer.write(open({str(payload)!r}, 'rb').read())\n"
+        "sys.stderr.write('{\"submitted\":3,\"ringbuf_full\":0,\"no_entry\":0,\"written\":3}\\n')\n")
+    fake.chmod(0o755)
+    out = tmp_path / "out"
+    meta = bcc.collect_run(fake, WORKLOADS["cpu-pool"], out, 0.2, 1, "test")
+    run = out / "cpu-pool-r01"
+    assert sorted(p.name for p in out.iterdir()) == ["cpu-pool-r01"]
+    assert sorted(p.name for p in run.iterdir()) == ["can_migrate.parquet", "meta.json"]
+    on_disk = json.loads((run / "meta.json").read_text())
+    assert on_disk == meta and meta["collector"] == "bcc" and meta["records"] == 3
+    assert meta["ringbuf_lost"] == 0 and meta["category"] == "cpu"
+    df = pq.read_table(run / "can_migrate.parquet").to_pandas()
+    assert list(df.pid) == [7, 8, 9] and list(df.ret) == [1, 0, 1]
+    assert len(rec.chen_features(df, filter=False)) == 3

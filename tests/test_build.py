@@ -1,0 +1,196 @@
+"""Dataset builder on run directories holding tiny hand-written ftrace texts (test inputs written
+here in the kernel's `trace` format, not real traces): split by whole trace, layout, card."""
+import hashlib
+import json
+
+import pyarrow.parquet as pq
+import pytest
+import zstandard
+
+from data.build import BuildError, build, find_runs, main, split_runs
+from data.replay import MIGRATION_FEATURES, replay
+from data.parse import parse_file
+from data.schema import EVENT_SCHEMA
+
+HEADER = "# tracer: nop\n#\n#           TASK-PID     CPU#  |||||  TIMESTAMP  FUNCTION\n"
+
+
+def line(ts_us: int, cpu: int, comm: str, pid: int, event: str, fields: str) -> str:
+    return (f"{comm:>16}-{pid:<7} [{cpu:03d}] d..2. {ts_us // 10**6:5d}.{ts_us % 10**6:06d}: "
+            f"{event}: {fields}\n")
+
+
+def switch(ts, cpu, prev, nxt, state="S"):
+    pc, nc = (f"t{prev}" if prev else f"swapper/{cpu}"), (f"t{nxt}" if nxt else f"swapper/{cpu}")
+    return line(ts, cpu, pc, prev, "sched_switch",
+                f"prev_comm={pc} prev_pid={prev} prev_prio=120 prev_state={state} ==> "
+                f"next_comm={nc} next_pid={nxt} next_prio=120")
+
+
+def wake(ts, cpu, pid, target):
+    f = f"comm=t{pid} pid={pid} prio=120 target_cpu={target:03d}"
+    return (line(ts, cpu, "<idle>", 0, "sched_waking", f"comm=t{pid} pid={pid} prio=120 "
+                 f"target_cpu={cpu:03d}") + line(ts + 1, cpu, "<idle>", 0, "sched_wakeup", f))
+
+
+def trace_text(variant: int) -> str:
+    """Two CPUs; pid 10 ping-pongs between them `variant + 2` times, pid 20 stays on cpu1."""
+    out = [HEADER, switch(1, 0, 10, 0), switch(2, 1, 20, 0)]
+    ts = 100
+    for k in range(variant + 2):
+        c = k % 2
+        out += [wake(ts, c, 10, c), switch(ts + 5, c, 0, 10), switch(ts + 9, c, 10, 0),
+                wake(ts + 20, 1, 20, 1), switch(ts + 25, 1, 0, 20), switch(ts + 29, 1, 20, 0)]
+        ts += 100
+    return "".join(out)
+
+
+RUNS = [  # (run_id, workload, category)
+    ("alpha-r01", "alpha", "cpu"), ("alpha-r02", "alpha", "cpu"), ("alpha-r10", "alpha", "cpu"),
+    ("beta-r01", "beta", "cpu"),
+    ("gamma-r01", "gamma", "io"), ("gamma-r02", "gamma", "io"),
+]
+
+
+@pytest.fixture(scope="module")
+def traces(tmp_path_factory):
+    root = tmp_path_factory.mktemp("traces")
+    for n, (run_id, workload, category) in enumerate(RUNS):
+        d = root / "nested" / run_id if n % 2 else root / run_id  # found recursively
+        d.mkdir(parents=True)
+        (d / "trace.txt.zst").write_bytes(zstandard.compress(trace_text(n).encode()))
+        (d / "meta.json").write_text(json.dumps(dict(
+            run_id=run_id, workload=workload, category=category, nr_cpus=2,
+            overruns={"0": n, "1": 0})))
+    (root / "not-a-run").mkdir()  # a directory without meta.json is ignored
+    return root
+
+
+@pytest.fixture(scope="module")
+def dataset(traces, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ds") / "dataset"
+    assert main(["--traces", str(traces), "--out", str(out), "--unseen", "io"]) == 0
+    return out
+
+
+def card_of(dataset):
+    return json.loads((dataset / "meta.json").read_text())
+
+
+def test_split_rule(dataset):
+    s = card_of(dataset)["splits"]
+    assert s["train"] == ["alpha-r01", "alpha-r02", "beta-r01"]
+    assert s["test_seen"] == ["alpha-r10"]  # natural order: r10 is the last run
+    assert s["test_unseen"] == ["gamma-r01", "gamma-r02"]
+    assert s["workload"] == {"alpha": ["alpha-r10"], "beta": [], "gamma": ["gamma-r01",
+                                                                         "gamma-r02"]}
+    assert any("beta" in note and "single run" in note for note in card_of(dataset)["notes"])
+
+
+@pytest.mark.parametrize("task", ["migration", "next_task"])
+def test_no_trace_lands_in_two_splits(dataset, traces, task):
+    """Each run's rows are all in exactly one split, and per-workload files hold test runs only."""
+    split_ids = {s: pq.read_table(dataset / task / f"{s}.parquet").column("run_id").to_pylist()
+                 for s in ("train", "test_seen", "test_unseen")}
+    sets = {s: set(v) for s, v in split_ids.items()}
+    assert not (sets["train"] & sets["test_seen"] or sets["train"] & sets["test_unseen"]
+                or sets["test_seen"] & sets["test_unseen"])
+    for run in find_runs([traces]):
+        events, _ = parse_file(run.trace)
+        expected = len(getattr(replay(events, run.run_id), task))
+        assert expected > 0
+        homes = {s: ids.count(run.run_id) for s, ids in split_ids.items() if run.run_id in ids}
+        assert list(homes.values()) == [expected], (run.run_id, homes)
+    test_runs = sets["test_seen"] | sets["test_unseen"]
+    for f in (dataset / task / "workload").glob("*.parquet"):
+        t = pq.read_table(f)
+        assert set(t.column("run_id").to_pylist()) <= test_runs
+        assert set(t.column("workload").to_pylist()) == {f.stem}
+    assert sorted(f.stem for f in (dataset / task / "workload").glob("*.parquet")) == [
+        "alpha", "gamma"]
+
+
+def test_layout_and_columns(dataset):
+    assert sorted(p.stem for p in (dataset / "events").glob("*.parquet")) == [r[0] for r in RUNS]
+    assert pq.read_schema(dataset / "events" / "alpha-r01.parquet").equals(EVENT_SCHEMA)
+    m = pq.read_table(dataset / "migration" / "train.parquet")
+    want = {"run_id", "workload", "category", "migrated", *MIGRATION_FEATURES}
+    assert want <= set(m.column_names)
+    assert set(m.column("category").to_pylist()) == {"cpu"}
+    nt = pq.read_table(dataset / "next_task" / "test_unseen.parquet")
+    assert set(nt.column("category").to_pylist()) == {"io"}
+
+
+def test_card(dataset, traces):
+    card = card_of(dataset)
+    assert card["unseen_categories"] == ["io"] and card["features"]["migration"] == list(
+        MIGRATION_FEATURES)
+    src = {s["run_id"]: s for s in card["sources"]}
+    run = next(r for r in find_runs([traces]) if r.run_id == "alpha-r02")
+    s = src["alpha-r02"]
+    assert s["sha256"] == hashlib.sha256(run.trace.read_bytes()).hexdigest()
+    assert s["events"] == parse_file(run.trace)[0].num_rows and s["skipped"] == 0
+    assert s["overruns"] == 1 and s["lost"] == 0 and s["replay"]["segments"] == 1
+    for split in ("train", "test_seen", "test_unseen"):
+        m = pq.read_table(dataset / "migration" / f"{split}.parquet").to_pandas()
+        c = card["counts"]["migration"][split]
+        assert (c["rows"], c["positives"]) == (len(m), int(m.migrated.sum()))
+        assert c["positive_rate"] == pytest.approx(m.migrated.mean())
+        n = pq.read_table(dataset / "next_task" / f"{split}.parquet").to_pandas()
+        assert card["counts"]["next_task"][split]["rows"] == len(n)
+    # alpha-r10 (variant 2): pid 10 wakes 4 times, on cpu0, cpu1, cpu0, cpu1 after BOOT left
+    # it on cpu0, so 3 of its wakeups migrate; pid 20 never does.
+    assert card["counts"]["migration"]["test_seen"]["positives"] == 3
+
+
+def test_refuses_to_overwrite_then_force_replaces(dataset, traces, capsys):
+    before = (dataset / "meta.json").read_text()
+    assert main(["--traces", str(traces), "--out", str(dataset)]) == 2
+    assert "exists" in capsys.readouterr().err
+    assert main(["--traces", str(traces), "--out", str(dataset), "--force"]) == 0
+    assert (dataset / "meta.json").read_text() != before
+    assert card_of(dataset)["unseen_categories"] == []
+    assert card_of(dataset)["counts"]["migration"]["test_unseen"]["rows"] == 0
+    assert [p.name for p in dataset.parent.iterdir()] == ["dataset"]  # no temp dirs left
+    assert main(["--traces", str(traces), "--out", str(dataset), "--force", "--unseen", "io"]) == 0
+
+
+def test_errors(traces, tmp_path, capsys):
+    assert main(["--traces", str(traces), "--out", str(tmp_path / "d"), "--unseen", "gpu"]) == 2
+    err = capsys.readouterr().err
+    assert "gpu" in err and "cpu, io" in err
+    with pytest.raises(BuildError, match="no traces found"):
+        build([tmp_path], tmp_path / "d2", [])
+    assert not (tmp_path / "d").exists() and not (tmp_path / "d2").exists()
+
+
+def test_split_runs_is_whole_run_and_deterministic(traces):
+    runs = find_runs([traces])
+    a, _ = split_runs(runs, ["io"])
+    b, _ = split_runs(list(reversed(runs)), ["io"])
+    assert a == b
+    everyone = a["train"] + a["test_seen"] + a["test_unseen"]
+    assert sorted(everyone) == sorted(r[0] for r in RUNS)
+
+
+def test_shipped_sample_matches_the_shipped_traces():
+    """data/sample/ was built from exactly the traces in data/traces/, split by whole run."""
+    from pathlib import Path
+
+    from tests.conftest import require
+
+    repo = Path(__file__).resolve().parents[1]
+    sample = repo / "data" / "sample"
+    require((sample / "meta.json").is_file(), "no shipped dataset in data/sample")
+    card = card_of(sample)
+    shipped = {r.run_id: r for r in find_runs([repo / "data" / "traces"])}
+    assert sorted(s["run_id"] for s in card["sources"]) == sorted(shipped)
+    for s in card["sources"]:
+        digest = hashlib.sha256(shipped[s["run_id"]].trace.read_bytes()).hexdigest()
+        assert s["sha256"] == digest, f"{s['run_id']} changed since data/sample was built"
+    splits = card["splits"]
+    owners = [run for s in ("train", "test_seen", "test_unseen") for run in splits[s]]
+    assert sorted(owners) == sorted(shipped)  # every run in exactly one split
+    for task in ("migration", "next_task"):
+        for name, counts in card["counts"][task].items():
+            assert pq.read_metadata(sample / task / f"{name}.parquet").num_rows == counts["rows"]
