@@ -1,0 +1,1 @@
+"""Backbones (plain nn.Modules), the input encoder and the heads; tasks live in models.tasks."""

@@ -1,0 +1,232 @@
+"""Baselines, fitted on the DataModule's training split and scored with the task's own metrics.
+
+A baseline is a fixed predictor that emits logits shaped like the network's, so the task module's
+`metric_inputs` and `make_metrics` score it exactly like the model. `BaselineMetrics` (a
+callback, on by default) logs them at the end of testing as `<split>/baseline/<name>/<metric>`.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from data.windows import SplitData
+
+CACHE_HOT_NS = 500_000  # the kernel's sysctl_sched_migration_cost (500 us)
+CONFIDENT = 20.0  # logit used for hard yes/no rules
+
+
+class Baseline:
+    name: str = ""
+
+    def fit(self, train: SplitData, meta: dict) -> "Baseline":
+        self.meta = meta
+        return self
+
+    def logits(self, split: SplitData, rows: slice) -> torch.Tensor:
+        raise NotImplementedError
+
+
+def _hard(decision: np.ndarray) -> torch.Tensor:
+    return torch.as_tensor(np.where(decision, CONFIDENT, -CONFIDENT), dtype=torch.float32)[:, None]
+
+
+# ------------------------------------------------------------------------ binary decisions
+class Constant(Baseline):
+    """Always the same answer; `Constant(False, "always_stay")` never migrates."""
+
+    def __init__(self, answer: bool, name: str):
+        self.answer, self.name = answer, name
+
+    def logits(self, split, rows):
+        return torch.full((len(split.target[rows]), 1), CONFIDENT if self.answer else -CONFIDENT)
+
+
+class LoadHeuristic(Baseline):
+    """Migrate iff another CPU is idle and the task is not cache-hot (slept > 500 us)."""
+
+    name = "load_heuristic"
+
+    def logits(self, split, rows):
+        r = split.rows.iloc[rows]
+        return _hard((r["other_idle"].to_numpy() != 0) & (r["since_last_ran_ns"].to_numpy() > CACHE_HOT_NS))
+
+
+class CacheCold(Baseline):
+    """can_migrate: allow the migration iff the task is not cache-hot (Chen's delta_hot == 0)."""
+
+    name = "cache_cold"
+
+    def logits(self, split, rows):
+        return _hard(split.rows.iloc[rows]["delta_hot"].to_numpy() == 0)
+
+
+class LogisticRegression(Baseline):
+    """Class-balanced logistic regression on the current step's standardised features (LBFGS)."""
+
+    name = "logreg"
+
+    def __init__(self, l2: float = 1e-4, max_iter: int = 100):
+        self.l2, self.max_iter = l2, max_iter
+
+    @staticmethod
+    def current(split: SplitData, rows: slice = slice(None)) -> torch.Tensor:
+        return split.steps[split.index[rows, -1], :-1]  # drop the constant `valid` channel
+
+    def fit(self, train, meta):
+        # Lightning tests under inference mode; this fit needs autograd.
+        with torch.inference_mode(False), torch.enable_grad():
+            return self._fit(train, meta)
+
+    def _fit(self, train, meta):
+        super().fit(train, meta)
+        x, y = self.current(train).clone(), train.target.clone()
+        pos = float(y.sum())
+        self.linear = nn.Linear(x.shape[1], 1)
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+        loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor((len(y) - pos) / max(pos, 1.0)))
+        opt = torch.optim.LBFGS(self.linear.parameters(), max_iter=self.max_iter, line_search_fn="strong_wolfe")
+
+        def closure():
+            opt.zero_grad()
+            loss = loss_fn(self.linear(x).squeeze(-1), y) + self.l2 * self.linear.weight.square().sum()
+            loss.backward()
+            return loss
+
+        if len(y) and 0 < pos < len(y):
+            opt.step(closure)
+        return self
+
+    @torch.no_grad()
+    def logits(self, split, rows):
+        return self.linear(self.current(split, rows))
+
+
+# ------------------------------------------------------------------------ next_task
+class TokenBaseline(Baseline):
+    """Token predictors rank every class: their own guesses first, then by training frequency."""
+
+    def fit(self, train, meta):
+        super().fit(train, meta)
+        n = meta["n_out"]
+        counts = np.bincount(train.rows["target"].to_numpy(), minlength=n)[:n].astype(np.float64)
+        order = np.lexsort((np.arange(n), -counts))  # most frequent first, ties by token id
+        self.prior = torch.empty(n)
+        self.prior[torch.as_tensor(order)] = -torch.arange(n, dtype=torch.float32) / n  # in (-1, 0]
+        return self
+
+    def guesses(self, split: SplitData, rows: slice) -> np.ndarray:
+        """(samples, G) tokens to rank first, best first; -1 = no guess."""
+        return np.full((len(split.target[rows]), 0), -1)
+
+    def logits(self, split, rows):
+        g = self.guesses(split, rows)
+        out = self.prior.repeat(len(g), 1)
+        r, c = np.nonzero(g >= 0)
+        out[torch.as_tensor(r), torch.as_tensor(g[r, c])] = torch.as_tensor(10.0 - c, dtype=torch.float32)
+        return out
+
+
+class MostFrequent(TokenBaseline):
+    """The most frequent training target (then the next most frequent, for top-k)."""
+
+    name = "most_frequent"
+
+
+class RepeatTwoBack(TokenBaseline):
+    """The task that ran two switches ago comes back (ping-pong between two tasks)."""
+
+    name = "repeat_2_back"
+
+    def guesses(self, split, rows):
+        return split.rows["two_back"].to_numpy()[rows, None]
+
+
+class Markov(TokenBaseline):
+    """Order-`order` Markov chain over tokens, backing off to shorter contexts when unseen.
+
+    For every context seen in training it keeps the `top` most frequent next tokens.
+    """
+
+    CONTEXT = ("ctx2", "ctx1", "token")  # tokens at steps i-2, i-1, i
+
+    def __init__(self, order: int = 3, top: int = 3):
+        if not 1 <= order <= len(self.CONTEXT):
+            raise ValueError(f"order must be 1..{len(self.CONTEXT)}")
+        self.order, self.top = order, top
+        self.name = f"markov{order}"
+
+    def _keys(self, rows: pd.DataFrame, k: int) -> np.ndarray:
+        """One int64 per context of the last k tokens (tokens < n_tokens, so the code is exact)."""
+        key = np.zeros(len(rows), dtype=np.int64)
+        for col in self.CONTEXT[-k:]:
+            key = key * self.meta["n_tokens"] + rows[col].to_numpy(dtype=np.int64)
+        return key
+
+    def fit(self, train, meta):
+        super().fit(train, meta)
+        self.tables = []  # (context keys, (contexts, top) next tokens), longest context first
+        for k in range(self.order, 0, -1):
+            df = pd.DataFrame({"key": self._keys(train.rows, k), "target": train.rows["target"].to_numpy()})
+            counts = df.groupby(["key", "target"]).size().rename("n").reset_index()
+            counts = counts.sort_values(["key", "n", "target"], ascending=[True, False, True])
+            counts["rank"] = counts.groupby("key").cumcount()
+            counts = counts[counts["rank"] < self.top]
+            keys = pd.Index(counts["key"].unique())
+            table = np.full((len(keys), self.top), -1, dtype=np.int64)
+            table[keys.get_indexer(counts["key"]), counts["rank"].to_numpy()] = counts["target"].to_numpy()
+            self.tables.append((keys, table))
+        return self
+
+    def guesses(self, split, rows):
+        sel = split.rows.iloc[rows]
+        out = np.full((len(sel), self.top), -1, dtype=np.int64)
+        todo = np.ones(len(sel), dtype=bool)
+        for k, (keys, table) in zip(range(self.order, 0, -1), self.tables):
+            hit = keys.get_indexer(self._keys(sel, k))
+            use = todo & (hit >= 0)
+            out[use] = table[hit[use]]
+            todo &= ~use
+        return out
+
+
+def baselines_for(task: str) -> list[Baseline]:
+    return {
+        "migration": [Constant(False, "always_stay"), LoadHeuristic(), LogisticRegression()],
+        "can_migrate": [Constant(False, "always_refuse"), Constant(True, "always_allow"), CacheCold(), LogisticRegression()],
+        "next_task": [MostFrequent(), RepeatTwoBack(), Markov(3)],
+    }[task]
+
+
+def evaluate_baselines(module, datamodule, splits: list[str], chunk: int = 4096) -> dict[str, float]:
+    """{"<split>/baseline/<name>/<metric>": value} for every baseline of the module's task."""
+    meta = module.meta
+    train = datamodule.get_split("train")
+    out = {}
+    for baseline in baselines_for(meta["task"]):
+        baseline.fit(train, meta)
+        for name in splits:
+            split = datamodule.get_split(name)
+            metrics = module.make_metrics()
+            for a in range(0, len(split), chunk):
+                rows = slice(a, a + chunk)
+                metrics.update(module.metric_inputs(baseline.logits(split, rows)), split.target[rows].long())
+            for key, value in metrics.compute().items():
+                out[f"{name}/baseline/{baseline.name}/{key}"] = float(value)
+    return out
+
+
+class BaselineMetrics(pl.Callback):
+    """Logs every baseline's test metrics next to the model's (same splits, same metrics)."""
+
+    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module) -> None:
+        dm = trainer.datamodule
+        if dm is None or not hasattr(dm, "get_split") or trainer.sanity_checking:
+            return
+        metrics = evaluate_baselines(pl_module, dm, pl_module.test_names)
+        # every rank computes the same values; sync_dist only keeps Lightning's DDP bookkeeping happy
+        pl_module.log_dict(metrics, add_dataloader_idx=False, sync_dist=True)
+

@@ -1,0 +1,41 @@
+"""Task LightningModules and the checkpoint API used by evaluate.py and export/.
+
+    module, cfg, meta = load_from_checkpoint("logs/train/runs/.../checkpoints/best.ckpt")
+    net = module.net                      # forward(x (B, L, F) float, tokens (B, L) int64 | None)
+    dm = make_datamodule(cfg, meta)       # same features/normalisation/encoding/window as training
+    dm = make_datamodule(cfg, meta, dataset_dir="other/dataset", test_splits=["workload/hackbench"])
+    split = dm.make_split(frame, "extra") # windows of any decision table (e.g. from data.replay)
+"""
+from __future__ import annotations
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from models.tasks.base import DecisionModule
+from models.tasks.can_migrate import CanMigrateModule
+from models.tasks.migration import MigrationModule
+from models.tasks.next_task import NextTaskModule
+
+TASKS: dict[str, type[DecisionModule]] = {
+    "migration": MigrationModule,
+    "next_task": NextTaskModule,
+    "can_migrate": CanMigrateModule,
+}
+
+__all__ = ["TASKS", "DecisionModule", "MigrationModule", "NextTaskModule", "CanMigrateModule",
+           "load_from_checkpoint", "make_datamodule"]
+
+
+def load_from_checkpoint(path: str, map_location: str = "cpu") -> tuple[DecisionModule, DictConfig, dict]:
+    """(module in eval mode, the run's resolved config, the data metadata) from a checkpoint alone."""
+    hparams = torch.load(path, map_location=map_location, weights_only=False)["hyper_parameters"]
+    meta = hparams["data_meta"]
+    module = TASKS[meta["task"]].load_from_checkpoint(path, map_location=map_location, weights_only=False)
+    return module.eval(), OmegaConf.create(hparams.get("run_config") or {}), meta
+
+
+def make_datamodule(cfg: DictConfig, data_meta: dict, **overrides):
+    """The run's DataModule with its fitted metadata frozen; `overrides` replace data config keys
+    (dataset_dir, test_splits, batch sizes...). Window, encoding and statistics come from the meta."""
+    return instantiate(cfg.data, data_meta=data_meta, **overrides)

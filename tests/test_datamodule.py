@@ -1,0 +1,143 @@
+"""DataModules: splits, normalisation, windows and token encodings (on the SYNTHETIC fixture)."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from data.datamodule import CanMigrateDataModule, MigrationDataModule, NextTaskDataModule
+from data.encoding import FeatureSpec, TokenLayout, apply_specs, mtf_encode, vocab_encode
+from data.windows import stream_starts, window_index
+from tests.synthetic_dataset import write_synthetic_dataset
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return write_synthetic_dataset(tmp_path_factory.mktemp("synthetic"))
+
+
+def test_window_index_pads_and_stops_at_stream_starts():
+    starts = np.array([True, False, False, True, False])
+    idx = window_index(starts, 3)
+    pad = 5
+    assert idx.tolist() == [[pad, pad, 0], [pad, 0, 1], [0, 1, 2], [pad, pad, 3], [pad, 3, 4]]
+
+
+@pytest.mark.parametrize("window_by,key", [("cpu", "src_cpu"), ("task", "tid")])
+def test_migration_windows_never_cross_run_segment_or_stream(dataset, window_by, key):
+    dm = MigrationDataModule(dataset, window=8, window_by=window_by)
+    dm.setup("fit")
+    for name in ("train", "val", "test_seen", "test_unseen"):
+        split = dm.get_split(name)
+        rows, idx = split.rows, split.index.numpy()
+        keys = rows[["run_id", "segment", key]].astype(str).agg("|".join, axis=1).to_numpy()
+        keys = np.append(keys, "PAD")
+        for j in range(idx.shape[1]):
+            member = idx[:, j] != len(rows)
+            assert (keys[idx[member, j]] == keys[idx[member, -1]]).all()
+            # oldest first: earlier window slots hold earlier (or equal) timestamps
+            ts = np.append(rows["ts"].to_numpy(), -1)
+            assert (ts[idx[member, j]] <= ts[idx[member, -1]]).all()
+        # the pad row is all zeros, including the `valid` channel; real steps have valid = 1
+        assert torch.all(split.steps[-1] == 0) and torch.all(split.steps[:-1, -1] == 1)
+        assert split.target.tolist() == rows["migrated"].astype(float).tolist()
+
+
+def test_normalisation_is_fitted_on_train_rows_only(dataset):
+    dm = MigrationDataModule(dataset, window=4, val_fraction=0.2)
+    dm.setup("fit")
+    full = pd.read_parquet(dataset / "migration" / "train.parquet")
+    train, val = dm._train_val_frames()
+    assert len(train) + len(val) == len(full)
+    # validation = the time tail of every run
+    for run, grp in full.groupby("run_id"):
+        assert train[train.run_id == run].ts.max() < val[val.run_id == run].ts.min()
+    specs = [FeatureSpec(**d) for d in dm.meta["features"]]
+    raw = apply_specs(train, specs)
+    for j, s in enumerate(specs):
+        if s.standardised:
+            assert dm.meta["mean"][j] == pytest.approx(raw[:, j].mean(), rel=1e-5)
+        else:
+            assert (dm.meta["mean"][j], dm.meta["std"][j]) == (0.0, 1.0)
+    # standardised training steps have mean ~0 on standardised columns
+    x = dm.get_split("train").steps[:-1, :-1].numpy()
+    std_cols = [j for j, s in enumerate(specs) if s.standardised]
+    assert np.allclose(x[:, std_cols].mean(0), 0, atol=1e-4)
+    assert dm.meta["pos_weight"] == pytest.approx((train.migrated == 0).sum() / train.migrated.sum())
+
+
+def test_frozen_meta_reproduces_the_same_inputs(dataset):
+    dm = MigrationDataModule(dataset, window=6, window_by="task")
+    dm.setup("fit")
+    again = MigrationDataModule(dataset, window=99, window_by="cpu", data_meta=dm.meta)  # meta wins
+    assert again.window == 6 and again.window_by == "task"
+    a, b = dm.get_split("test_unseen"), again.get_split("test_unseen")
+    assert torch.equal(a.steps, b.steps) and torch.equal(a.index, b.index)
+
+
+def test_balance_by_sampler(dataset):
+    dm = MigrationDataModule(dataset, window=1, balance="sampler")
+    dm.setup("fit")
+    assert dm.meta["pos_weight"] == 1.0
+    assert isinstance(dm.train_dataloader().sampler, torch.utils.data.WeightedRandomSampler)
+
+
+def test_mtf_encoding():
+    k = 2
+    lay = TokenLayout(k)
+    tids = np.array([5, 6, 5, 0, 7, 5, 6])
+    tokens, two_back = mtf_encode(tids, k)
+    # 5 new; 6 new; 5 at pos 1; idle; 7 new (evicts 6); 5 at pos 1; 6 evicted -> unknown
+    assert tokens.tolist() == [lay.unknown, lay.unknown, 1, lay.idle, lay.unknown, 1, lay.unknown]
+    # two_back[i] encodes tids[i-1] in the list after step i (the "repeat 2 back" guess for i+1):
+    # - ; 5 in [6,5] -> 1 ; 6 in [5,6] -> 1 ; 5 in [5,6] -> 0 ; idle ; 7 in [5,7] -> 1 ; 5 in [6,5] -> 1
+    assert two_back.tolist() == [lay.unknown, 1, 1, 0, lay.idle, 1, 1]
+
+
+def test_pid_vocab_encoding_marks_unseen_pids_unknown():
+    tokens, two_back = vocab_encode(np.array([10, 0, 99, 20]), [20, 10])
+    lay = TokenLayout(2)
+    assert tokens.tolist() == [1, lay.idle, lay.unknown, 0]
+    assert two_back.tolist() == [lay.unknown, 1, lay.idle, lay.unknown]
+
+
+@pytest.mark.parametrize("encoding", ["mtf", "pid_vocab"])
+def test_next_task_targets_are_the_next_switch_of_the_same_cpu(dataset, encoding):
+    dm = NextTaskDataModule(dataset, window=5, encoding=encoding, k=4)
+    dm.setup("fit")
+    split = dm.get_split("test_seen")
+    rows = split.rows
+    assert split.target.tolist() == rows["target"].tolist()
+    # the window's last token is the current switch's token; targets never use the pad token
+    assert (split.tokens[split.index[:, -1]].numpy() == rows["token"].to_numpy()).all()
+    assert int(split.target.max()) < dm.meta["n_out"] and dm.meta["pad_token"] == dm.meta["n_out"]
+    # one sample per switch except the last of each CPU stream
+    raw = pd.read_parquet(dataset / "next_task" / "test_seen.parquet")
+    n_streams = raw.groupby(["run_id", "segment", "cpu"]).ngroups
+    assert len(split) == len(raw) - n_streams
+    if encoding == "pid_vocab":
+        unseen = ~rows["next_pid"].isin(dm.meta["vocab"] + [0])
+        assert (rows.loc[unseen, "token"] == dm.meta["unknown_token"]).all()
+
+
+def test_missing_dataset_has_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="data.build"):
+        MigrationDataModule(tmp_path).prepare_data()
+
+
+def test_stream_starts():
+    df = pd.DataFrame({"run_id": ["a", "a", "b"], "segment": [0, 1, 1]})
+    assert stream_starts(df, ["run_id", "segment"]).tolist() == [True, True, True]
+
+
+@pytest.mark.parametrize("label", ["can_migrate", "forced"])
+def test_can_migrate_uses_the_collectors_chen_features(dataset, label):
+    from data.bcc.record import CHEN_FEATURES, chen_features
+
+    dm = CanMigrateDataModule(dataset, window=1, label=label)
+    dm.setup("fit")
+    assert dm.meta["feature_names"] == [*CHEN_FEATURES, "valid"] and dm.meta["label"] == label
+    records = pd.read_parquet(dataset / "can_migrate" / "test_seen.parquet")
+    expected = chen_features(records)  # hard-condition filter + features, by the collector's code
+    split = dm.get_split("test_seen")
+    assert len(split) == len(expected) < len(records)
+    assert sorted(split.target.tolist()) == sorted(expected[label].astype(float).tolist())

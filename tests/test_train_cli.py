@@ -1,0 +1,70 @@
+"""train.py as a command: printing the config, a model sweep, a resumable Optuna study and
+(slow) real DistributedDataParallel with two CPU processes. SYNTHETIC fixture dataset."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+from tests.synthetic_dataset import write_synthetic_dataset
+
+QUIET = ["extras.print_config=false", "callbacks.rich_progress_bar=null", "callbacks.model_summary=null",
+         "hydra.job_logging.root.level=INFO"]
+TINY = ["model.width=4", "model.depth=1"]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    return write_synthetic_dataset(tmp_path_factory.mktemp("synthetic"), migration_rows=150, switches_per_cpu=100)
+
+
+def train_py(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run([sys.executable, "train.py", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def test_cfg_job_prints_the_composed_config():
+    out = train_py("--cfg", "job", "task=next_task", "model=lstm").stdout
+    assert "_target_: data.datamodule.NextTaskDataModule" in out and "_target_: models.network.lstm" in out
+    assert "monitor: val/top1" in out
+
+
+def test_multirun_over_models_saves_config_and_metrics(dataset, tmp_path):
+    train_py("-m", "model=lstm,tcn,mlp", "task=migration", "debug=fdr", f"paths.dataset_dir={dataset}",
+             f"paths.log_dir={tmp_path}", *QUIET, *TINY)
+    runs = sorted(tmp_path.glob("debug/multiruns/*/*/test_metrics.json"))
+    assert len(runs) == 3
+    for path in runs:
+        saved = (path.parent / ".hydra" / "config.yaml").read_text()
+        assert "_target_: models.network." in saved
+        assert "test_unseen/baseline/logreg/bal_acc" in json.loads(path.read_text())
+
+
+def test_optuna_study_persists_and_resumes(dataset, tmp_path):
+    import optuna
+
+    args = ["-m", "hparams_search=optuna", "hydra.sweeper.n_trials=1", "debug=fdr", "model=mlp",
+            f"paths.dataset_dir={dataset}", f"paths.log_dir={tmp_path}", *QUIET]
+    train_py(*args)
+    train_py(*args, "hydra.sweeper.sampler.seed=2")  # resume the same study
+    study = optuna.load_study(study_name="migration-mlp", storage=f"sqlite:///{tmp_path}/optuna/studies.db")
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) == 2 and all(0.0 <= t.value <= 1.0 for t in done)
+    assert {"model.width", "model.depth", "data.window", "task.optimizer.lr"} <= set(done[0].params)
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes(dataset, tmp_path):
+    proc = train_py("trainer=ddp", "debug=fdr", "trainer.devices=2", f"paths.dataset_dir={dataset}",
+                    f"paths.log_dir={tmp_path}", *QUIET, *TINY, timeout=600)
+    out = proc.stdout + proc.stderr
+    assert "GLOBAL_RANK: 0, MEMBER: 1/2" in out and "GLOBAL_RANK: 1, MEMBER: 2/2" in out
+    assert "distributed_backend=gloo" in out
+    assert len(list(tmp_path.glob("debug/runs/*/test_metrics.json"))) == 1  # written by rank 0 only
