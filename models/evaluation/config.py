@@ -1,0 +1,48 @@
+"""Which command-line overrides evaluate.py accepts.
+
+The model, its window, features, normalisation and encodings come from the checkpoint, so a
+training setting given on the command line (model.width=8, data.window=4, task=...) would be
+silently meaningless; it is refused with an error saying why, before Hydra composes anything.
+Accepted: the evaluation settings of conf/eval.yaml, the data keys below, paths.* and hydra.*.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
+DATA_KEYS = ("eval_batch_size",)  # data.* that may change; data_dir= replaces the dataset directory
+ALWAYS = ("hydra", "paths")
+
+
+class OverrideError(ValueError):
+    pass
+
+
+def allowed_keys() -> set[str]:
+    keys = set(OmegaConf.load(CONF / "eval.yaml").keys()) - {"defaults", "data"}
+    return keys | {f"data.{k}" for k in DATA_KEYS} | set(ALWAYS)
+
+
+def check_overrides(overrides: list[str]) -> None:
+    """Raise OverrideError for an override that is not data or an evaluation setting."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    args = [a for a in overrides if "=" in a and not a.startswith("-")]  # not flags (--cfg job, -m)
+    allowed = allowed_keys()
+    parser = OverridesParser.create()
+    for arg in args:
+        try:
+            (o,) = parser.parse_overrides([arg])
+        except Exception:  # noqa: BLE001 - malformed: Hydra reports it with its own message
+            continue
+        key = o.key_or_group
+        root = key.split(".")[0].split("/")[0]
+        if root in ALWAYS or key in allowed or (root in allowed and root != "data"):
+            continue
+        raise OverrideError(
+            f"evaluate.py rebuilds the model from the checkpoint (its saved config and data metadata), so "
+            f"'{o.input_line}' cannot be overridden. What may change is the data: data_dir=DATASET, "
+            f"traces=[FILE,...], {', '.join(f'data.{k}' for k in DATA_KEYS)}; and the evaluation settings of "
+            f"conf/eval.yaml ({', '.join(sorted(k for k in allowed if k not in ALWAYS and not k.startswith('data') and k != 'traces'))}).")

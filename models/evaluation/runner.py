@@ -1,0 +1,108 @@
+"""`evaluate(cfg)`: every checkpoint on every test set, with baselines, cost, latency and
+feature importance, then the winner, report.md, metrics.json, winner.json and the PNGs."""
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from models.evaluation import plots
+from models.evaluation.cost import macs_per_decision, parameter_count
+from models.evaluation.importance import permutation_importance
+from models.evaluation.latency import measure
+from models.evaluation.metrics import baseline_scores, lift, predict, primary_metric, score, split_logits
+from models.evaluation.report import VERSION, render, split_order, write_atomic, write_json
+from models.evaluation.sources import Candidate, TraceTables, assign_labels, find_checkpoints, load_candidate
+from models.evaluation.winner import pick_winners
+
+log = logging.getLogger(__name__)
+
+
+def latency_input(cand: Candidate, split_name: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One real batch-1 window (the split's last, a full one unless the split is tiny)."""
+    split = cand.get_split(split_name)
+    idx = split.index[-1:]
+    return split.steps[idx].contiguous(), None if split.tokens is None else split.tokens[idx].contiguous()
+
+
+def evaluate_candidate(cand: Candidate, cfg: DictConfig, cache: dict) -> dict:
+    t0 = time.perf_counter()
+    module, net = cand.module, cand.module.net
+    primary = primary_metric(module)
+    splits = cand.test_sets(cfg.workloads)
+    if not splits:
+        raise ValueError(f"{cand.ckpt_path}: no test set with samples (dataset {cand.dm.dataset_dir}, traces {list(cfg.traces)})")
+    chunk = int(cfg.data.eval_batch_size)
+    logits = split_logits(splits, cand.derived(splits), lambda s: predict(net, cand.get_split(s), chunk))
+    scores = {s: score(module, logits[s], cand.get_split(s).target) for s in splits}
+    baselines = baseline_scores(cand, splits, cache, chunk) if cfg.baselines else {}
+    for s in splits:
+        scores[s].update(lift(scores[s], baselines.get(s, {}), primary))
+    x, tokens = latency_input(cand, splits[0])
+    entry = {
+        "label": cand.label, "task": cand.task, "backbone": cand.backbone, "ckpt_path": str(cand.ckpt_path),
+        "run_dir": str(cand.run_dir), "dataset_dir": str(cand.dm.dataset_dir), "window": int(cand.meta["window"]),
+        "inputs": cand.input_features, "n_inputs": len(cand.input_features),
+        "params": parameter_count(net), "macs": macs_per_decision(net, x, tokens),
+        "primary": primary, "metric_names": list(module.metric_names),
+        "splits": scores, "baselines": baselines, "latency": None, "importance": None,
+    }
+    if cfg.latency.enabled:
+        entry["latency"] = measure(net, cand.meta, x, tokens, int(cfg.latency.calls), int(cfg.latency.warmup), bool(cfg.latency.onnx))
+    if cfg.importance.enabled:
+        name = cfg.importance.split if cfg.importance.split in splits else splits[0]
+        entry["importance"] = permutation_importance(module, cand.get_split(name), primary, int(cfg.importance.repeats),
+                                                     int(cfg.importance.seed), cfg.importance.max_samples)
+    log.info("%s (%s): %s in %.1fs", cand.label, cand.task,
+             ", ".join(f"{s} {primary}={scores[s][primary]:.4f}" for s in splits[:2]), time.perf_counter() - t0)
+    return entry
+
+
+def write_plots(models: list[dict], out: Path, cfg: DictConfig) -> list[str]:
+    files = []
+    split, engine = cfg.winner.split, cfg.winner.latency
+    files.append(plots.accuracy_latency(models, out / "accuracy_latency.png", split, engine, cfg.winner.budget_p99_us))
+    for task in plots.tasks_of(models):
+        ms = [m for m in models if m["task"] == task]
+        files += [
+            plots.per_split_bars(models, task, [s for s in split_order(ms) if s.startswith(("workload/", "trace/"))],
+                                 out / f"workloads_{task}.png"),
+            plots.per_split_bars(models, task, [s for s in split_order(ms) if not s.startswith(("workload/", "trace/"))],
+                                 out / f"splits_{task}.png"),
+            plots.confusion(models, task, split, out / f"confusion_{task}.png"),
+            plots.importance(models, task, out / f"importance_{task}.png"),
+            plots.feature_count(models, task, split, out / f"feature_count_{task}.png"),
+        ]
+    return [p.name for p in files if p is not None]
+
+
+def evaluate(cfg: DictConfig) -> dict:
+    """Evaluate the configured checkpoints; returns metrics.json's content (also written)."""
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(int(cfg.seed))
+    traces = TraceTables(list(cfg.traces or []))  # missing files fail before any model is loaded
+    overrides = {"dataset_dir": cfg.data_dir, "eval_batch_size": cfg.data.eval_batch_size}
+    cands = [load_candidate(p, overrides) for p in find_checkpoints(cfg.ckpt_path, cfg.ckpt_paths, cfg.runs)]
+    assign_labels(cands)
+    for cand in cands:
+        traces.attach(cand)
+    cache: dict = {}
+    models = [evaluate_candidate(c, cfg, cache) for c in cands]
+    w = cfg.winner
+    winner = pick_winners(models, OmegaConf.to_container(w.metric), w.split, float(w.budget_p99_us), w.latency)
+    files = write_plots(models, out, cfg) if cfg.plots else []
+    files += ["metrics.json", "report.md", "winner.json"]
+    command = " ".join(["python evaluate.py", *sys.argv[1:]]) if Path(sys.argv[0]).name == "evaluate.py" else "evaluate(cfg)"
+    result = {"version": VERSION, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": command,
+              "config": OmegaConf.to_container(cfg, resolve=True), "models": models, "winner": winner, "files": files}
+    write_json(out / "winner.json", winner)
+    write_json(out / "metrics.json", result)
+    write_atomic(out / "report.md", render(models, winner, files, command, w.split))
+    log.info("report: %s", out / "report.md")
+    return result

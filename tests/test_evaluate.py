@@ -1,0 +1,214 @@
+"""evaluate.py end to end: tiny checkpoints trained on the SYNTHETIC fixture dataset
+(tests/synthetic_dataset.py), evaluated on its splits plus a REAL raw ftrace file (one shipped in
+data/traces/, else one collected here as root) through the CLI; report files and their schema;
+refusals (non-trace file, model overrides); the feature-subset option. Latency is measured with
+few calls here: the figures come from bench/bench_latency.py."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib.image
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from models.evaluation.config import OverrideError, check_overrides
+from models.evaluation.sources import EvaluationError, TraceTables, best_checkpoint, find_checkpoints, trace_name
+from tests.conftest import REPO, is_root, require
+from tests.synthetic_dataset import write_synthetic_dataset
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+TINY = ["model.width=4", "model.depth=1", "data.batch_size=64", "extras.print_config=false", "debug=limit",
+        "~callbacks.rich_progress_bar", "~callbacks.model_summary", "+trainer.enable_progress_bar=false",
+        "+trainer.enable_model_summary=false"]
+FAST_EVAL = ["latency.calls=30", "latency.warmup=5", "importance.repeats=1", "importance.max_samples=300"]
+
+
+def train_tiny(dataset: Path, out: Path, overrides: list[str]) -> Path:
+    from train import train
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
+        cfg = compose("train", overrides=[*TINY, *overrides, f"paths.dataset_dir={dataset}", f"paths.output_dir={out}",
+                                          f"paths.log_dir={out}"])
+    train(cfg)
+    return out
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    return write_synthetic_dataset(tmp_path_factory.mktemp("synthetic"), migration_rows=200, switches_per_cpu=150)
+
+
+@pytest.fixture(scope="module")
+def runs(dataset, tmp_path_factory) -> Path:
+    """A multirun-like directory: 0/ = migration TCN, 1/ = next_task LSTM."""
+    root = tmp_path_factory.mktemp("runs")
+    train_tiny(dataset, root / "0", ["task=migration", "model=tcn"])
+    train_tiny(dataset, root / "1", ["task=next_task", "model=lstm"])
+    return root
+
+
+@pytest.fixture(scope="module")
+def raw_trace(tmp_path_factory) -> Path:
+    """The smallest trace shipped in data/traces/, else a 1 s trace collected now."""
+    shipped = sorted((p for p in (REPO / "data" / "traces").glob("*/trace.txt.*")
+                      if not p.parent.name.startswith(".") and (p.parent / "meta.json").exists()),
+                     key=lambda p: p.stat().st_size)
+    if shipped:
+        return shipped[0]
+    require(is_root(), "no trace in data/traces/ and not root: cannot collect one")
+    out = tmp_path_factory.mktemp("collected")
+    subprocess.run([sys.executable, "-m", "data.collect", "cpu-pool", "--seconds", "1", "--out", str(out)],
+                   cwd=REPO, check=True, capture_output=True)
+    return next(out.glob("*/trace.txt.*"))
+
+
+def evaluate_cli(args: list[str], out: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run([sys.executable, "evaluate.py", *args, f"hydra.run.dir={out}"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_report_on_runs_and_raw_trace(runs, raw_trace, tmp_path):
+    # a compressed copy under a foreign name: traces are accepted from anywhere
+    trace = tmp_path / f"foreign{''.join(raw_trace.suffixes)}"
+    shutil.copy(raw_trace, trace)
+    out = tmp_path / "eval"
+    proc = evaluate_cli([f"runs={runs}", f"traces=[{trace}]", *FAST_EVAL], out)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"version", "created", "command", "config", "models", "winner", "files"} <= metrics.keys()
+    assert [m["task"] for m in metrics["models"]] == ["migration", "next_task"]
+    for m in metrics["models"]:
+        assert {"label", "backbone", "ckpt_path", "window", "inputs", "n_inputs", "params", "macs", "primary",
+                "latency", "splits", "baselines", "importance"} <= m.keys()
+        assert m["params"] > 0 and m["macs"] > 0
+        splits = set(m["splits"])
+        assert {"test_seen", "test_unseen", "trace/foreign"} <= splits
+        assert {f"workload/{w}" for w in ("alpha", "beta", "gamma")} <= splits
+        assert set(m["baselines"]) == splits
+        for engine in ("eager", "onnxruntime"):
+            lat = m["latency"][engine]
+            assert lat["calls"] == 30 and 0 < lat["p50_us"] <= lat["p99_us"]
+        assert m["latency"]["onnxruntime"]["max_abs_diff"] < 1e-3
+        assert m["importance"]["metric"] == m["primary"] and m["importance"]["features"]
+        for s in m["splits"].values():
+            assert "lift" in s and s["n"] > 0
+    mig, nxt = metrics["models"]
+    assert {"bal_acc", "f1", "ap", "mcc", "acc", "confusion"} <= mig["splits"]["test_unseen"].keys()
+    (tn, fp), (fn, tp) = mig["splits"]["test_unseen"]["confusion"]
+    assert tn + fp + fn + tp == mig["splits"]["test_unseen"]["n"]
+    assert set(mig["baselines"]["test_unseen"]) == {"always_stay", "load_heuristic", "logreg"}
+    assert {"top1", "top3", "ceiling", "not_in_list"} <= nxt["splits"]["test_unseen"].keys()
+    assert set(nxt["baselines"]["test_unseen"]) == {"most_frequent", "repeat_2_back", "markov3"}
+
+    winner = json.loads((out / "winner.json").read_text())
+    assert {"rule", "metric", "split", "budget_p99_us", "latency_engine", "winners"} <= winner.keys()
+    for task in ("migration", "next_task"):
+        w = winner["winners"][task]
+        assert {"winner", "ckpt_path", "value", "p99_us", "reason", "candidates"} <= w.keys()
+        assert w["winner"] in (None, *(m["label"] for m in metrics["models"] if m["task"] == task))
+
+    pngs = [f for f in metrics["files"] if f.endswith(".png")]
+    assert {"accuracy_latency.png", "workloads_migration.png", "confusion_migration.png"} <= set(pngs)
+    for name in pngs:
+        assert (out / name).read_bytes()[:8] == PNG_MAGIC
+        assert matplotlib.image.imread(out / name).ndim == 3
+    report = (out / "report.md").read_text()
+    for heading in ("## Models", "## Winner", "## migration", "## next_task", "### test_unseen",
+                    "### Per workload and raw trace", "trace/foreign", "### Permutation feature importance"):
+        assert heading in report
+
+
+def test_checkpoint_alone_reproduces_training_test_metrics(runs, dataset, tmp_path):
+    """Same model, same data path: evaluate.py scores the test splits exactly as training's test
+    step, also from a moved copy of the dataset (data_dir=)."""
+    from models.evaluation.runner import evaluate
+
+    moved = shutil.copytree(dataset, tmp_path / "moved")
+    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
+        cfg = compose("eval", overrides=[f"runs={runs}", f"data_dir={moved}", f"paths.output_dir={tmp_path}",
+                                         "latency.enabled=false", "importance.enabled=false", "plots=false", "workloads=false"])
+    result = evaluate(cfg)
+    assert {m["dataset_dir"] for m in result["models"]} == {str(moved)}
+    for m, run in zip(result["models"], ("0", "1")):
+        trained = json.loads((runs / run / "test_metrics.json").read_text())
+        for split in ("test_seen", "test_unseen"):
+            assert m["splits"][split][m["primary"]] == pytest.approx(trained[f"{split}/{m['primary']}"], abs=1e-6)
+            for name, scores in m["baselines"][split].items():
+                assert scores[m["primary"]] == pytest.approx(trained[f"{split}/baseline/{name}/{m['primary']}"], abs=1e-6)
+
+
+@pytest.mark.parametrize("run", [0, 1])
+def test_workload_sets_are_slices_of_the_test_splits(runs, run):
+    """Per-workload scores are taken from test_seen/test_unseen predictions: check they are the same."""
+    from models.evaluation.metrics import predict
+    from models.evaluation.sources import load_candidate
+
+    cand = load_candidate(find_checkpoints(runs=str(runs))[run], {})
+    names = cand.test_sets()
+    derived = cand.derived(names)
+    assert set(derived) == {n for n in names if n.startswith("workload/")} == {"workload/alpha", "workload/beta", "workload/gamma"}
+    for name, (parent, mask) in derived.items():
+        direct = predict(cand.module.net, cand.get_split(name))
+        assert torch.allclose(predict(cand.module.net, cand.get_split(parent))[mask], direct, atol=1e-6)
+
+
+def test_best_checkpoint_of_each_run(runs):
+    found = find_checkpoints(runs=str(runs))
+    assert [p.parent.parent.name for p in found] == ["0", "1"]
+    for p in found:
+        state = torch.load(p.parent / "last.ckpt", map_location="cpu", weights_only=False)["callbacks"]
+        best = next(v["best_model_path"] for k, v in state.items() if k.startswith("ModelCheckpoint"))
+        assert p == Path(best).resolve() == best_checkpoint(p.parent).resolve()
+    with pytest.raises(EvaluationError, match="nothing to evaluate"):
+        find_checkpoints()
+
+
+def test_non_trace_file_fails_clearly(runs, tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("this is not a trace\nat all\n")
+    with pytest.raises(EvaluationError, match="not an ftrace text file"):
+        TraceTables([str(text)]).table("trace/notes", "migration")
+    with pytest.raises(EvaluationError, match="not found"):
+        TraceTables([str(tmp_path / "missing.trace.zst")])
+    proc = evaluate_cli([f"ckpt_path={next((runs / '0' / 'checkpoints').glob('epoch_*.ckpt'))}", f"traces=[{text}]",
+                         "latency.enabled=false", "importance.enabled=false"], tmp_path / "eval")
+    assert proc.returncode != 0
+    assert "not an ftrace text file" in proc.stderr and str(text) in proc.stderr
+
+
+def test_only_data_may_be_overridden(tmp_path):
+    check_overrides(["ckpt_path=a.ckpt", "data_dir=/x", "traces=[a.zst,b.xz]", "data.eval_batch_size=8",
+                     "latency.calls=10", "winner.budget_p99_us=50", "hydra.run.dir=/tmp/x", "paths.log_dir=/tmp/l", "-m"])
+    for bad in ("model.width=8", "data.window=4", "task=next_task", "+trainer.max_epochs=3", "data.features=[kind]"):
+        with pytest.raises(OverrideError, match="rebuilds the model from the checkpoint"):
+            check_overrides([bad])
+    proc = subprocess.run([sys.executable, "evaluate.py", "ckpt_path=x.ckpt", "model.width=8"], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "'model.width=8' cannot be overridden" in proc.stderr
+
+
+def test_trace_names():
+    assert trace_name(Path("/t/hackbench-pipe-r01/trace.txt.zst")) == "trace/hackbench-pipe-r01"
+    assert trace_name(Path("a.trace.zst")) == "trace/a"
+    assert trace_name(Path("b.trace.xz")) == "trace/b"
+
+
+def test_feature_subset_training(dataset, tmp_path):
+    """data.features keeps the named inputs (a column keeps all its one-hots); evaluation follows."""
+    out = train_tiny(dataset, tmp_path, ["task=migration", "model=mlp", "data.features=[since_last_ran_ns,kind]"])
+    meta = torch.load(next((out / "checkpoints").glob("epoch_*.ckpt")), map_location="cpu",
+                      weights_only=False)["hyper_parameters"]["data_meta"]
+    assert meta["feature_names"] == ["since_last_ran_ns", "kind_wakeup", "kind_preempt", "kind_new", "valid"]
+    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
+        cfg = compose("train", overrides=["experiment=feature_count"], return_hydra_config=True)
+    assert cfg.model._target_ == "models.network.mlp" and "data.features" in cfg.hydra.sweeper.params
+    with pytest.raises(ValueError, match="unknown"):
+        train_tiny(dataset, tmp_path / "bad", ["task=migration", "model=mlp", "data.features=[no_such_feature]"])
