@@ -1,0 +1,121 @@
+"""Latency of the generated integer C: ns per decision (one slm_step), p50 and p99.
+
+    python bench/bench_export_c.py [--model-dir EXPORT_DIR ...] [--calls 1000000] [--batch 100]
+
+Without --model-dir it exports reference models of the migration task's shapes (13 inputs,
+window 16; random weights: the cost does not depend on their values) at the configs of
+conf/model/*.yaml: mlp (width 64, depth 2, window 1), tcn (width 32, depth 3), lstm (width 32,
+depth 1), plus `mlp_chen` (width 10, depth 2: the size of Chen et al.'s MLP) and `mlp_kernel`
+(width 6, depth 1, 84 MACs: small enough for the 50 ns budget; kernel-safe code has no SIMD and
+runs at about one multiply-accumulate per cycle, so the budget is ~100 MACs minus overhead).
+
+What is timed: the model object compiled with the kernel flags (export/cbuild.py:
+-O2 -mno-sse -mno-mmx -mno-80387 -msoft-float -mno-red-zone ...), called through a non-inline
+function from a separately compiled bench main (bench/bench_export_main.c), pinned to one CPU.
+clock_gettime(CLOCK_MONOTONIC) brackets batches of --batch calls (the ~20 ns clock read is
+amortised over the batch); each batch gives one ns-per-call sample and p50 / p99 are over the
+--calls / --batch samples. Sequence models keep their state across calls: the figure is the
+streaming cost of one event. Inputs cycle through the export's self-test stream.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from export import cbuild, pipeline  # noqa: E402
+from export.source import Source, Split  # noqa: E402
+from models.network import SchedNet, lstm, mlp, tcn  # noqa: E402
+
+MAIN_C = Path(__file__).with_name("bench_export_main.c")
+N_FEATURES, WINDOW = 13, 16
+REFERENCE = {
+    "mlp": (mlp, {"width": 64, "depth": 2}, 1),
+    "mlp_chen": (mlp, {"width": 10, "depth": 2}, 1),
+    "mlp_kernel": (mlp, {"width": 6, "depth": 1}, 1),
+    "tcn": (tcn, {"width": 32, "depth": 3}, WINDOW),
+    "lstm": (lstm, {"width": 32, "depth": 1}, WINDOW),
+}
+TARGET_MLP_NS = 50.0
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+def reference_export(name: str, out: Path) -> Path:
+    """Export a randomly initialised reference model of the migration task's shapes."""
+    factory, kw, window = REFERENCE[name]
+    torch.manual_seed(0)
+    net = SchedNet(factory(N_FEATURES, window, **kw), 1).eval()
+    x = np.random.default_rng(0).standard_normal((2048, window, N_FEATURES)).astype(np.float32)
+    src = Source(net, window, N_FEATURES, 0, Split("train", x), describe=f"reference {name} {kw}")
+    with open(os.devnull, "w") as null:
+        stdout, sys.stdout = sys.stdout, null
+        try:
+            pipeline.run(src, out, n_vectors=4096, verify=False)
+        finally:
+            sys.stdout = stdout
+    return out
+
+
+def bench(model_dir: Path, calls: int, batch: int, cpu: int) -> dict:
+    with tempfile.TemporaryDirectory(prefix="slm-bench-") as tmp:
+        tmp = Path(tmp)
+        cbuild.kernel_object(model_dir, tmp)
+        exe = tmp / "bench"
+        subprocess.run(["gcc", "-O2", str(MAIN_C), str(tmp / "model_obj.o"), "-o", str(exe)], check=True)
+        res = subprocess.run(["taskset", "-c", str(cpu), str(exe), str(model_dir / "vectors_selftest.bin"),
+                              str(calls), str(batch)], capture_output=True, text=True, check=True)
+    p50, p99, mean, best = map(float, res.stdout.split())
+    rep = json.loads((model_dir / "report.json").read_text())
+    return {"model": rep["source"], "macs": rep["macs"], "p50_ns": p50, "p99_ns": p99, "mean_ns": mean,
+            "min_ns": best, "ns_per_mac_p50": p50 / max(rep["macs"], 1)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model-dir", action="append", type=Path, default=[])
+    ap.add_argument("--calls", type=int, default=1_000_000)
+    ap.add_argument("--batch", type=int, default=100)
+    ap.add_argument("--cpu", type=int, default=0)
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--only", nargs="*", choices=list(REFERENCE), help="reference models to run (default: all)")
+    a = ap.parse_args()
+    if not cbuild.have_gcc():
+        print("gcc, objdump and nm are needed", file=sys.stderr)
+        return 2
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="slm-bench-models-") as tmp:
+        dirs = {d.name: d for d in a.model_dir} or {n: reference_export(n, Path(tmp) / n) for n in a.only or REFERENCE}
+        for name, d in dirs.items():
+            results[name] = bench(d, a.calls, a.batch, a.cpu)
+    print(f"{cpu_model()}; {a.calls} calls per model, clock_gettime per batch of {a.batch}")
+    print(f"{'model':12s} {'MACs':>7s} {'p50 ns':>9s} {'p99 ns':>9s} {'mean ns':>9s} {'ns/MAC':>7s}")
+    for name, r in results.items():
+        print(f"{name:12s} {r['macs']:7d} {r['p50_ns']:9.1f} {r['p99_ns']:9.1f} {r['mean_ns']:9.1f} {r['ns_per_mac_p50']:7.3f}")
+    if "mlp_kernel" in results:
+        r = results["mlp_kernel"]
+        print(f"mlp_kernel p50 {r['p50_ns']:.1f} ns vs target {TARGET_MLP_NS:.0f} ns: "
+              f"{'OK' if r['p50_ns'] <= TARGET_MLP_NS else 'MISSED'}")
+    if a.json:
+        a.json.write_text(json.dumps({"cpu": cpu_model(), "calls": a.calls, "batch": a.batch, "results": results}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,224 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Test harness for a generated model.h (user space; built by export/cbuild.py with gcc).
+ *
+ *   harness info                      print sizes and the arch hash
+ *   harness run VECTORS OUT [BLOB]    run every stream of VECTORS through <p>_step(),
+ *                                     with the default params or those of BLOB, and
+ *                                     write the s32 outputs to OUT
+ *   harness encode RAW OUT            <p>_encode() of every row of RAW (u32 n, u32 n_in,
+ *                                     s64 raw[n][n_in]) into OUT (s32 in[n][n_in])
+ *   harness selftest                  run model_vectors.h (one stream from reset),
+ *                                     exit 1 on the first mismatch
+ *
+ * VECTORS (little endian): u32 magic "SLMV", u32 n_streams, u32 n_in, u32 total_steps,
+ * u32 steps[n_streams], s32 in[total_steps][n_in]. Each stream starts from <p>_reset().
+ * OUT: s32 out[total_steps][n_out].
+ *
+ * -DPREFIX=foo -DUPREFIX=FOO select a model generated with another prefix (default slm).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model.h"
+#include "model_vectors.h"
+
+#ifndef PREFIX
+#define PREFIX slm
+#define UPREFIX SLM
+#endif
+#define CAT_(a, b) a##_##b
+#define CAT(a, b) CAT_(a, b)
+#define F(x) CAT(PREFIX, x)
+#define M(x) CAT(UPREFIX, x)
+
+#define VEC_MAGIC 0x564d4c53u	/* "SLMV" */
+#define BLOB_MAGIC 0x4d4c4353u	/* "SCLM" */
+#define BLOB_VERSION 1
+
+static u32 crc32_le(const unsigned char *buf, size_t len)
+{
+	u32 crc = 0xffffffffu;
+	size_t i;
+	int k;
+
+	for (i = 0; i < len; i++) {
+		crc ^= buf[i];
+		for (k = 0; k < 8; k++)
+			crc = (crc >> 1) ^ (0xedb88320u & -(crc & 1));
+	}
+	return crc ^ 0xffffffffu;
+}
+
+static unsigned char *slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	unsigned char *buf;
+	long n;
+
+	if (!f || fseek(f, 0, SEEK_END) || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET)) {
+		fprintf(stderr, "harness: cannot read %s\n", path);
+		exit(2);
+	}
+	buf = malloc(n ? n : 1);
+	if (!buf || fread(buf, 1, n, f) != (size_t)n) {
+		fprintf(stderr, "harness: short read on %s\n", path);
+		exit(2);
+	}
+	fclose(f);
+	*len = n;
+	return buf;
+}
+
+static u32 rd32(const unsigned char *p)
+{
+	return p[0] | p[1] << 8 | p[2] << 16 | (u32)p[3] << 24;
+}
+
+/* the same checks the kernel module applies before accepting a blob */
+static void load_blob(const char *path, struct F(params) *params)
+{
+	size_t len;
+	unsigned char *b = slurp(path, &len);
+	u32 hdr_size;
+
+	if (len < 36 || rd32(b) != BLOB_MAGIC || (b[4] | b[5] << 8) != BLOB_VERSION) {
+		fprintf(stderr, "harness: bad blob magic/version\n");
+		exit(3);
+	}
+	hdr_size = b[6] | b[7] << 8;
+	if (rd32(b + 8) != M(ARCH_HASH) || rd32(b + 12) != M(N_IN) || rd32(b + 16) != M(N_OUT) ||
+	    rd32(b + 20) != M(WINDOW) || rd32(b + 24) != M(MACS) ||
+	    rd32(b + 28) != sizeof(*params) || len != hdr_size + sizeof(*params) ||
+	    rd32(b + 32) != crc32_le(b + hdr_size, sizeof(*params))) {
+		fprintf(stderr, "harness: blob does not match this model\n");
+		exit(3);
+	}
+	memcpy(params, b + hdr_size, sizeof(*params));
+	free(b);
+}
+
+static int run(int argc, char **argv)
+{
+	static struct F(params) blob_params;
+	const struct F(params) *params = &F(default_params);
+	struct F(state) st;
+	size_t len, pos, i;
+	unsigned char *v = slurp(argv[2], &len);
+	u32 n_streams, n_in, total, s, k;
+	const unsigned char *steps, *in;
+	s32 *out, x[M(N_IN)];
+	FILE *f;
+
+	if (argc > 4) {
+		load_blob(argv[4], &blob_params);
+		params = &blob_params;
+	}
+	if (len < 16 || rd32(v) != VEC_MAGIC) {
+		fprintf(stderr, "harness: %s is not a vector file\n", argv[2]);
+		return 2;
+	}
+	n_streams = rd32(v + 4);
+	n_in = rd32(v + 8);
+	total = rd32(v + 12);
+	if (n_in != M(N_IN) || len != 16 + 4 * (size_t)n_streams + 4 * (size_t)total * n_in) {
+		fprintf(stderr, "harness: vector file does not match the model (n_in %u)\n", n_in);
+		return 2;
+	}
+	steps = v + 16;
+	in = steps + 4 * (size_t)n_streams;
+	out = malloc(sizeof(s32) * M(N_OUT) * (total ? total : 1));
+	pos = 0;
+	for (s = 0; s < n_streams; s++) {
+		F(reset)(&st);
+		for (k = 0; k < rd32(steps + 4 * s); k++, pos++) {
+			for (i = 0; i < M(N_IN); i++)
+				x[i] = (s32)rd32(in + 4 * (pos * M(N_IN) + i));
+			F(step)(params, &st, x, out + pos * M(N_OUT));
+		}
+	}
+	f = fopen(argv[3], "wb");
+	if (!f || fwrite(out, sizeof(s32), M(N_OUT) * (size_t)total, f) != M(N_OUT) * (size_t)total || fclose(f)) {
+		fprintf(stderr, "harness: cannot write %s\n", argv[3]);
+		return 2;
+	}
+	free(out);
+	free(v);
+	return 0;
+}
+
+#ifdef HAVE_ENCODE	/* set by export/cbuild.py when model.h has <P>_HAVE_ENCODE */
+static int encode(char **argv)
+{
+	size_t len, r, i;
+	unsigned char *v = slurp(argv[2], &len);
+	u32 n = rd32(v), n_in = rd32(v + 4);
+	s64 raw[M(N_IN)];
+	s32 *out;
+	FILE *f;
+
+	if (n_in != M(N_IN) || len != 8 + 8 * (size_t)n * n_in) {
+		fprintf(stderr, "harness: %s does not match the model\n", argv[2]);
+		return 2;
+	}
+	out = malloc(sizeof(s32) * M(N_IN) * (n ? n : 1));
+	for (r = 0; r < n; r++) {
+		for (i = 0; i < M(N_IN); i++)
+			raw[i] = (s64)(rd32(v + 8 + 8 * (r * M(N_IN) + i)) |
+				       (uint64_t)rd32(v + 12 + 8 * (r * M(N_IN) + i)) << 32);
+		F(encode)(&F(default_params), raw, out + r * M(N_IN));
+	}
+	f = fopen(argv[3], "wb");
+	if (!f || fwrite(out, sizeof(s32), M(N_IN) * (size_t)n, f) != M(N_IN) * (size_t)n || fclose(f))
+		return 2;
+	free(out);
+	free(v);
+	return 0;
+}
+#endif
+
+/* the kernel module's load-time check: one stream from reset */
+static int selftest(void)
+{
+	struct F(state) st;
+	s32 out[M(N_OUT)];
+	int n, i;
+
+	if (M(VEC_ARCH_HASH) != M(ARCH_HASH)) {
+		fprintf(stderr, "selftest: vectors are for another model\n");
+		return 1;
+	}
+	F(reset)(&st);
+	for (n = 0; n < M(N_VECTORS); n++) {
+		F(step)(&F(default_params), &st, F(vec_in)[n], out);
+		for (i = 0; i < M(N_OUT); i++) {
+			if (out[i] != F(vec_out)[n][i]) {
+				fprintf(stderr, "selftest: vector %d out %d: %d != %d\n",
+					n, i, out[i], F(vec_out)[n][i]);
+				return 1;
+			}
+		}
+	}
+	printf("selftest: %d vectors ok\n", M(N_VECTORS));
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc >= 4 && !strcmp(argv[1], "run"))
+		return run(argc, argv);
+#ifdef HAVE_ENCODE
+	if (argc == 4 && !strcmp(argv[1], "encode"))
+		return encode(argv);
+#endif
+	if (argc == 2 && !strcmp(argv[1], "selftest"))
+		return selftest();
+	if (argc == 2 && !strcmp(argv[1], "info")) {
+		printf("params_size %zu state_size %zu arch_hash 0x%08x\n",
+		       sizeof(struct F(params)), sizeof(struct F(state)), M(ARCH_HASH));
+		return sizeof(struct F(params)) == M(PARAMS_SIZE) ? 0 : 1;
+	}
+	fprintf(stderr, "usage: harness info | run VECTORS OUT [BLOB] | encode RAW OUT | selftest\n");
+	return 2;
+}

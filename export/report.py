@@ -1,0 +1,123 @@
+"""Report files of an export: atomic writes, calibration table, markdown summaries."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from export.intref import IntRef
+from export.quantize import ACT_BITS, GATE_FRAC, GATE_ONE, OUT_BITS, TABLE_INTERVALS, QModel
+
+ROUNDING = ("round-half-up: rshr(v, s) = (v + 2^(s-1)) >> s, arithmetic shift, i.e. floor(v / 2^s + 1/2); "
+            "ties go towards +inf for both signs (2.5 -> 3, -2.5 -> -2); s < 0 multiplies by 2^-s exactly")
+
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, obj) -> None:
+    write_atomic(path, json.dumps(obj, indent=1, sort_keys=False, default=_jsonable) + "\n")
+
+
+def _jsonable(v):
+    if hasattr(v, "tolist"):
+        return v.tolist()
+    raise TypeError(f"not JSON serialisable: {type(v)}")
+
+
+def calibration(q: QModel, calib_windows: int, overflow: dict[str, dict[str, int]], headroom: int) -> dict:
+    """Per-tensor ranges, chosen fracs and overflow counts per evaluated split."""
+    tensors = []
+    for name, t in q.tensors.items():
+        if name == q.graph.tokens:
+            continue
+        op = next((o for o in q.ops if o.out == name), None)
+        rng = q.ranges.get(name, 0.0)
+        tensors.append({
+            "name": name, "op": op.kind if op else "input", "module": op.src if op else "input x",
+            "width": t.width, "bits": t.bits, "range": rng, "frac": t.frac, "scale": 2.0 ** -t.frac,
+            "max_representable": (2 ** (t.bits - 1) - 1) * 2.0 ** -t.frac,
+            "overflow": {s: c.get(name, 0) for s, c in overflow.items()}})
+    for op in q.ops:
+        if op.kind == "lstm":
+            cname = op.out + ".c"
+            tensors.append({"name": cname, "op": "lstm cell state", "module": op.src, "width": op.a["hidden"],
+                            "bits": ACT_BITS, "range": q.ranges.get(cname, 0.0), "frac": op.a["cfrac"],
+                            "scale": 2.0 ** -op.a["cfrac"], "max_representable": 32767 * 2.0 ** -op.a["cfrac"],
+                            "overflow": {s: c.get(cname, 0) for s, c in overflow.items()}})
+    weights = []
+    for op in q.ops:
+        for key, arr in op.p.items():
+            frac_key = {"w": "wfrac", "r": "rfrac", "table": "wfrac"}.get(key)
+            weights.append({"name": f"{op.out}.{key}", "module": op.src, "shape": list(arr.shape),
+                            "bits": 64 if key == "b" else 16,
+                            "frac": (op.a[frac_key] if frac_key else None),
+                            "max_abs_int": int(abs(arr).max()) if arr.size else 0,
+                            "saturated": q.weight_saturation.get(f"{op.out}.{frac_key}", 0) if frac_key else 0})
+    clamps = {s: {k: v for k, v in c.items() if k.endswith("_clamp") or k == q.graph.tokens} for s, c in overflow.items()}
+    return {
+        "rounding": ROUNDING,
+        "formats": {"activations": f"int{ACT_BITS}, per-tensor power-of-two scale 2^-frac, saturating",
+                    "output": f"int{OUT_BITS} logits at frac {q.out_frac}",
+                    "weights": "int16, per-tensor power-of-two scale", "biases": "int64 at the accumulator frac",
+                    "accumulators": "int64, exact",
+                    "calibration": f"frac = floor(log2(32767 / (max|v| * 2^{headroom}))) over the float model on the "
+                                   f"training windows, lowered where an op needs a non-negative shift",
+                    **({"lstm": f"gate pre-activations int16 at frac {GATE_FRAC} (= table domain [-8, 8)); "
+                                f"sigmoid/tanh tables of {TABLE_INTERVALS + 1} Q{GATE_ONE} entries over [-8, 8], step "
+                                f"1/16, linear interpolation on the low 8 bits; domain clamps are counted as "
+                                f"*_clamp (expected, not overflows)"} if q.tables else {})},
+        "calibration_windows": calib_windows,
+        "headroom_bits": headroom,
+        "in_frac": q.in_frac, "out_frac": q.out_frac,
+        "tensors": tensors, "weights": weights,
+        "overflow_totals": {s: sum(v for k, v in c.items() if not k.endswith("_clamp") and k != q.graph.tokens)
+                            for s, c in overflow.items()},
+        "clamps": clamps,
+    }
+
+
+def calibration_md(cal: dict) -> str:
+    splits = list(cal["overflow_totals"])
+    lines = ["# Calibration", "", f"Rounding: {cal['rounding']}.", "",
+             *(f"- {k}: {v}" for k, v in cal["formats"].items()), "",
+             f"Calibrated on {cal['calibration_windows']} training windows; headroom {cal['headroom_bits']} bit(s).", "",
+             "| tensor | op | module | width | range | frac | max repr. | " + " | ".join(f"overflow {s}" for s in splits) + " |",
+             "|---|---|---|---|---|---|---|" + "---|" * len(splits)]
+    for t in cal["tensors"]:
+        lines.append(f"| {t['name']} | {t['op']} | {t['module']} | {t['width']} | {t['range']:.4g} | {t['frac']} | "
+                     f"{t['max_representable']:.4g} | " + " | ".join(str(t["overflow"].get(s, 0)) for s in splits) + " |")
+    lines += ["", "| weights | shape | frac | max abs int | saturated |", "|---|---|---|---|---|"]
+    for w in cal["weights"]:
+        lines.append(f"| {w['name']} | {w['shape']} | {w['frac']} | {w['max_abs_int']} | {w['saturated']} |")
+    lines += ["", "Overflow totals: " + ", ".join(f"{s}: {n}" for s, n in cal["overflow_totals"].items()),
+              "", "Clamps (expected, not overflows): " + json.dumps(cal["clamps"]), ""]
+    return "\n".join(lines)
+
+
+def parity_md(par: dict) -> str:
+    return "\n".join(["# Float parity (torch / onnxruntime / lowered IR)", "",
+                      *(f"- {k}: {v}" for k, v in par.items()), ""])
+
+
+def summary_md(rep: dict) -> str:
+    lines = [f"# Export of {rep['source']}", "",
+             f"- arch hash 0x{rep['arch_hash']:08x}, {rep['macs']} MACs/step, n_in {rep['n_in']}, n_out {rep['n_out']}, "
+             f"window {rep['window']}, receptive field {rep['receptive_field']}",
+             f"- ops: {', '.join(rep['ops'])}",
+             f"- parity: {json.dumps(rep['parity'])}", ""]
+    for name, r in rep["float_vs_int"].items():
+        lines.append(f"- {name}: {json.dumps({k: v for k, v in r.items() if k != 'saturation'})}")
+    lines += ["", f"- streaming: {json.dumps(rep['streaming'])}",
+              f"- C bit-exact: {json.dumps(rep.get('c_bit_exact'))}",
+              f"- kernel object: {json.dumps(rep.get('kernel_object'))}",
+              f"- selftest: {json.dumps(rep.get('selftest'))}", ""]
+    return "\n".join(lines)
+
+
+def overflow_counts(ref: IntRef) -> dict[str, int]:
+    return {k: int(v) for k, v in sorted(ref.counts.items())}

@@ -1,0 +1,93 @@
+"""What an export needs from a trained model, and how to get it from a checkpoint.
+
+`Source` is deliberately plain (an nn.Module + numpy windows) so the pipeline also runs on
+models built in tests; `from_checkpoint` fills it from the training stack (models.tasks):
+the checkpoint's net, its data metadata, the training split (calibration) and the test splits.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+
+@dataclass
+class Split:
+    """Windows of one split: x (N, L, F) float32, tok (N, L) | None, y (N,) | None.
+
+    `rows_x`/`rows_tok` are the split's steps in stream order and `row` the step each window
+    ends on; `start` marks the steps that begin a stream (None when the windows cannot tell,
+    i.e. window length 1). Together they let the integer model be run as it streams in the
+    kernel, one step per event, instead of window by window."""
+
+    name: str
+    x: np.ndarray
+    tok: np.ndarray | None = None
+    y: np.ndarray | None = None
+    rows_x: np.ndarray | None = None
+    rows_tok: np.ndarray | None = None
+    row: np.ndarray | None = None
+    start: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def batches(self, size: int = 4096):
+        for i in range(0, len(self.x), size):
+            yield self.x[i:i + size], None if self.tok is None else self.tok[i:i + size]
+
+    def take(self, n: int, rng: np.random.Generator) -> "Split":
+        """A random subset of windows (in order), for the slower checks."""
+        if n >= len(self):
+            return self
+        idx = np.sort(rng.choice(len(self), n, replace=False))
+        return Split(self.name, self.x[idx], None if self.tok is None else self.tok[idx],
+                     None if self.y is None else self.y[idx])
+
+
+@dataclass
+class Source:
+    net: torch.nn.Module
+    window: int
+    n_num: int
+    vocab: int
+    calib: Split  # training windows: activation ranges
+    evals: list[Split] = field(default_factory=list)  # held-out windows: agreement, metric, vectors
+    task: str = "migration"
+    metric: str = "bal_acc"  # primary metric (the training monitor without "val/")
+    unknown_token: int | None = None  # next_task: never a valid prediction
+    features: list[dict] | None = None  # FeatureSpec dicts + mean/std, for slm_encode
+    describe: str = ""
+
+
+def split_from_data(sd) -> Split:
+    """data.windows.SplitData -> Split (windows gathered, pad row dropped from the steps)."""
+    steps = sd.steps.numpy()
+    index = sd.index.numpy()
+    pad = len(steps) - 1
+    tokens = None if sd.tokens is None else sd.tokens.numpy()
+    start = None
+    if index.shape[1] > 1:
+        start = np.zeros(pad, bool)
+        start[index[:, -1][index[:, -2] == pad]] = True
+    return Split(sd.name, steps[index], None if tokens is None else tokens[index], sd.target.numpy(),
+                 steps[:-1], None if tokens is None else tokens[:-1], index[:, -1], start)
+
+
+def from_checkpoint(ckpt_path: str, dataset_dir: str | None = None, splits: list[str] | None = None) -> Source:
+    """Net, metadata and data splits of a training checkpoint (contracts 5)."""
+    from models.tasks import load_from_checkpoint, make_datamodule
+
+    module, cfg, meta = load_from_checkpoint(ckpt_path)
+    overrides = {"dataset_dir": dataset_dir} if dataset_dir else {}
+    dm = make_datamodule(cfg, meta, **overrides)
+    names = splits or dm.test_split_names
+    monitor = (module.hparams.get("monitor") or "val/bal_acc").split("/")[-1]
+    feats = None
+    if meta.get("features") is not None:
+        feats = {"specs": meta["features"], "mean": meta["mean"], "std": meta["std"], "names": meta["feature_names"]}
+    return Source(module.net.eval(), int(meta["window"]), int(meta["n_features"]), int(meta.get("n_tokens") or 0),
+                  split_from_data(dm.get_split("train")), [split_from_data(dm.get_split(n)) for n in names],
+                  task=meta["task"], metric=monitor, unknown_token=meta.get("unknown_token"), features=feats,
+                  describe=f"{ckpt_path} ({meta['task']}, {type(module.net.backbone).__name__})")
