@@ -1,0 +1,1 @@
+"""schedlearn kernel side: module build, blob tool, VM harness (see kernel/README.md)."""

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Apply patches/0001-sched-fair-consult-learned-model.patch to Debian's
+# linux-source-6.1 and compile it.
+#
+#   kernel/build_fair.sh [--tiny] [WORKDIR]
+#
+# Default: Debian's /boot/config-6.1* (else defconfig), compile kernel/sched/fair.o
+# only, to prove the patch builds in the distribution's configuration.
+# --tiny: a small bootable kernel (tinyconfig + SMP, modules, serial console,
+# initramfs, devtmpfs, sysfs): bzImage and Module.symvers, so that the module
+# can be built against the patched tree and the hook run under qemu.
+# WORKDIR (default: a new temp dir, removed afterwards unless KEEP=1) receives
+# the unpacked tree (~1.3 GB).  Heavy: minutes of CPU.
+set -euo pipefail
+
+tiny=0
+if [ "${1:-}" = --tiny ]; then
+	tiny=1
+	shift
+fi
+
+here=$(cd "$(dirname "$0")" && pwd)
+patch_file=$here/patches/0001-sched-fair-consult-learned-model.patch
+tarball=${SRC_TAR:-/usr/src/linux-source-6.1.tar.xz}
+jobs=${JOBS:-$(nproc)}
+
+[ -r "$tarball" ] || { echo "build_fair: $tarball missing (apt-get install linux-source-6.1)" >&2; exit 2; }
+
+work=${1:-}
+if [ -z "$work" ] && [ $tiny = 1 ]; then
+	echo "build_fair: --tiny needs a WORKDIR to keep the kernel in" >&2
+	exit 2
+fi
+if [ -z "$work" ]; then
+	work=$(mktemp -d /tmp/build_fair.XXXXXX)
+	[ "${KEEP:-0}" = 1 ] || trap 'rm -rf "$work"' EXIT
+fi
+mkdir -p "$work"
+
+echo "build_fair: unpacking $tarball into $work"
+tar -xJf "$tarball" -C "$work"
+cd "$work"/linux-source-6.1
+
+echo "build_fair: checking the patch applies"
+patch -p1 --dry-run --quiet < "$patch_file"
+patch -p1 --quiet < "$patch_file"
+
+if [ $tiny = 1 ]; then
+	make -s tinyconfig
+	scripts/config -e 64BIT -e SMP --set-val NR_CPUS 4 -e SCHED_MC \
+		-e MODULES -e MODULE_UNLOAD -e PRINTK -e TTY -e SERIAL_8250 \
+		-e SERIAL_8250_CONSOLE -e BLK_DEV_INITRD -e RD_GZIP -e DEVTMPFS \
+		-e PROC_FS -e SYSFS -e BINFMT_ELF -e BINFMT_SCRIPT -e CRC32 \
+		-e FUTEX -e EPOLL -e MULTIUSER -e POSIX_TIMERS -e PCI -e ACPI \
+		-e SHMEM -e TMPFS -e FILE_LOCKING -e SIGNALFD -e TIMERFD -e EVENTFD
+	make -s olddefconfig
+	echo "build_fair: make bzImage modules (tinyconfig)"
+	make -j"$jobs" -s bzImage modules
+	nm vmlinux | grep -E " T sched_lb_model_(register|unregister)$"
+	echo "build_fair: OK $PWD/arch/x86/boot/bzImage"
+	exit 0
+fi
+
+config=$(ls /boot/config-6.1.0-*-amd64 2>/dev/null | sort -V | tail -n 1 || true)
+if [ -n "$config" ]; then
+	echo "build_fair: config $config"
+	cp "$config" .config
+	# Debian's signing certificates are not part of the source package.
+	scripts/config --set-str SYSTEM_TRUSTED_KEYS "" --set-str SYSTEM_REVOCATION_KEYS ""
+	make -s olddefconfig
+else
+	echo "build_fair: config defconfig"
+	make -s defconfig
+fi
+
+echo "build_fair: make kernel/sched/fair.o"
+make -j"$jobs" kernel/sched/fair.o 2>&1 | tee build.log
+if grep -E "fair\.c:[0-9]+:[0-9]+: (warning|error)" build.log; then
+	echo "build_fair: FAIL, compiler diagnostics in fair.c" >&2
+	exit 1
+fi
+test -s kernel/sched/fair.o
+nm kernel/sched/fair.o | grep -E " T sched_lb_model_(register|unregister)$"
+echo "build_fair: OK kernel/sched/fair.o ($(stat -c %s kernel/sched/fair.o) bytes)"

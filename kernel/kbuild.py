@@ -1,0 +1,51 @@
+"""Build the module out of tree with kbuild, in a scratch directory.
+
+The sources are copied next to the generated headers so that the repository stays
+free of build outputs and any export output directory can be compiled in.
+"""
+from __future__ import annotations
+
+import glob
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SOURCES = ("schedlearn.c", "Kbuild", "slm_blob.h", "sched_lb_model.h")
+GENERATED = ("model.h", "model_vectors.h")
+
+
+def find_headers(release: str | None = None) -> Path | None:
+    """Debian's linux-headers for `release` (e.g. 6.1.0-56-amd64), else the newest 6.1 ABI."""
+    if release:
+        p = Path(f"/usr/src/linux-headers-{release}")
+        return p if p.is_dir() else None
+    found = sorted(glob.glob("/usr/src/linux-headers-6.1.0-*-amd64"), key=lambda p: int(p.split("-")[3]))
+    return Path(found[-1]) if found else None
+
+
+@dataclass
+class Build:
+    ko: Path
+    log: str  # make's stdout + stderr
+    returncode: int
+
+    @property
+    def warnings(self) -> list[str]:
+        return [l for l in self.log.splitlines() if "warning:" in l or "error:" in l]
+
+
+def build_module(gen_dir: Path, build_dir: Path, headers: Path, timeout: float = 300) -> Build:
+    """make -C <headers> M=<build_dir> W=1 modules with gen_dir's model.h compiled in."""
+    build_dir.mkdir(parents=True, exist_ok=True)
+    for name in SOURCES:
+        shutil.copy2(HERE / name, build_dir / name)
+    gen = build_dir / "gen"
+    gen.mkdir(exist_ok=True)
+    for name in GENERATED:
+        shutil.copy2(Path(gen_dir) / name, gen / name)
+    p = subprocess.run(
+        ["make", "-C", str(headers), f"M={build_dir}", "W=1", "modules"],
+        capture_output=True, text=True, timeout=timeout)
+    return Build(build_dir / "schedlearn.ko", p.stdout + p.stderr, p.returncode)

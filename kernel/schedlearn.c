@@ -1,0 +1,578 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * schedlearn: a learned scheduler model in the kernel.
+ *
+ * The model (integer-only forward pass, weights as static const tables) comes
+ * from the generated model.h.  At load the module checks it against the
+ * embedded test vectors of model_vectors.h and reports ns per forward.
+ * /dev/schedlearn accepts a new weights blob (validated, then swapped in with
+ * RCU; a bad blob leaves the serving model alone) and, when read, runs the
+ * serving model on the test vectors and reports a digest of the outputs.
+ * If the kernel carries the fair.c patch, the model is also offered to
+ * can_migrate_task(): shadow mode counts agreement with CFS, active mode decides.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/crc32.h>
+#include <linux/fs.h>
+#include <linux/kernel.h>
+#include <linux/ktime.h>
+#include <linux/math64.h>
+#include <linux/miscdevice.h>
+#include <linux/minmax.h>
+#include <linux/mm.h>
+#include <linux/module.h>
+#include <linux/mutex.h>
+#include <linux/percpu.h>
+#include <linux/rcupdate.h>
+#include <linux/slab.h>
+#include <linux/string.h>
+#include <linux/uaccess.h>
+
+#include "model.h"
+#include "model_vectors.h"
+#include "sched_lb_model.h"
+#include "slm_blob.h"
+
+static bool active_mode;
+module_param_named(active, active_mode, bool, 0644);
+MODULE_PARM_DESC(active, "0: shadow (CFS decides, agreement counted), 1: the model decides");
+
+static uint max_macs = 1 << 20;
+module_param(max_macs, uint, 0644);
+MODULE_PARM_DESC(max_macs, "refuse blobs whose cost exceeds this many MACs per decision");
+
+/* The serving model.  Readers: rcu_read_lock(); writers: slm_swap_lock. */
+struct slm_model {
+	u32 gen;		/* 0: built in, then one per accepted blob */
+	u32 crc;		/* zlib crc32 of params */
+	struct slm_params params;
+};
+
+static struct slm_model __rcu *slm_serving;
+static DEFINE_MUTEX(slm_swap_lock);
+static u32 slm_next_gen = 1;
+
+static u32 slm_params_crc(const struct slm_params *p)
+{
+	return ~crc32_le(~0U, (const u8 *)p, sizeof(*p));
+}
+
+/* Outcome of running a model over the embedded test vectors. */
+struct slm_eval {
+	u32 matches;		/* vectors whose outputs equal slm_vec_out */
+	u32 out_crc;		/* zlib crc32 of all outputs as little-endian s32 */
+	u64 ns;			/* time spent in slm_step() */
+	s32 first_bad;		/* index of the first mismatch, -1 if none */
+};
+
+/* Runs the whole vector sequence from a reset state.  Sleeps (allocates). */
+static int slm_eval_vectors(const struct slm_params *p, struct slm_eval *ev)
+{
+	struct slm_state *st;
+	__le32 *outs;
+	s32 out[SLM_N_OUT];
+	u64 t0;
+	int i, k;
+
+	st = kzalloc(sizeof(*st), GFP_KERNEL);
+	outs = kvmalloc_array(SLM_N_VECTORS * SLM_N_OUT, sizeof(*outs), GFP_KERNEL);
+	if (!st || !outs) {
+		kfree(st);
+		kvfree(outs);
+		return -ENOMEM;
+	}
+	slm_reset(st);
+	t0 = ktime_get_ns();
+	for (i = 0; i < SLM_N_VECTORS; i++) {
+		slm_step(p, st, slm_vec_in[i], out);
+		for (k = 0; k < SLM_N_OUT; k++)
+			outs[i * SLM_N_OUT + k] = cpu_to_le32(out[k]);
+	}
+	ev->ns = ktime_get_ns() - t0;
+
+	ev->matches = 0;
+	ev->first_bad = -1;
+	for (i = 0; i < SLM_N_VECTORS; i++) {
+		bool same = true;
+
+		for (k = 0; k < SLM_N_OUT; k++)
+			same &= (s32)le32_to_cpu(outs[i * SLM_N_OUT + k]) == slm_vec_out[i][k];
+		if (same)
+			ev->matches++;
+		else if (ev->first_bad < 0)
+			ev->first_bad = i;
+	}
+	ev->out_crc = ~crc32_le(~0U, (const u8 *)outs,
+				SLM_N_VECTORS * SLM_N_OUT * sizeof(*outs));
+	kfree(st);
+	kvfree(outs);
+	return 0;
+}
+
+/* ---- the fair.c hook -------------------------------------------------- */
+
+struct slm_lb_stats {
+	u64 calls;
+	u64 agree;
+	u64 model_migrate;
+	u64 cfs_migrate;
+};
+
+static DEFINE_PER_CPU(struct slm_lb_stats, slm_lb_stats);
+/*
+ * Streaming state per balancing CPU (the rq lock and irqs-off serialise it);
+ * allocated, not DEFINE_PER_CPU, as module static per-CPU space is small.
+ */
+static struct slm_state __percpu *slm_lb_state;
+static void (*slm_lb_unregister)(sched_lb_model_fn fn);
+
+/*
+ * Model inputs from what can_migrate_task() knows, by decision-table column
+ * (data/replay.py MIGRATION_FEATURES, then the decision kind).  A balancer
+ * pull of a queued task is closest to kind 1 (preempted, still runnable).
+ */
+enum {
+	SLM_COL_SINCE_LAST_RAN, SLM_COL_SRC_NR, SLM_COL_MIN_OTHER_NR,
+	SLM_COL_MAX_OTHER_NR, SLM_COL_SRC_IDLE, SLM_COL_OTHER_IDLE,
+	SLM_COL_WAKER_SAME_CPU, SLM_COL_RECENT_MIGRATIONS, SLM_COL_PRIO,
+	SLM_COL_KIND, SLM_N_COLS
+};
+
+static const char *const slm_col_names[SLM_N_COLS] = {
+	"since_last_ran_ns", "src_nr_running", "min_other_nr_running",
+	"max_other_nr_running", "src_idle", "other_idle", "waker_same_cpu",
+	"recent_migrations", "prio", "kind",
+};
+
+#define SLM_KIND_PREEMPT 1
+
+/* Column model input j reads; -1 for none (the constant `valid` input). */
+static s8 slm_lb_col[SLM_N_IN];
+
+static int slm_lb_map_inputs(void)
+{
+	int j, c;
+
+	for (j = 0; j < SLM_N_IN; j++) {
+#ifdef SLM_HAVE_IN_COLUMNS
+		const char *name = slm_in_column[j];
+#else
+		/* export's order for the migration task: features, kind one-hots, valid */
+		const char *name = j < SLM_COL_KIND ? slm_col_names[j] :
+				   j < SLM_COL_KIND + 3 ? "kind" : "valid";
+#endif
+		slm_lb_col[j] = -1;
+		for (c = 0; c < SLM_N_COLS; c++)
+			if (!strcmp(name, slm_col_names[c]))
+				slm_lb_col[j] = c;
+		if (slm_lb_col[j] < 0 && strcmp(name, "valid")) {
+			pr_info("fair.c hook: skipped, input %d (%s) has no balancer counterpart\n",
+				j, name);
+			return -ENOENT;
+		}
+	}
+	return 0;
+}
+
+/*
+ * export's slm_encode() applies the training transforms (log, standardise)
+ * with the serving params' statistics; without it (a model exported without
+ * feature metadata) the raw integers are used as fixed point, saturated.
+ */
+static void slm_lb_input(const struct sched_lb_features *f, const struct slm_params *p,
+			 s32 *in)
+{
+	const s64 col[SLM_N_COLS] = {
+		[SLM_COL_SINCE_LAST_RAN] = f->since_last_ran_ns,
+		[SLM_COL_SRC_NR] = f->src_nr_running,
+		/* the balancer sees only dst, not the least/most loaded CPU */
+		[SLM_COL_MIN_OTHER_NR] = f->dst_nr_running,
+		[SLM_COL_MAX_OTHER_NR] = f->dst_nr_running,
+		[SLM_COL_SRC_IDLE] = f->src_nr_running == 0,
+		[SLM_COL_OTHER_IDLE] = f->idle != 1,	/* CPU_IDLE or CPU_NEWLY_IDLE */
+		[SLM_COL_WAKER_SAME_CPU] = 0,		/* no waker in a balance pass */
+		/* lifetime migrations, capped like the last-8-runs count */
+		[SLM_COL_RECENT_MIGRATIONS] = min_t(u64, f->nr_migrations, 8),
+		[SLM_COL_PRIO] = f->prio,
+		[SLM_COL_KIND] = SLM_KIND_PREEMPT,
+	};
+	s64 raw[SLM_N_IN];
+	int j;
+
+	for (j = 0; j < SLM_N_IN; j++)
+		raw[j] = slm_lb_col[j] >= 0 ? col[slm_lb_col[j]] : 0;
+#ifdef SLM_HAVE_ENCODE
+	slm_encode(p, raw, in);
+#else
+	for (j = 0; j < SLM_N_IN; j++)
+		in[j] = clamp_t(s64, raw[j], -(S32_MAX >> SLM_IN_FRAC_BITS),
+				S32_MAX >> SLM_IN_FRAC_BITS) * (1 << SLM_IN_FRAC_BITS);
+#endif
+}
+
+static int slm_lb_decide(const struct sched_lb_features *f)
+{
+	struct slm_lb_stats *s = this_cpu_ptr(&slm_lb_stats);
+	s32 in[SLM_N_IN], out[SLM_N_OUT];
+	const struct slm_model *m;
+	int verdict;
+
+	rcu_read_lock();
+	m = rcu_dereference(slm_serving);
+	slm_lb_input(f, &m->params, in);
+	slm_step(&m->params, this_cpu_ptr(slm_lb_state), in, out);
+	rcu_read_unlock();
+	verdict = out[0] > 0;		/* logit > 0: P(migrate) > 1/2 */
+
+	s->calls++;
+	s->agree += verdict == f->cfs_verdict;
+	s->model_migrate += verdict;
+	s->cfs_migrate += f->cfs_verdict;
+	return READ_ONCE(active_mode) ? verdict : f->cfs_verdict;
+}
+
+/*
+ * symbol_get() so that the module also loads on kernels without the patch
+ * (and without these symbols): the model is then reachable only through
+ * /dev/schedlearn.
+ */
+static void slm_lb_attach(void)
+{
+	int (*reg)(sched_lb_model_fn fn);
+	int cpu, ret;
+
+	if (SLM_N_OUT != 1) {
+		pr_info("fair.c hook: skipped, model has %d outputs (needs 1 logit)\n",
+			SLM_N_OUT);
+		return;
+	}
+	if (slm_lb_map_inputs())
+		return;
+	reg = symbol_get(sched_lb_model_register);
+	if (!reg) {
+		pr_info("fair.c hook: not in this kernel (unpatched), /dev/schedlearn only\n");
+		return;
+	}
+	slm_lb_unregister = symbol_get(sched_lb_model_unregister);
+	slm_lb_state = alloc_percpu(struct slm_state);
+	ret = slm_lb_unregister ? -ENOMEM : -ENOENT;
+	if (slm_lb_unregister && slm_lb_state) {
+		for_each_possible_cpu(cpu)
+			slm_reset(per_cpu_ptr(slm_lb_state, cpu));
+		ret = reg(slm_lb_decide);
+	}
+	symbol_put(sched_lb_model_register);
+	if (ret) {
+		pr_warn("fair.c hook: registration failed (%d)\n", ret);
+		if (slm_lb_unregister)
+			symbol_put(sched_lb_model_unregister);
+		slm_lb_unregister = NULL;
+		free_percpu(slm_lb_state);
+		return;
+	}
+	pr_info("fair.c hook: registered, %s mode\n", active_mode ? "active" : "shadow");
+}
+
+static void slm_lb_detach(void)
+{
+	if (!slm_lb_unregister)
+		return;
+	slm_lb_unregister(slm_lb_decide);
+	symbol_put(sched_lb_model_unregister);
+	free_percpu(slm_lb_state);
+}
+
+static void slm_lb_sum(struct slm_lb_stats *sum)
+{
+	int cpu;
+
+	memset(sum, 0, sizeof(*sum));
+	for_each_possible_cpu(cpu) {
+		const struct slm_lb_stats *s = per_cpu_ptr(&slm_lb_stats, cpu);
+
+		/* Torn reads only skew a statistic. */
+		sum->calls += READ_ONCE(s->calls);
+		sum->agree += READ_ONCE(s->agree);
+		sum->model_migrate += READ_ONCE(s->model_migrate);
+		sum->cfs_migrate += READ_ONCE(s->cfs_migrate);
+	}
+}
+
+/* ---- blob validation and swap ----------------------------------------- */
+
+#define SLM_HDR_SIZE sizeof(struct schedlearn_blob_hdr)
+#define SLM_BLOB_SIZE (SLM_HDR_SIZE + sizeof(struct slm_params))
+
+#define slm_reject(err, fmt, ...) \
+	({ pr_err("blob rejected: " fmt "\n", ##__VA_ARGS__); (err); })
+
+/* Everything but the checksum, which needs the params. */
+static int slm_check_hdr(const struct schedlearn_blob_hdr *h)
+{
+	u32 v;
+
+	if (le32_to_cpu(h->magic) != SLM_BLOB_MAGIC)
+		return slm_reject(-EINVAL, "bad magic 0x%08x (want 0x%08x)",
+				  le32_to_cpu(h->magic), SLM_BLOB_MAGIC);
+	if (le16_to_cpu(h->version) != SLM_BLOB_VERSION)
+		return slm_reject(-EINVAL, "format version %u (want %u)",
+				  le16_to_cpu(h->version), SLM_BLOB_VERSION);
+	if (le16_to_cpu(h->hdr_size) != SLM_HDR_SIZE)
+		return slm_reject(-EINVAL, "header size %u (want %zu)",
+				  le16_to_cpu(h->hdr_size), SLM_HDR_SIZE);
+	if (le32_to_cpu(h->arch_hash) != SLM_ARCH_HASH)
+		return slm_reject(-EINVAL,
+				  "arch_hash 0x%08x, module built for 0x%08x (other ops, shapes or scales)",
+				  le32_to_cpu(h->arch_hash), (u32)SLM_ARCH_HASH);
+	if (le32_to_cpu(h->n_in) != SLM_N_IN || le32_to_cpu(h->n_out) != SLM_N_OUT ||
+	    le32_to_cpu(h->window) != SLM_WINDOW)
+		return slm_reject(-EINVAL, "shape in=%u out=%u window=%u, want %d/%d/%d",
+				  le32_to_cpu(h->n_in), le32_to_cpu(h->n_out),
+				  le32_to_cpu(h->window), SLM_N_IN, SLM_N_OUT, SLM_WINDOW);
+	v = le32_to_cpu(h->macs);
+	if (v != SLM_MACS || v > READ_ONCE(max_macs))
+		return slm_reject(-EINVAL, "%u MACs per decision (model %u, bound max_macs=%u)",
+				  v, SLM_MACS, READ_ONCE(max_macs));
+	v = le32_to_cpu(h->params_size);
+	if (v != sizeof(struct slm_params))
+		return slm_reject(-EINVAL, "params_size %u (want %zu)",
+				  v, sizeof(struct slm_params));
+	return 0;
+}
+
+/* Publishes m and frees the model it replaces once no reader can hold it. */
+static void slm_swap(struct slm_model *m)
+{
+	struct slm_model *old;
+
+	mutex_lock(&slm_swap_lock);
+	m->gen = slm_next_gen++;
+	old = rcu_replace_pointer(slm_serving, m, lockdep_is_held(&slm_swap_lock));
+	mutex_unlock(&slm_swap_lock);
+	synchronize_rcu();
+	kvfree(old);
+}
+
+/* ---- /dev/schedlearn --------------------------------------------------- */
+
+/*
+ * One blob per open(): bytes accumulate across write() calls; the header is
+ * checked as soon as it is complete and the checksum when the last byte
+ * arrives, so the write() that completes a bad part fails.
+ */
+struct slm_file {
+	struct mutex lock;		/* stream files: write()s may race */
+	struct schedlearn_blob_hdr hdr;
+	struct slm_model *staged;	/* standby copy being filled */
+	size_t len;			/* blob bytes received */
+	int err;			/* sticky: the blob was rejected */
+	char text[384];			/* read(): status + query */
+	size_t text_len;
+	loff_t text_pos;		/* stream_open(): read() gets no ppos */
+};
+
+static int slm_open(struct inode *inode, struct file *file)
+{
+	struct slm_file *sf = kzalloc(sizeof(*sf), GFP_KERNEL);
+
+	if (!sf)
+		return -ENOMEM;
+	mutex_init(&sf->lock);
+	if (file->f_mode & FMODE_WRITE) {
+		sf->staged = kvzalloc(sizeof(*sf->staged), GFP_KERNEL);
+		if (!sf->staged) {
+			kfree(sf);
+			return -ENOMEM;
+		}
+	}
+	file->private_data = sf;
+	return stream_open(inode, file);
+}
+
+static int slm_release(struct inode *inode, struct file *file)
+{
+	struct slm_file *sf = file->private_data;
+
+	if (sf->len && sf->len != SLM_BLOB_SIZE && !sf->err)
+		pr_err("blob rejected: truncated, %zu of %zu bytes\n", sf->len, SLM_BLOB_SIZE);
+	kvfree(sf->staged);
+	kfree(sf);
+	return 0;
+}
+
+static int slm_commit(struct slm_file *sf)
+{
+	struct slm_model *m = sf->staged;
+	u32 want = le32_to_cpu(sf->hdr.crc32);
+
+	m->crc = slm_params_crc(&m->params);
+	if (m->crc != want)
+		return slm_reject(-EBADMSG, "crc32 0x%08x, header says 0x%08x", m->crc, want);
+	sf->staged = NULL;
+	slm_swap(m);
+	pr_info("model gen %u loaded (crc32 0x%08x, %zu bytes)\n", m->gen, want, SLM_BLOB_SIZE);
+	return 0;
+}
+
+static ssize_t slm_write_locked(struct slm_file *sf, const char __user *buf, size_t n)
+{
+	size_t done = 0, take;
+	u8 *dst;
+
+	if (sf->err)
+		return sf->err;
+	if (sf->len + n > SLM_BLOB_SIZE)
+		return sf->err = slm_reject(-EFBIG, "%zu bytes or more, a blob is %zu",
+					    sf->len + n, SLM_BLOB_SIZE);
+	while (done < n) {	/* at most twice: header, then params */
+		if (sf->len < SLM_HDR_SIZE) {
+			take = min(n - done, SLM_HDR_SIZE - sf->len);
+			dst = (u8 *)&sf->hdr + sf->len;
+		} else {
+			take = n - done;
+			dst = (u8 *)&sf->staged->params + (sf->len - SLM_HDR_SIZE);
+		}
+		if (copy_from_user(dst, buf + done, take))
+			return -EFAULT;
+		sf->len += take;
+		done += take;
+		if (sf->len == SLM_HDR_SIZE)
+			sf->err = slm_check_hdr(&sf->hdr);
+		else if (sf->len == SLM_BLOB_SIZE)
+			sf->err = slm_commit(sf);
+		if (sf->err)
+			return sf->err;
+	}
+	return done;
+}
+
+static ssize_t slm_write(struct file *file, const char __user *buf, size_t n, loff_t *ppos)
+{
+	struct slm_file *sf = file->private_data;
+	ssize_t ret;
+
+	mutex_lock(&sf->lock);
+	ret = slm_write_locked(sf, buf, n);
+	mutex_unlock(&sf->lock);
+	return ret;
+}
+
+/* Status and a query of the serving model on the embedded test vectors. */
+static int slm_query(char *buf, size_t size)
+{
+	struct slm_lb_stats lb;
+	struct slm_eval ev;
+	struct slm_model *m;
+	u32 gen, crc;
+	int ret;
+
+	/* Copy out under the mutex: the model may not be freed meanwhile. */
+	mutex_lock(&slm_swap_lock);
+	m = rcu_dereference_protected(slm_serving, lockdep_is_held(&slm_swap_lock));
+	gen = m->gen;
+	crc = m->crc;
+	ret = slm_eval_vectors(&m->params, &ev);
+	mutex_unlock(&slm_swap_lock);
+	if (ret)
+		return ret;
+	slm_lb_sum(&lb);
+	ret = scnprintf(buf, size,
+			"gen=%u crc32=0x%08x arch=0x%08x n_in=%d n_out=%d window=%d macs=%u params_size=%zu\n"
+			"vectors=%d match_builtin=%u out_crc32=0x%08x ns_per_forward=%llu\n"
+			"hook=%s mode=%s calls=%llu agree=%llu model_migrate=%llu cfs_migrate=%llu\n",
+			gen, crc, (u32)SLM_ARCH_HASH, SLM_N_IN, SLM_N_OUT, SLM_WINDOW,
+			SLM_MACS, sizeof(struct slm_params),
+			SLM_N_VECTORS, ev.matches, ev.out_crc, div_u64(ev.ns, SLM_N_VECTORS),
+			slm_lb_unregister ? "on" : "off", active_mode ? "active" : "shadow",
+			lb.calls, lb.agree, lb.model_migrate, lb.cfs_migrate);
+	pr_info("query gen=%u match_builtin=%u/%d out_crc32=0x%08x\n",
+		gen, ev.matches, SLM_N_VECTORS, ev.out_crc);
+	return ret;
+}
+
+static ssize_t slm_read(struct file *file, char __user *buf, size_t n, loff_t *ppos)
+{
+	struct slm_file *sf = file->private_data;
+	ssize_t ret = 0;
+
+	mutex_lock(&sf->lock);
+	if (!sf->text_len) {	/* first read() of this open() runs the query */
+		ret = slm_query(sf->text, sizeof(sf->text));
+		if (ret > 0)
+			sf->text_len = ret;
+	}
+	if (ret >= 0)
+		ret = simple_read_from_buffer(buf, n, &sf->text_pos, sf->text, sf->text_len);
+	mutex_unlock(&sf->lock);
+	return ret;
+}
+
+static const struct file_operations slm_fops = {
+	.owner		= THIS_MODULE,
+	.open		= slm_open,
+	.release	= slm_release,
+	.read		= slm_read,
+	.write		= slm_write,
+	.llseek		= no_llseek,
+};
+
+static struct miscdevice slm_misc = {
+	.minor	= MISC_DYNAMIC_MINOR,
+	.name	= "schedlearn",
+	.fops	= &slm_fops,
+	.mode	= 0600,
+};
+
+/* ---- load / unload ---------------------------------------------------- */
+
+static int __init slm_init(void)
+{
+	struct slm_model *m;
+	struct slm_eval ev;
+	int ret;
+
+	m = kvzalloc(sizeof(*m), GFP_KERNEL);
+	if (!m)
+		return -ENOMEM;
+	m->params = slm_default_params;
+	m->crc = slm_params_crc(&m->params);
+
+	ret = slm_eval_vectors(&m->params, &ev);
+	if (ret)
+		goto err_free;
+	if (ev.matches != SLM_N_VECTORS) {
+		pr_err("selftest FAIL %u/%d vectors, first mismatch at %d\n",
+		       ev.matches, SLM_N_VECTORS, ev.first_bad);
+		ret = -EINVAL;
+		goto err_free;
+	}
+	pr_info("selftest PASS %u/%d vectors, %llu ns/forward (%d MACs, arch 0x%08x)\n",
+		ev.matches, SLM_N_VECTORS, div_u64(ev.ns, SLM_N_VECTORS), SLM_MACS,
+		(u32)SLM_ARCH_HASH);
+	if (max_macs < SLM_MACS)
+		pr_warn("built-in model costs %d MACs > max_macs=%u\n", SLM_MACS, max_macs);
+
+	RCU_INIT_POINTER(slm_serving, m);
+	ret = misc_register(&slm_misc);
+	if (ret)
+		goto err_free;
+	slm_lb_attach();
+	return 0;
+
+err_free:
+	kvfree(m);
+	return ret;
+}
+
+static void __exit slm_exit(void)
+{
+	slm_lb_detach();		/* no CPU is inside slm_lb_decide() after this */
+	misc_deregister(&slm_misc);	/* open files pin the module (fops.owner) */
+	kvfree(rcu_dereference_protected(slm_serving, 1));
+}
+
+module_init(slm_init);
+module_exit(slm_exit);
+MODULE_DESCRIPTION("schedlearn: learned scheduler model with self-test and runtime reload");
+MODULE_LICENSE("GPL");

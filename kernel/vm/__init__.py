@@ -1,0 +1,1 @@
+"""Boot Debian's 6.1 kernel under qemu (TCG) with a busybox initramfs that tests the module."""

@@ -1,0 +1,46 @@
+"""Build the module around model A, boot it under qemu with model B's blob, print the outcome.
+
+    python -m kernel.vm GEN_DIR MODEL_B.blob [--work DIR] [--timeout S]
+
+GEN_DIR holds export's model.h and model_vectors.h. The console (kernel/vm/init.sh markers)
+is printed; the exit status is 0 when the guest finished with self-test PASS, B loaded and
+every corrupt blob refused.
+"""
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+from kernel import kbuild
+from kernel.vm import qemu, run
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("gen_dir", type=Path)
+    ap.add_argument("blob_b", type=Path)
+    ap.add_argument("--work", type=Path, default=None)
+    ap.add_argument("--timeout", type=float, default=180)
+    args = ap.parse_args(argv)
+    work = args.work or Path(tempfile.mkdtemp(prefix="schedlearn-vm-"))
+    kernel = qemu.find_vmlinuz()
+    headers = kbuild.find_headers(kernel.name.removeprefix("vmlinuz-")) if kernel else None
+    if headers is None or kernel is None:
+        print("need Debian linux-headers-6.1.0-*-amd64 and linux-image-6.1.0-*-amd64", file=sys.stderr)
+        return 2
+    b = kbuild.build_module(args.gen_dir, work / "kbuild", headers)
+    if b.returncode or b.warnings:
+        print(b.log, file=sys.stderr)
+        return 1
+    boot, c = run.boot_check(b.ko, args.blob_b, work / "vm", kernel, args.timeout)
+    print(boot.console)
+    ok = (c.done and not c.trouble and c.selftest and c.selftest[0] == "PASS"
+          and c.pushes.get("model_b") == 0
+          and all(c.pushes.get(n) == (0 if n == "bad_trunc" else 1) for n in run.REJECTS))
+    print(f"schedlearn vm: {'OK' if ok else 'FAILED'} in {boot.seconds:.1f} s "
+          f"(selftest {c.selftest}, work dir {work})", file=sys.stderr)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""Two tiny models through the real export pipeline, for the module and VM tests.
+
+Model A (seed 1) becomes model.h + model_vectors.h, compiled into the module. Model B
+(seed 2) is exported with `like=A`: A's scales (so the same SLM_ARCH_HASH, its blob loads into
+the module built for A) and A's self-test inputs (so export's integer reference gives B's
+outputs on exactly the vectors the module runs a query on).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from data.datamodule import MIGRATION_KINDS, MIGRATION_TRANSFORMS, VALID
+from data.encoding import FeatureSpec
+from data.replay import MIGRATION_FEATURES
+from export import pipeline
+from export.source import Source, Split
+from models.network import SchedNet, mlp
+
+WINDOW, HIDDEN = 4, 16  # a short window, one hidden layer
+
+
+@dataclass
+class ModelPair:
+    gen_dir: Path  # model.h + model_vectors.h of model A
+    blob_b: Path  # model B's blob, same arch as A
+    arch_hash: int
+    n_vectors: int  # self-test vectors in model_vectors.h
+    out_crc_a: int  # zlib crc32 of the integer reference's outputs (little-endian s32), A
+    out_crc_b: int  # the same for B on A's self-test inputs
+
+
+def migration_features() -> dict:
+    """The migration task's inputs (as MigrationDataModule builds them) with made-up
+    statistics, so that export emits slm_encode() and the module's hook path compiles."""
+    specs = [FeatureSpec(c, c, MIGRATION_TRANSFORMS.get(c, "log1p_us" if c.endswith("_ns") else "identity"))
+             for c in MIGRATION_FEATURES]
+    specs += [FeatureSpec(f"kind_{n}", "kind", "onehot", k) for k, n in MIGRATION_KINDS.items()]
+    mean = [0.0 if s.transform in ("flag", "onehot") else 3.0 for s in specs]
+    std = [1.0 if s.transform in ("flag", "onehot") else 2.0 for s in specs]
+    return {"specs": [s.to_dict() for s in specs], "mean": mean, "std": std,
+            "names": [s.name for s in specs] + [VALID]}
+
+
+def tiny_source(seed: int, n_windows: int = 512) -> Source:
+    features = migration_features()
+    n_num = len(features["names"])
+    torch.manual_seed(seed)
+    net = SchedNet(mlp(n_num, WINDOW, width=HIDDEN, depth=1), n_out=1).eval()
+    x = np.random.default_rng(seed).standard_normal((n_windows, WINDOW, n_num)).astype(np.float32)
+    return Source(net, WINDOW, n_num, 0, Split("calib", x), features=features,
+                  describe=f"tiny mlp seed {seed}")
+
+
+def make_pair(out: Path, n_vectors: int = 2000) -> ModelPair:
+    a_dir, b_dir = Path(out) / "a", Path(out) / "b"
+    # verify=False: gcc bit-exactness is export's own test; here the kernel is the check.
+    a = pipeline.run(tiny_source(1), a_dir, n_vectors=n_vectors, verify=False)
+    b = pipeline.run(tiny_source(2), b_dir, like=a_dir, n_vectors=n_vectors, verify=False)
+    assert a["arch_hash"] == b["arch_hash"], "like= must keep the arch hash"
+    return ModelPair(a_dir, b_dir / "model.blob", a["arch_hash"], a["selftest_vectors"],
+                     a["selftest_out_crc32"], b["selftest_out_crc32"])
