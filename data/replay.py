@@ -277,8 +277,7 @@ class _Replayer:
 
     def _switch_out(self, i: int, t: int, c: int, ts: int) -> None:
         how = self.prev_state[i]
-        if how == _PREV_RUNNABLE:
-            self.cur[c] = t  # state before the decision: t is running on c
+        if how == _PREV_RUNNABLE:  # t is still current on c (switch() has not moved cur yet)
             self._enqueue(t, c)
             self._decide(i, t, KIND_PREEMPT, c, 0, 0)
             self.state[t] = RUNNABLE

@@ -220,3 +220,22 @@ def test_front_end_writes_run_directory(tmp_path):
     df = pq.read_table(run / "can_migrate.parquet").to_pandas()
     assert list(df.pid) == [7, 8, 9] and list(df.ret) == [1, 0, 1]
     assert len(rec.chen_features(df, filter=False)) == 3
+
+
+def test_loader_ready_after_other_messages_in_one_write(tmp_path):
+    """libbpf messages and "ready" can arrive in one pipe read: "ready" must still be seen
+    (a buffered readline() would keep it in its buffer, out of select()'s sight)."""
+    fake = tmp_path / "fake_loader"
+    fake.write_text(
+        f"#!{sys.executable}\n"
+        "import os, signal, time\n"
+        "os.write(2, b'libbpf: some warning\\nready\\n')\n"
+        "signal.signal(signal.SIGINT, lambda *a: os._exit(0))\n"
+        "time.sleep(30)\n")
+    fake.chmod(0o755)
+    proc = bcc._start_loader(fake, tmp_path / "records.bin", timeout=5)
+    try:
+        assert proc.poll() is None
+    finally:
+        proc.kill()
+        proc.communicate()

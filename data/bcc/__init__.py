@@ -213,14 +213,21 @@ def _start_loader(exe: Path, out_path: Path, timeout: float = 15.0) -> subproces
         proc = subprocess.Popen([str(exe)], stdout=fh, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + timeout
     seen: list[str] = []
+    # Raw reads from the pipe: a buffered readline() could pull "ready" into its buffer along
+    # with an earlier libbpf message, and select() would then never report it.
+    fd, pending = proc.stderr.fileno(), b""
     while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stderr], [], [], 0.2)
+        ready, _, _ = select.select([fd], [], [], 0.2)
         if ready:
-            line = proc.stderr.readline()
-            if line.strip() == "ready":
-                return proc
-            if line:
-                seen.append(line.strip())
+            chunk = os.read(fd, 4096)
+            *lines, pending = (pending + chunk).split(b"\n")
+            for line in lines:
+                text = line.decode(errors="replace").strip()
+                if text == "ready":
+                    return proc
+                if text:
+                    seen.append(text)
+            if chunk:
                 continue
         if proc.poll() is not None:
             break
@@ -249,7 +256,11 @@ def collect_run(exe: Path, w, out: Path, seconds: float, ncpu: int, argv_line: s
             result = run_workload(command, seconds, part / "workload.log")
         finally:
             loader.send_signal(signal.SIGINT)
-            _, err = loader.communicate(timeout=30)
+            try:
+                _, err = loader.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                loader.kill()  # never leave the probes attached
+                _, err = loader.communicate()
         end_time = now_iso()
         stats = json.loads(err.strip().splitlines()[-1]) if err.strip() else {}
         arr = decode(raw.read_bytes(), str(raw))

@@ -152,8 +152,6 @@ def hard_ok(df):
 
 
 def _node_faults(df, node_col: str):
-    import numpy as np
-
     node = df[node_col].to_numpy()
     faults = np.zeros(len(df), dtype=np.float64)
     for k in range(CM_MAX_NODES):
