@@ -109,6 +109,8 @@ def read_blob(data: bytes) -> tuple[dict, bytes]:
     image = data[hdr["hdr_size"]:]
     if hdr["magic"] != BLOB_MAGIC or hdr["version"] != BLOB_VERSION:
         raise ValueError("bad blob magic or version")
+    if hdr["hdr_size"] != HDR_SIZE:
+        raise ValueError(f"blob header size {hdr['hdr_size']}, version {BLOB_VERSION} has {HDR_SIZE}")
     if len(image) != hdr["params_size"] or zlib.crc32(image) != hdr["crc32"]:
         raise ValueError("blob size or crc32 mismatch")
     return hdr, image

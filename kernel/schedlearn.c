@@ -341,17 +341,23 @@ static int slm_check_hdr(const struct schedlearn_blob_hdr *h)
 	return 0;
 }
 
-/* Publishes m and frees the model it replaces once no reader can hold it. */
-static void slm_swap(struct slm_model *m)
+/*
+ * Publishes m and frees the model it replaces once no reader can hold it.
+ * Returns m's generation: after the unlock a concurrent swap may free m.
+ */
+static u32 slm_swap(struct slm_model *m)
 {
 	struct slm_model *old;
+	u32 gen;
 
 	mutex_lock(&slm_swap_lock);
-	m->gen = slm_next_gen++;
+	gen = slm_next_gen++;
+	m->gen = gen;
 	old = rcu_replace_pointer(slm_serving, m, lockdep_is_held(&slm_swap_lock));
 	mutex_unlock(&slm_swap_lock);
 	synchronize_rcu();
 	kvfree(old);
+	return gen;
 }
 
 /* ---- /dev/schedlearn --------------------------------------------------- */
@@ -405,13 +411,14 @@ static int slm_commit(struct slm_file *sf)
 {
 	struct slm_model *m = sf->staged;
 	u32 want = le32_to_cpu(sf->hdr.crc32);
+	u32 gen;
 
 	m->crc = slm_params_crc(&m->params);
 	if (m->crc != want)
 		return slm_reject(-EBADMSG, "crc32 0x%08x, header says 0x%08x", m->crc, want);
 	sf->staged = NULL;
-	slm_swap(m);
-	pr_info("model gen %u loaded (crc32 0x%08x, %zu bytes)\n", m->gen, want, SLM_BLOB_SIZE);
+	gen = slm_swap(m);	/* m is not ours any more */
+	pr_info("model gen %u loaded (crc32 0x%08x, %zu bytes)\n", gen, want, SLM_BLOB_SIZE);
 	return 0;
 }
 

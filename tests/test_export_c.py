@@ -78,6 +78,8 @@ def test_blob_matches_header_and_is_validated(exported, tmp_path):
     assert hdr["arch_hash"] == rep["arch_hash"] and hdr["params_size"] == len(image)
     assert hdr["n_in"] == rep["n_in"] and hdr["n_out"] == rep["n_out"] and hdr["window"] == rep["window"]
     assert hdr["crc32"] == zlib.crc32(image)
+    with pytest.raises(ValueError, match="header size"):
+        blob.read_blob(data[:6] + (40).to_bytes(2, "little") + data[8:])
     exe = cbuild.build_harness(out, tmp_path)
     info = subprocess.run([str(exe), "info"], capture_output=True, text=True)
     assert info.returncode == 0 and f"params_size {len(image)}" in info.stdout, "python layout == sizeof"

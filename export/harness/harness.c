@@ -88,7 +88,7 @@ static void load_blob(const char *path, struct F(params) *params)
 		exit(3);
 	}
 	hdr_size = b[6] | b[7] << 8;
-	if (rd32(b + 8) != M(ARCH_HASH) || rd32(b + 12) != M(N_IN) || rd32(b + 16) != M(N_OUT) ||
+	if (hdr_size != 36 || rd32(b + 8) != M(ARCH_HASH) || rd32(b + 12) != M(N_IN) || rd32(b + 16) != M(N_OUT) ||
 	    rd32(b + 20) != M(WINDOW) || rd32(b + 24) != M(MACS) ||
 	    rd32(b + 28) != sizeof(*params) || len != hdr_size + sizeof(*params) ||
 	    rd32(b + 32) != crc32_le(b + hdr_size, sizeof(*params))) {
