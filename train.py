@@ -59,13 +59,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
     checkpoint = trainer.checkpoint_callback
     best = checkpoint.best_model_score if checkpoint is not None else None
     best_path = checkpoint.best_model_path if checkpoint is not None else ""
+    # test only (train=false): the weights to test are the given checkpoint's
+    test_path = best_path or (None if cfg.get("train") else cfg.get("ckpt_path"))
 
     if cfg.get("test") and not datamodule.test_split_names:
         log.warning("No non-empty test split among %s: skipping the test", list(cfg.data.test_splits))
     elif cfg.get("test"):
-        if not best_path:
+        if not test_path:
             log.warning("No best checkpoint (fast_dev_run or no validation): testing the current weights")
-        trainer.test(module, datamodule=datamodule, ckpt_path=best_path or None, verbose=False)
+        trainer.test(module, datamodule=datamodule, ckpt_path=test_path or None, verbose=False)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
     metrics[f"{cfg.monitor}_best"] = float(best) if best is not None else metrics.get(cfg.monitor, float("nan"))
     if trainer.is_global_zero:

@@ -107,6 +107,14 @@ def test_checkpoint_alone_rebuilds_model_and_data(dataset, tmp_path, task, model
         assert module.net.receptive_field == 1 + 2 * 2 * (2**1 - 1)
 
 
+def test_test_only_scores_the_given_checkpoint(dataset, tmp_path):
+    fit = run(dataset, tmp_path / "fit", ["task=migration", "model=mlp", "debug=limit"])
+    best = next((tmp_path / "fit" / "checkpoints").glob("epoch_*.ckpt"))
+    tested = run(dataset, tmp_path / "test", ["task=migration", "model=mlp", "debug=limit", "train=false", f"ckpt_path={best}"])
+    for key in ("test_unseen/loss", "test_unseen/bal_acc"):
+        assert tested[key] == pytest.approx(fit[key], abs=1e-6)
+
+
 def test_tcn_receptive_field_is_logged(dataset, tmp_path):
     metrics = run(dataset, tmp_path, ["model=tcn", "model.depth=2", "debug=limit", "trainer.max_epochs=1"])
     assert metrics["model/receptive_field"] == 1 + 2 * 2 * (2**2 - 1)
