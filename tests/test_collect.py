@@ -262,3 +262,11 @@ def test_lost_summary_names_the_cpu():
     assert "cpu1=17" in msg and "--buffer-kb" in msg
     meta["overruns"]["1"] = 0
     assert collect.lost_summary(meta) is None
+
+
+def test_collector_enables_every_event_the_parser_types():
+    """tracefs keeps its own list (it must import without pyarrow for the non-root error path);
+    it has to stay the schema's event kinds minus the "lost" marker rows."""
+    from data.schema import EVENT_KINDS
+
+    assert tracefs.SCHED_EVENTS == tuple(k for k in EVENT_KINDS if k != "lost")
