@@ -143,8 +143,23 @@ class _Gen:
         if self.g.tokens:
             defs += [("TOKEN_INDEX", self.g.n_num), ("VOCAB", self.g.vocab)]
         if q.encoder is not None:
-            defs.append(("HAVE_ENCODE", 1))
+            defs += [("HAVE_ENCODE", 1), ("HAVE_IN_COLUMNS", 1), ("N_IN_COLUMNS", len(q.encoder.columns)),
+                     ("IN_LAYOUT_HASH", f"0x{q.encoder.layout_hash:08x}u")]
         out += [f"#define {P}_{k} {v}" for k, v in defs]
+        if q.encoder is not None:
+            out += ["", f"/*",
+                    f" * Input layout: in[j] is input name j (<- table column {p}_in_column[j]);",
+                    f" * {P}_IN_LAYOUT_HASH = zlib crc32 of the names joined by \",\".",
+                    *_wrap(" * names: " + ", ".join(q.encoder.names)),
+                    " */",
+                    f"static const char *const {p}_in_column[{P}_N_IN_COLUMNS] __attribute__((__unused__)) = {{"]
+            row = "\t"
+            for c in q.encoder.columns:
+                if len(row) > 1 and len(row) + len(c) + 4 > 80:
+                    out.append(row.rstrip())
+                    row = "\t"
+                row += f'"{c}", '
+            out += [row.rstrip(), "};"]
         out += ["", f"/* everything a model reload may replace; blob image = this struct */",
                 f"struct {p}_params {{"]
         out += [f"\t{f.ctype} {f.name}{''.join(f'[{d}]' for d in f.values.shape)};" for f in fields]

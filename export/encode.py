@@ -24,7 +24,8 @@ Per input j, with F = SLM_IN_FRAC_BITS, ENC_SHIFT = 16 and a_j, b_j s64 in struc
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import zlib
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -46,10 +47,17 @@ class Encoder:
     a: np.ndarray  # s64 per input
     b: np.ndarray
     names: list[str]
+    columns: list[str] = field(default_factory=list)  # the table column each input reads ("valid")
+
+    @property
+    def layout_hash(self) -> int:
+        """zlib crc32 of the input names joined by "," (model.h's <P>_IN_LAYOUT_HASH)."""
+        return layout_hash(self.names)
 
     def describe(self) -> list:
-        """The architectural part (what the generated code hard-codes), for the arch hash."""
-        return [[k, v] for k, v in zip(self.kinds, self.values)]
+        """The architectural part (what the generated code hard-codes), for the arch hash. The
+        input names are part of it: a blob trained on other features must not validate."""
+        return [[n, k, v] for n, k, v in zip(self.names, self.kinds, self.values)]
 
 
 def _int_value(v) -> int | None:
@@ -93,7 +101,13 @@ def make_encoder(features: dict, in_frac: int, n_num: int) -> Encoder:
     # |v| <= 2^24 (identity) or L < 2^22 (log): products stay below 2^61 with these bounds
     if np.abs(a).max() >= 1 << 37 or np.abs(b).max() >= 1 << 61:
         raise ValueError("feature statistics too extreme for the integer encoder (std too small?)")
-    return Encoder(kinds, values, a, b, names[:n_num])
+    columns = [s["column"] for s in specs] + ["valid"] * (n_num - len(specs))
+    return Encoder(kinds, values, a, b, names[:n_num], columns)
+
+
+def layout_hash(names: list[str]) -> int:
+    """The input layout's identity: zlib crc32 of the names joined by ","."""
+    return zlib.crc32(",".join(names).encode())
 
 
 def log2_q16(n: np.ndarray) -> np.ndarray:

@@ -147,6 +147,16 @@ static const char *const slm_col_names[SLM_N_COLS] = {
 
 #define SLM_KIND_PREEMPT 1
 
+/*
+ * The layout slm_lb_input() fills when model.h has no column table: zlib crc32
+ * of the input names joined by "," (export's SLM_IN_LAYOUT_HASH) for
+ * since_last_ran_ns,src_nr_running,min_other_nr_running,max_other_nr_running,
+ * src_idle,other_idle,waker_same_cpu,recent_migrations,prio,kind_wakeup,
+ * kind_preempt,kind_new,valid (MIGRATION_FEATURES, kind one-hots, valid).
+ * tests/test_kernel_blob.py recomputes it from data/datamodule.py.
+ */
+#define SLM_LB_LAYOUT_HASH 0x8daf5209u
+
 /* Column model input j reads; -1 for none (the constant `valid` input). */
 static s8 slm_lb_col[SLM_N_IN];
 
@@ -154,6 +164,26 @@ static int slm_lb_map_inputs(void)
 {
 	int j, c;
 
+#ifdef SLM_IN_LAYOUT_HASH
+	if (SLM_IN_LAYOUT_HASH != SLM_LB_LAYOUT_HASH) {
+#ifdef SLM_HAVE_IN_COLUMNS
+		/* a feature subset or another order: slm_in_column[] says which */
+		pr_info("fair.c hook: model inputs (layout 0x%08x) differ from the default (0x%08x), mapped by column name\n",
+			SLM_IN_LAYOUT_HASH, SLM_LB_LAYOUT_HASH);
+#else
+		pr_warn("model inputs (layout 0x%08x) differ from the hook's feature layout (0x%08x): hook disabled, /dev/schedlearn only\n",
+			SLM_IN_LAYOUT_HASH, SLM_LB_LAYOUT_HASH);
+		return -EINVAL;
+#endif
+	}
+#endif
+#ifdef SLM_HAVE_IN_COLUMNS
+	if (SLM_N_IN_COLUMNS != SLM_N_IN) {
+		pr_info("fair.c hook: skipped, %d of %d inputs have a column\n",
+			SLM_N_IN_COLUMNS, SLM_N_IN);
+		return -ENOENT;
+	}
+#endif
 	for (j = 0; j < SLM_N_IN; j++) {
 #ifdef SLM_HAVE_IN_COLUMNS
 		const char *name = slm_in_column[j];

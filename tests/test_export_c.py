@@ -63,6 +63,12 @@ def test_kernel_safe_object(exported):
     assert ko["ok"] and ko["text_size"] > 0
 
 
+def test_no_input_layout_without_feature_names(exported):
+    src, hdr = exported[1], (exported[2] / "model.h").read_text()
+    assert src.features is None  # synthetic sources: no names, so no layout (the module's default)
+    assert "IN_LAYOUT_HASH" not in hdr and "in_column" not in hdr
+
+
 def test_fpu_scan_finds_sse_and_x87():
     dis = ("  10:\tmov    %rdi,%rax\n  13:\tcvtsi2sd %rax,%xmm0\n  18:\tfldl   (%rsp)\n"
            "  1b:\tvpaddd %ymm1,%ymm2,%ymm3\n  20:\timul   %rcx,%rax\n")

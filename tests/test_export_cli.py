@@ -1,6 +1,8 @@
 """`python -m export ckpt_path=... out=...` on a real (tiny) training checkpoint."""
 import json
+import re
 import subprocess
+import zlib
 
 import pytest
 import pytorch_lightning as pl
@@ -45,6 +47,16 @@ def test_cli_exports_a_checkpoint(tmp_path):
     assert set(rep["float_vs_int"]) == {"test_seen", "test_unseen"}
     enc = rep["encoder"]  # migration features are known: slm_encode is generated and checked
     assert enc["c_bit_exact"]["mismatches"] == 0 and enc["max_error_lsb"] < 1.0, enc
+    # the input layout for the module's fair.c hook: columns per input, names' crc32
+    hdr = (out / "model.h").read_text()
+    names = dm.meta["feature_names"]
+    columns = [f["column"] for f in dm.meta["features"]] + ["valid"]
+    assert names[-1] == "valid" and "kind" in columns
+    assert "#define SLM_HAVE_IN_COLUMNS 1" in hdr
+    assert f"#define SLM_N_IN_COLUMNS {len(names)}" in hdr
+    assert f"#define SLM_IN_LAYOUT_HASH 0x{zlib.crc32(','.join(names).encode()):08x}u" in hdr
+    table = re.search(r"slm_in_column\[SLM_N_IN_COLUMNS\][^=]*= \{(.*?)\};", hdr, re.S).group(1)
+    assert re.findall(r'"([^"]*)"', table) == columns
     ko = cbuild.kernel_object(out, tmp_path / "obj")  # now with slm_encode compiled in
     assert ko["ok"], ko
     assert "slm_obj_encode" in subprocess.run(["nm", ko["object"]], capture_output=True, text=True).stdout

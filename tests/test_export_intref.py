@@ -78,3 +78,15 @@ def test_pinned_scales_reproduce_the_arch_hash():
     scaled["weights"]["conv0"]["wfrac"] += 4  # force weights out of int16 range
     q_c = quantize(g_b, q_b.ranges, pinned=scaled)
     assert q_c.weight_saturation.get("conv0.wfrac", 0) > 0
+
+
+def test_input_names_are_part_of_the_arch_description():
+    """Two models with the same shapes and transforms but different input features must not
+    share an arch hash: a blob of one would otherwise validate in a module built for the other."""
+    from export.encode import Encoder
+
+    def enc(names):
+        return Encoder(["log1p_us", "identity"], [0, 0], [1, 1], [0, 0], names, names)
+
+    assert enc(["since_last_ran_ns", "prio"]).describe() != enc(["since_last_ran_ns", "src_nr_running"]).describe()
+    assert enc(["since_last_ran_ns", "prio"]).describe() == enc(["since_last_ran_ns", "prio"]).describe()
