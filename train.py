@@ -22,6 +22,7 @@ import pytorch_lightning as pl  # noqa: E402
 import torch  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
+from models.tasks import checkpoint_hparams  # noqa: E402
 from models.tasks.hydra_utils import extras, instantiate_group  # noqa: E402
 from models.tasks.results import print_results, write_results  # noqa: E402
 
@@ -38,7 +39,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     # Resuming keeps the checkpoint's data metadata (normalisation, encodings, window).
     data_meta = None
     if cfg.get("ckpt_path"):
-        data_meta = torch.load(cfg.ckpt_path, map_location="cpu", weights_only=False)["hyper_parameters"]["data_meta"]
+        data_meta = checkpoint_hparams(cfg.ckpt_path)["data_meta"]
     log.info("Instantiating datamodule <%s>", cfg.data._target_)
     datamodule = hydra.utils.instantiate(cfg.data, data_meta=data_meta)
     datamodule.prepare_data()

@@ -24,12 +24,17 @@ TASKS: dict[str, type[DecisionModule]] = {
 }
 
 __all__ = ["TASKS", "DecisionModule", "MigrationModule", "NextTaskModule", "CanMigrateModule",
-           "load_from_checkpoint", "make_datamodule"]
+           "checkpoint_hparams", "load_from_checkpoint", "make_datamodule"]
+
+
+def checkpoint_hparams(path: str, map_location: str = "cpu") -> dict:
+    """A checkpoint's saved hyper-parameters: `data_meta` and `run_config` (the resolved config)."""
+    return torch.load(path, map_location=map_location, weights_only=False)["hyper_parameters"]
 
 
 def load_from_checkpoint(path: str, map_location: str = "cpu") -> tuple[DecisionModule, DictConfig, dict]:
     """(module in eval mode, the run's resolved config, the data metadata) from a checkpoint alone."""
-    hparams = torch.load(path, map_location=map_location, weights_only=False)["hyper_parameters"]
+    hparams = checkpoint_hparams(path, map_location)
     meta = hparams["data_meta"]
     module = TASKS[meta["task"]].load_from_checkpoint(path, map_location=map_location, weights_only=False)
     return module.eval(), OmegaConf.create(hparams.get("run_config") or {}), meta
