@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from data.atomic import swap_dir_in
 from data.parse import parse_file
 from data.replay import MIGRATION_FEATURES, NEXT_TASK_COLUMNS, replay
 
@@ -219,18 +220,12 @@ def build(trace_dirs: list[Path], out: Path, unseen: list[str], force: bool = Fa
             "sources": sources,
         }
         (tmp / "meta.json").write_text(json.dumps(card, indent=1) + "\n")
-        _swap_in(tmp, out)
+        swap_dir_in(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return card
 
 
-def _swap_in(tmp: Path, out: Path) -> None:
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
-    if out.exists():
-        out.rename(old)
-    tmp.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _summary(card: dict) -> str:

@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 from data import tracefs
+from data.atomic import write_json_atomic
 from data.workloads import WORKLOADS, Workload, format_list, nproc, resolve
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,12 +61,6 @@ def next_run_id(out: Path, workload: str) -> str:
     pat = re.compile(rf"^{re.escape(workload)}-r(\d+)$")
     taken = [int(m.group(1)) for p in out.iterdir() if (m := pat.match(p.name))] if out.exists() else []
     return f"{workload}-r{max(taken, default=0) + 1:02d}"
-
-
-def write_json_atomic(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
 
 
 # ----- streaming the trace out ------------------------------------------------------------

@@ -336,7 +336,7 @@ class CanMigrateDataModule(BinaryDecisionDataModule):
         self.label = self.meta.get("label", label) if self.meta else label
 
     def read_table(self, split: str) -> pd.DataFrame:
-        from data.bcc.record import chen_features
+        from data.cm_features import chen_features
 
         records = super().read_table(split)
         feats = chen_features(records)
@@ -344,7 +344,7 @@ class CanMigrateDataModule(BinaryDecisionDataModule):
         return pd.concat([ident, feats], axis=1).reset_index(drop=True)
 
     def fit_meta(self, train: pd.DataFrame) -> dict:
-        from data.bcc.record import CHEN_FEATURES
+        from data.cm_features import CHEN_FEATURES
 
         specs = [FeatureSpec(c, c, "identity" if c in CHEN_COUNTS else "flag") for c in CHEN_FEATURES]
         return {**self._fit_features(train, specs), **self.class_meta(train[self.label].to_numpy()), "label": self.label}

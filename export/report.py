@@ -2,21 +2,14 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
+from data.atomic import write_atomic
 from export.intref import IntRef
 from export.quantize import ACT_BITS, GATE_FRAC, GATE_ONE, OUT_BITS, TABLE_INTERVALS, QModel
 
 ROUNDING = ("round-half-up: rshr(v, s) = (v + 2^(s-1)) >> s, arithmetic shift, i.e. floor(v / 2^s + 1/2); "
             "ties go towards +inf for both signs (2.5 -> 3, -2.5 -> -2); s < 0 multiplies by 2^-s exactly")
-
-
-def write_atomic(path: Path, data: str | bytes) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
-    os.replace(tmp, path)
 
 
 def write_json(path: Path, obj) -> None:

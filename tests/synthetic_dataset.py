@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data.bcc.record import CM_MAGIC, RECORD_DTYPE, RECORD_SIZE, records_frame
+from data.cm_record import CM_MAGIC, RECORD_DTYPE, RECORD_SIZE, records_frame
 from data.replay import MIGRATION_COLUMNS, MIGRATION_FEATURES, NEXT_TASK_COLUMNS
 
 # run_id -> (workload, category, split); "unseen" is the held-out category.

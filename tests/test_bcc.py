@@ -6,11 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from data import bcc
-from data.bcc import record as rec
+from data import cm_features as feat
+from data import cm_record as rec
 from tests.conftest import REPO, is_root, require
 
 HEADER = REPO / "data" / "bcc" / "can_migrate.h"
@@ -112,8 +112,8 @@ def test_chen_features_values_filter_and_labels():
         pack(**{**base, "dst_allowed": 0}, delta_ns=900_000, ret=0),  # affinity: filtered out
         pack(**{**base, "sched_delayed": 1, "migration_type": 0}, delta_ns=1, ret=0),  # kept
     )
-    f = rec.chen_features(df)
-    assert list(f.columns) == list(rec.CHEN_FEATURES) + ["can_migrate", "forced", "forced_kernel"]
+    f = feat.chen_features(df)
+    assert list(f.columns) == list(feat.CHEN_FEATURES) + ["can_migrate", "forced", "forced_kernel"]
     assert list(f.index) == [0, 1, 4]
     r0 = f.loc[0]
     assert (r0.src_non_pref_nr, r0.delta_hot, r0.same_node, r0.prefer_src, r0.prefer_dst) == (1, 1, 0, 0, 1)
@@ -122,9 +122,9 @@ def test_chen_features_values_filter_and_labels():
     assert (r0.extra_fails, r0.cpu_not_idle, r0.cpu_idle) == (1, 1, 0)
     assert list(f.can_migrate) == [1, 1, 0] and list(f.forced) == [1, 0, 0]
     assert list(f.forced_kernel) == [1, 0, 0] and f.loc[1].delta_hot == 0
-    assert len(rec.CHEN_FEATURES) == 15 and set(rec.FEATURE_DOCS) == set(rec.CHEN_FEATURES)
-    assert len(rec.chen_features(df, filter=False)) == 5
-    zero_faults = rec.chen_features(frame(pack(**{**base, "total_numa_faults": 0})))
+    assert len(feat.CHEN_FEATURES) == 15 and set(feat.FEATURE_DOCS) == set(feat.CHEN_FEATURES)
+    assert len(feat.chen_features(df, filter=False)) == 5
+    zero_faults = feat.chen_features(frame(pack(**{**base, "total_numa_faults": 0})))
     assert zero_faults.delta_faults.iloc[0] == 5.0  # divides by 1 when there are no faults
 
 
@@ -219,7 +219,7 @@ def test_front_end_writes_run_directory(tmp_path):
     assert meta["ringbuf_lost"] == 0 and meta["category"] == "cpu"
     df = pq.read_table(run / "can_migrate.parquet").to_pandas()
     assert list(df.pid) == [7, 8, 9] and list(df.ret) == [1, 0, 1]
-    assert len(rec.chen_features(df, filter=False)) == 3
+    assert len(feat.chen_features(df, filter=False)) == 3
 
 
 def test_loader_ready_after_other_messages_in_one_write(tmp_path):

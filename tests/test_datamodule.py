@@ -131,7 +131,7 @@ def test_stream_starts():
 
 @pytest.mark.parametrize("label", ["can_migrate", "forced"])
 def test_can_migrate_uses_the_collectors_chen_features(dataset, label):
-    from data.bcc.record import CHEN_FEATURES, chen_features
+    from data.cm_features import CHEN_FEATURES, chen_features
 
     dm = CanMigrateDataModule(dataset, window=1, label=label)
     dm.setup("fit")

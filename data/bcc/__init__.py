@@ -7,8 +7,8 @@ Pieces (all in data/bcc/):
   can_migrate.h       struct cm_record, the fixed binary record (184 bytes)
   can_migrate.bpf.c   kprobe + kretprobe on can_migrate_task, CO-RE (vmlinux.h, libbpf macros)
   loader.c            libbpf skeleton loader: attach, copy records from the ring buffer to stdout
-  record.py           RECORD_FIELDS / RECORD_DTYPE (the column documentation), decode(),
-                      chen_features() for the Chen et al. 15-feature task
+The record format and its decoding live in data/cm_record.py, Chen's features in
+data/cm_features.py: training imports those, never this root-only package.
 
 Why libbpf and not the bcc Python module: bcc compiles against kernel headers at run time
 and its Python bindings ship for the system Python only (Debian python3-bpfcc), not for the
@@ -19,7 +19,7 @@ Build products go to data/_build/bcc/ (git-ignored): vmlinux.h from /sys/kernel/
 can_migrate.bpf.o, can_migrate.skel.h and the cm_loader binary.
 
 Output per run, same layout as the ftrace collector: OUT/<workload>-rNN/can_migrate.parquet
-(one row per call, columns of record.records_frame) + meta.json with collector="bcc".
+(one row per call, columns of data.cm_record.records_frame) + meta.json with collector="bcc".
 
 The probes need CONFIG_KPROBES. The development machine's kernel (6.18; no CONFIG_KPROBES,
 and fentry/fexit programs are refused) cannot attach them, so NO records have been collected
@@ -39,22 +39,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-
-# Re-exported from data.bcc.record, imported lazily so that the capability check and its
-# error message work without numpy (e.g. when run as an unprivileged user).
-_RECORD_API = {
-    "CHEN_FEATURES", "FEATURE_DOCS", "RECORD_DOCS", "RECORD_DTYPE", "RECORD_FIELDS",
-    "RECORD_SIZE", "RecordFormatError", "chen_features", "decode", "records_frame",
-}
-
-
-def __getattr__(name: str):
-    if name in _RECORD_API:
-        from data.bcc import record
-
-        return getattr(record, name)
-    raise AttributeError(f"module 'data.bcc' has no attribute {name!r}")
-
 
 SRC = Path(__file__).resolve().parent
 REPO = SRC.parents[1]
@@ -240,9 +224,10 @@ def collect_run(exe: Path, w, out: Path, seconds: float, ncpu: int, argv_line: s
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from data.bcc.record import RECORD_SIZE, decode, records_frame
+    from data.cm_record import RECORD_SIZE, decode, records_frame
 
-    from data.collect import kernel_info, next_run_id, now_iso, run_workload, write_json_atomic
+    from data.atomic import write_json_atomic
+    from data.collect import kernel_info, next_run_id, now_iso, run_workload
 
     run_id = next_run_id(out, w.name)
     part = out / f".{run_id}.partial-{os.getpid()}"

@@ -6,9 +6,10 @@ node without root, and so that the archive is byte-for-byte reproducible.
 from __future__ import annotations
 
 import gzip
-import os
 import stat
 from pathlib import Path
+
+from data.atomic import write_atomic
 
 BUSYBOX = Path("/bin/busybox")  # Debian busybox-static
 INIT = Path(__file__).with_name("init.sh")  # self-test, reload, corrupt blobs
@@ -51,7 +52,4 @@ def build(path: Path, module: Path, blobs: dict[str, Path], init: Path = INIT) -
     }
     files.update({f"blobs/{name}.blob": p.read_bytes() for name, p in blobs.items()})
     data = gzip.compress(newc(files, {"init", "bin/busybox"}), mtime=0)
-    tmp = Path(f"{path}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, data)

@@ -14,19 +14,12 @@ metrics.json schema (version 1):
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
+from data.atomic import write_atomic
 from models.evaluation.plots import baseline_rows
 
 VERSION = 1
-
-
-def write_atomic(path: Path, text: str) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
 
 
 def write_json(path: Path, obj) -> Path:

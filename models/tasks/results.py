@@ -1,11 +1,11 @@
 """Test metrics of the model and its baselines as one table (printed with rich, saved as JSON)."""
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import pandas as pd
+
+from data.atomic import write_json_atomic
 
 MODEL = "model"
 
@@ -59,6 +59,4 @@ def write_results(metrics: dict[str, float], path: Path) -> None:
     """Atomically write all final metrics as JSON."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(metrics, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    write_json_atomic(path, metrics, indent=1, sort_keys=True)
