@@ -21,22 +21,19 @@ Tracing needs root; all tracefs settings are restored afterwards (see data/trace
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import hashlib
 import json
 import os
-import platform
 import re
 import shlex
 import shutil
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from data import tracefs
 from data.atomic import write_json_atomic
+from data.run_common import kernel_info, next_run_id, now_iso, run_workload
 from data.workloads import WORKLOADS, Workload, format_list, nproc, resolve
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,23 +41,6 @@ PROG = "schedlearn collect"
 DEFAULT_BUFFER_KB = 65536
 DEFAULT_ZSTD_LEVEL = 19
 COLLECTOR_VERSION = 1
-GRACE_S = 10.0  # how long past --seconds a workload may run before the collector kills it
-
-
-def now_iso() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
-
-
-def kernel_info() -> dict[str, str]:
-    u = platform.uname()
-    return {"release": u.release, "version": u.version, "machine": u.machine}
-
-
-def next_run_id(out: Path, workload: str) -> str:
-    """<workload>-rNN with NN one past the highest existing number in OUT."""
-    pat = re.compile(rf"^{re.escape(workload)}-r(\d+)$")
-    taken = [int(m.group(1)) for p in out.iterdir() if (m := pat.match(p.name))] if out.exists() else []
-    return f"{workload}-r{max(taken, default=0) + 1:02d}"
 
 
 # ----- streaming the trace out ------------------------------------------------------------
@@ -133,44 +113,6 @@ class TraceStreamer:
             if m:
                 return {"entries_in_buffer": int(m.group(1)), "entries_written": int(m.group(2))}
         return {}
-
-
-# ----- running one workload -----------------------------------------------------------------
-
-
-def run_workload(argv: list[str], seconds: float, log_path: Path) -> dict:
-    """Run argv in its own session (process group) from the repo root; always reap it."""
-    t0 = time.monotonic()
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(argv, cwd=REPO, stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-        stopped_by = "exit"
-        try:
-            try:
-                rc = proc.wait(timeout=seconds + GRACE_S)
-            except subprocess.TimeoutExpired:
-                stopped_by = "collector-timeout"
-                _kill_group(proc, signal.SIGTERM)
-                try:
-                    rc = proc.wait(timeout=3)
-                except subprocess.TimeoutExpired:
-                    _kill_group(proc, signal.SIGKILL)
-                    rc = proc.wait()
-        finally:
-            if proc.poll() is None:  # interrupted: take the whole tree down
-                _kill_group(proc, signal.SIGKILL)
-                proc.wait()
-            _kill_group(proc, signal.SIGKILL)  # stragglers that outlived the leader
-    if stopped_by == "exit" and rc == 124 and argv[0] == "timeout":
-        stopped_by = "timeout(1)"  # the intended end of a run wrapped in timeout(1)
-    return {"returncode": rc, "stopped_by": stopped_by, "wall_s": round(time.monotonic() - t0, 6)}
-
-
-def _kill_group(proc: subprocess.Popen, sig: int) -> None:
-    try:
-        os.killpg(proc.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def collect_run(session: tracefs.TraceSession, w: Workload, out: Path, seconds: float,

@@ -227,7 +227,7 @@ def collect_run(exe: Path, w, out: Path, seconds: float, ncpu: int, argv_line: s
     from data.cm_record import RECORD_SIZE, decode, records_frame
 
     from data.atomic import write_json_atomic
-    from data.collect import kernel_info, next_run_id, now_iso, run_workload
+    from data.run_common import kernel_info, next_run_id, now_iso, run_workload
 
     run_id = next_run_id(out, w.name)
     part = out / f".{run_id}.partial-{os.getpid()}"
