@@ -1,7 +1,8 @@
 """ftrace collector: tracefs save/restore, CLI runs parsed by data.parse, clean failures.
 
-Root tests change the global tracefs state and check it comes back byte for byte; they use
-require(), so under CI (SCHEDLEARN_CI=1) a machine without root/tracefs fails them.
+Root tests change the global tracefs state and check it comes back byte for byte. They get
+tracefs from need_tracefs() (a fresh mount in a private mount namespace, whatever the machine
+has mounted), so under CI (SCHEDLEARN_CI=1) a machine without root/tracefs fails them.
 """
 import json
 import shutil
@@ -13,13 +14,9 @@ import time
 import pytest
 
 from data import collect, tracefs
-from tests.conftest import REPO, is_root, require
+from tests.conftest import REPO, is_root, need_tracefs, require, tracefs_mounts
 
 TRACING = tracefs.TRACEFS
-
-
-def tracefs_usable() -> bool:
-    return is_root() and (tracefs.tracefs_mountpoint() is not None or TRACING.is_dir())
 
 
 def snapshot() -> dict[str, str]:
@@ -48,7 +45,7 @@ def write(rel: str, value: str) -> None:
 def odd_state():
     """Leave tracefs in an unusual state (other event on, a filter, non-default options and
     clock) so that restoring means more than writing defaults back; undone afterwards."""
-    require(tracefs_usable(), "root and tracefs at /sys/kernel/tracing")
+    need_tracefs()
     with tracefs.exclusive(wait=300):  # no other schedlearn collection may run meanwhile
         yield from _odd_state()
 
@@ -120,7 +117,7 @@ def run_cli(*args, **kw):
 
 @pytest.mark.root
 def test_collect_cli_runs_and_parses(tmp_path):
-    require(tracefs_usable(), "root and tracefs at /sys/kernel/tracing")
+    need_tracefs()
     from data.parse import parse_file
 
     before = locked_snapshot()
@@ -155,7 +152,7 @@ def test_collect_cli_runs_and_parses(tmp_path):
 
 @pytest.mark.root
 def test_sigint_restores_and_discards_partial_run(tmp_path):
-    require(tracefs_usable(), "root and tracefs at /sys/kernel/tracing")
+    need_tracefs()
     before = locked_snapshot()
     p = subprocess.Popen([sys.executable, "-m", "data.collect", "cpu-pool", "--out", str(tmp_path),
                           "--seconds", "30"], cwd=REPO, stderr=subprocess.PIPE, text=True)
@@ -189,18 +186,41 @@ def test_non_root_gets_one_clear_line(tmp_path):
     assert "Traceback" not in r.stderr and not (tmp_path / "out").exists()
 
 
+UNMOUNT_ALL = ("for m in $(awk '$3 == \"tracefs\" {print $2}' /proc/self/mounts | sort -r); do "
+               "umount \"$m\" || exit 9; done; "
+               "test \"$(grep -c ' tracefs ' /proc/self/mounts)\" = 0 || exit 9; ")
+
+
 @pytest.mark.root
 def test_mounts_tracefs_when_absent(tmp_path):
-    """In a private mount namespace without tracefs the collector mounts it and unmounts it."""
-    require(tracefs_usable() and shutil.which("unshare"), "root, tracefs and unshare")
-    script = (f"umount {TRACING} || exit 9; "
-              f"{sys.executable} -m data.collect cpu-pool --seconds 0.3 --zstd-level 1 "
-              f"--out {tmp_path}; rc=$?; grep -c ' tracefs ' /proc/mounts; exit $rc")
+    """In a mount namespace where no tracefs is mounted the collector mounts it and unmounts it."""
+    need_tracefs()
+    require(shutil.which("unshare") is not None, "unshare (util-linux)")
+    script = (UNMOUNT_ALL + f"{sys.executable} -m data.collect cpu-pool --seconds 0.3 --zstd-level 1 "
+              f"--out {tmp_path}; rc=$?; grep -c ' tracefs ' /proc/self/mounts; exit $rc")
     r = subprocess.run(["unshare", "-m", "sh", "-c", script], cwd=REPO, capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().splitlines()[-1] == "0"  # unmounted again afterwards
     assert (tmp_path / "cpu-pool-r01" / "meta.json").exists()
+
+
+@pytest.mark.root
+def test_fresh_machine_runs_the_collector_tests():
+    """The tests themselves, started where no tracefs is mounted (a fresh machine), pass under
+    SCHEDLEARN_CI=1 (so nothing may skip) and leave the host's mount table as it was."""
+    need_tracefs()
+    require(shutil.which("unshare") is not None, "unshare (util-linux)")
+    host_before = tracefs_mounts("/proc/1/mounts")
+    tests = "test_settings_restored_after_success or test_collect_cli_runs_and_parses"
+    script = (UNMOUNT_ALL + f"SCHEDLEARN_CI=1 {sys.executable} -m pytest -q -p no:cacheprovider "
+              f"tests/test_collect.py tests/test_parse_tracefs.py -k '{tests} or test_real_lost_markers'")
+    r = subprocess.run(["unshare", "-m", "sh", "-c", script], cwd=REPO, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    last = r.stdout.strip().splitlines()[-1]
+    assert "3 passed" in last and "skipped" not in last and "failed" not in last, last
+    assert tracefs_mounts("/proc/1/mounts") == host_before
 
 
 # ----- pieces that need no root -----------------------------------------------------------

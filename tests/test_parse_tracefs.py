@@ -1,6 +1,7 @@
 """Parser tests on real traces collected here, including tasks with hostile names.
 
-Each test traces in its own tracefs instance (instances/schedlearn-test-*): an instance has
+tracefs comes from need_tracefs() (mounted afresh in a private mount namespace). Each test
+traces in its own tracefs instance (instances/schedlearn-test-*): an instance has
 its own buffer, events and options, so nothing global is changed (no save/restore needed)
 and a collection running at the same time in the top-level buffer is not disturbed. The
 instance is removed on the way out.
@@ -19,7 +20,7 @@ import pytest
 
 from data import parse
 from data.schema import EVENT_KINDS
-from tests.conftest import is_root, require
+from tests.conftest import need_tracefs, require
 
 pytestmark = pytest.mark.root
 
@@ -44,7 +45,8 @@ def _write(path: Path, value: str) -> None:
 
 @contextmanager
 def instance(tag: str, buffer_kb: int = 8192, events=SCHED_EVENTS, options: dict | None = None):
-    require(is_root() and INSTANCES.is_dir(), "root and tracefs instances at /sys/kernel/tracing")
+    need_tracefs()  # a fresh tracefs in a private mount namespace
+    require(INSTANCES.is_dir(), "tracefs instances at /sys/kernel/tracing/instances")
     root = INSTANCES / f"schedlearn-test-{os.getpid()}-{tag}"
     root.mkdir()
     try:
