@@ -58,12 +58,8 @@ line) and as the test oracle.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
-import lzma
-import os
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -71,14 +67,15 @@ from typing import Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
-import zstandard
 
 from data import native
+from data.atomic import atomic_path
 from data.parse_ref import (COMMENT, EVENT, KIND, LOST, MALFORMED_HEADER, OUTCOMES, SKIP_REASONS,
                             TOTAL, Progress, RefParser)
 from data.schema import EVENT_KINDS, EVENT_SCHEMA
+
+# pyarrow.parquet, pyarrow.compute, zstandard, gzip and lzma are imported where used: the
+# module's import stays cheap (`python -c "import data.parse"`, measured by bench_parse.py).
 
 __all__ = ["TraceFormatError", "ParseStats", "parse_file", "parse_bytes", "iter_batches",
            "write_parquet", "read_stats", "STATS_KEY"]
@@ -88,7 +85,6 @@ CHUNK_BYTES = 16 << 20  # text per parsing step: bounds memory, amortises the C 
 MAX_LINE = 1 << 20  # a longer "line" means binary data, not ftrace text
 _MAGIC = {b"\x1f\x8b": "gzip", b"\xfd7zXZ\x00": "xz", b"\x28\xb5\x2f\xfd": "zstd"}
 _SUFFIX = {".gz": "gzip", ".xz": "xz", ".zst": "zstd"}
-_READ = 1 << 20
 _ZSTD_FEED = 1 << 9  # bounds the output of one call (a few MB even for extreme ratios)
 
 
@@ -131,7 +127,12 @@ class ParseStats:
         codes = np.bincount(batch.column("event").indices.to_numpy(), minlength=len(EVENT_KINDS))
         for kind in self.events_by_kind:
             self.events_by_kind[kind] += int(codes[KIND[kind]])
-        self.lost_events += int(pc.sum(batch.column("lost_count")).as_py() or 0)
+        lost = batch.column("lost_count")
+        if lost.null_count < len(lost):  # rare: sum the valid values (numpy, not pyarrow.compute)
+            values = np.frombuffer(lost.buffers()[1], np.int64)[lost.offset:lost.offset + len(lost)]
+            valid = np.ones(len(lost), bool) if lost.buffers()[0] is None else np.unpackbits(
+                np.frombuffer(lost.buffers()[0], np.uint8), bitorder="little")[lost.offset:lost.offset + len(lost)]
+            self.lost_events += int(values[valid.astype(bool)].sum())
 
     def summary(self) -> str:
         kinds = ", ".join(f"{k[6:]} {v:,}" for k, v in self.events_by_kind.items() if v)
@@ -152,59 +153,108 @@ def _compression(path: Path, head: bytes) -> str | None:
     return kind
 
 
-def _zstd_blocks(fh) -> Iterator[bytes]:
-    """Decompress all zstd frames; a frame cut short raises (zstandard's readers would not).
-    Input goes in small pieces because each call returns all the output of its input."""
-    dctx = zstandard.ZstdDecompressor()
-    obj, fed = dctx.decompressobj(), False
-    while data := fh.read(_ZSTD_FEED):
-        while data:
-            fed = True
-            yield obj.decompress(data)
-            data = b""
-            if obj.eof:
-                data, obj, fed = obj.unused_data, dctx.decompressobj(), False
-    if fed and not obj.eof:
-        raise EOFError("zstd frame ends before its end marker")
+class _ZstdReader:
+    """readinto() over all zstd frames of a file; a frame cut short raises (zstandard's own
+    readers would not). Input goes in small pieces because each call returns all its output."""
+
+    def __init__(self, fh):
+        import zstandard
+        self.fh, self.dctx = fh, zstandard.ZstdDecompressor()
+        self.obj, self.fed, self.pending, self.at = self.dctx.decompressobj(), False, b"", 0
+
+    def readinto(self, view) -> int:
+        """Fill `view` as far as the input goes; 0 only at the end."""
+        done = 0
+        while done < len(view):
+            if self.at == len(self.pending):
+                data = self.fh.read(_ZSTD_FEED)
+                if not data:
+                    if self.fed and not self.obj.eof:
+                        raise EOFError("zstd frame ends before its end marker")
+                    break
+                self.fed = True
+                self.pending, self.at = self.obj.decompress(data), 0
+                if self.obj.eof:
+                    self.pending += self._next_frame(self.obj.unused_data)
+                continue
+            n = min(len(view) - done, len(self.pending) - self.at)
+            view[done:done + n] = memoryview(self.pending)[self.at:self.at + n]
+            self.at += n
+            done += n
+        return done
+
+    def _next_frame(self, rest: bytes) -> bytes:
+        out = b""
+        while True:
+            self.obj, self.fed = self.dctx.decompressobj(), False
+            if not rest:
+                return out
+            self.fed = True
+            out += self.obj.decompress(rest)
+            if not self.obj.eof:
+                return out
+            rest = self.obj.unused_data
 
 
-def _blocks(path: Path) -> Iterator[bytes]:
-    """Decompressed bytes of the file, in blocks; errors name the file."""
-    with open(path, "rb") as fh:
+def _errors(kind: str) -> tuple:
+    """The exceptions that mean truncated or corrupt `kind` data."""
+    if kind == "zstd":
+        import zstandard
+        return EOFError, OSError, zstandard.ZstdError
+    if kind == "xz":
+        import lzma
+        return EOFError, OSError, lzma.LZMAError
+    return EOFError, OSError
+
+
+def _line_chunks(path: Path, chunk_bytes: int) -> Iterator[memoryview]:
+    """Chunks of about chunk_bytes of decompressed text that end at a line boundary.
+
+    The text is read straight into one reused buffer (readinto), and each chunk is a view of
+    it: no joins or slices of the text. A chunk is consumed (parsed into batches that own
+    their memory) before the next read overwrites the buffer. Errors name the file."""
+    name = str(path)
+    with open(path, "rb", buffering=0) as fh:
         kind = _compression(path, fh.read(6))
         fh.seek(0)
         if kind is None:
-            while block := fh.read(_READ):
-                yield block
-            return
-        try:
-            if kind == "zstd":
-                yield from _zstd_blocks(fh)
+            reader = fh
+        elif kind == "zstd":
+            reader = _ZstdReader(fh)
+        elif kind == "gzip":
+            import gzip
+            reader = gzip.GzipFile(fileobj=fh)
+        else:
+            import lzma
+            reader = lzma.LZMAFile(fh)
+        errors = _errors(kind) if kind else ()
+        buf, filled = bytearray(max(chunk_bytes, 1 << 12)), 0
+        while True:
+            try:
+                n = reader.readinto(memoryview(buf)[filled:])
+            except errors as e:
+                raise TraceFormatError(f"{path}: truncated or corrupt {kind} data: {e}") from None
+            filled += n
+            if n and filled < len(buf):
+                continue
+            if not n:  # end of input
+                if filled:
+                    yield memoryview(buf)[:filled]
                 return
-            stream = gzip.GzipFile(fileobj=fh) if kind == "gzip" else lzma.LZMAFile(fh)
-            while block := stream.read(_READ):
-                yield block
-        except (EOFError, OSError, lzma.LZMAError, zstandard.ZstdError) as e:
-            raise TraceFormatError(f"{path}: truncated or corrupt {kind} data: {e}") from None
-
-
-def _line_chunks(blocks: Iterable[bytes], name: str, chunk_bytes: int) -> Iterator[bytes]:
-    """Regroup blocks into chunks of about chunk_bytes that end at a line boundary."""
-    parts, size = [], 0
-    for block in blocks:
-        parts.append(block)
-        size += len(block)
-        if size < chunk_bytes:
-            continue
-        buf = b"".join(parts)
-        cut = buf.rfind(b"\n") + 1
-        if cut == 0 and len(buf) > MAX_LINE:
-            raise TraceFormatError(f"{name}: a line longer than {MAX_LINE} bytes: not an ftrace text file")
-        if cut:
-            yield buf[:cut]
-        parts, size = [buf[cut:]], len(buf) - cut
-    if size:
-        yield b"".join(parts)
+            cut = buf.rfind(b"\n", 0, filled) + 1
+            if cut == 0:  # one line fills the buffer: grow it, up to MAX_LINE
+                if filled > MAX_LINE:
+                    raise TraceFormatError(f"{name}: a line longer than {MAX_LINE} bytes: not an ftrace text file")
+                grown = bytearray(2 * len(buf))  # new memory: views of the old buffer stay valid
+                grown[:filled] = buf
+                buf = grown
+                continue
+            yield memoryview(buf)[:cut]
+            rest = buf[cut:filled]
+            if len(buf) > max(chunk_bytes, 1 << 12):  # grown for a long line: back to size
+                buf = bytearray(max(chunk_bytes, 1 << 12, len(rest) + 1))
+            buf[:len(rest)] = rest
+            filled = len(rest)
 
 
 def _bytes_chunks(data: bytes, chunk_bytes: int) -> Iterator[memoryview]:
@@ -270,7 +320,7 @@ def iter_batches(path, stats: ParseStats | None = None, *, engine: str = "auto",
     and is complete when the iterator is exhausted. engine: "auto" | "c" | "python"."""
     path = Path(path)
     stats = ParseStats() if stats is None else stats
-    return _run(_line_chunks(_blocks(path), str(path), chunk_bytes), str(path), stats, engine)
+    return _run(_line_chunks(path, chunk_bytes), str(path), stats, engine)
 
 
 def _table(batches: Iterable[pa.RecordBatch]) -> pa.Table:
@@ -290,30 +340,49 @@ def parse_bytes(data: bytes, name: str = "<bytes>", *, engine: str = "auto",
     return _table(_run(_bytes_chunks(data, chunk_bytes), name, stats, engine)), stats
 
 
+# Parquet layout of write_parquet, chosen by measurement (bench/bench_parse.py --parquet-sweep,
+# a 708,829-event hackbench trace, CPU seconds of writing / MB on disk): pyarrow's defaults
+# (snappy, dictionary on every column, statistics) 0.26 s / 11.5 MB; uncompressed, dictionary
+# on strings, no statistics 0.15 s / 39.7 MB; the choice below 0.16 s / 6.3 MB (zstd level 1
+# instead of lz4: 0.20 s / 3.7 MB). Task names and flags repeat, so strings are dictionary
+# encoded, and so is `event`, which must be: it keeps its whole EVENT_KINDS dictionary (the
+# codes) only when written as a dictionary. Timestamps and line numbers grow, so they are delta
+# encoded; every other column is a small integer, cheaper plain than dictionary-encoded.
+# Column statistics are left out: nothing filters events by row group, and they cost about 15%
+# of the write.
+DICTIONARY_COLUMNS = tuple(f.name for f in EVENT_SCHEMA if f.type == pa.string() or f.name == "event")
+PARQUET_OPTIONS = dict(compression="lz4", use_dictionary=list(DICTIONARY_COLUMNS), write_statistics=False,
+                       column_encoding={"ts": "DELTA_BINARY_PACKED", "line": "DELTA_BINARY_PACKED"})
+
+
 def write_parquet(path, out, *, engine: str = "auto", chunk_bytes: int = CHUNK_BYTES) -> ParseStats:
-    """Parse `path` into the Parquet file `out` with bounded memory; the stats JSON goes into
-    the schema metadata (STATS_KEY). Batches are staged in a temporary Arrow IPC file because
-    the stats are known only at the end and Parquet writes its schema first."""
+    """Parse `path` into the Parquet file `out` (written atomically) with bounded memory: each
+    batch goes to the file as it is parsed. The stats are known only at the end, so the Arrow
+    schema (with the stats JSON under STATS_KEY, what read_stats and pq.read_schema return) is
+    stored in the footer's key-value metadata when the file closes, instead of by the writer
+    when it opens; readers see the same schema, metadata and rows either way."""
+    import base64
+
+    import pyarrow.parquet as pq
+
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     stats = ParseStats()
-    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
-        staged, final = Path(tmp) / "events.arrow", Path(tmp) / "events.parquet"
-        lz4 = pa.ipc.IpcWriteOptions(compression="lz4" if pa.Codec.is_available("lz4") else None)
-        with pa.OSFile(str(staged), "wb") as sink, pa.ipc.new_file(sink, EVENT_SCHEMA, options=lz4) as writer:
+    with atomic_path(out) as tmp:
+        with pq.ParquetWriter(tmp, EVENT_SCHEMA, store_schema=False, **PARQUET_OPTIONS) as writer:
             for batch in iter_batches(path, stats, engine=engine, chunk_bytes=chunk_bytes):
                 writer.write_batch(batch)
-        schema = EVENT_SCHEMA.with_metadata({STATS_KEY: json.dumps(stats.to_dict())})
-        with pa.OSFile(str(staged)) as src, pq.ParquetWriter(final, schema) as pw:
-            reader = pa.ipc.open_file(src)
-            for i in range(reader.num_record_batches):
-                pw.write_batch(reader.get_batch(i))
-        os.replace(final, out)
+            stats_json = json.dumps(stats.to_dict()).encode()
+            schema = EVENT_SCHEMA.with_metadata({STATS_KEY: stats_json})
+            writer.add_key_value_metadata({b"ARROW:schema": base64.b64encode(schema.serialize().to_pybytes()),
+                                           STATS_KEY: stats_json})
     return stats
 
 
 def read_stats(parquet_path) -> dict:
     """The ParseStats dict stored by write_parquet."""
+    import pyarrow.parquet as pq
+
     return json.loads(pq.read_schema(parquet_path).metadata[STATS_KEY])
 
 

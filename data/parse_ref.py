@@ -30,7 +30,17 @@ SKIP_REASONS = OUTCOMES[4:]
 (TOTAL, COMMENT, EVENT, LOST, UNKNOWN_EVENT, MALFORMED_HEADER, MALFORMED_FIELDS, BAD_NUMBER) = range(8)
 
 KIND = {name: code for code, name in enumerate(EVENT_KINDS)}
-EVENT_DICT = pa.array(EVENT_KINDS, pa.string())
+
+
+def _string_array(values) -> pa.Array:
+    """pa.array(values, pa.string()) built from buffers: converting Python objects makes pyarrow
+    import pandas (0.1-0.2 s), which the parser's import and CLI otherwise never need."""
+    data = [v.encode() for v in values]
+    offsets = np.cumsum([0] + [len(d) for d in data], dtype=np.int32)
+    return pa.StringArray.from_buffers(len(data), pa.py_buffer(offsets), pa.py_buffer(b"".join(data)))
+
+
+EVENT_DICT = _string_array(EVENT_KINDS)
 
 # Numbers longer than 18 digits are not held; like the C core, mark them as overflowing.
 OVF = (1 << 63) - 1
