@@ -21,22 +21,20 @@ import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
 from models.evaluation.config import OverrideError, check_overrides  # noqa: E402
+from models.hydra_cli import entry_point, run  # noqa: E402
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval.yaml")
+@entry_point("evaluate.py")  # an error is one line; a run that wrote nothing leaves no folder
 def main(cfg: DictConfig) -> None:
     from models.evaluation.runner import evaluate
-    from models.evaluation.sources import EvaluationError
 
-    try:
-        evaluate(cfg)
-    except EvaluationError as e:  # bad input: say which, without a traceback
-        sys.exit(f"error: {e}")
+    evaluate(cfg)
 
 
 if __name__ == "__main__":
     try:
         check_overrides(sys.argv[1:])
     except OverrideError as e:
-        sys.exit(f"error: {e}")
-    main()
+        sys.exit(f"evaluate.py: error: {e}")
+    run(main, "evaluate.py")

@@ -22,6 +22,7 @@ import pytorch_lightning as pl  # noqa: E402
 import torch  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
+from models.hydra_cli import check_number, check_trainer, entry_point, run  # noqa: E402
 from models.tasks import checkpoint_hparams  # noqa: E402
 from models.tasks.hydra_utils import extras, instantiate_group  # noqa: E402
 from models.tasks.results import print_results, write_results  # noqa: E402
@@ -80,8 +81,24 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
+def check_config(cfg: DictConfig) -> None:
+    """Settings that would otherwise fail late or obscurely, checked before anything runs."""
+    for key in ("seed", "threads"):
+        if cfg.get(key) is not None:
+            check_number(cfg.get(key), key, int, 0)
+    check_trainer(cfg.trainer)
+    if cfg.get("ckpt_path") and not Path(cfg.ckpt_path).is_file():
+        raise FileNotFoundError(f"ckpt_path={cfg.ckpt_path}: no such file")
+    dataset = cfg.data.get("dataset_dir")
+    if dataset and not Path(dataset).is_dir():
+        raise FileNotFoundError(f"data.dataset_dir={dataset}: no such directory (build one with "
+                                f"`python -m data.build --traces DIR --out DATASET`)")
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="train.yaml")
+@entry_point("train.py")
 def main(cfg: DictConfig) -> float | None:
+    check_config(cfg)
     extras(cfg)
     metrics = train(cfg)
     # the value an Optuna sweep optimises (hparams_search sets optimized_metric)
@@ -89,4 +106,4 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main, "train.py")  # a bad setting or input is one line and exit 1; Ctrl-C exit 130

@@ -109,11 +109,18 @@ def test_report_on_runs_and_raw_trace(runs, raw_trace, tmp_path):
     assert set(nxt["baselines"]["test_unseen"]) == {"most_frequent", "repeat_2_back", "markov3"}
 
     winner = json.loads((out / "winner.json").read_text())
-    assert {"rule", "metric", "split", "budget_p99_us", "latency_engine", "winners"} <= winner.keys()
+    assert {"rule", "metric", "split", "split_note", "budget_macs", "latency_engine", "winners"} <= winner.keys()
+    assert winner["split"] == "val"  # chosen on validation rows, never on a test split
     for task in ("migration", "next_task"):
         w = winner["winners"][task]
-        assert {"winner", "ckpt_path", "value", "p99_us", "reason", "candidates"} <= w.keys()
+        assert {"winner", "ckpt_path", "value", "macs", "p99_us", "reason", "candidates"} <= w.keys()
         assert w["winner"] in (None, *(m["label"] for m in metrics["models"] if m["task"] == task))
+        assert (w["winner"] is None) == bool(w["reason"])
+        m = next(m for m in metrics["models"] if m["task"] == task)
+        assert m["validation"]["n"] > 0 and w["candidates"][0]["value"] == m["validation"][m["primary"]]
+    # a progress line per stage
+    for stage in ("load 1/2", "test set test_unseen", "validation rows", "latency", "permutation importance", "plots"):
+        assert stage in proc.stdout + proc.stderr, stage
 
     pngs = [f for f in metrics["files"] if f.endswith(".png")]
     assert {"accuracy_latency.png", "workloads_migration.png", "confusion_migration.png"} <= set(pngs)
@@ -186,7 +193,7 @@ def test_non_trace_file_fails_clearly(runs, tmp_path):
 
 def test_only_data_may_be_overridden(tmp_path):
     check_overrides(["ckpt_path=a.ckpt", "data_dir=/x", "traces=[a.zst,b.xz]", "data.eval_batch_size=8",
-                     "latency.calls=10", "winner.budget_p99_us=50", "hydra.run.dir=/tmp/x", "paths.log_dir=/tmp/l", "-m"])
+                     "latency.calls=10", "winner.budget_macs=5000", "hydra.run.dir=/tmp/x", "paths.log_dir=/tmp/l", "-m"])
     for bad in ("model.width=8", "data.window=4", "task=next_task", "+trainer.max_epochs=3", "data.features=[kind]"):
         with pytest.raises(OverrideError, match="rebuilds the model from the checkpoint"):
             check_overrides([bad])

@@ -46,18 +46,31 @@ def test_pareto_front():
     assert pareto_front(pts) == [4, 0, 1]
 
 
-def model(label, task, value, p99):
-    return {"label": label, "task": task, "ckpt_path": f"{label}.ckpt", "splits": {"test_unseen": {"bal_acc": value, "top1": value}},
+def model(label, task, value, macs, p99=None, test=0.0):
+    """A model entry: `value` on the validation rows, `test` (never used to choose) on test_unseen."""
+    return {"label": label, "task": task, "ckpt_path": f"{label}.ckpt", "macs": macs,
+            "validation": {"bal_acc": value, "top1": value, "n": 100} if value is not None else {"n": 0},
+            "splits": {"test_unseen": {"bal_acc": test, "top1": test}},
             "latency": {"onnxruntime": {"p99_us": p99}} if p99 is not None else None}
 
 
-def test_winner_is_best_within_budget():
-    models = [model("a", "migration", 0.9, 500), model("b", "migration", 0.8, 50), model("c", "migration", 0.8, 40),
-              model("d", "migration", 0.95, None), model("e", "next_task", 0.3, 1000)]
-    w = pick_winners(models, {"migration": "bal_acc", "next_task": "top1"}, "test_unseen", 100, "onnxruntime")
-    assert w["winners"]["migration"]["winner"] == "c"  # b ties on the metric, c is faster; a over budget; d unmeasured
-    assert w["winners"]["next_task"]["winner"] is None and "100 us" in w["winners"]["next_task"]["reason"]
-    assert "100 us" in w["rule"] and len(w["winners"]["migration"]["candidates"]) == 4
+def test_winner_is_best_validation_metric_within_mac_budget():
+    models = [model("a", "migration", 0.9, 500_000, test=1.0), model("b", "migration", 0.8, 5_000, p99=300),
+              model("c", "migration", 0.8, 4_000, p99=900), model("d", "migration", None, 10, test=1.0),
+              model("e", "next_task", 0.3, 1_000_000)]
+    w = pick_winners(models, {"migration": "bal_acc", "next_task": "top1"}, 100_000, "onnxruntime")
+    # a is over budget, d has no validation rows; b and c tie, c costs fewer MACs; latency and the
+    # test split (where a and d are best) play no part
+    assert w["winners"]["migration"]["winner"] == "c" and w["winners"]["migration"]["p99_us"] == 900
+    assert w["split"] == "val" and "validation" in w["split_note"]
+    none = w["winners"]["next_task"]
+    assert none["winner"] is None and "e (1,000,000 MACs)" in none["reason"] and "100,000 MACs" in none["reason"]
+    assert "100,000 MACs" in w["rule"] and len(w["winners"]["migration"]["candidates"]) == 4
+    # the same models under any latency give the same verdict
+    for m in models:
+        m["latency"] = {"onnxruntime": {"p99_us": 1e6}}
+    assert pick_winners(models, {"migration": "bal_acc"}, 100_000, "onnxruntime")["winners"]["migration"]["winner"] == "c"
+    assert "winner.metric" in pick_winners(models, {"migration": "bal_acc"}, 100_000, "onnxruntime")["winners"]["next_task"]["reason"]
 
 
 def test_labels_are_unique_per_task():

@@ -126,9 +126,16 @@ def render(models: list[dict], winner: dict, files: list[str], command: str, spl
            "per call after warm-up. MACs: multiply-accumulates of one decision (a full window for sequence models). "
            "lift: the model's primary metric minus the best baseline's on the same test set (`vs`).", "",
            "## Models", "", models_table(models), "", "## Winner", "", f"Rule: {winner['rule']}.", ""]
+    out += [f"Chosen on: {winner['split']} ({winner['split_note']}).", ""]
     for task, w in winner["winners"].items():
-        out.append(f"- **{task}**: {w['winner']} ({fmt(w['value'])}, p99 {fmt(w['p99_us'], 1)} us)" if w["winner"]
-                   else f"- **{task}**: none ({w['reason']})")
+        out.append(f"- **{task}**: {w['winner']} (validation {fmt(w['value'])}, {w['macs']:,} MACs, "
+                   f"p99 {fmt(w['p99_us'], 1)} us)" if w["winner"] else f"- **{task}**: none, because {w['reason']}")
+    rows = [[task, c["label"], c["value"], c["val_samples"], c["macs"], "yes" if c["within_budget"] else "no",
+             None if c["p99_us"] is None else f"{c['p99_us']:.1f}"]
+            for task, w in winner["winners"].items() for c in w["candidates"]]
+    if rows:
+        out += ["", table(["task", "model", "validation metric", "val samples", "MACs/decision",
+                           f"<= {winner['budget_macs']:,} MACs", f"{winner['latency_engine']} p99 us (reported)"], rows)]
     for task in dict.fromkeys(m["task"] for m in models):
         ms = [m for m in models if m["task"] == task]
         splits = split_order(ms)

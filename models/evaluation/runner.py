@@ -17,8 +17,9 @@ from models.evaluation.importance import permutation_importance
 from models.evaluation.latency import measure
 from models.evaluation.metrics import baseline_scores, lift, predict, primary_metric, score, split_logits
 from models.evaluation.report import VERSION, render, split_order, write_atomic, write_json
-from models.evaluation.sources import Candidate, TraceTables, assign_labels, find_checkpoints, load_candidate
-from models.evaluation.winner import pick_winners
+from models.evaluation.sources import (Candidate, EvaluationError, TraceTables, assign_labels, find_checkpoints,
+                                      load_candidate)
+from models.evaluation.winner import SELECTION_SPLIT, pick_winners
 
 log = logging.getLogger(__name__)
 
@@ -30,16 +31,40 @@ def latency_input(cand: Candidate, split_name: str) -> tuple[torch.Tensor, torch
     return split.steps[idx].contiguous(), None if split.tokens is None else split.tokens[idx].contiguous()
 
 
-def evaluate_candidate(cand: Candidate, cfg: DictConfig, cache: dict) -> dict:
+def progress(msg: str) -> None:
+    """One line per stage, so a long evaluation is never silent."""
+    log.info("[evaluate] %s", msg)
+
+
+def validation_scores(cand: Candidate, chunk: int) -> dict:
+    """Scores on the datamodule's validation rows (the winner is chosen on these), or {} if none."""
+    split = cand.get_split(SELECTION_SPLIT)
+    if len(split) == 0:
+        return {"n": 0}
+    return score(cand.module, predict(cand.module.net, split, chunk), split.target)
+
+
+def evaluate_candidate(cand: Candidate, cfg: DictConfig, cache: dict, step: str = "") -> dict:
     t0 = time.perf_counter()
     module, net = cand.module, cand.module.net
     primary = primary_metric(module)
     splits = cand.test_sets(cfg.workloads)
     if not splits:
-        raise ValueError(f"{cand.ckpt_path}: no test set with samples (dataset {cand.dm.dataset_dir}, traces {list(cfg.traces)})")
+        raise EvaluationError(f"{cand.ckpt_path}: no test set with samples (dataset {cand.dm.dataset_dir}, "
+                              f"traces {list(cfg.traces)})")
     chunk = int(cfg.data.eval_batch_size)
-    logits = split_logits(splits, cand.derived(splits), lambda s: predict(net, cand.get_split(s), chunk))
+    derived = cand.derived(splits)
+
+    def logits_of(s: str) -> torch.Tensor:
+        progress(f"{step}{cand.label}: test set {s} ({len(cand.get_split(s))} windows)")
+        return predict(net, cand.get_split(s), chunk)
+
+    logits = split_logits(splits, derived, logits_of)
     scores = {s: score(module, logits[s], cand.get_split(s).target) for s in splits}
+    progress(f"{step}{cand.label}: validation rows ({SELECTION_SPLIT}, for the winner)")
+    validation = validation_scores(cand, chunk)
+    if cfg.baselines:
+        progress(f"{step}{cand.label}: baselines")
     baselines = baseline_scores(cand, splits, cache, chunk) if cfg.baselines else {}
     for s in splits:
         scores[s].update(lift(scores[s], baselines.get(s, {}), primary))
@@ -50,12 +75,14 @@ def evaluate_candidate(cand: Candidate, cfg: DictConfig, cache: dict) -> dict:
         "inputs": cand.input_features, "n_inputs": len(cand.input_features),
         "params": parameter_count(net), "macs": macs_per_decision(net, x, tokens),
         "primary": primary, "metric_names": list(module.metric_names),
-        "splits": scores, "baselines": baselines, "latency": None, "importance": None,
+        "splits": scores, "validation": validation, "baselines": baselines, "latency": None, "importance": None,
     }
     if cfg.latency.enabled:
+        progress(f"{step}{cand.label}: latency ({int(cfg.latency.calls)} calls per engine)")
         entry["latency"] = measure(net, cand.meta, x, tokens, int(cfg.latency.calls), int(cfg.latency.warmup), bool(cfg.latency.onnx))
     if cfg.importance.enabled:
         name = cfg.importance.split if cfg.importance.split in splits else splits[0]
+        progress(f"{step}{cand.label}: permutation importance on {name}")
         entry["importance"] = permutation_importance(module, cand.get_split(name), primary, int(cfg.importance.repeats),
                                                      int(cfg.importance.seed), cfg.importance.max_samples)
     log.info("%s (%s): %s in %.1fs", cand.label, cand.task,
@@ -65,8 +92,8 @@ def evaluate_candidate(cand: Candidate, cfg: DictConfig, cache: dict) -> dict:
 
 def write_plots(models: list[dict], out: Path, cfg: DictConfig) -> list[str]:
     files = []
-    split, engine = cfg.winner.split, cfg.winner.latency
-    files.append(plots.accuracy_latency(models, out / "accuracy_latency.png", split, engine, cfg.winner.budget_p99_us))
+    split, engine = cfg.report_split, cfg.winner.latency
+    files.append(plots.accuracy_latency(models, out / "accuracy_latency.png", split, engine))
     for task in plots.tasks_of(models):
         ms = [m for m in models if m["task"] == task]
         files += [
@@ -82,20 +109,32 @@ def write_plots(models: list[dict], out: Path, cfg: DictConfig) -> list[str]:
 
 
 def evaluate(cfg: DictConfig) -> dict:
-    """Evaluate the configured checkpoints; returns metrics.json's content (also written)."""
+    """Evaluate the configured checkpoints; returns metrics.json's content (also written).
+
+    The output folder is created only once every checkpoint has loaded, so a run that fails on
+    its input leaves nothing behind (evaluate.py also removes Hydra's folder then)."""
     out = Path(cfg.paths.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(int(cfg.seed))
+    budget = cfg.winner.budget_macs
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget <= 0:
+        raise EvaluationError(f"winner.budget_macs={budget!r}: expected a positive integer")
     traces = TraceTables(list(cfg.traces or []))  # missing files fail before any model is loaded
     overrides = {"dataset_dir": cfg.data_dir, "eval_batch_size": cfg.data.eval_batch_size}
-    cands = [load_candidate(p, overrides) for p in find_checkpoints(cfg.ckpt_path, cfg.ckpt_paths, cfg.runs)]
+    paths = find_checkpoints(cfg.ckpt_path, cfg.ckpt_paths, cfg.runs)
+    cands = []
+    for i, p in enumerate(paths, 1):
+        progress(f"load {i}/{len(paths)}: {p}")
+        cands.append(load_candidate(p, overrides))
     assign_labels(cands)
     for cand in cands:
         traces.attach(cand)
     cache: dict = {}
-    models = [evaluate_candidate(c, cfg, cache) for c in cands]
+    models = [evaluate_candidate(c, cfg, cache, f"{i}/{len(cands)} ") for i, c in enumerate(cands, 1)]
     w = cfg.winner
-    winner = pick_winners(models, OmegaConf.to_container(w.metric), w.split, float(w.budget_p99_us), w.latency)
+    winner = pick_winners(models, OmegaConf.to_container(w.metric), int(budget), w.latency)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.plots:
+        progress(f"plots -> {out}")
     files = write_plots(models, out, cfg) if cfg.plots else []
     files += ["metrics.json", "report.md", "winner.json"]
     command = " ".join(["python evaluate.py", *sys.argv[1:]]) if Path(sys.argv[0]).name == "evaluate.py" else "evaluate(cfg)"
@@ -103,6 +142,9 @@ def evaluate(cfg: DictConfig) -> dict:
               "config": OmegaConf.to_container(cfg, resolve=True), "models": models, "winner": winner, "files": files}
     write_json(out / "winner.json", winner)
     write_json(out / "metrics.json", result)
-    write_atomic(out / "report.md", render(models, winner, files, command, w.split))
-    log.info("report: %s", out / "report.md")
+    write_atomic(out / "report.md", render(models, winner, files, command, cfg.report_split))
+    for task, v in winner["winners"].items():
+        progress(f"winner {task}: {v['winner']} (validation {v['value']}, {v['macs']} MACs)" if v["winner"]
+                 else f"winner {task}: none ({v['reason']})")
+    progress(f"report: {out / 'report.md'}")
     return result
