@@ -2,8 +2,11 @@
 
     python -m data.build --traces DIR [DIR...] --out DATASET --unseen CATEGORY[,CATEGORY]
 
-A run is a directory holding meta.json and a trace file (found recursively under each --traces
-DIR). Splitting is by whole trace so no window of one trace can land in two splits: runs of the
+A run is a directory holding meta.json and a trace file and/or can_migrate records (found
+recursively under each --traces DIR). A trace gives the migration and next_task tables, records
+(can_migrate.parquet or the loader's records.bin[.zst]) the can_migrate table: the records
+passing the kernel's hard conditions, with Chen's 15 features and both labels
+(data/cm_features.py). Splitting is by whole trace so no window of one trace can land in two splits: runs of the
 --unseen categories form test_unseen; in the other categories each workload's runs are sorted by
 run_id and the last one is test_seen, the rest train (a workload with a single run stays in
 train, and the card says so). Every workload's test runs also get a file of their own.
@@ -29,12 +32,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from data.atomic import swap_dir_in
+from data.cm_features import CHEN_FEATURES, FORCED, LABEL, can_migrate_table, filter_counts
+from data.cm_files import RECORD_FILES, read_records, run_records
 from data.parse import parse_file
 from data.replay import MIGRATION_FEATURES, NEXT_TASK_COLUMNS, replay
 
 VERSION = 1
 SPLITS = ("train", "test_seen", "test_unseen")
-TASKS = ("migration", "next_task")
+TASKS = ("migration", "next_task")  # from traces
+CM_TASK = "can_migrate"  # from records
 TRACE_NAMES = ("trace.txt.zst", "trace.txt.xz", "trace.txt.gz", "trace.txt")
 SPLIT_RULE = (
     "Whole traces only. Runs whose category is in unseen_categories -> test_unseen. Otherwise, "
@@ -53,8 +59,9 @@ class Run:
     run_id: str
     workload: str
     category: str
-    trace: Path
+    trace: Path | None
     meta: dict
+    records: Path | None = None
 
 
 def _natural(run_id: str) -> list:
@@ -70,15 +77,18 @@ def find_runs(dirs: list[Path]) -> list[Run]:
             names = [meta["trace_file"]] if "trace_file" in meta else list(TRACE_NAMES)
             trace = next((meta_path.parent / n for n in names
                           if (meta_path.parent / n).is_file()), None)
-            if trace is None or "workload" not in meta:
+            records = run_records(meta_path.parent)
+            if (trace is None and records is None) or "workload" not in meta:
                 continue  # not a run directory (e.g. a built dataset's card)
             run_id = meta.get("run_id") or meta_path.parent.name
             if run_id in runs:
-                raise BuildError(f"duplicate run_id {run_id!r}: {runs[run_id].trace} and {trace}")
-            runs[run_id] = Run(run_id, meta["workload"], meta["category"], trace, meta)
+                raise BuildError(f"duplicate run_id {run_id!r}: {meta_path.parent} and "
+                                 f"{(runs[run_id].trace or runs[run_id].records).parent}")
+            runs[run_id] = Run(run_id, meta["workload"], meta["category"], trace, meta, records)
     if not runs:
         raise BuildError(f"no traces found under {', '.join(map(str, dirs))} "
-                         f"(looking for <run>/meta.json beside one of {', '.join(TRACE_NAMES)})")
+                         f"(looking for <run>/meta.json beside one of {', '.join(TRACE_NAMES)} "
+                         f"or {', '.join(RECORD_FILES)})")
     return sorted(runs.values(), key=lambda r: _natural(r.run_id))
 
 
@@ -137,22 +147,22 @@ def _with_run_columns(df, run: Run) -> pa.Table:
     return t.append_column("category", pa.array([run.category] * n, pa.string()))
 
 
-def _process(run: Run, events_dir: Path) -> tuple[dict, dict[str, pa.Table]]:
-    """Parse + replay one run; write its events; return its card entry and its task tables."""
+def _process_trace(run: Run, events_dir: Path | None) -> tuple[dict, dict[str, pa.Table]]:
+    """Parse + replay one run's trace; write its events (unless events_dir is None); return its
+    card fields and its migration / next_task tables."""
     t0 = time.perf_counter()
     events, pstats = parse_file(run.trace)
-    _write_parquet(events, events_dir / f"{run.run_id}.parquet")
+    if events_dir is not None:
+        _write_parquet(events, events_dir / f"{run.run_id}.parquet")
     result = replay(events, run.run_id)
     lossy = {key: {str(k): int(v) for k, v in (run.meta.get(key) or {}).items()}
              for key in ("overruns", "dropped_events", "commit_overruns")}
     source = {
-        "run_id": run.run_id, "workload": run.workload, "category": run.category,
         "path": str(run.trace), "sha256": _sha256(run.trace), "bytes": run.trace.stat().st_size,
         "events": events.num_rows, "skipped": sum(pstats.skipped.values()),
         "lost": pstats.lost_markers, "lost_events": result.stats["lost_events"],
         **{key: sum(per_cpu.values()) for key, per_cpu in lossy.items()},
         "overruns_by_cpu": lossy["overruns"],
-        "nr_cpus": run.meta.get("nr_cpus"), "seconds": run.meta.get("seconds"),
         "parse": pstats.to_dict(), "replay": result.stats,
     }
     print(f"{run.run_id}: {events.num_rows} events, {len(result.migration)} migration rows "
@@ -162,8 +172,49 @@ def _process(run: Run, events_dir: Path) -> tuple[dict, dict[str, pa.Table]]:
                     "next_task": _with_run_columns(result.next_task, run)}
 
 
+def _process_records(run: Run) -> tuple[dict, pa.Table]:
+    """Decode one run's can_migrate records; return card fields and its can_migrate table."""
+    from data.cm_record import RecordFormatError
+
+    try:
+        records = read_records(run.records)
+    except RecordFormatError as e:
+        raise BuildError(str(e)) from e
+    table = can_migrate_table(records.assign(run_id=run.run_id, workload=run.workload,
+                                             category=run.category))
+    source = {"records_path": str(run.records), "records_sha256": _sha256(run.records),
+              "records_bytes": run.records.stat().st_size,
+              "can_migrate_filter": filter_counts(records)}
+    print(f"{run.run_id}: {len(records)} can_migrate records, {len(table)} pass the hard "
+          f"conditions ({int(table[LABEL].sum())} allowed, {int(table[FORCED].sum())} forced)",
+          file=sys.stderr)
+    return source, pa.Table.from_pandas(table, preserve_index=False)
+
+
+def _process(run: Run, events_dir: Path | None) -> tuple[dict, dict[str, pa.Table]]:
+    """One run's card entry and its task tables (only the tasks its files give)."""
+    source = {"run_id": run.run_id, "workload": run.workload, "category": run.category,
+              "nr_cpus": run.meta.get("nr_cpus"), "seconds": run.meta.get("seconds")}
+    tables = {}
+    if run.trace is not None:
+        fields, tables = _process_trace(run, events_dir)
+        source.update(fields)
+    if run.records is not None:
+        fields, tables[CM_TASK] = _process_records(run)
+        source.update(fields)
+    return source, tables
+
+
 def _counts(task: str, t: pa.Table) -> dict:
     n = t.num_rows
+    if task == CM_TASK:
+        out = {"rows": n}
+        for label in (LABEL, FORCED):
+            pos = int(pc.sum(t.column(label)).as_py() or 0)
+            out[f"{label}_positives"] = pos
+            out[f"{label}_positive_rate"] = pos / n if n else 0.0
+        out["positive_rate"] = out[f"{LABEL}_positive_rate"]
+        return out
     if task == "migration":
         pos = int(pc.sum(t.column("migrated")).as_py() or 0)
         kinds = t.column("kind").to_numpy()
@@ -177,20 +228,35 @@ def _counts(task: str, t: pa.Table) -> dict:
 
 
 def _write_task(task: str, tables: dict[str, pa.Table], splits: dict, root: Path) -> dict:
-    """Write one task's split files and per-workload files; return their counts."""
+    """Write one task's split files and per-workload files from the runs that have its table;
+    return their counts."""
     (root / task / "workload").mkdir(parents=True)
     empty = next(iter(tables.values())).slice(0, 0)
     counts = {}
     for name, ids in [*((s, splits[s]) for s in SPLITS),
-                      *((f"workload/{w}", ids) for w, ids in splits["workload"].items() if ids)]:
+                      *((f"workload/{w}", ids) for w, ids in splits["workload"].items())]:
+        ids = [i for i in ids if i in tables]
+        if name.startswith("workload/") and not ids:
+            continue
         t = pa.concat_tables([tables[i] for i in ids]) if ids else empty
         _write_parquet(t, root / task / f"{name}.parquet")
         counts[name] = _counts(task, t)
     return counts
 
 
-def build(trace_dirs: list[Path], out: Path, unseen: list[str], force: bool = False) -> dict:
-    """Build the dataset at `out` and return its card."""
+def _filter_total(sources: list[dict]) -> dict:
+    """Sum of the runs' hard-condition filter counts."""
+    total: dict[str, int] = {}
+    for src in sources:
+        for k, v in src.get("can_migrate_filter", {}).items():
+            total[k] = total.get(k, 0) + v
+    return total
+
+
+def build(trace_dirs: list[Path], out: Path, unseen: list[str], force: bool = False,
+          events: bool = True) -> dict:
+    """Build the dataset at `out` and return its card. events=False leaves out the per-run
+    events/ copies (the shipped guest dataset does, to stay small)."""
     out = Path(out)
     if out.exists() and not force:
         raise BuildError(f"{out} exists (use --force to replace it)")
@@ -200,25 +266,36 @@ def build(trace_dirs: list[Path], out: Path, unseen: list[str], force: bool = Fa
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        (tmp / "events").mkdir(parents=True)
-        sources, tables = [], {task: {} for task in TASKS}
+        tmp.mkdir(parents=True)
+        if events:
+            (tmp / "events").mkdir()
+        sources, tables = [], {task: {} for task in (*TASKS, CM_TASK)}
         for run in runs:
-            source, per_task = _process(run, tmp / "events")
+            source, per_task = _process(run, tmp / "events" if events else None)
             sources.append(source)
-            for task in TASKS:
-                tables[task][run.run_id] = per_task[task]
+            for task, table in per_task.items():
+                tables[task][run.run_id] = table
+        tasks = [t for t in (*TASKS, CM_TASK) if tables[t]]
         card = {
             "version": VERSION,
             "unseen_categories": list(unseen),
             "split_rule": SPLIT_RULE,
             "splits": splits,
             "notes": notes,
-            "counts": {task: _write_task(task, tables[task], splits, tmp) for task in TASKS},
+            "tasks": tasks,
+            "counts": {task: _write_task(task, tables[task], splits, tmp) for task in tasks},
             "features": {"migration": list(MIGRATION_FEATURES), "migration_label": "migrated",
                          "migration_kinds": {"0": "wakeup", "1": "preempt", "2": "new"},
-                         "next_task": list(NEXT_TASK_COLUMNS)},
+                         "next_task": list(NEXT_TASK_COLUMNS),
+                         "can_migrate": list(CHEN_FEATURES),
+                         "can_migrate_labels": {
+                             LABEL: "can_migrate_task() returned 1",
+                             FORCED: "returned 1 and set p->sched_task_hot (allowed although "
+                                     "cache hot)"}},
             "sources": sources,
         }
+        if CM_TASK in tasks:
+            card["can_migrate_filter"] = _filter_total(sources)
         (tmp / "meta.json").write_text(json.dumps(card, indent=1) + "\n")
         swap_dir_in(tmp, out)
     finally:
@@ -226,15 +303,24 @@ def build(trace_dirs: list[Path], out: Path, unseen: list[str], force: bool = Fa
     return card
 
 
-
-
 def _summary(card: dict) -> str:
     lines = [f"{len(card['sources'])} runs; unseen categories: "
              f"{', '.join(card['unseen_categories']) or '(none)'}"]
+    counts = card["counts"]
     for s in SPLITS:
-        m, n = card["counts"]["migration"][s], card["counts"]["next_task"][s]
-        lines.append(f"  {s:11s} runs={len(card['splits'][s]):3d}  migration rows={m['rows']} "
-                     f"positive_rate={m['positive_rate']:.4f}  next_task rows={n['rows']}")
+        parts = [f"  {s:11s} runs={len(card['splits'][s]):3d}"]
+        if "migration" in counts:
+            m, n = counts["migration"][s], counts["next_task"][s]
+            parts.append(f"migration rows={m['rows']} positive_rate={m['positive_rate']:.4f}  "
+                         f"next_task rows={n['rows']}")
+        if CM_TASK in counts:
+            c = counts[CM_TASK][s]
+            parts.append(f"can_migrate rows={c['rows']} allowed={c[f'{LABEL}_positive_rate']:.4f} "
+                         f"forced={c[f'{FORCED}_positive_rate']:.4f}")
+        lines.append("  ".join(parts))
+    if "can_migrate_filter" in card:
+        lines.append("  can_migrate hard-condition filter: " + ", ".join(
+            f"{k}={v}" for k, v in card["can_migrate_filter"].items()))
     return "\n".join(lines + [f"  note: {x}" for x in card["notes"]])
 
 
@@ -246,10 +332,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--unseen", default="",
                     help="comma-separated categories held out as test_unseen")
     ap.add_argument("--force", action="store_true", help="replace an existing --out")
+    ap.add_argument("--no-events", action="store_true",
+                    help="leave out the per-run events/ copies (smaller dataset)")
     args = ap.parse_args(argv)
     unseen = [c for c in args.unseen.split(",") if c]
     try:
-        card = build(args.traces, args.out, unseen, args.force)
+        card = build(args.traces, args.out, unseen, args.force, events=not args.no_events)
     except BuildError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -33,8 +33,32 @@ FEATURE_DOCS = {
     "buddy_hot": "p is the next buddy and dst has running tasks",
 }
 LABEL = "can_migrate"  # ret != 0
-FORCED = "forced"  # migrated although cache hot (delta_ns < 500 us)
+FORCED = "forced"  # migrated although cache hot: the kernel's own p->sched_task_hot
+LABELS = (LABEL, FORCED)
+# Columns that identify a row of the can_migrate table (besides run_id, workload, category).
+IDENT = ("ts", "cpu", "src_cpu", "dst_cpu", "pid")
+# Why a record fails can_migrate_task's hard conditions, in the kernel's order of checks.
+HARD_REASONS = ("throttled", "dst_not_allowed", "running", "delayed")
 
+
+def hard_fail(df):
+    """{reason: bool mask} of the hard condition each record fails first (HARD_REASONS order)."""
+    left = np.ones(len(df), dtype=bool)
+    out = {}
+    for reason, bad in (("throttled", df["throttled"] != 0), ("dst_not_allowed", df["dst_allowed"] == 0),
+                        ("running", df["p_running"] != 0),
+                        ("delayed", (df["sched_delayed"] != 0) & (df["migration_type"] != MIGRATE_LOAD))):
+        out[reason] = left & bad.to_numpy()
+        left &= ~out[reason]
+    return out
+
+
+def filter_counts(records) -> dict:
+    """The dataset card's hard-condition filter counts: records, first failed condition, kept."""
+    fails = hard_fail(records)
+    counts = {"records": len(records), **{f"dropped_{k}": int(v.sum()) for k, v in fails.items()}}
+    counts["kept"] = counts["records"] - sum(counts[f"dropped_{k}"] for k in HARD_REASONS)
+    return counts
 
 
 def hard_ok(df):
@@ -61,8 +85,9 @@ def chen_features(records, migration_cost_ns: int = MIGRATION_COST_NS, filter: b
     """Decoded records (DataFrame from `records_frame`) -> Chen et al.'s 15 features + labels.
 
     Returns a DataFrame with columns CHEN_FEATURES (float32), `can_migrate` (int8: ret != 0)
-    and `forced` (int8: can_migrate and delta_ns < migration_cost_ns, i.e. migrated although
-    cache hot; the kernel's own verdict is kept as `forced_kernel` = task_hot_after).
+    and `forced` (int8: allowed and p->sched_task_hot set by the call, i.e. the kernel migrated
+    a task it judged cache hot, Pinto's forced migration; `forced_kernel` is the raw bit).
+    Kernels without p->sched_task_hot (6.1 before 6.1.1xx stable, 6.12) record 0 there.
     With filter=True (Chen's preprocessing) only rows passing `hard_ok` are kept, so the label
     reflects the soft, learnable part of the decision. The index is the records' index.
     """
@@ -89,6 +114,28 @@ def chen_features(records, migration_cost_ns: int = MIGRATION_COST_NS, filter: b
     out["buddy_hot"] = df["buddy_hot"]
     out = out.astype("float32")
     out[LABEL] = (df["ret"] != 0).astype("int8")
-    out[FORCED] = ((df["ret"] != 0) & hot).astype("int8")
+    out[FORCED] = ((df["ret"] != 0) & (df["task_hot_after"] != 0)).astype("int8")
     out["forced_kernel"] = df["task_hot_after"].astype("int8")
     return out
+
+
+def can_migrate_table(records, migration_cost_ns: int = MIGRATION_COST_NS):
+    """Rows of the dataset's can_migrate table from decoded records: the records passing the
+    hard conditions, with IDENT columns, Chen's 15 features, both labels, `forced_kernel`, the
+    kernel rule's context (data.cm_rule.RULE_CONTEXT) and `delta_ns`. Extra columns of
+    `records` (run_id, workload, category) are carried over."""
+    import pandas as pd
+
+    from data.cm_rule import rule_context
+
+    feats = chen_features(records, migration_cost_ns)
+    kept = records.loc[feats.index]
+    carry = [c for c in ("run_id", "workload", "category") if c in kept]
+    ident = kept[["ts_ns", *IDENT[1:]]].rename(columns={"ts_ns": "ts"}).astype("int64")
+    out = pd.concat([kept[carry], ident, feats, rule_context(kept), kept[["delta_ns"]]], axis=1)
+    return out.reset_index(drop=True)
+
+
+def is_table(df) -> bool:
+    """True for a can_migrate table (features + labels), False for decoded records."""
+    return LABEL in df.columns and all(c in df.columns for c in CHEN_FEATURES)

@@ -1,4 +1,4 @@
-"""LightningDataModules: one per task, all reading the dataset directory of contracts §4.
+"""LightningDataModules: one per task, all reading the dataset directory written by data.build.
 
 The DataModule owns everything between the decision tables and tensors: the validation split,
 feature transforms, normalisation statistics (fitted on the training rows only), token encodings
@@ -317,31 +317,35 @@ CHEN_COUNTS = {"src_len", "src_load", "dst_load", "dst_len", "delta_faults"}
 
 
 class CanMigrateDataModule(BinaryDecisionDataModule):
-    """Chen et al.'s formulation on bcc `can_migrate_task` records (15 engineered features).
+    """Chen et al.'s formulation on `can_migrate_task` records (15 engineered features).
 
-    DATASET/can_migrate/<split>.parquet hold decoded records (data.bcc.record.records_frame
-    columns plus run_id, workload, category). The collector's `chen_features` filters them to
-    the rows passing the hard conditions and engineers the features and labels; this module only
-    windows, normalises and labels them. `label`: `can_migrate` (the kernel's return value) or
-    `forced` (allowed although cache-hot). Windows run over the records of one destination CPU.
+    DATASET/can_migrate/<split>.parquet is the builder's can_migrate table: records passing the
+    hard conditions with Chen's features, both labels and the kernel rule's context
+    (data.cm_features.can_migrate_table); a table of decoded records is converted by the same
+    function. `label`: `can_migrate` (the kernel's return value) or `forced` (allowed although
+    cache hot, Pinto). Windows run over the records of one destination CPU, in time order.
     """
 
     task = "can_migrate"
     table = "can_migrate"
 
     def __init__(self, *args, label: str = "can_migrate", **kwargs):
-        if label not in ("can_migrate", "forced"):
-            raise ValueError(f"label must be can_migrate | forced, got {label!r}")
+        from data.cm_features import LABELS
+
+        if label not in LABELS:
+            raise ValueError(f"label must be {' | '.join(LABELS)}, got {label!r}")
         super().__init__(*args, **kwargs)
         self.label = self.meta.get("label", label) if self.meta else label
 
     def read_table(self, split: str) -> pd.DataFrame:
-        from data.cm_features import chen_features
+        return self.as_table(super().read_table(split))
 
-        records = super().read_table(split)
-        feats = chen_features(records)
-        ident = records.loc[feats.index, ["run_id", "ts_ns", "src_cpu", "dst_cpu"]].rename(columns={"ts_ns": "ts"})
-        return pd.concat([ident, feats], axis=1).reset_index(drop=True)
+    @staticmethod
+    def as_table(df: pd.DataFrame) -> pd.DataFrame:
+        """A can_migrate table as is; decoded records through `can_migrate_table`."""
+        from data.cm_features import can_migrate_table, is_table
+
+        return df if is_table(df) else can_migrate_table(df)
 
     def fit_meta(self, train: pd.DataFrame) -> dict:
         from data.cm_features import CHEN_FEATURES
@@ -351,6 +355,42 @@ class CanMigrateDataModule(BinaryDecisionDataModule):
 
     def stream_keys(self) -> list[str]:
         return ["run_id", "dst_cpu"]
+
+
+class SyntheticCanMigrateDataModule(CanMigrateDataModule):
+    """Singh's distillation: train on rows drawn by data.cm_synthetic and labelled by the kernel
+    rule (`source: synthetic`), or on those plus the dataset's real training records
+    (`source: both`); test splits are always the dataset's real records. Validation is the tail
+    of every training run, synthetic included, so model selection never sees test records."""
+
+    SOURCES = ("synthetic", "both")
+
+    def __init__(self, *args, source: str = "synthetic", synthetic: dict | None = None, **kwargs):
+        from data.cm_synthetic import SyntheticSpec
+
+        if source not in self.SOURCES:
+            raise ValueError(f"source must be {' | '.join(self.SOURCES)}, got {source!r}")
+        super().__init__(*args, **kwargs)
+        self.source = self.meta.get("source", source) if self.meta else source
+        spec = self.meta.get("synthetic") if self.meta else None
+        self.spec = SyntheticSpec(**dict(spec or synthetic or {}))
+
+    def prepare_data(self) -> None:
+        if self.source == "both":
+            super().prepare_data()
+
+    def read_table(self, split: str) -> pd.DataFrame:
+        if split != "train":
+            return super().read_table(split)
+        from data.cm_synthetic import synthetic_table
+
+        rows = synthetic_table(self.spec)
+        if self.source == "both":
+            rows = pd.concat([super().read_table("train"), rows], ignore_index=True, join="inner")
+        return rows
+
+    def fit_meta(self, train: pd.DataFrame) -> dict:
+        return {**super().fit_meta(train), "source": self.source, "synthetic": self.spec.to_dict()}
 
 
 def prev_state_class(state: pd.Series) -> pd.Series:

@@ -63,6 +63,34 @@ class CacheCold(Baseline):
         return _hard(split.rows.iloc[rows]["delta_hot"].to_numpy() == 0)
 
 
+class Majority(Baseline):
+    """The training split's majority class (can_migrate: mostly "allow")."""
+
+    name = "majority"
+
+    def fit(self, train, meta):
+        super().fit(train, meta)
+        self.answer = bool(train.target.float().mean() >= 0.5) if len(train.target) else False
+        return self
+
+    def logits(self, split, rows):
+        return torch.full((len(split.target[rows]), 1), CONFIDENT if self.answer else -CONFIDENT)
+
+
+class KernelRule(Baseline):
+    """can_migrate: the kernel's own verdict recomputed from the row's fields (data/cm_rule.py);
+    for label `forced`, the rule's "allowed although cache hot". Below 100% only where the
+    record misses or approximates what the kernel read (see data/cm_rule.py)."""
+
+    name = "kernel_rule"
+
+    def logits(self, split, rows):
+        from data.cm_rule import kernel_verdict
+
+        allow, forced = kernel_verdict(split.rows.iloc[rows])
+        return _hard((forced if self.meta.get("label") == "forced" else allow) != 0)
+
+
 class LogisticRegression(Baseline):
     """Class-balanced logistic regression on the current step's standardised features (LBFGS)."""
 
@@ -196,7 +224,7 @@ class Markov(TokenBaseline):
 def baselines_for(task: str) -> list[Baseline]:
     return {
         "migration": [Constant(False, "always_stay"), LoadHeuristic(), LogisticRegression()],
-        "can_migrate": [Constant(False, "always_refuse"), Constant(True, "always_allow"), CacheCold(), LogisticRegression()],
+        "can_migrate": [Majority(), KernelRule(), CacheCold(), LogisticRegression()],
         "next_task": [MostFrequent(), RepeatTwoBack(), Markov(3)],
     }[task]
 

@@ -2,8 +2,9 @@
 
 A checkpoint alone rebuilds its model and its DataModule (models.tasks.load_from_checkpoint /
 make_datamodule); only data settings may be replaced. Test sets are the dataset's test splits,
-its per-workload files, and raw ftrace files collected anywhere, which go through the same
-parse -> replay -> DataModule.make_split path as training data (no feature code here).
+its per-workload files, and raw files collected anywhere: ftrace traces go through the same
+parse -> replay -> DataModule.make_split path as training data, can_migrate record files
+through the builder's can_migrate_table (no feature code here).
 """
 from __future__ import annotations
 
@@ -167,36 +168,46 @@ def assign_labels(cands: list[Candidate]) -> None:
 
 
 # ---------------------------------------------------------------------------------- raw traces
+CAN_MIGRATE = "can_migrate"  # the table raw can_migrate record files give
+
+
 def trace_file(path: Path) -> Path:
-    """The trace file itself, or the trace inside a collected run directory."""
+    """The file itself (an ftrace trace or a can_migrate record file), or a collected run
+    directory (which holds a trace, records, or both; the model's task picks one)."""
     from data.build import TRACE_NAMES
+    from data.cm_files import RECORD_FILES, run_records
 
     if path.is_dir():
-        found = next((path / n for n in TRACE_NAMES if (path / n).is_file()), None)
-        if found is None:
-            raise EvaluationError(f"traces: {path} is a directory without {' / '.join(TRACE_NAMES)}")
-        return found
+        if not any((path / n).is_file() for n in TRACE_NAMES) and run_records(path) is None:
+            raise EvaluationError(f"traces: {path} is a directory without "
+                                  f"{' / '.join(TRACE_NAMES + RECORD_FILES)}")
+        return path
     if not path.is_file():
         raise EvaluationError(f"traces: {path} not found")
     return path
 
 
 def trace_name(path: Path) -> str:
-    """`trace/<name>`: the run directory's name for <run>/trace.txt.*, else the file name
-    without its trace/compression suffixes."""
+    """`trace/<name>`: the run directory's name for <run>/trace.txt.* or <run>/records.bin...,
+    else the file name without its trace/record/compression suffixes."""
+    if path.is_dir():
+        return f"trace/{path.name}"
     stem = path.name
     while True:
-        new = re.sub(r"\.(zst|xz|gz|txt|trace|dat)$", "", stem)
+        new = re.sub(r"\.(zst|xz|gz|txt|trace|dat|bin|parquet)$", "", stem)
         if new == stem:
             break
         stem = new
-    if stem in ("trace", "") and path.parent.name:
+    if stem in ("trace", "records", CAN_MIGRATE, "") and path.parent.name:
         stem = path.parent.name
     return f"trace/{stem}"
 
 
 class TraceTables:
-    """Decision tables of raw trace files, parsed and replayed once and shared by all models."""
+    """Decision tables of raw files, read once and shared by all models: ftrace traces (parse ->
+    replay -> migration / next_task tables) and can_migrate record files (the loader's stream
+    .bin / .bin.zst or can_migrate.parquet -> the builder's can_migrate table). A run directory
+    gives whichever its files hold."""
 
     def __init__(self, paths: list[str]):
         self.files: dict[str, Path] = {}
@@ -207,15 +218,33 @@ class TraceTables:
                 name, i = f"{trace_name(f)}_{i}", i + 1
             self.files[name] = f
         self._replayed: dict[str, object] = {}
+        self._records: dict[str, pd.DataFrame] = {}
+
+    def source(self, name: str, table: str) -> Path | None:
+        """The file of `name` that gives `table`, or None when it gives no such table."""
+        from data.build import TRACE_NAMES
+        from data.cm_files import is_record_file, run_records
+
+        path = self.files[name]
+        if path.is_dir():
+            if table == CAN_MIGRATE:
+                return run_records(path)
+            return next((path / n for n in TRACE_NAMES if (path / n).is_file()), None)
+        return path if is_record_file(path) == (table == CAN_MIGRATE) else None
 
     def table(self, name: str, table: str) -> pd.DataFrame:
+        path = self.source(name, table)
+        if path is None:
+            gives = "can_migrate records" if table != CAN_MIGRATE else "migration and next_task tables"
+            raise EvaluationError(f"traces: {self.files[name]} gives {gives}, not a {table} table")
+        df = self._can_migrate(name, path) if table == CAN_MIGRATE else self._trace(name, path, table)
+        return df.assign(workload=name, category=TRACE_CATEGORY)
+
+    def _trace(self, name: str, path: Path, table: str) -> pd.DataFrame:
         from data.parse import TraceFormatError, parse_file
         from data.replay import replay
 
-        if table not in ("migration", "next_task"):
-            raise EvaluationError(f"raw ftrace files give migration and next_task tables, not {table!r}")
         if name not in self._replayed:
-            path = self.files[name]
             try:
                 events, stats = parse_file(path)
             except TraceFormatError as e:
@@ -226,12 +255,32 @@ class TraceTables:
             log.info("%s: %s -> %d events, %d migration rows, %d next_task rows", name, path, stats.events,
                      len(result.migration), len(result.next_task))
             self._replayed[name] = result
-        df = getattr(self._replayed[name], table)
-        return df.assign(workload=name, category=TRACE_CATEGORY)
+        return getattr(self._replayed[name], table)
+
+    def _can_migrate(self, name: str, path: Path) -> pd.DataFrame:
+        from data.cm_features import can_migrate_table
+        from data.cm_files import read_records
+        from data.cm_record import RecordFormatError
+
+        if name not in self._records:
+            try:
+                records = read_records(path)
+            except RecordFormatError as e:
+                raise EvaluationError(f"traces: {e}") from e
+            except OSError as e:
+                raise EvaluationError(f"traces: cannot read {path}: {e}") from e
+            table = can_migrate_table(records.assign(run_id=name.split("/", 1)[1]))
+            log.info("%s: %s -> %d records, %d pass the hard conditions", name, path, len(records), len(table))
+            self._records[name] = table
+        return self._records[name]
 
     def attach(self, cand: Candidate) -> None:
-        """Windows of every trace for this model (its own window, features and statistics)."""
+        """Windows of every file that gives this model's table (its own window, features and
+        statistics); files of the other kind are skipped with a warning."""
         for name in self.files:
+            if self.source(name, cand.dm.table) is None:
+                log.warning("%s: %s holds no %s data; skipped for this model", cand.label, self.files[name], cand.dm.table)
+                continue
             split = cand.dm.make_split(self.table(name, cand.dm.table), name)
             if len(split) == 0:
                 log.warning("%s: no %s decisions in %s; skipped", cand.label, cand.task, self.files[name])

@@ -1,0 +1,62 @@
+"""can_migrate record files on disk -> decoded records (DataFrame of `cm_record.records_frame`).
+
+A run keeps its records as `can_migrate.parquet` (the collector's decoded table) and/or the
+loader's raw stream (`records.bin`, possibly zstd-compressed as `.bin.zst`). The builder and
+evaluate.py read both through `read_records`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from data.cm_record import RECORD_FIELDS, RecordFormatError, decode, records_frame
+
+RECORD_FILES = ("can_migrate.parquet", "records.bin.zst", "records.bin")
+SUFFIXES = (".parquet", ".bin", ".bin.zst")
+
+
+def is_record_file(path: Path) -> bool:
+    name = Path(path).name
+    return name.endswith(SUFFIXES) and not name.endswith(".txt.zst")
+
+
+def run_records(run_dir: Path) -> Path | None:
+    """The record file of a run directory (parquet first), or None."""
+    return next((run_dir / n for n in RECORD_FILES if (run_dir / n).is_file()), None)
+
+
+def _columns() -> list[str]:
+    cols = []
+    for name, _, shape, _ in RECORD_FIELDS:
+        if name in ("magic", "size", "_pad"):
+            continue
+        cols += [f"{name}_{k}" for k in range(shape[0])] if shape else [name]
+    return cols
+
+
+def read_records(path: Path):
+    """Decoded records of one file. Raises RecordFormatError (one line, naming the file) on a
+    damaged stream, a parquet without the record columns, or an unknown file type."""
+    import pandas as pd
+
+    path = Path(path)
+    name = path.name
+    if name.endswith(".parquet"):
+        df = pd.read_parquet(path)
+        missing = [c for c in _columns() if c not in df.columns]
+        if missing:
+            raise RecordFormatError(f"{path}: not a can_migrate record table (missing "
+                                    f"{', '.join(missing[:4])}{'...' if len(missing) > 4 else ''})")
+        return df.reset_index(drop=True)
+    if name.endswith(".bin.zst"):
+        import zstandard
+
+        try:
+            with open(path, "rb") as fh:
+                buf = zstandard.ZstdDecompressor().stream_reader(fh).read()
+        except zstandard.ZstdError as e:
+            raise RecordFormatError(f"{path}: bad zstd stream: {e}") from e
+    elif name.endswith(".bin"):
+        buf = path.read_bytes()
+    else:
+        raise RecordFormatError(f"{path}: not a record file (expected {', '.join(SUFFIXES)})")
+    return records_frame(decode(buf, str(path)))
