@@ -1,11 +1,12 @@
-"""Builds and drives the C parser core (data/_fastparse.c) through ctypes.
+"""Builds and drives the C cores through ctypes: the parser (data/_fastparse.c) and the
+replay's state machine (data/_replay.c, driven by data/replay.py).
 
 Why C: per-line Python (regex or pyarrow/polars string kernels) parses ~0.17M events/s; the
 issue asks for >= 2M/s on one core. The C core scans a buffer once and fills preallocated
 numpy arrays that become Arrow arrays without copying (string bytes are copied once, out of
 a reused scratch buffer, so batches do not pin chunk-sized allocations).
 
-The shared library is compiled on first use with the system compiler into data/_build/,
+Each shared library is compiled on first use with the system compiler into data/_build/,
 named by a hash of the source, compiler and flags, so edits rebuild; the build goes to a
 temporary name and is renamed into place, so concurrent processes cannot see half a file.
 """
@@ -27,6 +28,7 @@ from data.parse_ref import EVENT_DICT, OUTCOMES, Progress
 from data.schema import EVENT_SCHEMA
 
 SOURCE = Path(__file__).with_name("_fastparse.c")
+REPLAY_SOURCE = Path(__file__).with_name("_replay.c")
 BUILD_DIR = Path(__file__).with_name("_build")
 CFLAGS = ("-O2", "-shared", "-fPIC", "-std=gnu99")
 
@@ -46,31 +48,33 @@ def _compiler() -> str | None:
     return None
 
 
-def library_path(cc: str) -> Path:
-    key = hashlib.sha256(SOURCE.read_bytes())
+def library_path(cc: str, source: Path | None = None) -> Path:
+    source = SOURCE if source is None else source
+    key = hashlib.sha256(source.read_bytes())
     key.update(" ".join((cc, *CFLAGS, platform.machine())).encode())
-    return BUILD_DIR / f"_fastparse-{key.hexdigest()[:16]}.so"
+    return BUILD_DIR / f"{source.stem}-{key.hexdigest()[:16]}.so"
 
 
-def _build() -> Path:
+def _build(source: Path | None = None) -> Path:
+    source = SOURCE if source is None else source
     cc = _compiler()
     if cc is None:
         raise OSError("no C compiler found (tried $CC, cc, gcc, clang)")
-    target = library_path(cc)
+    target = library_path(cc, source)
     if target.exists():
         return target
     BUILD_DIR.mkdir(exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=BUILD_DIR, prefix=".tmp-", suffix=".so")
     os.close(fd)
     try:
-        r = subprocess.run([cc, *CFLAGS, "-o", tmp, str(SOURCE)], capture_output=True, text=True)
+        r = subprocess.run([cc, *CFLAGS, "-o", tmp, str(source)], capture_output=True, text=True)
         if r.returncode != 0:
             raise OSError(f"{Path(cc).name} failed: {(r.stderr or r.stdout).strip()[-500:]}")
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    for stale in BUILD_DIR.glob("_fastparse-*.so"):  # builds of older sources
+    for stale in BUILD_DIR.glob(f"{source.stem}-*.so"):  # builds of older sources
         if stale != target:
             stale.unlink(missing_ok=True)
     return target
@@ -111,6 +115,35 @@ def load():
 
 def unavailable_reason() -> str | None:
     return _error
+
+
+_replay_lib = None
+_replay_error: str | None = None
+
+
+def load_replay():
+    """The replay core (data/_replay.c), or None (reason in `replay_unavailable_reason()`)."""
+    global _replay_lib, _replay_error
+    if _replay_lib is None and _replay_error is None:
+        try:
+            lib = ctypes.CDLL(str(_build(REPLAY_SOURCE)))
+            lib.rp_replay.restype = ctypes.c_int
+            lib.rp_replay.argtypes = ([ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
+                                       ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64]
+                                      + [ctypes.c_void_p] * 5)
+            _replay_lib = lib
+        except OSError as e:
+            _replay_error = str(e)
+    return _replay_lib
+
+
+def replay_unavailable_reason() -> str | None:
+    return _replay_error
+
+
+def c_list(lib: ctypes.CDLL, symbol: str) -> list[str]:
+    """A comma-separated list exported by a C core as `const char symbol[]`."""
+    return _c_list(lib, symbol)
 
 
 def _ptrs(arrays) -> ctypes.Array:

@@ -385,3 +385,101 @@ def test_labels_and_sources_match_an_independent_lookup_on_a_real_trace():
     assert (last.out_cpu == last.src_cpu).all()
     wake = last[last.kind == KIND_WAKEUP]
     assert (wake.ts - wake.out_ts == wake.since_last_ran_ns).all()
+
+
+# ----- the C core (data/_replay.c) against the reference (data/replay_ref.py) -----------------
+SHIPPED_RUNS = sorted(p for p in (__import__("pathlib").Path(__file__).resolve().parents[1]
+                                  / "data" / "traces").glob("*/trace.txt.zst"))
+# Default suite: one run per kind of behaviour the state machine has (forks and exits, many
+# CPUs' wakeups, preemption-heavy, the io category); -m slow checks every shipped run.
+QUICK_RUNS = ("stress-ng-clone-r01", "oversub-sleep-r01", "stress-ng-yield-r02", "io-mix-r01")
+
+
+def _assert_same_replay(events, run_id="run"):
+    import data.replay_ref as ref
+    from tests.conftest import require
+    from data import native
+    require(native.load_replay() is not None, f"C compiler for the replay core: {native.replay_unavailable_reason()}")
+    got, want = replay(events, run_id, engine="c"), ref.replay(events, run_id)
+    assert got.stats == want.stats
+    for name in ("migration", "next_task"):
+        g, w = getattr(got, name), getattr(want, name)
+        assert list(g.dtypes) == list(w.dtypes), name
+        assert g.equals(w), name
+    return got
+
+
+def _runs(names=None):
+    runs = [p for p in SHIPPED_RUNS if names is None or p.parent.name in names]
+    return pytest.mark.parametrize("path", runs, ids=lambda p: p.parent.name)
+
+
+@_runs(QUICK_RUNS)
+def test_c_core_matches_reference_on_shipped_runs(path):
+    from data.parse import parse_file
+    r = _assert_same_replay(parse_file(path)[0], path.parent.name)
+    assert len(r.migration) > 0 and len(r.next_task) > 0
+
+
+@pytest.mark.slow
+@_runs()
+def test_c_core_matches_reference_on_every_shipped_run(path):
+    from data.parse import parse_file
+    _assert_same_replay(parse_file(path)[0], path.parent.name)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_c_core_matches_reference_on_a_damaged_real_trace(seed):
+    """A shipped run damaged the ways input can be: lines dropped (missed switches, wakeups of
+    unknown tasks), LOST markers, out-of-order timestamps, null target CPUs, pids beyond the
+    kernel's limit (renumbered) and reused. Not a trace any more; the engines must still agree."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from data.parse import parse_file
+    from tests.conftest import require
+    runs = [p for p in SHIPPED_RUNS if p.parent.name == "stress-ng-fork-r01"]
+    require(bool(runs), "shipped run stress-ng-fork-r01")
+    events = parse_file(runs[0])[0].combine_chunks()
+    rng = np.random.default_rng(seed)
+    n = events.num_rows
+    keep = np.sort(rng.choice(n, size=int(n * 0.93), replace=False))
+    events = events.take(pa.array(keep))
+    ts = events.column("ts").to_numpy().copy()
+    swap = rng.choice(len(ts) - 1, size=20, replace=False)
+    ts[swap], ts[swap + 1] = ts[swap + 1], ts[swap] + 1
+    events = events.set_column(0, "ts", pa.array(ts))
+    target = events.column("target_cpu").to_numpy(zero_copy_only=False)
+    null_target = rng.random(len(target)) < 0.01
+    events = events.set_column(events.schema.get_field_index("target_cpu"), "target_cpu",
+                               pa.array(np.where(null_target, 0, np.nan_to_num(target, nan=0)).astype(np.int16),
+                                        mask=null_target | np.isnan(target)))
+    if seed == 1:  # the busiest task's pid beyond PID_MAX_LIMIT: the renumbering path
+        nxt = events.column("next_pid").to_numpy(zero_copy_only=False)
+        nxt = nxt[~np.isnan(nxt)]
+        busy = int(np.bincount(nxt[nxt > 0].astype(np.int64)).argmax())
+        for col in ("common_pid", "prev_pid", "next_pid", "pid", "child_pid"):
+            i = events.schema.get_field_index(col)
+            c = events.column(col)
+            events = events.set_column(i, col, pc.if_else(pc.equal(c, busy), pa.scalar(1 << 30, pa.int32()), c))
+    lost_rows = rng.choice(len(ts), size=3, replace=False)
+    lost = pa.Table.from_pylist([dict(ts=int(ts[i]), cpu=0, event="lost", lost_count=5, line=0)
+                                 for i in lost_rows], schema=events.schema)
+    events = pa.concat_tables([events, lost]).combine_chunks()
+    r = _assert_same_replay(events)
+    assert r.stats["lost_markers"] == 3 and r.stats["segments"] == 4
+
+
+def test_replay_falls_back_to_the_reference_without_a_compiler(monkeypatch, capsys):
+    from data import native
+    from data import replay as replay_mod
+    monkeypatch.setattr(native, "_replay_lib", None)
+    monkeypatch.setattr(native, "_replay_error", None)
+    monkeypatch.setattr(native, "_compiler", lambda: None)
+    monkeypatch.setattr(replay_mod, "_warned", False)
+    events = table(BOOT + [waking(10, 1, 10), wakeup(11, 1, 10, 1), sw(12, 1, 0, 10)])
+    for _ in range(2):
+        assert len(replay(events).next_task) == 3
+    assert capsys.readouterr().err.count("fast C replay unavailable") == 1
+    with pytest.raises(RuntimeError):
+        replay(events, engine="c")
