@@ -329,3 +329,18 @@ def test_evaluation_reads_raw_record_files(cm_dataset, tmp_path):
     dm.setup("fit")
     split = dm.make_split(frames[1], "trace/s")
     assert len(split) == len(frames[1])
+
+
+def test_rule_report_locates_disagreements(records, tmp_path, capsys):
+    from data.cm_rule import disagreements, main
+
+    table = can_migrate_table(records)
+    flip = table.index[table["active_lb"] == 1][:3]
+    table.loc[flip, LABEL] = 1 - table.loc[flip, LABEL]
+    d = disagreements(table)
+    assert d["can_migrate_wrong"] == 3 and d["forced_wrong"] == 0
+    assert d["can_migrate_wrong_by"][0]["active_lb"] == 1 and d["can_migrate_wrong_by"][0]["rows"] == 3
+    (tmp_path / "r.bin").write_bytes(to_bytes(records))
+    assert main([str(tmp_path / "r.bin")]) == 0
+    assert '"can_migrate_agreement": 1.0' in capsys.readouterr().out
+    assert main([str(tmp_path / "missing.txt")]) == 2
