@@ -4,6 +4,8 @@
     python -m data.collect WORKLOAD|CATEGORY|all [...] --out DIR [--seconds N] [--runs N]
                            [--buffer-kb N] [--clock mono] [--zstd-level 19]
     python -m data.collect --bcc WORKLOAD [...] --out DIR     # can_migrate_task records (bcc)
+    python -m data.collect --vm WORKLOAD [...] --out DIR [--smp 4] [--mem MB] [--kernel PATH]
+                           [--trace-seconds T]  # both, inside a qemu guest (data/guest/)
     python -m data.collect --check [--bcc]                    # capability report only
 
 Each run becomes OUT/<workload>-rNN/ with trace.txt.zst (the kernel's own `trace` text,
@@ -21,10 +23,8 @@ Tracing needs root; all tracefs settings are restored afterwards (see data/trace
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
-import re
 import shlex
 import shutil
 import sys
@@ -33,7 +33,7 @@ from pathlib import Path
 
 from data import tracefs
 from data.atomic import write_json_atomic
-from data.run_common import kernel_info, next_run_id, now_iso, run_workload
+from data.run_common import TraceStreamer, kernel_info, next_run_id, now_iso, run_workload  # noqa: F401
 from data.workloads import WORKLOADS, Workload, format_list, nproc, resolve
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,78 +41,6 @@ PROG = "schedlearn collect"
 DEFAULT_BUFFER_KB = 65536
 DEFAULT_ZSTD_LEVEL = 19
 COLLECTOR_VERSION = 1
-
-
-# ----- streaming the trace out ------------------------------------------------------------
-
-
-class TraceStreamer:
-    """Copy `trace` into a zstd file while counting lines, comments, LOST markers and events.
-
-    Counts are by substring search on whole lines (fast, C-level). They are a quick summary
-    for meta.json; data.parse is the authority on what every line is.
-    """
-
-    CHUNK = 1 << 20
-
-    def __init__(self, events: tuple[str, ...]):
-        self.needles = {ev: f": {ev}: ".encode() for ev in events}
-        self.total_lines = 0
-        self.comment_lines = 0
-        self.lost_markers = 0
-        self.event_counts = {ev: 0 for ev in events}
-        self.uncompressed_bytes = 0
-        self.header: list[str] = []
-        self._in_header = True
-
-    def _count(self, block: bytes) -> None:
-        if self._in_header:  # the leading "#" lines; split only until the first event
-            for line in block[:65536].split(b"\n")[:-1]:
-                if not line.startswith(b"#"):
-                    self._in_header = False
-                    break
-                self.header.append(line.decode(errors="replace"))
-        self.total_lines += block.count(b"\n")
-        self.comment_lines += block.startswith(b"#") + block.count(b"\n#")
-        self.lost_markers += block.count(b"[LOST ")
-        for ev, needle in self.needles.items():
-            self.event_counts[ev] += block.count(needle)
-
-    def stream(self, src, dst_path: Path, level: int) -> str:
-        """Compress src (binary file) into dst_path; returns the sha256 of the .zst file."""
-        import zstandard
-
-        cctx = zstandard.ZstdCompressor(level=level, write_checksum=True)
-        rest = b""
-        with open(dst_path, "wb") as raw:
-            with cctx.stream_writer(raw, closefd=False) as zw:
-                while chunk := src.read(self.CHUNK):
-                    self.uncompressed_bytes += len(chunk)
-                    zw.write(chunk)
-                    data = rest + chunk
-                    cut = data.rfind(b"\n") + 1
-                    self._count(data[:cut])
-                    rest = data[cut:]
-                if rest:  # last line without a newline
-                    self._count(rest + b"\n")
-            raw.flush()
-            os.fsync(raw.fileno())
-        h = hashlib.sha256()
-        with open(dst_path, "rb") as fh:
-            while b := fh.read(1 << 20):
-                h.update(b)
-        return h.hexdigest()
-
-    @property
-    def events_written(self) -> int:
-        return self.total_lines - self.comment_lines - self.lost_markers
-
-    def buffer_header(self) -> dict[str, int]:
-        for line in self.header:
-            m = re.search(r"entries-in-buffer/entries-written:\s*(\d+)/(\d+)", line)
-            if m:
-                return {"entries_in_buffer": int(m.group(1)), "entries_written": int(m.group(2))}
-        return {}
 
 
 def collect_run(session: tracefs.TraceSession, w: Workload, out: Path, seconds: float,
@@ -241,6 +169,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds to wait for another schedlearn trace session to end (default 300)")
     p.add_argument("--bcc", action="store_true",
                    help="collect can_migrate_task records with BPF instead of ftrace")
+    p.add_argument("--vm", action="store_true",
+                   help="collect ftrace + can_migrate_task records inside a qemu guest booting "
+                        "Debian's 6.1 kernel (for hosts without kprobes); see data/guest/")
+    p.add_argument("--smp", type=int, default=4, help="--vm: guest vCPUs (default 4)")
+    p.add_argument("--mem", type=int, default=1024, help="--vm: guest memory in MB (default 1024)")
+    p.add_argument("--kernel", type=Path, default=None,
+                   help="--vm: kernel image (default: the newest /boot/vmlinuz-6.1.0-*-amd64)")
+    p.add_argument("--trace-seconds", type=float, default=None,
+                   help="--vm: ftrace only the first T seconds of each run (records cover all "
+                        "of it); bounds the trace size (default: the whole run)")
     p.add_argument("--check", action="store_true", help="only report whether collection can run")
     p.add_argument("--summary", type=Path, metavar="DIR",
                    help="print a markdown table of the runs collected in DIR, then exit")
@@ -261,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.summary:
         print(summary(args.summary))
         return 0
+    if args.vm:
+        from data.guest.collect import collect_main
+        return collect_main(args, argv_line)
     if args.bcc:
         from data.bcc import collect_main
         return collect_main(args, argv_line)

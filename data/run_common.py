@@ -7,6 +7,7 @@ them from here and never from each other.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import platform
 import re
@@ -70,3 +71,72 @@ def kill_group(proc: subprocess.Popen, sig: int) -> None:
         os.killpg(proc.pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+class TraceStreamer:
+    """Copy `trace` into a zstd file while counting lines, comments, LOST markers and events.
+
+    Counts are by substring search on whole lines (fast, C-level). They are a quick summary
+    for meta.json; data.parse is the authority on what every line is.
+    """
+
+    CHUNK = 1 << 20
+
+    def __init__(self, events: tuple[str, ...]):
+        self.needles = {ev: f": {ev}: ".encode() for ev in events}
+        self.total_lines = 0
+        self.comment_lines = 0
+        self.lost_markers = 0
+        self.event_counts = {ev: 0 for ev in events}
+        self.uncompressed_bytes = 0
+        self.header: list[str] = []
+        self._in_header = True
+
+    def _count(self, block: bytes) -> None:
+        if self._in_header:  # the leading "#" lines; split only until the first event
+            for line in block[:65536].split(b"\n")[:-1]:
+                if not line.startswith(b"#"):
+                    self._in_header = False
+                    break
+                self.header.append(line.decode(errors="replace"))
+        self.total_lines += block.count(b"\n")
+        self.comment_lines += block.startswith(b"#") + block.count(b"\n#")
+        self.lost_markers += block.count(b"[LOST ")
+        for ev, needle in self.needles.items():
+            self.event_counts[ev] += block.count(needle)
+
+    def stream(self, src, dst_path: Path, level: int) -> str:
+        """Compress src (binary file) into dst_path; returns the sha256 of the .zst file."""
+        import zstandard
+
+        cctx = zstandard.ZstdCompressor(level=level, write_checksum=True)
+        rest = b""
+        with open(dst_path, "wb") as raw:
+            with cctx.stream_writer(raw, closefd=False) as zw:
+                while chunk := src.read(self.CHUNK):
+                    self.uncompressed_bytes += len(chunk)
+                    zw.write(chunk)
+                    data = rest + chunk
+                    cut = data.rfind(b"\n") + 1
+                    self._count(data[:cut])
+                    rest = data[cut:]
+                if rest:  # last line without a newline
+                    self._count(rest + b"\n")
+            raw.flush()
+            os.fsync(raw.fileno())
+        h = hashlib.sha256()
+        with open(dst_path, "rb") as fh:
+            while b := fh.read(1 << 20):
+                h.update(b)
+        return h.hexdigest()
+
+    @property
+    def events_written(self) -> int:
+        return self.total_lines - self.comment_lines - self.lost_markers
+
+    def buffer_header(self) -> dict[str, int]:
+        for line in self.header:
+            m = re.search(r"entries-in-buffer/entries-written:\s*(\d+)/(\d+)", line)
+            if m:
+                return {"entries_in_buffer": int(m.group(1)), "entries_written": int(m.group(2))}
+        return {}

@@ -90,6 +90,16 @@ class Workload:
     def missing_tools(self) -> list[str]:
         return [t for t in self.tools if shutil.which(t) is None]
 
+    def guest_command(self, seconds: float | None = None, ncpu: int | None = None) -> list[str]:
+        """The argv inside a guest without Python (data/guest): the built-ins run as the
+        static program GUEST_BUILTIN (data/guest/workloads.c, same trees and sizes); the
+        external tools run as on the host, copied into the guest with their libraries."""
+        if self.name not in BUILTINS:
+            return self.command(seconds, ncpu)
+        s = _fmt_seconds(self.default_seconds if seconds is None else seconds)
+        return [GUEST_BUILTIN, self.name, s, str(ncpu or nproc())] + (
+            [GUEST_IO_DIR] if self.name == "io-mix" else [])
+
 
 def _registry() -> dict[str, Workload]:
     W = Workload
@@ -269,6 +279,8 @@ def io_mix(seconds: float, n: int, directory: str | None = None, seed: int = 0) 
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+GUEST_BUILTIN = "/usr/lib/schedlearn/slw"  # where data/guest puts workloads.c's binary
+GUEST_IO_DIR = "/var/tmp"  # in the guest: a directory on the host share (data/guest/init.sh)
 BUILTINS = {"cpu-pool": cpu_pool, "oversub-sleep": oversub_sleep, "io-mix": io_mix}
 
 

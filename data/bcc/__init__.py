@@ -177,6 +177,24 @@ def build(build_dir: Path = BUILD, loader: bool = True) -> dict[str, Path]:
     return out
 
 
+def build_static_loader(build_dir: Path = BUILD) -> Path:
+    """cm_loader linked statically (for a guest with no libbpf): -static ... -lbpf -lelf -lz.
+    The BPF object inside is built against THIS host's BTF; CO-RE relocates it at load time
+    against the guest kernel's /sys/kernel/btf/vmlinux."""
+    paths = build(build_dir, loader=True)
+    exe = build_dir / "cm_loader.static"
+    deps = (SRC / "loader.c", paths["skeleton"], SRC / "can_migrate.h")
+    if not exe.exists() or any(d.stat().st_mtime > exe.stat().st_mtime for d in deps):
+        for lib, pkg in (("libbpf.a", "libbpf-dev"), ("libelf.a", "libelf-dev"), ("libz.a", "zlib1g-dev")):
+            if not any(Path(d, lib).exists() for d in ("/usr/lib/x86_64-linux-gnu", "/usr/lib")):
+                raise BccError(f"static {lib} missing (Debian: apt-get install {pkg})")
+        tmp = exe.with_name(exe.name + ".tmp")
+        _run(["cc", "-O2", "-Wall", "-static", f"-I{build_dir}", f"-I{SRC}",
+              str(SRC / "loader.c"), "-o", str(tmp), "-lbpf", "-lelf", "-lz"])
+        os.replace(tmp, exe)
+    return exe
+
+
 def verify(build_dir: Path = BUILD) -> str:
     """Load the program into the kernel (verifier + CO-RE relocation) without attaching."""
     exe = build(build_dir)["loader"]

@@ -1,0 +1,151 @@
+"""Guest collection (data/guest): the pieces without a boot, then one real boot of Debian's
+6.1 kernel under qemu TCG that collects ftrace + can_migrate_task records for a few seconds.
+
+The boot needs qemu-system-x86, linux-image-6.1.0-*-amd64, busybox-static, clang, bpftool and
+libbpf-dev (static libs); outside CI a missing piece skips, under SCHEDLEARN_CI=1 it fails.
+It takes about a minute (two with a cold build cache in data/_build/guest/).
+"""
+import gzip
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from data import collect, tracefs
+from data.cm_record import RECORD_SIZE, decode
+from data.guest import collect as gc
+from data.guest import initramfs, qemu
+from data.parse import parse_file
+from data.workloads import GUEST_BUILTIN, WORKLOADS
+from tests.conftest import require
+
+
+def _cpio_names(archive: bytes) -> list[str]:
+    names, pos = [], 0
+    while True:
+        assert archive[pos:pos + 6] == b"070701"
+        fields = [int(archive[pos + 6 + 8 * i: pos + 14 + 8 * i], 16) for i in range(13)]
+        size, namesize = fields[6], fields[11]
+        name = archive[pos + 110: pos + 110 + namesize - 1].decode()
+        if name == "TRAILER!!!":
+            return names
+        names.append(name)
+        pos += 110 + namesize
+        pos += -pos % 4
+        pos += size + (-size % 4)
+
+
+def test_builtins_run_as_static_program_in_guest():
+    for name in ("cpu-pool", "oversub-sleep", "io-mix"):
+        argv = WORKLOADS[name].guest_command(2.5, 4)
+        assert argv[:4] == [GUEST_BUILTIN, name, "2.5", "4"]
+    assert WORKLOADS["hackbench-pipe"].guest_command(3, 4) == WORKLOADS["hackbench-pipe"].command(3, 4)
+
+
+def test_static_workloads_program_runs(tmp_path):
+    require(shutil.which("cc") is not None, "a C compiler (cc)")
+    exe = gc.build_slw(tmp_path)
+    assert initramfs.shared_libs(exe) == []  # static: runs in a guest with no libc
+    for argv in (["cpu-pool", "0.2", "2"], ["oversub-sleep", "0.2", "1"],
+                 ["io-mix", "0.2", "1", str(tmp_path)]):
+        r = subprocess.run([str(exe), *argv], capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+    assert not list(tmp_path.glob("w*"))  # io-mix removes its files
+    r = subprocess.run([str(exe), "no-such", "1", "1"], capture_output=True, text=True)
+    assert r.returncode == 2 and "usage" in r.stderr
+
+
+def test_module_order_puts_dependencies_first(tmp_path):
+    rel = tmp_path / "6.1.0-0-amd64"
+    rel.mkdir()
+    (rel / "modules.dep").write_text(
+        "kernel/fs/9p/9p.ko: kernel/net/9p/9pnet.ko kernel/fs/netfs/netfs.ko\n"
+        "kernel/net/9p/9pnet.ko:\nkernel/fs/netfs/netfs.ko:\n"
+        "kernel/net/9p/9pnet_virtio.ko: kernel/net/9p/9pnet.ko kernel/drivers/virtio/virtio.ko\n"
+        "kernel/drivers/virtio/virtio.ko:\n")
+    got = [p.name for p in initramfs.module_order("6.1.0-0-amd64", ["9pnet_virtio", "9p"], tmp_path)]
+    assert got.index("9pnet.ko") < got.index("9pnet_virtio.ko") < got.index("9p.ko")
+    assert got.index("virtio.ko") < got.index("9pnet_virtio.ko")
+    assert got.index("netfs.ko") < got.index("9p.ko") and len(got) == len(set(got)) == 5
+    with pytest.raises(initramfs.InitramfsError, match="nosuch"):
+        initramfs.module_order("6.1.0-0-amd64", ["nosuch"], tmp_path)
+
+
+def test_plan_archive_is_an_overlay_with_quoted_commands():
+    specs = [{"run_id": "a-r01", "trace_seconds": 2.5, "command": ["sh", "-c", "echo 'x y'"]}]
+    data = gzip.decompress(gc.plan_archive(specs, 4096, "mono"))
+    assert _cpio_names(data) == ["plan.env", "plan.sh"]  # no /dev/console etc.: appended to the base
+    text = data.decode(errors="replace")
+    assert "run_one a-r01 2.5 sh -c 'echo '\"'\"'x y'\"'\"''" in text
+    assert "BUFFER_KB=4096" in text and "sched_switch" in text and "TRACE_CLOCK=mono" in text
+
+
+def test_missing_host_pieces_name_the_debian_package(monkeypatch, tmp_path):
+    monkeypatch.setattr(gc.shutil, "which", lambda exe: None)
+    monkeypatch.setattr(gc.initramfs, "BUSYBOX", tmp_path / "busybox")
+    msgs = gc.problems(None)
+    joined = "\n".join(msgs)
+    for pkg in ("qemu-system-x86", "linux-image", "busybox-static", "clang", "bpftool"):
+        assert pkg in joined
+    assert all("\n" not in m for m in msgs)
+
+
+def test_cli_refuses_bad_arguments_in_one_line(capsys, tmp_path):
+    assert collect.main(["--vm", "hackbench-pipe", "--out", str(tmp_path), "--smp", "0"]) == 2
+    assert collect.main(["--vm", "no-such-workload", "--out", str(tmp_path)]) in (1, 2)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(e.startswith("schedlearn collect --vm:") for e in err)
+
+
+def test_overrun_deltas_from_stats_files(tmp_path):
+    stats = "entries: {e}\noverrun: {o}\ncommit overrun: 0\nbytes: 1\noldest event ts: 1.0\n" \
+            "now ts: 2.0\ndropped events: {d}\nread events: 0\n"
+    (tmp_path / "stats.cpu0.before").write_text(stats.format(e=0, o=3, d=0))
+    (tmp_path / "stats.cpu0.after").write_text(stats.format(e=9, o=10, d=1))
+    got = gc.cpu_overruns(tmp_path)
+    assert got["overruns"] == {"0": 7} and got["dropped_events"] == {"0": 1}
+    assert got["entries"] == {"0": 9}
+
+
+def test_guest_boot_collects_records_and_trace(tmp_path, capsys):
+    """Boot the guest, collect hackbench-pipe for 4 s: records decode, their count is the
+    loader's, the parquet has them all, and the trace parses with every line accounted for."""
+    kernel = qemu.find_vmlinuz()
+    problems = gc.problems(kernel)
+    require(not problems, "; ".join(problems))
+    require(Path("/usr/lib/x86_64-linux-gnu/libbpf.a").exists(), "libbpf-dev (static libbpf.a)")
+    require(Path("/sys/kernel/btf/vmlinux").exists(), "host BTF for vmlinux.h")
+    out = tmp_path / "runs"
+    rc = collect.main(["--vm", "hackbench-pipe", "--out", str(out), "--seconds", "4"])
+    cap = capsys.readouterr()
+    assert rc == 0, cap.err
+    run = out / "hackbench-pipe-r01"
+    assert sorted(p.name for p in out.iterdir()) == ["hackbench-pipe-r01"]  # nothing partial left
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["collector"] == "guest" and meta["nr_cpus"] == 4 and meta["nproc"] == 4
+    assert meta["kernel"]["release"].startswith("6.1.0-")
+    assert meta["guest"]["accel"] == "tcg,thread=multi" and len(meta["guest"]["kernel_initramfs_sha256"]) == 64
+    assert meta["workload_returncode"] in (0, 124) and meta["loader_returncode"] == 0
+
+    raw = zstandard.ZstdDecompressor().decompress((run / "can_migrate.bin.zst").read_bytes(),
+                                                  max_output_size=1 << 30)
+    assert len(raw) % RECORD_SIZE == 0
+    recs = decode(raw, "can_migrate.bin")
+    stats = meta["loader_stats"]
+    assert len(recs) > 0, "no can_migrate_task call in 4 s of hackbench on 4 vCPUs"
+    assert len(recs) == meta["records"] == stats["written"] == stats["submitted"] - stats["ringbuf_full"]
+    assert set(recs["ret"]) <= {0, 1} and (recs["src_cpu"] != recs["dst_cpu"]).all()
+    assert ((recs["src_cpu"] >= 0) & (recs["src_cpu"] < 4)).all()
+    import pyarrow.parquet as pq
+    assert pq.read_table(run / "can_migrate.parquet").num_rows == len(recs)
+
+    table, pstats = parse_file(run / "trace.txt.zst")
+    pstats.check()
+    assert pstats.events == meta["events_written"] == table.num_rows > 1000
+    assert sum(pstats.skipped.values()) == 0 and pstats.lost_markers == meta["lost_markers"]
+    assert set(meta["overruns"]) == {"0", "1", "2", "3"}
+    assert pstats.events_by_kind["sched_switch"] == meta["event_counts"]["sched_switch"]
+    assert set(meta["event_counts"]) == set(tracefs.SCHED_EVENTS)
