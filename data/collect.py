@@ -6,6 +6,7 @@
     python -m data.collect --bcc WORKLOAD [...] --out DIR     # can_migrate_task records (bcc)
     python -m data.collect --vm WORKLOAD [...] --out DIR [--smp 4] [--mem MB] [--kernel PATH]
                            [--trace-seconds T]  # both, inside a qemu guest (data/guest/)
+    python -m data.collect --vm --summary DIR                 # per-run table of guest runs
     python -m data.collect --check [--bcc]                    # capability report only
 
 Each run becomes OUT/<workload>-rNN/ with trace.txt.zst (the kernel's own `trace` text,
@@ -197,7 +198,11 @@ def main(argv: list[str] | None = None) -> int:
         print(format_list())
         return 0
     if args.summary:
-        print(summary(args.summary))
+        if args.vm:  # guest runs: records, rates and losses per run
+            from data.guest.collect import summary as guest_summary
+            print(guest_summary(args.summary))
+        else:
+            print(summary(args.summary))
         return 0
     if args.vm:
         from data.guest.collect import collect_main

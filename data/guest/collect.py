@@ -368,6 +368,35 @@ def run_line(m: dict) -> str:
             f"run {m['guest_run_seconds']:.1f} s")
 
 
+def summary(out: Path) -> str:
+    """Markdown table of the guest runs in OUT: records, rates, losses, trace size."""
+    rows = ["| run | category | guest s | records | records/s | ret=1 | ring drops | no_entry "
+            "| run wall s | ftrace events (first s) | ftrace lost | MB |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    tot = [0, 0.0, 0.0, 0]
+    for meta_path in sorted(out.glob("*/meta.json")):
+        m = json.loads(meta_path.read_text())
+        if m.get("collector") != "guest":
+            continue
+        import pyarrow.parquet as pq
+
+        ret = pq.read_table(meta_path.parent / m["file"], columns=["ret"]).column("ret").to_numpy()
+        lost = sum(m["overruns"].values()) + sum(m["dropped_events"].values()) + m["lost_markers"]
+        mb = sum(p.stat().st_size for p in meta_path.parent.iterdir()) / 1e6
+        tot[0] += m["records"]
+        tot[1] += m["guest_seconds"]
+        tot[2] += mb
+        tot[3] += m["events_written"]
+        rows.append(f"| {m['run_id']} | {m['category']} | {m['guest_seconds']:.1f} | {m['records']:,} "
+                    f"| {m['records_per_guest_second']:.1f} | {ret.mean() if len(ret) else 0:.3f} "
+                    f"| {m['ringbuf_lost']} | {m['returns_without_entry']} "
+                    f"| {m['guest_run_seconds']:.1f} | {m['events_written']:,} ({m['trace_seconds']:g}) "
+                    f"| {lost} | {mb:.2f} |")
+    rows.append(f"| **total** ({len(rows) - 2} runs) | | {tot[1]:.0f} | {tot[0]:,} | "
+                f"{tot[0] / tot[1] if tot[1] else 0:.1f} | | | | | {tot[3]:,} | | {tot[2]:.2f} |")
+    return "\n".join(rows)
+
+
 def collect_main(args, argv_line: str) -> int:
     """Entry from `python -m data.collect --vm ...`."""
     from data.workloads import resolve
@@ -404,7 +433,7 @@ def collect_main(args, argv_line: str) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         t0 = time.monotonic()
         metas = collect_boot(specs, args.out, kernel, args.smp, args.mem, buffer_kb,
-                             args.zstd_level, argv_line)
+                             args.zstd_level, argv_line, clock=args.clock)
     except GuestError as e:
         return fail(str(e))
     except ValueError as e:  # RecordFormatError
