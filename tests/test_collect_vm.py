@@ -150,4 +150,4 @@ def test_guest_boot_collects_records_and_trace(tmp_path, capsys):
     assert pstats.events_by_kind["sched_switch"] == meta["event_counts"]["sched_switch"]
     assert set(meta["event_counts"]) == set(tracefs.SCHED_EVENTS)
     table = gc.summary(out)
-    assert f"| hackbench-pipe-r01 | messaging |" in table and f"| {meta['records']:,} |" in table
+    assert "| hackbench-pipe-r01 | messaging |" in table and f"| {meta['records']:,} |" in table
