@@ -180,6 +180,18 @@ def test_bpf_program_compiles_co_re(built):
     assert out["loader"].stat().st_mode & 0o111
 
 
+def test_static_loader_for_the_guest(built):
+    """The guest has no libbpf: the loader links statically and embeds the BPF object."""
+    require(Path("/usr/lib/x86_64-linux-gnu/libbpf.a").exists(), "libbpf-dev (static libbpf.a)")
+    from data.guest.initramfs import shared_libs
+
+    exe = bcc.build_static_loader(built[0])
+    assert shared_libs(exe) == []
+    assert b"can_migrate_task" in exe.read_bytes()  # the object rides inside the skeleton
+    r = subprocess.run([str(exe), "--bogus"], capture_output=True, text=True)
+    assert r.returncode != 0 and "usage" in r.stderr  # it runs on a bare host libc-free
+
+
 @pytest.mark.root
 def test_kernel_verifier_accepts_program(built):
     """Load (verify + CO-RE relocate) without attaching: works even without kprobes."""
