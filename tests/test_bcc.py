@@ -189,7 +189,7 @@ def test_static_loader_for_the_guest(built):
     assert shared_libs(exe) == []
     assert b"can_migrate_task" in exe.read_bytes()  # the object rides inside the skeleton
     r = subprocess.run([str(exe), "--bogus"], capture_output=True, text=True)
-    assert r.returncode != 0 and "usage" in r.stderr  # it runs on a bare host libc-free
+    assert r.returncode != 0 and "usage" in r.stderr  # it runs with no shared library at hand
 
 
 @pytest.mark.root
