@@ -11,7 +11,9 @@ The kernel has raw integers, so the export also generates their integer version:
 Per input j, with F = SLM_IN_FRAC_BITS, ENC_SHIFT = 16 and a_j, b_j s64 in struct <p>_params
 (they come from the training statistics, so a reloaded blob carries its own):
   identity  v = clamp(raw, +-2^24);            in = sat32(rshr(v * a - b, 16))
-            a = round(2^(F+16) / std), b = round(mean * 2^(F+16) / std)
+            a = round(2^(F+16) / (std * d)), b = round(mean * 2^(F+16) / std)
+            d = 1, except for the can_migrate contract (data/cm_int_features.py): the kernel
+            computes loads and delta_faults as integers that are d times the trained value
   log1p_us  L = log2(clamp(raw, 0, 2^62) + 1000) in Q16 (exponent + 257-entry table of
             log2(1 + i/256) with linear interpolation on the next 8 mantissa bits);
             in = sat32(rshr(L * a - b, 32)), a = round(ln2 / std * 2^(F+16)),
@@ -29,6 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from data.cm_int_features import contract_divisors
 from export.intref import rshr
 from export.quantize import qround
 
@@ -48,6 +51,10 @@ class Encoder:
     b: np.ndarray
     names: list[str]
     columns: list[str] = field(default_factory=list)  # the table column each input reads ("valid")
+    divisors: list[int] = field(default_factory=list)  # trained value = raw / divisor (identity)
+
+    def divisor(self, j: int) -> int:
+        return self.divisors[j] if self.divisors else 1
 
     @property
     def layout_hash(self) -> int:
@@ -72,10 +79,11 @@ def make_encoder(features: dict, in_frac: int, n_num: int) -> Encoder:
     specs, mean, std = features["specs"], features["mean"], features["std"]
     kinds, values, a, b = [], [], [], []
     scale = 2.0 ** in_frac
-    for s, m, sd in zip(specs, mean, std):
+    divisors = contract_divisors([s["column"] for s in specs]) or [1] * len(specs)
+    for s, m, sd, d in zip(specs, mean, std, divisors):
         t = s["transform"]
         if t == "identity":
-            a.append(qround(2.0 ** (in_frac + ENC_SHIFT) / sd, 0))
+            a.append(qround(2.0 ** (in_frac + ENC_SHIFT) / (sd * d), 0))
             b.append(qround(m * 2.0 ** (in_frac + ENC_SHIFT) / sd, 0))
         elif t == "log1p_us":
             a.append(qround(math.log(2.0) / sd * 2.0 ** (in_frac + LOG_SHIFT - 16), 0))
@@ -102,7 +110,7 @@ def make_encoder(features: dict, in_frac: int, n_num: int) -> Encoder:
     if np.abs(a).max() >= 1 << 37 or np.abs(b).max() >= 1 << 61:
         raise ValueError("feature statistics too extreme for the integer encoder (std too small?)")
     columns = [s["column"] for s in specs] + ["valid"] * (n_num - len(specs))
-    return Encoder(kinds, values, a, b, names[:n_num], columns)
+    return Encoder(kinds, values, a, b, names[:n_num], columns, divisors + [1] * (n_num - len(specs)))
 
 
 def layout_hash(names: list[str]) -> int:
@@ -154,7 +162,7 @@ def encode_float(enc: Encoder, features: dict, raw: np.ndarray) -> np.ndarray:
         if kind == "valid":
             out[:, j] = 1.0
             continue
-        v = {"identity": r, "log1p_us": np.log1p(np.clip(r, 0, None) / 1000.0), "flag": (r != 0) * 1.0,
+        v = {"identity": r / enc.divisor(j), "log1p_us": np.log1p(np.clip(r, 0, None) / 1000.0), "flag": (r != 0) * 1.0,
              "onehot": ((r != 0) if val is None else (r == val)) * 1.0}[kind]
         out[:, j] = (v - features["mean"][j]) / features["std"][j]
     return out
@@ -163,11 +171,11 @@ def encode_float(enc: Encoder, features: dict, raw: np.ndarray) -> np.ndarray:
 def random_raw(enc: Encoder, n: int, rng: np.random.Generator, vocab: int = 0, wild: float = 0.5) -> np.ndarray:
     """Raw inputs for the checks: plausible kernel values, and a `wild` share of any s64 value."""
     cols = []
-    for kind, val in zip(enc.kinds, enc.values):
+    for j, (kind, val) in enumerate(zip(enc.kinds, enc.values)):
         if kind == "log1p_us":
             c = np.exp(rng.uniform(0, np.log(1e12), n)).astype(np.int64)
         elif kind == "identity":
-            c = rng.integers(-1, 300, n)
+            c = rng.integers(-1, 300, n) * enc.divisor(j)
         else:
             c = rng.integers(0, 3 if val is None else val + 2, n)
         cols.append(np.where(rng.random(n) < wild, rng.integers(-2 ** 63, 2 ** 63 - 1, n, dtype=np.int64), c))

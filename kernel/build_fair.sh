@@ -47,13 +47,27 @@ patch -p1 --quiet < "$patch_file"
 
 if [ $tiny = 1 ]; then
 	make -s tinyconfig
-	scripts/config -e 64BIT -e SMP --set-val NR_CPUS 4 -e SCHED_MC \
+	# Boot and the module: SMP, modules, serial console, initramfs.
+	# Workloads (hackbench, stress-ng): UNIX sockets, SysV IPC, mqueues.
+	# Measuring: tracefs (ftrace events), schedstats, sched debugfs.
+	# The BPF collector: kprobes, BPF syscall/JIT/events, BTF (pahole).
+	scripts/config -e 64BIT -e SMP --set-val NR_CPUS 8 -e SCHED_MC \
 		-e MODULES -e MODULE_UNLOAD -e PRINTK -e TTY -e SERIAL_8250 \
 		-e SERIAL_8250_CONSOLE -e BLK_DEV_INITRD -e RD_GZIP -e DEVTMPFS \
 		-e PROC_FS -e SYSFS -e BINFMT_ELF -e BINFMT_SCRIPT -e CRC32 \
 		-e FUTEX -e EPOLL -e MULTIUSER -e POSIX_TIMERS -e PCI -e ACPI \
-		-e SHMEM -e TMPFS -e FILE_LOCKING -e SIGNALFD -e TIMERFD -e EVENTFD
+		-e SHMEM -e TMPFS -e FILE_LOCKING -e SIGNALFD -e TIMERFD -e EVENTFD \
+		-d HZ_100 -d HZ_1000 -e HZ_250 -d PREEMPT_NONE -e PREEMPT_VOLUNTARY -e HIGH_RES_TIMERS -e NO_HZ_IDLE \
+		-e NET -e UNIX -e SYSVIPC -e POSIX_MQUEUE -e PROC_SYSCTL -e AIO \
+		-e FTRACE -e DEBUG_FS -e SCHED_DEBUG -e SCHEDSTATS -e PERF_EVENTS \
+		-e KPROBES -e KPROBE_EVENTS -e BPF_SYSCALL -e BPF_JIT -e BPF_EVENTS \
+		-e DEBUG_INFO -e DEBUG_INFO_DWARF_TOOLCHAIN_DEFAULT -e DEBUG_INFO_BTF \
+		-d DEBUG_INFO_BTF_MODULES -d DEBUG_INFO_REDUCED -d DEBUG_INFO_SPLIT \
+		-e DEBUG_KERNEL -e EXPERT
 	make -s olddefconfig
+	for opt in SMP MODULES KPROBES BPF_SYSCALL BPF_EVENTS DEBUG_INFO_BTF FTRACE SCHEDSTATS UNIX; do
+		grep -q "^CONFIG_$opt=y" .config || { echo "build_fair: CONFIG_$opt did not stick" >&2; exit 1; }
+	done
 	echo "build_fair: make bzImage modules (tinyconfig)"
 	make -j"$jobs" -s bzImage modules
 	nm vmlinux | grep -E " T sched_lb_model_(register|unregister)$"

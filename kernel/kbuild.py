@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SOURCES = ("schedlearn.c", "Kbuild", "slm_blob.h", "sched_lb_model.h")
+SOURCES = ("schedlearn.c", "Kbuild", "slm_blob.h", "sched_lb_model.h", "slm_cm_input.h")
+# the can_migrate feature contract, shared with the BPF collector (one floor down)
+CONTRACT = HERE.parent / "data" / "bcc" / "cm_features.h"
 GENERATED = ("model.h", "model_vectors.h")
 
 
@@ -41,6 +43,7 @@ def build_module(gen_dir: Path, build_dir: Path, headers: Path, timeout: float =
     build_dir.mkdir(parents=True, exist_ok=True)
     for name in SOURCES:
         shutil.copy2(HERE / name, build_dir / name)
+    shutil.copy2(CONTRACT, build_dir / CONTRACT.name)
     gen = build_dir / "gen"
     gen.mkdir(exist_ok=True)
     for name in GENERATED:

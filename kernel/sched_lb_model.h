@@ -4,32 +4,26 @@
  *
  * Shared verbatim by the kernel patch that adds the hook and by the
  * schedlearn module, so that a module built against unpatched headers
- * agrees with a patched kernel on this layout.
+ * agrees with a patched kernel on this layout.  The fields are the can_migrate
+ * feature contract's (cm_features.h, installed beside this file): the model
+ * gets exactly what the BPF collector recorded for its training data.
  */
 #ifndef _LINUX_SCHED_LB_MODEL_H
 #define _LINUX_SCHED_LB_MODEL_H
 
 #include <linux/types.h>
+#include "cm_features.h"
 
 /*
  * What can_migrate_task() knows once the hard conditions (throttled pair,
- * per-CPU kthread, affinity, task running) have passed.  Integers only.
+ * per-CPU kthread, affinity, task running, active balance) have passed.
  */
 struct sched_lb_features {
-	s64 since_last_ran_ns;	/* rq_clock_task(src_rq) - p->se.exec_start */
-	u64 nr_migrations;	/* p->se.nr_migrations */
-	u64 src_load;		/* cpu_load(src_rq) */
-	u64 dst_load;		/* cpu_load(dst_rq) */
-	u32 src_cpu;
-	u32 dst_cpu;
-	u32 src_nr_running;
-	u32 dst_nr_running;
-	u32 idle;		/* enum cpu_idle_type of the balancing (dst) CPU */
-	u32 nr_balance_failed;	/* of the sched domain being balanced */
-	u32 cache_nice_tries;
-	u32 same_node;		/* src and dst CPU on the same NUMA node */
-	s32 prio;		/* p->prio */
+	struct cm_fields cm;	/* filled as cm_features.h documents */
+	u32 src_cpu;		/* env->src_cpu */
+	u32 dst_cpu;		/* env->dst_cpu */
 	s32 cfs_verdict;	/* CFS' own cache-hot heuristic: 1 migrate, 0 keep */
+	u32 _pad;
 };
 
 /*

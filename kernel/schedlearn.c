@@ -8,8 +8,10 @@
  * /dev/schedlearn accepts a new weights blob (validated, then swapped in with
  * RCU; a bad blob leaves the serving model alone) and, when read, runs the
  * serving model on the test vectors and reports a digest of the outputs.
- * If the kernel carries the fair.c patch, the model is also offered to
+ * If the kernel carries the fair.c patch and the model reads only can_migrate
+ * features (the contract in cm_features.h), it is also offered to
  * can_migrate_task(): shadow mode counts agreement with CFS, active mode decides.
+ * A model with any other input is refused there, with one line in dmesg.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -25,6 +27,7 @@
 #include <linux/mutex.h>
 #include <linux/percpu.h>
 #include <linux/rcupdate.h>
+#include <linux/sched/clock.h>
 #include <linux/slab.h>
 #include <linux/string.h>
 #include <linux/uaccess.h>
@@ -33,6 +36,7 @@
 #include "model_vectors.h"
 #include "sched_lb_model.h"
 #include "slm_blob.h"
+#include "slm_cm_input.h"
 
 static bool active_mode;
 module_param_named(active, active_mode, bool, 0644);
@@ -113,6 +117,7 @@ static int slm_eval_vectors(const struct slm_params *p, struct slm_eval *ev)
 /* ---- the fair.c hook -------------------------------------------------- */
 
 struct slm_lb_stats {
+	u64 ns;			/* time in slm_lb_decide() (local_clock) */
 	u64 calls;
 	u64 agree;
 	u64 model_migrate;
@@ -127,133 +132,24 @@ static DEFINE_PER_CPU(struct slm_lb_stats, slm_lb_stats);
 static struct slm_state __percpu *slm_lb_state;
 static void (*slm_lb_unregister)(sched_lb_model_fn fn);
 
-/*
- * Model inputs from what can_migrate_task() knows, by decision-table column
- * (data/replay.py MIGRATION_FEATURES, then the decision kind).  A balancer
- * pull of a queued task is closest to kind 1 (preempted, still runnable).
- */
-enum {
-	SLM_COL_SINCE_LAST_RAN, SLM_COL_SRC_NR, SLM_COL_MIN_OTHER_NR,
-	SLM_COL_MAX_OTHER_NR, SLM_COL_SRC_IDLE, SLM_COL_OTHER_IDLE,
-	SLM_COL_WAKER_SAME_CPU, SLM_COL_RECENT_MIGRATIONS, SLM_COL_PRIO,
-	SLM_COL_KIND, SLM_N_COLS
-};
-
-static const char *const slm_col_names[SLM_N_COLS] = {
-	"since_last_ran_ns", "src_nr_running", "min_other_nr_running",
-	"max_other_nr_running", "src_idle", "other_idle", "waker_same_cpu",
-	"recent_migrations", "prio", "kind",
-};
-
-#define SLM_KIND_PREEMPT 1
-
-/*
- * The layout slm_lb_input() fills when model.h has no column table: zlib crc32
- * of the input names joined by "," (export's SLM_IN_LAYOUT_HASH) for
- * since_last_ran_ns,src_nr_running,min_other_nr_running,max_other_nr_running,
- * src_idle,other_idle,waker_same_cpu,recent_migrations,prio,kind_wakeup,
- * kind_preempt,kind_new,valid (MIGRATION_FEATURES, kind one-hots, valid).
- * tests/test_kernel_blob.py recomputes it from data/datamodule.py.
- */
-#define SLM_LB_LAYOUT_HASH 0x8daf5209u
-
-/* Column model input j reads; -1 for none (the constant `valid` input). */
+/* Model input j reads can_migrate feature slm_lb_col[j] (slm_cm_input.h). */
 static s8 slm_lb_col[SLM_N_IN];
 
-static int slm_lb_map_inputs(void)
-{
-	int j, c;
-
-#ifdef SLM_IN_LAYOUT_HASH
-	if (SLM_IN_LAYOUT_HASH != SLM_LB_LAYOUT_HASH) {
-#ifdef SLM_HAVE_IN_COLUMNS
-		/* a feature subset or another order: slm_in_column[] says which */
-		pr_info("fair.c hook: model inputs (layout 0x%08x) differ from the default (0x%08x), mapped by column name\n",
-			SLM_IN_LAYOUT_HASH, SLM_LB_LAYOUT_HASH);
-#else
-		pr_warn("model inputs (layout 0x%08x) differ from the hook's feature layout (0x%08x): hook disabled, /dev/schedlearn only\n",
-			SLM_IN_LAYOUT_HASH, SLM_LB_LAYOUT_HASH);
-		return -EINVAL;
-#endif
-	}
-#endif
-#ifdef SLM_HAVE_IN_COLUMNS
-	if (SLM_N_IN_COLUMNS != SLM_N_IN) {
-		pr_info("fair.c hook: skipped, %d of %d inputs have a column\n",
-			SLM_N_IN_COLUMNS, SLM_N_IN);
-		return -ENOENT;
-	}
-#endif
-	for (j = 0; j < SLM_N_IN; j++) {
-#ifdef SLM_HAVE_IN_COLUMNS
-		const char *name = slm_in_column[j];
-#else
-		/* export's order for the migration task: features, kind one-hots, valid */
-		const char *name = j < SLM_COL_KIND ? slm_col_names[j] :
-				   j < SLM_COL_KIND + 3 ? "kind" : "valid";
-#endif
-		slm_lb_col[j] = -1;
-		for (c = 0; c < SLM_N_COLS; c++)
-			if (!strcmp(name, slm_col_names[c]))
-				slm_lb_col[j] = c;
-		if (slm_lb_col[j] < 0 && strcmp(name, "valid")) {
-			pr_info("fair.c hook: skipped, input %d (%s) has no balancer counterpart\n",
-				j, name);
-			return -ENOENT;
-		}
-	}
-	return 0;
-}
-
-/*
- * export's slm_encode() applies the training transforms (log, standardise)
- * with the serving params' statistics; without it (a model exported without
- * feature metadata) the raw integers are used as fixed point, saturated.
- */
-static void slm_lb_input(const struct sched_lb_features *f, const struct slm_params *p,
-			 s32 *in)
-{
-	const s64 col[SLM_N_COLS] = {
-		[SLM_COL_SINCE_LAST_RAN] = f->since_last_ran_ns,
-		[SLM_COL_SRC_NR] = f->src_nr_running,
-		/* the balancer sees only dst, not the least/most loaded CPU */
-		[SLM_COL_MIN_OTHER_NR] = f->dst_nr_running,
-		[SLM_COL_MAX_OTHER_NR] = f->dst_nr_running,
-		[SLM_COL_SRC_IDLE] = f->src_nr_running == 0,
-		[SLM_COL_OTHER_IDLE] = f->idle != 1,	/* CPU_IDLE or CPU_NEWLY_IDLE */
-		[SLM_COL_WAKER_SAME_CPU] = 0,		/* no waker in a balance pass */
-		/* lifetime migrations, capped like the last-8-runs count */
-		[SLM_COL_RECENT_MIGRATIONS] = min_t(u64, f->nr_migrations, 8),
-		[SLM_COL_PRIO] = f->prio,
-		[SLM_COL_KIND] = SLM_KIND_PREEMPT,
-	};
-	s64 raw[SLM_N_IN];
-	int j;
-
-	for (j = 0; j < SLM_N_IN; j++)
-		raw[j] = slm_lb_col[j] >= 0 ? col[slm_lb_col[j]] : 0;
 #ifdef SLM_HAVE_ENCODE
-	slm_encode(p, raw, in);
-#else
-	for (j = 0; j < SLM_N_IN; j++)
-		in[j] = clamp_t(s64, raw[j], -(S32_MAX >> SLM_IN_FRAC_BITS),
-				S32_MAX >> SLM_IN_FRAC_BITS) * (1 << SLM_IN_FRAC_BITS);
-#endif
-}
-
 static int slm_lb_decide(const struct sched_lb_features *f)
 {
 	struct slm_lb_stats *s = this_cpu_ptr(&slm_lb_stats);
-	s32 in[SLM_N_IN], out[SLM_N_OUT];
 	const struct slm_model *m;
 	int verdict;
+	u64 t0;
 
+	t0 = local_clock();
 	rcu_read_lock();
 	m = rcu_dereference(slm_serving);
-	slm_lb_input(f, &m->params, in);
-	slm_step(&m->params, this_cpu_ptr(slm_lb_state), in, out);
+	/* logit > 0: P(migrate) > 1/2 */
+	verdict = slm_cm_logit(&m->params, this_cpu_ptr(slm_lb_state), slm_lb_col, &f->cm) > 0;
 	rcu_read_unlock();
-	verdict = out[0] > 0;		/* logit > 0: P(migrate) > 1/2 */
+	s->ns += local_clock() - t0;
 
 	s->calls++;
 	s->agree += verdict == f->cfs_verdict;
@@ -261,6 +157,12 @@ static int slm_lb_decide(const struct sched_lb_features *f)
 	s->cfs_migrate += f->cfs_verdict;
 	return READ_ONCE(active_mode) ? verdict : f->cfs_verdict;
 }
+#else
+static int slm_lb_decide(const struct sched_lb_features *f)
+{
+	return f->cfs_verdict;	/* never registered: slm_lb_attach() refuses such a model */
+}
+#endif
 
 /*
  * symbol_get() so that the module also loads on kernels without the patch
@@ -273,12 +175,22 @@ static void slm_lb_attach(void)
 	int cpu, ret;
 
 	if (SLM_N_OUT != 1) {
-		pr_info("fair.c hook: skipped, model has %d outputs (needs 1 logit)\n",
-			SLM_N_OUT);
+		pr_err("fair.c hook refused: the model has %d outputs, can_migrate_task() needs 1 logit\n",
+		       SLM_N_OUT);
 		return;
 	}
-	if (slm_lb_map_inputs())
+	ret = slm_cm_map_inputs(slm_lb_col);
+	if (ret >= SLM_N_IN) {
+		pr_err("fair.c hook refused: model.h declares no input columns, the hook computes only can_migrate features\n");
 		return;
+	}
+#if defined(SLM_HAVE_IN_COLUMNS)
+	if (ret >= 0) {
+		pr_err("fair.c hook refused: model input %d (%s) is not a can_migrate feature the hook computes (cm_features.h)\n",
+		       ret, slm_in_column[ret]);
+		return;
+	}
+#endif
 	reg = symbol_get(sched_lb_model_register);
 	if (!reg) {
 		pr_info("fair.c hook: not in this kernel (unpatched), /dev/schedlearn only\n");
@@ -322,6 +234,7 @@ static void slm_lb_sum(struct slm_lb_stats *sum)
 		const struct slm_lb_stats *s = per_cpu_ptr(&slm_lb_stats, cpu);
 
 		/* Torn reads only skew a statistic. */
+		sum->ns += READ_ONCE(s->ns);
 		sum->calls += READ_ONCE(s->calls);
 		sum->agree += READ_ONCE(s->agree);
 		sum->model_migrate += READ_ONCE(s->model_migrate);
@@ -353,7 +266,7 @@ static int slm_check_hdr(const struct schedlearn_blob_hdr *h)
 				  le16_to_cpu(h->hdr_size), SLM_HDR_SIZE);
 	if (le32_to_cpu(h->arch_hash) != SLM_ARCH_HASH)
 		return slm_reject(-EINVAL,
-				  "arch_hash 0x%08x, module built for 0x%08x (other ops, shapes or scales)",
+				  "arch_hash 0x%08x, module built for 0x%08x (other inputs, ops, shapes or scales)",
 				  le32_to_cpu(h->arch_hash), (u32)SLM_ARCH_HASH);
 	if (le32_to_cpu(h->n_in) != SLM_N_IN || le32_to_cpu(h->n_out) != SLM_N_OUT ||
 	    le32_to_cpu(h->window) != SLM_WINDOW)
@@ -403,7 +316,7 @@ struct slm_file {
 	struct slm_model *staged;	/* standby copy being filled */
 	size_t len;			/* blob bytes received */
 	int err;			/* sticky: the blob was rejected */
-	char text[384];			/* read(): status + query */
+	char text[512];			/* read(): status + query */
 	size_t text_len;
 	loff_t text_pos;		/* stream_open(): read() gets no ppos */
 };
@@ -517,12 +430,12 @@ static int slm_query(char *buf, size_t size)
 	ret = scnprintf(buf, size,
 			"gen=%u crc32=0x%08x arch=0x%08x n_in=%d n_out=%d window=%d macs=%u params_size=%zu\n"
 			"vectors=%d match_builtin=%u out_crc32=0x%08x ns_per_forward=%llu\n"
-			"hook=%s mode=%s calls=%llu agree=%llu model_migrate=%llu cfs_migrate=%llu\n",
+			"hook=%s mode=%s calls=%llu agree=%llu model_migrate=%llu cfs_migrate=%llu hook_ns=%llu\n",
 			gen, crc, (u32)SLM_ARCH_HASH, SLM_N_IN, SLM_N_OUT, SLM_WINDOW,
 			SLM_MACS, sizeof(struct slm_params),
 			SLM_N_VECTORS, ev.matches, ev.out_crc, div_u64(ev.ns, SLM_N_VECTORS),
 			slm_lb_unregister ? "on" : "off", active_mode ? "active" : "shadow",
-			lb.calls, lb.agree, lb.model_migrate, lb.cfs_migrate);
+			lb.calls, lb.agree, lb.model_migrate, lb.cfs_migrate, lb.ns);
 	pr_info("query gen=%u match_builtin=%u/%d out_crc32=0x%08x\n",
 		gen, ev.matches, SLM_N_VECTORS, ev.out_crc);
 	return ret;

@@ -87,18 +87,3 @@ def test_push_reports_missing_device(tmp_path):
     target.write_bytes(b"")
     pm.push(blob(), str(target))  # one write of the whole blob
     assert target.read_bytes() == blob()
-
-
-def test_hook_layout_hash_is_the_default_migration_inputs():
-    """schedlearn.c's SLM_LB_LAYOUT_HASH = export's SLM_IN_LAYOUT_HASH of the default migration inputs."""
-    import re
-    from pathlib import Path
-
-    from data.datamodule import MIGRATION_KINDS, VALID, migration_feature_columns
-    from export.encode import layout_hash
-
-    src = (Path(__file__).resolve().parents[1] / "kernel" / "schedlearn.c").read_text()
-    hooked = int(re.search(r"#define SLM_LB_LAYOUT_HASH (0x[0-9a-f]{8})u", src).group(1), 16)
-    names = migration_feature_columns() + [f"kind_{n}" for n in MIGRATION_KINDS.values()] + [VALID]
-    assert hooked == layout_hash(names) == zlib.crc32(",".join(names).encode())
-    assert ",".join(names) in "".join(re.findall(r"^ \* (.*)$", src, re.M)).replace(" ", "")

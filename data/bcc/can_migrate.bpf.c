@@ -17,6 +17,7 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include "can_migrate.h"
+#include "cm_features.h" /* the fields recorded here are the hook's feature contract */
 
 char LICENSE[] SEC("license") = "GPL";
 

@@ -1,4 +1,7 @@
-"""Two tiny models through the real export pipeline, for the module and VM tests.
+"""Two tiny can_migrate models through the real export pipeline, for the module and VM tests.
+
+Their inputs are Chen's 15 features (the hook's contract, data/bcc/cm_features.h) with
+made-up statistics and random weights: they test the module, not a learned verdict.
 
 Model A (seed 1) becomes model.h + model_vectors.h, compiled into the module. Model B
 (seed 2) is exported with `like=A`: A's scales (so the same SLM_ARCH_HASH, its blob loads into
@@ -13,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data.datamodule import MIGRATION_KINDS, MIGRATION_TRANSFORMS, VALID
+from data.cm_features import CHEN_FEATURES
+from data.datamodule import CHEN_COUNTS, VALID
 from data.encoding import FeatureSpec
-from data.replay import MIGRATION_FEATURES
 from export import pipeline
 from export.source import Source, Split
 from models.network import SchedNet, mlp
@@ -33,20 +36,18 @@ class ModelPair:
     out_crc_b: int  # the same for B on A's self-test inputs
 
 
-def migration_features() -> dict:
-    """The migration task's inputs (as MigrationDataModule builds them) with made-up
+def can_migrate_features() -> dict:
+    """The can_migrate task's inputs (as CanMigrateDataModule builds them) with made-up
     statistics, so that export emits slm_encode() and the module's hook path compiles."""
-    specs = [FeatureSpec(c, c, MIGRATION_TRANSFORMS.get(c, "log1p_us" if c.endswith("_ns") else "identity"))
-             for c in MIGRATION_FEATURES]
-    specs += [FeatureSpec(f"kind_{n}", "kind", "onehot", k) for k, n in MIGRATION_KINDS.items()]
-    mean = [0.0 if s.transform in ("flag", "onehot") else 3.0 for s in specs]
-    std = [1.0 if s.transform in ("flag", "onehot") else 2.0 for s in specs]
+    specs = [FeatureSpec(c, c, "identity" if c in CHEN_COUNTS else "flag") for c in CHEN_FEATURES]
+    mean = [2.0 if s.transform == "identity" else 0.0 for s in specs]
+    std = [3.0 if s.transform == "identity" else 1.0 for s in specs]
     return {"specs": [s.to_dict() for s in specs], "mean": mean, "std": std,
             "names": [s.name for s in specs] + [VALID]}
 
 
 def tiny_source(seed: int, n_windows: int = 512) -> Source:
-    features = migration_features()
+    features = can_migrate_features()
     n_num = len(features["names"])
     torch.manual_seed(seed)
     net = SchedNet(mlp(n_num, WINDOW, width=HIDDEN, depth=1), n_out=1).eval()
