@@ -50,11 +50,17 @@ def read_records(path: Path):
     if name.endswith(".bin.zst"):
         import zstandard
 
-        try:
-            with open(path, "rb") as fh:
-                buf = zstandard.ZstdDecompressor().stream_reader(fh).read()
-        except zstandard.ZstdError as e:
-            raise RecordFormatError(f"{path}: bad zstd stream: {e}") from e
+        data, parts = path.read_bytes(), []
+        while data:  # one or more concatenated frames, each of which must end
+            dobj = zstandard.ZstdDecompressor().decompressobj()
+            try:
+                parts.append(dobj.decompress(data))
+            except zstandard.ZstdError as e:
+                raise RecordFormatError(f"{path}: bad zstd stream: {e}") from e
+            if not dobj.eof:
+                raise RecordFormatError(f"{path}: truncated zstd stream (the frame does not end)")
+            data = dobj.unused_data
+        buf = b"".join(parts)
     elif name.endswith(".bin"):
         buf = path.read_bytes()
     else:

@@ -344,3 +344,12 @@ def test_rule_report_locates_disagreements(records, tmp_path, capsys):
     assert main([str(tmp_path / "r.bin")]) == 0
     assert '"can_migrate_agreement": 1.0' in capsys.readouterr().out
     assert main([str(tmp_path / "missing.txt")]) == 2
+
+
+def test_truncated_compressed_records_fail(tmp_path):
+    data = zstandard.compress(to_bytes(random_records(500, numa=False)))
+    (tmp_path / "r.bin.zst").write_bytes(data[:-7])
+    with pytest.raises(RecordFormatError, match=r"r\.bin\.zst: truncated zstd stream"):
+        read_records(tmp_path / "r.bin.zst")
+    (tmp_path / "ok.bin.zst").write_bytes(data + data)  # two frames
+    assert len(read_records(tmp_path / "ok.bin.zst")) == 1000
