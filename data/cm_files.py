@@ -1,8 +1,8 @@
 """can_migrate record files on disk -> decoded records (DataFrame of `cm_record.records_frame`).
 
 A run keeps its records as `can_migrate.parquet` (the collector's decoded table) and/or the
-loader's raw stream (`records.bin`, possibly zstd-compressed as `.bin.zst`). The builder and
-evaluate.py read both through `read_records`.
+loader's raw stream (`can_migrate.bin` or `records.bin`, possibly zstd-compressed as
+`.bin.zst`). The builder and evaluate.py read both through `read_records`.
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 from data.cm_record import RECORD_FIELDS, RecordFormatError, decode, records_frame
 
-RECORD_FILES = ("can_migrate.parquet", "records.bin.zst", "records.bin")
+RECORD_FILES = ("can_migrate.parquet", "can_migrate.bin.zst", "can_migrate.bin", "records.bin.zst", "records.bin")
 SUFFIXES = (".parquet", ".bin", ".bin.zst")
 
 
