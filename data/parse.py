@@ -60,6 +60,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -403,24 +404,67 @@ def _output_names(traces: list[Path], out: Path) -> list[Path]:
     return names
 
 
+def _one_line_error(trace: Path, e: Exception) -> str:
+    """The error for the user: one short line (a binary file's bytes are not echoed)."""
+    if isinstance(e, OSError):
+        from data.cli import os_error
+
+        return os_error(e)
+    msg = str(e)
+    if "\\x" in msg or "\ufffd" in msg or len(msg) > 300:
+        head = msg.split(" (line ")[0] if " (line " in msg else f"{trace}: not an ftrace text file"
+        msg = f"{head[:200]} (binary data)"
+    return msg
+
+
+class EmptyTrace(ValueError):
+    pass
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m data.parse", description=__doc__.split("\n")[0])
+    from data.cli import ArgParser
+
+    ap = ArgParser(prog="python -m data.parse", description=__doc__.split("\n")[0])
     ap.add_argument("traces", nargs="+", type=Path, metavar="TRACE")
     ap.add_argument("--out", type=Path, required=True, help="Parquet file (one TRACE) or directory")
     ap.add_argument("--engine", choices=("auto", "c", "python"), default="auto")
+    ap.add_argument("--allow-empty", action="store_true",
+                    help="write a 0-row table for a trace without scheduler events (an error otherwise)")
     args = ap.parse_args(argv)
+    for trace in args.traces:
+        if not trace.exists() or trace.is_dir():
+            ap.error(f"TRACE {trace}: {'is a folder' if trace.is_dir() else 'no such file'}")
+    if len(args.traces) > 1 and args.out.exists() and not args.out.is_dir():
+        ap.error(f"--out {args.out}: several traces need a folder, and this is a file")
+    outs = _output_names(args.traces, args.out)
+    for out in outs:
+        parent = out.absolute().parent
+        while not parent.exists():
+            parent = parent.parent
+        try:  # a probe file: access() says yes to root even on read-only or virtual filesystems
+            if not parent.is_dir():
+                raise NotADirectoryError(0, "not a folder", str(parent))
+            tempfile.TemporaryFile(dir=parent).close()
+        except OSError as e:
+            ap.error(f"--out {args.out}: cannot write in {parent} ({e.strerror})")
     status = 0
-    for trace, out in zip(args.traces, _output_names(args.traces, args.out)):
-        t0 = time.perf_counter()
-        try:
-            stats = write_parquet(trace, out, engine=args.engine)
-        except (TraceFormatError, OSError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            status = 1
-            continue
-        print(f"{trace}: {stats.summary()} -> {out} [{stats.engine}, {time.perf_counter() - t0:.2f} s]")
-        if stats.events == 0:
-            print(f"warning: {trace}: no scheduler events (empty trace)", file=sys.stderr)
+    try:
+        for trace, out in zip(args.traces, outs):
+            t0 = time.perf_counter()
+            try:
+                with atomic_path(out) as tmp:  # `out` appears only if the trace is accepted
+                    stats = write_parquet(trace, tmp, engine=args.engine)
+                    if stats.events == 0 and not args.allow_empty:
+                        raise EmptyTrace(f"{trace}: no scheduler events ({stats.total_lines} lines); "
+                                         f"nothing written (--allow-empty writes an empty table)")
+            except (TraceFormatError, OSError, EmptyTrace) as e:
+                print(f"error: {_one_line_error(trace, e)}", file=sys.stderr)
+                status = 1
+                continue
+            print(f"{trace}: {stats.summary()} -> {out} [{stats.engine}, {time.perf_counter() - t0:.2f} s]")
+    except KeyboardInterrupt:
+        print("error: interrupted; the table being written was discarded", file=sys.stderr)
+        return 130
     return status
 
 

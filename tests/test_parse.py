@@ -336,8 +336,9 @@ def test_empty_trace_is_valid(tmp_path, content, capsys):
     assert table.num_rows == 0 and table.schema == EVENT_SCHEMA
     assert stats.events == 0 and stats.comment_lines == content.count(b"\n")
     out = tmp_path / "empty.parquet"
-    assert parse.main([str(path), "--out", str(out)]) == 0
-    assert "no scheduler events" in capsys.readouterr().err
+    assert parse.main([str(path), "--out", str(out)]) == 1  # the CLI refuses an empty trace...
+    assert "no scheduler events" in capsys.readouterr().err and not out.exists()
+    assert parse.main([str(path), "--out", str(out), "--allow-empty"]) == 0  # ...unless asked
     assert pq.read_table(out).num_rows == 0
 
 
