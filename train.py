@@ -18,20 +18,23 @@ from pathlib import Path
 os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parent))
 
 import hydra  # noqa: E402
-import pytorch_lightning as pl  # noqa: E402
-import torch  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from models.hydra_cli import check_number, check_trainer, entry_point, run  # noqa: E402
-from models.tasks import checkpoint_hparams  # noqa: E402
-from models.tasks.hydra_utils import extras, instantiate_group  # noqa: E402
-from models.tasks.results import print_results, write_results  # noqa: E402
 
 log = logging.getLogger(__name__)
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit and test as configured; returns every final metric (plus `<monitor>_best`)."""
+    # imported here, not at the top: a bad setting is reported before torch and Lightning load
+    import pytorch_lightning as pl
+    import torch
+
+    from models.tasks import checkpoint_hparams
+    from models.tasks.hydra_utils import instantiate_group
+    from models.tasks.results import print_results, write_results
+
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
     if cfg.get("threads"):
@@ -99,6 +102,8 @@ def check_config(cfg: DictConfig) -> None:
 @entry_point("train.py")
 def main(cfg: DictConfig) -> float | None:
     check_config(cfg)
+    from models.tasks.hydra_utils import extras
+
     extras(cfg)
     metrics = train(cfg)
     # the value an Optuna sweep optimises (hparams_search sets optimized_metric)
