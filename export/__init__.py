@@ -1,4 +1,4 @@
-"""Export of trained scheduler models to integer-only C (issue 5; contracts 6).
+"""Export of trained scheduler models to integer-only C (issue 5).
 
 torch -> ONNX (onnx_graph) -> streaming IR (ir) -> power-of-two quantization (quantize) ->
 exact integer reference (intref) -> C header, vectors and blob (codegen_c, blob, vectors),

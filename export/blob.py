@@ -1,4 +1,4 @@
-"""Parameter layout of `struct slm_params`, the architecture hash, and the model blob (contracts 6).
+"""Parameter layout of `struct slm_params`, the architecture hash, and the model blob.
 
 The field list computed here is the single source for both the C struct (codegen_c) and the
 blob image, so the two cannot disagree; the gcc harness also checks sizeof against it.

@@ -1,4 +1,4 @@
-"""C generation: `model.h` (contracts 6) and `model_vectors.h` from a quantized model.
+"""C generation: `model.h` and `model_vectors.h` from a quantized model.
 
 The generated code is straight-line per IR op with compile-time loop bounds, kernel style (tabs,
 /* */ comments, lowercase names), integer only, no libc, no allocation, no division at all, and

@@ -1,7 +1,8 @@
-"""torch -> ONNX export, operator whitelist, and lowering of the ONNX graph to the streaming IR.
+"""Lowering of the ONNX graph to the streaming IR.
 
-Export uses the dynamo exporter (torch's default) at a fixed opset with static shapes (batch 1,
-the training window length), which is deterministic byte for byte; local functions are inlined.
+The graph comes from models.onnx.export_onnx (dynamo exporter, fixed opset, static shapes,
+operator whitelist), which lives in models/ so that evaluation can time the same graph without
+importing export/; its names are re-exported here for export's callers.
 
 Lowering walks the ONNX nodes in order. Every runtime value is tracked as an array of element
 ids with the value's ONNX shape: each element names (IR tensor, time step, channel). Layout ops
@@ -16,76 +17,14 @@ padding, the use of a step other than the last) is rejected with the node and mo
 """
 from __future__ import annotations
 
-import ast
-import contextlib
-import io
-import logging
-import warnings
-
 import numpy as np
 import onnx
-import onnx.inliner
 import onnx.numpy_helper
-import torch
 
 from export.ir import OP_KINDS, Graph, Op
+from models.onnx import OPSET, WHITELIST, ExportError, check_whitelist, export_onnx, node_origin  # noqa: F401
 
-OPSET = 20
-WHITELIST = frozenset({
-    # compute
-    "Gemm", "MatMul", "Add", "Relu", "Conv", "BatchNormalization", "LSTM",
-    # layout / constants
-    "Gather", "Concat", "Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Slice",
-    "Identity", "Constant",
-})
 _T_BITS, _C_BITS = 20, 20  # element id = tensor << 40 | step << 20 | channel
-
-
-class ExportError(ValueError):
-    """The model uses an op or a construct the integer exporter cannot translate."""
-
-
-def export_onnx(net: torch.nn.Module, window: int, n_num: int, vocab: int) -> onnx.ModelProto:
-    """Export `net(x (1, L, F), tokens (1, L) | None)` to ONNX with local functions inlined."""
-    net = net.eval()
-    x = torch.zeros(1, window, n_num)
-    tokens = torch.zeros(1, window, dtype=torch.long) if vocab else None
-    names = ["x", "tokens"] if vocab else ["x"]
-    quiet = logging.getLogger("torch.onnx")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            prog = torch.onnx.export(net, (x, tokens), dynamo=True, opset_version=OPSET, input_names=names,
-                                     output_names=["logits"], verbose=False)
-    finally:
-        quiet.setLevel(level)
-    model = onnx.inliner.inline_local_functions(prog.model_proto)
-    check_whitelist(model)
-    return model
-
-
-def node_origin(node: onnx.NodeProto) -> str:
-    """'module.path (ClassName)' of the nn.Module a node came from, from exporter metadata."""
-    meta = {p.key: p.value for p in node.metadata_props}
-    try:
-        scopes = ast.literal_eval(meta["pkg.torch.onnx.name_scopes"])
-        classes = ast.literal_eval(meta["pkg.torch.onnx.class_hierarchy"])
-    except (KeyError, ValueError, SyntaxError):
-        return f"node {node.name}"
-    path = scopes[-2] if len(scopes) >= 2 and scopes[-2] else "<top-level module>"
-    cls = classes[-2].rsplit(".", 1)[-1] if len(classes) >= 2 else "?"
-    return f"{path} ({cls})"
-
-
-def check_whitelist(model: onnx.ModelProto) -> None:
-    for node in model.graph.node:
-        if node.domain not in ("", "ai.onnx") or node.op_type not in WHITELIST:
-            raise ExportError(
-                f"unsupported ONNX op {node.domain + '::' if node.domain else ''}{node.op_type} "
-                f"(node {node.name!r}) from module {node_origin(node)}; the integer exporter supports "
-                f"{', '.join(sorted(WHITELIST))}")
 
 
 def _attrs(node: onnx.NodeProto) -> dict:

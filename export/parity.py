@@ -14,7 +14,7 @@ from export.ir import Graph, run_float
 
 
 def decisions(logits: np.ndarray, unknown_token: int | None = None) -> np.ndarray:
-    """One logit: migrate iff logit > 0. Several: argmax, never the unknown token (contracts 5)."""
+    """One logit: migrate iff logit > 0. Several: argmax, never the unknown token."""
     logits = np.asarray(logits, np.float64)
     if logits.shape[-1] == 1:
         return (logits[..., 0] > 0).astype(np.int64)

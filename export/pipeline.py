@@ -4,7 +4,7 @@ Outputs in the out directory (all written atomically):
   model.onnx              the exported graph (static shapes, functions inlined)
   parity.json / .md       torch vs onnxruntime vs lowered IR
   calibration.json / .md  per-tensor ranges, fracs, overflow counts per split
-  model.h                 generated C (contracts 6)
+  model.h                 generated C
   model_vectors.h         one self-test stream for the kernel module
   model.blob              header + struct <p>_params image
   vectors.bin             test vectors (harness format) and vectors_expected.bin (s32 outputs)

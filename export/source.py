@@ -76,7 +76,7 @@ def split_from_data(sd) -> Split:
 
 
 def from_checkpoint(ckpt_path: str, dataset_dir: str | None = None, splits: list[str] | None = None) -> Source:
-    """Net, metadata and data splits of a training checkpoint (contracts 5)."""
+    """Net, metadata and data splits of a training checkpoint."""
     from models.tasks import load_from_checkpoint, make_datamodule
 
     module, cfg, meta = load_from_checkpoint(ckpt_path)

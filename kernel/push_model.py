@@ -3,7 +3,7 @@
     python -m kernel.push_model model.blob              # validate, then write to /dev/schedlearn
     python -m kernel.push_model model.blob --check-only # validate the file alone
 
-The blob (contracts §6) is checked on its own (magic, version, header size, length, crc32)
+The blob (kernel/slm_blob.h) is checked on its own (magic, version, header size, length, crc32)
 and against what the loaded module reports it was compiled for (arch_hash, shapes, MACs,
 params size), so a mismatch is explained here instead of only in dmesg. The module checks
 all of it again; this tool is a convenience, not the safety net.

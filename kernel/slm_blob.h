@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * Layout of a schedlearn model blob (contracts §6, written by export/):
+ * Layout of a schedlearn model blob (written by export/blob.py):
  * this header, then params_size bytes that are the memory image of
  * struct slm_params from the generated model.h.  Little endian.
  */

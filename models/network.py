@@ -1,4 +1,4 @@
-"""The exported network: optional token embedding + backbone + linear head (contracts §5).
+"""The exported network: optional token embedding + backbone + linear head.
 
 Backbone configs (conf/model/*.yaml) name one of the factories below, which give every backbone
 the same knobs (`width`, `depth`) so one hyper-parameter search space fits all three; the

@@ -1,4 +1,4 @@
-"""SYNTHETIC test fixture: a tiny dataset directory with the layout of contracts §4
+"""SYNTHETIC test fixture: a tiny dataset directory with the layout data.build writes
 (plus can_migrate/<split>.parquet of bcc records, the layout CanMigrateDataModule reads).
 
 Nothing here comes from a kernel trace. Rows are drawn from simple random rules (so that a model

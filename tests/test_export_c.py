@@ -8,7 +8,7 @@ import pytest
 
 from export import blob, cbuild, pipeline
 from export.onnx_graph import ExportError
-from export.synthetic import trained_source
+from tests.export_synthetic import trained_source
 from tests.conftest import require
 
 MODELS = {

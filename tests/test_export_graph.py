@@ -7,7 +7,7 @@ from torch import nn
 from export import parity
 from export.ir import OP_KINDS
 from export.onnx_graph import ExportError, export_onnx, lower
-from export.synthetic import make_net
+from tests.export_synthetic import make_net
 from models.network import SchedNet
 
 F = 5

@@ -8,7 +8,7 @@ from export.intref import IntRef, Stream, lut, rshr
 from export.ir import sigmoid
 from export.onnx_graph import export_onnx, lower
 from export.quantize import act_table, calibrate, qround, quantize
-from export.synthetic import make_net
+from tests.export_synthetic import make_net
 
 F = 5
 

@@ -1,4 +1,4 @@
-"""Evaluation of trained checkpoints (design §4), used by evaluate.py.
+"""Evaluation of trained checkpoints, used by evaluate.py.
 
     sources     which checkpoints (ckpt_path / ckpt_paths / runs=DIR) and which test sets
                 (dataset splits, per-workload files, raw trace files through parse -> replay)

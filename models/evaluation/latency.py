@@ -2,20 +2,20 @@
 
 One thread because the kernel decides on one CPU, and so that models are compared without the
 noise of a thread pool. Every call is timed on its own (perf_counter_ns) after a warm-up; p50
-and p99 are taken over the calls. The ONNX graph is the one export/ ships (its whitelisted
-exporter, export.onnx_graph.export_onnx); a network it rejects is still timed through a plain
+and p99 are taken over the calls. The ONNX graph is the one export/ ships (models.onnx's
+whitelisted exporter, which both use); a network it rejects is still timed through a plain
 torch.onnx.export with the same inputs, and the result says so.
 """
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 import time
-import warnings
 
 import numpy as np
 import torch
+
+from models.onnx import export_onnx_any
 
 log = logging.getLogger(__name__)
 
@@ -53,46 +53,9 @@ def eager_latency(net: torch.nn.Module, x: torch.Tensor, tokens: torch.Tensor | 
         return time_calls(lambda: net(x, tokens), calls, warmup)
 
 
-@contextlib.contextmanager
-def quiet_exporter():
-    """The ONNX exporter logs every optimisation pass at INFO; keep the evaluation log readable."""
-    loggers = [logging.getLogger(n) for n in ("torch.onnx", "onnx_ir", "onnxscript")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.WARNING)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
-
-
 def onnx_graph(net: torch.nn.Module, meta: dict):
     """(onnx.ModelProto, note): export/'s graph, or a plain export where export/ refuses the net."""
-    with quiet_exporter():
-        return _onnx_graph(net, meta)
-
-
-def _onnx_graph(net: torch.nn.Module, meta: dict):
-    window, n_num, vocab = int(meta["window"]), int(meta["n_features"]), int(meta.get("n_tokens") or 0)
-    try:
-        from export.onnx_graph import ExportError, export_onnx
-    except ImportError:  # export/ not available: same signature, plain exporter
-        ExportError, export_onnx = None, None
-    if export_onnx is not None:
-        try:
-            return export_onnx(net, window, n_num, vocab), "export.onnx_graph"
-        except ExportError as e:
-            note = f"plain torch.onnx.export (export/ refuses this network: {e})"
-    else:
-        note = "plain torch.onnx.export"
-    x = torch.zeros(1, window, n_num)
-    tokens = torch.zeros(1, window, dtype=torch.long) if vocab else None
-    prog = torch.onnx.export(net.eval(), (x, tokens), dynamo=True, input_names=["x", "tokens"] if vocab else ["x"],
-                             output_names=["logits"], verbose=False)
-    return prog.model_proto, note
+    return export_onnx_any(net, int(meta["window"]), int(meta["n_features"]), int(meta.get("n_tokens") or 0))
 
 
 def ort_session(model):

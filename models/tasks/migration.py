@@ -38,6 +38,6 @@ class BinaryDecisionModule(DecisionModule):
 
 
 class MigrationModule(BinaryDecisionModule):
-    """Decision points of contracts §3: wakeups of tasks that ran before, preemptions, forks."""
+    """Decision points (data/replay.py): wakeups of tasks that ran before, preemptions, forks."""
 
     task_name = "migration"

@@ -1,4 +1,4 @@
-"""SYNTHETIC models and data for export tests and the latency bench (no kernel trace involved).
+"""SYNTHETIC models and data for the export tests (no kernel trace involved; a test helper).
 
 A learnable rule over random standardised steps: the label of the window ending at t depends on
 the current step, on steps 1 and 3 back and (with tokens) on the token's parity, so MLP windows,
