@@ -163,7 +163,7 @@ def build(build_dir: Path = BUILD, loader: bool = True) -> dict[str, Path]:
     if not vmlinux_h.exists():
         _run(["bpftool", "btf", "dump", "file", str(btf), "format", "c"], vmlinux_h)
     bpf_src, header = SRC / "can_migrate.bpf.c", SRC / "can_migrate.h"
-    if stale(obj, bpf_src, header, vmlinux_h):
+    if stale(obj, bpf_src, *sorted(SRC.glob("*.h")), vmlinux_h):  # cm_features.h too
         _run(["clang", "-target", "bpf", "-D__TARGET_ARCH_x86", "-O2", "-g", "-Wall",
               f"-I{build_dir}", f"-I{SRC}", "-c", str(bpf_src), "-o", str(obj)])
     out = {"vmlinux_h": vmlinux_h, "object": obj}
