@@ -324,23 +324,59 @@ def _summary(card: dict) -> str:
     return "\n".join(lines + [f"  note: {x}" for x in card["notes"]])
 
 
+def _check_args(ap, args) -> None:
+    """Paths a user can get wrong, each reported in one line before any work starts."""
+    import tempfile
+
+    for d in args.traces:
+        if not d.is_dir():
+            ap.error(f"--traces {d}: {'not a folder' if d.exists() else 'no such folder'}")
+        for meta in sorted(d.rglob("meta.json")):
+            try:
+                json.loads(meta.read_text())
+            except (OSError, UnicodeDecodeError, ValueError) as e:
+                ap.error(f"--traces {d}: {meta} is not readable JSON ({str(e).splitlines()[0][:120]})")
+    if args.out.exists() and not args.out.is_dir():
+        ap.error(f"--out {args.out}: exists and is not a folder")
+    parent = args.out.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    try:  # a probe file: access() says yes to root even on read-only or virtual filesystems
+        if not parent.is_dir():
+            raise NotADirectoryError(0, "not a folder", str(parent))
+        tempfile.TemporaryFile(dir=parent).close()
+    except OSError as e:
+        ap.error(f"--out {args.out}: cannot write in {parent} ({e.strerror})")
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m data.build", description=__doc__.split("\n")[0])
+    from data.cli import ArgParser, os_error
+    from data.parse import TraceFormatError
+
+    ap = ArgParser(prog="python -m data.build", description=__doc__.split("\n")[0])
     ap.add_argument("--traces", nargs="+", required=True, type=Path,
                     help="directories searched recursively for <run>/meta.json + trace file")
     ap.add_argument("--out", required=True, type=Path, help="dataset directory to create")
     ap.add_argument("--unseen", default="",
                     help="comma-separated categories held out as test_unseen")
     ap.add_argument("--force", action="store_true", help="replace an existing --out")
-    ap.add_argument("--no-events", action="store_true",
-                    help="leave out the per-run events/ copies (smaller dataset)")
     args = ap.parse_args(argv)
+    _check_args(ap, args)
     unseen = [c for c in args.unseen.split(",") if c]
     try:
-        card = build(args.traces, args.out, unseen, args.force, events=not args.no_events)
+        card = build(args.traces, args.out, unseen, args.force)
     except BuildError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except TraceFormatError as e:  # a truncated or corrupt trace: the message names the file
+        print(f"error: {e}; nothing written", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"error: {os_error(e)}; nothing written", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"error: interrupted; {args.out} left as it was", file=sys.stderr)
+        return 130
     print(_summary(card))
     return 0
 
