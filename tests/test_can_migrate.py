@@ -353,3 +353,39 @@ def test_truncated_compressed_records_fail(tmp_path):
         read_records(tmp_path / "r.bin.zst")
     (tmp_path / "ok.bin.zst").write_bytes(data + data)  # two frames
     assert len(read_records(tmp_path / "ok.bin.zst")) == 1000
+
+
+def test_evaluate_cli_scores_a_can_migrate_checkpoint_on_raw_records(cm_dataset, tmp_path):
+    """train (tiny, experiment=can_migrate_chen) -> evaluate.py with a raw .bin.zst record file
+    and a run directory as extra test sets; an ftrace file is skipped for this model."""
+    import os
+    import subprocess
+    import sys
+
+    from hydra import compose, initialize_config_dir
+
+    from tests.conftest import REPO
+    from train import train
+
+    out, _ = cm_dataset
+    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
+        cfg = compose("train", overrides=[
+            "experiment=can_migrate_chen", "debug=limit", "extras.print_config=false",
+            "~callbacks.rich_progress_bar", "~callbacks.model_summary", "+trainer.enable_progress_bar=false",
+            f"paths.dataset_dir={out}", f"paths.output_dir={tmp_path / 'run'}", f"paths.log_dir={tmp_path}"])
+    train(cfg)
+    ckpt = next((tmp_path / "run" / "checkpoints").glob("epoch_*.ckpt"))
+    recs = random_records(400, seed=99, numa=False)
+    (tmp_path / "extra.bin.zst").write_bytes(zstandard.compress(to_bytes(recs)))
+    run_dir = write_run(tmp_path / "runs", "x-r01", "x", "cpu", recs)
+    trace = REPO / "data/traces/cpu-pool-r01/trace.txt.zst"
+    proc = subprocess.run(
+        [sys.executable, "evaluate.py", f"ckpt_path={ckpt}", f"traces=[{tmp_path / 'extra.bin.zst'},{run_dir},{trace}]",
+         "latency.enabled=false", "importance.enabled=false", "plots=false", f"hydra.run.dir={tmp_path / 'eval'}"],
+        cwd=REPO, env={**os.environ, "PYTHONWARNINGS": "ignore"}, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    sets = json.dumps(result["models"][0])
+    for name in ("trace/extra", "trace/x-r01", "test_unseen"):
+        assert name in sets
+    assert "trace/cpu-pool-r01" not in sets and "holds no can_migrate data" in proc.stdout + proc.stderr
