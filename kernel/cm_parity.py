@@ -10,8 +10,8 @@ the blob's arch hash must match. Streaming state is per balancing CPU, as in the
 
     python -m kernel.cm_parity EXPORT_DIR RECORDS... [--blob B] [--out report.json]
 
-RECORDS: run directories or record files (the loader's stream `.bin`/`.bin.zst`, or
-`can_migrate.parquet`).
+RECORDS: run directories, folders of runs, or record files (the loader's stream `.bin` /
+`.bin.zst`, or `can_migrate.parquet`).
 """
 from __future__ import annotations
 
@@ -41,19 +41,23 @@ class ParityError(ValueError):
 
 # -- records -----------------------------------------------------------------------------------
 
+RUN_FILES = ("can_migrate.bin.zst", "can_migrate.bin", "records.bin.zst", "records.bin", "can_migrate.parquet")
+
+
 def record_files(paths: list[Path]) -> list[Path]:
-    """Run directories -> their record file (parquet first); files are taken as given."""
+    """Run directories (or folders of runs) -> their record file, the loader's raw stream first;
+    files are taken as given."""
     out = []
     for p in map(Path, paths):
-        if p.is_dir():
-            hits = [p / n for n in ("can_migrate.parquet", "records.bin.zst", "records.bin") if (p / n).is_file()]
-            if not hits:
-                hits = sorted(p.glob("*/can_migrate.parquet"))
-            if not hits:
-                raise ParityError(f"{p}: no can_migrate records (can_migrate.parquet or records.bin[.zst])")
-            out += hits[:1] if (p / hits[0].name).is_file() else hits
-        elif p.is_file():
+        if p.is_file():
             out.append(p)
+        elif p.is_dir():
+            runs = [p] if any((p / n).is_file() for n in RUN_FILES) else sorted(d for d in p.iterdir() if d.is_dir())
+            hits = [next((r / n for n in RUN_FILES if (r / n).is_file()), None) for r in runs]
+            hits = [h for h in hits if h is not None]
+            if not hits:
+                raise ParityError(f"{p}: no can_migrate records ({' / '.join(RUN_FILES)})")
+            out += hits
         else:
             raise ParityError(f"{p}: no such file or directory")
     return out

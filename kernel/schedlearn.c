@@ -21,6 +21,7 @@
 #include <linux/ktime.h>
 #include <linux/math64.h>
 #include <linux/miscdevice.h>
+#include <linux/moduleparam.h>
 #include <linux/minmax.h>
 #include <linux/mm.h>
 #include <linux/module.h>
@@ -211,6 +212,7 @@ static void slm_lb_attach(void)
 			symbol_put(sched_lb_model_unregister);
 		slm_lb_unregister = NULL;
 		free_percpu(slm_lb_state);
+		slm_lb_state = NULL;
 		return;
 	}
 	pr_info("fair.c hook: registered, %s mode\n", active_mode ? "active" : "shadow");
@@ -220,10 +222,49 @@ static void slm_lb_detach(void)
 {
 	if (!slm_lb_unregister)
 		return;
-	slm_lb_unregister(slm_lb_decide);
+	slm_lb_unregister(slm_lb_decide);	/* synchronize_rcu(): nobody is inside */
 	symbol_put(sched_lb_model_unregister);
 	free_percpu(slm_lb_state);
+	slm_lb_unregister = NULL;
+	slm_lb_state = NULL;
 }
+
+/*
+ * hook=0 unregisters from can_migrate_task() (CFS alone, as without the
+ * module), hook=1 registers again: the closed loop's arms in one boot.
+ */
+static bool slm_hook_wanted = true;
+static bool slm_ready;			/* init done: attach for real */
+static DEFINE_MUTEX(slm_hook_lock);
+
+static int slm_hook_set(const char *val, const struct kernel_param *kp)
+{
+	bool on;
+	int ret = kstrtobool(val, &on);
+
+	if (ret)
+		return ret;
+	mutex_lock(&slm_hook_lock);
+	slm_hook_wanted = on;
+	if (slm_ready && on && !slm_lb_unregister)
+		slm_lb_attach();
+	else if (slm_ready && !on)
+		slm_lb_detach();
+	mutex_unlock(&slm_hook_lock);
+	return 0;
+}
+
+static int slm_hook_get(char *buf, const struct kernel_param *kp)
+{
+	return sysfs_emit(buf, "%d\n", slm_lb_unregister ? 1 : 0);
+}
+
+static const struct kernel_param_ops slm_hook_ops = {
+	.set = slm_hook_set,
+	.get = slm_hook_get,
+};
+module_param_cb(hook, &slm_hook_ops, NULL, 0644);
+MODULE_PARM_DESC(hook, "1: offer the model to can_migrate_task() (patched kernels), 0: CFS alone");
 
 static void slm_lb_sum(struct slm_lb_stats *sum)
 {
@@ -507,7 +548,11 @@ static int __init slm_init(void)
 	ret = misc_register(&slm_misc);
 	if (ret)
 		goto err_free;
-	slm_lb_attach();
+	mutex_lock(&slm_hook_lock);
+	slm_ready = true;
+	if (slm_hook_wanted)
+		slm_lb_attach();
+	mutex_unlock(&slm_hook_lock);
 	return 0;
 
 err_free:
@@ -517,7 +562,10 @@ err_free:
 
 static void __exit slm_exit(void)
 {
+	mutex_lock(&slm_hook_lock);
+	slm_ready = false;
 	slm_lb_detach();		/* no CPU is inside slm_lb_decide() after this */
+	mutex_unlock(&slm_hook_lock);
 	misc_deregister(&slm_misc);	/* open files pin the module (fops.owner) */
 	kvfree(rcu_dereference_protected(slm_serving, 1));
 }

@@ -1,0 +1,161 @@
+"""One closed-loop boot: initramfs, qemu (TCG, N vCPUs), console markers -> run records.
+
+The arms are interleaved inside the boot (kernel/ab/init.sh): for every repetition and
+workload "cfs" (model unregistered), "shadow" (model asked, CFS decides) and "active" (the
+model decides) run back to back, the order rotated each repetition, so slow drifts of the
+emulated machine fall on every arm alike.
+"""
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from data.guest import initramfs, qemu
+
+HERE = Path(__file__).resolve().parent
+INIT = HERE / "init.sh"
+ABRUN = HERE / "abrun.c"
+ARMS = ("cfs", "shadow", "active")
+
+# Fixed-work workloads (completion time is the measure), by registry name (data/workloads.py).
+# Sized for a 4-vCPU TCG guest: a few seconds each.
+AB_WORKLOADS = {
+    "hackbench-socket": ("hackbench", "hackbench -g 4 -l 100"),
+    "hackbench-pipe": ("hackbench", "hackbench --pipe -g 4 -l 100"),
+    "stress-ng-cpu": ("stress-ng", "stress-ng --cpu 8 --cpu-ops 4000 --cpu-method int64 -q"),
+    "stress-ng-fork": ("stress-ng", "stress-ng --fork 4 --fork-ops 2000 -q"),
+}
+
+
+class GuestError(RuntimeError):
+    """The closed-loop guest could not be prepared or did not finish (one line)."""
+
+
+@dataclass
+class Run:
+    workload: str
+    arm: str
+    rep: int
+    seconds: float
+    rc: int
+    samples: int
+    imb_mean: float | None  # mean over samples of max - min nr_running across CPUs
+    imb_max: int
+    nr_mean: float | None  # mean total nr_running
+    hook: dict = field(default_factory=dict)  # counter deltas: calls, agree, model_migrate, cfs_migrate, hook_ns
+    sched: dict = field(default_factory=dict)  # schedstat deltas: lb_gained, lb_hot_gained, alb_pushed, ...
+
+
+@dataclass
+class Outcome:
+    runs: list[Run]
+    console: str
+    boot_seconds: float
+    done: bool
+    trouble: list[str]  # oops, BUG, WARNING lines, failed insmod
+    reload: dict  # reload under load: rc, model line before/after
+    model_query: list[str]
+
+
+def build_abrun(work: Path) -> Path:
+    exe = work / "abrun"
+    p = subprocess.run(["gcc", "-O2", "-Wall", "-Werror", "-static", "-o", str(exe), str(ABRUN)],
+                       capture_output=True, text=True)
+    if p.returncode:
+        raise GuestError(f"abrun.c does not compile: {(p.stderr.strip().splitlines() or ['?'])[0]}")
+    return exe
+
+
+def pack(path: Path, module: Path, abrun: Path, workloads: list[str], reps: int, sample_ms: int,
+         blob_b: Path | None) -> Path:
+    unknown = [w for w in workloads if w not in AB_WORKLOADS]
+    if unknown:
+        raise GuestError(f"no fixed-work A/B command for {unknown[0]} (have: {', '.join(AB_WORKLOADS)})")
+    files = {"init": INIT.read_bytes(), "bin/busybox": initramfs.BUSYBOX.read_bytes(),
+             "schedlearn.ko": module.read_bytes(), "abrun": abrun.read_bytes(),
+             "ab.env": f"REPS={int(reps)}\nSAMPLE_MS={int(sample_ms)}\nARMS={shlex.quote(' '.join(ARMS))}\n".encode(),
+             "ab.workloads": "".join(f"{w}|{AB_WORKLOADS[w][1]}\n" for w in workloads).encode()}
+    exes = {"init", "bin/busybox", "abrun"}
+    if blob_b is not None:
+        files["b.blob"] = blob_b.read_bytes()
+    for tool in sorted({AB_WORKLOADS[w][0] for w in workloads}):
+        exe = shutil.which(tool)
+        if exe is None:
+            raise GuestError(f"{tool} not installed (apt-get install {'rt-tests' if tool == 'hackbench' else tool})")
+        try:
+            initramfs.add_program(files, exes, Path(exe))
+        except initramfs.InitramfsError as e:
+            raise GuestError(str(e)) from None
+    from data.atomic import write_atomic
+
+    return write_atomic(path, initramfs.gz(initramfs.newc(files, exes)))
+
+
+_KV = re.compile(r"(\w+)=(\S+)")
+# /proc/schedstat v15 domain line after "domainN MASK": 3 idle types x 8 lb_* fields, alb x3,
+# sbe x3, sbf x3, ttwu_wake_remote, ttwu_move_affine, ttwu_move_balance
+_DOMAIN = {"lb_gained": (4, 12, 20), "lb_hot_gained": (5, 13, 21), "lb_failed": (2, 10, 18),
+           "lb_count": (0, 8, 16), "alb_pushed": (26,), "ttwu_move_affine": (34,), "ttwu_move_balance": (35,)}
+
+
+def _schedstat(lines: list[str]) -> dict:
+    tot = dict.fromkeys(_DOMAIN, 0)
+    for line in lines:
+        parts = line.split()
+        if parts and parts[0].startswith("domain") and len(parts) >= 2 + 36:
+            vals = list(map(int, parts[2:]))
+            for k, idx in _DOMAIN.items():
+                tot[k] += sum(vals[i] for i in idx)
+    return tot
+
+
+def parse(console: str) -> tuple[list[Run], dict, list[str]]:
+    """Console markers -> runs (with counter and schedstat deltas), reload facts, model query."""
+    q: dict[tuple, dict] = {}
+    s: dict[tuple, list[str]] = {}
+    runs, reload, model = [], {}, []
+    for line in console.splitlines():
+        line = line.strip("\r")
+        if line.startswith("SLM-AB-Q "):
+            kv = dict(_KV.findall(line))
+            when = line.split()[4]
+            q[(kv["w"], kv["arm"], int(kv["rep"]), when)] = kv
+        elif line.startswith("SLM-AB-S "):
+            p = line.split()
+            kv = dict(_KV.findall(" ".join(p[1:4])))
+            s.setdefault((kv["w"], kv["arm"], int(kv["rep"]), p[4]), []).append(" ".join(p[5:]))
+        elif line.startswith("SLM-AB-RELOAD"):
+            reload["rc"] = int(dict(_KV.findall(line)).get("rc", -1))
+        elif line.startswith("SLM-AB-MODEL "):
+            model.append(line[len("SLM-AB-MODEL "):])
+        elif line.startswith("SLM-AB-RUN "):
+            kv = dict(_KV.findall(line))
+            key = (kv["w"], kv["arm"], int(kv["rep"]))
+            n = int(kv["samples"])
+            b, a = q.get(key + ("before",), {}), q.get(key + ("after",), {})
+            hook = {k: int(a[k]) - int(b[k]) for k in ("calls", "agree", "model_migrate", "cfs_migrate", "hook_ns")
+                    if k in a and k in b}
+            hook["registered"] = a.get("hook") == "on"
+            sb, sa = _schedstat(s.get(key + ("before",), [])), _schedstat(s.get(key + ("after",), []))
+            runs.append(Run(kv["w"], kv["arm"], int(kv["rep"]), int(kv["ns"]) / 1e9, int(kv["rc"]), n,
+                            int(kv["imb_sum"]) / n if n else None, int(kv["imb_max"]),
+                            int(kv["nr_sum"]) / n if n else None, hook,
+                            {k: sa[k] - sb[k] for k in sa}))
+    return runs, reload, model
+
+
+TROUBLE = re.compile(r"\b(BUG|Oops|WARNING|Call Trace|kernel panic|refused)\b|insmod: |rc=[1-9]")
+
+
+def boot(kernel: Path, initrd: Path, cpus: int, timeout: float, mem_mb: int = 1024) -> Outcome:
+    b = qemu.boot(kernel, initrd, timeout=timeout, mem_mb=mem_mb, cpus=cpus, accel="tcg,thread=multi",
+                  append="schedstats=enable", nice=10)
+    runs, reload, model = parse(b.console)
+    done = "SLM-AB-DONE" in b.console
+    trouble = [l.strip() for l in b.console.splitlines()
+               if TROUBLE.search(l) and not l.startswith(("SLM-AB-RUN", "SLM-AB-Q"))]
+    return Outcome(runs, b.console, b.seconds, done, trouble, reload, model)

@@ -1,0 +1,140 @@
+"""A/B runs -> ab.json, report.md, ab.png.
+
+Times are emulated (qemu TCG): only ratios within one boot mean anything. The ratio is
+median(active) / median(cfs) with a percentile bootstrap (each arm resampled on its own).
+Beside it, less noisy measures: balancer migrations per second (schedstat lb_gained +
+alb_pushed), cache-hot migrations, and the runqueue-length spread across CPUs sampled
+while the workload ran.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from kernel.ab.guest import ARMS, Run
+
+BOOT = 10_000
+
+
+def ratio_ci(model: list[float], cfs: list[float], seed: int = 0, n: int = BOOT) -> tuple[float, list[float]]:
+    m, c = np.asarray(model, float), np.asarray(cfs, float)
+    if not len(m) or not len(c):
+        return float("nan"), [float("nan"), float("nan")]
+    rng = np.random.default_rng(seed)
+    bm = np.median(m[rng.integers(0, len(m), (n, len(m)))], axis=1)
+    bc = np.median(c[rng.integers(0, len(c), (n, len(c)))], axis=1)
+    lo, hi = np.percentile(bm / bc, [2.5, 97.5])
+    return float(np.median(m) / np.median(c)), [float(lo), float(hi)]
+
+
+def _arm_stats(runs: list[Run]) -> dict:
+    secs = sum(r.seconds for r in runs) or float("nan")
+    imb = [r.imb_mean for r in runs if r.imb_mean is not None]
+    mig = sum(r.sched.get("lb_gained", 0) + r.sched.get("alb_pushed", 0) for r in runs)
+    return {"seconds": [round(r.seconds, 4) for r in runs],
+            "migrations_per_s": mig / secs,
+            "hot_migrations_per_s": sum(r.sched.get("lb_hot_gained", 0) for r in runs) / secs,
+            "wakeup_moves_per_s": sum(r.sched.get("ttwu_move_affine", 0) + r.sched.get("ttwu_move_balance", 0)
+                                      for r in runs) / secs,
+            "rq_imbalance": float(np.mean(imb)) if imb else None,
+            "hook_calls": sum(r.hook.get("calls", 0) for r in runs),
+            "agree": sum(r.hook.get("agree", 0) for r in runs),
+            "model_migrate": sum(r.hook.get("model_migrate", 0) for r in runs),
+            "cfs_migrate": sum(r.hook.get("cfs_migrate", 0) for r in runs),
+            "hook_ns": sum(r.hook.get("hook_ns", 0) for r in runs),
+            "failed_runs": sum(r.rc != 0 for r in runs)}
+
+
+def summarise(runs: list[Run], meta: dict) -> dict:
+    out = {"emulated": "qemu TCG software emulation: times are not native speed; compare arms only",
+           **meta, "workloads": {}}
+    calls = ns = 0
+    for w in dict.fromkeys(r.workload for r in runs if r.arm in ARMS):
+        arm = {a: _arm_stats([r for r in runs if r.workload == w and r.arm == a]) for a in ARMS}
+        ratio, ci = ratio_ci(arm["active"]["seconds"], arm["cfs"]["seconds"])
+        sh = arm["shadow"]
+        out["workloads"][w] = {
+            "cfs_s": arm["cfs"]["seconds"], "shadow_s": sh["seconds"], "model_s": arm["active"]["seconds"],
+            "ratio_median": ratio, "ratio_ci95": ci, "ratio_ci_halfwidth": (ci[1] - ci[0]) / 2,
+            "shadow_agreement": sh["agree"] / sh["hook_calls"] if sh["hook_calls"] else None,
+            "shadow_model_migrate_rate": sh["model_migrate"] / sh["hook_calls"] if sh["hook_calls"] else None,
+            "shadow_cfs_migrate_rate": sh["cfs_migrate"] / sh["hook_calls"] if sh["hook_calls"] else None,
+            "hook_calls": sh["hook_calls"] + arm["active"]["hook_calls"],
+            "hook_calls_cfs_arm": arm["cfs"]["hook_calls"],
+            "active_model_migrate_rate": (arm["active"]["model_migrate"] / arm["active"]["hook_calls"]
+                                          if arm["active"]["hook_calls"] else None),
+            "migrations_cfs": arm["cfs"]["migrations_per_s"], "migrations_model": arm["active"]["migrations_per_s"],
+            "migrations_shadow": sh["migrations_per_s"],
+            "hot_migrations_cfs": arm["cfs"]["hot_migrations_per_s"],
+            "hot_migrations_model": arm["active"]["hot_migrations_per_s"],
+            "wakeup_moves_cfs": arm["cfs"]["wakeup_moves_per_s"], "wakeup_moves_model": arm["active"]["wakeup_moves_per_s"],
+            "rq_imbalance_cfs": arm["cfs"]["rq_imbalance"], "rq_imbalance_model": arm["active"]["rq_imbalance"],
+            "rq_imbalance_shadow": sh["rq_imbalance"],
+            "failed_runs": sum(arm[a]["failed_runs"] for a in ARMS),
+            "reps": min(len(arm[a]["seconds"]) for a in ARMS),
+        }
+        for a in ("shadow", "active"):
+            calls += arm[a]["hook_calls"]
+            ns += arm[a]["hook_ns"]
+    out["ns_per_call_model"] = ns / calls if calls else None
+    out["ns_per_call_model_label"] = ("emulated (TCG): local_clock() around the module's decision "
+                                      "(features, encode, forward), averaged over every hook call")
+    return out
+
+
+def _fmt(v, spec=".3f"):
+    return "n/a" if v is None or (isinstance(v, float) and np.isnan(v)) else format(v, spec)
+
+
+def markdown(ab: dict) -> str:
+    lines = ["# Closed loop: can_migrate model vs CFS", "",
+             f"Export `{ab.get('export')}`; kernel `{ab.get('kernel')}`; {ab.get('smp')} vCPUs, qemu TCG "
+             f"(**emulated**: compare arms, not absolute times); {ab.get('reps')} repetitions per arm, arms "
+             f"interleaved in one boot ({_fmt(ab.get('boot_seconds'), '.0f')} s).", "",
+             "| workload | cfs median s | active median s | ratio active/cfs [95% CI] | shadow agreement | "
+             "hook calls | migrations/s cfs → active | hot migr./s cfs → active | rq imbalance cfs → active |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for w, r in ab["workloads"].items():
+        lines.append(
+            f"| {w} | {_fmt(np.median(r['cfs_s']) if r['cfs_s'] else None)} | "
+            f"{_fmt(np.median(r['model_s']) if r['model_s'] else None)} | {_fmt(r['ratio_median'])} "
+            f"[{_fmt(r['ratio_ci95'][0])}, {_fmt(r['ratio_ci95'][1])}] | {_fmt(r['shadow_agreement'], '.4f')} | "
+            f"{r['hook_calls']} | {_fmt(r['migrations_cfs'], '.1f')} → {_fmt(r['migrations_model'], '.1f')} | "
+            f"{_fmt(r['hot_migrations_cfs'], '.1f')} → {_fmt(r['hot_migrations_model'], '.1f')} | "
+            f"{_fmt(r['rq_imbalance_cfs'], '.2f')} → {_fmt(r['rq_imbalance_model'], '.2f')} |")
+    lines += ["", f"ns per hook call with the model: {_fmt(ab.get('ns_per_call_model'), '.0f')} "
+              f"({ab.get('ns_per_call_model_label')}); without a model: {ab.get('ns_per_call_no_model_label')}; "
+              f"user-space harness, same C: {_fmt(ab.get('ns_per_call_harness'), '.1f')} ns (native).", ""]
+    rl = ab.get("reload_under_load") or {}
+    if rl:
+        lines += [f"Reload under load: push rc {rl.get('rc')}, serving gen {rl.get('gen')} crc32 {rl.get('crc32')} "
+                  f"(B's {rl.get('want_crc32')}): {'taken over' if rl.get('took_over') else 'NOT taken over'}; "
+                  f"kernel trouble lines: {len(ab.get('trouble', []))}.", ""]
+    return "\n".join(lines)
+
+
+def plot(ab: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ws = list(ab["workloads"])
+    fig, ax = plt.subplots(figsize=(max(4, 2.5 * len(ws)), 3.5))
+    for i, w in enumerate(ws):
+        r = ab["workloads"][w]
+        for k, (arm, key) in enumerate((("cfs", "cfs_s"), ("shadow", "shadow_s"), ("active", "model_s"))):
+            v = np.asarray(r[key], float)
+            if not len(v):
+                continue
+            x = i + (k - 1) * 0.25
+            ax.errorbar([x], [np.median(v)], yerr=[[np.median(v) - v.min()], [v.max() - np.median(v)]],
+                        fmt="o", capsize=4, color=f"C{k}", label=arm if i == 0 else None)
+    ax.set_xticks(range(len(ws)), ws)
+    ax.set_ylabel("completion time, s (emulated)")
+    ax.set_title("median and range per arm")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
