@@ -1,6 +1,8 @@
 """The export pipeline: Source -> ONNX -> IR -> calibration -> integer model -> C, with checks.
 
-Outputs in the out directory (all written atomically):
+The whole folder is atomic: everything is written into `.OUT.tmp-PID` beside `out`, which is
+renamed into place (data.atomic.swap_dir_in) only once complete; on any error or Ctrl-C the
+half-built folder is removed and `out` is as it was. Outputs:
   model.onnx              the exported graph (static shapes, functions inlined)
   parity.json / .md       torch vs onnxruntime vs lowered IR
   calibration.json / .md  per-tensor ranges, fracs, overflow counts per split
@@ -15,6 +17,8 @@ Outputs in the out directory (all written atomically):
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import tempfile
 import zlib
@@ -22,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from data.atomic import swap_dir_in
 from export import blob, cbuild, codegen_c, encode, evaluate, parity, report, vectors
 from export.intref import IntRef, Stream
 from export.onnx_graph import ExportError, export_onnx, lower
@@ -134,13 +139,46 @@ def c_checks(out: Path, q: QModel, sets: list[vectors.StreamSet], prefix: str, e
     return res
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def remove_stale_staging(out: Path) -> None:
+    """Drop `.OUT.tmp-PID` folders left by exports that were killed (their PID is gone)."""
+    for p in out.parent.glob(f".{out.name}.tmp-*"):
+        pid = p.name.rsplit("-", 1)[-1]
+        if p.is_dir() and pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            shutil.rmtree(p, ignore_errors=True)
+
+
 def run(src: Source, out: Path, prefix: str = "slm", like: Path | None = None, n_vectors: int = 100_000,
         headroom: int = 1, verify: bool = True, seed: int = 0) -> dict:
-    """Export `src` into `out`; returns the report (also written as report.json)."""
+    """Export `src` into `out` (replacing it only once the new folder is complete); returns the
+    report (also written as report.json)."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(out)
+    stage = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir()
+    try:
+        rep = _run(src, stage, out, prefix, like, n_vectors, headroom, verify, seed)
+        swap_dir_in(stage, out)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return rep
+
+
+def _run(src: Source, out: Path, final: Path, prefix: str, like: Path | None, n_vectors: int,
+         headroom: int, verify: bool, seed: int) -> dict:
     rng = np.random.default_rng(seed)
-    log(f"exporting {src.describe or type(src.net).__name__} -> {out}")
+    log(f"exporting {src.describe or type(src.net).__name__} -> {final}")
     model = export_onnx(src.net, src.window, src.n_num, src.vocab)
     report.write_atomic(out / "model.onnx", model.SerializeToString())
     g = lower(model)

@@ -97,18 +97,84 @@ def parity_md(par: dict) -> str:
                       *(f"- {k}: {v}" for k, v in par.items()), ""])
 
 
+def _cell(v) -> str:
+    """A table cell: numbers compact, booleans yes/no, lists and dicts as plain text."""
+    if v is None:
+        return "–"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(_cell(x) for x in v) or "none"
+    if isinstance(v, dict):
+        return "; ".join(f"{k} {_cell(x)}" for k, x in v.items())
+    return str(v).replace("|", "\\|").replace("\n", " ")
+
+
+def md_table(header: list[str], rows: list[list]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *("| " + " | ".join(_cell(c) for c in r) + " |" for r in rows), ""]
+
+
+def keyed_table(first: str, rows: dict[str, dict]) -> list[str]:
+    """{row name: {column: value}} as a table, columns in first-seen order."""
+    cols = list(dict.fromkeys(k for r in rows.values() for k in r))
+    return md_table([first, *(c.replace("_", " ") for c in cols)],
+                    [[name, *(r.get(c) for c in cols)] for name, r in rows.items()])
+
+
 def summary_md(rep: dict) -> str:
-    lines = [f"# Export of {rep['source']}", "",
-             f"- arch hash 0x{rep['arch_hash']:08x}, {rep['macs']} MACs/step, n_in {rep['n_in']}, n_out {rep['n_out']}, "
-             f"window {rep['window']}, receptive field {rep['receptive_field']}",
-             f"- ops: {', '.join(rep['ops'])}",
-             f"- parity: {json.dumps(rep['parity'])}", ""]
-    for name, r in rep["float_vs_int"].items():
-        lines.append(f"- {name}: {json.dumps({k: v for k, v in r.items() if k != 'saturation'})}")
-    lines += ["", f"- streaming: {json.dumps(rep['streaming'])}",
-              f"- C bit-exact: {json.dumps(rep.get('c_bit_exact'))}",
-              f"- kernel object: {json.dumps(rep.get('kernel_object'))}",
-              f"- selftest: {json.dumps(rep.get('selftest'))}", ""]
+    """report.md: the export at a glance, as Markdown tables (report.json has the same data)."""
+    c = rep.get("c_bit_exact") or {}
+    total = c.get("total") if isinstance(c, dict) else None
+    par = rep.get("parity") or {}
+    ko = rep.get("kernel_object") or {}
+    st = rep.get("selftest") or {}
+    enc = rep.get("encoder") or {}
+    model = [["source", rep["source"]], ["C prefix", rep["prefix"]], ["arch hash", f"0x{rep['arch_hash']:08x}"],
+             ["MACs per step", rep["macs"]], ["inputs / outputs", f"{rep['n_in']} / {rep['n_out']}"],
+             ["window / receptive field", f"{rep['window']} / {rep['receptive_field']}"],
+             ["input frac / output frac", f"{rep['in_frac']} / {rep['out_frac']}"],
+             ["test vectors", rep["vectors"].get("total")], ["self-test vectors", rep["selftest_vectors"]],
+             ["self-test output crc32", f"0x{rep['selftest_out_crc32']:08x}"]]
+    if rep.get("like"):
+        model.append(["like (scales reused from)", rep["like"]["dir"]])
+    checks = [["torch vs onnxruntime", f"max abs diff {_cell(par.get('max_abs_diff_torch_ort'))}, "
+               f"decisions agree {_cell(par.get('decision_agreement_torch_ort'))}"],
+              ["lowered IR vs onnxruntime", f"max abs diff {_cell(par.get('max_abs_diff_ir_ort'))}, "
+               f"decisions agree {_cell(par.get('decision_agreement_ir_ort'))}"],
+              ["C vs Python integer reference", "not run" if total is None else
+               f"{total['mismatches']} mismatches in {total['vectors']} vectors"],
+              ["C with params from model.blob", "not run" if not rep.get("c_bit_exact_blob") else
+               f"{rep['c_bit_exact_blob']['mismatches']} mismatches in {rep['c_bit_exact_blob']['vectors']} vectors"],
+              ["C self-test", "not run" if not st else f"{'pass' if st.get('ok') else 'FAIL'}: {st.get('output')}"],
+              ["kernel-safe object", "not run" if not ko else
+               f"{'ok' if ko.get('ok') else 'NOT OK'}: FPU instructions {_cell(ko.get('fpu_instructions'))}, "
+               f"undefined symbols {_cell(ko.get('undefined_symbols'))}, text {ko.get('text_size')} B, "
+               f"rodata {ko.get('rodata_size')} B, data {ko.get('data_size')} B, bss {ko.get('bss_size')} B"]]
+    if enc:
+        ce = enc.get("c_bit_exact") or {}
+        checks.append(["input encoder (slm_encode)", f"max error {_cell(enc.get('max_error_lsb'))} LSB"
+                       + (f", C mismatches {ce.get('mismatches')} in {ce.get('rows')} rows" if ce else "")])
+    lines = [f"# Export of {rep['source']}", "", "## Model", "", *md_table(["", "value"], model),
+             "## Checks", "", *md_table(["check", "result"], checks)]
+    fvi = {}
+    for split, r in rep.get("float_vs_int", {}).items():
+        for mode in ("window", "stream"):
+            if isinstance(r.get(mode), dict):
+                fvi[f"{split} ({mode})"] = {"windows": r.get("windows"), **r[mode]}
+    if fvi:
+        lines += ["## Float model vs integer model", "", *keyed_table("split (evaluation)", fvi)]
+    lines += ["## Overflows (saturations) per split", "",
+              *md_table(["split", "overflows"], [[k, v] for k, v in rep.get("overflow_totals", {}).items()])]
+    streaming = {k: v for k, v in rep.get("streaming", {}).items() if isinstance(v, dict)}
+    if streaming:
+        lines += ["## Streaming (one step per event) vs full sequence", "", *keyed_table("sequences", streaming)]
+    if isinstance(c, dict) and c and total is not None:
+        lines += ["## C bit-exactness per vector set", "",
+                  *keyed_table("vector set", {k: v for k, v in c.items() if isinstance(v, dict)})]
+    lines += ["## Operators", "", *md_table(["#", "operator"], [[i, op] for i, op in enumerate(rep["ops"])])]
     return "\n".join(lines)
 
 

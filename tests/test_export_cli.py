@@ -1,7 +1,12 @@
-"""`python -m export ckpt_path=... out=...` on a real (tiny) training checkpoint."""
+"""`python -m export ckpt_path=... out=...` on a real (tiny) training checkpoint: outputs,
+one-line errors, and an export interrupted midway leaving `out` as it was."""
+import hashlib
 import json
 import re
+import signal
 import subprocess
+import sys
+import time
 import zlib
 
 import pytest
@@ -9,23 +14,19 @@ import pytorch_lightning as pl
 
 from export import __main__ as cli
 from export import cbuild
-from tests.conftest import require
+from models.hydra_cli import UserError
+from tests.conftest import REPO, require
 from tests.synthetic_dataset import write_synthetic_dataset
 
 
-def test_cli_rejects_bad_arguments():
-    with pytest.raises(SystemExit, match="missing"):
-        cli.parse(["out=/tmp/x"])
-    with pytest.raises(SystemExit, match="bad argument"):
-        cli.parse(["ckpt_path=a", "out=b", "colour=red"])
-
-
-def test_cli_exports_a_checkpoint(tmp_path):
-    require(cbuild.have_gcc(), "gcc, objdump and nm")
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """(checkpoint, datamodule) of a 5-step TCN on the SYNTHETIC fixture dataset."""
     from data.datamodule import MigrationDataModule
     from models.tasks import MigrationModule
 
-    ds = write_synthetic_dataset(tmp_path / "ds", migration_rows=400)
+    tmp = tmp_path_factory.mktemp("export_cli")
+    ds = write_synthetic_dataset(tmp / "ds", migration_rows=400)
     data_cfg = {"_target_": "data.datamodule.MigrationDataModule", "dataset_dir": str(ds), "window": 8}
     dm = MigrationDataModule(dataset_dir=str(ds), window=8)
     dm.setup("fit")
@@ -35,18 +36,54 @@ def test_cli_exports_a_checkpoint(tmp_path):
     trainer = pl.Trainer(max_steps=5, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0)
     trainer.fit(module, datamodule=dm)
-    ckpt = tmp_path / "m.ckpt"
+    ckpt = tmp / "m.ckpt"
     trainer.save_checkpoint(ckpt)
+    return ckpt, dm
+
+
+def tree(folder):
+    """{relative path: sha256} of every file under `folder`."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_cli_rejects_bad_settings(trained, tmp_path):
+    ckpt, _ = trained
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "x").write_text("old")
+    cases = [([f"out={tmp_path / 'o'}"], "ckpt_path= is required"),
+             ([f"ckpt_path={tmp_path / 'none.ckpt'}", f"out={tmp_path / 'o'}"], "ckpt_path=.*no such file"),
+             ([f"ckpt_path={ckpt}", f"out={tmp_path / 'o'}", "vectors=abc"], "vectors='abc': expected an integer"),
+             ([f"ckpt_path={ckpt}", f"out={ckpt}"], "out=.*exists and is not a folder"),
+             ([f"ckpt_path={ckpt}", f"out={full}"], "out=.*not empty .force=true"),
+             ([f"ckpt_path={ckpt}", f"out={tmp_path / 'o'}", "prefix=1x"], "prefix='1x'"),
+             ([f"ckpt_path={ckpt}", f"out={tmp_path / 'o'}", f"like={tmp_path}"], "like=.*not an export folder"),
+             ([f"ckpt_path={ckpt}", f"out={tmp_path / 'o'}", "verify=maybe"], "verify='maybe': expected true or false")]
+    for overrides, message in cases:
+        with pytest.raises(UserError, match=message):
+            cli.main_in_process(overrides)
+    assert not (tmp_path / "o").exists() and (full / "x").read_text() == "old"
+
+
+def test_cli_exports_a_checkpoint(trained, tmp_path):
+    require(cbuild.have_gcc(), "gcc, objdump and nm")
+    ckpt, dm = trained
     out = tmp_path / "export"
-    assert cli.main([f"ckpt_path={ckpt}", f"out={out}", "vectors=20000"]) == 0  # in-process: imports are warm
+    assert cli.main_in_process([f"ckpt_path={ckpt}", f"out={out}", "vectors=20000"]) == 0  # in-process: imports are warm
     for name in ("model.onnx", "parity.json", "parity.md", "calibration.json", "calibration.md", "model.h",
                  "model_vectors.h", "model.blob", "vectors.bin", "vectors_expected.bin", "report.json", "report.md"):
         assert (out / name).stat().st_size > 0, name
+    assert [p.name for p in tmp_path.iterdir()] == ["export"]  # no staging folder left beside it
     rep = json.loads((out / "report.json").read_text())
     assert rep["c_bit_exact"]["total"]["mismatches"] == 0 and rep["kernel_object"]["ok"]
     assert set(rep["float_vs_int"]) == {"test_seen", "test_unseen"}
     enc = rep["encoder"]  # migration features are known: slm_encode is generated and checked
     assert enc["c_bit_exact"]["mismatches"] == 0 and enc["max_error_lsb"] < 1.0, enc
+    # report.md: Markdown tables, not JSON
+    md = (out / "report.md").read_text()
+    assert md.count("\n|---|") >= 4 and "{" not in md, md
+    assert f"0x{rep['arch_hash']:08x}" in md and "| test_unseen |" in md
     # the input layout for the module's fair.c hook: columns per input, names' crc32
     hdr = (out / "model.h").read_text()
     names = dm.meta["feature_names"]
@@ -63,3 +100,55 @@ def test_cli_exports_a_checkpoint(tmp_path):
     cal = json.loads((out / "calibration.json").read_text())
     assert {"train", "test_seen", "test_unseen"} <= set(cal["overflow_totals"])
     assert all({"range", "frac", "overflow"} <= set(t) for t in cal["tensors"])
+
+
+def start_export(*overrides):
+    return subprocess.Popen([sys.executable, "-m", "export", *overrides], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(proc, marker: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    for line in proc.stdout:
+        if marker in line:
+            return
+        assert time.monotonic() < deadline, f"no {marker!r} in time"
+    raise AssertionError(f"export ended before {marker!r}: {proc.wait()} {proc.stderr.read()}")
+
+
+def test_interrupted_export_leaves_out_as_it_was(trained, tmp_path):
+    """A re-export into a complete folder, killed (SIGKILL) and interrupted (SIGINT) midway:
+    `out` keeps the old export byte for byte; a completed re-export replaces it whole."""
+    ckpt, _ = trained
+    out = tmp_path / "out"
+    assert cli.main_in_process([f"ckpt_path={ckpt}", f"out={out}", "vectors=2000", "verify=false"]) == 0
+    before = tree(out)
+    args = [f"ckpt_path={ckpt}", f"out={out}", "force=true", "vectors=3000", "verify=false"]
+
+    p = start_export(*args)
+    wait_for(p, "parity:")  # model.onnx and parity.json are written by now
+    p.kill()
+    p.wait(timeout=30)
+    assert tree(out) == before
+
+    p = start_export(*args)
+    wait_for(p, "parity:")
+    p.send_signal(signal.SIGINT)
+    p.stdout.read()
+    err = p.stderr.read()
+    assert p.wait(timeout=60) == 130
+    assert err.strip().splitlines() == ["python -m export: interrupted"], err
+    assert tree(out) == before
+
+    # the killed export's staging folder is cleared by the next export; that one completes
+    assert cli.main_in_process(args) == 0
+    after = tree(out)
+    assert set(after) == set(before) and after != before  # 3000 vectors, not 2000: all new
+    assert json.loads((out / "report.json").read_text())["vectors"]["total"] >= 3000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_help_prints_usage():
+    r = subprocess.run([sys.executable, "-m", "export", "--help"], cwd=REPO, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0 and "python -m export ckpt_path=PATH out=DIR" in r.stdout and "vectors:" in r.stdout
