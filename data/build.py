@@ -326,27 +326,17 @@ def _summary(card: dict) -> str:
 
 def _check_args(ap, args) -> None:
     """Paths a user can get wrong, each reported in one line before any work starts."""
-    import tempfile
+    from data.cli import bad_json, unwritable
 
     for d in args.traces:
         if not d.is_dir():
             ap.error(f"--traces {d}: {'not a folder' if d.exists() else 'no such folder'}")
-        for meta in sorted(d.rglob("meta.json")):
-            try:
-                json.loads(meta.read_text())
-            except (OSError, UnicodeDecodeError, ValueError) as e:
-                ap.error(f"--traces {d}: {meta} is not readable JSON ({str(e).splitlines()[0][:120]})")
+        if (why := bad_json(d)):
+            ap.error(f"--traces {d}: {why}")
     if args.out.exists() and not args.out.is_dir():
         ap.error(f"--out {args.out}: exists and is not a folder")
-    parent = args.out.absolute().parent
-    while not parent.exists():
-        parent = parent.parent
-    try:  # a probe file: access() says yes to root even on read-only or virtual filesystems
-        if not parent.is_dir():
-            raise NotADirectoryError(0, "not a folder", str(parent))
-        tempfile.TemporaryFile(dir=parent).close()
-    except OSError as e:
-        ap.error(f"--out {args.out}: cannot write in {parent} ({e.strerror})")
+    if (why := unwritable(args.out)):
+        ap.error(f"--out {args.out}: {why}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -146,7 +146,9 @@ def lost_summary(meta: dict) -> str | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    from data.cli import ArgParser  # a usage error is one line
+
+    p = ArgParser(
         prog="python -m data.collect",
         description="Trace scheduler events (ftrace) or can_migrate_task records (--bcc) while "
                     "running named workloads.",
@@ -198,6 +200,12 @@ def main(argv: list[str] | None = None) -> int:
         print(format_list())
         return 0
     if args.summary:
+        from data.cli import bad_json
+
+        if not args.summary.is_dir():
+            return fail(f"--summary {args.summary}: no such folder", 2)
+        if (why := bad_json(args.summary)):
+            return fail(f"--summary {args.summary}: {why}")
         if args.vm:  # guest runs: records, rates and losses per run
             from data.guest.collect import summary as guest_summary
             print(guest_summary(args.summary))
@@ -218,6 +226,13 @@ def main(argv: list[str] | None = None) -> int:
         return fail("--out DIR is required", 2)
     if args.runs < 1 or (args.seconds is not None and args.seconds <= 0) or args.buffer_kb < 64:
         return fail("--runs must be >= 1, --seconds > 0 and --buffer-kb >= 64", 2)
+    from data.cli import unwritable
+
+    if os.geteuid() == 0:  # without root, the first thing to say is that it needs root
+        if args.out.exists() and not args.out.is_dir():
+            return fail(f"--out {args.out}: exists and is not a folder", 2)
+        if (why := unwritable(args.out)):
+            return fail(f"--out {args.out}: {why}", 2)
     try:
         chosen = resolve(args.workloads)
     except ValueError as e:

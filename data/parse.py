@@ -60,7 +60,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -422,7 +421,7 @@ class EmptyTrace(ValueError):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from data.cli import ArgParser
+    from data.cli import ArgParser, unwritable
 
     ap = ArgParser(prog="python -m data.parse", description=__doc__.split("\n")[0])
     ap.add_argument("traces", nargs="+", type=Path, metavar="TRACE")
@@ -438,15 +437,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--out {args.out}: several traces need a folder, and this is a file")
     outs = _output_names(args.traces, args.out)
     for out in outs:
-        parent = out.absolute().parent
-        while not parent.exists():
-            parent = parent.parent
-        try:  # a probe file: access() says yes to root even on read-only or virtual filesystems
-            if not parent.is_dir():
-                raise NotADirectoryError(0, "not a folder", str(parent))
-            tempfile.TemporaryFile(dir=parent).close()
-        except OSError as e:
-            ap.error(f"--out {args.out}: cannot write in {parent} ({e.strerror})")
+        if (why := unwritable(out)):
+            ap.error(f"--out {args.out}: {why}")
     status = 0
     try:
         for trace, out in zip(args.traces, outs):
