@@ -127,12 +127,16 @@ def push(data: bytes, dev: str = DEV) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    from data.cli import ArgParser, os_error  # stdlib only, like this tool
+
+    ap = ArgParser(prog="python -m kernel.push_model", description=__doc__.split("\n\n")[0])
     ap.add_argument("blob")
     ap.add_argument("--dev", default=DEV)
     ap.add_argument("--check-only", action="store_true", help="validate the file, push nothing")
     ap.add_argument("--max-macs", type=int, help="refuse blobs costing more MACs per decision")
     args = ap.parse_args(argv)
+    if args.max_macs is not None and args.max_macs < 1:
+        ap.error(f"--max-macs {args.max_macs}: must be >= 1")
     try:
         with open(args.blob, "rb") as f:
             data = f.read()
@@ -141,9 +145,17 @@ def main(argv: list[str] | None = None) -> int:
         if not args.check_only:
             check_target(h, read_status(args.dev))
             push(data, args.dev)
-    except (BlobError, OSError) as e:
+    except BlobError as e:
         print(f"push_model: {args.blob}: {e}", file=sys.stderr)
         return 1
+    except OSError as e:
+        print(f"push_model: {os_error(e)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("push_model: interrupted; nothing pushed" if args.check_only else
+              "push_model: interrupted (a blob is pushed in one write: it is loaded whole or not at all)",
+              file=sys.stderr)
+        return 130
     what = "valid" if args.check_only else f"loaded into {args.dev}"
     print(f"push_model: {args.blob}: {what} (arch 0x{h.arch_hash:08x}, {h.macs} MACs, "
           f"{h.params_size} bytes params, crc32 0x{h.crc32:08x})")
