@@ -175,7 +175,7 @@ def random_raw(enc: Encoder, n: int, rng: np.random.Generator, vocab: int = 0, w
         if kind == "log1p_us":
             c = np.exp(rng.uniform(0, np.log(1e12), n)).astype(np.int64)
         elif kind == "identity":
-            c = rng.integers(-1, 300, n) * enc.divisor(j)
+            c = np.clip(rng.integers(-1, 300, n) * enc.divisor(j), -IDENTITY_CLAMP, IDENTITY_CLAMP)
         else:
             c = rng.integers(0, 3 if val is None else val + 2, n)
         cols.append(np.where(rng.random(n) < wild, rng.integers(-2 ** 63, 2 ** 63 - 1, n, dtype=np.int64), c))

@@ -174,3 +174,24 @@ def test_patch_installs_the_contract_and_fills_every_field():
 
 def test_bpf_program_includes_the_contract():
     assert '#include "cm_features.h"' in (REPO / "data" / "bcc" / "can_migrate.bpf.c").read_text()
+
+
+GUEST_RUNS = REPO / "data" / "guest_runs"
+
+
+def test_parity_on_shipped_guest_records(parity_exe, tmp_path):
+    """Every shipped can_migrate record (data/guest_runs, recorded in a 4-vCPU guest) through
+    the module's C path and the Python integer reference: identical features, logits and
+    verdicts, for the built-in params and a reloaded blob."""
+    from kernel import cm_parity
+
+    files = cm_parity.record_files([GUEST_RUNS]) if GUEST_RUNS.is_dir() else []
+    require(bool(files), f"no shipped can_migrate records under {GUEST_RUNS}")
+    pair, exe = parity_exe
+    r = np.concatenate([cm_parity.read_records(f) for f in files])
+    assert np.array_equal(cm_parity.c_features(exe, r, tmp_path), cmi.raw_features(cmi.fields_from_records(rec.records_frame(r))))
+    for blob in (None, pair.blob_b):
+        want = cm_parity.reference_logits(cm_parity.load_export(pair.gen_dir, blob), r)
+        got = cm_parity.c_logits(exe, r, tmp_path, blob)
+        assert int((got != want).sum()) == 0
+    print(f"parity: {len(r)} shipped records from {len(files)} runs, 0 differences")
