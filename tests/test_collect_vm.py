@@ -151,3 +151,79 @@ def test_guest_boot_collects_records_and_trace(tmp_path, capsys):
     assert set(meta["event_counts"]) == set(tracefs.SCHED_EVENTS)
     table = gc.summary(out)
     assert "| hackbench-pipe-r01 | messaging |" in table and f"| {meta['records']:,} |" in table
+
+
+def _guest_writes(share: Path, run_ids: list[str], done: list[str]) -> None:
+    """What init.sh leaves in the share, for the runs in `done` only. Test input, not a trace:
+    two synthetic ftrace lines and three records packed from the documented layout."""
+    import numpy as np
+
+    from data.cm_record import CM_MAGIC, RECORD_DTYPE
+
+    (share / "guest.env").write_text("release=6.1.0-0-amd64\nversion=#1 SMP\nmachine=x86_64\n"
+                                     "nr_cpus=2\nboot_uptime=7.0\n")
+    stats = "entries: {e}\noverrun: 0\ncommit overrun: 0\ndropped events: 0\n"
+    for rid in done:
+        d = share / rid
+        d.mkdir()
+        recs = np.zeros(3, dtype=RECORD_DTYPE)
+        recs["magic"], recs["size"], recs["ret"] = CM_MAGIC, RECORD_SIZE, [1, 0, 1]
+        (d / "records.bin").write_bytes(recs.tobytes())
+        (d / "loader.err").write_text("ready\n" + json.dumps(
+            {"submitted": 3, "ringbuf_full": 0, "no_entry": 0, "written": 3}) + "\n")
+        (d / "trace.txt").write_text(
+            "# tracer: nop\n#\n"
+            "          <idle>-0       [001] d..2.    10.000001: sched_switch: prev_comm=swapper/1 "
+            "prev_pid=0 prev_prio=120 prev_state=R ==> next_comm=sh next_pid=42 next_prio=120\n"
+            "              sh-42      [001] d..3.    10.000002: sched_waking: comm=kworker/1:1 "
+            "pid=7 prio=120 target_cpu=001\n")
+        for c in (0, 1):
+            (d / f"stats.cpu{c}.before").write_text(stats.format(e=0))
+            (d / f"stats.cpu{c}.after").write_text(stats.format(e=c + 1))
+        (d / "workload.log").write_text("done\n")
+        (d / "guest_run.env").write_text("workload_rc=0\nloader_rc=0\nuptime_start=10.0\n"
+                                         "uptime_end=12.0\nrun_begin=9.5\nrun_end=12.5\n")
+
+
+def test_failed_boot_keeps_completed_runs(tmp_path, monkeypatch):
+    """The guest died in the second run: the first is written in full, the error says so,
+    and nothing partial is left in OUT."""
+    kernel, base = tmp_path / "vmlinuz-6.1.0-0-amd64", tmp_path / "base.cpio.gz"
+    kernel.write_bytes(b"kernel")
+    base.write_bytes(b"base")
+    monkeypatch.setattr(gc, "base_initramfs", lambda release: base)
+    monkeypatch.setattr(gc.qemu, "version", lambda: "QEMU emulator version 0 (test)")
+    specs = [{"run_id": rid, "workload": "hackbench-pipe", "seconds": 2, "trace_seconds": 2,
+              "command": ["true"]} for rid in ("hackbench-pipe-r01", "hackbench-pipe-r02")]
+
+    def fake_boot(kernel, initrd, **kw):
+        share = Path(kw["extra"][1].split("path=")[1].split(",")[0])
+        _guest_writes(share, [s["run_id"] for s in specs], ["hackbench-pipe-r01"])
+        return qemu.Boot("SLG-BOOT\nSLG-RUN hackbench-pipe-r01 rc=0\n", "", None, 5.0)
+
+    monkeypatch.setattr(gc.qemu, "boot", fake_boot)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(gc.GuestError, match=r"timed out.*1 of 2 runs completed and kept"):
+        gc.collect_boot(specs, out, kernel, 2, 512, 1024, 3, "test", log=lambda *_: None)
+    assert sorted(p.name for p in out.iterdir()) == ["hackbench-pipe-r01"]
+    meta = json.loads((out / "hackbench-pipe-r01" / "meta.json").read_text())
+    assert meta["records"] == 3 and meta["events_written"] == 2 and meta["guest_seconds"] == 2.0
+    assert meta["entries"] == {"0": 1, "1": 2} and meta["kernel"]["release"] == "6.1.0-0-amd64"
+    raw = zstandard.ZstdDecompressor().decompress(
+        (out / "hackbench-pipe-r01" / "can_migrate.bin.zst").read_bytes(), max_output_size=1 << 20)
+    assert list(decode(raw)["ret"]) == [1, 0, 1]
+
+
+def test_record_count_mismatch_is_an_error(tmp_path, monkeypatch):
+    share = tmp_path / "share"
+    share.mkdir()
+    _guest_writes(share, ["io-mix-r01"], ["io-mix-r01"])
+    (share / "io-mix-r01" / "loader.err").write_text(json.dumps({"written": 4}) + "\n")
+    spec = {"run_id": "io-mix-r01", "workload": "io-mix", "seconds": 2, "trace_seconds": 2,
+            "command": ["true"]}
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(gc.GuestError, match="3 records decoded but the loader wrote 4"):
+        gc.finish_run(spec, share / "io-mix-r01", out, {}, 3, "test")
+    assert list(out.iterdir()) == []

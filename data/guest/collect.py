@@ -319,8 +319,7 @@ def collect_boot(specs: list[dict], out: Path, kernel: Path, smp: int, mem_mb: i
         initrd.write_bytes(base_bytes + plan)
         guest = {
             "smp": smp, "mem_mb": mem_mb, "accel": ACCEL, "clock": clock, "buffer_kb": buffer_kb,
-            "qemu": subprocess.run([qemu.QEMU, "--version"], capture_output=True,
-                                   text=True).stdout.splitlines()[0],
+            "qemu": qemu.version(),
             "kernel_path": str(kernel), "kernel_sha256": file_sha256(kernel),
             "initramfs_sha256": _sha256(base_bytes), "plan_sha256": _sha256(plan),
             "share": "virtio-9p", "runs_in_boot": len(specs),
@@ -340,21 +339,28 @@ def collect_boot(specs: list[dict], out: Path, kernel: Path, smp: int, mem_mb: i
         (work / "console.log").write_text(b.console + b.stderr)
         lines = b.console.splitlines()
         fatal = [ln for ln in lines if ln.startswith("SLG-FATAL")]
+        problem = None
         if fatal:
-            raise GuestError(f"guest: {fatal[0].removeprefix('SLG-FATAL ').strip()}")
-        if not any(ln.startswith("SLG-DONE") for ln in lines):
+            problem = f"guest: {fatal[0].removeprefix('SLG-FATAL ').strip()}"
+        elif not any(ln.startswith("SLG-DONE") for ln in lines):
             why = "timed out" if b.returncode is None else f"qemu exit {b.returncode}"
             tail = (b.stderr.strip() or b.console.strip()).splitlines()[-1:] or ["no output"]
-            raise GuestError(f"guest did not finish ({why}): {tail[0][:200]}")
+            problem = f"guest did not finish ({why}): {tail[0][:200]}"
+        if not (share / "guest.env").exists():
+            raise GuestError(problem or "guest wrote nothing to the share")
         genv = parse_env(share / "guest.env")
         guest["kernel"] = {"release": genv["release"], "version": genv["version"],
                            "machine": genv["machine"]}
         guest["nr_cpus"] = int(genv["nr_cpus"])
         metas = []
-        for spec in specs:
+        for spec in specs:  # after a failed boot: keep the runs the guest completed
+            if problem and not (share / spec["run_id"] / "guest_run.env").exists():
+                continue
             m = finish_run(spec, share / spec["run_id"], out, guest, zstd_level, argv_line)
             metas.append(m)
             log(run_line(m))
+        if problem:
+            raise GuestError(f"{problem}; {len(metas)} of {len(specs)} runs completed and kept")
         return metas
     finally:
         shutil.rmtree(work, ignore_errors=True)

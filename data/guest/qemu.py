@@ -25,6 +25,15 @@ def kernel_release(vmlinuz: Path) -> str:
     return vmlinuz.name.removeprefix("vmlinuz-")
 
 
+def version() -> str:
+    """First line of `qemu-system-x86_64 --version`, or "unknown"."""
+    try:
+        r = subprocess.run([QEMU, "--version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return (r.stdout.splitlines() or ["unknown"])[0]
+
+
 @dataclass
 class Boot:
     console: str  # serial console, stdout of qemu
