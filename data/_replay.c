@@ -39,6 +39,7 @@ struct in {
 struct task { /* per tid */
     int8_t state;
     int32_t rq, last_cpu, pending;
+    int32_t qprev, qnext; /* neighbours on the list of tasks queued on CPU rq */
     int64_t last_end, last_wake, fork_cpu, fork_ts;
     uint32_t hist;
 };
@@ -51,6 +52,7 @@ struct rp {
     struct task *t;
     int64_t ntids, cap_tids;
     int64_t *cur, *cur_pid, *nr, *first_ts, *last_switch;
+    int64_t *qhead; /* per CPU: first tid of its queued list, -1 empty */
     uint8_t *trusted;
     int64_t n_untrusted;
     int64_t *mig, nmig, *next_cpu, *nt, nnt;
@@ -70,6 +72,7 @@ static void reset_cpus(struct rp *r)
         r->trusted[c] = 1;
         r->first_ts[c] = -1;
         r->last_switch[c] = -1;
+        r->qhead[c] = -1;
     }
     for (int64_t k = 0; k < r->ncpus_seen; k++)
         r->trusted[r->cpus[k]] = 0;
@@ -80,6 +83,7 @@ static void clear_task(struct task *t, int8_t state)
 {
     t->state = state;
     t->rq = t->last_cpu = t->pending = -1;
+    t->qprev = t->qnext = -1;
     t->last_end = t->last_wake = t->fork_cpu = t->fork_ts = -1;
     t->hist = 0;
 }
@@ -121,13 +125,39 @@ static inline int64_t tid_of(struct rp *r, int64_t pid)
     return id;
 }
 
+/*
+ * Each CPU keeps the list of tasks whose rq is that CPU, so that going idle finds them without
+ * scanning every task. A null target CPU (-1) counts on the last CPU, as the reference's list
+ * indexing does, but leaves the task on no list: its rq is -1, "not queued", there as here.
+ */
+static inline void unlink_rq(struct rp *r, struct task *t)
+{
+    if (t->qprev >= 0)
+        r->t[t->qprev].qnext = t->qnext;
+    else
+        r->qhead[t->rq] = t->qnext;
+    if (t->qnext >= 0)
+        r->t[t->qnext].qprev = t->qprev;
+    t->qprev = t->qnext = -1;
+}
+
 static inline void enqueue(struct rp *r, struct task *t, int64_t c)
 {
     if (t->rq != c) {
-        if (t->rq >= 0)
+        if (t->rq >= 0) {
             r->nr[t->rq]--;
+            unlink_rq(r, t);
+        }
         r->nr[cpu_slot(r, c)]++;
         t->rq = (int32_t)c;
+        if (c >= 0) {
+            int32_t self = (int32_t)(t - r->t);
+
+            t->qnext = (int32_t)r->qhead[c];
+            if (t->qnext >= 0)
+                r->t[t->qnext].qprev = self;
+            r->qhead[c] = self;
+        }
     }
 }
 
@@ -135,6 +165,7 @@ static inline void dequeue(struct rp *r, struct task *t)
 {
     if (t->rq >= 0) {
         r->nr[t->rq]--;
+        unlink_rq(r, t);
         t->rq = -1;
     }
 }
@@ -241,11 +272,9 @@ static void observe_current(struct rp *r, int64_t c, int64_t pid)
 
 static void go_idle(struct rp *r, int64_t c)
 {
-    if (r->nr[c]) {
-        for (int64_t k = 0; k < r->ntids; k++)
-            if (r->t[k].rq == c)
-                forget(r, &r->t[k]);
-    }
+    /* forget() takes each task off the list; the order does not matter, each acts on its own */
+    while (r->nr[c] && r->qhead[c] >= 0)
+        forget(r, &r->t[r->qhead[c]]);
     trust(r, c);
 }
 
@@ -378,7 +407,7 @@ int rp_replay(int64_t n, const int64_t *const *in, int64_t npid, int64_t ncpu, c
     r.cap_tids = 1024;
     r.tids = malloc((npid + 1) * sizeof(*r.tids));
     r.t = malloc(r.cap_tids * sizeof(*r.t));
-    r.cur = malloc(5 * ncpu * sizeof(int64_t));
+    r.cur = malloc(6 * ncpu * sizeof(int64_t));
     r.trusted = malloc(ncpu);
     if (!r.tids || !r.t || !r.cur || !r.trusted)
         goto out;
@@ -386,6 +415,7 @@ int rp_replay(int64_t n, const int64_t *const *in, int64_t npid, int64_t ncpu, c
     r.nr = r.cur_pid + ncpu;
     r.first_ts = r.nr + ncpu;
     r.last_switch = r.first_ts + ncpu;
+    r.qhead = r.last_switch + ncpu;
     memset(stats, 0, NSTATS * sizeof(*stats));
     for (int64_t p = 0; p <= npid; p++)
         r.tids[p] = -1;
