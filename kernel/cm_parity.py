@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from data.cm_int_features import FEATURES, fields_from_records, raw_features
-from data.cm_record import CM_MAGIC, RECORD_DTYPE, RECORD_FIELDS, RECORD_SIZE, decode, records_frame
+from data.cm_record import CM_MAGIC, LBF_ACTIVE_LB, RECORD_DTYPE, RECORD_FIELDS, RECORD_SIZE, decode, records_frame
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -238,6 +238,9 @@ def check(export_dir: Path, paths: list[Path], blob: Path | None = None, time_it
         ns = c_ns_per_call(exe, rec, work) if time_it and len(rec) else None
     logit_py = reference_logits(q, rec)
     dec_c, dec_py = logit_c > 0, logit_py > 0
+    from data.cm_features import hard_ok
+
+    consulted = hard_ok(records_frame(rec)).to_numpy() & ((rec["env_flags"] & LBF_ACTIVE_LB) == 0)
     return {
         "export": str(export_dir), "blob": str(blob) if blob else None, "files": [str(f) for f in files],
         "records": int(len(rec)),
@@ -246,6 +249,9 @@ def check(export_dir: Path, paths: list[Path], blob: Path | None = None, time_it
         "decision_differences": int((dec_c != dec_py).sum()),
         "model_migrate_rate": float(dec_py.mean()) if len(rec) else None,
         "agreement_with_recorded_ret": float((dec_py == (rec["ret"] != 0)).mean()) if len(rec) else None,
+        # the calls where the patched kernel asks the model: hard conditions passed, no active balance
+        "consulted_records": int(consulted.sum()),
+        "agreement_where_consulted": float((dec_py == (rec["ret"] != 0))[consulted].mean()) if consulted.any() else None,
         "harness_ns_per_call": ns, "seconds": round(time.monotonic() - t0, 1),
     }
 
