@@ -350,11 +350,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--unseen", default="",
                     help="comma-separated categories held out as test_unseen")
     ap.add_argument("--force", action="store_true", help="replace an existing --out")
+    ap.add_argument("--no-events", action="store_true",
+                    help="leave out the per-run events/ copies (smaller dataset)")
     args = ap.parse_args(argv)
     _check_args(ap, args)
     unseen = [c for c in args.unseen.split(",") if c]
     try:
-        card = build(args.traces, args.out, unseen, args.force)
+        card = build(args.traces, args.out, unseen, args.force, events=not args.no_events)
     except BuildError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
