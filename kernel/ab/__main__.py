@@ -15,15 +15,34 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 from data.atomic import write_atomic, write_json_atomic
 from kernel import kbuild, tiny_kernel
 from kernel.ab import guest, report
 
 PER_RUN_S = 15  # generous emulated seconds per run, for the boot timeout
+GUEST_RUNS = Path(__file__).resolve().parents[2] / "data" / "guest_runs"
+
+
+def harness_ns(export_dir: Path, records: list[Path]) -> tuple[float | None, str]:
+    """The same C (kernel/harness/cm_parity.c) timed natively in user space on recorded calls."""
+    from kernel import cm_parity
+
+    try:
+        files = cm_parity.record_files(records)
+        rec = np.concatenate([cm_parity.read_records(f) for f in files])
+        with tempfile.TemporaryDirectory(prefix="kernel-ab-harness.") as tmp:
+            exe = cm_parity.build_harness(export_dir, Path(tmp))
+            ns = cm_parity.c_ns_per_call(exe, rec, Path(tmp))
+    except (cm_parity.ParityError, OSError, ValueError) as e:
+        return None, f"not measured: {e}"
+    return ns, f"native user space (gcc -O2, this host), {len(rec)} recorded calls x 20, shared machine"
 
 
 def run(export_dir: Path, out: Path, workloads: list[str], reps: int, smp: int, reload_blob: Path | None,
-        sample_ms: int = 100, kernel: Path | None = None, tree: Path | None = None, log=print) -> dict:
+        sample_ms: int = 250, kernel: Path | None = None, tree: Path | None = None, log=print,
+        records: list[Path] = (GUEST_RUNS,)) -> dict:
     for n in ("model.h", "model_vectors.h", "model.blob"):
         if not (export_dir / n).is_file():
             raise guest.GuestError(f"{export_dir}: no {n} (not an export directory)")
@@ -54,6 +73,7 @@ def run(export_dir: Path, out: Path, workloads: list[str], reps: int, smp: int, 
             "ns_per_call_no_model_label": "not timed: without a registered model the patch adds one RCU "
                                           "pointer load to can_migrate_task()"}
     ab = report.summarise(o.runs, meta)
+    ab["ns_per_call_harness"], ab["ns_per_call_harness_label"] = harness_ns(export_dir, records)
     if reload_blob is not None:
         from export.blob import read_blob
 
@@ -80,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"from {', '.join(guest.AB_WORKLOADS)}")
     ap.add_argument("--reps", type=int, default=15)
     ap.add_argument("--smp", type=int, default=4)
-    ap.add_argument("--sample-ms", type=int, default=100)
+    ap.add_argument("--sample-ms", type=int, default=250, help="runqueue sampling period (reading sched/debug costs emulated time)")
     ap.add_argument("--reload-blob", type=Path)
     ap.add_argument("--kernel", type=Path, help="boot this bzImage instead of the cached tiny kernel (with --tree)")
     ap.add_argument("--tree", type=Path, help="kernel tree or headers to build the module against")
