@@ -194,3 +194,39 @@ def test_shipped_sample_matches_the_shipped_traces():
     for task in ("migration", "next_task"):
         for name, counts in card["counts"][task].items():
             assert pq.read_metadata(sample / task / f"{name}.parquet").num_rows == counts["rows"]
+
+
+def test_shipped_guest_dataset_matches_the_guest_runs():
+    """data/sample_guest/ was built from exactly the runs in data/guest_runs/ (traces and
+    can_migrate records), split by whole run, every can_migrate row passing the hard filter."""
+    from pathlib import Path
+
+    from data.cm_features import FORCED, LABEL
+    from tests.conftest import require
+
+    repo = Path(__file__).resolve().parents[1]
+    sample = repo / "data" / "sample_guest"
+    require((sample / "meta.json").is_file(), "no shipped guest dataset in data/sample_guest")
+    card = card_of(sample)
+    shipped = {r.run_id: r for r in find_runs([repo / "data" / "guest_runs"])}
+    assert sorted(s["run_id"] for s in card["sources"]) == sorted(shipped)
+    for s in card["sources"]:
+        run = shipped[s["run_id"]]
+        assert s["records_sha256"] == hashlib.sha256(run.records.read_bytes()).hexdigest(), \
+            f"{s['run_id']} records changed since data/sample_guest was built"
+    owners = [run for s in ("train", "test_seen", "test_unseen") for run in card["splits"][s]]
+    assert sorted(owners) == sorted(shipped)
+    assert card["tasks"] == ["migration", "next_task", "can_migrate"]
+    for task in card["tasks"]:
+        for name, counts in card["counts"][task].items():
+            assert pq.read_metadata(sample / task / f"{name}.parquet").num_rows == counts["rows"]
+    cm = card["counts"]["can_migrate"]
+    assert sum(cm[s]["rows"] for s in ("train", "test_seen", "test_unseen")) == card["can_migrate_filter"]["kept"]
+    assert all(0 < cm[s][f"{LABEL}_positive_rate"] < 1 for s in ("train", "test_unseen"))
+    assert cm["train"][f"{FORCED}_positives"] > 0
+
+
+def test_no_events_leaves_out_the_event_copies(traces, tmp_path):
+    out = tmp_path / "ds"
+    assert main(["--traces", str(traces), "--out", str(out), "--unseen", "io", "--no-events"]) == 0
+    assert not (out / "events").exists() and (out / "migration" / "train.parquet").is_file()
