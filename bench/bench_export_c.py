@@ -3,11 +3,16 @@
     python bench/bench_export_c.py [--model-dir EXPORT_DIR ...] [--calls 1000000] [--batch 100]
 
 Without --model-dir it exports reference models of the migration task's shapes (13 inputs,
-window 16; random weights: the cost does not depend on their values) at the configs of
-conf/model/*.yaml: mlp (width 64, depth 2, window 1), tcn (width 32, depth 3), lstm (width 32,
-depth 1), plus `mlp_chen` (width 10, depth 2: the size of Chen et al.'s MLP) and `mlp_kernel`
-(width 6, depth 1, 84 MACs: small enough for the 50 ns budget; kernel-safe code has no SIMD and
-runs at about one multiply-accumulate per cycle, so the budget is ~100 MACs minus overhead).
+window 16; random weights: the cost does not depend on their values) at the default configs,
+read from conf/model/{mlp,tcn,lstm}.yaml (the MLP at window 1, as conf/task_model/migration_mlp
+sets it) and conf/experiment/migration_mlp_kernel.yaml (`mlp_kernel`, 84 MACs: small enough for
+the 50 ns budget; kernel-safe code has no SIMD and runs at about one multiply-accumulate per
+cycle, the throughput of the one 64-bit multiplier port, so the budget is ~100 MACs minus
+overhead), plus `mlp_chen` (width 10, depth 2: the size of Chen et al.'s MLP).
+
+Goals (issue 12): LSTM and TCN <= 1 us per event at p50, mlp_kernel <= 50 ns at p99. On a
+shared machine the p99 of a ~35 ns call is mostly other processes and interrupts landing in a
+sample; the load average is printed beside the figures.
 
 What is timed: the model object compiled with the kernel flags (export/cbuild.py:
 -O2 -mno-sse -mno-mmx -mno-80387 -msoft-float -mno-red-zone ...), called through a non-inline
@@ -33,6 +38,7 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+import yaml  # noqa: E402
 
 from export import cbuild, pipeline  # noqa: E402
 from export.source import Source, Split  # noqa: E402
@@ -40,14 +46,25 @@ from models.network import SchedNet, lstm, mlp, tcn  # noqa: E402
 
 MAIN_C = Path(__file__).with_name("bench_export_main.c")
 N_FEATURES, WINDOW = 13, 16
+SIZE_KEYS = ("width", "depth", "kernel_size")
+
+
+def conf_size(path: str, section: str | None = None) -> dict:
+    """The size keys of a model config (conf/model/*.yaml, or an experiment's `model:`)."""
+    cfg = yaml.safe_load((REPO / "conf" / path).read_text())
+    cfg = cfg[section] if section else cfg
+    return {k: v for k, v in cfg.items() if k in SIZE_KEYS}
+
+
 REFERENCE = {
-    "mlp": (mlp, {"width": 64, "depth": 2}, 1),
+    "mlp": (mlp, conf_size("model/mlp.yaml"), 1),
     "mlp_chen": (mlp, {"width": 10, "depth": 2}, 1),
-    "mlp_kernel": (mlp, {"width": 6, "depth": 1}, 1),
-    "tcn": (tcn, {"width": 32, "depth": 3}, WINDOW),
-    "lstm": (lstm, {"width": 32, "depth": 1}, WINDOW),
+    "mlp_kernel": (mlp, conf_size("experiment/migration_mlp_kernel.yaml", "model"), 1),
+    "tcn": (tcn, conf_size("model/tcn.yaml"), WINDOW),
+    "lstm": (lstm, conf_size("model/lstm.yaml"), WINDOW),
 }
-TARGET_MLP_NS = 50.0
+TARGET_MLP_P99_NS = 50.0
+TARGET_SEQ_P50_NS = 1000.0
 
 
 def cpu_model() -> str:
@@ -104,14 +121,23 @@ def main() -> int:
         dirs = {d.name: d for d in a.model_dir} or {n: reference_export(n, Path(tmp) / n) for n in a.only or REFERENCE}
         for name, d in dirs.items():
             results[name] = bench(d, a.calls, a.batch, a.cpu)
-    print(f"{cpu_model()}; {a.calls} calls per model, clock_gettime per batch of {a.batch}")
+    print(f"{cpu_model()}; {a.calls} calls per model, clock_gettime per batch of {a.batch}; "
+          f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    for name in results:
+        if name in REFERENCE and not a.model_dir:
+            print(f"  {name}: {REFERENCE[name][1]}, window {REFERENCE[name][2]}")
     print(f"{'model':12s} {'MACs':>7s} {'p50 ns':>9s} {'p99 ns':>9s} {'mean ns':>9s} {'ns/MAC':>7s}")
     for name, r in results.items():
         print(f"{name:12s} {r['macs']:7d} {r['p50_ns']:9.1f} {r['p99_ns']:9.1f} {r['mean_ns']:9.1f} {r['ns_per_mac_p50']:7.3f}")
     if "mlp_kernel" in results:
         r = results["mlp_kernel"]
-        print(f"mlp_kernel p50 {r['p50_ns']:.1f} ns vs target {TARGET_MLP_NS:.0f} ns: "
-              f"{'OK' if r['p50_ns'] <= TARGET_MLP_NS else 'MISSED'}")
+        print(f"acceptance: mlp_kernel p99 {r['p99_ns']:.1f} ns (p50 {r['p50_ns']:.1f}) vs {TARGET_MLP_P99_NS:.0f} ns: "
+              f"{'PASS' if r['p99_ns'] <= TARGET_MLP_P99_NS else 'FAIL'}")
+    for name in ("lstm", "tcn"):
+        if name in results:
+            r = results[name]
+            print(f"acceptance: {name} p50 {r['p50_ns']:.1f} ns per event vs {TARGET_SEQ_P50_NS:.0f} ns: "
+                  f"{'PASS' if r['p50_ns'] <= TARGET_SEQ_P50_NS else 'FAIL'}")
     if a.json:
         a.json.write_text(json.dumps({"cpu": cpu_model(), "calls": a.calls, "batch": a.batch, "results": results}, indent=1))
     return 0

@@ -2,6 +2,7 @@
 vectors, streaming == full evaluation, float agreement, kernel-safe object, blob and reload."""
 import subprocess
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -118,10 +119,17 @@ def test_reexport_with_pinned_scales_reloads_into_old_build(exported, tmp_path):
         pipeline.run(trained_source("tcn", steps=10, **kw), tmp_path / "c", like=out_a, n_vectors=500, verify=False)
 
 
+def _conf_model(kind: str) -> dict:
+    """Size keys of conf/model/<kind>.yaml, the default exported sizes."""
+    import yaml
+    cfg = yaml.safe_load((Path(__file__).resolve().parents[1] / "conf" / "model" / f"{kind}.yaml").read_text())
+    return {k: v for k, v in cfg.items() if k in ("width", "depth", "kernel_size")}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("kind,kw", [("mlp", {"window": 1, "width": 64, "depth": 2}),
-                                     ("tcn", {"window": 32, "width": 32, "depth": 3}),
-                                     ("lstm", {"window": 16, "width": 32, "depth": 1})])
+@pytest.mark.parametrize("kind,kw", [("mlp", {"window": 1, **_conf_model("mlp")}),
+                                     ("tcn", {"window": 16, **_conf_model("tcn")}),
+                                     ("lstm", {"window": 16, **_conf_model("lstm")})])
 def test_default_config_sizes(kind, kw, tmp_path):
     """conf/model defaults (migration shapes: 13 inputs) through the whole pipeline."""
     require(cbuild.have_gcc(), "gcc, objdump and nm")
