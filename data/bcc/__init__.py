@@ -143,7 +143,7 @@ def _run(cmd: list[str], out: Path | None = None) -> None:
         first = next((l for l in err if "error" in l.lower()), err[0] if err else "")
         raise BccError(f"{cmd[0]} failed: {first}")
     if out is not None:
-        tmp = out.with_name(out.name + ".tmp")
+        tmp = out.with_name(f"{out.name}.tmp{os.getpid()}")
         tmp.write_bytes(r.stdout)
         os.replace(tmp, out)
 
@@ -188,7 +188,7 @@ def build_static_loader(build_dir: Path = BUILD) -> Path:
         for lib, pkg in (("libbpf.a", "libbpf-dev"), ("libelf.a", "libelf-dev"), ("libz.a", "zlib1g-dev")):
             if not any(Path(d, lib).exists() for d in ("/usr/lib/x86_64-linux-gnu", "/usr/lib")):
                 raise BccError(f"static {lib} missing (Debian: apt-get install {pkg})")
-        tmp = exe.with_name(exe.name + ".tmp")
+        tmp = exe.with_name(f"{exe.name}.tmp{os.getpid()}")
         _run(["cc", "-O2", "-Wall", "-static", f"-I{build_dir}", f"-I{SRC}",
               str(SRC / "loader.c"), "-o", str(tmp), "-lbpf", "-lelf", "-lz"])
         os.replace(tmp, exe)
