@@ -7,6 +7,7 @@
     python -m data.collect --vm WORKLOAD [...] --out DIR [--smp 4] [--mem MB] [--kernel PATH]
                            [--trace-seconds T]  # both, inside a qemu guest (data/guest/)
     python -m data.collect --vm --summary DIR                 # per-run table of guest runs
+    python -m data.collect --vm --check                       # can a guest boot here?
     python -m data.collect --check [--bcc]                    # capability report only
 
 Each run becomes OUT/<workload>-rNN/ with trace.txt.zst (the kernel's own `trace` text,
@@ -206,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
             return fail(f"--summary {args.summary}: no such folder", 2)
         if (why := bad_json(args.summary)):
             return fail(f"--summary {args.summary}: {why}")
+        if not any(args.summary.glob("*/meta.json")):
+            return fail(f"--summary {args.summary}: no runs (<run>/meta.json) in it")
         if args.vm:  # guest runs: records, rates and losses per run
             from data.guest.collect import summary as guest_summary
             print(guest_summary(args.summary))

@@ -93,6 +93,13 @@ def test_missing_host_pieces_name_the_debian_package(monkeypatch, tmp_path):
     assert all("\n" not in m for m in msgs)
 
 
+def test_check_reports_in_one_line(capsys, monkeypatch):
+    monkeypatch.setattr(gc.shutil, "which", lambda exe: None)
+    assert collect.main(["--vm", "--check"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "qemu-system-x86" in err
+
+
 def test_cli_refuses_bad_arguments_in_one_line(capsys, tmp_path):
     assert collect.main(["--vm", "hackbench-pipe", "--out", str(tmp_path), "--smp", "0"]) == 2
     assert collect.main(["--vm", "no-such-workload", "--out", str(tmp_path)]) in (1, 2)

@@ -411,6 +411,12 @@ def collect_main(args, argv_line: str) -> int:
         print(f"{PROG}: {msg}", file=sys.stderr)
         return code
 
+    if args.check:
+        kernel = args.kernel or qemu.find_vmlinuz()
+        if (missing := problems(kernel)):
+            return fail("; ".join(missing))
+        print(f"guest collection possible: {kernel}, {qemu.version()}")
+        return 0
     if not args.workloads or args.out is None:
         return fail("name at least one workload and --out DIR", 2)
     if args.runs < 1 or (args.seconds is not None and args.seconds <= 0) or args.smp < 1 \
