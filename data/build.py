@@ -147,11 +147,25 @@ def _with_run_columns(df, run: Run) -> pa.Table:
     return t.append_column("category", pa.array([run.category] * n, pa.string()))
 
 
-def _process_trace(run: Run, events_dir: Path | None) -> tuple[dict, dict[str, pa.Table]]:
-    """Parse + replay one run's trace; write its events (unless events_dir is None); return its
-    card fields and its migration / next_task tables."""
+def _first_seconds(events: pa.Table, seconds: float) -> pa.Table:
+    """The events of the trace's first `seconds` (from its first timestamped event)."""
+    ts = events.column("ts")
+    valid = pc.filter(ts, pc.greater_equal(ts, 0))
+    if len(valid) == 0:
+        return events
+    end = pc.min(valid).as_py() + int(seconds * 1e9)
+    return events.filter(pc.less(ts, end))
+
+
+def _process_trace(run: Run, events_dir: Path | None,
+                   trace_seconds: float | None = None) -> tuple[dict, dict[str, pa.Table]]:
+    """Parse + replay one run's trace (its first `trace_seconds` when given); write its events
+    (unless events_dir is None); return its card fields and its migration / next_task tables."""
     t0 = time.perf_counter()
     events, pstats = parse_file(run.trace)
+    parsed = events.num_rows
+    if trace_seconds is not None:
+        events = _first_seconds(events, trace_seconds)
     if events_dir is not None:
         _write_parquet(events, events_dir / f"{run.run_id}.parquet")
     result = replay(events, run.run_id)
@@ -159,7 +173,7 @@ def _process_trace(run: Run, events_dir: Path | None) -> tuple[dict, dict[str, p
              for key in ("overruns", "dropped_events", "commit_overruns")}
     source = {
         "path": str(run.trace), "sha256": _sha256(run.trace), "bytes": run.trace.stat().st_size,
-        "events": events.num_rows, "skipped": sum(pstats.skipped.values()),
+        "events": parsed, "events_used": events.num_rows, "skipped": sum(pstats.skipped.values()),
         "lost": pstats.lost_markers, "lost_events": result.stats["lost_events"],
         **{key: sum(per_cpu.values()) for key, per_cpu in lossy.items()},
         "overruns_by_cpu": lossy["overruns"],
@@ -191,13 +205,14 @@ def _process_records(run: Run) -> tuple[dict, pa.Table]:
     return source, pa.Table.from_pandas(table, preserve_index=False)
 
 
-def _process(run: Run, events_dir: Path | None) -> tuple[dict, dict[str, pa.Table]]:
+def _process(run: Run, events_dir: Path | None,
+             trace_seconds: float | None = None) -> tuple[dict, dict[str, pa.Table]]:
     """One run's card entry and its task tables (only the tasks its files give)."""
     source = {"run_id": run.run_id, "workload": run.workload, "category": run.category,
               "nr_cpus": run.meta.get("nr_cpus"), "seconds": run.meta.get("seconds")}
     tables = {}
     if run.trace is not None:
-        fields, tables = _process_trace(run, events_dir)
+        fields, tables = _process_trace(run, events_dir, trace_seconds)
         source.update(fields)
     if run.records is not None:
         fields, tables[CM_TASK] = _process_records(run)
@@ -254,9 +269,12 @@ def _filter_total(sources: list[dict]) -> dict:
 
 
 def build(trace_dirs: list[Path], out: Path, unseen: list[str], force: bool = False,
-          events: bool = True) -> dict:
+          events: bool = True, trace_seconds: float | None = None) -> dict:
     """Build the dataset at `out` and return its card. events=False leaves out the per-run
-    events/ copies (the shipped guest dataset does, to stay small)."""
+    events/ copies; trace_seconds replays only each trace's first seconds (the shipped guest
+    dataset does both, to stay small; can_migrate records are always used whole)."""
+    if trace_seconds is not None and trace_seconds <= 0:
+        raise BuildError(f"trace_seconds must be > 0, got {trace_seconds}")
     out = Path(out)
     if out.exists() and not force:
         raise BuildError(f"{out} exists (use --force to replace it)")
@@ -271,7 +289,7 @@ def build(trace_dirs: list[Path], out: Path, unseen: list[str], force: bool = Fa
             (tmp / "events").mkdir()
         sources, tables = [], {task: {} for task in (*TASKS, CM_TASK)}
         for run in runs:
-            source, per_task = _process(run, tmp / "events" if events else None)
+            source, per_task = _process(run, tmp / "events" if events else None, trace_seconds)
             sources.append(source)
             for task, table in per_task.items():
                 tables[task][run.run_id] = table
@@ -282,6 +300,7 @@ def build(trace_dirs: list[Path], out: Path, unseen: list[str], force: bool = Fa
             "split_rule": SPLIT_RULE,
             "splits": splits,
             "notes": notes,
+            "trace_seconds": trace_seconds,
             "tasks": tasks,
             "counts": {task: _write_task(task, tables[task], splits, tmp) for task in tasks},
             "features": {"migration": list(MIGRATION_FEATURES), "migration_label": "migrated",
@@ -352,11 +371,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--force", action="store_true", help="replace an existing --out")
     ap.add_argument("--no-events", action="store_true",
                     help="leave out the per-run events/ copies (smaller dataset)")
+    ap.add_argument("--trace-seconds", type=float, default=None,
+                    help="replay only the first S seconds of every trace (smaller dataset)")
     args = ap.parse_args(argv)
     _check_args(ap, args)
     unseen = [c for c in args.unseen.split(",") if c]
     try:
-        card = build(args.traces, args.out, unseen, args.force, events=not args.no_events)
+        card = build(args.traces, args.out, unseen, args.force, events=not args.no_events,
+                     trace_seconds=args.trace_seconds)
     except BuildError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

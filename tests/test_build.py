@@ -230,3 +230,17 @@ def test_no_events_leaves_out_the_event_copies(traces, tmp_path):
     out = tmp_path / "ds"
     assert main(["--traces", str(traces), "--out", str(out), "--unseen", "io", "--no-events"]) == 0
     assert not (out / "events").exists() and (out / "migration" / "train.parquet").is_file()
+
+
+def test_trace_seconds_replays_only_the_start(traces, tmp_path):
+    full, cut = card_of_build(traces, tmp_path / "full", []), card_of_build(traces, tmp_path / "cut", ["--trace-seconds", "0.0002"])
+    assert cut["trace_seconds"] == 0.0002 and full["trace_seconds"] is None
+    for a, b in zip(full["sources"], cut["sources"]):
+        assert a["events"] == b["events"] == a["events_used"] > b["events_used"] > 0
+    assert cut["counts"]["next_task"]["train"]["rows"] < full["counts"]["next_task"]["train"]["rows"]
+    assert main(["--traces", str(traces), "--out", str(tmp_path / "bad"), "--trace-seconds", "0"]) == 2
+
+
+def card_of_build(traces, out, extra):
+    assert main(["--traces", str(traces), "--out", str(out), "--unseen", "io", *extra]) == 0
+    return card_of(out)
