@@ -20,7 +20,7 @@ os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parent))
 import hydra  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from models.hydra_cli import check_number, check_trainer, entry_point, run  # noqa: E402
+from models.hydra_cli import check_checkpoint, check_number, check_trainer, entry_point, run  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     from models.tasks.results import print_results, write_results
 
     if cfg.get("seed") is not None:
-        pl.seed_everything(cfg.seed, workers=True)
+        pl.seed_everything(cfg.seed, workers=True, verbose=False)  # the seed is in the saved config
     if cfg.get("threads"):
         torch.set_num_threads(cfg.threads)
 
@@ -90,12 +90,15 @@ def check_config(cfg: DictConfig) -> None:
         if cfg.get(key) is not None:
             check_number(cfg.get(key), key, int, 0)
     check_trainer(cfg.trainer)
-    if cfg.get("ckpt_path") and not Path(cfg.ckpt_path).is_file():
-        raise FileNotFoundError(f"ckpt_path={cfg.ckpt_path}: no such file")
+    if cfg.get("ckpt_path"):
+        check_checkpoint(cfg.ckpt_path)
     dataset = cfg.data.get("dataset_dir")
     if dataset and not Path(dataset).is_dir():
         raise FileNotFoundError(f"data.dataset_dir={dataset}: no such directory (build one with "
                                 f"`python -m data.build --traces DIR --out DATASET`)")
+    if dataset and not any(Path(dataset).glob("*/train.parquet")):
+        raise FileNotFoundError(f"data.dataset_dir={dataset}: not a dataset (no <task>/train.parquet; build one "
+                                f"with `python -m data.build --traces DIR --out DATASET`)")
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train.yaml")

@@ -433,6 +433,8 @@ def main(argv: list[str] | None = None) -> int:
     for trace in args.traces:
         if not trace.exists() or trace.is_dir():
             ap.error(f"TRACE {trace}: {'is a folder' if trace.is_dir() else 'no such file'}")
+        if not trace.is_file():
+            ap.error(f"TRACE {trace}: not a regular file (pipes and devices are not read: save the trace first)")
     if len(args.traces) > 1 and args.out.exists() and not args.out.is_dir():
         ap.error(f"--out {args.out}: several traces need a folder, and this is a file")
     outs = _output_names(args.traces, args.out)

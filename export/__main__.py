@@ -17,7 +17,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from models.hydra_cli import UserError, check_number, entry_point, one_line, run
+from models.hydra_cli import UserError, check_checkpoint, check_number, entry_point, one_line, run
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 PROG = "python -m export"
@@ -47,11 +47,10 @@ def _flag(cfg: DictConfig, key: str) -> bool:
 
 
 def _writable_parent(out: Path) -> None:
-    parent = out.absolute().parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise UserError(f"out={out}: cannot create it ({parent} is not a writable folder)")
+    from data.cli import unwritable
+
+    if (why := unwritable(out)):
+        raise UserError(f"out={out}: cannot create it ({why})")
 
 
 def options(cfg: DictConfig) -> Options:
@@ -99,14 +98,10 @@ def options(cfg: DictConfig) -> Options:
 
 def load_source(o: Options):
     """The checkpoint as an export Source; UserError naming the file when it is not one."""
+    check_checkpoint(o.ckpt_path, load=False)  # before torch loads: a bad file is refused at once
     from export.source import from_checkpoint
-    from models.tasks import checkpoint_hparams
 
-    try:
-        hp = checkpoint_hparams(str(o.ckpt_path))
-        hp["data_meta"]["task"]
-    except Exception as e:  # noqa: BLE001 - any failure to read it means: not our checkpoint
-        raise UserError(f"ckpt_path={o.ckpt_path}: not a schedlearn training checkpoint ({one_line(e, 160)})") from None
+    check_checkpoint(o.ckpt_path)
     try:
         return from_checkpoint(str(o.ckpt_path), o.dataset, o.splits)
     except (OSError, KeyError, ValueError) as e:
@@ -116,11 +111,11 @@ def load_source(o: Options):
 
 def export(cfg: DictConfig) -> int:
     """Check the settings, export; 0 when the C is bit-exact and kernel-safe, 2 otherwise."""
+    o = options(cfg)
+    src = load_source(o)
     from export import pipeline
     from export.onnx_graph import ExportError
 
-    o = options(cfg)
-    src = load_source(o)
     try:
         rep = pipeline.run(src, o.out, prefix=o.prefix, like=o.like, n_vectors=o.vectors,
                            headroom=o.headroom, verify=o.verify, seed=o.seed)

@@ -40,6 +40,8 @@ def one_line(exc: BaseException, limit: int = 300) -> str:
         if line:
             lines.append(line)
     text = " ".join(lines) or type(exc).__name__
+    if "\\x" in text or "\ufffd" in text:  # bytes of a binary file quoted in the message: drop them
+        text = text.split(" (line ")[0] + " (binary data)"
     plain = isinstance(exc, (ValueError, OSError)) or type(exc).__module__.startswith(("hydra", "omegaconf"))
     if not plain and type(exc).__name__ not in text:  # e.g. "KeyError: 'x'"
         text = f"{type(exc).__name__}: {text}"
@@ -55,6 +57,28 @@ def check_number(value, key: str, kind: type = int, minimum: float | None = None
         raise UserError(f"{key}={value!r}: expected {'an integer' if kind is int else 'a number'}")
     if minimum is not None and value < minimum:
         raise UserError(f"{key}={value!r}: must be >= {minimum:g}")
+
+
+def check_checkpoint(path, key: str = "ckpt_path", load: bool = True) -> None:
+    """UserError naming `key` unless `path` is a readable training checkpoint of this project
+    (load=False: only the cheap checks, a complete zip file, without importing torch)."""
+    from pathlib import Path
+
+    p = Path(str(path))
+    if not p.is_file():
+        raise UserError(f"{key}={p}: {'is a folder, not a checkpoint file' if p.is_dir() else 'no such file'}")
+    import zipfile
+
+    if not zipfile.is_zipfile(p):  # what torch.save writes; a cut-off copy has no zip directory
+        raise UserError(f"{key}={p}: not a schedlearn training checkpoint (not a complete PyTorch zip archive)")
+    if not load:
+        return
+    from models.tasks import checkpoint_hparams
+
+    try:
+        checkpoint_hparams(str(p))["data_meta"]["task"]
+    except Exception as e:  # noqa: BLE001 - any failure to read it means: not our checkpoint
+        raise UserError(f"{key}={p}: not a schedlearn training checkpoint ({one_line(e, 160)})") from None
 
 
 def check_trainer(trainer_cfg) -> None:
@@ -95,8 +119,31 @@ def hydra_output_dir() -> str | None:
 _DEBUG = os.environ.get("HYDRA_FULL_ERROR") == "1"  # the user asked for tracebacks
 
 
+_SIGINT = {"seen": False}  # set by run()'s SIGINT handler
+
+
+def _on_sigint(signum, frame):
+    _SIGINT["seen"] = True
+    raise KeyboardInterrupt
+
+
+def interrupted(exc: BaseException) -> bool:
+    """Ctrl-C, also when it struck inside an import or a library that turned it into another
+    error (RecursionError, AttributeError... from a half-imported module): run()'s handler
+    remembers the signal, and the exception's context chain may hold the KeyboardInterrupt."""
+    if _SIGINT["seen"]:
+        return True
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def _fail(prog: str, exc: BaseException) -> None:
-    if isinstance(exc, KeyboardInterrupt):
+    if interrupted(exc):
         print(f"{prog}: interrupted", file=sys.stderr)
         sys.exit(130)
     print(f"{prog}: error: {one_line(exc)}", file=sys.stderr)
@@ -116,7 +163,7 @@ def entry_point(prog: str) -> Callable:
                 return task(cfg)
             except BaseException as e:
                 remove_if_unwritten(hydra_output_dir())
-                if isinstance(e, SystemExit) or (_DEBUG and not isinstance(e, KeyboardInterrupt)):
+                if isinstance(e, SystemExit) or (_DEBUG and not interrupted(e)):
                     raise
                 _fail(prog, e)
 
@@ -128,7 +175,10 @@ def entry_point(prog: str) -> Callable:
 def run(main: Callable[[], object], prog: str) -> None:
     """Call a @hydra.main function; errors before the job (composition, overrides) become one
     line and exit 1 as well."""
+    import signal
+
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises instead of printing its own report
+    signal.signal(signal.SIGINT, _on_sigint)
     try:
         main()
     except (SystemExit, KeyboardInterrupt) as e:
@@ -136,6 +186,6 @@ def run(main: Callable[[], object], prog: str) -> None:
             raise
         _fail(prog, e)
     except Exception as e:  # noqa: BLE001 - the one place where errors become one line
-        if _DEBUG:
+        if _DEBUG and not interrupted(e):
             raise
         _fail(prog, e)

@@ -46,3 +46,30 @@ def check_overrides(overrides: list[str]) -> None:
             f"'{o.input_line}' cannot be overridden. What may change is the data: data_dir=DATASET, "
             f"traces=[FILE,...], {', '.join(f'data.{k}' for k in DATA_KEYS)}; and the evaluation settings of "
             f"conf/eval.yaml ({', '.join(sorted(k for k in allowed if k not in ALWAYS and not k.startswith('data') and k != 'traces'))}).")
+
+
+def check_settings(cfg) -> None:
+    """The numeric settings and the input paths, each refused in one line naming it, before
+    torch or any model is loaded."""
+    from models.hydra_cli import UserError, check_checkpoint, check_number
+
+    check_number(cfg.seed, "seed", int, 0)
+    check_number(cfg.data.eval_batch_size, "data.eval_batch_size", int, 1)
+    check_number(cfg.latency.calls, "latency.calls", int, 1)
+    check_number(cfg.latency.warmup, "latency.warmup", int, 0)
+    check_number(cfg.importance.repeats, "importance.repeats", int, 1)
+    check_number(cfg.importance.seed, "importance.seed", int, 0)
+    if cfg.importance.max_samples is not None:
+        check_number(cfg.importance.max_samples, "importance.max_samples", int, 1)
+    check_number(cfg.winner.budget_macs, "winner.budget_macs", int, 1)
+    for key, paths in (("ckpt_path", [cfg.ckpt_path] if cfg.ckpt_path else []),
+                       ("ckpt_paths", list(cfg.ckpt_paths or []))):
+        for p in paths:
+            if not Path(str(p)).exists():
+                raise UserError(f"{key}: checkpoint {p} not found")
+            if Path(str(p)).is_file():
+                check_checkpoint(p, key, load=False)
+    if cfg.runs and not Path(str(cfg.runs)).is_dir():
+        raise UserError(f"runs={cfg.runs}: not a directory")
+    if cfg.data_dir and not Path(str(cfg.data_dir)).is_dir():
+        raise UserError(f"data_dir={cfg.data_dir}: no such directory")

@@ -20,6 +20,8 @@ from models.evaluation.report import VERSION, render, split_order, write_atomic,
 from models.evaluation.sources import (Candidate, EvaluationError, TraceTables, assign_labels, find_checkpoints,
                                       load_candidate)
 from models.evaluation.winner import SELECTION_SPLIT, pick_winners
+from models.evaluation.config import check_settings
+from models.hydra_cli import check_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -114,16 +116,15 @@ def evaluate(cfg: DictConfig) -> dict:
     The output folder is created only once every checkpoint has loaded, so a run that fails on
     its input leaves nothing behind (evaluate.py also removes Hydra's folder then)."""
     out = Path(cfg.paths.output_dir)
+    check_settings(cfg)
     torch.manual_seed(int(cfg.seed))
-    budget = cfg.winner.budget_macs
-    if isinstance(budget, bool) or not isinstance(budget, int) or budget <= 0:
-        raise EvaluationError(f"winner.budget_macs={budget!r}: expected a positive integer")
     traces = TraceTables(list(cfg.traces or []))  # missing files fail before any model is loaded
     overrides = {"dataset_dir": cfg.data_dir, "eval_batch_size": cfg.data.eval_batch_size}
     paths = find_checkpoints(cfg.ckpt_path, cfg.ckpt_paths, cfg.runs)
     cands = []
     for i, p in enumerate(paths, 1):
         progress(f"load {i}/{len(paths)}: {p}")
+        check_checkpoint(p, "checkpoint")
         cands.append(load_candidate(p, overrides))
     assign_labels(cands)
     for cand in cands:
@@ -131,7 +132,7 @@ def evaluate(cfg: DictConfig) -> dict:
     cache: dict = {}
     models = [evaluate_candidate(c, cfg, cache, f"{i}/{len(cands)} ") for i, c in enumerate(cands, 1)]
     w = cfg.winner
-    winner = pick_winners(models, OmegaConf.to_container(w.metric), int(budget), w.latency)
+    winner = pick_winners(models, OmegaConf.to_container(w.metric), int(w.budget_macs), w.latency)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.plots:
         progress(f"plots -> {out}")
