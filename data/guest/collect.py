@@ -347,7 +347,9 @@ def collect_boot(specs: list[dict], out: Path, kernel: Path, smp: int, mem_mb: i
             tail = (b.stderr.strip() or b.console.strip()).splitlines()[-1:] or ["no output"]
             problem = f"guest did not finish ({why}): {tail[0][:200]}"
         if not (share / "guest.env").exists():
-            raise GuestError(problem or "guest wrote nothing to the share")
+            kept = out / f".guest-{os.getpid()}-console.log"
+            shutil.copyfile(work / "console.log", kept)
+            raise GuestError(f"{problem or 'guest wrote nothing to the share'}; console in {kept}")
         genv = parse_env(share / "guest.env")
         guest["kernel"] = {"release": genv["release"], "version": genv["version"],
                            "machine": genv["machine"]}
@@ -360,7 +362,10 @@ def collect_boot(specs: list[dict], out: Path, kernel: Path, smp: int, mem_mb: i
             metas.append(m)
             log(run_line(m))
         if problem:
-            raise GuestError(f"{problem}; {len(metas)} of {len(specs)} runs completed and kept")
+            kept = out / f".guest-{os.getpid()}-console.log"  # for the post-mortem
+            shutil.copyfile(work / "console.log", kept)
+            raise GuestError(f"{problem}; {len(metas)} of {len(specs)} runs completed and kept; "
+                             f"console in {kept}")
         return metas
     finally:
         shutil.rmtree(work, ignore_errors=True)
