@@ -116,7 +116,7 @@ def test_test_only_scores_the_given_checkpoint(dataset, tmp_path):
 
 
 def test_tcn_receptive_field_is_logged(dataset, tmp_path):
-    metrics = run(dataset, tmp_path, ["model=tcn", "model.depth=2", "debug=limit", "trainer.max_epochs=1"])
+    metrics = run(dataset, tmp_path, ["model=tcn", "model.depth=2", "model.kernel_size=3", "debug=limit", "trainer.max_epochs=1"])
     assert metrics["model/receptive_field"] == 1 + 2 * 2 * (2**2 - 1)
 
 
