@@ -34,9 +34,10 @@ task than the replayed one reveals the gap: the named task is switched in there 
 tasks found queued on a CPU that went idle).
 
 Implementation: the state machine runs in C (data/_replay.c, built and loaded by data/native.py
-like the parser's core) over the event columns prepared here with numpy; the tables are
-assembled by the same code as the pure-Python reference (data/replay_ref.py), which is the
-specification, the fallback without a C compiler (one warning line) and the tests' oracle.
+like the parser's core) over the event columns, read here straight from the Arrow buffers; the
+tables are assembled with numpy as the pure-Python reference (data/replay_ref.py) assembles
+them. The reference is the specification, the fallback without a C compiler (one warning line)
+and the tests' oracle: tests/test_replay.py checks identical tables and counters on shipped runs.
 """
 from __future__ import annotations
 
