@@ -6,7 +6,7 @@
     cost        parameter count and MACs per decision, counted from the modules
     latency     batch-1, one-thread CPU latency: PyTorch eager and onnxruntime
     importance  permutation feature importance on a test split
-    winner      the stated rule: best metric on test_unseen within a p99 latency budget
+    winner      the stated rule: best validation metric within a MAC budget (latency reported)
     plots       PNGs (matplotlib Agg); report: report.md and metrics.json
     runner      `evaluate(cfg)`: everything above for one or several checkpoints
 """
