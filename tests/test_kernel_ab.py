@@ -28,7 +28,7 @@ def console(times: dict) -> str:
                 f"SLM-AB-S {tag} after {DOMAIN.replace(' 4 5 ', ' 14 9 ', 1)}",
                 f"SLM-AB-Q {tag} after hook={hook} mode=shadow calls={10 + n} agree={9 + n - 1} "
                 f"model_migrate={5 + n // 2} cfs_migrate={6 + n // 2} hook_ns={1000 + 300 * n}",
-                f"SLM-AB-RUN {tag} ABRUN ns={int(sec * 1e9)} rc=0 samples=4 imb_sum=6 imb_max=3 nr_sum=40"]
+                f"SLM-AB-RUN {tag} ABRUN ns={int(sec * 1e9)} cpu_ns={int(sec * 2e9)} rc=0 samples=4 imb_sum=6 imb_max=3 nr_sum=40"]
     out += ["SLM-AB-RELOAD rc=0", "SLM-AB-MODEL gen=1 crc32=0x12345678 arch=0x1", "SLM-AB-DONE uptime=99"]
     return "\n".join(out) + "\n"
 
@@ -65,6 +65,7 @@ def test_summary_report_and_plot(tmp_path):
     assert ab["ns_per_call_model"] == pytest.approx(300.0) and "emulated" in ab["ns_per_call_model_label"]
     md = report.markdown(ab)
     assert "| hackbench-socket | 2.000 | 2.200 | 1.100" in md and "emulated" in md
+    assert w["cfs_cpu_s"] == [4.0] and w["cpu_ratio_median"] == pytest.approx(1.1)
     report.plot(ab, tmp_path / "ab.png")
     assert (tmp_path / "ab.png").stat().st_size > 1000
 

@@ -21,7 +21,7 @@ from data.atomic import write_atomic, write_json_atomic
 from kernel import kbuild, tiny_kernel
 from kernel.ab import guest, report
 
-PER_RUN_S = 15  # generous emulated seconds per run, for the boot timeout
+PER_RUN_S = 40  # generous seconds per run (a starved TCG guest is slow), for the boot timeout
 GUEST_RUNS = Path(__file__).resolve().parents[2] / "data" / "guest_runs"
 
 

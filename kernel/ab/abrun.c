@@ -6,7 +6,8 @@
  *   abrun SAMPLE_MS CMD [ARG...]
  *
  * Prints one line:
- *   ABRUN ns=<wall ns, CLOCK_MONOTONIC> rc=<exit status> samples=<n>
+ *   ABRUN ns=<wall ns, CLOCK_MONOTONIC> cpu_ns=<user+sys of the whole workload tree>
+ *         rc=<exit status> samples=<n>
  *         imb_sum=<sum over samples of max-min nr_running across CPUs>
  *         imb_max=<largest such spread> nr_sum=<sum of all CPUs' nr_running>
  * The runqueue lengths are the kernel's own (rq->nr_running, from
@@ -19,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -71,7 +73,8 @@ static int sample(long nr[MAX_CPUS])
 
 int main(int argc, char **argv)
 {
-	long long t0, t1, imb_sum = 0, imb_max = 0, nr_sum = 0, samples = 0;
+	long long t0, t1, cpu, imb_sum = 0, imb_max = 0, nr_sum = 0, samples = 0;
+	struct rusage ru;
 	struct timespec gap;
 	int status = 0, ms;
 	pid_t pid;
@@ -116,8 +119,11 @@ int main(int argc, char **argv)
 			break;
 	}
 	t1 = now_ns();
-	printf("ABRUN ns=%lld rc=%d samples=%lld imb_sum=%lld imb_max=%lld nr_sum=%lld\n",
-	       t1 - t0, WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status),
+	getrusage(RUSAGE_CHILDREN, &ru);	/* every descendant the workload waited for */
+	cpu = (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000LL +
+	      (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000LL;
+	printf("ABRUN ns=%lld cpu_ns=%lld rc=%d samples=%lld imb_sum=%lld imb_max=%lld nr_sum=%lld\n",
+	       t1 - t0, cpu, WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status),
 	       samples, imb_sum, imb_max, nr_sum);
 	return 0;
 }

@@ -42,6 +42,7 @@ class Run:
     arm: str
     rep: int
     seconds: float
+    cpu_seconds: float | None  # user + sys of the workload's process tree (guest accounting)
     rc: int
     samples: int
     imb_mean: float | None  # mean over samples of max - min nr_running across CPUs
@@ -142,7 +143,8 @@ def parse(console: str) -> tuple[list[Run], dict, list[str]]:
                     if k in a and k in b}
             hook["registered"] = a.get("hook") == "on"
             sb, sa = _schedstat(s.get(key + ("before",), [])), _schedstat(s.get(key + ("after",), []))
-            runs.append(Run(kv["w"], kv["arm"], int(kv["rep"]), int(kv["ns"]) / 1e9, int(kv["rc"]), n,
+            runs.append(Run(kv["w"], kv["arm"], int(kv["rep"]), int(kv["ns"]) / 1e9,
+                            int(kv["cpu_ns"]) / 1e9 if "cpu_ns" in kv else None, int(kv["rc"]), n,
                             int(kv["imb_sum"]) / n if n else None, int(kv["imb_max"]),
                             int(kv["nr_sum"]) / n if n else None, hook,
                             {k: sa[k] - sb[k] for k in sa}))

@@ -33,6 +33,7 @@ def _arm_stats(runs: list[Run]) -> dict:
     imb = [r.imb_mean for r in runs if r.imb_mean is not None]
     mig = sum(r.sched.get("lb_gained", 0) + r.sched.get("alb_pushed", 0) for r in runs)
     return {"seconds": [round(r.seconds, 4) for r in runs],
+            "cpu_seconds": [round(r.cpu_seconds, 4) for r in runs if r.cpu_seconds is not None],
             "migrations_per_s": mig / secs,
             "hot_migrations_per_s": sum(r.sched.get("lb_hot_gained", 0) for r in runs) / secs,
             "wakeup_moves_per_s": sum(r.sched.get("ttwu_move_affine", 0) + r.sched.get("ttwu_move_balance", 0)
@@ -53,10 +54,13 @@ def summarise(runs: list[Run], meta: dict) -> dict:
     for w in dict.fromkeys(r.workload for r in runs if r.arm in ARMS):
         arm = {a: _arm_stats([r for r in runs if r.workload == w and r.arm == a]) for a in ARMS}
         ratio, ci = ratio_ci(arm["active"]["seconds"], arm["cfs"]["seconds"])
+        cratio, cci = ratio_ci(arm["active"]["cpu_seconds"], arm["cfs"]["cpu_seconds"])
         sh = arm["shadow"]
         out["workloads"][w] = {
             "cfs_s": arm["cfs"]["seconds"], "shadow_s": sh["seconds"], "model_s": arm["active"]["seconds"],
             "ratio_median": ratio, "ratio_ci95": ci, "ratio_ci_halfwidth": (ci[1] - ci[0]) / 2,
+            "cfs_cpu_s": arm["cfs"]["cpu_seconds"], "model_cpu_s": arm["active"]["cpu_seconds"],
+            "cpu_ratio_median": cratio, "cpu_ratio_ci95": cci,
             "shadow_agreement": sh["agree"] / sh["hook_calls"] if sh["hook_calls"] else None,
             "shadow_model_migrate_rate": sh["model_migrate"] / sh["hook_calls"] if sh["hook_calls"] else None,
             "shadow_cfs_migrate_rate": sh["cfs_migrate"] / sh["hook_calls"] if sh["hook_calls"] else None,
@@ -92,14 +96,16 @@ def markdown(ab: dict) -> str:
              f"Export `{ab.get('export')}`; kernel `{ab.get('kernel')}`; {ab.get('smp')} vCPUs, qemu TCG "
              f"(**emulated**: compare arms, not absolute times); {ab.get('reps')} repetitions per arm, arms "
              f"interleaved in one boot ({_fmt(ab.get('boot_seconds'), '.0f')} s).", "",
-             "| workload | cfs median s | active median s | ratio active/cfs [95% CI] | shadow agreement | "
-             "hook calls | migrations/s cfs → active | hot migr./s cfs → active | rq imbalance cfs → active |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| workload | cfs median s | active median s | ratio active/cfs [95% CI] | CPU-time ratio [95% CI] | "
+             "shadow agreement | hook calls | migrations/s cfs → active | hot migr./s cfs → active | "
+             "rq imbalance cfs → active |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for w, r in ab["workloads"].items():
         lines.append(
             f"| {w} | {_fmt(np.median(r['cfs_s']) if r['cfs_s'] else None)} | "
             f"{_fmt(np.median(r['model_s']) if r['model_s'] else None)} | {_fmt(r['ratio_median'])} "
-            f"[{_fmt(r['ratio_ci95'][0])}, {_fmt(r['ratio_ci95'][1])}] | {_fmt(r['shadow_agreement'], '.4f')} | "
+            f"[{_fmt(r['ratio_ci95'][0])}, {_fmt(r['ratio_ci95'][1])}] | {_fmt(r['cpu_ratio_median'])} "
+            f"[{_fmt(r['cpu_ratio_ci95'][0])}, {_fmt(r['cpu_ratio_ci95'][1])}] | {_fmt(r['shadow_agreement'], '.4f')} | "
             f"{r['hook_calls']} | {_fmt(r['migrations_cfs'], '.1f')} → {_fmt(r['migrations_model'], '.1f')} | "
             f"{_fmt(r['hot_migrations_cfs'], '.1f')} → {_fmt(r['hot_migrations_model'], '.1f')} | "
             f"{_fmt(r['rq_imbalance_cfs'], '.2f')} → {_fmt(r['rq_imbalance_model'], '.2f')} |")
