@@ -104,7 +104,8 @@ def test_checkpoint_alone_rebuilds_model_and_data(dataset, tmp_path, task, model
     key = PRIMARY[task]
     assert float(scores[key]) == pytest.approx(metrics[f"test_unseen/{key}"], abs=1e-6)
     if model == "tcn":
-        assert module.net.receptive_field == 1 + 2 * 2 * (2**1 - 1)
+        k, depth = cfg.model.kernel_size, cfg.model.depth
+        assert module.net.receptive_field == 1 + 2 * (k - 1) * (2**depth - 1)
 
 
 def test_test_only_scores_the_given_checkpoint(dataset, tmp_path):
