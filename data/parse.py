@@ -65,17 +65,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
-import numpy as np
-import pyarrow as pa
-
-from data import native
 from data.atomic import atomic_path
-from data.parse_ref import (COMMENT, EVENT, KIND, LOST, MALFORMED_HEADER, OUTCOMES, SKIP_REASONS,
-                            TOTAL, Progress, RefParser)
-from data.schema import EVENT_KINDS, EVENT_SCHEMA
 
-# pyarrow.parquet, pyarrow.compute, zstandard, gzip and lzma are imported where used: the
-# module's import stays cheap (`python -c "import data.parse"`, measured by bench_parse.py).
+# numpy, pyarrow, the parsers (data.native, data.parse_ref) and the decompressors are imported
+# where they are used: importing this module, and the CLI up to its argument checks, stays
+# cheap (`python -c "import data.parse"`, measured by bench/bench_parse.py).
 
 __all__ = ["TraceFormatError", "ParseStats", "parse_file", "parse_bytes", "iter_batches",
            "write_parquet", "read_stats", "STATS_KEY"]
@@ -104,8 +98,8 @@ class ParseStats:
     events: int = 0
     lost_markers: int = 0
     lost_events: int = 0  # sum of the counts the markers give
-    skipped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SKIP_REASONS, 0))
-    events_by_kind: dict[str, int] = field(default_factory=lambda: dict.fromkeys(EVENT_KINDS[:-1], 0))
+    skipped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_ref().SKIP_REASONS, 0))
+    events_by_kind: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_event_kinds()[:-1], 0))
     first_line: dict[str, int] = field(default_factory=dict)  # first line of each skip reason
 
     def to_dict(self) -> dict:
@@ -116,17 +110,22 @@ class ParseStats:
         if accounted != self.total_lines:
             raise AssertionError(f"{self.source}: {self.total_lines} lines but {accounted} accounted for")
 
-    def _absorb(self, prog: Progress) -> None:
+    def _absorb(self, prog) -> None:
+        ref = _ref()
+        TOTAL, COMMENT, EVENT, LOST, OUTCOMES = ref.TOTAL, ref.COMMENT, ref.EVENT, ref.LOST, ref.OUTCOMES
         c = prog.counts
         self.total_lines, self.comment_lines = int(c[TOTAL]), int(c[COMMENT])
         self.events, self.lost_markers = int(c[EVENT]), int(c[LOST])
-        self.skipped = {r: int(c[OUTCOMES.index(r)]) for r in SKIP_REASONS}
-        self.first_line = {r: int(prog.first[OUTCOMES.index(r)]) for r in SKIP_REASONS if c[OUTCOMES.index(r)]}
+        self.skipped = {r: int(c[OUTCOMES.index(r)]) for r in ref.SKIP_REASONS}
+        self.first_line = {r: int(prog.first[OUTCOMES.index(r)]) for r in ref.SKIP_REASONS if c[OUTCOMES.index(r)]}
 
-    def _count_batch(self, batch: pa.RecordBatch) -> None:
-        codes = np.bincount(batch.column("event").indices.to_numpy(), minlength=len(EVENT_KINDS))
+    def _count_batch(self, batch) -> None:
+        import numpy as np
+
+        kinds = _event_kinds()
+        codes = np.bincount(batch.column("event").indices.to_numpy(), minlength=len(kinds))
         for kind in self.events_by_kind:
-            self.events_by_kind[kind] += int(codes[KIND[kind]])
+            self.events_by_kind[kind] += int(codes[kinds.index(kind)])
         lost = batch.column("lost_count")
         if lost.null_count < len(lost):  # rare: sum the valid values (numpy, not pyarrow.compute)
             values = np.frombuffer(lost.buffers()[1], np.int64)[lost.offset:lost.offset + len(lost)]
@@ -141,6 +140,19 @@ class ParseStats:
                 f"{self.lost_markers:,} lost markers ({self.lost_events:,} events lost), "
                 f"{self.comment_lines:,} comment lines, skipped {sum(self.skipped.values()):,}"
                 + (f": {skipped}" if skipped else ""))
+
+
+def _ref():
+    """data.parse_ref (numpy, pyarrow): the line outcomes, Progress and the reference parser."""
+    from data import parse_ref
+
+    return parse_ref
+
+
+def _event_kinds() -> tuple:
+    from data.schema import EVENT_KINDS
+
+    return EVENT_KINDS
 
 
 # ----- input --------------------------------------------------------------------------------
@@ -275,6 +287,9 @@ _warned = False
 
 def _parser(engine: str):
     global _warned
+    from data import native
+
+    RefParser = _ref().RefParser
     if engine == "python":
         return RefParser()
     core = native.load()
@@ -294,10 +309,12 @@ def _first_bad_line(chunk, first_line_of_chunk: int, line: int) -> str:
     return text[:120].decode("utf-8", "replace")
 
 
-def _run(chunks: Iterable, name: str, stats: ParseStats, engine: str) -> Iterator[pa.RecordBatch]:
+def _run(chunks: Iterable, name: str, stats: ParseStats, engine: str) -> Iterator:
+    ref = _ref()
+    TOTAL, COMMENT, MALFORMED_HEADER = ref.TOTAL, ref.COMMENT, ref.MALFORMED_HEADER
     parser = _parser(engine)
     stats.source, stats.engine = name, parser.name
-    prog = Progress()
+    prog = ref.Progress()
     for chunk in chunks:
         line0 = prog.line + 1
         stats.text_bytes += len(chunk)
@@ -315,7 +332,7 @@ def _run(chunks: Iterable, name: str, stats: ParseStats, engine: str) -> Iterato
 
 
 def iter_batches(path, stats: ParseStats | None = None, *, engine: str = "auto",
-                 chunk_bytes: int = CHUNK_BYTES) -> Iterator[pa.RecordBatch]:
+                 chunk_bytes: int = CHUNK_BYTES) -> Iterator:
     """Stream a trace file as EVENT_SCHEMA record batches; `stats` (if given) fills as it goes
     and is complete when the iterator is exhausted. engine: "auto" | "c" | "python"."""
     path = Path(path)
@@ -323,18 +340,22 @@ def iter_batches(path, stats: ParseStats | None = None, *, engine: str = "auto",
     return _run(_line_chunks(path, chunk_bytes), str(path), stats, engine)
 
 
-def _table(batches: Iterable[pa.RecordBatch]) -> pa.Table:
+def _table(batches: Iterable):
+    import pyarrow as pa
+
+    from data.schema import EVENT_SCHEMA
+
     return pa.Table.from_batches(list(batches), schema=EVENT_SCHEMA)
 
 
-def parse_file(path, *, engine: str = "auto", chunk_bytes: int = CHUNK_BYTES) -> tuple[pa.Table, ParseStats]:
+def parse_file(path, *, engine: str = "auto", chunk_bytes: int = CHUNK_BYTES) -> tuple:
     """The whole trace as one table (chunked arrays, one chunk per parsing step) and its stats."""
     stats = ParseStats()
     return _table(iter_batches(path, stats, engine=engine, chunk_bytes=chunk_bytes)), stats
 
 
 def parse_bytes(data: bytes, name: str = "<bytes>", *, engine: str = "auto",
-                chunk_bytes: int = CHUNK_BYTES) -> tuple[pa.Table, ParseStats]:
+                chunk_bytes: int = CHUNK_BYTES) -> tuple:
     """Like parse_file, for uncompressed text already in memory."""
     stats = ParseStats()
     return _table(_run(_bytes_chunks(data, chunk_bytes), name, stats, engine)), stats
@@ -350,9 +371,20 @@ def parse_bytes(data: bytes, name: str = "<bytes>", *, engine: str = "auto",
 # encoded; every other column is a small integer, cheaper plain than dictionary-encoded.
 # Column statistics are left out: nothing filters events by row group, and they cost about 15%
 # of the write.
-DICTIONARY_COLUMNS = tuple(f.name for f in EVENT_SCHEMA if f.type == pa.string() or f.name == "event")
-PARQUET_OPTIONS = dict(compression="lz4", use_dictionary=list(DICTIONARY_COLUMNS), write_statistics=False,
-                       column_encoding={"ts": "DELTA_BINARY_PACKED", "line": "DELTA_BINARY_PACKED"})
+def parquet_options() -> dict:
+    """pq.ParquetWriter keyword arguments of write_parquet (also data.parse.PARQUET_OPTIONS)."""
+    from data.schema import EVENT_SCHEMA
+
+    dictionary = [f.name for f in EVENT_SCHEMA if str(f.type) == "string" or f.name == "event"]
+    return dict(compression="lz4", use_dictionary=dictionary, write_statistics=False,
+                column_encoding={"ts": "DELTA_BINARY_PACKED", "line": "DELTA_BINARY_PACKED"})
+
+
+def __getattr__(name: str):
+    if name == "PARQUET_OPTIONS":  # computed on use: it needs the schema, hence pyarrow
+        return parquet_options()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 
 def write_parquet(path, out, *, engine: str = "auto", chunk_bytes: int = CHUNK_BYTES) -> ParseStats:
@@ -365,11 +397,13 @@ def write_parquet(path, out, *, engine: str = "auto", chunk_bytes: int = CHUNK_B
 
     import pyarrow.parquet as pq
 
+    from data.schema import EVENT_SCHEMA
+
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     stats = ParseStats()
     with atomic_path(out) as tmp:
-        with pq.ParquetWriter(tmp, EVENT_SCHEMA, store_schema=False, **PARQUET_OPTIONS) as writer:
+        with pq.ParquetWriter(tmp, EVENT_SCHEMA, store_schema=False, **parquet_options()) as writer:
             for batch in iter_batches(path, stats, engine=engine, chunk_bytes=chunk_bytes):
                 writer.write_batch(batch)
             stats_json = json.dumps(stats.to_dict()).encode()
