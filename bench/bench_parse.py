@@ -7,11 +7,14 @@ Default traces: the shipped ones, data/traces/*/trace.txt*. The acceptance figur
 events/s) needs >= 500k events in total; to collect such a trace without touching the global
 tracefs setup, use a private instance (as root):
 
-    I=/sys/kernel/tracing/instances/bench; mkdir $I; echo 60000 > $I/buffer_size_kb
+    T=/tmp/bench_tracefs; mkdir -p $T; mount -t tracefs nodev $T   # a mount of our own
+    I=$T/instances/bench; mkdir $I; echo 80000 > $I/buffer_size_kb
     for e in switch waking wakeup wakeup_new migrate_task process_fork process_exit; do
         echo 1 > $I/events/sched/sched_$e/enable; done
-    echo 1 > $I/tracing_on; hackbench -g 4 -l 3500; echo 0 > $I/tracing_on
-    cat $I/trace > /tmp/bench_trace.txt; rmdir $I
+    echo 1 > $I/tracing_on; hackbench -g 4 -l 5000; echo 0 > $I/tracing_on
+    cat $I/trace > /tmp/bench_trace.txt; rmdir $I; umount $T
+
+(on the 2-CPU development VM: 708,829 events, 97 MB, no overruns in per_cpu/cpu*/stats).
 
 What is timed, best of --repeat runs, in one thread (--cpu pins it):
   * end to end: what `python -m data.parse TRACE --out events.parquet` does after its imports
