@@ -79,15 +79,6 @@ def export_onnx_any(net: torch.nn.Module, window: int, n_num: int, vocab: int) -
     return prog.model_proto, note
 
 
-def checkpoint_onnx(ckpt_path: str) -> tuple[onnx.ModelProto, dict]:
-    """(whitelisted ONNX graph, data metadata) of a training checkpoint, from the checkpoint alone."""
-    from models.tasks import load_from_checkpoint
-
-    module, _, meta = load_from_checkpoint(ckpt_path)
-    return export_onnx(module.net, int(meta["window"]), int(meta["n_features"]),
-                       int(meta.get("n_tokens") or 0)), meta
-
-
 def node_origin(node: onnx.NodeProto) -> str:
     """'module.path (ClassName)' of the nn.Module a node came from, from exporter metadata."""
     meta = {p.key: p.value for p in node.metadata_props}
