@@ -74,7 +74,9 @@ def _delta_faults_q16(f: np.ndarray) -> np.ndarray:
 
 def raw_features(f: np.ndarray) -> np.ndarray:
     """cm_features_raw() over a struct cm_fields array -> int64 (N, 15), CHEN_FEATURES order."""
-    s64 = lambda name: f[name].astype(np.int64)  # noqa: E731 (every field fits s64)
+    def s64(name):  # every field fits s64
+        return f[name].astype(np.int64)
+
     cols = {
         "src_non_pref_nr": s64("src_nr_running") > s64("src_nr_preferred_running"),
         "delta_hot": f["delta_ns"] < MIGRATION_COST_NS,

@@ -27,7 +27,15 @@ from pathlib import Path
 import numpy as np
 
 from data.cm_int_features import FEATURES, fields_from_records, raw_features
-from data.cm_record import CM_MAGIC, LBF_ACTIVE_LB, RECORD_DTYPE, RECORD_FIELDS, RECORD_SIZE, decode, records_frame
+from data.cm_record import (
+    CM_MAGIC,
+    LBF_ACTIVE_LB,
+    RECORD_DTYPE,
+    RECORD_FIELDS,
+    RECORD_SIZE,
+    decode,
+    records_frame,
+)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
