@@ -231,7 +231,10 @@ def run_case(case: Case, f: Fixtures) -> tuple[int, str]:
     if case.interrupt is None:
         r = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
         return r.returncode, r.stderr
-    p = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # as typed in a terminal: SIGINT not ignored even where this test runs in the background
+    # (a non-interactive shell starts background jobs with SIGINT ignored, and children inherit it)
+    p = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 300
     try:
         while not case.interrupt(f, case.id, p.pid):
