@@ -123,6 +123,12 @@ _SIGINT = {"seen": False}  # set by run()'s SIGINT handler
 
 
 def _on_sigint(signum, frame):
+    """First Ctrl-C: KeyboardInterrupt, unwinding normally. A second one (the first was
+    swallowed by a library, or unwinding hangs): leave at once, still tidy and in one line."""
+    if _SIGINT["seen"]:
+        remove_if_unwritten(hydra_output_dir())
+        os.write(2, f"{_SIGINT.get('prog', sys.argv[0])}: interrupted\n".encode())
+        os._exit(130)
     _SIGINT["seen"] = True
     raise KeyboardInterrupt
 
@@ -163,7 +169,9 @@ def entry_point(prog: str) -> Callable:
                 return task(cfg)
             except BaseException as e:
                 remove_if_unwritten(hydra_output_dir())
-                if isinstance(e, SystemExit) or (_DEBUG and not interrupted(e)):
+                if isinstance(e, SystemExit) and not _SIGINT["seen"]:  # e.g. Lightning's exit(1) after Ctrl-C
+                    raise
+                if _DEBUG and not interrupted(e):
                     raise
                 _fail(prog, e)
 
@@ -178,11 +186,12 @@ def run(main: Callable[[], object], prog: str) -> None:
     import signal
 
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises instead of printing its own report
+    _SIGINT["prog"] = prog
     signal.signal(signal.SIGINT, _on_sigint)
     try:
         main()
     except (SystemExit, KeyboardInterrupt) as e:
-        if isinstance(e, SystemExit):
+        if isinstance(e, SystemExit) and (not _SIGINT["seen"] or e.code in (0, 130)):
             raise
         _fail(prog, e)
     except Exception as e:  # noqa: BLE001 - the one place where errors become one line

@@ -243,7 +243,11 @@ def run_case(case: Case, f: Fixtures) -> tuple[int, str]:
             time.sleep(0.02)
         time.sleep(0.5)  # well inside the work
         p.send_signal(signal.SIGINT)
-        _, err = p.communicate(timeout=60)
+        try:
+            _, err = p.communicate(timeout=30)
+        except subprocess.TimeoutExpired:  # as a user would: Ctrl-C again
+            p.send_signal(signal.SIGINT)
+            _, err = p.communicate(timeout=60)
     finally:
         if p.poll() is None:
             p.kill()
