@@ -66,7 +66,7 @@ def collect_run(session: tracefs.TraceSession, w: Workload, out: Path, seconds: 
         after = session.cpu_stats()
         streamer = TraceStreamer(session.events)
         with session.open_trace() as src:
-            sha = streamer.stream(src, part / "trace.txt.zst", zstd_level)
+            streamer.stream(src, part / "trace.txt.zst", zstd_level)
         log_tail = (part / "workload.log").read_bytes()[-2000:].decode(errors="replace")
         (part / "workload.log").unlink()
 
@@ -107,17 +107,7 @@ def collect_run(session: tracefs.TraceSession, w: Workload, out: Path, seconds: 
             "commit_overruns": delta("commit_overrun"),
             "entries": {str(c): int(after[c].get("entries", 0)) for c in after},
             "cpu_stats": {str(c): after[c] for c in after},
-            **streamer.buffer_header(),
-            "total_lines": streamer.total_lines,
-            "comment_lines": streamer.comment_lines,
-            "lost_markers": streamer.lost_markers,
-            "events_written": streamer.events_written,
-            "event_counts": streamer.event_counts,
-            "trace_file": "trace.txt.zst",
-            "trace_bytes": (part / "trace.txt.zst").stat().st_size,
-            "trace_uncompressed_bytes": streamer.uncompressed_bytes,
-            "trace_sha256": sha,
-            "zstd_level": zstd_level,
+            **streamer.meta(),
         }
         write_json_atomic(part / "meta.json", meta)
         final = out / run_id

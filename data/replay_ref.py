@@ -5,37 +5,9 @@ Rebuilds per-task and per-CPU scheduler state from parsed events, and emits the 
 of both learning tasks (migration, next_task) from that one pass. About 0.3M events/s; the C
 core does the same in one pass at several million.
 
-Events are replayed in timestamp order (stable, so same-ts lines keep file order). The replay
-only emits a decision whose inputs it has actually observed:
-
-* A task's state is UNKNOWN until an event shows it (tasks that existed before the trace began,
-  and every task after a lost-events gap). Decisions needing an unknown state are counted, not
-  emitted.
-* A CPU's nr_running is trusted once the CPU has switched to idle (the kernel only picks idle
-  when the runqueue is empty, so its count is exactly 0 then), or once `warmup_ns` of that CPU's
-  own events have passed (long enough for every task queued before the trace to have run and
-  been seen). Decisions are emitted only while every CPU is trusted.
-* A LOST marker on any CPU starts a new segment and forgets everything: the lost events may
-  hold wakeups, migrations and forks of tasks on every CPU, so no task's state survives it.
-  Pending decisions are dropped, so no row's label spans a gap.
-
-Wakeup decisions are taken at `sched_waking`: it fires on the waker's CPU in try_to_wake_up()
-before select_task_rq(), so the replayed state at that line is the state the kernel decides on,
-and its CPU is the waker's. Only a waking of a SLEEPING task is a decision; a waking of a task
-still running or queued goes through ttwu_runnable() with no CPU choice. A trace without any
-sched_waking falls back to sched_wakeup (stats["wakeup_event"] names the one used).
-
-A migration row's label is whether the task's next switch-in is on another CPU than src_cpu (the
-CPU it last ran on; for wakeup_new, the CPU it was forked on). next_task's next_since_wakeup_ns
-is the time since the incoming task's last waking/wakeup_new in the segment (for a preempted
-task, since the wakeup before its preemption).
-
-Switches can be missing from a trace without any LOST marker (the shipped traces, from a
-Firecracker VM, never show the switch-outs of the sandbox agent's threads and miss some switches
-out of idle). Every line names the task running on its CPU (common_pid), so a line run by another
-task than the replayed one reveals the gap: the named task is switched in there (counted in
-`missed_switches`) and the one it replaced becomes UNKNOWN (`inconsistencies`, which also counts
-tasks found queued on a CPU that went idle).
+What the replay decides, trusts and counts (decision points, UNKNOWN states, trusted
+nr_running, LOST segments, missed switches) is stated once, in data/replay.py's docstring;
+this file implements exactly that, line for line readable.
 """
 from __future__ import annotations
 

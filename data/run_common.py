@@ -128,11 +128,28 @@ class TraceStreamer:
         with open(dst_path, "rb") as fh:
             while b := fh.read(1 << 20):
                 h.update(b)
-        return h.hexdigest()
+        self.path, self.level, self.sha256 = Path(dst_path), level, h.hexdigest()
+        return self.sha256
 
     @property
     def events_written(self) -> int:
         return self.total_lines - self.comment_lines - self.lost_markers
+
+    def meta(self) -> dict:
+        """The trace's part of a run's meta.json (after `stream`)."""
+        return {
+            **self.buffer_header(),
+            "total_lines": self.total_lines,
+            "comment_lines": self.comment_lines,
+            "lost_markers": self.lost_markers,
+            "events_written": self.events_written,
+            "event_counts": self.event_counts,
+            "trace_file": self.path.name,
+            "trace_bytes": self.path.stat().st_size,
+            "trace_uncompressed_bytes": self.uncompressed_bytes,
+            "trace_sha256": self.sha256,
+            "zstd_level": self.level,
+        }
 
     def buffer_header(self) -> dict[str, int]:
         for line in self.header:

@@ -220,7 +220,7 @@ def finish_run(spec: dict, raw: Path, out: Path, guest: dict, zstd_level: int,
     try:
         streamer = TraceStreamer(tracefs.SCHED_EVENTS)
         with open(raw / "trace.txt", "rb") as src:
-            trace_sha = streamer.stream(src, part / "trace.txt.zst", zstd_level)
+            streamer.stream(src, part / "trace.txt.zst", zstd_level)
         blob = (raw / "records.bin").read_bytes()
         arr = decode(blob, f"{run_id}/records.bin")
         if len(arr) != stats.get("written"):
@@ -279,17 +279,7 @@ def finish_run(spec: dict, raw: Path, out: Path, guest: dict, zstd_level: int,
             "events": list(tracefs.SCHED_EVENTS),
             "trace_options": dict(tracefs.PINNED_OPTIONS),
             **ring,
-            **streamer.buffer_header(),
-            "total_lines": streamer.total_lines,
-            "comment_lines": streamer.comment_lines,
-            "lost_markers": streamer.lost_markers,
-            "events_written": streamer.events_written,
-            "event_counts": streamer.event_counts,
-            "trace_file": "trace.txt.zst",
-            "trace_bytes": (part / "trace.txt.zst").stat().st_size,
-            "trace_uncompressed_bytes": streamer.uncompressed_bytes,
-            "trace_sha256": trace_sha,
-            "zstd_level": zstd_level,
+            **streamer.meta(),
             "start_time": guest["start_time"],
             "end_time": guest["end_time"],
         }
