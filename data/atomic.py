@@ -35,6 +35,21 @@ def write_json_atomic(path, obj, indent: int = 2, sort_keys: bool = False) -> Pa
     return write_atomic(path, json.dumps(obj, indent=indent, sort_keys=sort_keys) + "\n")
 
 
+@contextmanager
+def staged_dir(final) -> Iterator[Path]:
+    """Yield a hidden folder beside `final`, renamed to `final` only if the block succeeds and
+    removed if it fails (a collector's run folder is whole or absent)."""
+    final = Path(final)
+    part = final.parent / f".{final.name}.partial-{os.getpid()}"
+    part.mkdir(parents=True)
+    try:
+        yield part
+    except BaseException:
+        shutil.rmtree(part, ignore_errors=True)
+        raise
+    os.rename(part, final)
+
+
 def swap_dir_in(tmp: Path, out: Path) -> None:
     """Move the finished folder `tmp` to `out`, replacing any old `out` as late as possible."""
     old = out.parent / f".{out.name}.old-{os.getpid()}"

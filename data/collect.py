@@ -28,13 +28,12 @@ import argparse
 import json
 import os
 import shlex
-import shutil
 import sys
 import time
 from pathlib import Path
 
 from data import tracefs
-from data.atomic import write_json_atomic
+from data.atomic import staged_dir, write_json_atomic
 from data.run_common import TraceStreamer, kernel_info, next_run_id, now_iso, run_workload  # noqa: F401
 from data.workloads import WORKLOADS, Workload, format_list, nproc, resolve
 
@@ -49,9 +48,7 @@ def collect_run(session: tracefs.TraceSession, w: Workload, out: Path, seconds: 
                 ncpu: int, zstd_level: int, argv_line: str) -> dict:
     """One traced run of workload w -> OUT/<run_id>/ ; returns its meta dict."""
     run_id = next_run_id(out, w.name)
-    part = out / f".{run_id}.partial-{os.getpid()}"
-    part.mkdir(parents=True)
-    try:
+    with staged_dir(out / run_id) as part:
         command = w.command(seconds, ncpu)
         session.clear()
         before = session.cpu_stats()
@@ -110,12 +107,7 @@ def collect_run(session: tracefs.TraceSession, w: Workload, out: Path, seconds: 
             **streamer.meta(),
         }
         write_json_atomic(part / "meta.json", meta)
-        final = out / run_id
-        os.rename(part, final)
-        return meta
-    except BaseException:
-        shutil.rmtree(part, ignore_errors=True)
-        raise
+    return meta
 
 
 def lost_summary(meta: dict) -> str | None:

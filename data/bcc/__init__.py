@@ -244,13 +244,11 @@ def collect_run(exe: Path, w, out: Path, seconds: float, ncpu: int, argv_line: s
 
     from data.cm_record import RECORD_SIZE, decode, records_frame
 
-    from data.atomic import write_json_atomic
+    from data.atomic import staged_dir, write_json_atomic
     from data.run_common import kernel_info, next_run_id, now_iso, run_workload
 
     run_id = next_run_id(out, w.name)
-    part = out / f".{run_id}.partial-{os.getpid()}"
-    part.mkdir(parents=True)
-    try:
+    with staged_dir(out / run_id) as part:
         command = w.command(seconds, ncpu)
         raw = part / "records.bin"
         loader = _start_loader(exe, raw)
@@ -286,11 +284,7 @@ def collect_run(exe: Path, w, out: Path, seconds: float, ncpu: int, argv_line: s
             "columns": list(df.columns), "file": "can_migrate.parquet",
         }
         write_json_atomic(part / "meta.json", meta)
-        os.rename(part, out / run_id)
-        return meta
-    except BaseException:
-        shutil.rmtree(part, ignore_errors=True)
-        raise
+    return meta
 
 
 def collect_main(args, argv_line: str) -> int:

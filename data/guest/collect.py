@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 from data import tracefs
-from data.atomic import write_atomic, write_json_atomic
+from data.atomic import staged_dir, write_atomic, write_json_atomic
 from data.guest import initramfs, qemu
 from data.run_common import REPO, TraceStreamer, next_run_id, now_iso
 from data.workloads import BUILTINS, WORKLOADS, Workload
@@ -215,9 +215,7 @@ def finish_run(spec: dict, raw: Path, out: Path, guest: dict, zstd_level: int,
         raise GuestError(f"{spec['run_id']}: loader ended without its counters line "
                          f"({err_lines[-1] if err_lines else 'no output'})") from None
     run_id = spec["run_id"]
-    part = out / f".{run_id}.partial-{os.getpid()}"
-    part.mkdir(parents=True)
-    try:
+    with staged_dir(out / run_id) as part:
         streamer = TraceStreamer(tracefs.SCHED_EVENTS)
         with open(raw / "trace.txt", "rb") as src:
             streamer.stream(src, part / "trace.txt.zst", zstd_level)
@@ -284,11 +282,7 @@ def finish_run(spec: dict, raw: Path, out: Path, guest: dict, zstd_level: int,
             "end_time": guest["end_time"],
         }
         write_json_atomic(part / "meta.json", meta)
-        os.rename(part, out / run_id)
-        return meta
-    except BaseException:
-        shutil.rmtree(part, ignore_errors=True)
-        raise
+    return meta
 
 
 def collect_boot(specs: list[dict], out: Path, kernel: Path, smp: int, mem_mb: int,
