@@ -80,3 +80,21 @@ def test_labels_are_unique_per_task():
           cand("next_task", "mlp", 5, "3"), cand("next_task", "mlp", 5, "4")]
     assign_labels(cs)
     assert [c.label for c in cs] == ["mlp-1f", "mlp-4f", "tcn", "mlp-3", "mlp-4"]
+
+
+def test_baselines_are_refitted_when_their_training_rows_differ():
+    """Checkpoints on the same dataset but another validation tail or synthetic source must not
+    share fitted baselines."""
+    from types import SimpleNamespace
+
+    from models.evaluation.metrics import baseline_key
+
+    def cand(val_fraction, source=None):
+        meta = {"task": "can_migrate", "feature_names": ["a", "b"], "label": "can_migrate"}
+        if source:
+            meta["source"] = source
+        return SimpleNamespace(meta=meta, dm=SimpleNamespace(dataset_dir="d", val_fraction=val_fraction))
+
+    assert baseline_key(cand(0.15)) == baseline_key(cand(0.15))
+    assert baseline_key(cand(0.15)) != baseline_key(cand(0.3))
+    assert baseline_key(cand(0.15, "synthetic")) != baseline_key(cand(0.15, "both"))

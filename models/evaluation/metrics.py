@@ -51,10 +51,12 @@ def score(module, logits: torch.Tensor, target: torch.Tensor) -> dict:
 
 
 def baseline_key(cand) -> tuple:
-    """Baselines depend on the dataset, the encoding and the numeric inputs, not on the network."""
+    """Baselines depend on the dataset and the rows fitted on (validation tail, synthetic source),
+    the encoding and the numeric inputs, not on the network."""
     m = cand.meta
-    return (m["task"], str(cand.dm.dataset_dir), tuple(m["feature_names"]), m.get("encoding"), m.get("k"),
-            len(m.get("vocab") or []), m.get("window_by"), m.get("label"))
+    return (m["task"], str(cand.dm.dataset_dir), getattr(cand.dm, "val_fraction", None), m.get("source"),
+            tuple(m["feature_names"]), m.get("encoding"), m.get("k"), len(m.get("vocab") or []),
+            m.get("window_by"), m.get("label"))
 
 
 def split_logits(splits: list[str], derived: dict[str, tuple[str, torch.Tensor]], logits_of) -> dict[str, torch.Tensor]:
