@@ -98,6 +98,7 @@ def test_report_on_runs_and_raw_trace(runs, raw_trace, tmp_path):
             assert lat["calls"] == 30 and 0 < lat["p50_us"] <= lat["p99_us"]
         assert m["latency"]["onnxruntime"]["max_abs_diff"] < 1e-3
         assert m["importance"]["metric"] == m["primary"] and m["importance"]["features"]
+        assert m["importance"]["split"] == "val"  # rankings are made on validation rows
         for s in m["splits"].values():
             assert "lift" in s and s["n"] > 0
     mig, nxt = metrics["models"]

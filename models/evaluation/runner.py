@@ -83,10 +83,13 @@ def evaluate_candidate(cand: Candidate, cfg: DictConfig, cache: dict, step: str 
         progress(f"{step}{cand.label}: latency ({int(cfg.latency.calls)} calls per engine)")
         entry["latency"] = measure(net, cand.meta, x, tokens, int(cfg.latency.calls), int(cfg.latency.warmup), bool(cfg.latency.onnx))
     if cfg.importance.enabled:
-        name = cfg.importance.split if cfg.importance.split in splits else splits[0]
-        progress(f"{step}{cand.label}: permutation importance on {name}")
-        entry["importance"] = permutation_importance(module, cand.get_split(name), primary, int(cfg.importance.repeats),
-                                                     int(cfg.importance.seed), cfg.importance.max_samples)
+        # rankings are choices: made on validation rows unless a split is named explicitly
+        name = cfg.importance.split if cfg.importance.split in splits else SELECTION_SPLIT
+        if len(cand.get_split(name)):
+            progress(f"{step}{cand.label}: permutation importance on {name}")
+            entry["importance"] = permutation_importance(module, cand.get_split(name), primary,
+                                                         int(cfg.importance.repeats), int(cfg.importance.seed),
+                                                         cfg.importance.max_samples)
     log.info("%s (%s): %s in %.1fs", cand.label, cand.task,
              ", ".join(f"{s} {primary}={scores[s][primary]:.4f}" for s in splits[:2]), time.perf_counter() - t0)
     return entry
