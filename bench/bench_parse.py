@@ -60,6 +60,21 @@ def cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def shipped_traces_and_cpu(args, what: str) -> list[Path] | None:
+    """The traces to time (--trace or the shipped ones), pinning to --cpu; prints the CPU line.
+    None when there is nothing to time (the message is printed)."""
+    traces = args.trace or sorted(p for p in (REPO / "data" / "traces").glob("*/trace.txt*")
+                                  if not p.parent.name.startswith("."))  # "." dirs: being written
+    if not traces:
+        print("no traces: none shipped under data/traces/ and no --trace given", file=sys.stderr)
+        return None
+    if args.cpu is not None:
+        os.sched_setaffinity(0, {args.cpu})
+    pinned = f"pinned to CPU {args.cpu}" if args.cpu is not None else "not pinned"
+    print(f"CPU: {cpu_model()} ({pinned}; load average {os.getloadavg()[0]:.2f}); {what}")
+    return traces
+
+
 def timed(fn, *args, **kw):
     t0 = time.perf_counter()
     out = fn(*args, **kw)
@@ -176,15 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cpu", type=int, help="pin to this CPU (the parser is single-threaded either way)")
     ap.add_argument("--parquet-sweep", action="store_true", help="also time Parquet writer settings")
     args = ap.parse_args(argv)
-    traces = args.trace or sorted(p for p in (REPO / "data" / "traces").glob("*/trace.txt*")
-                                  if not p.parent.name.startswith("."))  # "." dirs: being written
-    if not traces:
-        print("no traces: none shipped under data/traces/ and no --trace given", file=sys.stderr)
+    traces = shipped_traces_and_cpu(args, "one parsing thread")
+    if traces is None:
         return 2
-    if args.cpu is not None:
-        os.sched_setaffinity(0, {args.cpu})
-    pinned = f"pinned to CPU {args.cpu}" if args.cpu is not None else "not pinned"
-    print(f"CPU: {cpu_model()} ({pinned}; load average {os.getloadavg()[0]:.2f}); one parsing thread")
     print(f"{'trace':<40} {'events':>9} {'MB':>6} {'decomp s':>8} | {'core s':>7} {'ev/s':>7} {'ev/CPU s':>8}"
           f" | {'CLI s':>6} {'ev/s':>7} {'ev/CPU s':>8}")
     results = []

@@ -20,7 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.bench_parse import cpu_model  # noqa: E402
+from bench.bench_parse import shipped_traces_and_cpu  # noqa: E402
 from data import replay, replay_ref  # noqa: E402
 from data.parse import parse_file  # noqa: E402
 
@@ -44,15 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cpu", type=int, help="pin to this CPU")
     ap.add_argument("--no-reference", action="store_true", help="skip timing the pure-Python reference")
     args = ap.parse_args(argv)
-    traces = args.trace or sorted(p for p in (REPO / "data" / "traces").glob("*/trace.txt*")
-                                  if not p.parent.name.startswith("."))
-    if not traces:
-        print("no traces: none shipped under data/traces/ and no --trace given", file=sys.stderr)
+    traces = shipped_traces_and_cpu(args, "one thread")
+    if traces is None:
         return 2
-    if args.cpu is not None:
-        os.sched_setaffinity(0, {args.cpu})
-    pinned = f"pinned to CPU {args.cpu}" if args.cpu is not None else "not pinned"
-    print(f"CPU: {cpu_model()} ({pinned}; load average {os.getloadavg()[0]:.2f}); one thread")
     replay.replay(parse_file(traces[0])[0], engine="c")  # build/load the C core outside the timing
     print(f"{'run':<28} {'events':>9} {'rows':>8} | {'C s':>7} {'ev/s':>7} {'ev/CPU s':>8}"
           + ("" if args.no_reference else f" | {'ref s':>7} {'ev/s':>7}"))
