@@ -173,53 +173,47 @@ def test_split_runs_is_whole_run_and_deterministic(traces):
     assert sorted(everyone) == sorted(r[0] for r in RUNS)
 
 
-def test_shipped_sample_matches_the_shipped_traces():
-    """data/sample/ was built from exactly the traces in data/traces/, split by whole run."""
+def check_shipped_dataset(dataset: str, runs: str):
+    """A shipped dataset was built from exactly the runs shipped beside it (each trace's sha256
+    unchanged), every run in exactly one split, and every table has the card's row count.
+    Returns (dataset dir, card, {run_id: run})."""
     from pathlib import Path
 
     from tests.conftest import require
 
     repo = Path(__file__).resolve().parents[1]
-    sample = repo / "data" / "sample"
-    require((sample / "meta.json").is_file(), "no shipped dataset in data/sample")
+    sample = repo / "data" / dataset
+    require((sample / "meta.json").is_file(), f"no shipped dataset in data/{dataset}")
     card = card_of(sample)
-    shipped = {r.run_id: r for r in find_runs([repo / "data" / "traces"])}
+    shipped = {r.run_id: r for r in find_runs([repo / "data" / runs])}
     assert sorted(s["run_id"] for s in card["sources"]) == sorted(shipped)
     for s in card["sources"]:
         digest = hashlib.sha256(shipped[s["run_id"]].trace.read_bytes()).hexdigest()
-        assert s["sha256"] == digest, f"{s['run_id']} changed since data/sample was built"
-    splits = card["splits"]
-    owners = [run for s in ("train", "test_seen", "test_unseen") for run in splits[s]]
+        assert s["sha256"] == digest, f"{s['run_id']} changed since data/{dataset} was built"
+    owners = [run for s in ("train", "test_seen", "test_unseen") for run in card["splits"][s]]
     assert sorted(owners) == sorted(shipped)  # every run in exactly one split
-    for task in ("migration", "next_task"):
+    for task in card.get("tasks", ("migration", "next_task")):
         for name, counts in card["counts"][task].items():
             assert pq.read_metadata(sample / task / f"{name}.parquet").num_rows == counts["rows"]
+    return sample, card, shipped
+
+
+def test_shipped_sample_matches_the_shipped_traces():
+    """data/sample/ was built from exactly the traces in data/traces/, split by whole run."""
+    check_shipped_dataset("sample", "traces")
 
 
 def test_shipped_guest_dataset_matches_the_guest_runs():
     """data/sample_guest/ was built from exactly the runs in data/guest_runs/ (traces and
     can_migrate records), split by whole run, every can_migrate row passing the hard filter."""
-    from pathlib import Path
-
     from data.cm_features import FORCED, LABEL
-    from tests.conftest import require
 
-    repo = Path(__file__).resolve().parents[1]
-    sample = repo / "data" / "sample_guest"
-    require((sample / "meta.json").is_file(), "no shipped guest dataset in data/sample_guest")
-    card = card_of(sample)
-    shipped = {r.run_id: r for r in find_runs([repo / "data" / "guest_runs"])}
-    assert sorted(s["run_id"] for s in card["sources"]) == sorted(shipped)
+    _, card, shipped = check_shipped_dataset("sample_guest", "guest_runs")
+    assert card["tasks"] == ["migration", "next_task", "can_migrate"]
     for s in card["sources"]:
         run = shipped[s["run_id"]]
         assert s["records_sha256"] == hashlib.sha256(run.records.read_bytes()).hexdigest(), \
             f"{s['run_id']} records changed since data/sample_guest was built"
-    owners = [run for s in ("train", "test_seen", "test_unseen") for run in card["splits"][s]]
-    assert sorted(owners) == sorted(shipped)
-    assert card["tasks"] == ["migration", "next_task", "can_migrate"]
-    for task in card["tasks"]:
-        for name, counts in card["counts"][task].items():
-            assert pq.read_metadata(sample / task / f"{name}.parquet").num_rows == counts["rows"]
     cm = card["counts"]["can_migrate"]
     assert sum(cm[s]["rows"] for s in ("train", "test_seen", "test_unseen")) == card["can_migrate_filter"]["kept"]
     assert all(0 < cm[s][f"{LABEL}_positive_rate"] < 1 for s in ("train", "test_unseen"))
