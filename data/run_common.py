@@ -73,6 +73,14 @@ def kill_group(proc: subprocess.Popen, sig: int) -> None:
         pass
 
 
+def file_sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while b := fh.read(1 << 20):
+            h.update(b)
+    return h.hexdigest()
+
+
 class TraceStreamer:
     """Copy `trace` into a zstd file while counting lines, comments, LOST markers and events.
 
@@ -124,11 +132,7 @@ class TraceStreamer:
                     self._count(rest + b"\n")
             raw.flush()
             os.fsync(raw.fileno())
-        h = hashlib.sha256()
-        with open(dst_path, "rb") as fh:
-            while b := fh.read(1 << 20):
-                h.update(b)
-        self.path, self.level, self.sha256 = Path(dst_path), level, h.hexdigest()
+        self.path, self.level, self.sha256 = Path(dst_path), level, file_sha256(dst_path)
         return self.sha256
 
     @property

@@ -36,7 +36,7 @@ from pathlib import Path
 from data import tracefs
 from data.atomic import staged_dir, write_atomic, write_json_atomic
 from data.guest import initramfs, qemu
-from data.run_common import REPO, TraceStreamer, next_run_id, now_iso
+from data.run_common import REPO, TraceStreamer, file_sha256, next_run_id, now_iso
 from data.workloads import BUILTINS, WORKLOADS, Workload
 
 SRC = Path(__file__).resolve().parent
@@ -92,14 +92,6 @@ def unrunnable(chosen: list[Workload]) -> list[str]:
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while b := fh.read(1 << 20):
-            h.update(b)
-    return h.hexdigest()
 
 
 def build_slw(build_dir: Path = BUILD) -> Path:
