@@ -34,7 +34,8 @@ from pathlib import Path
 
 from data import tracefs
 from data.atomic import staged_dir, write_json_atomic
-from data.run_common import TraceStreamer, kernel_info, next_run_id, now_iso, run_workload  # noqa: F401
+from data.run_common import (TraceStreamer, kernel_info, next_run_id, now_iso, run_workload,  # noqa: F401
+                             wait_quiet)
 from data.workloads import WORKLOADS, Workload, format_list, nproc, resolve
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,11 +46,13 @@ COLLECTOR_VERSION = 1
 
 
 def collect_run(session: tracefs.TraceSession, w: Workload, out: Path, seconds: float,
-                ncpu: int, zstd_level: int, argv_line: str) -> dict:
-    """One traced run of workload w -> OUT/<run_id>/ ; returns its meta dict."""
+                ncpu: int, zstd_level: int, argv_line: str, quiet_wait_s: float | None = None) -> dict:
+    """One traced run of workload w -> OUT/<run_id>/ ; returns its meta dict. Before it, the
+    foreign load is measured (and, with quiet_wait_s, waited out) and stored in meta.json."""
     run_id = next_run_id(out, w.name)
     with staged_dir(out / run_id) as part:
         command = w.command(seconds, ncpu)
+        load = wait_quiet(quiet_wait_s, log=lambda m: print(f"{run_id}: {m}", file=sys.stderr))
         session.clear()
         before = session.cpu_stats()
         load_before = os.getloadavg()
@@ -99,6 +102,7 @@ def collect_run(session: tracefs.TraceSession, w: Workload, out: Path, seconds: 
             "workload_stopped_by": result["stopped_by"],
             "workload_output_tail": log_tail,
             "loadavg_before": [round(x, 2) for x in load_before],
+            "load_before": load,
             "overruns": delta("overrun"),
             "dropped_events": delta("dropped_events"),
             "commit_overruns": delta("commit_overrun"),
@@ -153,6 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nproc", type=int, default=None, help="size workloads for N CPUs (default: nproc)")
     p.add_argument("--wait", type=float, default=300,
                    help="seconds to wait for another schedlearn trace session to end (default 300)")
+    p.add_argument("--wait-quiet", type=float, nargs="?", const=600.0, default=None,
+                   metavar="MAX_S",
+                   help="before each run, wait (up to MAX_S s, default 600) until other work "
+                        "uses under 10%% of the CPUs; without it the collector only measures "
+                        "and warns. Either way meta.json records load_before")
     p.add_argument("--bcc", action="store_true",
                    help="collect can_migrate_task records with BPF instead of ftrace")
     p.add_argument("--vm", action="store_true",
@@ -233,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
             for w in chosen:
                 for _ in range(args.runs):
                     seconds = w.default_seconds if args.seconds is None else args.seconds
-                    meta = collect_run(session, w, args.out, seconds, ncpu, args.zstd_level, argv_line)
+                    meta = collect_run(session, w, args.out, seconds, ncpu, args.zstd_level, argv_line,
+                                       args.wait_quiet)
                     print(f"{meta['run_id']}: {meta['events_written']} events "
                           f"({meta['event_counts']['sched_migrate_task']} migrations) in "
                           f"{meta['duration_s']:.2f} s, {meta['trace_bytes'] / 1e6:.2f} MB -> "
@@ -256,8 +266,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def summary(out: Path) -> str:
     """Markdown table of the runs in OUT (from their meta.json): events, migrations, size."""
-    rows = ["| run | category | s | events | migrations | lost | MB (zst) | load avg |",
-            "|---|---|---|---|---|---|---|---|"]
+    rows = ["| run | category | s | events | migrations | lost | MB (zst) | load avg | foreign CPU |",
+            "|---|---|---|---|---|---|---|---|---|"]
     tot = [0, 0, 0.0]
     for meta_path in sorted(out.glob("*/meta.json")):
         m = json.loads(meta_path.read_text())
@@ -266,12 +276,14 @@ def summary(out: Path) -> str:
         lost = sum(m["overruns"].values()) + sum(m["dropped_events"].values()) + m["lost_markers"]
         mig = m["event_counts"]["sched_migrate_task"]
         mb = m["trace_bytes"] / 1e6
+        share = m.get("load_before", {}).get("foreign_cpu_share")  # older runs did not measure it
+        foreign = "n/a" if share is None else f"{share:.0%}"
         tot[0] += m["events_written"]
         tot[1] += mig
         tot[2] += mb
         rows.append(f"| {m['run_id']} | {m['category']} | {m['seconds']:g} | {m['events_written']} "
-                    f"| {mig} | {lost} | {mb:.2f} | {m['loadavg_before'][0]:.1f} |")
-    rows.append(f"| **total** ({len(rows) - 2} runs) | | | {tot[0]} | {tot[1]} | | {tot[2]:.2f} | |")
+                    f"| {mig} | {lost} | {mb:.2f} | {m['loadavg_before'][0]:.1f} | {foreign} |")
+    rows.append(f"| **total** ({len(rows) - 2} runs) | | | {tot[0]} | {tot[1]} | | {tot[2]:.2f} | | |")
     return "\n".join(rows)
 
 

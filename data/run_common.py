@@ -161,3 +161,50 @@ class TraceStreamer:
             if m:
                 return {"entries_in_buffer": int(m.group(1)), "entries_written": int(m.group(2))}
         return {}
+
+
+# ----- is the machine quiet? ------------------------------------------------------------------
+# A trace taken while other jobs load the CPUs records their contention as if it were the
+# workload's: the collector measures that load before every run, stores it in meta.json, warns,
+# and with --wait-quiet waits for it to pass.
+QUIET_SHARE = 0.10  # busy fraction of all CPUs (before the workload starts) that counts as quiet
+QUIET_SAMPLE_S = 1.0
+
+
+def _cpu_times() -> tuple[int, int]:
+    """(busy, total) jiffies summed over all CPUs, from the first line of /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    total = sum(fields[:8])  # guest time is already inside user/nice
+    return total - idle, total
+
+
+def foreign_load(sample_s: float = QUIET_SAMPLE_S) -> dict:
+    """The machine's load while the collector itself sleeps: the busy share of all CPUs over
+    `sample_s` (all of it foreign: no workload runs yet) and the load averages."""
+    busy0, total0 = _cpu_times()
+    time.sleep(sample_s)
+    busy1, total1 = _cpu_times()
+    share = (busy1 - busy0) / max(total1 - total0, 1)
+    return {"foreign_cpu_share": round(share, 4), "sample_s": sample_s,
+            "loadavg": [round(x, 2) for x in os.getloadavg()]}
+
+
+def wait_quiet(max_wait_s: float | None, log=print) -> dict:
+    """Measure the foreign load; with max_wait_s, re-measure until it is below QUIET_SHARE or
+    the wait runs out. Returns the last measurement plus how long it waited and whether the
+    run starts on a quiet machine."""
+    t0 = time.monotonic()
+    m = foreign_load()
+    while max_wait_s is not None and m["foreign_cpu_share"] >= QUIET_SHARE \
+            and time.monotonic() - t0 < max_wait_s:
+        m = foreign_load(2.0)
+    m.update(quiet=m["foreign_cpu_share"] < QUIET_SHARE, quiet_threshold=QUIET_SHARE,
+             waited_s=round(time.monotonic() - t0 - m["sample_s"], 1))
+    if not m["quiet"]:
+        log(f"warning: other work loads the machine: {m['foreign_cpu_share']:.0%} of the CPUs busy "
+            f"before the run (load average {m['loadavg'][0]}); its contention will be in the trace"
+            + ("" if max_wait_s is not None else " (use --wait-quiet to wait for a quiet machine)")
+            + (f" (waited {m['waited_s']:.0f} s)" if max_wait_s is not None else ""))
+    return m

@@ -138,6 +138,9 @@ def test_collect_cli_runs_and_parses(tmp_path):
         assert set(meta["overruns"]) == {str(c) for c in tracefs.online_cpus()}
         assert sum(meta["overruns"].values()) == 0 and meta["lost_markers"] == 0
         assert 0.9 < meta["duration_s"] < 6
+        load = meta["load_before"]  # the foreign load measured before the run
+        assert 0.0 <= load["foreign_cpu_share"] <= 1.0 and len(load["loadavg"]) == 3
+        assert load["quiet"] == (load["foreign_cpu_share"] < load["quiet_threshold"])
         table, stats = parse_file(tmp_path / run / "trace.txt.zst")
         assert table.num_rows == meta["events_written"] > 100
         assert stats.events == meta["events_written"] and sum(stats.skipped.values()) == 0
@@ -290,3 +293,33 @@ def test_collector_enables_every_event_the_parser_types():
     from data.schema import EVENT_KINDS
 
     assert tracefs.SCHED_EVENTS == tuple(k for k in EVENT_KINDS if k != "lost")
+
+
+def test_foreign_load_sees_a_busy_cpu():
+    """A spinning process shows up in the busy share the collector measures before a run."""
+    from data.run_common import foreign_load
+
+    spin = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        busy = foreign_load(1.0)["foreign_cpu_share"]
+    finally:
+        spin.kill()
+        spin.wait()
+    ncpu = len(tracefs.online_cpus())
+    assert busy >= 0.8 / ncpu, busy  # one of ncpu CPUs spins
+
+
+def test_wait_quiet_waits_then_warns(monkeypatch):
+    from data import run_common
+
+    shares = iter([0.9, 0.5, 0.05])
+    monkeypatch.setattr(run_common, "foreign_load",
+                        lambda s=1.0: {"foreign_cpu_share": next(shares), "sample_s": 0.0, "loadavg": [3.0, 2.0, 1.0]})
+    said = []
+    m = run_common.wait_quiet(60, log=said.append)
+    assert m["quiet"] and m["foreign_cpu_share"] == 0.05 and not said  # waited through two busy samples
+    monkeypatch.setattr(run_common, "foreign_load",
+                        lambda s=1.0: {"foreign_cpu_share": 0.7, "sample_s": 0.0, "loadavg": [3.0, 2.0, 1.0]})
+    m = run_common.wait_quiet(None, log=said.append)  # no waiting: measure and warn
+    assert not m["quiet"] and len(said) == 1 and "70% of the CPUs busy" in said[0] and "--wait-quiet" in said[0]
