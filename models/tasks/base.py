@@ -38,6 +38,7 @@ class DecisionModule(pl.LightningModule):
         embed_dim: int = 0,
         monitor: str | None = None,
         run_config: dict | None = None,
+        loss_options: dict | None = None,
     ):
         super().__init__()
         self.save_hyperparameters(
@@ -49,6 +50,7 @@ class DecisionModule(pl.LightningModule):
                 "embed_dim": embed_dim,
                 "monitor": monitor,
                 "run_config": plain(run_config),
+                "loss_options": plain(loss_options) or {},
             }
         )
         self.meta = self.hparams.data_meta
@@ -62,6 +64,7 @@ class DecisionModule(pl.LightningModule):
 
     # ---------------------------------------------------------------- task interface
     def make_loss(self) -> nn.Module:
+        """The task's loss, shaped by `self.hparams.loss_options` (the task config's `loss_options`)."""
         raise NotImplementedError
 
     def make_metrics(self) -> MetricCollection:

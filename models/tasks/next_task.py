@@ -22,7 +22,10 @@ class NextTaskModule(DecisionModule):
     task_name = "next_task"
 
     def make_loss(self) -> nn.Module:
-        return nn.CrossEntropyLoss()
+        """Cross-entropy; `loss_options.label_smoothing` (default 0) spreads some target mass over
+        every class, which keeps the lower ranks (top-3) from collapsing onto one guess."""
+        smoothing = float((self.hparams.get("loss_options") or {}).get("label_smoothing", 0.0))
+        return nn.CrossEntropyLoss(label_smoothing=smoothing)
 
     metric_names = ("top1", "top3", "not_in_list", "ceiling")  # display order
 
