@@ -20,6 +20,7 @@ enum { UNKNOWN, RUNNING, RUNNABLE, SLEEPING, NEW, DEAD };
 enum { PREV_RUNNABLE, PREV_DEAD, PREV_SLEEP };
 enum { KIND_WAKEUP, KIND_PREEMPT, KIND_NEW };
 #define HISTORY_MASK ((1 << 8) - 1)
+#define WAKER_UNKNOWN (-1) /* data/replay_ref.WAKER_UNKNOWN */
 
 /* Counters, in the order of data/replay.py's STAT_NAMES. */
 const char rp_stats[] =
@@ -47,6 +48,7 @@ struct task { /* per tid */
 struct rp {
     struct in in;
     int64_t ncpu, ncpus_seen, warmup_ns, segment;
+    int64_t wakeup_decides; /* no sched_waking in the trace: decide at sched_wakeup */
     const int64_t *cpus; /* CPUs seen in the cpu column, sorted */
     int64_t *tids;       /* dense pid + 1 -> tid, -1 none */
     struct task *t;
@@ -328,7 +330,10 @@ static void on_waking(struct rp *r, int64_t i)
     t->last_wake = r->in.ts[i];
     if (t->state == SLEEPING) {
         int64_t src = t->last_cpu;
-        decide(r, i, tid, KIND_WAKEUP, src, r->in.ts[i] - t->last_end, r->in.cpu[i] == src);
+        /* sched_wakeup may be logged on the target CPU: its CPU says nothing about the waker
+         * and would leak the label, so waker_same_cpu is unknown (WAKER_UNKNOWN) then. */
+        decide(r, i, tid, KIND_WAKEUP, src, r->in.ts[i] - t->last_end,
+               r->wakeup_decides ? WAKER_UNKNOWN : r->in.cpu[i] == src);
         r->t[tid].state = RUNNABLE;
     } else if (t->state == UNKNOWN) {
         r->stats[ST_SKIP_UNKNOWN]++;
@@ -400,6 +405,7 @@ int rp_replay(int64_t n, const int64_t *const *in, int64_t npid, int64_t ncpu, c
     r.cpus = cpus;
     r.ncpus_seen = ncpus_seen;
     r.warmup_ns = warmup_ns;
+    r.wakeup_decides = wakeup_decides;
     r.mig = mig;
     r.next_cpu = next_cpu;
     r.nt = nt;

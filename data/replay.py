@@ -19,7 +19,10 @@ Wakeup decisions are taken at `sched_waking`: it fires on the waker's CPU in try
 before select_task_rq(), so the replayed state at that line is the state the kernel decides on,
 and its CPU is the waker's. Only a waking of a SLEEPING task is a decision; a waking of a task
 still running or queued goes through ttwu_runnable() with no CPU choice. A trace without any
-sched_waking falls back to sched_wakeup (stats["wakeup_event"] names the one used).
+sched_waking falls back to sched_wakeup (stats["wakeup_event"] names the one used); its
+waker_same_cpu is then WAKER_UNKNOWN (-1) on every wakeup row: sched_wakeup may be logged on
+the target CPU (a remote wakeup runs ttwu_do_activate() there), so comparing its CPU with src_cpu
+would leak the label. data.datamodule refuses a model that uses waker_same_cpu on such rows.
 
 A migration row's label is whether the task's next switch-in is on another CPU than src_cpu (the
 CPU it last ran on; for wakeup_new, the CPU it was forked on). next_task's next_since_wakeup_ns
@@ -51,11 +54,11 @@ import pyarrow as pa
 from data import native, replay_ref
 from data.replay_ref import (DEFAULT_WARMUP_NS, HISTORY_RUNS, KIND_NEW, KIND_PREEMPT,  # noqa: F401
                              KIND_WAKEUP, MIGRATION_COLUMNS, MIGRATION_FEATURES, NEXT_TASK_COLUMNS,
-                             ReplayResult, _event_codes, _prev_state_codes)
+                             WAKER_UNKNOWN, ReplayResult, _event_codes, _prev_state_codes)
 from data.schema import EVENT_KINDS
 
 __all__ = ["replay", "ReplayResult", "MIGRATION_FEATURES", "MIGRATION_COLUMNS", "NEXT_TASK_COLUMNS",
-           "KIND_WAKEUP", "KIND_PREEMPT", "KIND_NEW", "DEFAULT_WARMUP_NS"]
+           "KIND_WAKEUP", "KIND_PREEMPT", "KIND_NEW", "DEFAULT_WARMUP_NS", "WAKER_UNKNOWN"]
 
 STAT_NAMES = ("lost_markers", "pid_reuse", "skipped_unknown_task", "skipped_untrusted_cpu",
               "waking_not_sleeping", "dropped_unknown_outcome", "dropped_lost", "missed_switches",

@@ -27,7 +27,7 @@ MIGRATION_FEATURES = (
     "max_other_nr_running",  # most loaded other CPU
     "src_idle",  # src_cpu idle: idle task current and nothing queued (kernel's idle_cpu())
     "other_idle",  # any other CPU idle
-    "waker_same_cpu",  # the waking fired on src_cpu (0 for preemptions)
+    "waker_same_cpu",  # the waking fired on src_cpu (0 for preemptions; WAKER_UNKNOWN without sched_waking)
     "recent_migrations",  # CPU changes among the task's last 8 observed runs
     "prio",  # kernel prio (0-99 rt, 100-139 normal, -1 deadline)
 )
@@ -38,6 +38,9 @@ NEXT_TASK_COLUMNS = ("run_id", "cpu", "ts", "segment", "prev_pid", "prev_tid", "
                      "next_since_wakeup_ns", "next_prio_class")
 
 KIND_WAKEUP, KIND_PREEMPT, KIND_NEW = 0, 1, 2
+# waker_same_cpu of a wakeup decided at sched_wakeup (a trace without sched_waking): that line
+# may be logged on the target CPU, so its CPU would leak the label; the value is unknown.
+WAKER_UNKNOWN = -1
 HISTORY_RUNS = 8
 DEFAULT_WARMUP_NS = 50_000_000
 
@@ -104,6 +107,7 @@ class _Replayer:
         self.dest_cpu = _int_list(events, "dest_cpu")
         self.child_pid = _int_list(events, "child_pid")
         self.warmup_ns = warmup_ns
+        self.wakeup_decides = False  # run() sets it: True when the trace has no sched_waking
         self.cpus = sorted({c for c in self.cpu if c >= 0})
         ncpu = max([*self.cpus, *self.target_cpu, *self.dest_cpu, 0]) + 1
         self.ncpu = ncpu
@@ -305,7 +309,7 @@ class _Replayer:
         if st == SLEEPING:
             src = self.last_cpu[t]
             self._decide(i, t, KIND_WAKEUP, src, self.ts[i] - self.last_end[t],
-                         int(self.cpu[i] == src))
+                         WAKER_UNKNOWN if self.wakeup_decides else int(self.cpu[i] == src))
             self.state[t] = RUNNABLE  # on no runqueue until sched_wakeup places it
         elif st == UNKNOWN:
             self.stats["skipped_unknown_task"] += 1
@@ -359,6 +363,7 @@ class _Replayer:
     # --- driver -------------------------------------------------------------------------
 
     def run(self, codes: list[int], wakeup_decides: bool) -> None:
+        self.wakeup_decides = wakeup_decides
         handlers = [self.ignore] * (len(EVENT_KINDS) + 1)  # index -1: unknown kinds
         handlers[_SWITCH] = self.switch
         handlers[_WAKING] = self.ignore if wakeup_decides else self.waking

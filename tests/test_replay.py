@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 
 from data.replay import (KIND_NEW, KIND_PREEMPT, KIND_WAKEUP, MIGRATION_COLUMNS,
-                         MIGRATION_FEATURES, NEXT_TASK_COLUMNS, replay)
+                         MIGRATION_FEATURES, NEXT_TASK_COLUMNS, WAKER_UNKNOWN, replay)
 from data.schema import EVENT_SCHEMA
 
 
@@ -248,10 +248,22 @@ def test_recent_migrations_counts_cpu_changes_in_the_last_runs():
     assert all(x["migrated"] == 1 for x in rows(r))
 
 
-def test_sched_wakeup_is_the_decision_when_the_trace_has_no_waking():
-    r = replay(table(BOOT + [wakeup(10, 1, 10, 1), sw(11, 1, 0, 10)]))
+@pytest.mark.parametrize("engine", ["c", "python"])
+def test_sched_wakeup_is_the_decision_when_the_trace_has_no_waking(engine):
+    """sched_wakeup is logged on the target CPU here (cpu1): comparing it with src_cpu would
+    leak the label, so waker_same_cpu is WAKER_UNKNOWN; preemptions keep their defined 0."""
+    if engine == "c":
+        from data import native
+        from tests.conftest import require
+        require(native.load_replay() is not None, f"C compiler for the replay core: {native.replay_unavailable_reason()}")
+    r = replay(table(BOOT + [wakeup(10, 1, 10, 1), sw(11, 1, 0, 10), wakeup(12, 1, 20, 1),
+                             sw(20, 1, 10, 20, state="R+"), sw(30, 1, 20, 10)]), engine=engine)
     assert r.stats["wakeup_event"] == "sched_wakeup"
-    assert [(x["ts"], x["src_cpu"], x["migrated"]) for x in rows(r)] == [(10, 0, 1)]
+    assert [(x["ts"], x["src_cpu"], x["kind"], x["migrated"], x["waker_same_cpu"]) for x in rows(r)] == [
+        (10, 0, KIND_WAKEUP, 1, WAKER_UNKNOWN), (12, 1, KIND_WAKEUP, 0, WAKER_UNKNOWN), (20, 1, KIND_PREEMPT, 0, 0)]
+    assert WAKER_UNKNOWN == -1
+    with_waking = replay(table(BOOT + [waking(9, 1, 10), wakeup(10, 1, 10, 1), sw(11, 1, 0, 10)]), engine=engine)
+    assert [x["waker_same_cpu"] for x in rows(with_waking)] == [0]
 
 
 def test_idle_with_a_stale_queued_task_forgets_it():
