@@ -6,8 +6,14 @@
     python train.py --help                   # config groups (conf/)
 
 Everything is composed by Hydra from conf/train.yaml and built through `_target_`s; the run
-directory (logs/<task_name>/runs/<time>/) holds the saved config (.hydra/), checkpoints, logs and
-test_metrics.json.
+directory (logs/<task_name>/runs/<time>/) holds the saved config (.hydra/), checkpoints, logs,
+test_metrics.json (every final metric) and results.json (the same metrics with what
+`evaluate.py runs=DIR` needs without loading the model: why training stopped, the seed, the
+resolved config and data split, the best checkpoint and its validation score, params and MACs).
+
+Training is bounded by trainer.max_epochs and early stopping on the monitored validation metric,
+so the same command gives the same weights on any machine; trainer.max_time is a safety net that
+warns (and records stopped_by: max_time) when it fires.
 """
 from __future__ import annotations
 
@@ -33,7 +39,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     from models.tasks import checkpoint_hparams
     from models.tasks.hydra_utils import instantiate_group
-    from models.tasks.results import print_results, write_results
+    from models.tasks.results import print_results, run_results, write_results
+    from models.tasks.stop_reason import StopReason
 
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)  # the seed is in the saved config
@@ -53,8 +60,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     module = hydra.utils.instantiate(
         cfg.task, backbone=cfg.model, data_meta=datamodule.meta, run_config=OmegaConf.to_container(cfg, resolve=True)
     )
+    stop = StopReason()  # always on: results.json says whether the run can be reproduced
     trainer: pl.Trainer = hydra.utils.instantiate(
-        cfg.trainer, callbacks=instantiate_group(cfg.get("callbacks")), logger=instantiate_group(cfg.get("logger")) or False
+        cfg.trainer, callbacks=[*instantiate_group(cfg.get("callbacks")), stop],
+        logger=instantiate_group(cfg.get("logger")) or False
     )
 
     metrics: dict[str, float] = {}
@@ -81,6 +90,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         if best_path:
             log.info("Best checkpoint: %s", best_path)
         write_results(metrics, Path(trainer.default_root_dir) / "test_metrics.json")
+        results = run_results(cfg, trainer, module, datamodule, metrics, stop.stopped_by, best, best_path)
+        write_results(results, Path(trainer.default_root_dir) / "results.json")
     return metrics
 
 

@@ -79,6 +79,12 @@ def test_resume_from_checkpoint(dataset, tmp_path, overrides):
     assert resumed["hyper_parameters"]["data_meta"] == first["hyper_parameters"]["data_meta"]
 
 
+def results(out: Path) -> dict:
+    import json
+
+    return json.loads((out / "results.json").read_text())
+
+
 @pytest.mark.parametrize("overrides", SETUPS)
 def test_same_seed_same_weights_and_metrics(dataset, tmp_path, overrides):
     a = run(dataset, tmp_path / "a", [*overrides, "debug=limit"])
@@ -86,6 +92,38 @@ def test_same_seed_same_weights_and_metrics(dataset, tmp_path, overrides):
     assert a == b
     wa, wb = weights(tmp_path / "a/checkpoints/last.ckpt"), weights(tmp_path / "b/checkpoints/last.ckpt")
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    ra, rb = results(tmp_path / "a"), results(tmp_path / "b")
+    assert ra["metrics"] == rb["metrics"] == a and ra["stopped_by"] == rb["stopped_by"] == "max_epochs"
+    assert ra["reproducible"] and ra["epochs"] == rb["epochs"] == 2 and ra["macs"] == rb["macs"] > 0
+
+
+def test_training_is_bounded_by_epochs_not_wall_clock():
+    """The default trainer stops by epochs and early stopping; max_time is an hour-long safety net."""
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
+        cfg = compose("train")
+    days, hours, minutes, seconds = (int(v) for v in str(cfg.trainer.max_time).split(":"))
+    assert cfg.trainer.max_epochs >= 5 and (days, hours) >= (0, 1)
+    assert cfg.callbacks.early_stopping.monitor == cfg.monitor and cfg.callbacks.early_stopping.patience >= 2
+
+
+def test_max_time_firing_warns_and_is_recorded(dataset, tmp_path, caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="models.tasks.stop_reason"):
+        run(dataset, tmp_path, ["task=migration", "model=mlp", "debug=limit", "trainer.max_epochs=5",
+                                "trainer.max_time=00:00:00:00"])
+    r = results(tmp_path)
+    assert r["stopped_by"] == "max_time" and r["reproducible"] is False and r["epochs"] < 5
+    assert any("NOT reproducible" in rec.getMessage() for rec in caplog.records)
+
+
+def test_early_stopping_is_recorded(dataset, tmp_path):
+    # min_delta=1 on a metric in [0, 1]: no epoch ever counts as an improvement
+    run(dataset, tmp_path, ["task=migration", "model=mlp", "debug=limit", "trainer.max_epochs=6",
+                            "callbacks.early_stopping.patience=1", "callbacks.early_stopping.min_delta=1.0"])
+    r = results(tmp_path)
+    assert r["stopped_by"] == "early_stopping" and r["epochs"] < 6 and r["reproducible"]
+    assert r["validation"]["bal_acc"] is not None and r["config"]["seed"] == r["seed"] == 12345
 
 
 @pytest.mark.parametrize("task,model", [("migration", "tcn"), ("next_task", "lstm")])

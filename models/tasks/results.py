@@ -1,4 +1,5 @@
-"""Test metrics of the model and its baselines as one table (printed with rich, saved as JSON)."""
+"""Test metrics of the model and its baselines as one table (printed with rich, saved as JSON),
+and a run's results.json (what `evaluate.py runs=DIR` reads instead of reloading every model)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,6 +9,7 @@ import pandas as pd
 from data.atomic import write_json_atomic
 
 MODEL = "model"
+RESULTS_VERSION = 1
 
 
 def results_frame(metrics: dict[str, float], order: list[str] | None = None) -> pd.DataFrame:
@@ -60,3 +62,49 @@ def write_results(metrics: dict[str, float], path: Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, metrics, indent=1, sort_keys=True)
+
+
+def run_results(cfg, trainer, module, datamodule, metrics: dict[str, float], stopped_by: str | None,
+                best_score, best_path: str) -> dict:
+    """results.json of a training run. Everything in it is a function of the command (no wall
+    times), so two identical runs write identical files apart from their paths.
+
+    {"version", "task", "backbone", "seed", "stopped_by" (max_time | early_stopping | max_epochs |
+     max_steps | interrupted | null when not trained), "reproducible" (false when max_time fired),
+     "epochs", "global_step", "monitor", "validation" ({primary metric: best monitored value}),
+     "best_ckpt", "params", "macs", "split" (the datamodule's resolved split, if it records one),
+     "metrics" (every final metric: test splits, baselines), "config" (the resolved run config)}"""
+    from omegaconf import OmegaConf
+
+    from models.evaluation.cost import macs_per_decision, parameter_count
+
+    monitor = str(cfg.monitor)
+    net = module.net
+    macs = None
+    for name in ("val", "train"):
+        split = datamodule.get_split(name)
+        if len(split):
+            idx = split.index[-1:]
+            macs = macs_per_decision(net, split.steps[idx], None if split.tokens is None else split.tokens[idx])
+            break
+    meta = datamodule.meta or {}
+    return {
+        "version": RESULTS_VERSION,
+        "task": meta.get("task"),
+        "backbone": str(cfg.model._target_).rsplit(".", 1)[-1],
+        "seed": cfg.get("seed"),
+        "stopped_by": stopped_by,
+        "reproducible": stopped_by != "max_time",
+        "epochs": int(trainer.current_epoch),
+        "global_step": int(trainer.global_step),
+        "monitor": monitor,
+        "validation": {monitor.split("/", 1)[-1]: None if best_score is None else float(best_score)},
+        "best_ckpt": best_path or None,
+        "params": parameter_count(net),
+        "macs": macs,
+        "window": meta.get("window"),
+        "inputs": list(dict.fromkeys(f["column"] for f in meta.get("features", []))),
+        "split": meta.get("split"),
+        "metrics": metrics,
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
