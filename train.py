@@ -26,7 +26,7 @@ os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parent))
 import hydra  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from models.hydra_cli import check_checkpoint, check_number, check_trainer, entry_point, run  # noqa: E402
+from models.hydra_cli import UserError, check_checkpoint, check_number, check_trainer, entry_point, run  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +95,22 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
+def features_given(cfg: DictConfig) -> bool:
+    """data.features was set on the command line (null, "all inputs", counts as given)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        overrides = HydraConfig.get().overrides.task
+    except ValueError:  # composed outside a Hydra run (tests): only a value counts
+        return cfg.data.get("features") is not None
+    return any(o.lstrip("+~").split("=", 1)[0] == "data.features" for o in overrides)
+
+
 def check_config(cfg: DictConfig) -> None:
     """Settings that would otherwise fail late or obscurely, checked before anything runs."""
+    if cfg.get("require_features") and not features_given(cfg):  # experiment=feature_count without a ranking
+        raise UserError("experiment=feature_count needs data.features: run `python evaluate.py ckpt_path=<best ckpt>` "
+                        "first and paste the train.py command it prints (also in its ranking.json)")
     for key in ("seed", "threads"):
         if cfg.get(key) is not None:
             check_number(cfg.get(key), key, int, 0)

@@ -115,7 +115,8 @@ def test_report_on_runs_and_raw_trace(runs, raw_trace, tmp_path):
     for task in ("migration", "next_task"):
         w = winner["winners"][task]
         assert {"winner", "ckpt_path", "value", "macs", "p99_us", "reason", "candidates"} <= w.keys()
-        assert w["winner"] in (None, *(m["label"] for m in metrics["models"] if m["task"] == task))
+        assert w["winner"] in (None, *(g["label"] for g in metrics["groups"] if g["task"] == task))
+        assert w["verdict"] == "only candidate" and w["winner"] is not None  # one setup per task here
         assert (w["winner"] is None) == bool(w["reason"])
         m = next(m for m in metrics["models"] if m["task"] == task)
         assert m["validation"]["n"] > 0 and w["candidates"][0]["value"] == m["validation"][m["primary"]]
@@ -128,8 +129,16 @@ def test_report_on_runs_and_raw_trace(runs, raw_trace, tmp_path):
     for name in pngs:
         assert (out / name).read_bytes()[:8] == PNG_MAGIC
         assert matplotlib.image.imread(out / name).ndim == 3
+    # seed groups (one run each here: spread unknown) and the ranking on validation rows
+    assert [g["n"] for g in metrics["groups"]] == [1, 1]
+    assert {m["group"] for m in metrics["models"]} == {g["label"] for g in metrics["groups"]}
+    ranking = json.loads((out / "ranking.json").read_text())
+    assert [r["label"] for r in ranking["models"]] == [m["label"] for m in metrics["models"]]
+    for r, m in zip(ranking["models"], metrics["models"]):
+        assert r["split"] == "val" and r["ranking"] == [n for n in m["importance"]["features"] if n != "token"]
+        assert r["command"].startswith("python train.py -m experiment=feature_count") and r["command"] in proc.stdout
     report = (out / "report.md").read_text()
-    for heading in ("## Models", "## Winner", "## migration", "## next_task", "### test_unseen",
+    for heading in ("## Models", "## Winner", "## migration", "## next_task", "### test_unseen", "### Seeds",
                     "### Per workload and raw trace", "trace/foreign", "### Permutation feature importance"):
         assert heading in report
 
@@ -217,6 +226,17 @@ def test_feature_subset_training(dataset, tmp_path):
     assert meta["feature_names"] == ["since_last_ran_ns", "kind_wakeup", "kind_preempt", "kind_new", "valid"]
     with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
         cfg = compose("train", overrides=["experiment=feature_count"], return_hydra_config=True)
-    assert cfg.model._target_ == "models.network.mlp" and "data.features" in cfg.hydra.sweeper.params
+    # no hand-copied ranking: the features come from evaluate.py's printed command only
+    assert cfg.model._target_ == "models.network.mlp" and cfg.require_features
+    assert "data.features" not in (cfg.hydra.sweeper.params or {})
     with pytest.raises(ValueError, match="unknown"):
         train_tiny(dataset, tmp_path / "bad", ["task=migration", "model=mlp", "data.features=[no_such_feature]"])
+
+
+def test_feature_count_without_features_says_to_run_evaluate_first(tmp_path):
+    proc = subprocess.run([sys.executable, "train.py", "experiment=feature_count", f"paths.log_dir={tmp_path}"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("train.py: error:")]
+    assert "needs data.features" in line and "python evaluate.py" in line and "ranking.json" in line
+    assert not list(tmp_path.glob("feature_count/multiruns/*/0"))

@@ -46,31 +46,69 @@ def test_pareto_front():
     assert pareto_front(pts) == [4, 0, 1]
 
 
-def model(label, task, value, macs, p99=None, test=0.0):
-    """A model entry: `value` on the validation rows, `test` (never used to choose) on test_unseen."""
-    return {"label": label, "task": task, "ckpt_path": f"{label}.ckpt", "macs": macs,
-            "validation": {"bal_acc": value, "top1": value, "n": 100} if value is not None else {"n": 0},
-            "splits": {"test_unseen": {"bal_acc": test, "top1": test}},
+def group(label, task, mean, macs, std=0.01, n=3, p99=None):
+    """A seed group: `mean` ± `std` over `n` seeds on the validation rows."""
+    val = {"mean": mean, "std": std if n > 1 else None, "n": n} if mean is not None else {"mean": None, "std": None, "n": 0}
+    return {"label": label, "task": task, "macs": macs, "ckpt_paths": [f"{label}-{i}.ckpt" for i in range(n)],
+            "seeds": list(range(1, n + 1)), "validation": {"bal_acc": val, "top1": val},
             "latency": {"onnxruntime": {"p99_us": p99}} if p99 is not None else None}
 
 
-def test_winner_is_best_validation_metric_within_mac_budget():
-    models = [model("a", "migration", 0.9, 500_000, test=1.0), model("b", "migration", 0.8, 5_000, p99=300),
-              model("c", "migration", 0.8, 4_000, p99=900), model("d", "migration", None, 10, test=1.0),
-              model("e", "next_task", 0.3, 1_000_000)]
-    w = pick_winners(models, {"migration": "bal_acc", "next_task": "top1"}, 100_000, "onnxruntime")
-    # a is over budget, d has no validation rows; b and c tie, c costs fewer MACs; latency and the
-    # test split (where a and d are best) play no part
-    assert w["winners"]["migration"]["winner"] == "c" and w["winners"]["migration"]["p99_us"] == 900
-    assert w["split"] == "val" and "validation" in w["split_note"]
+RULE = ({"migration": "bal_acc", "next_task": "top1"}, 100_000, "onnxruntime")
+
+
+def test_winner_needs_a_margin_larger_than_the_spread():
+    # a is over budget, d has no validation rows; b beats c by 0.05 > 0.01 + 0.01
+    groups = [group("a", "migration", 0.99, 500_000), group("b", "migration", 0.85, 5_000, p99=300),
+              group("c", "migration", 0.80, 4_000), group("d", "migration", None, 10),
+              group("e", "next_task", 0.3, 1_000_000)]
+    w = pick_winners(groups, *RULE)
+    mig = w["winners"]["migration"]
+    assert mig["winner"] == "b" and mig["verdict"] == "significant" and mig["p99_us"] == 300 and mig["n"] == 3
+    assert w["split"] == "val" and "validation" in w["split_note"] and "std_best + std_runner_up" in w["rule"]
     none = w["winners"]["next_task"]
     assert none["winner"] is None and "e (1,000,000 MACs)" in none["reason"] and "100,000 MACs" in none["reason"]
-    assert "100,000 MACs" in w["rule"] and len(w["winners"]["migration"]["candidates"]) == 4
-    # the same models under any latency give the same verdict
-    for m in models:
-        m["latency"] = {"onnxruntime": {"p99_us": 1e6}}
-    assert pick_winners(models, {"migration": "bal_acc"}, 100_000, "onnxruntime")["winners"]["migration"]["winner"] == "c"
-    assert "winner.metric" in pick_winners(models, {"migration": "bal_acc"}, 100_000, "onnxruntime")["winners"]["next_task"]["reason"]
+    # the same means with a larger spread: no winner, both listed as tied
+    groups[1]["validation"]["bal_acc"]["std"] = groups[2]["validation"]["bal_acc"]["std"] = 0.03
+    mig = pick_winners(groups, *RULE)["winners"]["migration"]
+    assert mig["winner"] is None and mig["verdict"] == "no significant difference" and mig["tied"] == ["b", "c"]
+    assert "no significant difference" in mig["reason"]
+
+
+def test_single_seed_groups_declare_nothing():
+    groups = [group("b", "migration", 0.9, 5_000, n=1), group("c", "migration", 0.5, 4_000, n=3)]
+    mig = pick_winners(groups, *RULE)["winners"]["migration"]
+    assert mig["winner"] is None and mig["verdict"] == "1 seed: spread unknown" and "spread unknown" in mig["reason"]
+    only = pick_winners(groups[:1], *RULE)["winners"]["migration"]
+    assert only["winner"] == "b" and only["verdict"] == "only candidate"
+
+
+def test_seed_groups_mean_and_sample_std():
+    from models.evaluation.seeds import aggregate, beats, group_setups, mean_std
+
+    s = mean_std([0.8, 0.9, 1.0])
+    assert s["mean"] == pytest.approx(0.9) and s["std"] == pytest.approx(0.1) and s["n"] == 3  # ddof=1
+    assert mean_std([0.5]) == {"mean": 0.5, "std": None, "n": 1}
+    assert beats({"mean": 0.9, "std": 0.01}, {"mean": 0.85, "std": 0.01}) is True
+    assert beats({"mean": 0.9, "std": 0.03}, {"mean": 0.85, "std": 0.03}) is False
+    assert beats({"mean": 0.9, "std": None}, {"mean": 0.85, "std": 0.0}) is None
+
+    def cfg(seed, window, out):
+        return {"seed": seed, "data": {"window": window, "dataset_dir": "d", "num_workers": 0},
+                "model": {"_target_": "models.network.lstm", "width": 16}, "paths": {"output_dir": out}}
+    items = [{"task": "migration", "backbone": "lstm", "config": cfg(s, w, f"run{i}")}
+             for i, (s, w) in enumerate([(1, 16), (2, 16), (3, 16), (1, 1), (2, 1)])]
+    groups = group_setups(items)
+    assert [g["members"] for g in groups] == [[0, 1, 2], [3, 4]]
+    assert [g["label"] for g in groups] == ["lstm window=16", "lstm window=1"]
+    models = [{"label": f"m{i}", "seed": it["config"]["seed"], "metric_names": ["bal_acc"],
+               "validation": {"bal_acc": 0.7 + 0.1 * i}, "splits": {"test_unseen": {"bal_acc": 0.5}},
+               "baselines": {"test_unseen": {"logreg": {"bal_acc": 0.6}}}} for i, it in enumerate(items)]
+    agg = aggregate(models, groups)
+    assert agg[0]["n"] == 3 and agg[0]["seeds"] == [1, 2, 3]
+    assert agg[0]["validation"]["bal_acc"]["mean"] == pytest.approx(0.8)
+    assert agg[0]["validation"]["bal_acc"]["std"] == pytest.approx(0.1)
+    assert agg[1]["baselines"]["test_unseen"]["logreg"]["bal_acc"] == {"mean": pytest.approx(0.6), "std": 0.0, "n": 2}
 
 
 def test_labels_are_unique_per_task():

@@ -69,7 +69,10 @@ def check_settings(cfg) -> None:
                 raise UserError(f"{key}: checkpoint {p} not found")
             if Path(str(p)).is_file():
                 check_checkpoint(p, key, load=False)
-    if cfg.runs and not Path(str(cfg.runs)).is_dir():
-        raise UserError(f"runs={cfg.runs}: not a directory")
+    for run in ([cfg.runs] if isinstance(cfg.runs, str) else list(cfg.runs or [])):
+        if not Path(str(run)).is_dir():
+            raise UserError(f"runs={run}: not a directory")
+    if cfg.get("loco", "auto") not in ("auto", True, False):
+        raise UserError(f"loco={cfg.loco!r}: expected auto, true or false")
     if cfg.data_dir and not Path(str(cfg.data_dir)).is_dir():
         raise UserError(f"data_dir={cfg.data_dir}: no such directory")

@@ -54,7 +54,7 @@ def baseline_key(cand) -> tuple:
     """Baselines depend on the dataset and the rows fitted on (validation tail, synthetic source),
     the encoding and the numeric inputs, not on the network."""
     m = cand.meta
-    return (m["task"], str(cand.dm.dataset_dir), getattr(cand.dm, "val_fraction", None), m.get("source"),
+    return (m["task"], str(cand.dm.dataset_dir), getattr(cand.dm, "val_fraction", None), repr(m.get("split")), m.get("source"),
             tuple(m["feature_names"]), m.get("encoding"), m.get("k"), len(m.get("vocab") or []),
             m.get("window_by"), m.get("label"))
 

@@ -9,7 +9,12 @@ metrics.json schema (version 1):
                "baselines": {test set: {baseline: {metric: value, ...}}},
                "importance": {"metric", "split", "base", "repeats", "seed", "samples",
                               "features": {name: {drop_mean, drop_std}}} | null}],
+   "groups": [{"label", "task", "backbone", "settings", "members", "seeds", "n", "macs", "params",
+               "validation": {metric: {"mean", "std", "n"}}, "splits": {test set: {metric: {...}}},
+               "baselines": {test set: {baseline: {metric: {...}}}}}]  (runs that differ only by seed),
    "winner": winner.json's content, "files": [...]}
+ranking.json: per model with a permutation importance, its ranking on validation rows and the
+exact feature-count multirun command (the only way to get a ranking into experiment=feature_count).
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ from pathlib import Path
 
 from data.atomic import write_atomic
 from models.evaluation.plots import baseline_rows
+from models.evaluation.seeds import fmt_ms
 
 VERSION = 1
 
@@ -109,7 +115,24 @@ def feature_count_command(m: dict, ks=(1, 2, 4)) -> str | None:
     subsets = [ranked[:k] for k in ks if k < len(ranked)]
     sweep = ",".join("[" + ",".join(s) + "]" for s in subsets) + ",null"
     return (f"python train.py -m experiment=feature_count task={m['task']} model={m['backbone']} "
-            f"'data.features={sweep}'")
+            f"paths.dataset_dir={m['dataset_dir']} 'data.features={sweep}'")
+
+
+def ranking(models: list[dict]) -> dict:
+    """ranking.json: each model's feature ranking (permutation importance on validation rows by
+    default) and the feature-count multirun command built from it."""
+    out = []
+    for m in models:
+        imp = m.get("importance")
+        if not imp:
+            continue
+        out.append({"label": m["label"], "task": m["task"], "backbone": m["backbone"], "ckpt_path": m["ckpt_path"],
+                    "split": imp["split"], "metric": imp["metric"], "samples": imp["samples"],
+                    "ranking": [n for n in imp["features"] if n != "token"],
+                    "drop_mean": {n: v["drop_mean"] for n, v in imp["features"].items()},
+                    "command": feature_count_command(m)})
+    return {"note": "rankings are choices: made on validation rows (importance.split), never copied by hand; "
+                    "paste `command` to retrain on the top-k features", "models": out}
 
 
 def feature_count_table(ms: list[dict], split: str) -> str | None:
@@ -120,7 +143,26 @@ def feature_count_table(ms: list[dict], split: str) -> str | None:
     return table(["model", "features kept", "features", f"{ms[0]['primary']} ({split})"], rows)
 
 
-def render(models: list[dict], winner: dict, files: list[str], command: str, split: str) -> str:
+def groups_table(gs: list[dict], split: str | None) -> str:
+    """Rows = seed groups; cells = mean ± std (n) of every metric on `split` (None: validation)."""
+    names = list(gs[0]["metric_names"])
+    rows = [[g["label"], g["n"], ", ".join(str(s) for s in g["seeds"]),
+             *(fmt_ms((g["validation"] if split is None else g["splits"].get(split, {})).get(k)) for k in names)]
+            for g in gs]
+    return table(["setup", "seeds", "seed values", *names], rows)
+
+
+def winner_line(task: str, w: dict) -> str:
+    if w["winner"]:
+        spread = f" ± {w['std']:.4f}" if w.get("std") is not None else ""
+        return (f"- **{task}**: {w['winner']} ({w['verdict']}; validation mean {fmt(w['value'])}{spread}, n={w['n']}, "
+                f"{w['macs']:,} MACs, p99 {fmt(w['p99_us'], 1)} us)")
+    tied = f" Tied: {', '.join(w['tied'])}." if w.get("tied") else ""
+    return f"- **{task}**: none: {w['reason']}.{tied}"
+
+
+def render(models: list[dict], winner: dict, files: list[str], command: str, split: str,
+           groups: list[dict] | None = None) -> str:
     out = ["# Evaluation report", "", f"Command: `{command}`", "",
            "Latency: CPU, batch 1, one thread (torch.set_num_threads(1); onnxruntime intra/inter-op threads 1), "
            "per call after warm-up. MACs: multiply-accumulates of one decision (a full window for sequence models). "
@@ -128,18 +170,23 @@ def render(models: list[dict], winner: dict, files: list[str], command: str, spl
            "## Models", "", models_table(models), "", "## Winner", "", f"Rule: {winner['rule']}.", ""]
     out += [f"Chosen on: {winner['split']} ({winner['split_note']}).", ""]
     for task, w in winner["winners"].items():
-        out.append(f"- **{task}**: {w['winner']} (validation {fmt(w['value'])}, {w['macs']:,} MACs, "
-                   f"p99 {fmt(w['p99_us'], 1)} us)" if w["winner"] else f"- **{task}**: none, because {w['reason']}")
-    rows = [[task, c["label"], c["value"], c["val_samples"], c["macs"], "yes" if c["within_budget"] else "no",
-             None if c["p99_us"] is None else f"{c['p99_us']:.1f}"]
+        out.append(winner_line(task, w))
+    rows = [[task, c["label"], fmt_ms({"mean": c["value"], "std": c["std"], "n": c["n"]}), c["macs"],
+             "yes" if c["within_budget"] else "no", None if c["p99_us"] is None else f"{c['p99_us']:.1f}"]
             for task, w in winner["winners"].items() for c in w["candidates"]]
     if rows:
-        out += ["", table(["task", "model", "validation metric", "val samples", "MACs/decision",
+        out += ["", table(["task", "setup (seed group)", "validation mean ± std (n seeds)", "MACs/decision",
                            f"<= {winner['budget_macs']:,} MACs", f"{winner['latency_engine']} p99 us (reported)"], rows)]
     for task in dict.fromkeys(m["task"] for m in models):
         ms = [m for m in models if m["task"] == task]
         splits = split_order(ms)
         out += ["", f"## {task}", "", f"Primary metric: {ms[0]['primary']}.", ""]
+        gs = [g for g in groups or [] if g["task"] == task]
+        if gs:
+            out += ["### Seeds: mean ± std over runs that differ only by seed (ddof=1; n = seeds; "
+                    "one seed: spread unknown)", "", "validation:", "", groups_table(gs, None), ""]
+            for s in [s for s in splits if not s.startswith(("workload/", "trace/"))]:
+                out += [f"{s}:", "", groups_table(gs, s), ""]
         for s in [s for s in splits if not s.startswith(("workload/", "trace/"))]:
             out += [f"### {s}", "", split_table(ms, s), ""]
         per = [s for s in splits if s.startswith(("workload/", "trace/"))]

@@ -1,5 +1,7 @@
 """`evaluate(cfg)`: every checkpoint on every test set, with baselines, cost, latency and
-feature importance, then the winner, report.md, metrics.json, winner.json and the PNGs."""
+feature importance; seed groups (mean ± std); then the winner, report.md, metrics.json,
+winner.json, ranking.json and the PNGs. A leave-one-category-out sweep (`loco`) is read from the
+runs' results.json instead and gives the per-category tables."""
 from __future__ import annotations
 
 import logging
@@ -16,7 +18,8 @@ from models.evaluation.cost import macs_per_decision, parameter_count
 from models.evaluation.importance import permutation_importance
 from models.evaluation.latency import measure
 from models.evaluation.metrics import baseline_scores, lift, predict, primary_metric, score, split_logits
-from models.evaluation.report import VERSION, render, split_order, write_atomic, write_json
+from models.evaluation.report import VERSION, ranking, render, split_order, write_atomic, write_json
+from models.evaluation.seeds import aggregate, group_setups
 from models.evaluation.sources import (Candidate, EvaluationError, TraceTables, assign_labels, find_checkpoints,
                                       load_candidate)
 from models.evaluation.winner import SELECTION_SPLIT, pick_winners
@@ -72,7 +75,8 @@ def evaluate_candidate(cand: Candidate, cfg: DictConfig, cache: dict, step: str 
         scores[s].update(lift(scores[s], baselines.get(s, {}), primary))
     x, tokens = latency_input(cand, splits[0])
     entry = {
-        "label": cand.label, "task": cand.task, "backbone": cand.backbone, "ckpt_path": str(cand.ckpt_path),
+        "label": cand.label, "task": cand.task, "backbone": cand.backbone, "seed": cand.cfg.get("seed"),
+        "ckpt_path": str(cand.ckpt_path),
         "run_dir": str(cand.run_dir), "dataset_dir": str(cand.dm.dataset_dir), "window": int(cand.meta["window"]),
         "inputs": cand.input_features, "n_inputs": len(cand.input_features),
         "params": parameter_count(net), "macs": macs_per_decision(net, x, tokens),
@@ -120,6 +124,12 @@ def evaluate(cfg: DictConfig) -> dict:
     its input leaves nothing behind (evaluate.py also removes Hydra's folder then)."""
     out = Path(cfg.paths.output_dir)
     check_settings(cfg)
+    if cfg.runs and cfg.get("loco", "auto") not in (False, "false"):
+        from models.evaluation.loco import is_loco, read_results
+
+        results = read_results(list(cfg.runs) if not isinstance(cfg.runs, str) else cfg.runs)
+        if cfg.loco is True or (results and is_loco(results)):
+            return evaluate_loco(cfg, results, out)
     torch.manual_seed(int(cfg.seed))
     traces = TraceTables(list(cfg.traces or []))  # missing files fail before any model is loaded
     overrides = {"dataset_dir": cfg.data_dir, "eval_batch_size": cfg.data.eval_batch_size}
@@ -134,21 +144,55 @@ def evaluate(cfg: DictConfig) -> dict:
         traces.attach(cand)
     cache: dict = {}
     models = [evaluate_candidate(c, cfg, cache, f"{i}/{len(cands)} ") for i, c in enumerate(cands, 1)]
+    setups = group_setups([{"task": c.task, "backbone": c.backbone, "config": OmegaConf.to_container(c.cfg, resolve=True)}
+                           for c in cands])  # runs that differ only by seed
+    for g in setups:
+        for i in g["members"]:
+            models[i]["group"] = g["label"]
+    groups = aggregate(models, setups)
     w = cfg.winner
-    winner = pick_winners(models, OmegaConf.to_container(w.metric), int(w.budget_macs), w.latency)
+    winner = pick_winners(groups, OmegaConf.to_container(w.metric), int(w.budget_macs), w.latency)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.plots:
         progress(f"plots -> {out}")
     files = write_plots(models, out, cfg) if cfg.plots else []
-    files += ["metrics.json", "report.md", "winner.json"]
+    rank = ranking(models)
+    files += ["metrics.json", "report.md", "winner.json"] + (["ranking.json"] if rank["models"] else [])
     command = " ".join(["python evaluate.py", *sys.argv[1:]]) if Path(sys.argv[0]).name == "evaluate.py" else "evaluate(cfg)"
     result = {"version": VERSION, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": command,
-              "config": OmegaConf.to_container(cfg, resolve=True), "models": models, "winner": winner, "files": files}
+              "config": OmegaConf.to_container(cfg, resolve=True), "models": models, "groups": groups, "winner": winner,
+              "files": files}
     write_json(out / "winner.json", winner)
+    if rank["models"]:
+        write_json(out / "ranking.json", rank)
+        for r in rank["models"]:
+            print(f"feature ranking of {r['label']} ({r['split']}): retrain on its top-k with\n    {r['command']}")
     write_json(out / "metrics.json", result)
-    write_atomic(out / "report.md", render(models, winner, files, command, cfg.report_split))
+    write_atomic(out / "report.md", render(models, winner, files, command, cfg.report_split, groups))
     for task, v in winner["winners"].items():
-        progress(f"winner {task}: {v['winner']} (validation {v['value']}, {v['macs']} MACs)" if v["winner"]
-                 else f"winner {task}: none ({v['reason']})")
+        progress(f"winner {task}: {v['winner']} (validation mean {v['value']}, {v['macs']} MACs, {v['verdict']})"
+                 if v["winner"] else f"winner {task}: none ({v['reason']})")
+    progress(f"report: {out / 'report.md'}")
+    return result
+
+
+def evaluate_loco(cfg: DictConfig, results: list[dict], out: Path) -> dict:
+    """Leave-one-category-out tables from the runs' results.json (no model is reloaded)."""
+    from models.evaluation.loco import loco_tables, render_loco
+
+    if not results:
+        raise EvaluationError(f"runs={cfg.runs}: no results.json under it (train with this version of train.py)")
+    progress(f"leave-one-category-out: {len(results)} runs from results.json")
+    tables = loco_tables(results)
+    out.mkdir(parents=True, exist_ok=True)
+    command = " ".join(["python evaluate.py", *sys.argv[1:]]) if Path(sys.argv[0]).name == "evaluate.py" else "evaluate(cfg)"
+    result = {"version": VERSION, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": command,
+              "config": OmegaConf.to_container(cfg, resolve=True), "loco": tables,
+              "runs": [r["run_dir"] for r in results], "files": ["metrics.json", "report.md"]}
+    write_json(out / "metrics.json", result)
+    write_atomic(out / "report.md", f"# Leave-one-category-out report\n\nCommand: `{command}`\n\n" + render_loco(tables))
+    for t in tables:
+        sig = t["significance"].get("mean over categories", {}).get("text")
+        progress(f"{t['task']} ({t['dataset']}): {len(t['folds'])} categories, {len(t['columns'])} columns; mean: {sig}")
     progress(f"report: {out / 'report.md'}")
     return result

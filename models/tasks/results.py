@@ -64,6 +64,19 @@ def write_results(metrics: dict[str, float], path: Path) -> None:
     write_json_atomic(path, metrics, indent=1, sort_keys=True)
 
 
+def _plain(obj):
+    """Plain containers all the way down (OmegaConf nodes may sit inside plain dicts)."""
+    from omegaconf import OmegaConf
+
+    if OmegaConf.is_config(obj):
+        return OmegaConf.to_container(obj, resolve=True)
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
 def run_results(cfg, trainer, module, datamodule, metrics: dict[str, float], stopped_by: str | None,
                 best_score, best_path: str) -> dict:
     """results.json of a training run. Everything in it is a function of the command (no wall
@@ -87,7 +100,7 @@ def run_results(cfg, trainer, module, datamodule, metrics: dict[str, float], sto
             idx = split.index[-1:]
             macs = macs_per_decision(net, split.steps[idx], None if split.tokens is None else split.tokens[idx])
             break
-    meta = datamodule.meta or {}
+    meta = _plain(datamodule.meta or {})  # a resumed run's metadata came through hydra.utils.instantiate
     return {
         "version": RESULTS_VERSION,
         "task": meta.get("task"),

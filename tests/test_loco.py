@@ -1,0 +1,91 @@
+"""Leave-one-category-out: the table built from runs' results.json (SYNTHETIC metric values
+written here, so every cell can be checked by hand), the mean-over-categories row, the
+significance line, the window-1 column group, and evaluate.py picking the LOCO path by itself."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from models.evaluation.loco import MEAN_ROW, is_loco, loco_tables, read_results, render_loco
+
+FOLDS = ["cpu", "io"]
+
+
+def value(backbone: str, window: int, fold: str, seed: int) -> float:
+    """A made-up bal_acc: lstm (window 16) is 0.1 above the MLP, seeds spread by 0.001."""
+    base = {"mlp": 0.7, "lstm": 0.8 if window > 1 else 0.72}[backbone]
+    return base + (0.05 if fold == "io" else 0.0) + 0.001 * seed
+
+
+def write_run(root: Path, i: int, backbone: str, window: int, fold: str, seed: int) -> None:
+    run = root / str(i)
+    run.mkdir(parents=True)
+    v = value(backbone, window, fold, seed)
+    metrics = {"test_unseen/bal_acc": v, "test_unseen/ap": v / 2,
+               "test_unseen/baseline/logreg/bal_acc": 0.75, "test_unseen/baseline/logreg/ap": 0.3,
+               "test_unseen/baseline/always_stay/bal_acc": 0.5, "test_unseen/baseline/always_stay/ap": 0.01}
+    config = {"seed": seed, "data": {"dataset_dir": "data/sample", "window": window, "unseen": [fold]},
+              "model": {"_target_": f"models.network.{backbone}"}, "paths": {"output_dir": str(run)}}
+    (run / "results.json").write_text(json.dumps({"task": "migration", "backbone": backbone, "seed": seed,
+                                                  "window": window, "metrics": metrics, "config": config,
+                                                  "split": {"unseen": [fold]}}))
+
+
+@pytest.fixture
+def sweep(tmp_path) -> Path:
+    i = 0
+    for fold in FOLDS:
+        for seed in (1, 2, 3):
+            for backbone, window in (("mlp", 1), ("lstm", 16), ("lstm", 1)):
+                write_run(tmp_path / "sweep", i, backbone, window, fold, seed)
+                i += 1
+    return tmp_path / "sweep"
+
+
+def test_per_category_table_mean_row_and_significance(sweep):
+    results = read_results(sweep)
+    assert len(results) == 18 and is_loco(results)
+    (t,) = loco_tables(results)
+    assert t["folds"] == FOLDS and t["metrics"] == ["bal_acc", "ap"]
+    assert t["columns"] == ["mlp", "lstm window=16", "lstm window=1", "baseline: always_stay", "baseline: logreg"]
+    cell = t["cells"]["bal_acc"]["io"]["lstm window=16"]
+    assert cell["n"] == 3 and cell["mean"] == pytest.approx(0.852) and cell["std"] == pytest.approx(0.001)
+    # per seed the mean over the two categories (0.825 + 0.001 s), then mean and std over seeds
+    mean = t["mean"]["bal_acc"]["lstm window=16"]
+    assert mean["mean"] == pytest.approx(0.827) and mean["std"] == pytest.approx(0.001) and mean["n"] == 3
+    assert t["mean"]["bal_acc"]["baseline: logreg"] == {"mean": pytest.approx(0.75), "std": 0.0, "n": 3}
+    sig = t["significance"][MEAN_ROW]
+    assert sig["verdict"] == "beats" and sig["sequence"] == "lstm window=16" and sig["reference"] == "baseline: logreg"
+    (w,) = t["window_comparison"]
+    assert w["long"] == "lstm window=16" and w["one"] == "lstm window=1" and w["verdict"] == "longer window beats window 1"
+    text = render_loco([t])
+    for s in ("### bal_acc (test_unseen)", "### ap (test_unseen)", f"**{MEAN_ROW}**", "0.8270 ± 0.0010 (n=3)",
+              "significance", "Window 1 against the default window"):
+        assert s in text
+
+
+def test_spread_larger_than_the_margin_is_no_significant_difference(sweep):
+    results = read_results(sweep)
+    for r in results:  # widen the lstm's seed spread to 0.1
+        if r["backbone"] == "lstm" and r["window"] == 16:
+            r["metrics"]["test_unseen/bal_acc"] += 0.1 * (r["seed"] - 2)
+    (t,) = loco_tables(results)
+    assert t["significance"][MEAN_ROW]["verdict"] == "no significant difference"
+    assert t["significance"]["cpu"]["verdict"] == "no significant difference"
+
+
+def test_evaluate_picks_the_loco_path_from_results(sweep, tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from models.evaluation.runner import evaluate
+    from tests.conftest import REPO
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
+        cfg = compose("eval", overrides=[f"runs={sweep}", f"paths.output_dir={tmp_path / 'eval'}"])
+    result = evaluate(cfg)  # no checkpoint exists: only results.json is read
+    assert result["loco"][0]["task"] == "migration" and len(result["runs"]) == 18
+    report = (tmp_path / "eval" / "report.md").read_text()
+    assert "Leave-one-category-out: migration" in report and "lstm window=16 beats baseline: logreg" in report
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["loco"][0]["folds"] == FOLDS
