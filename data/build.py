@@ -6,10 +6,12 @@ A run is a directory holding meta.json and a trace file and/or can_migrate recor
 recursively under each --traces DIR). A trace gives the migration and next_task tables, records
 (can_migrate.parquet or the loader's records.bin[.zst]) the can_migrate table: the records
 passing the kernel's hard conditions, with Chen's 15 features and both labels
-(data/cm_features.py). Splitting is by whole trace so no window of one trace can land in two splits: runs of the
---unseen categories form test_unseen; in the other categories each workload's runs are sorted by
-run_id and the last one is test_seen, the rest train (a workload with a single run stays in
-train, and the card says so). Every workload's test runs also get a file of their own.
+(data/cm_features.py). Splitting is by whole trace (data/splits.py) so no window of one trace
+can land in two splits: runs of the --unseen categories form test_unseen; in the other
+categories each workload's runs are sorted by run_id and the last one is test_seen, the rest
+train (a workload with a single run stays in train, and the card says so). Validation runs are
+taken out of train by the DataModule, by the same rule. Per-workload test sets are the rows of
+that workload in the test tables (a `workload` column), so they get no files of their own.
 
 The dataset is written into a temporary directory beside DATASET and renamed into place, so a
 reader never sees a half-written dataset; an existing DATASET is replaced only with --force.
@@ -20,7 +22,6 @@ import argparse
 import hashlib
 import json
 import os
-import re
 import shutil
 import sys
 import time
@@ -31,11 +32,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from data import splits as splits_mod
 from data.atomic import swap_dir_in
 from data.cm_features import CHEN_FEATURES, FORCED, LABEL, can_migrate_table, filter_counts
 from data.cm_files import RECORD_FILES, read_records, run_records
 from data.parse import parse_file
 from data.replay import MIGRATION_FEATURES, NEXT_TASK_COLUMNS, replay
+from data.splits import natural
 
 VERSION = 1
 SPLITS = ("train", "test_seen", "test_unseen")
@@ -43,10 +46,12 @@ TASKS = ("migration", "next_task")  # from traces
 CM_TASK = "can_migrate"  # from records
 TRACE_NAMES = ("trace.txt.zst", "trace.txt.xz", "trace.txt.gz", "trace.txt")
 SPLIT_RULE = (
-    "Whole traces only. Runs whose category is in unseen_categories -> test_unseen. Otherwise, "
-    "per workload, runs sorted by run_id (natural order): the last -> test_seen, the rest -> "
-    "train; a workload with a single run -> train only. splits.workload[name] lists the test "
-    "runs (test_seen + test_unseen) of each workload.")
+    "Whole traces only (data/splits.py). Runs whose category is in unseen_categories -> "
+    "test_unseen. Otherwise, per workload, runs sorted by run_id (natural order): the last -> "
+    "test_seen, the rest -> train; a workload with a single run -> train only. No validation "
+    "split here: train holds the validation runs too, and a DataModule takes them out (its "
+    "val_runs / val_category; its meta['split'] records the runs). splits.workload[name] lists "
+    "the test runs (test_seen + test_unseen) of each workload.")
 DELTA_COLUMNS = ("ts", "line")  # near-monotonic int64: delta encoding shrinks them ~3x
 
 
@@ -62,11 +67,6 @@ class Run:
     trace: Path | None
     meta: dict
     records: Path | None = None
-
-
-def _natural(run_id: str) -> list:
-    """Sort key that orders r2 before r10."""
-    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", run_id)]
 
 
 def find_runs(dirs: list[Path]) -> list[Run]:
@@ -89,39 +89,24 @@ def find_runs(dirs: list[Path]) -> list[Run]:
         raise BuildError(f"no traces found under {', '.join(map(str, dirs))} "
                          f"(looking for <run>/meta.json beside one of {', '.join(TRACE_NAMES)} "
                          f"or {', '.join(RECORD_FILES)})")
-    return sorted(runs.values(), key=lambda r: _natural(r.run_id))
+    return sorted(runs.values(), key=lambda r: natural(r.run_id))
 
 
 def split_runs(runs: list[Run], unseen: list[str]) -> tuple[dict, list[str]]:
-    """Assign whole runs to splits. Returns (splits as in the card, notes)."""
-    categories = sorted({r.category for r in runs})
-    missing = [c for c in unseen if c not in categories]
-    if missing:
-        raise BuildError(f"--unseen names categories with no runs: {', '.join(missing)} "
-                         f"(categories present: {', '.join(categories)})")
-    splits: dict = {s: [] for s in SPLITS}
-    notes = []
-    by_workload: dict[str, list[Run]] = {}
-    for r in runs:
-        by_workload.setdefault(r.workload, []).append(r)
-    for name, wruns in sorted(by_workload.items()):
-        ids = sorted((r.run_id for r in wruns), key=_natural)
-        if wruns[0].category in unseen:
-            splits["test_unseen"] += ids
-        elif len(ids) == 1:
-            splits["train"] += ids
-            notes.append(f"workload {name} has a single run ({ids[0]}): train only, "
-                         f"no test_seen run")
-        else:
-            splits["train"] += ids[:-1]
-            splits["test_seen"].append(ids[-1])
-    for s in SPLITS:
-        splits[s].sort(key=_natural)
+    """Assign whole runs to splits by data.splits.split_runs without validation (a DataModule
+    takes its val runs out of train). Returns (splits as in the card, notes)."""
+    try:
+        split = splits_mod.split_runs(runs, unseen, val_category=None, val_runs=0)
+    except ValueError as e:
+        raise BuildError(f"--{e}" if str(e).startswith("unseen") else str(e)) from e
+    splits: dict = {s: split["runs"][s] for s in SPLITS}
     test = set(splits["test_seen"]) | set(splits["test_unseen"])
-    splits["workload"] = {name: [r for r in sorted((r.run_id for r in wruns), key=_natural)
-                                 if r in test]
-                          for name, wruns in sorted(by_workload.items())}
-    return splits, notes
+    by_workload: dict[str, list[str]] = {}
+    for r in runs:
+        by_workload.setdefault(r.workload, []).append(r.run_id)
+    splits["workload"] = {name: [r for r in sorted(ids, key=natural) if r in test]
+                          for name, ids in sorted(by_workload.items())}
+    return splits, split["notes"]
 
 
 def _write_parquet(table: pa.Table, path: Path) -> None:
@@ -157,15 +142,23 @@ def _first_seconds(events: pa.Table, seconds: float) -> pa.Table:
     return events.filter(pc.less(ts, end))
 
 
+def _cut(events: pa.Table, seconds: float | None, max_events: int | None) -> pa.Table:
+    """The part of a trace the dataset uses: its first `seconds` and at most its first
+    `max_events` events (whole-trace prefixes, so every decision keeps its history)."""
+    if seconds is not None:
+        events = _first_seconds(events, seconds)
+    return events if max_events is None else events.slice(0, max_events)
+
+
 def _process_trace(run: Run, events_dir: Path | None,
-                   trace_seconds: float | None = None) -> tuple[dict, dict[str, pa.Table]]:
-    """Parse + replay one run's trace (its first `trace_seconds` when given); write its events
+                   trace_seconds: float | None = None,
+                   max_events: int | None = None) -> tuple[dict, dict[str, pa.Table]]:
+    """Parse + replay one run's trace (its first `trace_seconds` / `max_events` when given); write its events
     (unless events_dir is None); return its card fields and its migration / next_task tables."""
     t0 = time.perf_counter()
     events, pstats = parse_file(run.trace)
     parsed = events.num_rows
-    if trace_seconds is not None:
-        events = _first_seconds(events, trace_seconds)
+    events = _cut(events, trace_seconds, max_events)
     if events_dir is not None:
         _write_parquet(events, events_dir / f"{run.run_id}.parquet")
     result = replay(events, run.run_id)
@@ -206,13 +199,14 @@ def _process_records(run: Run) -> tuple[dict, pa.Table]:
 
 
 def _process(run: Run, events_dir: Path | None,
-             trace_seconds: float | None = None) -> tuple[dict, dict[str, pa.Table]]:
+             trace_seconds: float | None = None,
+             max_events: int | None = None) -> tuple[dict, dict[str, pa.Table]]:
     """One run's card entry and its task tables (only the tasks its files give)."""
     source = {"run_id": run.run_id, "workload": run.workload, "category": run.category,
               "nr_cpus": run.meta.get("nr_cpus"), "seconds": run.meta.get("seconds")}
     tables = {}
     if run.trace is not None:
-        fields, tables = _process_trace(run, events_dir, trace_seconds)
+        fields, tables = _process_trace(run, events_dir, trace_seconds, max_events)
         source.update(fields)
     if run.records is not None:
         fields, tables[CM_TASK] = _process_records(run)
@@ -243,16 +237,12 @@ def _counts(task: str, t: pa.Table) -> dict:
 
 
 def _write_task(task: str, tables: dict[str, pa.Table], splits: dict, root: Path) -> dict:
-    """Write one task's split files and per-workload files from the runs that have its table;
-    return their counts."""
-    (root / task / "workload").mkdir(parents=True)
+    """Write one task's split files from the runs that have its table; return their counts."""
+    (root / task).mkdir(parents=True)
     empty = next(iter(tables.values())).slice(0, 0)
     counts = {}
-    for name, ids in [*((s, splits[s]) for s in SPLITS),
-                      *((f"workload/{w}", ids) for w, ids in splits["workload"].items())]:
-        ids = [i for i in ids if i in tables]
-        if name.startswith("workload/") and not ids:
-            continue
+    for name in SPLITS:
+        ids = [i for i in splits[name] if i in tables]
         t = pa.concat_tables([tables[i] for i in ids]) if ids else empty
         _write_parquet(t, root / task / f"{name}.parquet")
         counts[name] = _counts(task, t)
@@ -269,12 +259,15 @@ def _filter_total(sources: list[dict]) -> dict:
 
 
 def build(trace_dirs: list[Path], out: Path, unseen: list[str], force: bool = False,
-          events: bool = True, trace_seconds: float | None = None) -> dict:
+          events: bool = True, trace_seconds: float | None = None,
+          max_events: int | None = None) -> dict:
     """Build the dataset at `out` and return its card. events=False leaves out the per-run
     events/ copies; trace_seconds replays only each trace's first seconds (the shipped guest
     dataset does both, to stay small; can_migrate records are always used whole)."""
     if trace_seconds is not None and trace_seconds <= 0:
         raise BuildError(f"trace_seconds must be > 0, got {trace_seconds}")
+    if max_events is not None and max_events < 1:
+        raise BuildError(f"max_events must be >= 1, got {max_events}")
     out = Path(out)
     if out.exists() and not force:
         raise BuildError(f"{out} exists (use --force to replace it)")
@@ -289,7 +282,8 @@ def build(trace_dirs: list[Path], out: Path, unseen: list[str], force: bool = Fa
             (tmp / "events").mkdir()
         sources, tables = [], {task: {} for task in (*TASKS, CM_TASK)}
         for run in runs:
-            source, per_task = _process(run, tmp / "events" if events else None, trace_seconds)
+            source, per_task = _process(run, tmp / "events" if events else None, trace_seconds,
+                                       max_events)
             sources.append(source)
             for task, table in per_task.items():
                 tables[task][run.run_id] = table
@@ -301,6 +295,7 @@ def build(trace_dirs: list[Path], out: Path, unseen: list[str], force: bool = Fa
             "splits": splits,
             "notes": notes,
             "trace_seconds": trace_seconds,
+            "max_events": max_events,
             "tasks": tasks,
             "counts": {task: _write_task(task, tables[task], splits, tmp) for task in tasks},
             "features": {"migration": list(MIGRATION_FEATURES), "migration_label": "migrated",
@@ -373,12 +368,15 @@ def main(argv: list[str] | None = None) -> int:
                     help="leave out the per-run events/ copies (smaller dataset)")
     ap.add_argument("--trace-seconds", type=float, default=None,
                     help="replay only the first S seconds of every trace (smaller dataset)")
+    ap.add_argument("--max-events", type=int, default=None,
+                    help="replay at most the first N events of every trace (keeps the 300k-1.3M "
+                         "events/s IPC stressors from outweighing the other workloads)")
     args = ap.parse_args(argv)
     _check_args(ap, args)
     unseen = [c for c in args.unseen.split(",") if c]
     try:
         card = build(args.traces, args.out, unseen, args.force, events=not args.no_events,
-                     trace_seconds=args.trace_seconds)
+                     trace_seconds=args.trace_seconds, max_events=args.max_events)
     except BuildError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,14 +1,18 @@
 """LightningDataModules: one per task, all reading the dataset directory written by data.build.
 
-The DataModule owns everything between the decision tables and tensors: the validation split,
-feature transforms, normalisation statistics (fitted on the training rows only), token encodings
-and windows. All of that is summarised in `meta` (a JSON-able dict) which the task module stores
-in its checkpoint; a DataModule built with `data_meta=` reuses it verbatim instead of fitting, so
-evaluation and export see exactly the inputs the model was trained on.
+The DataModule owns everything between the decision tables and tensors: the split of whole runs
+into train / val / test_seen / test_unseen (data/splits.py), feature transforms, normalisation
+statistics (fitted on the training rows only), token encodings and windows. All of that is
+summarised in `meta` (a JSON-able dict) which the task module stores in its checkpoint; a
+DataModule built with `data_meta=` reuses it verbatim instead of fitting (the split included:
+`meta["split"]` lists the runs of every split), so evaluation and export see exactly the inputs
+and the runs the model was trained and selected on.
 
-Validation rows are the last `val_fraction` of every training run (by time). Whole traces are
-already split into train / test_seen / test_unseen by `data.build`; cutting each training run's
-tail keeps validation free of window overlap with training while still covering every workload.
+Validation is whole held-out runs, never a test split: per training workload its last
+`val_runs` training runs, plus one whole "unseen-like" training category (`val_category`). The
+dataset's tables are pooled and re-split by run_id, so `unseen=[io]` is a leave-one-category-out
+fold of any dataset. Per-workload test sets (`workload/<name>`) are the rows of that workload in
+the test splits.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
+from data import splits as run_splits
 from data.encoding import (
     FeatureSpec,
     TokenLayout,
@@ -37,8 +42,11 @@ from data.windows import SplitData, WindowDataset, collate_batch, stream_order, 
 
 log = logging.getLogger(__name__)
 
-META_VERSION = 1
+META_VERSION = 2  # 2: meta["split"] (whole-run validation); 1 had a val_fraction time tail
 VALID = "valid"  # extra input channel: 1 for a real step, 0 for window padding
+TABLE_FILES = ("train", "test_seen", "test_unseen")  # what data.build writes per task
+TEST_SPLITS = ("test_seen", "test_unseen")
+WORKLOAD = "workload/"
 
 
 class DecisionDataModule(pl.LightningDataModule):
@@ -54,22 +62,30 @@ class DecisionDataModule(pl.LightningDataModule):
         batch_size: int = 256,
         eval_batch_size: int = 2048,
         num_workers: int = 0,
-        val_fraction: float = 0.15,
-        test_splits: tuple[str, ...] = ("test_seen", "test_unseen"),
+        unseen: list[str] | str | None = None,
+        val_category: str | None = run_splits.AUTO,
+        val_runs: int = 1,
+        test_splits: tuple[str, ...] = TEST_SPLITS,
         data_meta: dict | None = None,
         features: list[str] | None = None,
+        val_fraction: float | None = None,
     ):
         super().__init__()
+        if val_fraction is not None:  # a run config (checkpoint) from before whole-run validation
+            raise ValueError("data.val_fraction is gone: validation is whole held-out runs now (data.val_runs, "
+                             "data.val_category); a checkpoint trained with it predates that split: retrain it")
         if window < 1:
             raise ValueError(f"window must be >= 1, got {window}")
-        if not 0.0 < val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+        if isinstance(val_runs, bool) or not isinstance(val_runs, int) or val_runs < 0:
+            raise ValueError(f"data.val_runs must be an integer >= 0, got {val_runs!r}")
         self.dataset_dir = Path(dataset_dir)
         self.window = window
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
-        self.val_fraction = val_fraction
+        self.unseen = [unseen] if isinstance(unseen, str) else (None if unseen is None else [str(u) for u in unseen])
+        self.val_category = None if val_category in (None, "null", "none") else str(val_category)
+        self.val_runs = val_runs
         self.test_splits = tuple(test_splits)
         self.features = list(features) if features else None
         self.meta: dict | None = dict(data_meta) if data_meta else None
@@ -77,7 +93,11 @@ class DecisionDataModule(pl.LightningDataModule):
             self._check_meta(self.meta)
             self.window = int(self.meta["window"])
         self._splits: dict[str, SplitData] = {}
-        self._train_val: tuple[pd.DataFrame, pd.DataFrame] | None = None
+        self._split: dict | None = None
+        self._card: dict | None = None
+        self._files: dict[str, pd.DataFrame] = {}
+        self._frames: dict[str, pd.DataFrame] = {}
+        self._workloads: dict[str, str] = {}
         self._test_names: list[str] | None = None
 
     # ---------------------------------------------------------------- subclass interface
@@ -102,7 +122,7 @@ class DecisionDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if self.meta is None:
-            train, _ = self._train_val_frames()
+            train = self.split_frame("train")
             meta = self.fit_meta(train)
             meta.update(
                 task=self.task,
@@ -110,22 +130,100 @@ class DecisionDataModule(pl.LightningDataModule):
                 window=self.window,
                 version=META_VERSION,
                 dataset=self._dataset_card(),
+                split=self.split,
             )
             self.meta = meta
         if stage in (None, "fit", "validate"):
             self.get_split("train")
             self.get_split("val")
 
+    @property
+    def split(self) -> dict:
+        """The resolved split (data.splits.split_runs' dict): the checkpoint's own when `data_meta`
+        holds one for this dataset's runs, else computed from unseen / val_category / val_runs."""
+        if self._split is None:
+            runs = self.dataset_runs()
+            ids = {r for r, _, _ in runs}
+            saved = (self.meta or {}).get("split")
+            if saved and {r for rs in saved["runs"].values() for r in rs} == ids:
+                self._split = saved
+            else:
+                if saved:  # another dataset (e.g. evaluate.py data.dataset_dir=...): same settings
+                    cats = {c for _, _, c in runs}
+                    unseen, val_category, val_runs = saved["unseen"], saved["val_category"], saved["val_runs"]
+                    if not set(unseen) <= cats:
+                        unseen = self._card_unseen()
+                    if val_category is not None and (val_category not in cats or val_category in unseen):
+                        val_category = run_splits.AUTO
+                    log.warning("%s: the checkpoint's split names other runs than %s holds; re-split it "
+                                "(unseen=%s, val_category=%s, val_runs=%s)", self.table, self.dataset_dir,
+                                unseen, val_category, val_runs)
+                else:
+                    unseen, val_category, val_runs = self.unseen, self.val_category, self.val_runs
+                if unseen is None:
+                    unseen = self._card_unseen()
+                try:
+                    self._split = run_splits.split_runs(runs, unseen, val_category, val_runs)
+                except ValueError as e:
+                    raise ValueError(f"data.{e}" if str(e).startswith(("unseen", "val_")) else str(e)) from None
+                for note in self._split["notes"]:
+                    log.info("%s split: %s", self.table, note)
+        return self._split
+
+    def dataset_runs(self) -> list[tuple[str, str, str]]:
+        """(run_id, workload, category) of every run of the dataset: the card's sources, else
+        the distinct values of the tables' run columns."""
+        card = self._dataset_meta()
+        runs = [(s["run_id"], s["workload"], s["category"]) for s in card.get("sources", [])
+                if all(k in s for k in ("run_id", "workload", "category"))]
+        if not runs:
+            cols = ["run_id", "workload", "category"]
+            frames = [self.read_table(f)[cols].drop_duplicates() for f in TABLE_FILES if self.table_path(f).exists()]
+            if not frames:
+                raise FileNotFoundError(f"no tables under {self.dataset_dir / self.table}")
+            runs = list(pd.concat(frames).drop_duplicates().itertuples(index=False, name=None))
+        self._workloads = {r: w for r, w, _ in runs}
+        return runs
+
+    def workload_names(self) -> list[str]:
+        """Workloads with a run in a test split: the `workload/<name>` test sets."""
+        runs = self.split["runs"]
+        return sorted({self._workloads[r] for s in TEST_SPLITS for r in runs[s] if r in self._workloads})
+
+    def has_split(self, name: str) -> bool:
+        """Whether `name` (a split, `workload/<w>` or a table file's name) names any runs."""
+        if name in run_splits.SPLITS:
+            return bool(self.split["runs"][name])
+        if name.startswith(WORKLOAD):
+            return name[len(WORKLOAD):] in self.workload_names()
+        return self.table_path(name).exists()
+
+    def split_frame(self, name: str) -> pd.DataFrame:
+        """Decision-table rows of a split (its runs' rows), of `workload/<w>` (that workload's rows
+        in the test splits) or of any table file under DATASET/<table>/."""
+        if name not in self._frames:
+            if name in run_splits.SPLITS:
+                df = self._rows_of(self.split["runs"][name])
+                if name in ("train", "val") and df.empty:
+                    split = self.split
+                    raise ValueError(
+                        f"{self.table}: the {name} split has no rows ({run_splits.describe(split)}; "
+                        f"{name} runs: {', '.join(split['runs'][name]) or 'none'}; dataset {self.dataset_dir}): "
+                        f"change data.unseen, data.val_category or data.val_runs")
+            elif name.startswith(WORKLOAD):
+                test = pd.concat([self.split_frame(s) for s in TEST_SPLITS], ignore_index=True)
+                df = test[test["workload"] == name[len(WORKLOAD):]].reset_index(drop=True)
+            else:
+                df = self.read_table(name)
+            self._frames[name] = df
+        return self._frames[name]
+
     def get_split(self, name: str) -> SplitData:
         """Windows of a named split ("train", "val", "test_seen", "workload/<w>", ...), cached."""
         if name not in self._splits:
             if self.meta is None:
                 self.setup("test")
-            if name in ("train", "val"):
-                df = self._train_val_frames()[0 if name == "train" else 1]
-            else:
-                df = self.read_table(name)
-            self._splits[name] = self.make_split(df, name)
+            self._splits[name] = self.make_split(self.split_frame(name), name)
             log.info("%s/%s: %d samples", self.table, name, len(self._splits[name]))
         return self._splits[name]
 
@@ -142,8 +240,8 @@ class DecisionDataModule(pl.LightningDataModule):
             return self._test_names
         names = []
         for name in self.test_splits:
-            if not self.table_path(name).exists():
-                log.warning("test split %s not found at %s; skipped", name, self.table_path(name))
+            if not self.has_split(name):
+                log.warning("test split %s has no runs in %s; skipped", name, self.dataset_dir)
             elif len(self.get_split(name)) == 0:
                 log.warning("test split %s is empty; skipped", name)
             else:
@@ -176,23 +274,42 @@ class DecisionDataModule(pl.LightningDataModule):
         return [self.loader(self.get_split(n)) for n in self.test_split_names]
 
     # ---------------------------------------------------------------- helpers
-    def _train_val_frames(self) -> tuple[pd.DataFrame, pd.DataFrame]:
-        if self._train_val is None:
-            df = self.read_table("train")
-            if df.empty:
-                raise ValueError(f"training table {self.table_path('train')} has no rows")
-            rank = df.groupby("run_id", sort=False)["ts"].rank(method="first", pct=True)
-            is_val = (rank > 1.0 - self.val_fraction).to_numpy()
-            self._train_val = (df[~is_val].reset_index(drop=True), df[is_val].reset_index(drop=True))
-        return self._train_val
+    def _rows_of(self, run_ids: list[str]) -> pd.DataFrame:
+        """The rows of `run_ids`, read from the table files the card says hold them."""
+        want = set(run_ids)
+        placed = self._dataset_meta().get("splits", {})
+        frames = []
+        for f in TABLE_FILES:
+            if f in placed and not want & set(placed[f]):
+                continue
+            if f not in self._files:
+                if not self.table_path(f).exists():
+                    continue
+                self._files[f] = self.read_table(f)
+            df = self._files[f]
+            frames.append(df[df["run_id"].isin(want)])
+        if not frames:  # no file holds these runs: an empty frame with the table's columns
+            if not self.table_path("train").exists():
+                raise FileNotFoundError(f"no tables under {self.dataset_dir / self.table}")
+            self._files.setdefault("train", self.read_table("train"))
+            frames = [self._files["train"].iloc[:0]]
+        return pd.concat(frames, ignore_index=True)
+
+    def _dataset_meta(self) -> dict:
+        if self._card is None:
+            path = self.dataset_dir / "meta.json"
+            self._card = json.loads(path.read_text()) if path.exists() else {}
+        return self._card
+
+    def _card_unseen(self) -> list[str]:
+        return list(self._dataset_meta().get("unseen_categories") or [])
 
     def _dataset_card(self) -> dict:
-        path = self.dataset_dir / "meta.json"
-        card = json.loads(path.read_text()) if path.exists() else {}
+        card = self._dataset_meta()
         return {
             "dir": str(self.dataset_dir),
             "version": card.get("version"),
-            "train_runs": card.get("splits", {}).get("train"),
+            "train_runs": self.split["runs"]["train"],
         }
 
     def _check_meta(self, meta: dict) -> None:
@@ -273,7 +390,8 @@ class BinaryDecisionDataModule(DecisionDataModule):
 
 
 # Transforms of MIGRATION_FEATURES (data/replay.py) that are not plain standardised numbers.
-MIGRATION_TRANSFORMS = {"src_idle": "flag", "other_idle": "flag", "waker_same_cpu": "flag"}
+WAKER = "waker_same_cpu"  # data.replay.WAKER_UNKNOWN (-1) where the trace had no sched_waking
+MIGRATION_TRANSFORMS = {"src_idle": "flag", "other_idle": "flag", WAKER: "flag"}
 MIGRATION_KINDS = {0: "wakeup", 1: "preempt", 2: "new"}
 
 
@@ -299,11 +417,46 @@ class MigrationDataModule(BinaryDecisionDataModule):
     def stream_keys(self) -> list[str]:
         return ["run_id", "segment", "src_cpu" if self.window_by == "cpu" else "tid"]
 
-    def fit_meta(self, train: pd.DataFrame) -> dict:
-        specs = [
+    @staticmethod
+    def all_specs() -> list[FeatureSpec]:
+        return [
             FeatureSpec(c, c, MIGRATION_TRANSFORMS.get(c, "log1p_us" if c.endswith("_ns") else "identity"))
             for c in migration_feature_columns()
         ] + [FeatureSpec(f"kind_{n}", "kind", "onehot", k) for k, n in MIGRATION_KINDS.items()]
+
+    def uses_waker(self) -> bool:
+        specs = self._specs(self.meta) if self.meta else self.select_features(self.all_specs())
+        return any(s.column == WAKER for s in specs)
+
+    def check_waker(self, df: pd.DataFrame | None = None) -> None:
+        """Refuse a model that reads waker_same_cpu where the replay could not compute it (a
+        trace without sched_waking: data.replay.WAKER_UNKNOWN): the dataset's runs per its card,
+        or the rows of `df` (e.g. a trace given to evaluate.py)."""
+        if not self.uses_waker():
+            return
+        if df is None:
+            bad = [s["run_id"] for s in self._dataset_meta().get("sources", [])
+                   if (s.get("replay") or {}).get("wakeup_event") == "sched_wakeup"]
+        else:
+            bad = sorted(df.loc[df[WAKER] < 0, "run_id"].astype(str).unique()) if WAKER in df and len(df) else []
+        if bad:
+            others = list(dict.fromkeys(s.column for s in self.all_specs() if s.column != WAKER))
+            raise ValueError(
+                f"trace(s) {', '.join(bad)} have no sched_waking events: {WAKER} is unknown there "
+                f"(sched_wakeup is logged on the target CPU, so it would leak the label); train "
+                f"without it: data.features=[{','.join(others)}]")
+
+    def setup(self, stage: str | None = None) -> None:
+        self.check_waker()
+        super().setup(stage)
+
+    def make_split(self, df: pd.DataFrame, name: str) -> SplitData:
+        self.check_waker(df)
+        return super().make_split(df, name)
+
+    def fit_meta(self, train: pd.DataFrame) -> dict:
+        self.check_waker(train)
+        specs = self.all_specs()
         return {
             **self._fit_features(train, specs),
             **self.class_meta(train[self.label].to_numpy()),
@@ -359,9 +512,9 @@ class CanMigrateDataModule(BinaryDecisionDataModule):
 
 class SyntheticCanMigrateDataModule(CanMigrateDataModule):
     """Singh's distillation: train on rows drawn by data.cm_synthetic and labelled by the kernel
-    rule (`source: synthetic`), or on those plus the dataset's real training records
-    (`source: both`); test splits are always the dataset's real records. Validation is the tail
-    of every training run, synthetic included, so model selection never sees test records."""
+    rule (`source: synthetic`), or on those plus the dataset's real training runs
+    (`source: both`); validation and test splits are always the dataset's real records (whole
+    validation runs), so model selection never sees a test record."""
 
     SOURCES = ("synthetic", "both")
 
@@ -379,15 +532,17 @@ class SyntheticCanMigrateDataModule(CanMigrateDataModule):
         if self.source == "both":
             super().prepare_data()
 
-    def read_table(self, split: str) -> pd.DataFrame:
-        if split != "train":
-            return super().read_table(split)
-        from data.cm_synthetic import synthetic_table
+    def split_frame(self, name: str) -> pd.DataFrame:
+        if name != "train":
+            return super().split_frame(name)
+        if "train" not in self._frames:
+            from data.cm_synthetic import synthetic_table
 
-        rows = synthetic_table(self.spec)
-        if self.source == "both":
-            rows = pd.concat([super().read_table("train"), rows], ignore_index=True, join="inner")
-        return rows
+            rows = synthetic_table(self.spec)
+            if self.source == "both":
+                rows = pd.concat([super().split_frame("train"), rows], ignore_index=True, join="inner")
+            self._frames["train"] = rows
+        return self._frames["train"]
 
     def fit_meta(self, train: pd.DataFrame) -> dict:
         return {**super().fit_meta(train), "source": self.source, "synthetic": self.spec.to_dict()}

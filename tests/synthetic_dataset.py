@@ -15,16 +15,24 @@ import pandas as pd
 
 from data.cm_record import CM_MAGIC, RECORD_DTYPE, RECORD_SIZE, records_frame
 from data.replay import MIGRATION_COLUMNS, MIGRATION_FEATURES, NEXT_TASK_COLUMNS
+from data.splits import split_runs
 
-# run_id -> (workload, category, split); "unseen" is the held-out category.
+# run_id -> (workload, category); "unseen" is the held-out category. Splits follow data.build
+# (data/splits.py): gamma -> test_unseen; alpha-r04, beta-r01 -> test_seen; the rest -> train.
+# A DataModule's default validation (val_category auto = cpu, the first category after
+# "unseen" in sorted cyclic order; val_runs 1) then takes beta-r00 and alpha-r03 out of train.
 RUNS = {
-    "alpha-r00": ("alpha", "cpu", "train"),
-    "alpha-r01": ("alpha", "cpu", "train"),
-    "alpha-r02": ("alpha", "cpu", "test_seen"),
-    "beta-r00": ("beta", "io", "train"),
-    "beta-r01": ("beta", "io", "test_seen"),
-    "gamma-r00": ("gamma", "unseen", "test_unseen"),
+    "alpha-r00": ("alpha", "msg"),
+    "alpha-r01": ("alpha", "msg"),
+    "alpha-r02": ("alpha", "msg"),
+    "alpha-r03": ("alpha", "msg"),
+    "alpha-r04": ("alpha", "msg"),
+    "beta-r00": ("beta", "cpu"),
+    "beta-r01": ("beta", "cpu"),
+    "gamma-r00": ("gamma", "unseen"),
+    "gamma-r01": ("gamma", "unseen"),
 }
+UNSEEN = ["unseen"]
 
 
 def _migration_run(rng: np.random.Generator, run_id: str, n: int) -> pd.DataFrame:
@@ -145,30 +153,33 @@ def write_synthetic_dataset(root: Path, migration_rows: int = 300, switches_per_
     rng = np.random.default_rng(seed)
     root = Path(root)
     tables = {"migration": {}, "next_task": {}, "can_migrate": {}}
-    for run_id, (workload, category, _) in RUNS.items():
+    for run_id, (workload, category) in RUNS.items():
         extra = {"workload": workload, "category": category}
         tables["migration"][run_id] = _migration_run(rng, run_id, migration_rows).assign(**extra)
         tables["next_task"][run_id] = _next_task_run(rng, run_id, switches_per_cpu).assign(**extra)
         tables["can_migrate"][run_id] = _can_migrate_run(rng, migration_rows).assign(run_id=run_id, **extra)
-    splits = {s: [r for r, v in RUNS.items() if v[2] == s] for s in ("train", "test_seen", "test_unseen")}
-    splits["workload"] = {w: [r for r, v in RUNS.items() if v[0] == w and v[2] != "train"] for w in {v[0] for v in RUNS.values()}}
+    runs = [(r, w, c) for r, (w, c) in RUNS.items()]
+    splits = split_runs(runs, UNSEEN)["runs"]  # the builder's rule: no val (it is in train)
+    splits = {s: splits[s] + (splits["val"] if s == "train" else []) for s in ("train", "test_seen", "test_unseen")}
+    splits["workload"] = {w: [r for r in RUNS if RUNS[r][0] == w and r not in splits["train"]]
+                          for w in sorted({w for w, _ in RUNS.values()})}
     counts = {}
     for task, per_run in tables.items():
-        (root / task / "workload").mkdir(parents=True, exist_ok=True)
+        (root / task).mkdir(parents=True, exist_ok=True)
         counts[task] = {}
-        for name, ids in [*((s, splits[s]) for s in ("train", "test_seen", "test_unseen")),
-                          *((f"workload/{w}", ids) for w, ids in splits["workload"].items())]:
-            df = pd.concat([per_run[i] for i in ids], ignore_index=True)
+        for name in ("train", "test_seen", "test_unseen"):
+            df = pd.concat([per_run[i] for i in splits[name]], ignore_index=True)
             df.to_parquet(root / task / f"{name}.parquet", index=False)
             counts[task][name] = {"rows": len(df)}
     card = {
         "version": 1,
         "synthetic": True,
-        "unseen_categories": ["unseen"],
+        "unseen_categories": UNSEEN,
         "splits": splits,
         "counts": counts,
         "features": {"migration": list(MIGRATION_FEATURES), "next_task": list(NEXT_TASK_COLUMNS)},
-        "sources": [{"run_id": r, "workload": v[0], "category": v[1], "path": "SYNTHETIC"} for r, v in RUNS.items()],
+        "sources": [{"run_id": r, "workload": v[0], "category": v[1], "path": "SYNTHETIC",
+                     "replay": {"wakeup_event": "sched_waking"}} for r, v in RUNS.items()],
     }
     (root / "meta.json").write_text(json.dumps(card, indent=1))
     return root

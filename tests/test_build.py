@@ -85,11 +85,12 @@ def test_split_rule(dataset):
     assert s["workload"] == {"alpha": ["alpha-r10"], "beta": [], "gamma": ["gamma-r01",
                                                                          "gamma-r02"]}
     assert any("beta" in note and "single run" in note for note in card_of(dataset)["notes"])
+    assert "No validation split here" in card_of(dataset)["split_rule"]  # a DataModule takes val out of train
 
 
 @pytest.mark.parametrize("task", ["migration", "next_task"])
 def test_no_trace_lands_in_two_splits(dataset, traces, task):
-    """Each run's rows are all in exactly one split, and per-workload files hold test runs only."""
+    """Each run's rows are all in exactly one split; no per-workload files."""
     split_ids = {s: pq.read_table(dataset / task / f"{s}.parquet").column("run_id").to_pylist()
                  for s in ("train", "test_seen", "test_unseen")}
     sets = {s: set(v) for s, v in split_ids.items()}
@@ -101,13 +102,11 @@ def test_no_trace_lands_in_two_splits(dataset, traces, task):
         assert expected > 0
         homes = {s: ids.count(run.run_id) for s, ids in split_ids.items() if run.run_id in ids}
         assert list(homes.values()) == [expected], (run.run_id, homes)
-    test_runs = sets["test_seen"] | sets["test_unseen"]
-    for f in (dataset / task / "workload").glob("*.parquet"):
-        t = pq.read_table(f)
-        assert set(t.column("run_id").to_pylist()) <= test_runs
-        assert set(t.column("workload").to_pylist()) == {f.stem}
-    assert sorted(f.stem for f in (dataset / task / "workload").glob("*.parquet")) == [
-        "alpha", "gamma"]
+    # per-workload test sets are the test tables' rows of that workload: no files of their own
+    assert not (dataset / task / "workload").exists()
+    assert sorted(p.name for p in (dataset / task).iterdir()) == [
+        "test_seen.parquet", "test_unseen.parquet", "train.parquet"]
+    assert sorted(card_of(dataset)["counts"][task]) == ["test_seen", "test_unseen", "train"]
 
 
 def test_layout_and_columns(dataset):

@@ -43,14 +43,14 @@ def test_migration_windows_never_cross_run_segment_or_stream(dataset, window_by,
 
 
 def test_normalisation_is_fitted_on_train_rows_only(dataset):
-    dm = MigrationDataModule(dataset, window=4, val_fraction=0.2)
+    dm = MigrationDataModule(dataset, window=4)
     dm.setup("fit")
     full = pd.read_parquet(dataset / "migration" / "train.parquet")
-    train, val = dm._train_val_frames()
+    train, val = dm.split_frame("train"), dm.split_frame("val")
     assert len(train) + len(val) == len(full)
-    # validation = the time tail of every run
-    for run, grp in full.groupby("run_id"):
-        assert train[train.run_id == run].ts.max() < val[val.run_id == run].ts.min()
+    # validation = whole runs: no run has rows in both
+    assert set(train.run_id) == {"alpha-r00", "alpha-r01", "alpha-r02"}
+    assert set(val.run_id) == {"alpha-r03", "beta-r00"} and not set(train.run_id) & set(val.run_id)
     specs = [FeatureSpec(**d) for d in dm.meta["features"]]
     raw = apply_specs(train, specs)
     for j, s in enumerate(specs):
@@ -141,3 +141,77 @@ def test_can_migrate_uses_the_collectors_chen_features(dataset, label):
     split = dm.get_split("test_seen")
     assert len(split) == len(expected) < len(records)
     assert sorted(split.target.tolist()) == sorted(expected[label].astype(float).tolist())
+
+
+def test_split_is_whole_runs_and_recorded_in_meta(dataset):
+    """Default split: the card's unseen category, val_category auto (cpu: first after "unseen"),
+    the last training run of every other workload; recorded in meta and rebuilt from it."""
+    dm = NextTaskDataModule(dataset, window=3)
+    dm.setup("fit")
+    split = dm.meta["split"]
+    assert split == {"unseen": ["unseen"], "val_category": "cpu", "val_runs": 1, "notes": [],
+                     "runs": {"train": ["alpha-r00", "alpha-r01", "alpha-r02"], "val": ["alpha-r03", "beta-r00"],
+                              "test_seen": ["alpha-r04", "beta-r01"], "test_unseen": ["gamma-r00", "gamma-r01"]}}
+    for name, runs in split["runs"].items():
+        assert sorted(set(dm.get_split(name).rows.run_id)) == runs
+    # evaluation rebuilds the same runs from the checkpoint's meta, whatever its config says
+    again = NextTaskDataModule(dataset, unseen=["cpu"], val_runs=3, data_meta=dm.meta)
+    assert again.split == split
+    assert torch.equal(again.get_split("val").target, dm.get_split("val").target)
+
+
+def test_leave_one_category_out_fold_repools_the_tables(dataset):
+    dm = MigrationDataModule(dataset, window=2, unseen=["cpu"])
+    dm.setup("fit")
+    runs = dm.meta["split"]["runs"]
+    # cpu (beta) is unseen now; auto validation category: msg (alpha, the next after cpu)
+    assert runs["test_unseen"] == ["beta-r00", "beta-r01"] and dm.meta["split"]["val_category"] == "msg"
+    assert runs["val"] == ["alpha-r00", "alpha-r01", "alpha-r02", "alpha-r03"]
+    # gamma (2 runs) is a training workload now: too few runs for a val run, noted
+    assert runs["train"] == ["gamma-r00"] and runs["test_seen"] == ["alpha-r04", "gamma-r01"]
+    assert any("gamma" in n for n in dm.meta["split"]["notes"])
+    assert set(dm.get_split("test_unseen").rows.run_id) == {"beta-r00", "beta-r01"}
+    assert set(dm.get_split("train").rows.category) == {"unseen"}
+
+
+def test_workload_splits_are_rows_of_the_test_splits(dataset):
+    dm = MigrationDataModule(dataset, window=4)
+    assert dm.workload_names() == ["alpha", "beta", "gamma"]
+    assert dm.has_split("workload/gamma") and not dm.has_split("workload/delta")
+    test = pd.concat([pd.read_parquet(dataset / "migration" / f"{s}.parquet") for s in ("test_seen", "test_unseen")])
+    for w in dm.workload_names():
+        rows = dm.get_split(f"workload/{w}").rows
+        assert len(rows) == (test.workload == w).sum() and set(rows.workload) == {w}
+    assert not (dataset / "migration" / "workload").exists()
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"val_category": None, "val_runs": 0}, r"the val split has no rows \(unseen=\['unseen'\], val_category=None, val_runs=0"),
+    ({"unseen": ["msg", "unseen"], "val_category": "cpu"}, r"the train split has no rows .*data.unseen"),
+    ({"unseen": ["gpu"]}, r"data.unseen names categories with no runs: gpu \(categories present: cpu, msg, unseen\)"),
+    ({"val_category": "unseen"}, r"val_category='unseen' is also unseen"),
+    ({"val_category": "gpu"}, r"val_category='gpu': no run has that category \(known: cpu, msg, unseen\)"),
+])
+def test_bad_split_settings_are_one_clear_error(dataset, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        CanMigrateDataModule(dataset, window=1, **kwargs).setup("fit")
+
+
+def test_a_config_with_the_old_val_fraction_is_refused(dataset):
+    with pytest.raises(ValueError, match="data.val_fraction is gone: validation is whole held-out runs"):
+        MigrationDataModule(dataset, val_fraction=0.15)
+
+
+def test_checkpoint_meta_on_another_dataset_resplits_it(dataset, tmp_path):
+    """evaluate.py data.dataset_dir=OTHER: the saved runs are not there, so the same settings
+    split OTHER (its own unseen category, the auto validation category); the fitted
+    statistics stay the checkpoint's."""
+    from tests.test_leakage import dataset as trace_dataset
+
+    other = trace_dataset(tmp_path, waking=True)
+    dm = MigrationDataModule(dataset, window=2)
+    dm.setup("fit")
+    again = MigrationDataModule(other, data_meta=dm.meta)
+    assert again.split["unseen"] == ["z"] and again.split["val_category"] == "x"
+    assert again.split["runs"]["test_unseen"] == ["c-r01"]
+    assert again.meta["mean"] == dm.meta["mean"] and len(again.get_split("val")) > 0

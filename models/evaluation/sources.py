@@ -2,9 +2,10 @@
 
 A checkpoint alone rebuilds its model and its DataModule (models.tasks.load_from_checkpoint /
 make_datamodule); only data settings may be replaced. Test sets are the dataset's test splits,
-its per-workload files, and raw files collected anywhere: ftrace traces go through the same
-parse -> replay -> DataModule.make_split path as training data, can_migrate record files
-through the builder's can_migrate_table (no feature code here).
+their per-workload subsets (DataModule.workload_names) and raw files collected anywhere: ftrace
+traces go through the same parse -> replay -> DataModule.make_split path as training data (so
+its leakage guard applies), can_migrate record files through the builder's can_migrate_table
+(no feature code here).
 """
 from __future__ import annotations
 
@@ -110,14 +111,14 @@ class Candidate:
         return self.extra[name] if name in self.extra else self.dm.get_split(name)
 
     def test_sets(self, workloads: bool = True) -> list[str]:
-        """Dataset test splits and per-workload files that exist and are not empty, then traces."""
+        """Dataset test splits and per-workload sets (the datamodule's) that are not empty, then traces."""
         names = list(DATASET_SPLITS)
         if workloads:
-            names += sorted(f"workload/{p.stem}" for p in (self.dm.dataset_dir / self.dm.table / "workload").glob("*.parquet"))
+            names += [f"workload/{w}" for w in self.dm.workload_names()]
         kept = []
         for name in names:
-            if not self.dm.table_path(name).exists():
-                log.warning("%s: no %s table at %s; skipped", self.label, name, self.dm.table_path(name))
+            if not self.dm.has_split(name):
+                log.warning("%s: no %s runs in %s; skipped", self.label, name, self.dm.dataset_dir)
             elif len(self.dm.get_split(name)) == 0:
                 log.warning("%s: %s has no samples; skipped", self.label, name)
             else:

@@ -1,0 +1,84 @@
+"""data/splits.py: the one rule that assigns whole runs to train / val / test_seen / test_unseen."""
+import pytest
+
+from data.splits import natural, resolve_val_category, split_runs
+
+RUNS = [  # (run_id, workload, category): three runs per workload unless stated
+    *((f"pipe-r{i}", "pipe", "messaging") for i in (1, 2, 10)),
+    *((f"mq-r0{i}", "mq", "messaging") for i in (1, 2, 3)),
+    *((f"cpu-r0{i}", "cpu", "cpu") for i in (1, 2, 3)),
+    *((f"fork-r0{i}", "fork", "process") for i in (1, 2, 3, 4)),
+    ("yield-r01", "yield", "ctxswitch"), ("yield-r02", "yield", "ctxswitch"),
+    ("sem-r01", "sem", "sync"),
+    *((f"io-r0{i}", "io", "io") for i in (1, 2, 3)),
+]
+
+
+def test_natural_order():
+    assert sorted(["a-r10", "a-r2", "a-r1"], key=natural) == ["a-r1", "a-r2", "a-r10"]
+
+
+def test_builder_split_has_no_validation():
+    s = split_runs(RUNS, ["io"])
+    r = s["runs"]
+    assert r["val"] == [] and s["val_category"] is None and s["val_runs"] == 0
+    assert r["test_unseen"] == ["io-r01", "io-r02", "io-r03"]
+    assert r["test_seen"] == ["cpu-r03", "fork-r04", "mq-r03", "pipe-r10", "yield-r02"]  # r10 is pipe's last
+    assert "sem-r01" in r["train"] and any("sem" in n and "single run" in n for n in s["notes"])
+
+
+def test_validation_runs_and_category():
+    s = split_runs(RUNS, ["io"], val_category="auto", val_runs=1)
+    r = s["runs"]
+    # categories sorted: cpu ctxswitch io messaging process sync -> after io: messaging
+    assert s["val_category"] == "messaging"
+    assert r["val"] == ["cpu-r02", "fork-r03", "mq-r01", "mq-r02", "pipe-r1", "pipe-r2"]
+    assert r["train"] == ["cpu-r01", "fork-r01", "fork-r02", "sem-r01", "yield-r01"]
+    assert r["test_seen"] == ["cpu-r03", "fork-r04", "mq-r03", "pipe-r10", "yield-r02"]
+    # yield has 2 runs: no room for a val run; the note says so
+    assert any("yield" in n and "too few" in n for n in s["notes"])
+    everyone = [x for runs in r.values() for x in runs]
+    assert sorted(everyone) == sorted(x[0] for x in RUNS)  # every run in exactly one split
+
+
+def test_more_validation_runs_and_deterministic():
+    s = split_runs(RUNS, ["io"], val_category=None, val_runs=2)
+    assert s["runs"]["val"] == ["fork-r02", "fork-r03"]  # only fork has 2 val runs + train + test
+    assert split_runs(list(reversed(RUNS)), ["io"], None, 2) == s
+    assert split_runs([dict(run_id=a, workload=b, category=c) for a, b, c in RUNS], ["io"], None, 2) == s
+
+
+def test_auto_category_is_cyclic_and_skips_unseen():
+    cats = ["cpu", "ctxswitch", "io", "messaging", "process", "sync"]
+    assert resolve_val_category(cats, ["sync"], "auto") == "cpu"  # wraps around
+    assert resolve_val_category(cats, ["process", "sync"], "auto") == "cpu"  # next after process is unseen
+    assert resolve_val_category(cats, ["messaging"], "auto") == "process"
+    assert resolve_val_category(cats, [], "auto") == "cpu"
+    assert resolve_val_category(["cpu", "io"], ["io"], "auto") is None  # the only training category stays
+    assert resolve_val_category(cats, ["io"], None) is None
+    assert resolve_val_category(cats, ["io"], "sync") == "sync"
+
+
+def test_leave_one_category_out_folds_cover_every_run_once():
+    cats = sorted({c for _, _, c in RUNS})
+    for held in cats:
+        s = split_runs(RUNS, [held], "auto", 1)
+        assert {c for r, _, c in RUNS if r in s["runs"]["test_unseen"]} == {held}
+        assert s["val_category"] != held
+        assert sorted(x for v in s["runs"].values() for x in v) == sorted(x[0] for x in RUNS)
+
+
+@pytest.mark.parametrize("args,match", [
+    ((["gpu"],), r"unseen names categories with no runs: gpu \(categories present: cpu, ctxswitch, io"),
+    ((["io"], "gpu"), r"val_category='gpu': no run has that category \(known: cpu, ctxswitch"),
+    ((["io"], "io"), r"val_category='io' is also unseen"),
+    ((["io"], None, -1), r"val_runs must be an integer >= 0"),
+])
+def test_bad_names_are_one_clear_error(args, match):
+    with pytest.raises(ValueError, match=match):
+        split_runs(RUNS, *args)
+
+
+def test_a_workload_in_two_categories_is_an_error():
+    with pytest.raises(ValueError, match="several categories"):
+        split_runs([("a-r1", "a", "cpu"), ("a-r2", "a", "io")])
