@@ -237,3 +237,12 @@ def test_trace_seconds_replays_only_the_start(traces, tmp_path):
 def card_of_build(traces, out, extra):
     assert main(["--traces", str(traces), "--out", str(out), "--unseen", "io", *extra]) == 0
     return card_of(out)
+
+
+def test_max_events_replays_only_a_prefix(traces, tmp_path):
+    full, cut = card_of_build(traces, tmp_path / "full", []), card_of_build(traces, tmp_path / "cut", ["--max-events", "12"])
+    assert cut["max_events"] == 12 and full["max_events"] is None
+    for a, b in zip(full["sources"], cut["sources"]):
+        assert a["events"] == b["events"] == a["events_used"] > b["events_used"] == 12
+    assert cut["counts"]["next_task"]["train"]["rows"] < full["counts"]["next_task"]["train"]["rows"]
+    assert main(["--traces", str(traces), "--out", str(tmp_path / "bad"), "--max-events", "0"]) == 2
