@@ -12,7 +12,8 @@ same rows), so this module only reads and aggregates:
   cells    mean ± std (ddof=1) over seeds of the task's primary test_unseen metrics;
   significance (per row): the best sequence model (lstm/tcn, window > 1) against the best of
            the MLP and logistic regression (next_task, which has no logistic regression: the MLP
-           and the baselines), "beats" only by more than the sum of their spreads.
+           and the baselines): "beats" only by more than the sum of their spreads, else "no
+           significant difference", "below", or "1 seed: spread unknown".
 """
 from __future__ import annotations
 
@@ -138,9 +139,11 @@ def _significance(row: dict, kinds: dict, task: str) -> dict:
     b = max(ref, key=lambda c: row[c]["mean"])
     won = beats(row[a], row[b])
     diff = row[a]["mean"] - row[b]["mean"]
-    verdict = SPREAD_UNKNOWN if won is None else ("beats" if won else NO_DIFFERENCE)
-    text = (f"{a} {'beats' if won else 'vs'} {b}: {diff:+.4f}" +
-            ("" if won else f" ({verdict})"))
+    if diff <= 0:
+        verdict = "below"  # whatever the spread: the sequence model is not above
+    else:
+        verdict = SPREAD_UNKNOWN if won is None else ("beats" if won else NO_DIFFERENCE)
+    text = f"{a} {'beats' if won else 'vs'} {b}: {diff:+.4f}" + ("" if won else f" ({verdict})")
     return {"verdict": verdict, "sequence": a, "reference": b, "diff": diff, "text": text}
 
 
