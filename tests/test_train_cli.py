@@ -68,3 +68,37 @@ def test_ddp_two_cpu_processes(dataset, tmp_path):
     assert "GLOBAL_RANK: 0, MEMBER: 1/2" in out and "GLOBAL_RANK: 1, MEMBER: 2/2" in out
     assert "distributed_backend=gloo" in out
     assert len(list(tmp_path.glob("debug/runs/*/test_metrics.json"))) == 1  # written by rank 0 only
+
+
+def evaluate_py(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run([sys.executable, "evaluate.py", *args], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+@pytest.mark.parametrize("task", ["migration", "next_task", "can_migrate"])
+def test_loco_experiment_one_fold(dataset, tmp_path, task):
+    """experiment=loco_<task> on one fold and seed (the sweep's keys replaced from the command
+    line), then evaluate.py on the multirun directory writes the per-category table."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
+        cfg = compose("train", overrides=[f"experiment=loco_{task}"], return_hydra_config=True)
+    params = cfg.hydra.sweeper.params
+    assert params["seed"] == "1,2,3" and params["model"] == "mlp,lstm,tcn" and cfg.hydra.mode.name == "MULTIRUN"
+    assert params["data.unseen"].count("[") == 7 and list(cfg.data.test_splits) == ["test_unseen"]
+    train_py(f"experiment=loco_{task}", "data.unseen=[unseen]", "seed=1,2", "model=mlp", "debug=limit",
+             f"paths.dataset_dir={dataset}", f"paths.log_dir={tmp_path}", *QUIET, *TINY)
+    (sweep,) = tmp_path.glob("debug/multiruns/*")
+    results = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/results.json"))]
+    assert [r["seed"] for r in results] == [1, 2] and all(r["stopped_by"] == "max_epochs" for r in results)
+    for r in results:
+        assert any(k.startswith("test_unseen/") for k in r["metrics"])
+        assert not any(k.startswith("test_seen/") for k in r["metrics"])  # only the held-out category is tested
+    evaluate_py(f"runs={sweep}", "loco=true", f"hydra.run.dir={tmp_path / 'eval'}")
+    report = (tmp_path / "eval" / "report.md").read_text()
+    assert f"Leave-one-category-out: {task}" in report and "mean over categories" in report
+    loco = json.loads((tmp_path / "eval" / "metrics.json").read_text())["loco"]
+    assert loco[0]["folds"] == ["unseen"] and loco[0]["cells"][loco[0]["metrics"][0]]["unseen"]["mlp"]["n"] == 2
