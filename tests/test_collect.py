@@ -169,7 +169,8 @@ def test_sigint_restores_and_discards_partial_run(tmp_path):
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=30)
     assert p.returncode == 130
-    lines = [l for l in err.splitlines() if l.strip() and not l.startswith("waiting for another")]
+    lines = [l for l in err.splitlines() if l.strip() and not l.startswith("waiting for another")
+             and "warning: other work loads the machine" not in l]  # a busy test machine
     assert len(lines) == 1 and "interrupted" in lines[0] and "restored" in lines[0], err
     assert locked_snapshot() == before
     assert list(tmp_path.iterdir()) == []
