@@ -74,3 +74,47 @@ def test_task_configs_name_their_loss_options(task, key, default):
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
         cfg = compose("train", overrides=[f"task={task}"])
     assert cfg.task.loss_options[key] == default
+
+
+def compose_train(overrides: list[str]):
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
+        return compose("train", overrides=overrides)
+
+
+@pytest.mark.parametrize("model,gamma", [("lstm", 2.0), ("tcn", 0.0), ("mlp", 0.0)])
+def test_migration_focal_loss_is_the_lstm_default_only(model, gamma):
+    """conf/task_model/migration_lstm.yaml: the focal loss helped the LSTM on validation, not the others."""
+    assert compose_train(["task=migration", f"model={model}"]).task.loss_options.focal_gamma == gamma
+
+
+def test_next_task_lstm_default_window_and_width():
+    cfg = compose_train(["task=next_task", "model=lstm"])
+    assert (cfg.data.window, cfg.model.width) == (8, 32)
+    assert compose_train(["task=next_task", "model=tcn"]).data.window == 32  # others keep theirs
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    from tests.synthetic_dataset import write_synthetic_dataset
+
+    return write_synthetic_dataset(tmp_path_factory.mktemp("ds"), migration_rows=200, switches_per_cpu=150)
+
+
+@pytest.mark.parametrize("task", ["migration", "next_task", "can_migrate"])
+@pytest.mark.parametrize("model", ["lstm", "tcn", "mlp"])
+def test_default_models_fit_the_winner_mac_budget(synthetic, task, model):
+    """Every default model x task stays eligible for the winner (conf/eval.yaml budget_macs)."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from models.evaluation.cost import macs_per_decision
+
+    budget = OmegaConf.load(CONF / "eval.yaml").winner.budget_macs
+    cfg = compose_train([f"task={task}", f"model={model}", f"paths.dataset_dir={synthetic}"])
+    dm = instantiate(cfg.data)
+    dm.setup("fit")
+    module = instantiate(cfg.task, backbone=cfg.model, data_meta=dm.meta)
+    split = dm.get_split("train")
+    x = split.steps[split.index[:1]]
+    tokens = split.tokens[split.index[:1]] if split.tokens is not None else None
+    assert 0 < macs_per_decision(module.net, x, tokens) <= budget
