@@ -90,7 +90,8 @@ def test_migration_focal_loss_is_the_lstm_default_only(model, gamma):
 def test_next_task_lstm_default_window_and_width():
     cfg = compose_train(["task=next_task", "model=lstm"])
     assert (cfg.data.window, cfg.model.width) == (8, 32)
-    assert compose_train(["task=next_task", "model=tcn"]).data.window == 32  # others keep theirs
+    migration = compose_train(["task=migration", "model=lstm"])  # the overlay stays with its task
+    assert (migration.data.window, migration.model.width) == (16, 16)
 
 
 @pytest.fixture(scope="module")
