@@ -94,3 +94,20 @@ def test_evaluate_picks_the_loco_path_from_results(sweep, tmp_path):
     report = (tmp_path / "eval" / "report.md").read_text()
     assert "Leave-one-category-out: migration" in report and "lstm window=16 beats baseline: logreg" in report
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["loco"][0]["folds"] == FOLDS
+
+
+def test_a_tie_or_a_gap_within_the_spread_is_no_difference():
+    """'below' needs the reference ahead by more than both spreads, like 'beats'."""
+    from models.evaluation.loco import _significance
+    from models.evaluation.seeds import NO_DIFFERENCE
+
+    kinds = {"lstm": "sequence", "mlp": "mlp", "baseline: logreg": "logreg"}
+
+    def row(lstm, mlp, sd=0.0):
+        return {"lstm": {"mean": lstm, "std": sd, "n": 3}, "mlp": {"mean": mlp, "std": sd, "n": 3},
+                "baseline: logreg": {"mean": 0.5, "std": 0.0, "n": 3}}
+
+    assert _significance(row(1.0, 1.0), kinds, "migration")["verdict"] == NO_DIFFERENCE
+    assert _significance(row(0.90, 0.91, sd=0.01), kinds, "migration")["verdict"] == NO_DIFFERENCE
+    assert _significance(row(0.80, 0.91, sd=0.01), kinds, "migration")["verdict"] == "below"
+    assert _significance(row(0.95, 0.91, sd=0.01), kinds, "migration")["verdict"] == "beats"

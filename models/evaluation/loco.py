@@ -13,7 +13,7 @@ same rows), so this module only reads and aggregates:
   significance (per row): the best sequence model (lstm/tcn, window > 1) against the best of
            the MLP and logistic regression (next_task, which has no logistic regression: the MLP
            and the baselines): "beats" only by more than the sum of their spreads, else "no
-           significant difference", "below", or "1 seed: spread unknown".
+           significant difference", "below" (by more than the spreads), or "1 seed: spread unknown".
 """
 from __future__ import annotations
 
@@ -139,10 +139,11 @@ def _significance(row: dict, kinds: dict, task: str) -> dict:
     b = max(ref, key=lambda c: row[c]["mean"])
     won = beats(row[a], row[b])
     diff = row[a]["mean"] - row[b]["mean"]
-    if diff <= 0:
-        verdict = "below"  # whatever the spread: the sequence model is not above
-    else:
+    if diff > 0:
         verdict = SPREAD_UNKNOWN if won is None else ("beats" if won else NO_DIFFERENCE)
+    else:  # "below" only by more than the spreads too: an exact tie is no difference
+        lost = beats(row[b], row[a])
+        verdict = SPREAD_UNKNOWN if lost is None else ("below" if lost else NO_DIFFERENCE)
     text = f"{a} {'beats' if won else 'vs'} {b}: {diff:+.4f}" + ("" if won else f" ({verdict})")
     return {"verdict": verdict, "sequence": a, "reference": b, "diff": diff, "text": text}
 
