@@ -1,15 +1,26 @@
 """Atomic writes: a reader sees the old file (or folder) or the complete new one, never half.
 
-The one helper every floor uses: write beside the target under a dot-name, then rename.
+The one helper every floor uses: write beside the target under a dot-name, then rename. The
+checksum of a finished file lives here too, so the collectors and the builder share it.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+
+def file_sha256(path) -> str:
+    """sha256 of a file, read in 1 MiB blocks (traces and record files run to 100 MB)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while b := fh.read(1 << 20):
+            h.update(b)
+    return h.hexdigest()
 
 
 @contextmanager

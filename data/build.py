@@ -19,7 +19,6 @@ reader never sees a half-written dataset; an existing DATASET is replaced only w
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -33,7 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from data import splits as splits_mod
-from data.atomic import swap_dir_in
+from data.atomic import file_sha256, swap_dir_in
 from data.cm_features import CHEN_FEATURES, FORCED, LABEL, can_migrate_table, filter_counts
 from data.cm_files import RECORD_FILES, read_records, run_records
 from data.parse import parse_file
@@ -117,14 +116,6 @@ def _write_parquet(table: pa.Table, path: Path) -> None:
                    column_encoding={c: "DELTA_BINARY_PACKED" for c in delta})
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _with_run_columns(df, run: Run) -> pa.Table:
     t = pa.Table.from_pandas(df, preserve_index=False)
     n = t.num_rows
@@ -165,7 +156,7 @@ def _process_trace(run: Run, events_dir: Path | None,
     lossy = {key: {str(k): int(v) for k, v in (run.meta.get(key) or {}).items()}
              for key in ("overruns", "dropped_events", "commit_overruns")}
     source = {
-        "path": str(run.trace), "sha256": _sha256(run.trace), "bytes": run.trace.stat().st_size,
+        "path": str(run.trace), "sha256": file_sha256(run.trace), "bytes": run.trace.stat().st_size,
         "events": parsed, "events_used": events.num_rows, "skipped": sum(pstats.skipped.values()),
         "lost": pstats.lost_markers, "lost_events": result.stats["lost_events"],
         **{key: sum(per_cpu.values()) for key, per_cpu in lossy.items()},
@@ -189,7 +180,7 @@ def _process_records(run: Run) -> tuple[dict, pa.Table]:
         raise BuildError(str(e)) from e
     table = can_migrate_table(records.assign(run_id=run.run_id, workload=run.workload,
                                              category=run.category))
-    source = {"records_path": str(run.records), "records_sha256": _sha256(run.records),
+    source = {"records_path": str(run.records), "records_sha256": file_sha256(run.records),
               "records_bytes": run.records.stat().st_size,
               "can_migrate_filter": filter_counts(records)}
     print(f"{run.run_id}: {len(records)} can_migrate records, {len(table)} pass the hard "

@@ -7,7 +7,6 @@ them from here and never from each other.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import os
 import platform
 import re
@@ -15,6 +14,8 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+
+from data.atomic import file_sha256
 
 REPO = Path(__file__).resolve().parents[1]
 GRACE_S = 10.0  # how long past --seconds a workload may run before the collector kills it
@@ -71,14 +72,6 @@ def kill_group(proc: subprocess.Popen, sig: int) -> None:
         os.killpg(proc.pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
-
-
-def file_sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while b := fh.read(1 << 20):
-            h.update(b)
-    return h.hexdigest()
 
 
 class TraceStreamer:

@@ -34,9 +34,9 @@ import time
 from pathlib import Path
 
 from data import tracefs
-from data.atomic import staged_dir, write_atomic, write_json_atomic
+from data.atomic import file_sha256, staged_dir, write_atomic, write_json_atomic
 from data.guest import initramfs, qemu
-from data.run_common import REPO, TraceStreamer, file_sha256, next_run_id, now_iso
+from data.run_common import REPO, TraceStreamer, next_run_id, now_iso
 from data.workloads import BUILTINS, WORKLOADS, Workload
 
 SRC = Path(__file__).resolve().parent
