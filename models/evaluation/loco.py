@@ -21,6 +21,7 @@ import json
 import logging
 from pathlib import Path
 
+from data.splits import natural
 from models.evaluation.seeds import NO_DIFFERENCE, SPREAD_UNKNOWN, beats, fmt_ms, group_setups, mean_std
 
 log = logging.getLogger(__name__)
@@ -34,11 +35,9 @@ MEAN_ROW = "mean over categories"
 
 def read_results(roots) -> list[dict]:
     """Every results.json under the given directories (natural order), with its run folder."""
-    from models.evaluation.sources import _natural
-
     out = []
     for root in [roots] if isinstance(roots, (str, Path)) else list(roots or []):
-        for p in sorted(Path(root).rglob("results.json"), key=_natural):
+        for p in sorted(Path(root).rglob("results.json"), key=lambda p: natural(str(p))):
             r = json.loads(p.read_text())
             if "config" in r and "metrics" in r:
                 out.append({**r, "run_dir": str(p.parent)})

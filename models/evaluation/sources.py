@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig
 
+from data.splits import natural
 from data.windows import SplitData
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ def find_checkpoints(ckpt_path: str | None = None, ckpt_paths=None, runs=None) -
         root = Path(root)
         if not root.is_dir():
             raise EvaluationError(f"runs={root}: not a directory")
-        dirs = sorted((d for d in root.rglob("checkpoints") if d.is_dir()), key=_natural)
+        dirs = sorted((d for d in root.rglob("checkpoints") if d.is_dir()), key=lambda d: natural(str(d)))
         if not dirs:
             raise EvaluationError(f"runs={root}: no run with a checkpoints/ folder under it")
         paths += [best_checkpoint(d) for d in dirs]
@@ -69,10 +70,6 @@ def find_checkpoints(ckpt_path: str | None = None, ckpt_paths=None, runs=None) -
         if not p.is_file():
             raise EvaluationError(f"checkpoint {p} not found")
     return list(dict.fromkeys(p.resolve() for p in paths))
-
-
-def _natural(p: Path) -> list:
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(p))]
 
 
 @dataclass
