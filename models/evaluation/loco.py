@@ -22,7 +22,7 @@ import logging
 from pathlib import Path
 
 from data.splits import natural
-from models.evaluation.seeds import NO_DIFFERENCE, SPREAD_UNKNOWN, beats, fmt_ms, group_setups, mean_std
+from models.evaluation.seeds import compare, fmt_ms, group_setups, mean_std
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,7 @@ METRICS = {"migration": ["bal_acc", "ap"], "next_task": ["top1", "top3"], "can_m
 CEILING = {"next_task": "ceiling"}  # a property of the data, shown beside the table
 SEQUENCE = ("lstm", "tcn")
 MEAN_ROW = "mean over categories"
+WINDOW_VERDICTS = {"beats": "longer window beats window 1", "below": "window 1 beats the longer window"}
 
 
 def read_results(roots) -> list[dict]:
@@ -136,13 +137,9 @@ def _significance(row: dict, kinds: dict, task: str) -> dict:
         return {"verdict": None, "text": "–"}
     a = max(seq, key=lambda c: row[c]["mean"])
     b = max(ref, key=lambda c: row[c]["mean"])
-    won = beats(row[a], row[b])
+    verdict = compare(row[a], row[b])  # "below" too only by more than the spreads: a tie is no difference
     diff = row[a]["mean"] - row[b]["mean"]
-    if diff > 0:
-        verdict = SPREAD_UNKNOWN if won is None else ("beats" if won else NO_DIFFERENCE)
-    else:  # "below" only by more than the spreads too: an exact tie is no difference
-        lost = beats(row[b], row[a])
-        verdict = SPREAD_UNKNOWN if lost is None else ("below" if lost else NO_DIFFERENCE)
+    won = verdict == "beats"
     text = f"{a} {'beats' if won else 'vs'} {b}: {diff:+.4f}" + ("" if won else f" ({verdict})")
     return {"verdict": verdict, "sequence": a, "reference": b, "diff": diff, "text": text}
 
@@ -158,12 +155,10 @@ def _window_comparison(groups: list[dict], rs: list[dict], mean_row: dict) -> li
             for g in longer:
                 a, b = mean_row.get(g["label"]), mean_row.get(one["label"])
                 if a and b:
-                    won = beats(a, b)
+                    verdict = compare(a, b)
                     out.append({"backbone": backbone, "window": _window(rs[g["members"][0]]), "long": g["label"],
                                 "one": one["label"], "long_value": a, "one_value": b,
-                                "verdict": SPREAD_UNKNOWN if won is None else
-                                ("longer window beats window 1" if won else
-                                 ("window 1 beats the longer window" if beats(b, a) else NO_DIFFERENCE))})
+                                "verdict": WINDOW_VERDICTS.get(verdict, verdict)})
     return out
 
 

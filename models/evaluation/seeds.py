@@ -99,6 +99,15 @@ def beats(a: dict, b: dict) -> bool | None:
     return a["mean"] - b["mean"] > a["std"] + b["std"]
 
 
+def compare(a: dict, b: dict) -> str:
+    """"beats" or "below" (by more than the sum of the spreads either way), else "no significant
+    difference"; "1 seed: spread unknown" when either spread is unknown."""
+    won = beats(a, b)
+    if won is None:
+        return SPREAD_UNKNOWN
+    return "beats" if won else "below" if beats(b, a) else NO_DIFFERENCE
+
+
 def fmt_ms(s: dict | None, digits: int = 4) -> str:
     """`0.8512 ± 0.0040 (n=3)`; one value: `0.8512 (n=1)`; none: `–`."""
     if not s or s.get("mean") is None:
