@@ -121,18 +121,19 @@ def test_labels_are_unique_per_task():
 
 
 def test_baselines_are_refitted_when_their_training_rows_differ():
-    """Checkpoints on the same dataset but another validation tail or synthetic source must not
-    share fitted baselines."""
+    """Checkpoints on the same dataset but another split (other validation or training runs) or
+    synthetic source must not share fitted baselines."""
     from types import SimpleNamespace
 
     from models.evaluation.metrics import baseline_key
 
-    def cand(val_fraction, source=None):
-        meta = {"task": "can_migrate", "feature_names": ["a", "b"], "label": "can_migrate"}
+    def cand(val_runs, source=None):
+        meta = {"task": "can_migrate", "feature_names": ["a", "b"], "label": "can_migrate",
+                "split": {"unseen": ["io"], "val_runs": val_runs, "runs": {"val": [f"w-r{val_runs:02d}"]}}}
         if source:
             meta["source"] = source
-        return SimpleNamespace(meta=meta, dm=SimpleNamespace(dataset_dir="d", val_fraction=val_fraction))
+        return SimpleNamespace(meta=meta, dm=SimpleNamespace(dataset_dir="d"))
 
-    assert baseline_key(cand(0.15)) == baseline_key(cand(0.15))
-    assert baseline_key(cand(0.15)) != baseline_key(cand(0.3))
-    assert baseline_key(cand(0.15, "synthetic")) != baseline_key(cand(0.15, "both"))
+    assert baseline_key(cand(1)) == baseline_key(cand(1))
+    assert baseline_key(cand(1)) != baseline_key(cand(2))
+    assert baseline_key(cand(1, "synthetic")) != baseline_key(cand(1, "both"))

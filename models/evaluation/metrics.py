@@ -51,10 +51,10 @@ def score(module, logits: torch.Tensor, target: torch.Tensor) -> dict:
 
 
 def baseline_key(cand) -> tuple:
-    """Baselines depend on the dataset and the rows fitted on (validation tail, synthetic source),
-    the encoding and the numeric inputs, not on the network."""
+    """Baselines depend on the dataset and the rows fitted on (the resolved split, the synthetic
+    source), the encoding and the numeric inputs, not on the network."""
     m = cand.meta
-    return (m["task"], str(cand.dm.dataset_dir), getattr(cand.dm, "val_fraction", None), repr(m.get("split")), m.get("source"),
+    return (m["task"], str(cand.dm.dataset_dir), repr(m.get("split")), m.get("source"),
             tuple(m["feature_names"]), m.get("encoding"), m.get("k"), len(m.get("vocab") or []),
             m.get("window_by"), m.get("label"))
 
