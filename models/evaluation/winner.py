@@ -52,6 +52,10 @@ def why_none(task: str, name: str | None, cands: list[dict], budget_macs: int) -
     return f"no model within {budget_macs:,} MACs with a validation {name}; " + "; ".join(parts)
 
 
+def _spread(cand: dict) -> dict:
+    return {"mean": cand["value"], "std": cand["std"]}
+
+
 def pick_winners(groups: list[dict], metric: dict, budget_macs: int, engine: str) -> dict:
     """winner.json: the rule, its parameters and, per task, the verdict and every candidate group.
 
@@ -77,8 +81,7 @@ def pick_winners(groups: list[dict], metric: dict, budget_macs: int, engine: str
         elif len(eligible) == 1:
             verdict = ONLY
         else:
-            ms = lambda c: {"mean": c["value"], "std": c["std"]}  # noqa: E731
-            wins = [beats(ms(best), ms(c)) for c in eligible[1:]]
+            wins = [beats(_spread(best), _spread(c)) for c in eligible[1:]]
             tied = [best["label"]] + [c["label"] for c, w in zip(eligible[1:], wins) if w is not True]
             if best["n"] < 2 or eligible[1]["n"] < 2:
                 verdict, reason = SPREAD_UNKNOWN, (f"{SPREAD_UNKNOWN}: {best['label']} ({best['n']} seed(s)) and "
