@@ -54,6 +54,12 @@ class SplitData:
     def __len__(self) -> int:
         return len(self.index)
 
+    def last_window(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The split's last sample as a batch-1 model input (steps, tokens): a real, usually full
+        window, for counting MACs and timing one decision."""
+        idx = self.index[-1:]
+        return self.steps[idx].contiguous(), None if self.tokens is None else self.tokens[idx].contiguous()
+
 
 class WindowDataset(Dataset):
     """Map-style dataset of windows; `__getitems__` gathers a whole batch with one index op."""

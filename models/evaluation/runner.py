@@ -31,9 +31,14 @@ log = logging.getLogger(__name__)
 
 def latency_input(cand: Candidate, split_name: str) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One real batch-1 window (the split's last, a full one unless the split is tiny)."""
-    split = cand.get_split(split_name)
-    idx = split.index[-1:]
-    return split.steps[idx].contiguous(), None if split.tokens is None else split.tokens[idx].contiguous()
+    return cand.get_split(split_name).last_window()
+
+
+def header(cfg: DictConfig) -> dict:
+    """What every metrics.json starts with: schema version, time, the command and the config."""
+    command = " ".join(["python evaluate.py", *sys.argv[1:]]) if Path(sys.argv[0]).name == "evaluate.py" else "evaluate(cfg)"
+    return {"version": VERSION, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": command,
+            "config": OmegaConf.to_container(cfg, resolve=True)}
 
 
 def progress(msg: str) -> None:
@@ -158,17 +163,14 @@ def evaluate(cfg: DictConfig) -> dict:
     files = write_plots(models, out, cfg) if cfg.plots else []
     rank = ranking(models)
     files += ["metrics.json", "report.md", "winner.json"] + (["ranking.json"] if rank["models"] else [])
-    command = " ".join(["python evaluate.py", *sys.argv[1:]]) if Path(sys.argv[0]).name == "evaluate.py" else "evaluate(cfg)"
-    result = {"version": VERSION, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": command,
-              "config": OmegaConf.to_container(cfg, resolve=True), "models": models, "groups": groups, "winner": winner,
-              "files": files}
+    result = {**header(cfg), "models": models, "groups": groups, "winner": winner, "files": files}
     write_json(out / "winner.json", winner)
     if rank["models"]:
         write_json(out / "ranking.json", rank)
         for r in rank["models"]:
             print(f"feature ranking of {r['label']} ({r['split']}): retrain on its top-k with\n    {r['command']}")
     write_json(out / "metrics.json", result)
-    write_atomic(out / "report.md", render(models, winner, files, command, cfg.report_split, groups))
+    write_atomic(out / "report.md", render(models, winner, files, result["command"], cfg.report_split, groups))
     for task, v in winner["winners"].items():
         progress(f"winner {task}: {v['winner']} (validation mean {v['value']}, {v['macs']} MACs, {v['verdict']})"
                  if v["winner"] else f"winner {task}: none ({v['reason']})")
@@ -185,12 +187,9 @@ def evaluate_loco(cfg: DictConfig, results: list[dict], out: Path) -> dict:
     progress(f"leave-one-category-out: {len(results)} runs from results.json")
     tables = loco_tables(results)
     out.mkdir(parents=True, exist_ok=True)
-    command = " ".join(["python evaluate.py", *sys.argv[1:]]) if Path(sys.argv[0]).name == "evaluate.py" else "evaluate(cfg)"
-    result = {"version": VERSION, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": command,
-              "config": OmegaConf.to_container(cfg, resolve=True), "loco": tables,
-              "runs": [r["run_dir"] for r in results], "files": ["metrics.json", "report.md"]}
+    result = {**header(cfg), "loco": tables, "runs": [r["run_dir"] for r in results], "files": ["metrics.json", "report.md"]}
     write_json(out / "metrics.json", result)
-    write_atomic(out / "report.md", f"# Leave-one-category-out report\n\nCommand: `{command}`\n\n" + render_loco(tables))
+    write_atomic(out / "report.md", f"# Leave-one-category-out report\n\nCommand: `{result['command']}`\n\n" + render_loco(tables))
     for t in tables:
         sig = t["significance"].get("mean over categories", {}).get("text")
         progress(f"{t['task']} ({t['dataset']}): {len(t['folds'])} categories, {len(t['columns'])} columns; mean: {sig}")

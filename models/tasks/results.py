@@ -97,8 +97,7 @@ def run_results(cfg, trainer, module, datamodule, metrics: dict[str, float], sto
     for name in ("val", "train"):
         split = datamodule.get_split(name)
         if len(split):
-            idx = split.index[-1:]
-            macs = macs_per_decision(net, split.steps[idx], None if split.tokens is None else split.tokens[idx])
+            macs = macs_per_decision(net, *split.last_window())
             break
     meta = _plain(datamodule.meta or {})  # a resumed run's metadata came through hydra.utils.instantiate
     return {
