@@ -55,7 +55,6 @@ def collect_run(session: tracefs.TraceSession, w: Workload, out: Path, seconds: 
         load = wait_quiet(quiet_wait_s, log=lambda m: print(f"{run_id}: {m}", file=sys.stderr))
         session.clear()
         before = session.cpu_stats()
-        load_before = os.getloadavg()
         start_time, mono0 = now_iso(), time.clock_gettime_ns(time.CLOCK_MONOTONIC)
         session.on()
         try:
@@ -101,7 +100,7 @@ def collect_run(session: tracefs.TraceSession, w: Workload, out: Path, seconds: 
             "workload_returncode": result["returncode"],
             "workload_stopped_by": result["stopped_by"],
             "workload_output_tail": log_tail,
-            "loadavg_before": [round(x, 2) for x in load_before],
+            "loadavg_before": load["loadavg"],  # kept for older readers; also in load_before
             "load_before": load,
             "overruns": delta("overrun"),
             "dropped_events": delta("dropped_events"),
