@@ -38,4 +38,20 @@ int sched_lb_model_register(sched_lb_model_fn fn);
 /* Returns after every CPU has left fn (synchronize_rcu()). */
 void sched_lb_model_unregister(sched_lb_model_fn fn);
 
+/*
+ * The hook's cost per call, apart with and without a registered model
+ * (local_clock() around it, timer included), counted per CPU while timing is on.
+ */
+struct sched_lb_hook_stats {
+	u64 calls;		/* no model registered: the RCU pointer load */
+	u64 ns;
+	u64 model_calls;	/* a model registered: fields and the model */
+	u64 model_ns;
+};
+
+/* Timing is off at boot; may sleep (static key). */
+void sched_lb_hook_timing(bool on);
+/* Sums over the CPUs. */
+void sched_lb_hook_stats(struct sched_lb_hook_stats *sum);
+
 #endif /* _LINUX_SCHED_LB_MODEL_H */

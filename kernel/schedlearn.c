@@ -266,6 +266,69 @@ static const struct kernel_param_ops slm_hook_ops = {
 module_param_cb(hook, &slm_hook_ops, NULL, 0644);
 MODULE_PARM_DESC(hook, "1: offer the model to can_migrate_task() (patched kernels), 0: CFS alone");
 
+/*
+ * time_hook=1 asks a patched kernel to time can_migrate_task()'s hook per call,
+ * apart with and without a registered model (sched_lb_hook_timing()); the query
+ * prints the sums and what an empty local_clock() pair costs here, which every
+ * timed call includes.
+ */
+static bool slm_time_hook;
+static u64 slm_timer_ns;
+
+static u64 slm_clock_pair_ns(void)
+{
+	u64 t0, sum = 0;
+	int i;
+
+	for (i = 0; i < 256; i++) {
+		t0 = local_clock();
+		sum += local_clock() - t0;
+	}
+	return sum / 256;
+}
+
+static int slm_time_hook_set(const char *val, const struct kernel_param *kp)
+{
+	void (*timing)(bool on);
+	bool on;
+	int ret = kstrtobool(val, &on);
+
+	if (ret)
+		return ret;
+	timing = symbol_get(sched_lb_hook_timing);
+	if (!timing)
+		return -ENOENT;	/* kernel without the patch: nothing to time */
+	timing(on);
+	symbol_put(sched_lb_hook_timing);
+	slm_time_hook = on;
+	if (on)
+		slm_timer_ns = slm_clock_pair_ns();
+	return 0;
+}
+
+static const struct kernel_param_ops slm_time_hook_ops = {
+	.set = slm_time_hook_set,
+	.get = param_get_bool,
+};
+module_param_cb(time_hook, &slm_time_hook_ops, &slm_time_hook, 0644);
+MODULE_PARM_DESC(time_hook, "1: the patched kernel times its hook per call (query: fair_*)");
+
+/* The kernel's hook timing as " fair_calls=... timer_ns=...", or "" without the patch. */
+static int slm_fair_timing(char *buf, size_t size)
+{
+	void (*stats)(struct sched_lb_hook_stats *sum) = symbol_get(sched_lb_hook_stats);
+	struct sched_lb_hook_stats t;
+
+	if (!stats)
+		return 0;
+	stats(&t);
+	symbol_put(sched_lb_hook_stats);
+	return scnprintf(buf, size,
+			 " timing=%s fair_calls=%llu fair_ns=%llu fair_model_calls=%llu fair_model_ns=%llu"
+			 " timer_ns=%llu", slm_time_hook ? "on" : "off", t.calls, t.ns,
+			 t.model_calls, t.model_ns, slm_timer_ns);
+}
+
 static void slm_lb_sum(struct slm_lb_stats *sum)
 {
 	int cpu;
@@ -357,7 +420,7 @@ struct slm_file {
 	struct slm_model *staged;	/* standby copy being filled */
 	size_t len;			/* blob bytes received */
 	int err;			/* sticky: the blob was rejected */
-	char text[512];			/* read(): status + query */
+	char text[768];			/* read(): status + query */
 	size_t text_len;
 	loff_t text_pos;		/* stream_open(): read() gets no ppos */
 };
@@ -471,12 +534,14 @@ static int slm_query(char *buf, size_t size)
 	ret = scnprintf(buf, size,
 			"gen=%u crc32=0x%08x arch=0x%08x n_in=%d n_out=%d window=%d macs=%u params_size=%zu\n"
 			"vectors=%d match_builtin=%u out_crc32=0x%08x ns_per_forward=%llu\n"
-			"hook=%s mode=%s calls=%llu agree=%llu model_migrate=%llu cfs_migrate=%llu hook_ns=%llu\n",
+			"hook=%s mode=%s calls=%llu agree=%llu model_migrate=%llu cfs_migrate=%llu hook_ns=%llu",
 			gen, crc, (u32)SLM_ARCH_HASH, SLM_N_IN, SLM_N_OUT, SLM_WINDOW,
 			SLM_MACS, sizeof(struct slm_params),
 			SLM_N_VECTORS, ev.matches, ev.out_crc, div_u64(ev.ns, SLM_N_VECTORS),
 			slm_lb_unregister ? "on" : "off", active_mode ? "active" : "shadow",
 			lb.calls, lb.agree, lb.model_migrate, lb.cfs_migrate, lb.ns);
+	ret += slm_fair_timing(buf + ret, size - ret);	/* the hook line goes on */
+	ret += scnprintf(buf + ret, size - ret, "\n");
 	pr_info("query gen=%u match_builtin=%u/%d out_crc32=0x%08x\n",
 		gen, ev.matches, SLM_N_VECTORS, ev.out_crc);
 	return ret;
@@ -566,6 +631,8 @@ static void __exit slm_exit(void)
 	slm_ready = false;
 	slm_lb_detach();		/* no CPU is inside slm_lb_decide() after this */
 	mutex_unlock(&slm_hook_lock);
+	if (slm_time_hook)
+		slm_time_hook_set("0", NULL);	/* the kernel's timing key back off */
 	misc_deregister(&slm_misc);	/* open files pin the module (fops.owner) */
 	kvfree(rcu_dereference_protected(slm_serving, 1));
 }

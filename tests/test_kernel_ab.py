@@ -23,11 +23,15 @@ def console(times: dict) -> str:
         tag = f"w=hackbench-socket arm={arm} rep=1"
         hook = "on" if arm != "cfs" else "off"
         n = 0 if arm == "cfs" else 100
-        out += [f"SLM-AB-Q {tag} before hook={hook} mode=shadow calls=10 agree=9 model_migrate=5 cfs_migrate=6 hook_ns=1000",
+        nm = 40 if arm == "cfs" else 0  # hook calls the kernel timed without a model
+        fair = "timing=on fair_calls={} fair_ns={} fair_model_calls={} fair_model_ns={} timer_ns=20"
+        out += [f"SLM-AB-Q {tag} before hook={hook} mode=shadow calls=10 agree=9 model_migrate=5 cfs_migrate=6 "
+                f"hook_ns=1000 {fair.format(7, 700, 10, 5000)}",
                 f"SLM-AB-S {tag} before cpu0 0 0 1 2 3 4 5 6 7", f"SLM-AB-S {tag} before {DOMAIN}",
                 f"SLM-AB-S {tag} after {DOMAIN.replace(' 4 5 ', ' 14 9 ', 1)}",
                 f"SLM-AB-Q {tag} after hook={hook} mode=shadow calls={10 + n} agree={9 + n - 1} "
-                f"model_migrate={5 + n // 2} cfs_migrate={6 + n // 2} hook_ns={1000 + 300 * n}",
+                f"model_migrate={5 + n // 2} cfs_migrate={6 + n // 2} hook_ns={1000 + 300 * n} "
+                f"{fair.format(7 + nm, 700 + 50 * nm, 10 + n, 5000 + 500 * n)}",
                 f"SLM-AB-RUN {tag} ABRUN ns={int(sec * 1e9)} cpu_ns={int(sec * 2e9)} rc=0 samples=4 imb_sum=6 imb_max=3 nr_sum=40"]
     out += ["SLM-AB-RELOAD rc=0", "SLM-AB-MODEL gen=1 crc32=0x12345678 arch=0x1", "SLM-AB-DONE uptime=99"]
     return "\n".join(out) + "\n"
@@ -39,7 +43,9 @@ def test_parse_runs_counters_and_schedstat():
     cfs, shadow = runs[0], runs[1]
     assert cfs.hook["calls"] == 0 and not cfs.hook["registered"]
     assert shadow.hook == {"calls": 100, "agree": 99, "model_migrate": 50, "cfs_migrate": 50, "hook_ns": 30000,
-                           "registered": True}
+                           "fair_calls": 0, "fair_ns": 0, "fair_model_calls": 100, "fair_model_ns": 50000,
+                           "registered": True, "timer_ns": 20}
+    assert cfs.hook["fair_calls"] == 40 and cfs.hook["fair_ns"] == 2000 and cfs.hook["fair_model_calls"] == 0
     # lb_gained of the CPU_IDLE type went 4 -> 14, lb_hot_gained 5 -> 9
     assert shadow.sched["lb_gained"] == 10 and shadow.sched["lb_hot_gained"] == 4
     assert shadow.imb_mean == 1.5 and shadow.nr_mean == 10.0 and shadow.imb_max == 3
@@ -63,7 +69,12 @@ def test_summary_report_and_plot(tmp_path):
     assert w["shadow_agreement"] == 0.99 and w["hook_calls"] == 200 and w["hook_calls_cfs_arm"] == 0
     assert w["migrations_cfs"] == pytest.approx(10 / 2.0) and w["rq_imbalance_model"] == 1.5
     assert ab["ns_per_call_model"] == pytest.approx(300.0) and "emulated" in ab["ns_per_call_model_label"]
+    # the kernel's timing: 40 calls at 50 ns without the model (cfs arm), 200 at 500 ns with it
+    assert ab["ns_per_call_no_model"] == pytest.approx(50.0) and ab["hook_calls_no_model"] == 40
+    assert ab["ns_per_call_hook_with_model"] == pytest.approx(500.0) and ab["hook_calls_with_model"] == 200
+    assert ab["timer_ns"] == 20 and "emulated" in ab["ns_per_call_no_model_label"]
     md = report.markdown(ab)
+    assert "without a registered model: 50 ns over 40 calls" in md
     assert "| hackbench-socket | 2.000 | 2.200 | 1.100" in md and "emulated" in md
     assert w["cfs_cpu_s"] == [4.0] and w["cpu_ratio_median"] == pytest.approx(1.1)
     report.plot(ab, tmp_path / "ab.png")
@@ -107,4 +118,7 @@ def test_shortened_ab_in_the_patched_kernel(tmp_path, record_property):
     assert ab["trouble"] == [], ab["trouble"]
     saved = json.loads((tmp_path / "ab" / "ab.json").read_text())
     assert {"ns_per_call_model", "ns_per_call_no_model", "reload_under_load"} <= set(saved)
+    # the patched kernel timed its hook in every arm: without the model in cfs, with it in the others
+    assert saved["hook_calls_no_model"] > 0 and saved["ns_per_call_no_model"] > 0
+    assert saved["hook_calls_with_model"] == pytest.approx(w["hook_calls"], rel=0.01) and saved["ns_per_call_hook_with_model"] > 0
     assert (tmp_path / "ab" / "report.md").is_file() and (tmp_path / "ab" / "ab.png").is_file()

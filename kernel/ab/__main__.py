@@ -68,10 +68,7 @@ def run(export_dir: Path, out: Path, workloads: list[str], reps: int, smp: int, 
         tail = [l for l in o.console.splitlines() if l.strip()][-3:]
         raise guest.GuestError(f"guest did not finish in {o.boot_seconds:.0f} s (console.log: {' | '.join(tail)})")
     meta = {"export": str(export_dir), "kernel": kname, "smp": smp, "reps": reps, "workloads_run": workloads,
-            "sample_ms": sample_ms, "boot_seconds": round(o.boot_seconds, 1), "trouble": o.trouble,
-            "ns_per_call_no_model": None,
-            "ns_per_call_no_model_label": "not timed: without a registered model the patch adds one RCU "
-                                          "pointer load to can_migrate_task()"}
+            "sample_ms": sample_ms, "boot_seconds": round(o.boot_seconds, 1), "trouble": o.trouble}
     ab = report.summarise(o.runs, meta)
     ab["ns_per_call_harness"], ab["ns_per_call_harness_label"] = harness_ns(export_dir, records)
     if reload_blob is not None:

@@ -48,7 +48,7 @@ class Run:
     imb_mean: float | None  # mean over samples of max - min nr_running across CPUs
     imb_max: int
     nr_mean: float | None  # mean total nr_running
-    hook: dict = field(default_factory=dict)  # counter deltas: calls, agree, model_migrate, cfs_migrate, hook_ns
+    hook: dict = field(default_factory=dict)  # HOOK_COUNTERS deltas, registered, timer_ns
     sched: dict = field(default_factory=dict)  # schedstat deltas: lb_gained, lb_hot_gained, alb_pushed, ...
 
 
@@ -98,6 +98,11 @@ def pack(path: Path, module: Path, abrun: Path, workloads: list[str], reps: int,
 
 
 _KV = re.compile(r"(\w+)=(\S+)")
+# Counters of the /dev/schedlearn query's hook line: the module's (calls ... hook_ns: its
+# decision) and the patched kernel's timing of the whole hook (fair_*: without a model and
+# with one), differenced over each run.
+HOOK_COUNTERS = ("calls", "agree", "model_migrate", "cfs_migrate", "hook_ns",
+                 "fair_calls", "fair_ns", "fair_model_calls", "fair_model_ns")
 # /proc/schedstat v15 domain line after "domainN MASK": 3 idle types x 8 lb_* fields, alb x3,
 # sbe x3, sbf x3, ttwu_wake_remote, ttwu_move_affine, ttwu_move_balance
 _DOMAIN = {"lb_gained": (4, 12, 20), "lb_hot_gained": (5, 13, 21), "lb_failed": (2, 10, 18),
@@ -139,9 +144,10 @@ def parse(console: str) -> tuple[list[Run], dict, list[str]]:
             key = (kv["w"], kv["arm"], int(kv["rep"]))
             n = int(kv["samples"])
             b, a = q.get(key + ("before",), {}), q.get(key + ("after",), {})
-            hook = {k: int(a[k]) - int(b[k]) for k in ("calls", "agree", "model_migrate", "cfs_migrate", "hook_ns")
-                    if k in a and k in b}
+            hook = {k: int(a[k]) - int(b[k]) for k in HOOK_COUNTERS if k in a and k in b}
             hook["registered"] = a.get("hook") == "on"
+            if "timer_ns" in a:
+                hook["timer_ns"] = int(a["timer_ns"])
             sb, sa = _schedstat(s.get(key + ("before",), [])), _schedstat(s.get(key + ("after",), []))
             runs.append(Run(kv["w"], kv["arm"], int(kv["rep"]), int(kv["ns"]) / 1e9,
                             int(kv["cpu_ns"]) / 1e9 if "cpu_ns" in kv else None, int(kv["rc"]), n,

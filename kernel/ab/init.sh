@@ -22,6 +22,9 @@ echo 1 > /proc/sys/kernel/sched_schedstats || echo "SLM-AB-TROUBLE schedstats"
 insmod /schedlearn.ko hook=0
 echo "SLM-AB-INSMOD rc=$?"
 P=/sys/module/schedlearn/parameters
+# the patched kernel times its hook per call in every arm (with and without the model)
+echo 1 > $P/time_hook
+echo "SLM-AB-TIMING rc=$?"
 
 arm() {
 	case $1 in
