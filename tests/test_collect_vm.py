@@ -148,6 +148,16 @@ def test_guest_boot_collects_records_and_trace(tmp_path, capsys):
     assert ((recs["src_cpu"] >= 0) & (recs["src_cpu"] < 4)).all()
     import pyarrow.parquet as pq
     assert pq.read_table(run / "can_migrate.parquet").num_rows == len(recs)
+    # the freshly recorded calls through the module's decision C = the Python integer reference
+    # (the shipped records: tests/test_kernel_contract.py)
+    from kernel import cm_parity
+    from kernel.vm import models
+
+    pair = models.make_pair(tmp_path / "cm_model", n_vectors=200)
+    par = cm_parity.check(pair.gen_dir, [run], pair.blob_b, time_it=False)
+    assert par["records"] == len(recs) and par["consulted_records"] > 0
+    assert par["feature_differences"] == par["logit_differences"] == par["decision_differences"] == 0, par
+    print(f"parity: {par['records']} fresh records ({par['consulted_records']} consulted), 0 differences")
 
     table, pstats = parse_file(run / "trace.txt.zst")
     pstats.check()
