@@ -101,8 +101,8 @@ _KV = re.compile(r"(\w+)=(\S+)")
 # Counters of the /dev/schedlearn query's hook line: the module's (calls ... hook_ns: its
 # decision) and the patched kernel's timing of the whole hook (fair_*: without a model and
 # with one), differenced over each run.
-HOOK_COUNTERS = ("calls", "agree", "model_migrate", "cfs_migrate", "hook_ns",
-                 "fair_calls", "fair_ns", "fair_model_calls", "fair_model_ns")
+FAIR_COUNTERS = ("fair_calls", "fair_ns", "fair_model_calls", "fair_model_ns")
+HOOK_COUNTERS = ("calls", "agree", "model_migrate", "cfs_migrate", "hook_ns", *FAIR_COUNTERS)
 # /proc/schedstat v15 domain line after "domainN MASK": 3 idle types x 8 lb_* fields, alb x3,
 # sbe x3, sbf x3, ttwu_wake_remote, ttwu_move_affine, ttwu_move_balance
 _DOMAIN = {"lb_gained": (4, 12, 20), "lb_hot_gained": (5, 13, 21), "lb_failed": (2, 10, 18),

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kernel.ab.guest import ARMS, Run
+from kernel.ab.guest import ARMS, FAIR_COUNTERS, Run
 
 BOOT = 10_000
 
@@ -44,7 +44,7 @@ def _arm_stats(runs: list[Run]) -> dict:
             "model_migrate": sum(r.hook.get("model_migrate", 0) for r in runs),
             "cfs_migrate": sum(r.hook.get("cfs_migrate", 0) for r in runs),
             "hook_ns": sum(r.hook.get("hook_ns", 0) for r in runs),
-            **{k: sum(r.hook.get(k, 0) for r in runs) for k in ("fair_calls", "fair_ns", "fair_model_calls", "fair_model_ns")},
+            **{k: sum(r.hook.get(k, 0) for r in runs) for k in FAIR_COUNTERS},
             "failed_runs": sum(r.rc != 0 for r in runs)}
 
 
@@ -52,7 +52,7 @@ def summarise(runs: list[Run], meta: dict) -> dict:
     out = {"emulated": "qemu TCG software emulation: times are not native speed; compare arms only",
            **meta, "workloads": {}}
     calls = ns = 0
-    fair = dict.fromkeys(("fair_calls", "fair_ns", "fair_model_calls", "fair_model_ns"), 0)
+    fair = dict.fromkeys(FAIR_COUNTERS, 0)
     for w in dict.fromkeys(r.workload for r in runs if r.arm in ARMS):
         arm = {a: _arm_stats([r for r in runs if r.workload == w and r.arm == a]) for a in ARMS}
         ratio, ci = ratio_ci(arm["active"]["seconds"], arm["cfs"]["seconds"])
@@ -93,7 +93,8 @@ def summarise(runs: list[Run], meta: dict) -> dict:
     out["timer_ns"] = timer[-1] if timer else None
     out["hook_calls_no_model"], out["hook_calls_with_model"] = fair["fair_calls"], fair["fair_model_calls"]
     out["ns_per_call_no_model"] = fair["fair_ns"] / fair["fair_calls"] if fair["fair_calls"] else None
-    out["ns_per_call_hook_with_model"] = fair["fair_model_ns"] / fair["fair_model_calls"] if fair["fair_model_calls"] else None
+    out["ns_per_call_hook_with_model"] = (fair["fair_model_ns"] / fair["fair_model_calls"]
+                                          if fair["fair_model_calls"] else None)
     out["ns_per_call_no_model_label"] = out["ns_per_call_hook_with_model_label"] = (
         "emulated (TCG): the patched kernel's local_clock() around the whole hook in can_migrate_task() "
         "(RCU pointer load; with a model also the contract's fields and the call), averaged over every call "
