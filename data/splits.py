@@ -24,9 +24,9 @@ SPLITS = ("train", "val", "test_seen", "test_unseen")
 AUTO = "auto"
 
 
-def natural(run_id: str) -> list:
-    """Sort key that orders r2 before r10."""
-    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", run_id)]
+def natural(name) -> list:
+    """Sort key that orders r2 before r10 (a run id or a path)."""
+    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", str(name))]
 
 
 def _triples(runs: Iterable) -> list[tuple[str, str, str]]:

@@ -71,9 +71,7 @@ def test_checkpoint_keeps_the_loss(tmp_path):
 @pytest.mark.parametrize("task,key,default", [("migration", "focal_gamma", 0.0), ("can_migrate", "focal_gamma", 0.0),
                                               ("next_task", "label_smoothing", 0.0)])
 def test_task_configs_name_their_loss_options(task, key, default):
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
-        cfg = compose("train", overrides=[f"task={task}"])
-    assert cfg.task.loss_options[key] == default
+    assert compose_train([f"task={task}"]).task.loss_options[key] == default
 
 
 def compose_train(overrides: list[str]):
@@ -115,7 +113,4 @@ def test_default_models_fit_the_winner_mac_budget(synthetic, task, model):
     dm = instantiate(cfg.data)
     dm.setup("fit")
     module = instantiate(cfg.task, backbone=cfg.model, data_meta=dm.meta)
-    split = dm.get_split("train")
-    x = split.steps[split.index[:1]]
-    tokens = split.tokens[split.index[:1]] if split.tokens is not None else None
-    assert 0 < macs_per_decision(module.net, x, tokens) <= budget
+    assert 0 < macs_per_decision(module.net, *dm.get_split("train").last_window()) <= budget

@@ -38,7 +38,7 @@ def read_results(roots) -> list[dict]:
     """Every results.json under the given directories (natural order), with its run folder."""
     out = []
     for root in [roots] if isinstance(roots, (str, Path)) else list(roots or []):
-        for p in sorted(Path(root).rglob("results.json"), key=lambda p: natural(str(p))):
+        for p in sorted(Path(root).rglob("results.json"), key=natural):
             r = json.loads(p.read_text())
             if "config" in r and "metrics" in r:
                 out.append({**r, "run_dir": str(p.parent)})

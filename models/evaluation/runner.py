@@ -29,11 +29,6 @@ from models.hydra_cli import check_checkpoint
 log = logging.getLogger(__name__)
 
 
-def latency_input(cand: Candidate, split_name: str) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """One real batch-1 window (the split's last, a full one unless the split is tiny)."""
-    return cand.get_split(split_name).last_window()
-
-
 def header(cfg: DictConfig) -> dict:
     """What every metrics.json starts with: schema version, time, the command and the config."""
     command = " ".join(["python evaluate.py", *sys.argv[1:]]) if Path(sys.argv[0]).name == "evaluate.py" else "evaluate(cfg)"
@@ -78,7 +73,7 @@ def evaluate_candidate(cand: Candidate, cfg: DictConfig, cache: dict, step: str 
     baselines = baseline_scores(cand, splits, cache, chunk) if cfg.baselines else {}
     for s in splits:
         scores[s].update(lift(scores[s], baselines.get(s, {}), primary))
-    x, tokens = latency_input(cand, splits[0])
+    x, tokens = cand.get_split(splits[0]).last_window()  # one real batch-1 window
     entry = {
         "label": cand.label, "task": cand.task, "backbone": cand.backbone, "seed": cand.cfg.get("seed"),
         "ckpt_path": str(cand.ckpt_path),

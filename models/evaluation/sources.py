@@ -60,7 +60,7 @@ def find_checkpoints(ckpt_path: str | None = None, ckpt_paths=None, runs=None) -
         root = Path(root)
         if not root.is_dir():
             raise EvaluationError(f"runs={root}: not a directory")
-        dirs = sorted((d for d in root.rglob("checkpoints") if d.is_dir()), key=lambda d: natural(str(d)))
+        dirs = sorted((d for d in root.rglob("checkpoints") if d.is_dir()), key=natural)
         if not dirs:
             raise EvaluationError(f"runs={root}: no run with a checkpoints/ folder under it")
         paths += [best_checkpoint(d) for d in dirs]
