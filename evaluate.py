@@ -20,15 +20,15 @@ os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parent))
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from models.evaluation.config import OverrideError, check_overrides, check_settings  # noqa: E402
-from models.hydra_cli import entry_point, run  # noqa: E402
+from evaluation.config import OverrideError, check_overrides, check_settings  # noqa: E402
+from plumbing.hydra_cli import entry_point, run  # noqa: E402
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval.yaml")
 @entry_point("evaluate.py")  # an error is one line; a run that wrote nothing leaves no folder
 def main(cfg: DictConfig) -> None:
     check_settings(cfg)  # fast: before torch and the models load
-    from models.evaluation.runner import evaluate
+    from evaluation.runner import evaluate
 
     evaluate(cfg)
 

@@ -1,6 +1,6 @@
 """Train a model on a scheduler-decision task, then test it on seen and unseen workloads.
 
-    python train.py                          # migration, TCN, on data/sample
+    python train.py                          # migration, TCN, on datasets/sample
     python train.py model=lstm task=next_task
     python train.py -m model=lstm,tcn,mlp    # multirun
     python train.py --help                   # config groups (conf/)
@@ -26,7 +26,9 @@ os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parent))
 import hydra  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from models.hydra_cli import UserError, check_checkpoint, check_number, check_trainer, entry_point, run  # noqa: E402
+from models.checkpoint import check_checkpoint
+
+from plumbing.hydra_cli import UserError, check_number, check_trainer, entry_point, run  # noqa: E402
 
 log = logging.getLogger(__name__)
 

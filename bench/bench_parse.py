@@ -3,7 +3,7 @@
     python bench/bench_parse.py [--trace PATH ...] [--repeat 5] [--reference-lines 100000]
                                 [--cpu N] [--parquet-sweep]
 
-Default traces: the shipped ones, data/traces/*/trace.txt*. The acceptance figure (>= 2M
+Default traces: the shipped ones, datasets/traces/*/trace.txt*. The acceptance figure (>= 2M
 events/s) needs >= 500k events in total; to collect such a trace without touching the global
 tracefs setup, use a private instance (as root):
 
@@ -18,17 +18,17 @@ tracefs setup, use a private instance (as root):
 
 What is timed, best of --repeat runs, in one thread (--cpu pins it):
   * end to end: what `python -m data.parse TRACE --out events.parquet` does after its imports
-    (data.parse.main in this process: read the file, parse, write Parquet with the stats,
+    (data.parse.tracefile.main in this process: read the file, parse, write Parquet with the stats,
     rename into place). This is the acceptance figure; for a compressed trace it includes
     decompression.
   * core: parsing the text already in memory into a pyarrow.Table with EVENT_SCHEMA (all
     seven event kinds, typed columns); decompression is reported on its own.
-  * import: `python -c "import data.parse"` in a fresh interpreter (goal <= 0.25 s), beside
+  * import: `python -c "import data.parse.tracefile"` in a fresh interpreter (goal <= 0.25 s), beside
     `python -c pass`.
 Events = event rows (lost markers excluded). Wall-clock time decides; the CPU time of the
 process is shown beside it because on a shared machine other processes stretch the wall clock.
 --parquet-sweep times Parquet writer settings on the first trace's table (the measurement
-behind data.parse.PARQUET_OPTIONS).
+behind data.parse.tracefile.PARQUET_OPTIONS).
 """
 from __future__ import annotations
 
@@ -46,8 +46,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from data import parse  # noqa: E402
-from data.schema import EVENT_SCHEMA  # noqa: E402
+from data.parse import tracefile as parse  # noqa: E402
+from data.parse.schema import EVENT_SCHEMA  # noqa: E402
 
 TARGET_EVENTS = 500_000
 TARGET_RATE = 2_000_000
@@ -63,10 +63,10 @@ def cpu_model() -> str:
 def shipped_traces_and_cpu(args, what: str) -> list[Path] | None:
     """The traces to time (--trace or the shipped ones), pinning to --cpu; prints the CPU line.
     None when there is nothing to time (the message is printed)."""
-    traces = args.trace or sorted(p for p in (REPO / "data" / "traces").glob("*/trace.txt*")
+    traces = args.trace or sorted(p for p in (REPO / "datasets" / "traces").glob("*/trace.txt*")
                                   if not p.parent.name.startswith("."))  # "." dirs: being written
     if not traces:
-        print("no traces: none shipped under data/traces/ and no --trace given", file=sys.stderr)
+        print("no traces: none shipped under datasets/traces/ and no --trace given", file=sys.stderr)
         return None
     if args.cpu is not None:
         os.sched_setaffinity(0, {args.cpu})
@@ -93,7 +93,7 @@ def read_text(path: Path) -> bytes:
 
 
 def cli_end_to_end(path: Path, repeat: int) -> tuple[float, float]:
-    """Best (wall, CPU) seconds of the CLI's work after imports: data.parse.main([...])."""
+    """Best (wall, CPU) seconds of the CLI's work after imports: data.parse.tracefile.main([...])."""
     best, best_cpu = float("inf"), float("inf")
     with tempfile.TemporaryDirectory(prefix="bench_parse.") as tmp:
         out = Path(tmp) / "events.parquet"
@@ -142,7 +142,7 @@ def parquet_sweep(path: Path, repeat: int) -> None:
             column_encoding=delta),
         "snappy, dictionary on strings+event, no stats, delta ts/line": dict(
             compression="snappy", use_dictionary=dict_cols, write_statistics=False, column_encoding=delta),
-        "data.parse.PARQUET_OPTIONS": parse.PARQUET_OPTIONS,
+        "data.parse.tracefile.PARQUET_OPTIONS": parse.PARQUET_OPTIONS,
     }
     print(f"Parquet writer settings, {sum(len(b) for b in batches):,} rows of {path.name} "
           f"(CPU s, best of {repeat}):")
@@ -184,7 +184,7 @@ def bench(path: Path, repeat: int, reference_lines: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--trace", type=Path, nargs="+", help="trace files (default: data/traces/*/trace.txt*)")
+    ap.add_argument("--trace", type=Path, nargs="+", help="trace files (default: datasets/traces/*/trace.txt*)")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--reference-lines", type=int, default=100_000,
                     help="also time the pure-Python reference on this many lines (0: skip)")
@@ -209,8 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'TOTAL':<40} {events:>9,} {sum(r['mb'] for r in results):>6.1f} "
           f"{sum(r['decompress_s'] for r in results):>8.3f} | {parse_s:>7.3f} {events / parse_s / 1e6:>6.2f}M "
           f"{events / cpu_s / 1e6:>7.2f}M | {cli_s:>6.3f} {events / cli_s / 1e6:>6.2f}M {events / cli_cpu / 1e6:>7.2f}M")
-    t_import, t_python = import_seconds("import data.parse"), import_seconds("pass")
-    print(f"import: `python -c \"import data.parse\"` {t_import:.3f} s (goal <= 0.25 s; "
+    t_import, t_python = import_seconds("import data.parse.tracefile"), import_seconds("pass")
+    print(f"import: `python -c \"import data.parse.tracefile\"` {t_import:.3f} s (goal <= 0.25 s; "
           f"`python -c pass` {t_python:.3f} s)")
     refs = [r["ref_rate"] for r in results if r["ref_rate"]]
     if refs:

@@ -2,10 +2,10 @@
 
     python bench/bench_replay.py [--trace PATH ...] [--repeat 3] [--cpu N] [--no-reference]
 
-Default traces: the shipped ones, data/traces/*/trace.txt*. Each is parsed first (not timed);
-what is timed is data.replay.replay(events) as data/build.py calls it (the C state machine plus
+Default traces: the shipped ones, datasets/traces/*/trace.txt*. Each is parsed first (not timed);
+what is timed is data.dataset.replay.replay(events) as data/dataset/build.py calls it (the C state machine plus
 the numpy/pandas work around it that builds both decision tables), best of --repeat runs, in
-one thread (--cpu pins it). The pure-Python reference (data/replay_ref.py) is timed once beside
+one thread (--cpu pins it). The pure-Python reference (data/dataset/replay_reference.py) is timed once beside
 it unless --no-reference. Wall-clock time decides (goal >= 2M events/s); the CPU time of the
 process is shown beside it because on a shared machine other processes stretch the wall clock.
 """
@@ -21,8 +21,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.bench_parse import shipped_traces_and_cpu  # noqa: E402
-from data import replay, replay_ref  # noqa: E402
-from data.parse import parse_file  # noqa: E402
+from data.dataset import replay
+from data.dataset import replay_reference as replay_ref  # noqa: E402
+from data.parse.tracefile import parse_file  # noqa: E402
 
 TARGET_RATE = 2_000_000
 
@@ -39,7 +40,7 @@ def best_of(fn, repeat: int) -> tuple[object, float, float]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--trace", type=Path, nargs="+", help="trace files (default: data/traces/*/trace.txt*)")
+    ap.add_argument("--trace", type=Path, nargs="+", help="trace files (default: datasets/traces/*/trace.txt*)")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--cpu", type=int, help="pin to this CPU")
     ap.add_argument("--no-reference", action="store_true", help="skip timing the pure-Python reference")

@@ -17,7 +17,9 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from models.hydra_cli import UserError, check_checkpoint, check_number, entry_point, one_line, run
+from models.checkpoint import check_checkpoint
+
+from plumbing.hydra_cli import UserError, check_number, entry_point, one_line, run
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 PROG = "python -m export"
@@ -47,7 +49,7 @@ def _flag(cfg: DictConfig, key: str) -> bool:
 
 
 def _writable_parent(out: Path) -> None:
-    from data.cli import unwritable
+    from plumbing.cli import unwritable
 
     if (why := unwritable(out)):
         raise UserError(f"out={out}: cannot create it ({why})")

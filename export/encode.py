@@ -1,6 +1,6 @@
 """Integer feature encoder: raw kernel values -> the model's fixed-point inputs (`<p>_encode`).
 
-Training feeds the net standardised transforms of decision-table columns (data/encoding.py:
+Training feeds the net standardised transforms of decision-table columns (data/dataset/encoding.py:
 identity, flag, onehot, log1p_us; then (v - mean) / std; plus the constant `valid` channel).
 The kernel has raw integers, so the export also generates their integer version:
 
@@ -12,7 +12,7 @@ Per input j, with F = SLM_IN_FRAC_BITS, ENC_SHIFT = 16 and a_j, b_j s64 in struc
 (they come from the training statistics, so a reloaded blob carries its own):
   identity  v = clamp(raw, +-2^24);            in = sat32(rshr(v * a - b, 16))
             a = round(2^(F+16) / (std * d)), b = round(mean * 2^(F+16) / std)
-            d = 1, except for the can_migrate contract (data/cm_int_features.py): the kernel
+            d = 1, except for the can_migrate contract (data/can_migrate/int_features.py): the kernel
             computes loads and delta_faults as integers that are d times the trained value
   log1p_us  L = log2(clamp(raw, 0, 2^62) + 1000) in Q16 (exponent + 257-entry table of
             log2(1 + i/256) with linear interpolation on the next 8 mantissa bits);
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from data.cm_int_features import contract_divisors
+from data.can_migrate.int_features import contract_divisors
 from export.intref import rshr
 from export.quantize import qround
 

@@ -1,7 +1,7 @@
 """The export pipeline: Source -> ONNX -> IR -> calibration -> integer model -> C, with checks.
 
 The whole folder is atomic: everything is written into `.OUT.tmp-PID` beside `out`, which is
-renamed into place (data.atomic.swap_dir_in) only once complete; on any error or Ctrl-C the
+renamed into place (plumbing.atomic.swap_dir_in) only once complete; on any error or Ctrl-C the
 half-built folder is removed and `out` is as it was. Outputs:
   model.onnx              the exported graph (static shapes, functions inlined)
   parity.json / .md       torch vs onnxruntime vs lowered IR
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data.atomic import swap_dir_in
+from plumbing.atomic import swap_dir_in
 from export import blob, cbuild, codegen_c, encode, evaluate, parity, report, vectors
 from export.intref import IntRef, Stream
 from export.onnx_graph import ExportError, export_onnx, lower

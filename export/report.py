@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from data.atomic import write_atomic
+from plumbing.atomic import write_atomic
 from export.intref import IntRef
 from export.quantize import ACT_BITS, GATE_FRAC, GATE_ONE, OUT_BITS, TABLE_INTERVALS, QModel
 

@@ -62,7 +62,7 @@ class Source:
 
 
 def split_from_data(sd) -> Split:
-    """data.windows.SplitData -> Split (windows gathered, pad row dropped from the steps)."""
+    """data.dataset.windows.SplitData -> Split (windows gathered, pad row dropped from the steps)."""
     steps = sd.steps.numpy()
     index = sd.index.numpy()
     pad = len(steps) - 1

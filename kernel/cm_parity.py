@@ -1,9 +1,9 @@
 """Parity of the in-kernel can_migrate decision path with the Python integer reference.
 
-The C side is the module's own code (data/bcc/cm_features.h + kernel/slm_cm_input.h + the
+The C side is the module's own code (data/collect/bcc/cm_features.h + kernel/slm_cm_input.h + the
 exported model.h) compiled into a user-space harness (kernel/harness/cm_parity.c) and run on
 recorded can_migrate_task() calls. The Python side is the contract's mirror
-(data/cm_int_features.py), export's integer encoder (`encode_ref`) and integer reference
+(data/can_migrate/int_features.py), export's integer encoder (`encode_ref`) and integer reference
 (`IntRef`), with the model rebuilt from the export directory: structure from model.onnx and
 scales.json, every parameter from the blob (so a reloaded blob is checked the same way), and
 the blob's arch hash must match. Streaming state is per balancing CPU, as in the module.
@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from data.cm_int_features import FEATURES, fields_from_records, raw_features
-from data.cm_record import (
+from data.can_migrate.int_features import FEATURES, fields_from_records, raw_features
+from data.can_migrate.record import (
     CM_MAGIC,
     LBF_ACTIVE_LB,
     RECORD_DTYPE,
@@ -40,7 +40,7 @@ from data.cm_record import (
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 HARNESS = HERE / "harness" / "cm_parity.c"
-INCLUDES = (HERE, REPO / "data" / "bcc")
+INCLUDES = (HERE, REPO / "data" / "collect" / "bcc")
 
 
 class ParityError(ValueError):
@@ -246,7 +246,7 @@ def check(export_dir: Path, paths: list[Path], blob: Path | None = None, time_it
         ns = c_ns_per_call(exe, rec, work) if time_it and len(rec) else None
     logit_py = reference_logits(q, rec)
     dec_c, dec_py = logit_c > 0, logit_py > 0
-    from data.cm_features import hard_ok
+    from data.can_migrate.features import hard_ok
 
     consulted = hard_ok(records_frame(rec)).to_numpy() & ((rec["env_flags"] & LBF_ACTIVE_LB) == 0)
     return {
@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(json.dumps(rep, indent=2))
     if a.out:
-        from data.atomic import write_json_atomic
+        from plumbing.atomic import write_json_atomic
 
         write_json_atomic(a.out, rep)
     return 0 if rep["decision_differences"] == rep["logit_differences"] == rep["feature_differences"] == 0 else 1

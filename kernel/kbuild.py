@@ -14,7 +14,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SOURCES = ("schedlearn.c", "Kbuild", "slm_blob.h", "sched_lb_model.h", "slm_cm_input.h")
 # the can_migrate feature contract, shared with the BPF collector (one floor down)
-CONTRACT = HERE.parent / "data" / "bcc" / "cm_features.h"
+CONTRACT = HERE.parent / "data" / "collect" / "bcc" / "cm_features.h"
 GENERATED = ("model.h", "model_vectors.h")
 
 

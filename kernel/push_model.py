@@ -127,7 +127,7 @@ def push(data: bytes, dev: str = DEV) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from data.cli import ArgParser, os_error  # stdlib only, like this tool
+    from plumbing.cli import ArgParser, os_error  # stdlib only, like this tool
 
     ap = ArgParser(prog="python -m kernel.push_model", description=__doc__.split("\n\n")[0])
     ap.add_argument("blob")

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from data.atomic import write_json_atomic
+from plumbing.atomic import write_json_atomic
 
 HERE = Path(__file__).resolve().parent
 SCRIPT = HERE / "build_fair.sh"

@@ -12,7 +12,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from data.windows import SplitData
+from data.dataset.windows import SplitData
 
 CACHE_HOT_NS = 500_000  # the kernel's sysctl_sched_migration_cost (500 us)
 CONFIDENT = 20.0  # logit used for hard yes/no rules
@@ -78,14 +78,14 @@ class Majority(Baseline):
 
 
 class KernelRule(Baseline):
-    """can_migrate: the kernel's own verdict recomputed from the row's fields (data/cm_rule.py);
+    """can_migrate: the kernel's own verdict recomputed from the row's fields (data/can_migrate/rule.py);
     for label `forced`, the rule's "allowed although cache hot". Below 100% only where the
-    record misses or approximates what the kernel read (see data/cm_rule.py)."""
+    record misses or approximates what the kernel read (see data/can_migrate/rule.py)."""
 
     name = "kernel_rule"
 
     def logits(self, split, rows):
-        from data.cm_rule import kernel_verdict
+        from data.can_migrate.rule import kernel_verdict
 
         allow, forced = kernel_verdict(split.rows.iloc[rows])
         return _hard((forced if self.meta.get("label") == "forced" else allow) != 0)

@@ -1,8 +1,8 @@
-"""SYNTHETIC test fixture: a tiny dataset directory with the layout data.build writes
+"""SYNTHETIC test fixture: a tiny dataset directory with the layout data.dataset.build writes
 (plus can_migrate/<split>.parquet of bcc records, the layout CanMigrateDataModule reads).
 
 Nothing here comes from a kernel trace. Rows are drawn from simple random rules (so that a model
-has something learnable) with the exact columns and dtypes of data.replay's decision tables, so
+has something learnable) with the exact columns and dtypes of data.dataset.replay's decision tables, so
 the training stack can be tested without the shipped dataset and in a few seconds.
 """
 from __future__ import annotations
@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data.cm_record import CM_MAGIC, RECORD_DTYPE, RECORD_SIZE, records_frame
-from data.replay import MIGRATION_COLUMNS, MIGRATION_FEATURES, NEXT_TASK_COLUMNS
-from data.splits import split_runs
+from data.can_migrate.record import CM_MAGIC, RECORD_DTYPE, RECORD_SIZE, records_frame
+from data.dataset.tables import MIGRATION_COLUMNS, MIGRATION_FEATURES, NEXT_TASK_COLUMNS
+from data.dataset.splits import split_runs
 
-# run_id -> (workload, category); "unseen" is the held-out category. Splits follow data.build
-# (data/splits.py): gamma -> test_unseen; alpha-r04, beta-r01 -> test_seen; the rest -> train.
+# run_id -> (workload, category); "unseen" is the held-out category. Splits follow data.dataset.build
+# (data/dataset/splits.py): gamma -> test_unseen; alpha-r04, beta-r01 -> test_seen; the rest -> train.
 # A DataModule's default validation (val_category auto = cpu, the first category after
 # "unseen" in sorted cyclic order; val_runs 1) then takes beta-r00 and alpha-r03 out of train.
 RUNS = {
@@ -121,7 +121,7 @@ def _next_task_run(rng: np.random.Generator, run_id: str, n_per_cpu: int) -> pd.
 
 
 def _can_migrate_run(rng: np.random.Generator, n: int) -> pd.DataFrame:
-    """bcc can_migrate_task records in the collector's documented binary layout (data/bcc/record.py)."""
+    """bcc can_migrate_task records in the collector's documented binary layout (data/collect/bcc/record.py)."""
     rec = np.zeros(n, dtype=RECORD_DTYPE)
     rec["magic"], rec["size"] = CM_MAGIC, RECORD_SIZE
     rec["ts_ns"] = np.cumsum(rng.integers(10_000, 4_000_000, n))

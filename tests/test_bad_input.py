@@ -26,7 +26,7 @@ import pytest
 from tests.conftest import REPO, is_root, need_tracefs, require
 
 UNWRITABLE = Path("/proc/schedlearn-bad-input/out")  # /proc takes no new files, not even root's
-SHIPPED_RUN = REPO / "data" / "traces" / "stress-ng-yield-r02"  # a small real trace run
+SHIPPED_RUN = REPO / "datasets" / "traces" / "stress-ng-yield-r02"  # a small real trace run
 
 
 @dataclass
@@ -151,7 +151,7 @@ CASES = [
     Case("parse", "truncated", lambda f, c: [*PARSE, str(f.trunc_zst), "--out", str(out(f, c))], r"truncated or corrupt zstd data", 1),
     Case("parse", "unwritable", lambda f, c: [*PARSE, str(SHIPPED_RUN / "trace.txt.zst"), "--out", str(UNWRITABLE)], r"--out .*cannot write", 2),
     Case("parse", "unknown-name", lambda f, c: [*PARSE, str(f.text), "--out", str(out(f, c)), "--engine", "fortran"], r"invalid choice: 'fortran'", 2),
-    Case("parse", "ctrl-c", lambda f, c: [*PARSE, *map(str, sorted((REPO / "data" / "traces").glob("*/trace.txt.zst"))),
+    Case("parse", "ctrl-c", lambda f, c: [*PARSE, *map(str, sorted((REPO / "datasets" / "traces").glob("*/trace.txt.zst"))),
                                           "--engine", "python", "--out", str(out(f, c))], r"interrupted", 130,
          interrupt=lambda f, c, pid: any(out(f, c).glob("*.parquet"))),  # the first run done, more to go
     # ---- python -m data.build --traces DIR --out DATASET
@@ -161,9 +161,9 @@ CASES = [
     Case("build", "truncated", lambda f, c: [*BUILD, "--traces", str(f.trunc_runs), "--out", str(out(f, c))], r"truncated or corrupt zstd data.*nothing written", 1),
     Case("build", "unwritable", lambda f, c: [*BUILD, "--traces", str(f.trunc_runs), "--out", str(UNWRITABLE)], r"--out .*cannot write", 2),
     Case("build", "out-is-a-file", lambda f, c: [*BUILD, "--traces", str(f.trunc_runs), "--out", str(f.text)], r"--out .*exists and is not a folder", 2),
-    Case("build", "unknown-name", lambda f, c: [*BUILD, "--traces", str(REPO / "data" / "traces"), "--out", str(out(f, c)), "--unseen", "nosuch"],
+    Case("build", "unknown-name", lambda f, c: [*BUILD, "--traces", str(REPO / "datasets" / "traces"), "--out", str(out(f, c)), "--unseen", "nosuch"],
          r"--unseen names categories with no runs: nosuch", 2),
-    Case("build", "ctrl-c", lambda f, c: [*BUILD, "--traces", str(REPO / "data" / "traces"), "--out", str(out(f, c))], r"interrupted", 130,
+    Case("build", "ctrl-c", lambda f, c: [*BUILD, "--traces", str(REPO / "datasets" / "traces"), "--out", str(out(f, c))], r"interrupted", 130,
          interrupt=staged),
     # ---- python -m data.collect
     Case("collect", "missing", lambda f, c: [*COLLECT, "--summary", str(f.tmp / "nope")], r"--summary .*no such folder", 2),
@@ -173,7 +173,7 @@ CASES = [
     Case("collect", "bad-number", lambda f, c: [*COLLECT, "cpu-pool", "--out", str(out(f, c)), "--runs", "abc"], r"--runs: invalid int value: 'abc'", 2),
     Case("collect", "unknown-name", lambda f, c: [*COLLECT, "no-such-workload", "--out", str(out(f, c))], r"unknown workload", 2),
     Case("collect", "ctrl-c", lambda f, c: [*COLLECT, "cpu-pool", "--seconds", "30", "--out", str(out(f, c))], r"interrupted.*restored", 130,
-         needs=tracefs, interrupt=lambda f, c, pid: bool(subprocess.run(["pgrep", "-f", "data.workloads run cpu-pool --seconds 30"],
+         needs=tracefs, interrupt=lambda f, c, pid: bool(subprocess.run(["pgrep", "-f", "data.collect.workloads run cpu-pool --seconds 30"],
                                                                      capture_output=True).stdout)),
     # ---- python train.py (Hydra): failures before any fitting
     Case("train", "missing", lambda f, c: [*TRAIN, f"data.dataset_dir={f.tmp / 'nope'}", hydra_run(f, c)], r"data\.dataset_dir=.*no such directory", 1),
@@ -283,7 +283,7 @@ def test_bad_input(case: Case, fx: Fixtures, plain_results):
     if case.cli == "parse" and case.kind == "ctrl-c":  # finished tables stay; the one in progress is gone
         done = sorted(target.glob("*"))
         assert done and all(p.suffix == ".parquet" and not p.name.startswith(".") for p in done), done
-        from data.parse import read_stats
+        from data.parse.tracefile import read_stats
         for p in done:
             assert read_stats(p)["events"] > 0  # each complete, with its stats footer
     elif target.is_dir() and case.cli == "collect":  # the collector makes --out first; no run in it
@@ -310,7 +310,7 @@ def test_hydra_errors_are_one_line_and_ctrl_c_is_130(tmp_path, capsys):
     """The edge shared by train.py, evaluate.py and export: a binary file's bytes quoted in an
     error are dropped; Ctrl-C (also when a library turned it into another error) is exit 130;
     a run folder holding only Hydra's files is removed."""
-    from models import hydra_cli
+    from plumbing import hydra_cli
 
     err = ValueError("traces: /t/x.bin: not an ftrace text file: no event lines (line 1: '\\x07\ufffd\\x00')")
     assert hydra_cli.one_line(err) == "traces: /t/x.bin: not an ftrace text file: no event lines (binary data)"

@@ -4,8 +4,8 @@ import pandas as pd
 import pytest
 import torch
 
-from data.encoding import TokenLayout
-from data.windows import SplitData
+from data.dataset.encoding import TokenLayout
+from data.dataset.windows import SplitData
 from models.baselines import (
     Constant,
     LoadHeuristic,

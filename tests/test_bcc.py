@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from data import bcc
-from data import cm_features as feat
-from data import cm_record as rec
+from data.collect import bcc
+from data.can_migrate import features as feat
+from data.can_migrate import record as rec
 from tests.conftest import REPO, is_root, require
 
-HEADER = REPO / "data" / "bcc" / "can_migrate.h"
+HEADER = REPO / "data" / "collect" / "bcc" / "can_migrate.h"
 
 # Written by hand from struct cm_record in can_migrate.h (not derived from record.py):
 # magic size | ts delta imbalance src_load dst_load total_faults faults[4] |
@@ -183,7 +183,7 @@ def test_bpf_program_compiles_co_re(built):
 def test_static_loader_for_the_guest(built):
     """The guest has no libbpf: the loader links statically and embeds the BPF object."""
     require(Path("/usr/lib/x86_64-linux-gnu/libbpf.a").exists(), "libbpf-dev (static libbpf.a)")
-    from data.guest.initramfs import shared_libs
+    from plumbing.initramfs import shared_libs
 
     exe = bcc.build_static_loader(built[0])
     assert shared_libs(exe) == []
@@ -206,7 +206,7 @@ def test_front_end_writes_run_directory(tmp_path):
 
     import pyarrow.parquet as pq
 
-    from data.workloads import WORKLOADS
+    from data.collect.workloads import WORKLOADS
 
     payload = tmp_path / "records.raw"
     payload.write_bytes(pack(pid=7, ret=1) + pack(pid=8, ret=0) + pack(pid=9, ret=1))

@@ -7,10 +7,11 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
-from data.build import BuildError, build, find_runs, main, split_runs
-from data.replay import MIGRATION_FEATURES, replay
-from data.parse import parse_file
-from data.schema import EVENT_SCHEMA
+from data.dataset.build import BuildError, build, find_runs, main, split_runs
+from data.dataset.replay import replay
+from data.dataset.tables import MIGRATION_FEATURES
+from data.parse.tracefile import parse_file
+from data.parse.schema import EVENT_SCHEMA
 
 HEADER = "# tracer: nop\n#\n#           TASK-PID     CPU#  |||||  TIMESTAMP  FUNCTION\n"
 
@@ -181,14 +182,14 @@ def check_shipped_dataset(dataset: str, runs: str):
     from tests.conftest import require
 
     repo = Path(__file__).resolve().parents[1]
-    sample = repo / "data" / dataset
-    require((sample / "meta.json").is_file(), f"no shipped dataset in data/{dataset}")
+    sample = repo / "datasets" / dataset
+    require((sample / "meta.json").is_file(), f"no shipped dataset in datasets/{dataset}")
     card = card_of(sample)
-    shipped = {r.run_id: r for r in find_runs([repo / "data" / runs])}
+    shipped = {r.run_id: r for r in find_runs([repo / "datasets" / runs])}
     assert sorted(s["run_id"] for s in card["sources"]) == sorted(shipped)
     for s in card["sources"]:
         digest = hashlib.sha256(shipped[s["run_id"]].trace.read_bytes()).hexdigest()
-        assert s["sha256"] == digest, f"{s['run_id']} changed since data/{dataset} was built"
+        assert s["sha256"] == digest, f"{s['run_id']} changed since datasets/{dataset} was built"
     owners = [run for s in ("train", "test_seen", "test_unseen") for run in card["splits"][s]]
     assert sorted(owners) == sorted(shipped)  # every run in exactly one split
     for task in card.get("tasks", ("migration", "next_task")):
@@ -198,21 +199,21 @@ def check_shipped_dataset(dataset: str, runs: str):
 
 
 def test_shipped_sample_matches_the_shipped_traces():
-    """data/sample/ was built from exactly the traces in data/traces/, split by whole run."""
+    """datasets/sample/ was built from exactly the traces in datasets/traces/, split by whole run."""
     check_shipped_dataset("sample", "traces")
 
 
 def test_shipped_guest_dataset_matches_the_guest_runs():
-    """data/sample_guest/ was built from exactly the runs in data/guest_runs/ (traces and
+    """datasets/sample_guest/ was built from exactly the runs in datasets/guest_runs/ (traces and
     can_migrate records), split by whole run, every can_migrate row passing the hard filter."""
-    from data.cm_features import FORCED, LABEL
+    from data.can_migrate.features import FORCED, LABEL
 
     _, card, shipped = check_shipped_dataset("sample_guest", "guest_runs")
     assert card["tasks"] == ["migration", "next_task", "can_migrate"]
     for s in card["sources"]:
         run = shipped[s["run_id"]]
         assert s["records_sha256"] == hashlib.sha256(run.records.read_bytes()).hexdigest(), \
-            f"{s['run_id']} records changed since data/sample_guest was built"
+            f"{s['run_id']} records changed since datasets/sample_guest was built"
     cm = card["counts"]["can_migrate"]
     assert sum(cm[s]["rows"] for s in ("train", "test_seen", "test_unseen")) == card["can_migrate_filter"]["kept"]
     assert all(0 < cm[s][f"{LABEL}_positive_rate"] < 1 for s in ("train", "test_unseen"))

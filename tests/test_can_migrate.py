@@ -1,7 +1,7 @@
 """can_migrate learning: the kernel rule, the builder's can_migrate tables, labels, baselines,
 the synthetic (Singh) source and raw record files in evaluation.
 
-Records here are TEST INPUTS packed in the documented binary layout (data/cm_record.py), not
+Records here are TEST INPUTS packed in the documented binary layout (data/can_migrate/record.py), not
 kernel records; their `ret` is set by hand-written cases or by an independent transcription
 of 6.1's can_migrate_task below, so the tests check the shared rule code against it."""
 from __future__ import annotations
@@ -14,13 +14,13 @@ import pytest
 import torch
 import zstandard
 
-from data.build import build
-from data.cm_features import CHEN_FEATURES, FORCED, LABEL, can_migrate_table, filter_counts
-from data.cm_files import read_records
-from data.cm_record import CM_MAGIC, LBF_ACTIVE_LB, RECORD_DTYPE, RECORD_SIZE, RecordFormatError, records_frame
-from data.cm_rule import RULE_CONTEXT, SD_NUMA, SD_SHARE_CPUCAPACITY, kernel_verdict
-from data.cm_synthetic import SyntheticSpec, synthetic_table
-from data.datamodule import CanMigrateDataModule, SyntheticCanMigrateDataModule
+from data.dataset.build import build
+from data.can_migrate.features import CHEN_FEATURES, FORCED, LABEL, can_migrate_table, filter_counts
+from data.can_migrate.files import read_records
+from data.can_migrate.record import CM_MAGIC, LBF_ACTIVE_LB, RECORD_DTYPE, RECORD_SIZE, RecordFormatError, records_frame
+from data.can_migrate.rule import RULE_CONTEXT, SD_NUMA, SD_SHARE_CPUCAPACITY, kernel_verdict
+from data.can_migrate.synthetic import SyntheticSpec, synthetic_table
+from data.dataset.datamodule import CanMigrateDataModule, SyntheticCanMigrateDataModule
 
 
 def kernel_6_1(r) -> tuple[int, int]:
@@ -233,7 +233,7 @@ def test_builder_mixes_trace_runs_and_record_runs(tmp_path):
                                      "y-r02": (False, True)}.items():
         d = write_run(root, run_id, run_id[0], "cpu", random_records(200, 1, numa=False) if records else None)
         if trace:
-            shutil.copy(REPO / "data/traces/cpu-pool-r01/trace.txt.zst", d / "trace.txt.zst")
+            shutil.copy(REPO / "datasets/traces/cpu-pool-r01/trace.txt.zst", d / "trace.txt.zst")
     card = build([root], tmp_path / "ds", [], events=False)
     assert card["tasks"] == ["migration", "next_task", "can_migrate"]
     assert not (tmp_path / "ds" / "events").exists()
@@ -244,7 +244,7 @@ def test_builder_mixes_trace_runs_and_record_runs(tmp_path):
 
 
 def test_damaged_record_stream_names_the_file(tmp_path):
-    from data.build import BuildError
+    from data.dataset.build import BuildError
 
     d = write_run(tmp_path / "runs", "z-r01", "z", "cpu", None)
     (d / "records.bin").write_bytes(to_bytes(random_records(3, numa=False))[:-5])
@@ -307,7 +307,7 @@ def test_synthetic_source_trains_on_rule_rows_and_tests_on_records(cm_dataset, s
 
 # ------------------------------------------------------------------------------------ evaluation
 def test_evaluation_reads_raw_record_files(cm_dataset, tmp_path):
-    from models.evaluation.sources import EvaluationError, TraceTables, trace_name
+    from evaluation.sources import EvaluationError, TraceTables, trace_name
 
     recs = random_records(300, seed=5, numa=False)
     (tmp_path / "run-r01").mkdir()
@@ -332,7 +332,7 @@ def test_evaluation_reads_raw_record_files(cm_dataset, tmp_path):
 
 
 def test_rule_report_locates_disagreements(records, tmp_path, capsys):
-    from data.cm_rule import disagreements, main
+    from data.can_migrate.agreement import disagreements, main
 
     table = can_migrate_table(records)
     flip = table.index[table["active_lb"] == 1][:3]
@@ -378,7 +378,7 @@ def test_evaluate_cli_scores_a_can_migrate_checkpoint_on_raw_records(cm_dataset,
     recs = random_records(400, seed=99, numa=False)
     (tmp_path / "extra.bin.zst").write_bytes(zstandard.compress(to_bytes(recs)))
     run_dir = write_run(tmp_path / "runs", "x-r01", "x", "cpu", recs)
-    trace = REPO / "data/traces/cpu-pool-r01/trace.txt.zst"
+    trace = REPO / "datasets/traces/cpu-pool-r01/trace.txt.zst"
     proc = subprocess.run(
         [sys.executable, "evaluate.py", f"ckpt_path={ckpt}", f"traces=[{tmp_path / 'extra.bin.zst'},{run_dir},{trace}]",
          "latency.enabled=false", "importance.enabled=false", "plots=false", f"hydra.run.dir={tmp_path / 'eval'}"],

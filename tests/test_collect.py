@@ -1,4 +1,4 @@
-"""ftrace collector: tracefs save/restore, CLI runs parsed by data.parse, clean failures.
+"""ftrace collector: tracefs save/restore, CLI runs parsed by data.parse.tracefile, clean failures.
 
 Root tests change the global tracefs state and check it comes back byte for byte. They get
 tracefs from need_tracefs() (a fresh mount in a private mount namespace, whatever the machine
@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from data import collect, tracefs
+from data.collect import command as collect
+from data.collect import tracefs
 from tests.conftest import REPO, is_root, need_tracefs, require, tracefs_mounts
 
 TRACING = tracefs.TRACEFS
@@ -118,7 +119,7 @@ def run_cli(*args, **kw):
 @pytest.mark.root
 def test_collect_cli_runs_and_parses(tmp_path):
     need_tracefs()
-    from data.parse import parse_file
+    from data.parse.tracefile import parse_file
 
     before = locked_snapshot()
     r = run_cli("oversub-sleep", "--out", str(tmp_path), "--seconds", "1", "--runs", "2",
@@ -159,7 +160,7 @@ def test_sigint_restores_and_discards_partial_run(tmp_path):
     before = locked_snapshot()
     p = subprocess.Popen([sys.executable, "-m", "data.collect", "cpu-pool", "--out", str(tmp_path),
                           "--seconds", "30"], cwd=REPO, stderr=subprocess.PIPE, text=True)
-    workload = "data.workloads run cpu-pool --seconds 30"
+    workload = "data.collect.workloads run cpu-pool --seconds 30"
     deadline = time.monotonic() + 300  # another helper's collection may hold the lock first
     while not subprocess.run(["pgrep", "-f", workload], capture_output=True).stdout:
         assert time.monotonic() < deadline and p.poll() is None, "workload never started"
@@ -291,14 +292,14 @@ def test_lost_summary_names_the_cpu():
 def test_collector_enables_every_event_the_parser_types():
     """tracefs keeps its own list (it must import without pyarrow for the non-root error path);
     it has to stay the schema's event kinds minus the "lost" marker rows."""
-    from data.schema import EVENT_KINDS
+    from data.parse.schema import EVENT_KINDS
 
     assert tracefs.SCHED_EVENTS == tuple(k for k in EVENT_KINDS if k != "lost")
 
 
 def test_foreign_load_sees_a_busy_cpu():
     """A spinning process shows up in the busy share the collector measures before a run."""
-    from data.run_common import foreign_load
+    from data.collect.runs import foreign_load
 
     spin = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
@@ -312,7 +313,7 @@ def test_foreign_load_sees_a_busy_cpu():
 
 
 def test_wait_quiet_waits_then_warns(monkeypatch):
-    from data import run_common
+    from data.collect import runs as run_common
 
     shares = iter([0.9, 0.5, 0.05])
     monkeypatch.setattr(run_common, "foreign_load",

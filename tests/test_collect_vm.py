@@ -1,4 +1,4 @@
-"""Guest collection (data/guest): the pieces without a boot, then one real boot of Debian's
+"""Guest collection (data/collect/guest): the pieces without a boot, then one real boot of Debian's
 6.1 kernel under qemu TCG that collects ftrace + can_migrate_task records for a few seconds.
 
 The boot needs qemu-system-x86, linux-image-6.1.0-*-amd64, busybox-static, clang, bpftool and
@@ -14,12 +14,13 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from data import collect, tracefs
-from data.cm_record import RECORD_SIZE, decode
-from data.guest import collect as gc
-from data.guest import initramfs, qemu
-from data.parse import parse_file
-from data.workloads import GUEST_BUILTIN, WORKLOADS
+from data.collect import command as collect
+from data.collect import tracefs
+from data.can_migrate.record import RECORD_SIZE, decode
+from data.collect.guest import collect as gc
+from plumbing import initramfs, qemu
+from data.parse.tracefile import parse_file
+from data.collect.workloads import GUEST_BUILTIN, WORKLOADS
 from tests.conftest import require
 
 
@@ -175,7 +176,7 @@ def _guest_writes(share: Path, run_ids: list[str], done: list[str]) -> None:
     two synthetic ftrace lines and three records packed from the documented layout."""
     import numpy as np
 
-    from data.cm_record import CM_MAGIC, RECORD_DTYPE
+    from data.can_migrate.record import CM_MAGIC, RECORD_DTYPE
 
     (share / "guest.env").write_text("release=6.1.0-0-amd64\nversion=#1 SMP\nmachine=x86_64\n"
                                      "nr_cpus=2\nboot_uptime=7.0\n")

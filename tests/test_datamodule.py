@@ -4,9 +4,9 @@ import pandas as pd
 import pytest
 import torch
 
-from data.datamodule import CanMigrateDataModule, MigrationDataModule, NextTaskDataModule
-from data.encoding import FeatureSpec, TokenLayout, apply_specs, mtf_encode, vocab_encode
-from data.windows import stream_starts, window_index
+from data.dataset.datamodule import CanMigrateDataModule, MigrationDataModule, NextTaskDataModule
+from data.dataset.encoding import FeatureSpec, TokenLayout, apply_specs, mtf_encode, vocab_encode
+from data.dataset.windows import stream_starts, window_index
 from tests.synthetic_dataset import write_synthetic_dataset
 
 
@@ -131,7 +131,7 @@ def test_stream_starts():
 
 @pytest.mark.parametrize("label", ["can_migrate", "forced"])
 def test_can_migrate_uses_the_collectors_chen_features(dataset, label):
-    from data.cm_features import CHEN_FEATURES, chen_features
+    from data.can_migrate.features import CHEN_FEATURES, chen_features
 
     dm = CanMigrateDataModule(dataset, window=1, label=label)
     dm.setup("fit")

@@ -1,6 +1,6 @@
 """evaluate.py end to end: tiny checkpoints trained on the SYNTHETIC fixture dataset
 (tests/synthetic_dataset.py), evaluated on its splits plus a REAL raw ftrace file (one shipped in
-data/traces/, else one collected here as root) through the CLI; report files and their schema;
+datasets/traces/, else one collected here as root) through the CLI; report files and their schema;
 refusals (non-trace file, model overrides); the feature-subset option. Latency is measured with
 few calls here: the figures come from bench/bench_latency.py."""
 from __future__ import annotations
@@ -17,8 +17,8 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from models.evaluation.config import OverrideError, check_overrides
-from models.evaluation.sources import EvaluationError, TraceTables, best_checkpoint, find_checkpoints, trace_name
+from evaluation.config import OverrideError, check_overrides
+from evaluation.sources import EvaluationError, TraceTables, best_checkpoint, find_checkpoints, trace_name
 from tests.conftest import REPO, is_root, require
 from tests.synthetic_dataset import write_synthetic_dataset
 
@@ -55,13 +55,13 @@ def runs(dataset, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def raw_trace(tmp_path_factory) -> Path:
-    """The smallest trace shipped in data/traces/, else a 1 s trace collected now."""
-    shipped = sorted((p for p in (REPO / "data" / "traces").glob("*/trace.txt.*")
+    """The smallest trace shipped in datasets/traces/, else a 1 s trace collected now."""
+    shipped = sorted((p for p in (REPO / "datasets" / "traces").glob("*/trace.txt.*")
                       if not p.parent.name.startswith(".") and (p.parent / "meta.json").exists()),
                      key=lambda p: p.stat().st_size)
     if shipped:
         return shipped[0]
-    require(is_root(), "no trace in data/traces/ and not root: cannot collect one")
+    require(is_root(), "no trace in datasets/traces/ and not root: cannot collect one")
     out = tmp_path_factory.mktemp("collected")
     subprocess.run([sys.executable, "-m", "data.collect", "cpu-pool", "--seconds", "1", "--out", str(out)],
                    cwd=REPO, check=True, capture_output=True)
@@ -146,7 +146,7 @@ def test_report_on_runs_and_raw_trace(runs, raw_trace, tmp_path):
 def test_checkpoint_alone_reproduces_training_test_metrics(runs, dataset, tmp_path):
     """Same model, same data path: evaluate.py scores the test splits exactly as training's test
     step, also from a moved copy of the dataset (data_dir=)."""
-    from models.evaluation.runner import evaluate
+    from evaluation.runner import evaluate
 
     moved = shutil.copytree(dataset, tmp_path / "moved")
     with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
@@ -165,8 +165,8 @@ def test_checkpoint_alone_reproduces_training_test_metrics(runs, dataset, tmp_pa
 @pytest.mark.parametrize("run", [0, 1])
 def test_workload_sets_are_slices_of_the_test_splits(runs, run):
     """Per-workload scores are taken from test_seen/test_unseen predictions: check they are the same."""
-    from models.evaluation.metrics import predict
-    from models.evaluation.sources import load_candidate
+    from evaluation.metrics import predict
+    from evaluation.sources import load_candidate
 
     cand = load_candidate(find_checkpoints(runs=str(runs))[run], {})
     names = cand.test_sets()

@@ -1,4 +1,4 @@
-"""Units of models/evaluation: analytic MAC counts, the Pareto front, the winner rule, labels."""
+"""Units of evaluation: analytic MAC counts, the Pareto front, the winner rule, labels."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from models.backbones import LSTM, MLP, TCN
-from models.evaluation.cost import macs_per_decision, parameter_count
-from models.evaluation.latency import summarise
-from models.evaluation.plots import pareto_front
-from models.evaluation.sources import assign_labels
-from models.evaluation.winner import pick_winners
+from models.cost import macs_per_decision, parameter_count
+from evaluation.latency import summarise
+from evaluation.plots import pareto_front
+from evaluation.sources import assign_labels
+from evaluation.winner import pick_winners
 from models.network import SchedNet
 
 
@@ -84,7 +84,7 @@ def test_single_seed_groups_declare_nothing():
 
 
 def test_seed_groups_mean_and_sample_std():
-    from models.evaluation.seeds import aggregate, beats, group_setups, mean_std
+    from evaluation.seeds import aggregate, beats, group_setups, mean_std
 
     s = mean_std([0.8, 0.9, 1.0])
     assert s["mean"] == pytest.approx(0.9) and s["std"] == pytest.approx(0.1) and s["n"] == 3  # ddof=1
@@ -125,7 +125,7 @@ def test_baselines_are_refitted_when_their_training_rows_differ():
     synthetic source must not share fitted baselines."""
     from types import SimpleNamespace
 
-    from models.evaluation.metrics import baseline_key
+    from evaluation.metrics import baseline_key
 
     def cand(val_runs, source=None):
         meta = {"task": "can_migrate", "feature_names": ["a", "b"], "label": "can_migrate",

@@ -14,7 +14,7 @@ import pytorch_lightning as pl
 
 from export import __main__ as cli
 from export import cbuild
-from models.hydra_cli import UserError
+from plumbing.hydra_cli import UserError
 from tests.conftest import REPO, require
 from tests.synthetic_dataset import write_synthetic_dataset
 
@@ -22,12 +22,12 @@ from tests.synthetic_dataset import write_synthetic_dataset
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """(checkpoint, datamodule) of a 5-step TCN on the SYNTHETIC fixture dataset."""
-    from data.datamodule import MigrationDataModule
+    from data.dataset.datamodule import MigrationDataModule
     from models.tasks import MigrationModule
 
     tmp = tmp_path_factory.mktemp("export_cli")
     ds = write_synthetic_dataset(tmp / "ds", migration_rows=400)
-    data_cfg = {"_target_": "data.datamodule.MigrationDataModule", "dataset_dir": str(ds), "window": 8}
+    data_cfg = {"_target_": "data.dataset.datamodule.MigrationDataModule", "dataset_dir": str(ds), "window": 8}
     dm = MigrationDataModule(dataset_dir=str(ds), window=8)
     dm.setup("fit")
     module = MigrationModule(backbone={"_target_": "models.network.tcn", "width": 4, "depth": 1},

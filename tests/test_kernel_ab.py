@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from data.guest import initramfs, qemu
+from plumbing import initramfs, qemu
 from kernel import tiny_kernel
 from kernel.ab import guest, report
 from tests.conftest import IN_CI, require

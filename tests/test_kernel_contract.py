@@ -1,5 +1,5 @@
-"""The can_migrate feature contract (data/bcc/cm_features.h) and its Python mirror
-(data/cm_int_features.py): layout, feature order, values; the patch and the module use it;
+"""The can_migrate feature contract (data/collect/bcc/cm_features.h) and its Python mirror
+(data/can_migrate/int_features.py): layout, feature order, values; the patch and the module use it;
 the module's decision path in C equals the Python integer reference (kernel/cm_parity.py)."""
 import re
 import shutil
@@ -8,14 +8,14 @@ import subprocess
 import numpy as np
 import pytest
 
-from data import cm_features as feat
-from data import cm_int_features as cmi
-from data import cm_record as rec
+from data.can_migrate import features as feat
+from data.can_migrate import int_features as cmi
+from data.can_migrate import record as rec
 from tests.conftest import REPO, require
 from tests.test_kernel_fair import PATCH, added_file
 
-HEADER = REPO / "data" / "bcc" / "cm_features.h"
-RECORD_H = REPO / "data" / "bcc" / "can_migrate.h"
+HEADER = REPO / "data" / "collect" / "bcc" / "cm_features.h"
+RECORD_H = REPO / "data" / "collect" / "bcc" / "can_migrate.h"
 
 
 def fixture_records(n: int, seed: int = 0) -> np.ndarray:
@@ -135,9 +135,9 @@ def test_migration_model_is_refused_by_the_hook_path(tmp_path):
     require(shutil.which("gcc") is not None, "gcc")
     import torch
 
-    from data.datamodule import MIGRATION_KINDS, MIGRATION_TRANSFORMS, VALID
-    from data.encoding import FeatureSpec
-    from data.replay import MIGRATION_FEATURES
+    from data.dataset.datamodule import MIGRATION_KINDS, MIGRATION_TRANSFORMS, VALID
+    from data.dataset.encoding import FeatureSpec
+    from data.dataset.tables import MIGRATION_FEATURES
     from export import pipeline
     from export.source import Source, Split
     from kernel import cm_parity
@@ -173,14 +173,14 @@ def test_patch_installs_the_contract_and_fills_every_field():
 
 
 def test_bpf_program_includes_the_contract():
-    assert '#include "cm_features.h"' in (REPO / "data" / "bcc" / "can_migrate.bpf.c").read_text()
+    assert '#include "cm_features.h"' in (REPO / "data" / "collect" / "bcc" / "can_migrate.bpf.c").read_text()
 
 
-GUEST_RUNS = REPO / "data" / "guest_runs"
+GUEST_RUNS = REPO / "datasets" / "guest_runs"
 
 
 def test_parity_on_shipped_guest_records(parity_exe, tmp_path):
-    """Every shipped can_migrate record (data/guest_runs, recorded in a 4-vCPU guest) through
+    """Every shipped can_migrate record (datasets/guest_runs, recorded in a 4-vCPU guest) through
     the module's C path and the Python integer reference: identical features, logits and
     verdicts, for the built-in params and a reloaded blob."""
     from kernel import cm_parity

@@ -6,7 +6,9 @@ from pathlib import Path
 import pytest
 
 from kernel import kbuild
-from kernel.vm import console, initramfs, models, qemu
+from kernel.vm import console, initramfs, models
+from plumbing import qemu
+from plumbing.initramfs import BUSYBOX
 from tests.conftest import require
 
 KERNEL = Path(__file__).resolve().parents[1] / "kernel"
@@ -55,7 +57,7 @@ def test_patched_kernel_consults_the_module(tmp_path):
 
     require(TARBALL.is_file(), f"{TARBALL} missing (apt-get install linux-source-6.1)")
     require(shutil.which(qemu.QEMU) is not None, "qemu-system-x86 not installed")
-    require(initramfs.BUSYBOX.is_file(), "busybox-static not installed")
+    require(BUSYBOX.is_file(), "busybox-static not installed")
     tk = tiny_kernel.ensure()
     pair = models.make_pair(tmp_path / "models")
     ko = kbuild.build_module(pair.gen_dir, tmp_path / "kbuild", tk.tree)

@@ -12,7 +12,9 @@ import subprocess
 import pytest
 
 from kernel import kbuild
-from kernel.vm import initramfs, models, qemu, run
+from kernel.vm import initramfs, models, run
+from plumbing import qemu
+from plumbing.initramfs import BUSYBOX
 from tests.conftest import require
 
 # x87 / SSE / AVX register or instruction use: the kernel must not touch the FPU.
@@ -53,7 +55,7 @@ def test_vm_selftest_reload_and_rejects(pair, module, tmp_path, record_property)
     kernel = qemu.find_vmlinuz()
     require(kernel is not None, "Debian linux-image-6.1.0-*-amd64 not installed")
     require(shutil.which(qemu.QEMU) is not None, "qemu-system-x86 not installed")
-    require(initramfs.BUSYBOX.is_file(), "busybox-static not installed")
+    require(BUSYBOX.is_file(), "busybox-static not installed")
     assert module.returncode == 0, "module did not build"
 
     boot, c = run.boot_check(module.ko, pair.blob_b, tmp_path, kernel, timeout=180)

@@ -18,10 +18,12 @@ import numpy as np
 import pytest
 import zstandard
 
-from data.build import build
-from data.datamodule import MigrationDataModule
-from data.parse import parse_file
-from data.replay import KIND_WAKEUP, WAKER_UNKNOWN, replay
+from data.dataset.build import build
+from data.dataset.datamodule import MigrationDataModule
+from data.parse.tracefile import parse_file
+from data.dataset import replay as replay_core
+from data.dataset.replay import replay
+from data.dataset.tables import KIND_WAKEUP, WAKER_UNKNOWN
 from tests.ftrace_lines import body, kernel_line
 
 HEADER = b"# tracer: nop\n#\n#           TASK-PID     CPU#  |||||  TIMESTAMP  FUNCTION\n"
@@ -88,9 +90,8 @@ def test_replay_marks_waker_same_cpu_unknown(tmp_path):
     events, _ = parse_file(d / "trace.txt.zst")
     for engine in ("c", "python"):
         if engine == "c":
-            from data import native
             from tests.conftest import require
-            require(native.load_replay() is not None, f"C compiler: {native.replay_unavailable_reason()}")
+            require(replay_core.load_core() is not None, f"C compiler: {replay_core.core_unavailable_reason()}")
         r = replay(events, "w-r01", engine=engine)
         wake = r.migration[r.migration.kind == KIND_WAKEUP]
         assert r.stats["wakeup_event"] == "sched_wakeup" and len(wake) > 100
@@ -136,7 +137,7 @@ def test_training_without_the_feature_works(no_waking, tmp_path):
 def test_evaluating_a_trace_without_waking_is_refused(tmp_path):
     """evaluate.py traces=[...]: TraceTables replays the file and the model's DataModule windows
     it; a model that reads waker_same_cpu is refused there, one that does not is scored."""
-    from models.evaluation.sources import TraceTables
+    from evaluation.sources import TraceTables
 
     good = dataset(tmp_path / "good", waking=True)
     trace = write_run(tmp_path / "extra", "solo-r01", "solo", "x", seed=9, waking=False)

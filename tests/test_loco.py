@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from models.evaluation.loco import MEAN_ROW, is_loco, loco_tables, read_results, render_loco
+from evaluation.loco import MEAN_ROW, is_loco, loco_tables, read_results, render_loco
 
 FOLDS = ["cpu", "io"]
 
@@ -26,7 +26,7 @@ def write_run(root: Path, i: int, backbone: str, window: int, fold: str, seed: i
     metrics = {"test_unseen/bal_acc": v, "test_unseen/ap": v / 2,
                "test_unseen/baseline/logreg/bal_acc": 0.75, "test_unseen/baseline/logreg/ap": 0.3,
                "test_unseen/baseline/always_stay/bal_acc": 0.5, "test_unseen/baseline/always_stay/ap": 0.01}
-    config = {"seed": seed, "data": {"dataset_dir": "data/sample", "window": window, "unseen": [fold]},
+    config = {"seed": seed, "data": {"dataset_dir": "datasets/sample", "window": window, "unseen": [fold]},
               "model": {"_target_": f"models.network.{backbone}"}, "paths": {"output_dir": str(run)}}
     (run / "results.json").write_text(json.dumps({"task": "migration", "backbone": backbone, "seed": seed,
                                                   "window": window, "metrics": metrics, "config": config,
@@ -84,7 +84,7 @@ def test_spread_larger_than_the_margin_is_no_significant_difference(sweep):
 def test_evaluate_picks_the_loco_path_from_results(sweep, tmp_path):
     from hydra import compose, initialize_config_dir
 
-    from models.evaluation.runner import evaluate
+    from evaluation.runner import evaluate
     from tests.conftest import REPO
 
     with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
@@ -98,8 +98,8 @@ def test_evaluate_picks_the_loco_path_from_results(sweep, tmp_path):
 
 def test_a_tie_or_a_gap_within_the_spread_is_no_difference():
     """'below' needs the reference ahead by more than both spreads, like 'beats'."""
-    from models.evaluation.loco import _significance
-    from models.evaluation.seeds import NO_DIFFERENCE
+    from evaluation.loco import _significance
+    from evaluation.seeds import NO_DIFFERENCE
 
     kinds = {"lstm": "sequence", "mlp": "mlp", "baseline: logreg": "logreg"}
 

@@ -106,7 +106,7 @@ def test_default_models_fit_the_winner_mac_budget(synthetic, task, model):
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from models.evaluation.cost import macs_per_decision
+    from models.cost import macs_per_decision
 
     budget = OmegaConf.load(CONF / "eval.yaml").winner.budget_macs
     cfg = compose_train([f"task={task}", f"model={model}", f"paths.dataset_dir={synthetic}"])

@@ -16,10 +16,13 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
-from data import native, parse
-from data.parse import TraceFormatError
-from data.parse_ref import SKIP_REASONS
-from data.schema import EVENT_SCHEMA
+from data import BUILD_DIR
+from data.parse import native
+from data.parse import tracefile as parse
+from data.parse.tracefile import TraceFormatError
+from data.parse.schema import SKIP_REASONS
+from data.parse.schema import EVENT_SCHEMA
+from plumbing import shared_lib
 from tests.conftest import REPO, require
 from tests.ftrace_lines import body, kernel_line, tracecmd_line
 
@@ -372,7 +375,7 @@ def test_cli_reports_bad_input(tmp_path, capsys):
 def test_fallback_without_compiler(monkeypatch, capsys):
     monkeypatch.setattr(native, "_lib", None)
     monkeypatch.setattr(native, "_error", None)
-    monkeypatch.setattr(native, "_compiler", lambda: None)
+    monkeypatch.setattr(shared_lib, "compiler", lambda: None)
     monkeypatch.setattr(parse, "_warned", False)
     for _ in range(2):
         table, stats = parse.parse_bytes(HEADER + KERNEL_6_18)
@@ -384,20 +387,19 @@ def test_fallback_without_compiler(monkeypatch, capsys):
 
 
 def test_library_is_keyed_by_source(tmp_path, monkeypatch):
-    cc = native._compiler()
+    cc = shared_lib.compiler()
     require(cc is not None, "a C compiler")
-    before = native.library_path(cc)
+    before = shared_lib.library_path(cc, native.SOURCE, BUILD_DIR)
     edited = tmp_path / "_fastparse.c"
     edited.write_bytes(native.SOURCE.read_bytes() + b"\n/* edit */\n")
-    monkeypatch.setattr(native, "SOURCE", edited)
-    assert native.library_path(cc) != before
+    assert shared_lib.library_path(cc, edited, BUILD_DIR) != before
 
 
 # ----- shipped real traces --------------------------------------------------------------------
-SHIPPED = sorted(p for p in (REPO / "data" / "traces").glob("*/trace.txt*") if not p.parent.name.startswith("."))
+SHIPPED = sorted(p for p in (REPO / "datasets" / "traces").glob("*/trace.txt*") if not p.parent.name.startswith("."))
 
 
-@pytest.mark.skipif(not SHIPPED, reason="no shipped traces under data/traces/")
+@pytest.mark.skipif(not SHIPPED, reason="no shipped traces under datasets/traces/")
 @pytest.mark.parametrize("path", SHIPPED[:3], ids=lambda p: p.parent.name)
 def test_shipped_trace_accounting(path):
     table, stats = parse.parse_file(path)
@@ -416,7 +418,7 @@ def test_large_input_memory_is_bounded(tmp_path):
     with open(path, "wb") as fh, zstandard.ZstdCompressor(level=1).stream_writer(fh) as w:
         for _ in range((1 << 30) // len(block)):
             w.write(block)
-    code = ("import resource, sys; from data.parse import main; rc = main(sys.argv[1:]); "
+    code = ("import resource, sys; from data.parse.tracefile import main; rc = main(sys.argv[1:]); "
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
     out = subprocess.run([sys.executable, "-c", code, str(path), "--out", str(tmp_path / "big.parquet")],
                          cwd=REPO, capture_output=True, text=True, check=True).stdout.split()

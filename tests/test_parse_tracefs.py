@@ -18,8 +18,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from data import parse
-from data.schema import EVENT_KINDS
+from data.parse import tracefile as parse
+from data.parse.schema import EVENT_KINDS
 from tests.conftest import need_tracefs, require
 
 pytestmark = pytest.mark.root

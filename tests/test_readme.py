@@ -99,7 +99,7 @@ def test_readme_command_names_existing_things(line):
 
 
 def test_checker_catches_a_missing_file():
-    assert problems("python evaluate.py ckpt_path=X 'traces=[data/traces/nope/trace.txt.zst]'")
+    assert problems("python evaluate.py ckpt_path=X 'traces=[datasets/traces/nope/trace.txt.zst]'")
     assert problems("python train.py model=transformer")
     assert problems("python -m data.nothing")
     assert not problems("python train.py -m model=lstm,tcn task=migration")

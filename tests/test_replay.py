@@ -7,9 +7,13 @@ by switching to idle at ts 0/1, which makes their runqueue counts trusted (empty
 import pyarrow as pa
 import pytest
 
-from data.replay import (KIND_NEW, KIND_PREEMPT, KIND_WAKEUP, MIGRATION_COLUMNS,
-                         MIGRATION_FEATURES, NEXT_TASK_COLUMNS, WAKER_UNKNOWN, replay)
-from data.schema import EVENT_SCHEMA
+from data.dataset import replay as replay_mod
+from data.dataset.replay import replay
+from data.dataset.tables import (
+    KIND_NEW, KIND_PREEMPT, KIND_WAKEUP, MIGRATION_COLUMNS, MIGRATION_FEATURES, NEXT_TASK_COLUMNS, WAKER_UNKNOWN,
+)
+from data.parse.schema import EVENT_SCHEMA
+from plumbing import shared_lib
 
 
 def table(rows: list[dict]) -> pa.Table:
@@ -253,9 +257,8 @@ def test_sched_wakeup_is_the_decision_when_the_trace_has_no_waking(engine):
     """sched_wakeup is logged on the target CPU here (cpu1): comparing it with src_cpu would
     leak the label, so waker_same_cpu is WAKER_UNKNOWN; preemptions keep their defined 0."""
     if engine == "c":
-        from data import native
         from tests.conftest import require
-        require(native.load_replay() is not None, f"C compiler for the replay core: {native.replay_unavailable_reason()}")
+        require(replay_mod.load_core() is not None, f"C compiler for the replay core: {replay_mod.core_unavailable_reason()}")
     r = replay(table(BOOT + [wakeup(10, 1, 10, 1), sw(11, 1, 0, 10), wakeup(12, 1, 20, 1),
                              sw(20, 1, 10, 20, state="R+"), sw(30, 1, 20, 10)]), engine=engine)
     assert r.stats["wakeup_event"] == "sched_wakeup"
@@ -348,9 +351,9 @@ def test_tiny_tables(n):
 
 
 def _shipped_trace():
-    """Smallest shipped real trace (data/traces/<run>/trace.txt.zst), or None."""
+    """Smallest shipped real trace (datasets/traces/<run>/trace.txt.zst), or None."""
     from pathlib import Path
-    traces = sorted(Path(__file__).resolve().parents[1].glob("data/traces/*/trace.txt.zst"),
+    traces = sorted(Path(__file__).resolve().parents[1].glob("datasets/traces/*/trace.txt.zst"),
                     key=lambda p: p.stat().st_size)
     return traces[0] if traces else None
 
@@ -362,11 +365,11 @@ def test_labels_and_sources_match_an_independent_lookup_on_a_real_trace():
     import numpy as np
     import pandas as pd
 
-    from data.parse import parse_file
+    from data.parse.tracefile import parse_file
     from tests.conftest import require
 
     path = _shipped_trace()
-    require(path is not None, "no shipped traces in data/traces")
+    require(path is not None, "no shipped traces in datasets/traces")
     events, _ = parse_file(path)
     r = replay(events)
     assert len(r.migration) > 100 and r.stats["inconsistencies"] < 0.01 * r.stats["events"]
@@ -399,19 +402,18 @@ def test_labels_and_sources_match_an_independent_lookup_on_a_real_trace():
     assert (wake.ts - wake.out_ts == wake.since_last_ran_ns).all()
 
 
-# ----- the C core (data/_replay.c) against the reference (data/replay_ref.py) -----------------
+# ----- the C core (data/dataset/_replay.c) against the reference (data/dataset/replay_reference.py) -----------------
 SHIPPED_RUNS = sorted(p for p in (__import__("pathlib").Path(__file__).resolve().parents[1]
-                                  / "data" / "traces").glob("*/trace.txt.zst"))
+                                  / "datasets" / "traces").glob("*/trace.txt.zst"))
 # Default suite: one run per kind of behaviour the state machine has (forks and exits, many
 # CPUs' wakeups, preemption-heavy, the io category); -m slow checks every shipped run.
 QUICK_RUNS = ("stress-ng-clone-r01", "oversub-sleep-r01", "stress-ng-yield-r02", "io-mix-r01")
 
 
 def _assert_same_replay(events, run_id="run"):
-    import data.replay_ref as ref
+    import data.dataset.replay_reference as ref
     from tests.conftest import require
-    from data import native
-    require(native.load_replay() is not None, f"C compiler for the replay core: {native.replay_unavailable_reason()}")
+    require(replay_mod.load_core() is not None, f"C compiler for the replay core: {replay_mod.core_unavailable_reason()}")
     got, want = replay(events, run_id, engine="c"), ref.replay(events, run_id)
     assert got.stats == want.stats
     for name in ("migration", "next_task"):
@@ -428,7 +430,7 @@ def _runs(names=None):
 
 @_runs(QUICK_RUNS)
 def test_c_core_matches_reference_on_shipped_runs(path):
-    from data.parse import parse_file
+    from data.parse.tracefile import parse_file
     r = _assert_same_replay(parse_file(path)[0], path.parent.name)
     assert len(r.migration) > 0 and len(r.next_task) > 0
 
@@ -436,7 +438,7 @@ def test_c_core_matches_reference_on_shipped_runs(path):
 @pytest.mark.slow
 @_runs()
 def test_c_core_matches_reference_on_every_shipped_run(path):
-    from data.parse import parse_file
+    from data.parse.tracefile import parse_file
     _assert_same_replay(parse_file(path)[0], path.parent.name)
 
 
@@ -448,7 +450,7 @@ def test_c_core_matches_reference_on_a_damaged_real_trace(seed):
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
-    from data.parse import parse_file
+    from data.parse.tracefile import parse_file
     from tests.conftest import require
     runs = [p for p in SHIPPED_RUNS if p.parent.name == "stress-ng-fork-r01"]
     require(bool(runs), "shipped run stress-ng-fork-r01")
@@ -483,11 +485,9 @@ def test_c_core_matches_reference_on_a_damaged_real_trace(seed):
 
 
 def test_replay_falls_back_to_the_reference_without_a_compiler(monkeypatch, capsys):
-    from data import native
-    from data import replay as replay_mod
-    monkeypatch.setattr(native, "_replay_lib", None)
-    monkeypatch.setattr(native, "_replay_error", None)
-    monkeypatch.setattr(native, "_compiler", lambda: None)
+    monkeypatch.setattr(replay_mod, "_core", None)
+    monkeypatch.setattr(replay_mod, "_core_error", None)
+    monkeypatch.setattr(shared_lib, "compiler", lambda: None)
     monkeypatch.setattr(replay_mod, "_warned", False)
     events = table(BOOT + [waking(10, 1, 10), wakeup(11, 1, 10, 1), sw(12, 1, 0, 10)])
     for _ in range(2):

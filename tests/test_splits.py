@@ -1,7 +1,7 @@
-"""data/splits.py: the one rule that assigns whole runs to train / val / test_seen / test_unseen."""
+"""data/dataset/splits.py: the one rule that assigns whole runs to train / val / test_seen / test_unseen."""
 import pytest
 
-from data.splits import natural, resolve_val_category, split_runs
+from data.dataset.splits import natural, resolve_val_category, split_runs
 
 RUNS = [  # (run_id, workload, category): three runs per workload unless stated
     *((f"pipe-r{i}", "pipe", "messaging") for i in (1, 2, 10)),

@@ -186,7 +186,7 @@ def test_monitor_is_named_once():
 def test_smoke_on_the_shipped_sample_dataset(tmp_path, task):
     from tests.conftest import require
 
-    sample = REPO / "data" / "sample"
-    require((sample / task / "train.parquet").exists(), "the shipped dataset data/sample (python -m data.build)")
+    sample = REPO / "datasets" / "sample"
+    require((sample / task / "train.parquet").exists(), "the shipped dataset datasets/sample (python -m data.build)")
     metrics = run(sample, tmp_path, [f"task={task}", "debug=fdr"])
     assert any(k.startswith("test_unseen/baseline/") for k in metrics)

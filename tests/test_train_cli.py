@@ -32,7 +32,7 @@ def train_py(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
 
 def test_cfg_job_prints_the_composed_config():
     out = train_py("--cfg", "job", "task=next_task", "model=lstm").stdout
-    assert "_target_: data.datamodule.NextTaskDataModule" in out and "_target_: models.network.lstm" in out
+    assert "_target_: data.dataset.datamodule.NextTaskDataModule" in out and "_target_: models.network.lstm" in out
     assert "monitor: val/top1" in out
 
 

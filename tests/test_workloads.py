@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from data import workloads as wl
+from data.collect import workloads as wl
 from tests.conftest import REPO, require
 
 
@@ -63,7 +63,7 @@ def test_resolve_names_and_categories():
 
 
 def test_list_cli():
-    r = subprocess.run([sys.executable, "-m", "data.workloads", "--list"], cwd=REPO,
+    r = subprocess.run([sys.executable, "-m", "data.collect.workloads", "--list"], cwd=REPO,
                        capture_output=True, text=True)
     assert r.returncode == 0
     for cat in wl.CATEGORIES:
@@ -75,7 +75,7 @@ def test_list_cli():
 @pytest.mark.parametrize("name", sorted(wl.BUILTINS))
 def test_builtin_runs_as_process_tree(name):
     t0 = time.monotonic()
-    p = subprocess.Popen([sys.executable, "-m", "data.workloads", "run", name, "--seconds", "0.4",
+    p = subprocess.Popen([sys.executable, "-m", "data.collect.workloads", "run", name, "--seconds", "0.4",
                           "--nproc", "1"], cwd=REPO)
     time.sleep(0.3)
     children = subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True, text=True).stdout.split()
@@ -86,7 +86,7 @@ def test_builtin_runs_as_process_tree(name):
 
 
 def test_io_mix_cleans_up(tmp_path):
-    r = subprocess.run([sys.executable, "-c", "from data.workloads import io_mix; "
+    r = subprocess.run([sys.executable, "-c", "from data.collect.workloads import io_mix; "
                         f"io_mix(0.3, 2, directory={str(tmp_path)!r})"], cwd=REPO, timeout=30)
     assert r.returncode == 0 and list(tmp_path.iterdir()) == []
 
@@ -108,6 +108,6 @@ def test_external_workloads_start_and_stop():
 
 
 def test_unknown_builtin_is_a_usage_error():
-    r = subprocess.run([sys.executable, "-m", "data.workloads", "run", "nope", "--seconds", "1"],
+    r = subprocess.run([sys.executable, "-m", "data.collect.workloads", "run", "nope", "--seconds", "1"],
                        cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 2 and "invalid choice" in r.stderr

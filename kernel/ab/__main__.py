@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from data.atomic import write_atomic, write_json_atomic
+from plumbing.atomic import write_atomic, write_json_atomic
 from kernel import kbuild, tiny_kernel
 from kernel.ab import guest, report
 
 PER_RUN_S = 40  # generous seconds per run (a starved TCG guest is slow), for the boot timeout
-GUEST_RUNS = Path(__file__).resolve().parents[2] / "data" / "guest_runs"
+GUEST_RUNS = Path(__file__).resolve().parents[2] / "datasets" / "guest_runs"
 
 
 def harness_ns(export_dir: Path, records: list[Path]) -> tuple[float | None, str]:

@@ -14,14 +14,14 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from data.guest import initramfs, qemu
+from plumbing import initramfs, qemu
 
 HERE = Path(__file__).resolve().parent
 INIT = HERE / "init.sh"
 ABRUN = HERE / "abrun.c"
 ARMS = ("cfs", "shadow", "active")
 
-# Fixed-work workloads (completion time is the measure), by registry name (data/workloads.py).
+# Fixed-work workloads (completion time is the measure), by registry name (data/collect/workloads.py).
 # Sized for a 4-vCPU TCG guest on a busy 2-core host: a few emulated seconds each (natively
 # 0.1-0.5 s); hackbench at a quarter of the issue's `-g 4 -l 100`.
 AB_WORKLOADS = {
@@ -92,7 +92,7 @@ def pack(path: Path, module: Path, abrun: Path, workloads: list[str], reps: int,
             initramfs.add_program(files, exes, Path(exe))
         except initramfs.InitramfsError as e:
             raise GuestError(str(e)) from None
-    from data.atomic import write_atomic
+    from plumbing.atomic import write_atomic
 
     return write_atomic(path, initramfs.gz(initramfs.newc(files, exes)))
 

@@ -11,12 +11,13 @@ import tempfile
 from pathlib import Path
 
 from kernel import kbuild
-from kernel.vm import qemu, run
+from kernel.vm import run
+from plumbing import qemu
 
 
 def check_inputs(ap, args) -> None:
     """The user's paths and numbers, each refused in one line before anything is built."""
-    from data.cli import unwritable
+    from plumbing.cli import unwritable
     from kernel import push_model
 
     if not args.gen_dir.is_dir():
@@ -40,7 +41,7 @@ def check_inputs(ap, args) -> None:
 
 
 def main(argv=None) -> int:
-    from data.cli import ArgParser
+    from plumbing.cli import ArgParser
 
     ap = ArgParser(prog="python -m kernel.vm", description=__doc__.split("\n\n")[0])
     ap.add_argument("gen_dir", type=Path, metavar="GEN_DIR")

@@ -1,6 +1,6 @@
 """The module test's initramfs: busybox, /init, schedlearn.ko and blobs.
 
-The archive writer itself is data/guest/initramfs.py (the collector floor), shared with the
+The archive writer itself is plumbing/initramfs.py (the collector floor), shared with the
 guest collector.
 """
 from __future__ import annotations
@@ -8,8 +8,8 @@ from __future__ import annotations
 import gzip
 from pathlib import Path
 
-from data.atomic import write_atomic
-from data.guest.initramfs import BUSYBOX, newc  # noqa: F401  (BUSYBOX: tests check for it)
+from plumbing.atomic import write_atomic
+from plumbing.initramfs import BUSYBOX, newc
 
 INIT = Path(__file__).with_name("init.sh")  # self-test, reload, corrupt blobs
 HOOK_INIT = Path(__file__).with_name("init_hook.sh")  # fair.c hook under load (patched kernel)

@@ -1,6 +1,6 @@
 """Two tiny can_migrate models through the real export pipeline, for the module and VM tests.
 
-Their inputs are Chen's 15 features (the hook's contract, data/bcc/cm_features.h) with
+Their inputs are Chen's 15 features (the hook's contract, data/collect/bcc/cm_features.h) with
 made-up statistics and random weights: they test the module, not a learned verdict.
 
 Model A (seed 1) becomes model.h + model_vectors.h, compiled into the module. Model B
@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data.cm_features import CHEN_FEATURES
-from data.datamodule import CHEN_COUNTS, VALID
-from data.encoding import FeatureSpec
+from data.can_migrate.features import CHEN_FEATURES
+from data.dataset.datamodule import CHEN_COUNTS, VALID
+from data.dataset.encoding import FeatureSpec
 from export import pipeline
 from export.source import Source, Split
 from models.network import SchedNet, mlp

@@ -4,7 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from kernel import push_model as pm
-from kernel.vm import console, initramfs, qemu
+from kernel.vm import console, initramfs
+from plumbing import qemu
 
 # Corrupted variants of a good blob -> what the module's dmesg line must name.
 REJECTS = {

@@ -4,7 +4,7 @@
     net = module.net                      # forward(x (B, L, F) float, tokens (B, L) int64 | None)
     dm = make_datamodule(cfg, meta)       # same features/normalisation/encoding/window as training
     dm = make_datamodule(cfg, meta, dataset_dir="other/dataset", test_splits=["workload/hackbench"])
-    split = dm.make_split(frame, "extra") # windows of any decision table (e.g. from data.replay)
+    split = dm.make_split(frame, "extra") # windows of any decision table (e.g. from data.dataset.replay)
 """
 from __future__ import annotations
 
@@ -40,7 +40,25 @@ def load_from_checkpoint(path: str, map_location: str = "cpu") -> tuple[Decision
     return module.eval(), OmegaConf.create(hparams.get("run_config") or {}), meta
 
 
+# Checkpoints written before the tree was restructured (docs/paths.md) name the DataModule and
+# the shipped datasets by their old places.
+MOVED_TARGETS = {"data.datamodule.": "data.dataset.datamodule."}
+MOVED_DATASETS = {f"data/{name}": f"datasets/{name}" for name in ("sample", "sample_guest", "traces", "guest_runs")}
+
+
+def _current_places(data_cfg: DictConfig) -> DictConfig:
+    data_cfg = data_cfg.copy()
+    for old, new in MOVED_TARGETS.items():
+        if str(data_cfg.get("_target_", "")).startswith(old):
+            data_cfg._target_ = new + data_cfg._target_[len(old):]
+    dataset_dir = str(data_cfg.get("dataset_dir", "")).rstrip("/")
+    for old, new in MOVED_DATASETS.items():
+        if dataset_dir == old or dataset_dir.endswith("/" + old):
+            data_cfg.dataset_dir = dataset_dir[: len(dataset_dir) - len(old)] + new
+    return data_cfg
+
+
 def make_datamodule(cfg: DictConfig, data_meta: dict, **overrides):
     """The run's DataModule with its fitted metadata frozen; `overrides` replace data config keys
     (dataset_dir, test_splits, batch sizes...). Window, encoding and statistics come from the meta."""
-    return instantiate(cfg.data, data_meta=data_meta, **overrides)
+    return instantiate(_current_places(cfg.data), data_meta=data_meta, **overrides)

@@ -65,6 +65,6 @@ class BinaryDecisionModule(DecisionModule):
 
 
 class MigrationModule(BinaryDecisionModule):
-    """Decision points (data/replay.py): wakeups of tasks that ran before, preemptions, forks."""
+    """Decision points (data/dataset/replay.py): wakeups of tasks that ran before, preemptions, forks."""
 
     task_name = "migration"

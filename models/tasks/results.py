@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from data.atomic import write_json_atomic
+from plumbing.atomic import write_json_atomic
 
 MODEL = "model"
 RESULTS_VERSION = 1
@@ -89,7 +89,7 @@ def run_results(cfg, trainer, module, datamodule, metrics: dict[str, float], sto
      "metrics" (every final metric: test splits, baselines), "config" (the resolved run config)}"""
     from omegaconf import OmegaConf
 
-    from models.evaluation.cost import macs_per_decision, parameter_count
+    from models.cost import macs_per_decision, parameter_count
 
     monitor = str(cfg.monitor)
     net = module.net

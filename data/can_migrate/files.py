@@ -1,0 +1,68 @@
+"""can_migrate record files on disk -> decoded records (DataFrame of `cm_record.records_frame`).
+
+A run keeps its records as `can_migrate.parquet` (the collector's decoded table) and/or the
+loader's raw stream (`can_migrate.bin` or `records.bin`, possibly zstd-compressed as
+`.bin.zst`). The builder and evaluate.py read both through `read_records`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from data.can_migrate.record import RECORD_FIELDS, RecordFormatError, decode, records_frame
+
+RECORD_FILES = ("can_migrate.parquet", "can_migrate.bin.zst", "can_migrate.bin", "records.bin.zst", "records.bin")
+SUFFIXES = (".parquet", ".bin", ".bin.zst")
+
+
+def is_record_file(path: Path) -> bool:
+    name = Path(path).name
+    return name.endswith(SUFFIXES) and not name.endswith(".txt.zst")
+
+
+def run_records(run_dir: Path) -> Path | None:
+    """The record file of a run directory (parquet first), or None."""
+    return next((run_dir / n for n in RECORD_FILES if (run_dir / n).is_file()), None)
+
+
+def _columns() -> list[str]:
+    cols = []
+    for name, _, shape, _ in RECORD_FIELDS:
+        if name in ("magic", "size", "_pad"):
+            continue
+        cols += [f"{name}_{k}" for k in range(shape[0])] if shape else [name]
+    return cols
+
+
+def read_records(path: Path):
+    """Decoded records of one file. Raises RecordFormatError (one line, naming the file) on a
+    damaged stream, a parquet without the record columns, or an unknown file type."""
+    import pandas as pd
+
+    path = Path(path)
+    name = path.name
+    if name.endswith(".parquet"):
+        df = pd.read_parquet(path)
+        missing = [c for c in _columns() if c not in df.columns]
+        if missing:
+            raise RecordFormatError(f"{path}: not a can_migrate record table (missing "
+                                    f"{', '.join(missing[:4])}{'...' if len(missing) > 4 else ''})")
+        return df.reset_index(drop=True)
+    if name.endswith(".bin.zst"):
+        import zstandard
+
+        data, parts = path.read_bytes(), []
+        while data:  # one or more concatenated frames, each of which must end
+            dobj = zstandard.ZstdDecompressor().decompressobj()
+            try:
+                parts.append(dobj.decompress(data))
+            except zstandard.ZstdError as e:
+                raise RecordFormatError(f"{path}: bad zstd stream: {e}") from e
+            if not dobj.eof:
+                raise RecordFormatError(f"{path}: truncated zstd stream (the frame does not end)")
+            data = dobj.unused_data
+        buf = b"".join(parts)
+    elif name.endswith(".bin"):
+        buf = path.read_bytes()
+    else:
+        raise RecordFormatError(f"{path}: not a record file (expected {', '.join(SUFFIXES)})")
+    return records_frame(decode(buf, str(path)))

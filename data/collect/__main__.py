@@ -1,0 +1,5 @@
+import sys
+
+from data.collect.command import main
+
+sys.exit(main())

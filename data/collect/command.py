@@ -1,0 +1,300 @@
+"""Collect scheduler traces: run a workload under ftrace and store the raw trace + meta.json.
+
+    python -m data.collect --list
+    python -m data.collect WORKLOAD|CATEGORY|all [...] --out DIR [--seconds N] [--runs N]
+                           [--buffer-kb N] [--clock mono] [--zstd-level 19]
+    python -m data.collect --bcc WORKLOAD [...] --out DIR     # can_migrate_task records (bcc)
+    python -m data.collect --vm WORKLOAD [...] --out DIR [--smp 4] [--mem MB] [--kernel PATH]
+                           [--trace-seconds T]  # both, inside a qemu guest (data/collect/guest/)
+    python -m data.collect --vm --summary DIR                 # per-run table of guest runs
+    python -m data.collect --vm --check                       # can a guest boot here?
+    python -m data.collect --check [--bcc]                    # capability report only
+
+Each run becomes OUT/<workload>-rNN/ with trace.txt.zst (the kernel's own `trace` text,
+zstd-compressed) and meta.json (workload, command, kernel, buffer, clock, per-CPU ring-buffer
+stats incl. overruns, event counts, times). A run directory appears only when complete: it is
+written under OUT/.<run_id>.partial-<pid>/ and renamed at the end.
+
+Buffer: 65536 KiB (64 MiB) per CPU by default. Sched events take ~52 bytes in the ring
+buffer, so that is ~1.2 M events per CPU: several seconds at the ~300k events/s (both CPUs
+together) of the busiest workloads here, well above the 0.15-2 s runs of the shipped traces.
+Overruns are never hidden: they are stored per CPU in meta.json and printed as a warning.
+
+Tracing needs root; all tracefs settings are restored afterwards (see data/collect/tracefs.py).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from data.collect import tracefs
+from plumbing.atomic import staged_dir, write_json_atomic
+from data.collect.runs import (TraceStreamer, kernel_info, next_run_id, now_iso, run_workload,  # noqa: F401
+                             wait_quiet)
+from data.collect.workloads import WORKLOADS, Workload, format_list, nproc, resolve
+
+REPO = Path(__file__).resolve().parents[2]
+PROG = "schedlearn collect"
+DEFAULT_BUFFER_KB = 65536
+DEFAULT_ZSTD_LEVEL = 19
+COLLECTOR_VERSION = 1
+
+
+def collect_run(session: tracefs.TraceSession, w: Workload, out: Path, seconds: float,
+                ncpu: int, zstd_level: int, argv_line: str, quiet_wait_s: float | None = None) -> dict:
+    """One traced run of workload w -> OUT/<run_id>/ ; returns its meta dict. Before it, the
+    foreign load is measured (and, with quiet_wait_s, waited out) and stored in meta.json."""
+    run_id = next_run_id(out, w.name)
+    with staged_dir(out / run_id) as part:
+        command = w.command(seconds, ncpu)
+        load = wait_quiet(quiet_wait_s, log=lambda m: print(f"{run_id}: {m}", file=sys.stderr))
+        session.clear()
+        before = session.cpu_stats()
+        start_time, mono0 = now_iso(), time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+        session.on()
+        try:
+            result = run_workload(command, seconds, part / "workload.log")
+        finally:
+            session.off()
+        mono1, end_time = time.clock_gettime_ns(time.CLOCK_MONOTONIC), now_iso()
+        after = session.cpu_stats()
+        streamer = TraceStreamer(session.events)
+        with session.open_trace() as src:
+            streamer.stream(src, part / "trace.txt.zst", zstd_level)
+        log_tail = (part / "workload.log").read_bytes()[-2000:].decode(errors="replace")
+        (part / "workload.log").unlink()
+
+        def delta(key: str) -> dict[str, int]:
+            return {str(c): int(after[c].get(key, 0)) - int(before.get(c, {}).get(key, 0)) for c in after}
+
+        meta = {
+            "run_id": run_id,
+            "workload": w.name,
+            "category": w.category,
+            "description": w.description,
+            "command": command,
+            "command_line": shlex.join(command),
+            "seconds": seconds,
+            "nproc": ncpu,
+            "nr_cpus": len(tracefs.online_cpus()),
+            "kernel": kernel_info(),
+            "collector": "ftrace",
+            "collector_version": COLLECTOR_VERSION,
+            "collected_with": argv_line,
+            "clock": session.clock,
+            "buffer_size_kb": session.buffer_kb_effective,
+            "buffer_size_kb_requested": session.buffer_kb,
+            "tracefs_mounted_by_collector": session.did_mount,
+            "events": list(session.events),
+            "trace_options": session.options,
+            "start_time": start_time,
+            "end_time": end_time,
+            "trace_on_monotonic_ns": mono0,
+            "trace_off_monotonic_ns": mono1,
+            "duration_s": round((mono1 - mono0) / 1e9, 6),
+            "workload_returncode": result["returncode"],
+            "workload_stopped_by": result["stopped_by"],
+            "workload_output_tail": log_tail,
+            "loadavg_before": load["loadavg"],  # kept for older readers; also in load_before
+            "load_before": load,
+            "overruns": delta("overrun"),
+            "dropped_events": delta("dropped_events"),
+            "commit_overruns": delta("commit_overrun"),
+            "entries": {str(c): int(after[c].get("entries", 0)) for c in after},
+            "cpu_stats": {str(c): after[c] for c in after},
+            **streamer.meta(),
+        }
+        write_json_atomic(part / "meta.json", meta)
+    return meta
+
+
+def lost_summary(meta: dict) -> str | None:
+    """A warning line when the ring buffer lost anything, else None."""
+    parts = []
+    for key in ("overruns", "dropped_events", "commit_overruns"):
+        bad = {c: n for c, n in meta[key].items() if n}
+        if bad:
+            parts.append(f"{key} " + ", ".join(f"cpu{c}={n}" for c, n in bad.items()))
+    if meta["lost_markers"]:
+        parts.append(f"{meta['lost_markers']} LOST markers in the trace")
+    if not parts:
+        return None
+    return (f"WARNING: {meta['run_id']}: events were lost ({'; '.join(parts)}); raise --buffer-kb "
+            f"(now {meta['buffer_size_kb']}) or shorten --seconds")
+
+
+# ----- CLI -----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from plumbing.cli import ArgParser  # a usage error is one line
+
+    p = ArgParser(
+        prog="python -m data.collect",
+        description="Trace scheduler events (ftrace) or can_migrate_task records (--bcc) while "
+                    "running named workloads.",
+        epilog="Workloads and categories: python -m data.collect --list",
+    )
+    p.add_argument("workloads", nargs="*", metavar="WORKLOAD",
+                   help="workload name, category name, or 'all'")
+    p.add_argument("--list", action="store_true", help="list workloads and categories, then exit")
+    p.add_argument("--out", type=Path, help="output directory (one sub-directory per run)")
+    p.add_argument("--seconds", type=float, default=None,
+                   help="run length per run (default: each workload's own, 0.15-2 s)")
+    p.add_argument("--runs", type=int, default=1, help="runs per workload (default 1)")
+    p.add_argument("--buffer-kb", type=int, default=DEFAULT_BUFFER_KB,
+                   help=f"ring buffer per CPU in KiB (default {DEFAULT_BUFFER_KB})")
+    p.add_argument("--clock", default="mono",
+                   help="trace_clock (default mono: comparable with CLOCK_MONOTONIC)")
+    p.add_argument("--zstd-level", type=int, default=DEFAULT_ZSTD_LEVEL,
+                   help=f"zstd compression level (default {DEFAULT_ZSTD_LEVEL})")
+    p.add_argument("--nproc", type=int, default=None, help="size workloads for N CPUs (default: nproc)")
+    p.add_argument("--wait", type=float, default=300,
+                   help="seconds to wait for another schedlearn trace session to end (default 300)")
+    p.add_argument("--wait-quiet", type=float, nargs="?", const=600.0, default=None,
+                   metavar="MAX_S",
+                   help="before each run, wait (up to MAX_S s, default 600) until other work "
+                        "uses under 10%% of the CPUs; without it the collector only measures "
+                        "and warns. Either way meta.json records load_before")
+    p.add_argument("--bcc", action="store_true",
+                   help="collect can_migrate_task records with BPF instead of ftrace")
+    p.add_argument("--vm", action="store_true",
+                   help="collect ftrace + can_migrate_task records inside a qemu guest booting "
+                        "Debian's 6.1 kernel (for hosts without kprobes); see data/collect/guest/")
+    p.add_argument("--smp", type=int, default=4, help="--vm: guest vCPUs (default 4)")
+    p.add_argument("--mem", type=int, default=1024, help="--vm: guest memory in MB (default 1024)")
+    p.add_argument("--kernel", type=Path, default=None,
+                   help="--vm: kernel image (default: the newest /boot/vmlinuz-6.1.0-*-amd64)")
+    p.add_argument("--trace-seconds", type=float, default=None,
+                   help="--vm: ftrace only the first T seconds of each run (records cover all "
+                        "of it); bounds the trace size (default: the whole run)")
+    p.add_argument("--check", action="store_true", help="only report whether collection can run")
+    p.add_argument("--summary", type=Path, metavar="DIR",
+                   help="print a markdown table of the runs collected in DIR, then exit")
+    return p
+
+
+def fail(msg: str, code: int = 1) -> int:
+    print(f"{PROG}: {msg}", file=sys.stderr)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    argv_line = shlex.join(["python", "-m", "data.collect", *(sys.argv[1:] if argv is None else argv)])
+    if args.list:
+        print(format_list())
+        return 0
+    if args.summary:
+        from plumbing.cli import bad_json
+
+        if not args.summary.is_dir():
+            return fail(f"--summary {args.summary}: no such folder", 2)
+        if (why := bad_json(args.summary)):
+            return fail(f"--summary {args.summary}: {why}")
+        if not any(args.summary.glob("*/meta.json")):
+            return fail(f"--summary {args.summary}: no runs (<run>/meta.json) in it")
+        if args.vm:  # guest runs: records, rates and losses per run
+            from data.collect.guest.collect import summary as guest_summary
+            print(guest_summary(args.summary))
+        else:
+            print(summary(args.summary))
+        return 0
+    if args.vm:
+        from data.collect.guest.collect import collect_main
+        return collect_main(args, argv_line)
+    if args.bcc:
+        from data.collect.bcc import collect_main
+        return collect_main(args, argv_line)
+    if args.check:
+        return check_ftrace()
+    if not args.workloads:
+        return fail("name at least one workload (see --list)", 2)
+    if args.out is None:
+        return fail("--out DIR is required", 2)
+    if args.runs < 1 or (args.seconds is not None and args.seconds <= 0) or args.buffer_kb < 64:
+        return fail("--runs must be >= 1, --seconds > 0 and --buffer-kb >= 64", 2)
+    from plumbing.cli import unwritable
+
+    if os.geteuid() == 0:  # without root, the first thing to say is that it needs root
+        if args.out.exists() and not args.out.is_dir():
+            return fail(f"--out {args.out}: exists and is not a folder", 2)
+        if (why := unwritable(args.out)):
+            return fail(f"--out {args.out}: {why}", 2)
+    try:
+        chosen = resolve(args.workloads)
+    except ValueError as e:
+        return fail(str(e), 2)
+    missing = sorted({t for w in chosen for t in w.missing_tools()})
+    if missing:
+        return fail(f"missing programs: {', '.join(missing)} (Debian: apt-get install rt-tests stress-ng)")
+    ncpu = args.nproc or nproc()
+    try:
+        with tracefs.TraceSession(buffer_kb=args.buffer_kb, clock=args.clock,
+                                  lock_wait=args.wait) as session:
+            args.out.mkdir(parents=True, exist_ok=True)
+            for w in chosen:
+                for _ in range(args.runs):
+                    seconds = w.default_seconds if args.seconds is None else args.seconds
+                    meta = collect_run(session, w, args.out, seconds, ncpu, args.zstd_level, argv_line,
+                                       args.wait_quiet)
+                    print(f"{meta['run_id']}: {meta['events_written']} events "
+                          f"({meta['event_counts']['sched_migrate_task']} migrations) in "
+                          f"{meta['duration_s']:.2f} s, {meta['trace_bytes'] / 1e6:.2f} MB -> "
+                          f"{args.out / meta['run_id']}")
+                    if (msg := lost_summary(meta)):
+                        print(msg, file=sys.stderr)
+        if session.restore_errors:
+            return fail("could not restore: " + "; ".join(session.restore_errors))
+    except tracefs.TracefsError as e:
+        return fail(str(e))
+    except OSError as e:  # e.g. --out not writable
+        return fail(f"{e.strerror}: {e.filename}" if e.filename else str(e))
+    except KeyboardInterrupt:
+        return fail("interrupted (SIGINT); tracing settings restored, partial run discarded", 130)
+    except tracefs.TraceInterrupted as e:
+        return fail(f"interrupted ({e.name}); tracing settings restored, partial run discarded",
+                    128 + e.signum)
+    return 0
+
+
+def summary(out: Path) -> str:
+    """Markdown table of the runs in OUT (from their meta.json): events, migrations, size."""
+    rows = ["| run | category | s | events | migrations | lost | MB (zst) | load avg | foreign CPU |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    tot = [0, 0, 0.0]
+    for meta_path in sorted(out.glob("*/meta.json")):
+        m = json.loads(meta_path.read_text())
+        if m.get("collector") != "ftrace":
+            continue
+        lost = sum(m["overruns"].values()) + sum(m["dropped_events"].values()) + m["lost_markers"]
+        mig = m["event_counts"]["sched_migrate_task"]
+        mb = m["trace_bytes"] / 1e6
+        share = m.get("load_before", {}).get("foreign_cpu_share")  # older runs did not measure it
+        foreign = "n/a" if share is None else f"{share:.0%}"
+        tot[0] += m["events_written"]
+        tot[1] += mig
+        tot[2] += mb
+        rows.append(f"| {m['run_id']} | {m['category']} | {m['seconds']:g} | {m['events_written']} "
+                    f"| {mig} | {lost} | {mb:.2f} | {m['loadavg_before'][0]:.1f} | {foreign} |")
+    rows.append(f"| **total** ({len(rows) - 2} runs) | | | {tot[0]} | {tot[1]} | | {tot[2]:.2f} | | |")
+    return "\n".join(rows)
+
+
+def check_ftrace() -> int:
+    """--check: can an ftrace collection run here? One line, exit status says it."""
+    point = tracefs.tracefs_mountpoint()
+    if os.geteuid() != 0:
+        return fail(f"needs root (euid 0) to write {tracefs.TRACEFS} (running as uid {os.geteuid()})")
+    where = point or f"{tracefs.TRACEFS} (not mounted; will be mounted)"
+    missing = [ev for ev in tracefs.SCHED_EVENTS
+               if point and not (point / "events" / "sched" / ev).is_dir()]
+    if missing:
+        return fail(f"tracefs at {where} lacks events: {', '.join(missing)}")
+    print(f"ftrace collection possible: tracefs {where}, {len(WORKLOADS)} workloads")
+    return 0

@@ -1,0 +1,489 @@
+/*
+ * Fast core of data/dataset/replay.py: the scheduler state machine of the replay, one pass over the
+ * event columns. data/dataset/replay_reference.py (the pure-Python replay) is the specification and this
+ * file's oracle: the tests assert identical decision tables and counters on every shipped run.
+ *
+ * Python prepares the columns (time-sorted, nulls as -1, pids renumbered densely so that
+ * -1 stays -1 and 0 stays 0) and turns the rows written here into the decision tables.
+ * Where the reference indexes a Python list with -1 (a null target_cpu), the same element is
+ * used here (the last one), so both agree on any input.
+ *
+ * Built by data/parse/native.py with `cc -O2 -shared -fPIC`; called through ctypes.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Event codes = positions in schema.EVENT_KINDS; -1 = a kind the replay ignores. */
+enum { K_SWITCH, K_WAKING, K_WAKEUP, K_WAKEUP_NEW, K_MIGRATE, K_FORK, K_EXIT, K_LOST };
+enum { UNKNOWN, RUNNING, RUNNABLE, SLEEPING, NEW, DEAD };
+enum { PREV_RUNNABLE, PREV_DEAD, PREV_SLEEP };
+enum { KIND_WAKEUP, KIND_PREEMPT, KIND_NEW };
+#define HISTORY_MASK ((1 << 8) - 1)
+#define WAKER_UNKNOWN (-1) /* data/replay_ref.WAKER_UNKNOWN */
+
+/* Counters, in the order of data/dataset/replay.py's STAT_NAMES. */
+const char rp_stats[] =
+    "lost_markers,pid_reuse,skipped_unknown_task,skipped_untrusted_cpu,waking_not_sleeping,"
+    "dropped_unknown_outcome,dropped_lost,missed_switches,inconsistencies";
+enum { ST_LOST, ST_PID_REUSE, ST_SKIP_UNKNOWN, ST_SKIP_UNTRUSTED, ST_WAKING_NOT_SLEEPING,
+       ST_DROPPED_UNKNOWN, ST_DROPPED_LOST, ST_MISSED_SWITCHES, ST_INCONSISTENCIES, NSTATS };
+
+#define MIG_COLS 13 /* data/replay_ref._MIG_LOOP_COLS */
+#define NT_COLS 6   /* data/replay_ref._NT_LOOP_COLS */
+
+struct in {
+    int64_t n;
+    const int64_t *code, *ts, *cpu, *common, *prev, *prev_state, *next, *pid, *target, *dest, *child;
+};
+
+struct task { /* per tid */
+    int8_t state;
+    int32_t rq, last_cpu, pending;
+    int32_t qprev, qnext; /* neighbours on the list of tasks queued on CPU rq */
+    int64_t last_end, last_wake, fork_cpu, fork_ts;
+    uint32_t hist;
+};
+
+struct rp {
+    struct in in;
+    int64_t ncpu, ncpus_seen, warmup_ns, segment;
+    int64_t wakeup_decides; /* no sched_waking in the trace: decide at sched_wakeup */
+    const int64_t *cpus; /* CPUs seen in the cpu column, sorted */
+    int64_t *tids;       /* dense pid + 1 -> tid, -1 none */
+    struct task *t;
+    int64_t ntids, cap_tids;
+    int64_t *cur, *cur_pid, *nr, *first_ts, *last_switch;
+    int64_t *qhead; /* per CPU: first tid of its queued list, -1 empty */
+    uint8_t *trusted;
+    int64_t n_untrusted;
+    int64_t *mig, nmig, *next_cpu, *nt, nnt;
+    int64_t *stats;
+    int oom;
+};
+
+/* Python list index semantics for the one index that can be -1 (a null target CPU). */
+static inline int64_t cpu_slot(const struct rp *r, int64_t c) { return c < 0 ? c + r->ncpu : c; }
+
+static void reset_cpus(struct rp *r)
+{
+    for (int64_t c = 0; c < r->ncpu; c++) {
+        r->cur[c] = -1;
+        r->cur_pid[c] = -1;
+        r->nr[c] = 0;
+        r->trusted[c] = 1;
+        r->first_ts[c] = -1;
+        r->last_switch[c] = -1;
+        r->qhead[c] = -1;
+    }
+    for (int64_t k = 0; k < r->ncpus_seen; k++)
+        r->trusted[r->cpus[k]] = 0;
+    r->n_untrusted = r->ncpus_seen;
+}
+
+static void clear_task(struct task *t, int8_t state)
+{
+    t->state = state;
+    t->rq = t->last_cpu = t->pending = -1;
+    t->qprev = t->qnext = -1;
+    t->last_end = t->last_wake = t->fork_cpu = t->fork_ts = -1;
+    t->hist = 0;
+}
+
+static void reset_all(struct rp *r)
+{
+    for (int64_t i = 0; i < r->ntids; i++) {
+        struct task *t = &r->t[i];
+        if (t->pending >= 0)
+            r->stats[ST_DROPPED_LOST]++;
+        clear_task(t, t->state == DEAD ? DEAD : UNKNOWN);
+    }
+    reset_cpus(r);
+}
+
+static int64_t new_tid(struct rp *r, int64_t pid)
+{
+    if (r->ntids == r->cap_tids) {
+        int64_t cap = 2 * r->cap_tids;
+        struct task *t = realloc(r->t, cap * sizeof(*t));
+        if (!t) {
+            r->oom = 1;
+            return 0;
+        }
+        r->t = t;
+        r->cap_tids = cap;
+    }
+    int64_t id = r->ntids++;
+    r->tids[pid + 1] = id;
+    clear_task(&r->t[id], UNKNOWN);
+    return id;
+}
+
+static inline int64_t tid_of(struct rp *r, int64_t pid)
+{
+    int64_t id = r->tids[pid + 1];
+    if (id < 0 || r->t[id].state == DEAD)
+        return new_tid(r, pid);
+    return id;
+}
+
+/*
+ * Each CPU keeps the list of tasks whose rq is that CPU, so that going idle finds them without
+ * scanning every task. A null target CPU (-1) counts on the last CPU, as the reference's list
+ * indexing does, but leaves the task on no list: its rq is -1, "not queued", there as here.
+ */
+static inline void unlink_rq(struct rp *r, struct task *t)
+{
+    if (t->qprev >= 0)
+        r->t[t->qprev].qnext = t->qnext;
+    else
+        r->qhead[t->rq] = t->qnext;
+    if (t->qnext >= 0)
+        r->t[t->qnext].qprev = t->qprev;
+    t->qprev = t->qnext = -1;
+}
+
+static inline void enqueue(struct rp *r, struct task *t, int64_t c)
+{
+    if (t->rq != c) {
+        if (t->rq >= 0) {
+            r->nr[t->rq]--;
+            unlink_rq(r, t);
+        }
+        r->nr[cpu_slot(r, c)]++;
+        t->rq = (int32_t)c;
+        if (c >= 0) {
+            int32_t self = (int32_t)(t - r->t);
+
+            t->qnext = (int32_t)r->qhead[c];
+            if (t->qnext >= 0)
+                r->t[t->qnext].qprev = self;
+            r->qhead[c] = self;
+        }
+    }
+}
+
+static inline void dequeue(struct rp *r, struct task *t)
+{
+    if (t->rq >= 0) {
+        r->nr[t->rq]--;
+        unlink_rq(r, t);
+        t->rq = -1;
+    }
+}
+
+static void forget(struct rp *r, struct task *t)
+{
+    r->stats[ST_INCONSISTENCIES]++;
+    dequeue(r, t);
+    t->state = UNKNOWN;
+    t->last_cpu = -1;
+    if (t->pending >= 0) {
+        r->stats[ST_DROPPED_UNKNOWN]++;
+        t->pending = -1;
+    }
+}
+
+static inline void trust(struct rp *r, int64_t c)
+{
+    if (!r->trusted[c]) {
+        r->trusted[c] = 1;
+        r->n_untrusted--;
+    }
+}
+
+static inline void warm(struct rp *r, int64_t c, int64_t ts)
+{
+    if (r->trusted[c])
+        return;
+    if (r->first_ts[c] < 0)
+        r->first_ts[c] = ts;
+    else if (ts - r->first_ts[c] >= r->warmup_ns)
+        trust(r, c);
+}
+
+static void decide(struct rp *r, int64_t i, int64_t tid, int64_t kind, int64_t src, int64_t since,
+                   int64_t waker_same)
+{
+    if (r->n_untrusted) {
+        r->stats[ST_SKIP_UNTRUSTED]++;
+        return;
+    }
+    int64_t lo = -1, hi = 0, other_idle = 0, nothers = 0;
+    for (int64_t k = 0; k < r->ncpus_seen; k++) {
+        int64_t o = r->cpus[k], n;
+        if (o == src)
+            continue;
+        n = r->nr[o];
+        if (!nothers++ || n < lo)
+            lo = n;
+        if (n > hi)
+            hi = n;
+        if (!n && r->cur[o] == 0)
+            other_idle = 1;
+    }
+    if (!nothers)
+        lo = 0;
+    int64_t n = r->nr[src];
+    int64_t *row = r->mig + r->nmig * MIG_COLS;
+    row[0] = i;
+    row[1] = tid;
+    row[2] = r->segment;
+    row[3] = src;
+    row[4] = kind;
+    row[5] = since;
+    row[6] = n;
+    row[7] = lo;
+    row[8] = hi;
+    row[9] = !n && r->cur[src] == 0;
+    row[10] = other_idle;
+    row[11] = waker_same;
+    row[12] = __builtin_popcount(r->t[tid].hist);
+    r->next_cpu[r->nmig] = -1;
+    r->t[tid].pending = (int32_t)r->nmig++;
+}
+
+static void switch_in(struct rp *r, int64_t tid, int64_t c)
+{
+    struct task *t = &r->t[tid];
+    if (t->pending >= 0) {
+        r->next_cpu[t->pending] = c;
+        t->pending = -1;
+    }
+    if (t->last_cpu >= 0)
+        t->hist = ((t->hist << 1) | (t->last_cpu != c)) & HISTORY_MASK;
+    t->state = RUNNING;
+    t->last_cpu = (int32_t)c;
+    enqueue(r, t, c);
+}
+
+static void observe_current(struct rp *r, int64_t c, int64_t pid)
+{
+    int64_t old = r->cur[c];
+    if (old >= 0) {
+        r->stats[ST_MISSED_SWITCHES]++;
+        if (old)
+            forget(r, &r->t[old]);
+    }
+    int64_t tid = pid ? tid_of(r, pid) : 0;
+    if (tid)
+        switch_in(r, tid, c);
+    r->cur[c] = tid;
+    r->cur_pid[c] = pid;
+}
+
+static void go_idle(struct rp *r, int64_t c)
+{
+    /* forget() takes each task off the list; the order does not matter, each acts on its own */
+    while (r->nr[c] && r->qhead[c] >= 0)
+        forget(r, &r->t[r->qhead[c]]);
+    trust(r, c);
+}
+
+static void switch_out(struct rp *r, int64_t i, int64_t tid, int64_t c, int64_t ts)
+{
+    int64_t how = r->in.prev_state[i];
+    struct task *t = &r->t[tid];
+    if (how == PREV_RUNNABLE) {
+        enqueue(r, t, c);
+        decide(r, i, tid, KIND_PREEMPT, c, 0, 0);
+        t->state = RUNNABLE;
+    } else {
+        dequeue(r, t);
+        t->state = how == PREV_DEAD ? DEAD : SLEEPING;
+    }
+    t->last_cpu = (int32_t)c;
+    t->last_end = ts;
+}
+
+static void on_switch(struct rp *r, int64_t i)
+{
+    int64_t c = r->in.cpu[i], ts = r->in.ts[i], prev = r->in.prev[i];
+    if (prev != r->cur_pid[c])
+        observe_current(r, c, prev);
+    int64_t pt = r->cur[c];
+    if (pt) /* -1 (unknown) as in the reference: Python's last element */
+        switch_out(r, i, pt < 0 ? pt + r->ntids : pt, c, ts);
+    int64_t nxt = r->in.next[i];
+    int64_t nt = nxt ? tid_of(r, nxt) : 0;
+    if (nt)
+        switch_in(r, nt, c);
+    else
+        go_idle(r, c);
+    r->cur[c] = nt;
+    r->cur_pid[c] = nxt;
+    int64_t last = r->last_switch[c], woke = nt ? r->t[nt].last_wake : -1;
+    int64_t *row = r->nt + r->nnt++ * NT_COLS;
+    row[0] = i;
+    row[1] = r->segment;
+    row[2] = pt;
+    row[3] = nt;
+    row[4] = last >= 0 ? ts - last : -1;
+    row[5] = woke >= 0 ? ts - woke : -1;
+    r->last_switch[c] = ts;
+}
+
+static void on_waking(struct rp *r, int64_t i)
+{
+    int64_t tid = tid_of(r, r->in.pid[i]);
+    struct task *t = &r->t[tid];
+    t->last_wake = r->in.ts[i];
+    if (t->state == SLEEPING) {
+        int64_t src = t->last_cpu;
+        /* sched_wakeup may be logged on the target CPU: its CPU says nothing about the waker
+         * and would leak the label, so waker_same_cpu is unknown (WAKER_UNKNOWN) then. */
+        decide(r, i, tid, KIND_WAKEUP, src, r->in.ts[i] - t->last_end,
+               r->wakeup_decides ? WAKER_UNKNOWN : r->in.cpu[i] == src);
+        r->t[tid].state = RUNNABLE;
+    } else if (t->state == UNKNOWN) {
+        r->stats[ST_SKIP_UNKNOWN]++;
+    } else {
+        r->stats[ST_WAKING_NOT_SLEEPING]++;
+    }
+}
+
+static void on_wakeup(struct rp *r, int64_t i)
+{
+    int64_t tid = tid_of(r, r->in.pid[i]);
+    struct task *t = &r->t[tid];
+    if (t->state != RUNNING) {
+        t->state = RUNNABLE;
+        enqueue(r, t, r->in.target[i]);
+    }
+}
+
+static void on_wakeup_new(struct rp *r, int64_t i)
+{
+    int64_t tid = tid_of(r, r->in.pid[i]), ts = r->in.ts[i];
+    struct task *t = &r->t[tid];
+    t->last_wake = ts;
+    if (t->state == NEW) {
+        int64_t src = t->fork_cpu;
+        decide(r, i, tid, KIND_NEW, src, ts - t->fork_ts, r->in.cpu[i] == src);
+    } else {
+        r->stats[ST_SKIP_UNKNOWN]++;
+    }
+    t = &r->t[tid];
+    t->state = RUNNABLE;
+    enqueue(r, t, r->in.target[i]);
+}
+
+static void on_migrate(struct rp *r, int64_t i)
+{
+    struct task *t = &r->t[tid_of(r, r->in.pid[i])];
+    if (t->rq >= 0)
+        enqueue(r, t, r->in.dest[i]);
+}
+
+static void on_fork(struct rp *r, int64_t i)
+{
+    int64_t child = r->in.child[i];
+    if (r->tids[child + 1] >= 0)
+        r->stats[ST_PID_REUSE]++;
+    int64_t tid = new_tid(r, child);
+    struct task *t = &r->t[tid];
+    t->state = NEW;
+    t->fork_cpu = r->in.cpu[i];
+    t->fork_ts = r->in.ts[i];
+}
+
+/*
+ * Replay n events. in[]: code, ts, cpu, common_pid, prev_pid, prev_state class, next_pid, pid,
+ * target_cpu, dest_cpu, child_pid (pids dense, see above). cpus: the sorted CPUs of the cpu
+ * column. Outputs: mig (MIG_COLS per decision) and next_cpu, nt (NT_COLS per switch), stats
+ * (NSTATS counters), counts = {decisions, switches, tids, segments}.
+ * Returns 0, or -1 when memory ran out.
+ */
+int rp_replay(int64_t n, const int64_t *const *in, int64_t npid, int64_t ncpu, const int64_t *cpus,
+              int64_t ncpus_seen, int64_t warmup_ns, int64_t wakeup_decides, int64_t *mig,
+              int64_t *next_cpu, int64_t *nt, int64_t *stats, int64_t *counts)
+{
+    struct rp r = {0};
+    int rc = -1;
+    r.in = (struct in){n, in[0], in[1], in[2], in[3], in[4], in[5], in[6], in[7], in[8], in[9], in[10]};
+    r.ncpu = ncpu;
+    r.cpus = cpus;
+    r.ncpus_seen = ncpus_seen;
+    r.warmup_ns = warmup_ns;
+    r.wakeup_decides = wakeup_decides;
+    r.mig = mig;
+    r.next_cpu = next_cpu;
+    r.nt = nt;
+    r.stats = stats;
+    r.cap_tids = 1024;
+    r.tids = malloc((npid + 1) * sizeof(*r.tids));
+    r.t = malloc(r.cap_tids * sizeof(*r.t));
+    r.cur = malloc(6 * ncpu * sizeof(int64_t));
+    r.trusted = malloc(ncpu);
+    if (!r.tids || !r.t || !r.cur || !r.trusted)
+        goto out;
+    r.cur_pid = r.cur + ncpu;
+    r.nr = r.cur_pid + ncpu;
+    r.first_ts = r.nr + ncpu;
+    r.last_switch = r.first_ts + ncpu;
+    r.qhead = r.last_switch + ncpu;
+    memset(stats, 0, NSTATS * sizeof(*stats));
+    for (int64_t p = 0; p <= npid; p++)
+        r.tids[p] = -1;
+    r.ntids = 1; /* tid 0 = idle, never tracked as a task */
+    r.tids[1] = 0;
+    clear_task(&r.t[0], DEAD);
+    reset_cpus(&r);
+
+    for (int64_t i = 0; i < n && !r.oom; i++) {
+        int64_t k = r.in.code[i];
+        if (k != K_LOST) {
+            int64_t c = r.in.cpu[i], p = r.in.common[i];
+            if (p != r.cur_pid[c] && p >= 0)
+                observe_current(&r, c, p);
+            if (r.n_untrusted)
+                warm(&r, c, r.in.ts[i]);
+        }
+        switch (k) {
+        case K_SWITCH:
+            on_switch(&r, i);
+            break;
+        case K_WAKING:
+            if (!wakeup_decides)
+                on_waking(&r, i);
+            break;
+        case K_WAKEUP:
+            if (wakeup_decides)
+                on_waking(&r, i);
+            on_wakeup(&r, i);
+            break;
+        case K_WAKEUP_NEW:
+            on_wakeup_new(&r, i);
+            break;
+        case K_MIGRATE:
+            on_migrate(&r, i);
+            break;
+        case K_FORK:
+            on_fork(&r, i);
+            break;
+        case K_LOST:
+            stats[ST_LOST]++;
+            r.segment++;
+            reset_all(&r);
+            break;
+        default: /* sched_process_exit: the task runs until its final switch-out */
+            break;
+        }
+    }
+    if (r.oom)
+        goto out;
+    for (int64_t k = 0; k < r.ntids; k++)
+        if (r.t[k].pending >= 0)
+            stats[ST_DROPPED_UNKNOWN]++;
+    counts[0] = r.nmig;
+    counts[1] = r.nnt;
+    counts[2] = r.ntids;
+    counts[3] = r.segment;
+    rc = 0;
+out:
+    free(r.tids);
+    free(r.t);
+    free(r.cur);
+    free(r.trusted);
+    return rc;
+}

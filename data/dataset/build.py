@@ -1,0 +1,385 @@
+"""Dataset builder: parse and replay every collected run, split by whole trace, write a dataset.
+
+    python -m data.build --traces DIR [DIR...] --out DATASET --unseen CATEGORY[,CATEGORY]
+
+A run is a directory holding meta.json and a trace file and/or can_migrate records (found
+recursively under each --traces DIR). A trace gives the migration and next_task tables, records
+(can_migrate.parquet or the loader's records.bin[.zst]) the can_migrate table: the records
+passing the kernel's hard conditions, with Chen's 15 features and both labels
+(data/can_migrate/features.py). Splitting is by whole trace (data/dataset/splits.py) so no window of one trace
+can land in two splits: runs of the --unseen categories form test_unseen; in the other
+categories each workload's runs are sorted by run_id and the last one is test_seen, the rest
+train (a workload with a single run stays in train, and the card says so). Validation runs are
+taken out of train by the DataModule, by the same rule. Per-workload test sets are the rows of
+that workload in the test tables (a `workload` column), so they get no files of their own.
+
+The dataset is written into a temporary directory beside DATASET and renamed into place, so a
+reader never sees a half-written dataset; an existing DATASET is replaced only with --force.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from data.dataset import splits as splits_mod
+from plumbing.atomic import file_sha256, swap_dir_in
+from data.can_migrate.features import CHEN_FEATURES, FORCED, LABEL, can_migrate_table, filter_counts
+from data.can_migrate.files import RECORD_FILES, read_records, run_records
+from data.parse.tracefile import parse_file
+from data.dataset.replay import replay
+from data.dataset.tables import MIGRATION_FEATURES, NEXT_TASK_COLUMNS
+from data.dataset.splits import natural
+
+VERSION = 1
+SPLITS = ("train", "test_seen", "test_unseen")
+TASKS = ("migration", "next_task")  # from traces
+CM_TASK = "can_migrate"  # from records
+TRACE_NAMES = ("trace.txt.zst", "trace.txt.xz", "trace.txt.gz", "trace.txt")
+SPLIT_RULE = (
+    "Whole traces only (data/dataset/splits.py). Runs whose category is in unseen_categories -> "
+    "test_unseen. Otherwise, per workload, runs sorted by run_id (natural order): the last -> "
+    "test_seen, the rest -> train; a workload with a single run -> train only. No validation "
+    "split here: train holds the validation runs too, and a DataModule takes them out (its "
+    "val_runs / val_category; its meta['split'] records the runs). splits.workload[name] lists "
+    "the test runs (test_seen + test_unseen) of each workload.")
+DELTA_COLUMNS = ("ts", "line")  # near-monotonic int64: delta encoding shrinks them ~3x
+
+
+class BuildError(Exception):
+    """Bad input to the builder (no runs, unknown category, existing output...)."""
+
+
+@dataclass
+class Run:
+    run_id: str
+    workload: str
+    category: str
+    trace: Path | None
+    meta: dict
+    records: Path | None = None
+
+
+def find_runs(dirs: list[Path]) -> list[Run]:
+    runs: dict[str, Run] = {}
+    for d in dirs:
+        for meta_path in sorted(Path(d).rglob("meta.json")):
+            meta = json.loads(meta_path.read_text())
+            names = [meta["trace_file"]] if "trace_file" in meta else list(TRACE_NAMES)
+            trace = next((meta_path.parent / n for n in names
+                          if (meta_path.parent / n).is_file()), None)
+            records = run_records(meta_path.parent)
+            if (trace is None and records is None) or "workload" not in meta:
+                continue  # not a run directory (e.g. a built dataset's card)
+            run_id = meta.get("run_id") or meta_path.parent.name
+            if run_id in runs:
+                raise BuildError(f"duplicate run_id {run_id!r}: {meta_path.parent} and "
+                                 f"{(runs[run_id].trace or runs[run_id].records).parent}")
+            runs[run_id] = Run(run_id, meta["workload"], meta["category"], trace, meta, records)
+    if not runs:
+        raise BuildError(f"no traces found under {', '.join(map(str, dirs))} "
+                         f"(looking for <run>/meta.json beside one of {', '.join(TRACE_NAMES)} "
+                         f"or {', '.join(RECORD_FILES)})")
+    return sorted(runs.values(), key=lambda r: natural(r.run_id))
+
+
+def split_runs(runs: list[Run], unseen: list[str]) -> tuple[dict, list[str]]:
+    """Assign whole runs to splits by data.dataset.splits.split_runs without validation (a DataModule
+    takes its val runs out of train). Returns (splits as in the card, notes)."""
+    try:
+        split = splits_mod.split_runs(runs, unseen, val_category=None, val_runs=0)
+    except ValueError as e:
+        raise BuildError(f"--{e}" if str(e).startswith("unseen") else str(e)) from e
+    splits: dict = {s: split["runs"][s] for s in SPLITS}
+    test = set(splits["test_seen"]) | set(splits["test_unseen"])
+    by_workload: dict[str, list[str]] = {}
+    for r in runs:
+        by_workload.setdefault(r.workload, []).append(r.run_id)
+    splits["workload"] = {name: [r for r in sorted(ids, key=natural) if r in test]
+                          for name, ids in sorted(by_workload.items())}
+    return splits, split["notes"]
+
+
+def _write_parquet(table: pa.Table, path: Path) -> None:
+    """zstd Parquet, small enough to ship in the repository."""
+    delta = [c for c in DELTA_COLUMNS if c in table.column_names]
+    pq.write_table(table, path, compression="zstd", compression_level=15,
+                   use_dictionary=[c for c in table.column_names if c not in delta],
+                   column_encoding={c: "DELTA_BINARY_PACKED" for c in delta})
+
+
+def _with_run_columns(df, run: Run) -> pa.Table:
+    t = pa.Table.from_pandas(df, preserve_index=False)
+    n = t.num_rows
+    t = t.append_column("workload", pa.array([run.workload] * n, pa.string()))
+    return t.append_column("category", pa.array([run.category] * n, pa.string()))
+
+
+def _first_seconds(events: pa.Table, seconds: float) -> pa.Table:
+    """The events of the trace's first `seconds` (from its first timestamped event)."""
+    ts = events.column("ts")
+    valid = pc.filter(ts, pc.greater_equal(ts, 0))
+    if len(valid) == 0:
+        return events
+    end = pc.min(valid).as_py() + int(seconds * 1e9)
+    return events.filter(pc.less(ts, end))
+
+
+def _cut(events: pa.Table, seconds: float | None, max_events: int | None) -> pa.Table:
+    """The part of a trace the dataset uses: its first `seconds` and at most its first
+    `max_events` events (whole-trace prefixes, so every decision keeps its history)."""
+    if seconds is not None:
+        events = _first_seconds(events, seconds)
+    return events if max_events is None else events.slice(0, max_events)
+
+
+def _process_trace(run: Run, events_dir: Path | None,
+                   trace_seconds: float | None = None,
+                   max_events: int | None = None) -> tuple[dict, dict[str, pa.Table]]:
+    """Parse + replay one run's trace (its first `trace_seconds` / `max_events` when given); write its events
+    (unless events_dir is None); return its card fields and its migration / next_task tables."""
+    t0 = time.perf_counter()
+    events, pstats = parse_file(run.trace)
+    parsed = events.num_rows
+    events = _cut(events, trace_seconds, max_events)
+    if events_dir is not None:
+        _write_parquet(events, events_dir / f"{run.run_id}.parquet")
+    result = replay(events, run.run_id)
+    lossy = {key: {str(k): int(v) for k, v in (run.meta.get(key) or {}).items()}
+             for key in ("overruns", "dropped_events", "commit_overruns")}
+    source = {
+        "path": str(run.trace), "sha256": file_sha256(run.trace), "bytes": run.trace.stat().st_size,
+        "events": parsed, "events_used": events.num_rows, "skipped": sum(pstats.skipped.values()),
+        "lost": pstats.lost_markers, "lost_events": result.stats["lost_events"],
+        **{key: sum(per_cpu.values()) for key, per_cpu in lossy.items()},
+        "overruns_by_cpu": lossy["overruns"],
+        "parse": pstats.to_dict(), "replay": result.stats,
+    }
+    print(f"{run.run_id}: {events.num_rows} events, {len(result.migration)} migration rows "
+          f"({result.stats['migration_positives']} positive), {len(result.next_task)} next_task "
+          f"rows, {time.perf_counter() - t0:.1f}s", file=sys.stderr)
+    return source, {"migration": _with_run_columns(result.migration, run),
+                    "next_task": _with_run_columns(result.next_task, run)}
+
+
+def _process_records(run: Run) -> tuple[dict, pa.Table]:
+    """Decode one run's can_migrate records; return card fields and its can_migrate table."""
+    from data.can_migrate.record import RecordFormatError
+
+    try:
+        records = read_records(run.records)
+    except RecordFormatError as e:
+        raise BuildError(str(e)) from e
+    table = can_migrate_table(records.assign(run_id=run.run_id, workload=run.workload,
+                                             category=run.category))
+    source = {"records_path": str(run.records), "records_sha256": file_sha256(run.records),
+              "records_bytes": run.records.stat().st_size,
+              "can_migrate_filter": filter_counts(records)}
+    print(f"{run.run_id}: {len(records)} can_migrate records, {len(table)} pass the hard "
+          f"conditions ({int(table[LABEL].sum())} allowed, {int(table[FORCED].sum())} forced)",
+          file=sys.stderr)
+    return source, pa.Table.from_pandas(table, preserve_index=False)
+
+
+def _process(run: Run, events_dir: Path | None,
+             trace_seconds: float | None = None,
+             max_events: int | None = None) -> tuple[dict, dict[str, pa.Table]]:
+    """One run's card entry and its task tables (only the tasks its files give)."""
+    source = {"run_id": run.run_id, "workload": run.workload, "category": run.category,
+              "nr_cpus": run.meta.get("nr_cpus"), "seconds": run.meta.get("seconds")}
+    tables = {}
+    if run.trace is not None:
+        fields, tables = _process_trace(run, events_dir, trace_seconds, max_events)
+        source.update(fields)
+    if run.records is not None:
+        fields, tables[CM_TASK] = _process_records(run)
+        source.update(fields)
+    return source, tables
+
+
+def _counts(task: str, t: pa.Table) -> dict:
+    n = t.num_rows
+    if task == CM_TASK:
+        out = {"rows": n}
+        for label in (LABEL, FORCED):
+            pos = int(pc.sum(t.column(label)).as_py() or 0)
+            out[f"{label}_positives"] = pos
+            out[f"{label}_positive_rate"] = pos / n if n else 0.0
+        out["positive_rate"] = out[f"{LABEL}_positive_rate"]
+        return out
+    if task == "migration":
+        pos = int(pc.sum(t.column("migrated")).as_py() or 0)
+        kinds = t.column("kind").to_numpy()
+        return {"rows": n, "positives": pos, "positive_rate": pos / n if n else 0.0,
+                "by_kind": {k: int((kinds == i).sum())
+                            for i, k in enumerate(("wakeup", "preempt", "new"))}}
+    df = t.select(["run_id", "next_tid"]).to_pandas()
+    tasks = df[df.next_tid != 0].drop_duplicates()
+    return {"rows": n, "distinct_tasks": len(tasks),
+            "idle_rate": float((df.next_tid == 0).mean()) if n else 0.0}
+
+
+def _write_task(task: str, tables: dict[str, pa.Table], splits: dict, root: Path) -> dict:
+    """Write one task's split files from the runs that have its table; return their counts."""
+    (root / task).mkdir(parents=True)
+    empty = next(iter(tables.values())).slice(0, 0)
+    counts = {}
+    for name in SPLITS:
+        ids = [i for i in splits[name] if i in tables]
+        t = pa.concat_tables([tables[i] for i in ids]) if ids else empty
+        _write_parquet(t, root / task / f"{name}.parquet")
+        counts[name] = _counts(task, t)
+    return counts
+
+
+def _filter_total(sources: list[dict]) -> dict:
+    """Sum of the runs' hard-condition filter counts."""
+    total: dict[str, int] = {}
+    for src in sources:
+        for k, v in src.get("can_migrate_filter", {}).items():
+            total[k] = total.get(k, 0) + v
+    return total
+
+
+def build(trace_dirs: list[Path], out: Path, unseen: list[str], force: bool = False,
+          events: bool = True, trace_seconds: float | None = None,
+          max_events: int | None = None) -> dict:
+    """Build the dataset at `out` and return its card. events=False leaves out the per-run
+    events/ copies; trace_seconds replays only each trace's first seconds (the shipped guest
+    dataset does both, to stay small; can_migrate records are always used whole)."""
+    if trace_seconds is not None and trace_seconds <= 0:
+        raise BuildError(f"trace_seconds must be > 0, got {trace_seconds}")
+    if max_events is not None and max_events < 1:
+        raise BuildError(f"max_events must be >= 1, got {max_events}")
+    out = Path(out)
+    if out.exists() and not force:
+        raise BuildError(f"{out} exists (use --force to replace it)")
+    runs = find_runs(trace_dirs)
+    splits, notes = split_runs(runs, unseen)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir(parents=True)
+        if events:
+            (tmp / "events").mkdir()
+        sources, tables = [], {task: {} for task in (*TASKS, CM_TASK)}
+        for run in runs:
+            source, per_task = _process(run, tmp / "events" if events else None, trace_seconds,
+                                       max_events)
+            sources.append(source)
+            for task, table in per_task.items():
+                tables[task][run.run_id] = table
+        tasks = [t for t in (*TASKS, CM_TASK) if tables[t]]
+        card = {
+            "version": VERSION,
+            "unseen_categories": list(unseen),
+            "split_rule": SPLIT_RULE,
+            "splits": splits,
+            "notes": notes,
+            "trace_seconds": trace_seconds,
+            "max_events": max_events,
+            "tasks": tasks,
+            "counts": {task: _write_task(task, tables[task], splits, tmp) for task in tasks},
+            "features": {"migration": list(MIGRATION_FEATURES), "migration_label": "migrated",
+                         "migration_kinds": {"0": "wakeup", "1": "preempt", "2": "new"},
+                         "next_task": list(NEXT_TASK_COLUMNS),
+                         "can_migrate": list(CHEN_FEATURES),
+                         "can_migrate_labels": {
+                             LABEL: "can_migrate_task() returned 1",
+                             FORCED: "returned 1 and set p->sched_task_hot (allowed although "
+                                     "cache hot)"}},
+            "sources": sources,
+        }
+        if CM_TASK in tasks:
+            card["can_migrate_filter"] = _filter_total(sources)
+        (tmp / "meta.json").write_text(json.dumps(card, indent=1) + "\n")
+        swap_dir_in(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return card
+
+
+def _summary(card: dict) -> str:
+    lines = [f"{len(card['sources'])} runs; unseen categories: "
+             f"{', '.join(card['unseen_categories']) or '(none)'}"]
+    counts = card["counts"]
+    for s in SPLITS:
+        parts = [f"  {s:11s} runs={len(card['splits'][s]):3d}"]
+        if "migration" in counts:
+            m, n = counts["migration"][s], counts["next_task"][s]
+            parts.append(f"migration rows={m['rows']} positive_rate={m['positive_rate']:.4f}  "
+                         f"next_task rows={n['rows']}")
+        if CM_TASK in counts:
+            c = counts[CM_TASK][s]
+            parts.append(f"can_migrate rows={c['rows']} allowed={c[f'{LABEL}_positive_rate']:.4f} "
+                         f"forced={c[f'{FORCED}_positive_rate']:.4f}")
+        lines.append("  ".join(parts))
+    if "can_migrate_filter" in card:
+        lines.append("  can_migrate hard-condition filter: " + ", ".join(
+            f"{k}={v}" for k, v in card["can_migrate_filter"].items()))
+    return "\n".join(lines + [f"  note: {x}" for x in card["notes"]])
+
+
+def _check_args(ap, args) -> None:
+    """Paths a user can get wrong, each reported in one line before any work starts."""
+    from plumbing.cli import bad_json, unwritable
+
+    for d in args.traces:
+        if not d.is_dir():
+            ap.error(f"--traces {d}: {'not a folder' if d.exists() else 'no such folder'}")
+        if (why := bad_json(d)):
+            ap.error(f"--traces {d}: {why}")
+    if args.out.exists() and not args.out.is_dir():
+        ap.error(f"--out {args.out}: exists and is not a folder")
+    if (why := unwritable(args.out)):
+        ap.error(f"--out {args.out}: {why}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from plumbing.cli import ArgParser, os_error
+    from data.parse.tracefile import TraceFormatError
+
+    ap = ArgParser(prog="python -m data.build", description=__doc__.split("\n")[0])
+    ap.add_argument("--traces", nargs="+", required=True, type=Path,
+                    help="directories searched recursively for <run>/meta.json + trace file")
+    ap.add_argument("--out", required=True, type=Path, help="dataset directory to create")
+    ap.add_argument("--unseen", default="",
+                    help="comma-separated categories held out as test_unseen")
+    ap.add_argument("--force", action="store_true", help="replace an existing --out")
+    ap.add_argument("--no-events", action="store_true",
+                    help="leave out the per-run events/ copies (smaller dataset)")
+    ap.add_argument("--trace-seconds", type=float, default=None,
+                    help="replay only the first S seconds of every trace (smaller dataset)")
+    ap.add_argument("--max-events", type=int, default=None,
+                    help="replay at most the first N events of every trace (keeps the 300k-1.3M "
+                         "events/s IPC stressors from outweighing the other workloads)")
+    args = ap.parse_args(argv)
+    _check_args(ap, args)
+    unseen = [c for c in args.unseen.split(",") if c]
+    try:
+        card = build(args.traces, args.out, unseen, args.force, events=not args.no_events,
+                     trace_seconds=args.trace_seconds, max_events=args.max_events)
+    except BuildError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except TraceFormatError as e:  # a truncated or corrupt trace: the message names the file
+        print(f"error: {e}; nothing written", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"error: {os_error(e)}; nothing written", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"error: interrupted; {args.out} left as it was", file=sys.stderr)
+        return 130
+    print(_summary(card))
+    return 0

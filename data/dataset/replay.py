@@ -1,0 +1,254 @@
+"""State replay: rebuild per-task and per-CPU scheduler state from parsed events, and emit the
+decision tables of both learning tasks (migration, next_task) from that one pass.
+
+Events are replayed in timestamp order (stable, so same-ts lines keep file order). The replay
+only emits a decision whose inputs it has actually observed:
+
+* A task's state is UNKNOWN until an event shows it (tasks that existed before the trace began,
+  and every task after a lost-events gap). Decisions needing an unknown state are counted, not
+  emitted.
+* A CPU's nr_running is trusted once the CPU has switched to idle (the kernel only picks idle
+  when the runqueue is empty, so its count is exactly 0 then), or once `warmup_ns` of that CPU's
+  own events have passed (long enough for every task queued before the trace to have run and
+  been seen). Decisions are emitted only while every CPU is trusted.
+* A LOST marker on any CPU starts a new segment and forgets everything: the lost events may
+  hold wakeups, migrations and forks of tasks on every CPU, so no task's state survives it.
+  Pending decisions are dropped, so no row's label spans a gap.
+
+Wakeup decisions are taken at `sched_waking`: it fires on the waker's CPU in try_to_wake_up()
+before select_task_rq(), so the replayed state at that line is the state the kernel decides on,
+and its CPU is the waker's. Only a waking of a SLEEPING task is a decision; a waking of a task
+still running or queued goes through ttwu_runnable() with no CPU choice. A trace without any
+sched_waking falls back to sched_wakeup (stats["wakeup_event"] names the one used); its
+waker_same_cpu is then WAKER_UNKNOWN (-1) on every wakeup row: sched_wakeup may be logged on
+the target CPU (a remote wakeup runs ttwu_do_activate() there), so comparing its CPU with src_cpu
+would leak the label. data.dataset.datamodule refuses a model that uses waker_same_cpu on such rows.
+
+A migration row's label is whether the task's next switch-in is on another CPU than src_cpu (the
+CPU it last ran on; for wakeup_new, the CPU it was forked on). next_task's next_since_wakeup_ns
+is the time since the incoming task's last waking/wakeup_new in the segment (for a preempted
+task, since the wakeup before its preemption).
+
+Switches can be missing from a trace without any LOST marker (the shipped traces, from a
+Firecracker VM, never show the switch-outs of the sandbox agent's threads and miss some switches
+out of idle). Every line names the task running on its CPU (common_pid), so a line run by another
+task than the replayed one reveals the gap: the named task is switched in there (counted in
+`missed_switches`) and the one it replaced becomes UNKNOWN (`inconsistencies`, which also counts
+tasks found queued on a CPU that went idle).
+
+Implementation: the state machine runs in C (data/dataset/_replay.c, built and loaded by data/parse/native.py
+like the parser's core) over the event columns, read here straight from the Arrow buffers; the
+tables are assembled with numpy as the pure-Python reference (data/dataset/replay_reference.py) assembles
+them. The reference is the specification, the fallback without a C compiler (one warning line)
+and the tests' oracle: tests/test_replay.py checks identical tables and counters on shipped runs.
+"""
+from __future__ import annotations
+
+import ctypes
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from data import BUILD_DIR
+from data.dataset import replay_reference
+from data.dataset.tables import (
+    DEFAULT_WARMUP_NS, KIND_PREEMPT, MIG_LOOP_COLS, MIGRATION_COLUMNS, MIGRATION_FEATURES, NEXT_TASK_COLUMNS,
+    NT_LOOP_COLS,
+    ReplayResult, event_codes, prev_state_codes,
+)
+from data.parse.schema import EVENT_KINDS
+from plumbing import shared_lib
+
+SOURCE = Path(__file__).with_name("_replay.c")
+STAT_NAMES = ("lost_markers", "pid_reuse", "skipped_unknown_task", "skipped_untrusted_cpu",
+              "waking_not_sleeping", "dropped_unknown_outcome", "dropped_lost", "missed_switches",
+              "inconsistencies")
+_SWITCH, _WAKING, _WAKEUP, _WAKEUP_NEW, _LOST = (EVENT_KINDS.index(k) for k in (
+    "sched_switch", "sched_waking", "sched_wakeup", "sched_wakeup_new", "lost"))
+_PID_COLUMNS = ("common_pid", "prev_pid", "next_pid", "pid", "child_pid")
+_INT_COLUMNS = ("cpu", *_PID_COLUMNS, "target_cpu", "dest_cpu", "prev_prio", "prio", "next_prio", "lost_count")
+_PID_MAX_LIMIT = 1 << 22  # include/linux/threads.h, 64-bit
+_warned = False
+_core = None
+_core_error: str | None = None
+
+
+def load_core():
+    """The C state machine (data/dataset/_replay.c), or None (reason in `core_unavailable_reason()`)."""
+    global _core, _core_error
+    if _core is None and _core_error is None:
+        try:
+            lib = ctypes.CDLL(str(shared_lib.build(SOURCE, BUILD_DIR)))
+            lib.rp_replay.restype = ctypes.c_int
+            lib.rp_replay.argtypes = ([ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
+                                       ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64]
+                                      + [ctypes.c_void_p] * 5)
+            _core = lib
+        except OSError as e:
+            _core_error = str(e)
+    return _core
+
+
+def core_unavailable_reason() -> str | None:
+    return _core_error
+
+
+def _ints(events: pa.Table, name: str) -> np.ndarray:
+    """Integer column as int64, null -> -1 (as replay_reference._col), read from the Arrow buffers."""
+    parts = []
+    for ch in events.column(name).chunks:
+        n, off = len(ch), ch.offset
+        vals = np.frombuffer(ch.buffers()[1], ch.type.to_pandas_dtype())[off:off + n]
+        if ch.null_count:
+            valid = np.unpackbits(np.frombuffer(ch.buffers()[0], np.uint8), count=off + n,
+                                  bitorder="little")[off:].view(bool)
+            vals = np.where(valid, vals, -1)
+        parts.append(vals.astype(np.int64))
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+
+def _codes(events: pa.Table) -> np.ndarray:
+    """Event kind codes (tables.event_codes); the parser's dictionary is EVENT_KINDS in
+    order, so its indices are the codes and need no string work."""
+    col = events.column("event")
+    if all(ch.null_count == 0 and ch.dictionary.to_pylist() == list(EVENT_KINDS) for ch in col.chunks):
+        parts = [np.frombuffer(ch.indices.buffers()[1], np.int8)[ch.offset:ch.offset + len(ch)]
+                 for ch in col.chunks]
+        return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+    return event_codes(events)
+
+
+def _pid_slots(pids: list[np.ndarray]) -> tuple[list[np.ndarray], int]:
+    """pids as indices into the C core's per-pid table, keeping 0 (idle) and -1 (null): the
+    pids themselves up to the kernel's PID_MAX_LIMIT; beyond that (not a Linux trace, but
+    parseable) renumbered 1..K in value order, since the state machine only compares pids."""
+    top = max((int(p.max(initial=0)) for p in pids), default=0)
+    if top <= _PID_MAX_LIMIT:
+        return pids, top + 1
+    positive = np.unique(np.concatenate(pids))
+    positive = positive[positive > 0]
+    return [np.where(p > 0, np.searchsorted(positive, p) + 1, np.minimum(p, 0)) for p in pids], len(positive) + 1
+
+
+def _replay_c(lib, cols: dict, n: int, codes: np.ndarray, wakeup_decides: bool, warmup_ns: int):
+    (common, prev, nxt, pid, child), npid = _pid_slots([cols[c] for c in _PID_COLUMNS])
+    cpu, target, dest = cols["cpu"], cols["target_cpu"], cols["dest_cpu"]
+    cpus = np.flatnonzero(np.bincount(cpu[cpu >= 0])).astype(np.int64) if n else np.zeros(0, np.int64)
+    ncpu = int(max(cpus.max(initial=0), target.max(initial=0), dest.max(initial=0), 0)) + 1
+    columns = [codes, cols["ts"], cpu, common, prev, cols["prev_state"], nxt, pid, target, dest, child]
+    columns = [np.ascontiguousarray(c, np.int64) for c in columns]
+    ptrs = (ctypes.c_void_p * len(columns))(*[c.ctypes.data for c in columns])
+    kinds = np.bincount(codes[codes >= 0], minlength=len(EVENT_KINDS))
+    n_switch = int(kinds[_SWITCH])
+    cap = n_switch + int(kinds[_WAKING] + kinds[_WAKEUP] + kinds[_WAKEUP_NEW])
+    mig = np.empty((max(cap, 1), len(MIG_LOOP_COLS)), np.int64)
+    next_cpu = np.empty(max(cap, 1), np.int64)
+    nt = np.empty((max(n_switch, 1), len(NT_LOOP_COLS)), np.int64)
+    stats = np.zeros(len(STAT_NAMES), np.int64)
+    counts = np.zeros(4, np.int64)
+    rc = lib.rp_replay(n, ptrs, npid, ncpu, cpus.ctypes.data, len(cpus), warmup_ns, int(wakeup_decides),
+                       mig.ctypes.data, next_cpu.ctypes.data, nt.ctypes.data, stats.ctypes.data,
+                       counts.ctypes.data)
+    if rc != 0:
+        raise MemoryError("replay: out of memory in the C core")
+    nmig, nnt, ntids, segment = (int(x) for x in counts)
+    return (mig[:nmig], next_cpu[:nmig], nt[:nnt], dict(zip(STAT_NAMES, (int(x) for x in stats))),
+            len(cpus), ntids, segment)
+
+
+def _migration_frame_c(mig: np.ndarray, next_cpu: np.ndarray, cols: dict, run_id: str) -> pd.DataFrame:
+    """replay_reference._migration_frame, from the C core's rows and the columns already in numpy."""
+    keep = next_cpu >= 0
+    m, nxt = mig[keep], next_cpu[keep]
+    loop = {name: m[:, j] for j, name in enumerate(MIG_LOOP_COLS)}
+    row = loop["row"]
+    preempt = loop["kind"] == KIND_PREEMPT
+    src = loop["src_cpu"]
+    return pd.DataFrame({
+        "run_id": run_id,
+        "ts": cols["ts"][row],
+        "segment": loop["segment"].astype(np.int32),
+        "pid": np.where(preempt, cols["prev_pid"][row], cols["pid"][row]).astype(np.int32),
+        "tid": loop["tid"],
+        "src_cpu": src.astype(np.int16),
+        "kind": loop["kind"].astype(np.int8),
+        "since_last_ran_ns": loop["since_last_ran_ns"],
+        **{f: loop[f].astype(np.int16) for f in MIGRATION_FEATURES[1:4]},
+        **{f: loop[f].astype(np.int8) for f in MIGRATION_FEATURES[4:8]},
+        "prio": np.where(preempt, cols["prev_prio"][row], cols["prio"][row]).astype(np.int16),
+        "migrated": (nxt != src).astype(np.int8),
+        "next_cpu": nxt.astype(np.int16),
+    }, columns=list(MIGRATION_COLUMNS))
+
+
+def _next_task_frame_c(nt: np.ndarray, events: pa.Table, cols: dict, run_id: str) -> pd.DataFrame:
+    """replay_reference._next_task_frame, from the C core's rows and the columns already in numpy."""
+    loop = {name: nt[:, j] for j, name in enumerate(NT_LOOP_COLS)}
+    row = loop["row"]
+    next_pid = cols["next_pid"][row].astype(np.int32)
+    next_prio = cols["next_prio"][row].astype(np.int16)
+    prio_class = np.where(next_pid == 0, 0, np.where(next_prio < 100, 2, 1)).astype(np.int8)
+    return pd.DataFrame({
+        "run_id": run_id,
+        "cpu": cols["cpu"][row].astype(np.int16),
+        "ts": cols["ts"][row],
+        "segment": loop["segment"].astype(np.int32),
+        "prev_pid": cols["prev_pid"][row].astype(np.int32),
+        "prev_tid": loop["prev_tid"],
+        "prev_state": events.column("prev_state").take(pa.array(row)).to_pandas(),
+        "next_pid": next_pid,
+        "next_tid": loop["next_tid"],
+        "next_prio": next_prio,
+        "dt_prev_switch_ns": loop["dt_prev_switch_ns"],
+        "next_since_wakeup_ns": loop["next_since_wakeup_ns"],
+        "next_prio_class": prio_class,
+    }, columns=list(NEXT_TASK_COLUMNS))
+
+
+def replay(events: pa.Table, run_id: str = "", *, warmup_ns: int = DEFAULT_WARMUP_NS,
+           engine: str = "auto") -> ReplayResult:
+    """Replay one trace's events (EVENT_SCHEMA) and return its migration and next_task rows.
+    engine: "auto" (C, else the Python reference with a warning) | "c" | "python"."""
+    global _warned
+    lib = None if engine == "python" else load_core()
+    if lib is None:
+        if engine == "c":
+            raise RuntimeError(f"C replay unavailable: {core_unavailable_reason()}")
+        if engine == "auto" and not _warned:
+            print(f"warning: fast C replay unavailable ({core_unavailable_reason()}); "
+                  f"using the pure-Python replay", file=sys.stderr)
+            _warned = True
+        return replay_reference.replay(events, run_id, warmup_ns=warmup_ns)
+    ts = _ints(events, "ts")
+    if np.any(ts[1:] < ts[:-1]):  # a stable sort of sorted rows changes nothing: skip it then
+        events = events.take(pa.array(np.argsort(ts, kind="stable")))
+        ts = _ints(events, "ts")
+    n = events.num_rows
+    cols = {name: _ints(events, name) for name in _INT_COLUMNS}
+    cols["ts"] = ts
+    cols["prev_state"] = np.asarray(prev_state_codes(events), np.int64) if n else np.zeros(0, np.int64)
+    codes = _codes(events)
+    wakeup_decides = not np.any(codes == _WAKING)
+    mig, next_cpu, nt, counters, ncpus_seen, ntids, segment = _replay_c(
+        lib, cols, n, codes, wakeup_decides, warmup_ns)
+    migration = _migration_frame_c(mig, next_cpu, cols, run_id)
+    next_task = _next_task_frame_c(nt, events, cols, run_id)
+    lost_counts = cols["lost_count"][codes == _LOST]
+    kind = migration["kind"].to_numpy()
+    stats = {
+        "events": n,
+        "wakeup_event": "sched_wakeup" if wakeup_decides else "sched_waking",
+        "nr_cpus_seen": ncpus_seen,
+        "tasks": ntids - 1,
+        "segments": segment + 1,
+        **counters,
+        "lost_events": int(lost_counts[lost_counts > 0].sum()),
+        "decisions": {name: int((kind == k).sum()) for k, name in enumerate(("wakeup", "preempt", "new"))},
+        "migration_rows": len(migration),
+        "migration_positives": int(migration["migrated"].to_numpy().sum()),
+        "next_task_rows": len(next_task),
+    }
+    return ReplayResult(migration, next_task, stats)

@@ -1,0 +1,410 @@
+"""Reference state replay, in pure Python: the specification data/dataset/replay.py's C core
+(data/dataset/_replay.c) must match, its fallback without a C compiler, and the tests' oracle.
+
+Rebuilds per-task and per-CPU scheduler state from parsed events, and emits the decision tables
+of both learning tasks (migration, next_task) from that one pass. About 0.3M events/s; the C
+core does the same in one pass at several million.
+
+What the replay decides, trusts and counts (decision points, UNKNOWN states, trusted
+nr_running, LOST segments, missed switches) is stated once, in data/dataset/replay.py's docstring;
+this file implements exactly that, line for line readable.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from data.dataset.tables import (
+    DEFAULT_WARMUP_NS, HISTORY_RUNS, KIND_NEW, KIND_PREEMPT, KIND_WAKEUP, MIG_LOOP_COLS, MIGRATION_COLUMNS,
+    MIGRATION_FEATURES, NEXT_TASK_COLUMNS, NT_LOOP_COLS, PREV_DEAD, PREV_RUNNABLE, WAKER_UNKNOWN, ReplayResult,
+    event_codes, prev_state_codes,
+)
+from data.parse.schema import EVENT_KINDS
+
+# Task states. NEW: forked, not yet woken by wake_up_new_task().
+UNKNOWN, RUNNING, RUNNABLE, SLEEPING, NEW, DEAD = range(6)
+(_SWITCH, _WAKING, _WAKEUP, _WAKEUP_NEW, _MIGRATE, _FORK, _EXIT, _LOST) = range(len(EVENT_KINDS))
+
+def _int_list(table: pa.Table, name: str) -> list[int]:
+    """Column as a Python list of ints, null -> -1 (list indexing is the fastest per-row access)."""
+    return pc.fill_null(table.column(name), -1).to_numpy().astype(np.int64).tolist()
+
+
+class _Replayer:
+    """Scheduler state machine; one handler per event kind, all reading row i of the columns."""
+
+    def __init__(self, events: pa.Table, warmup_ns: int):
+        self.ts = _int_list(events, "ts")
+        self.cpu = _int_list(events, "cpu")
+        self.common_pid = _int_list(events, "common_pid")
+        self.prev_pid = _int_list(events, "prev_pid")
+        self.prev_state = prev_state_codes(events)
+        self.next_pid = _int_list(events, "next_pid")
+        self.pid = _int_list(events, "pid")
+        self.target_cpu = _int_list(events, "target_cpu")
+        self.dest_cpu = _int_list(events, "dest_cpu")
+        self.child_pid = _int_list(events, "child_pid")
+        self.warmup_ns = warmup_ns
+        self.wakeup_decides = False  # run() sets it: True when the trace has no sched_waking
+        self.cpus = sorted({c for c in self.cpu if c >= 0})
+        ncpu = max([*self.cpus, *self.target_cpu, *self.dest_cpu, 0]) + 1
+        self.ncpu = ncpu
+        self.others = {c: [o for o in self.cpus if o != c] for c in range(ncpu)}
+        # pid -> current tid; per-tid state lists (tid 0 = idle, never tracked as a task).
+        self.tids: dict[int, int] = {0: 0}
+        self.state, self.rq, self.last_cpu, self.last_end = [DEAD], [-1], [-1], [-1]
+        self.hist, self.last_wake, self.pending = [0], [-1], [-1]
+        self.fork_cpu, self.fork_ts = [-1], [-1]
+        self.segment = 0
+        self.mig: list[tuple] = []  # one tuple per decision, fields as MIG_LOOP_COLS
+        self.next_cpu: list[int] = []  # label of each decision, -1 until resolved
+        self.nt: list[tuple] = []  # one tuple per sched_switch, fields as NT_LOOP_COLS
+        self.stats = dict.fromkeys((
+            "lost_markers", "pid_reuse", "skipped_unknown_task",
+            "skipped_untrusted_cpu", "waking_not_sleeping", "dropped_unknown_outcome",
+            "dropped_lost", "missed_switches", "inconsistencies"), 0)
+        self._reset_cpus()
+
+    # --- state bookkeeping -------------------------------------------------------------
+
+    def _reset_cpus(self) -> None:
+        n = self.ncpu
+        self.cur = [-1] * n  # tid current on the CPU, -1 unknown
+        self.cur_pid = [-1] * n  # its pid
+        self.nr = [0] * n
+        self.trusted = [True] * n
+        for c in self.cpus:
+            self.trusted[c] = False
+        self.n_untrusted = len(self.cpus)
+        self.first_ts = [-1] * n
+        self.last_switch = [-1] * n
+
+    def _reset_all(self) -> None:
+        """Forget every task's state (after lost events); tid identities are kept."""
+        n = len(self.state)
+        dead = [i for i, s in enumerate(self.state) if s == DEAD]
+        self.state = [UNKNOWN] * n
+        for i in dead:
+            self.state[i] = DEAD
+        self.rq, self.last_cpu, self.last_end = [-1] * n, [-1] * n, [-1] * n
+        self.hist, self.last_wake = [0] * n, [-1] * n
+        self.fork_cpu, self.fork_ts = [-1] * n, [-1] * n
+        self.stats["dropped_lost"] += sum(p >= 0 for p in self.pending)
+        self.pending = [-1] * n
+        self._reset_cpus()
+
+    def _new_tid(self, pid: int) -> int:
+        t = len(self.state)
+        self.tids[pid] = t
+        for lst in (self.rq, self.last_cpu, self.last_end, self.last_wake, self.pending,
+                    self.fork_cpu, self.fork_ts):
+            lst.append(-1)
+        self.state.append(UNKNOWN)
+        self.hist.append(0)
+        return t
+
+    def _tid(self, pid: int) -> int:
+        """Current identity of pid; a dead or never-seen pid gets a new, UNKNOWN-state tid."""
+        t = self.tids.get(pid)
+        if t is None or self.state[t] == DEAD:
+            return self._new_tid(pid)
+        return t
+
+    def _enqueue(self, t: int, c: int) -> None:
+        old = self.rq[t]
+        if old != c:
+            if old >= 0:
+                self.nr[old] -= 1
+            self.nr[c] += 1
+            self.rq[t] = c
+
+    def _dequeue(self, t: int) -> None:
+        old = self.rq[t]
+        if old >= 0:
+            self.nr[old] -= 1
+            self.rq[t] = -1
+
+    def _forget(self, t: int) -> None:
+        """State of t contradicted by the events: make it UNKNOWN until seen again."""
+        self.stats["inconsistencies"] += 1
+        self._dequeue(t)
+        self.state[t] = UNKNOWN
+        self.last_cpu[t] = -1
+        if self.pending[t] >= 0:
+            self.stats["dropped_unknown_outcome"] += 1
+            self.pending[t] = -1
+
+    def _warm(self, c: int, ts: int) -> None:
+        if self.trusted[c]:
+            return
+        if self.first_ts[c] < 0:
+            self.first_ts[c] = ts
+        elif ts - self.first_ts[c] >= self.warmup_ns:
+            self._trust(c)
+
+    def _trust(self, c: int) -> None:
+        if not self.trusted[c]:
+            self.trusted[c] = True
+            self.n_untrusted -= 1
+
+    # --- decisions -----------------------------------------------------------------------
+
+    def _decide(self, i: int, t: int, kind: int, src: int, since: int, waker_same: int) -> None:
+        if self.n_untrusted:
+            self.stats["skipped_untrusted_cpu"] += 1
+            return
+        nr, cur, others = self.nr, self.cur, self.others[src]
+        lo, hi, other_idle = (1 << 30) if others else 0, 0, 0
+        for o in others:
+            n = nr[o]
+            if n < lo:
+                lo = n
+            if n > hi:
+                hi = n
+            if not n and cur[o] == 0:
+                other_idle = 1
+        n = nr[src]
+        self.mig.append((i, t, self.segment, src, kind, since, n, lo, hi,
+                         int(not n and cur[src] == 0), other_idle, waker_same,
+                         self.hist[t].bit_count()))
+        self.next_cpu.append(-1)
+        self.pending[t] = len(self.next_cpu) - 1
+
+    # --- event handlers ----------------------------------------------------------------
+
+    def switch(self, i: int) -> None:
+        c, ts = self.cpu[i], self.ts[i]
+        prev = self.prev_pid[i]
+        if prev != self.cur_pid[c]:  # run() checked common_pid, normally prev_pid already
+            self._observe_current(c, prev)
+        pt = self.cur[c]
+        if pt:
+            self._switch_out(i, pt, c, ts)
+        nxt = self.next_pid[i]
+        nt = self._tid(nxt) if nxt else 0
+        if nt:
+            self._switch_in(nt, c)
+        else:
+            self._go_idle(c)
+        self.cur[c], self.cur_pid[c] = nt, nxt
+        last = self.last_switch[c]
+        woke = self.last_wake[nt] if nt else -1
+        self.nt.append((i, self.segment, pt, nt, ts - last if last >= 0 else -1,
+                        ts - woke if woke >= 0 else -1))
+        self.last_switch[c] = ts
+
+    def _switch_out(self, i: int, t: int, c: int, ts: int) -> None:
+        how = self.prev_state[i]
+        if how == PREV_RUNNABLE:  # t is still current on c (switch() has not moved cur yet)
+            self._enqueue(t, c)
+            self._decide(i, t, KIND_PREEMPT, c, 0, 0)
+            self.state[t] = RUNNABLE
+        else:
+            self._dequeue(t)
+            self.state[t] = DEAD if how == PREV_DEAD else SLEEPING
+        self.last_cpu[t] = c
+        self.last_end[t] = ts
+
+    def _switch_in(self, t: int, c: int) -> None:
+        p = self.pending[t]
+        if p >= 0:
+            self.next_cpu[p] = c
+            self.pending[t] = -1
+        last = self.last_cpu[t]
+        if last >= 0:
+            self.hist[t] = ((self.hist[t] << 1) | (last != c)) & ((1 << HISTORY_RUNS) - 1)
+        self.state[t] = RUNNING
+        self.last_cpu[t] = c
+        self._enqueue(t, c)
+
+    def _observe_current(self, c: int, pid: int) -> None:
+        """Every event line names the task current on its CPU (common_pid). When that is not
+        the task the replay holds there, the switch to it is missing from the trace (the
+        shipped traces lack some switches with no LOST marker): the old task's state is lost,
+        and the named task is switched in now, which is where its next run was observed."""
+        old = self.cur[c]
+        if old >= 0:
+            self.stats["missed_switches"] += 1
+            if old:
+                self._forget(old)
+        t = self._tid(pid) if pid else 0
+        if t:
+            self._switch_in(t, c)
+        self.cur[c], self.cur_pid[c] = t, pid
+
+    def _go_idle(self, c: int) -> None:
+        """Idle is only picked with an empty runqueue: anything we still hold there is stale."""
+        if self.nr[c]:
+            for t, q in enumerate(self.rq):
+                if q == c:
+                    self._forget(t)
+        self._trust(c)
+
+    def waking(self, i: int) -> None:
+        t = self._tid(self.pid[i])
+        self.last_wake[t] = self.ts[i]
+        st = self.state[t]
+        if st == SLEEPING:
+            src = self.last_cpu[t]
+            self._decide(i, t, KIND_WAKEUP, src, self.ts[i] - self.last_end[t],
+                         WAKER_UNKNOWN if self.wakeup_decides else int(self.cpu[i] == src))
+            self.state[t] = RUNNABLE  # on no runqueue until sched_wakeup places it
+        elif st == UNKNOWN:
+            self.stats["skipped_unknown_task"] += 1
+        else:
+            self.stats["waking_not_sleeping"] += 1
+
+    def wakeup(self, i: int) -> None:
+        t = self._tid(self.pid[i])
+        if self.state[t] != RUNNING:
+            self.state[t] = RUNNABLE
+            self._enqueue(t, self.target_cpu[i])
+
+    def wakeup_as_decision(self, i: int) -> None:
+        self.waking(i)
+        self.wakeup(i)
+
+    def wakeup_new(self, i: int) -> None:
+        t = self._tid(self.pid[i])
+        ts = self.ts[i]
+        self.last_wake[t] = ts
+        if self.state[t] == NEW:
+            src = self.fork_cpu[t]
+            self._decide(i, t, KIND_NEW, src, ts - self.fork_ts[t], int(self.cpu[i] == src))
+        else:
+            self.stats["skipped_unknown_task"] += 1
+        self.state[t] = RUNNABLE
+        self._enqueue(t, self.target_cpu[i])
+
+    def migrate(self, i: int) -> None:
+        t = self._tid(self.pid[i])
+        if self.rq[t] >= 0:  # queued; a waking task is placed by its sched_wakeup instead
+            self._enqueue(t, self.dest_cpu[i])
+
+    def fork(self, i: int) -> None:
+        child = self.child_pid[i]
+        if child in self.tids:
+            self.stats["pid_reuse"] += 1
+        t = self._new_tid(child)
+        self.state[t] = NEW
+        self.fork_cpu[t] = self.cpu[i]
+        self.fork_ts[t] = self.ts[i]
+
+    def lost(self, i: int) -> None:
+        self.stats["lost_markers"] += 1
+        self.segment += 1
+        self._reset_all()
+
+    def ignore(self, i: int) -> None:
+        """sched_process_exit: the task still runs until its final switch-out (state X/Z)."""
+
+    # --- driver -------------------------------------------------------------------------
+
+    def run(self, codes: list[int], wakeup_decides: bool) -> None:
+        self.wakeup_decides = wakeup_decides
+        handlers = [self.ignore] * (len(EVENT_KINDS) + 1)  # index -1: unknown kinds
+        handlers[_SWITCH] = self.switch
+        handlers[_WAKING] = self.ignore if wakeup_decides else self.waking
+        handlers[_WAKEUP] = self.wakeup_as_decision if wakeup_decides else self.wakeup
+        handlers[_WAKEUP_NEW] = self.wakeup_new
+        handlers[_MIGRATE] = self.migrate
+        handlers[_FORK] = self.fork
+        handlers[_LOST] = self.lost
+        cpu, ts, common = self.cpu, self.ts, self.common_pid
+        for i, k in enumerate(codes):
+            if k != _LOST:
+                c, p = cpu[i], common[i]
+                if p != self.cur_pid[c] and p >= 0:
+                    self._observe_current(c, p)
+                if self.n_untrusted:
+                    self._warm(c, ts[i])
+            handlers[k](i)
+        self.stats["dropped_unknown_outcome"] += sum(p >= 0 for p in self.pending)
+
+
+def _col(table: pa.Table, name: str) -> np.ndarray:
+    return pc.fill_null(table.column(name), -1).to_numpy()
+
+
+def _loop_columns(rows: list[tuple], names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    m = np.array(rows, dtype=np.int64).reshape(-1, len(names))
+    return {name: m[:, j] for j, name in enumerate(names)}
+
+
+def _migration_frame(r: _Replayer, events: pa.Table, run_id: str) -> pd.DataFrame:
+    next_cpu = np.asarray(r.next_cpu, dtype=np.int64)
+    keep = next_cpu >= 0
+    loop = {k: v[keep] for k, v in _loop_columns(r.mig, MIG_LOOP_COLS).items()}
+    take = events.take(pa.array(loop["row"]))
+    preempt = loop["kind"] == KIND_PREEMPT
+    src, nxt = loop["src_cpu"], next_cpu[keep]
+    return pd.DataFrame({
+        "run_id": run_id,
+        "ts": _col(take, "ts"),
+        "segment": loop["segment"].astype(np.int32),
+        "pid": np.where(preempt, _col(take, "prev_pid"), _col(take, "pid")).astype(np.int32),
+        "tid": loop["tid"],
+        "src_cpu": src.astype(np.int16),
+        "kind": loop["kind"].astype(np.int8),
+        "since_last_ran_ns": loop["since_last_ran_ns"],
+        **{f: loop[f].astype(np.int16) for f in MIGRATION_FEATURES[1:4]},
+        **{f: loop[f].astype(np.int8) for f in MIGRATION_FEATURES[4:8]},
+        "prio": np.where(preempt, _col(take, "prev_prio"), _col(take, "prio")).astype(np.int16),
+        "migrated": (nxt != src).astype(np.int8),
+        "next_cpu": nxt.astype(np.int16),
+    }, columns=list(MIGRATION_COLUMNS))
+
+
+def _next_task_frame(r: _Replayer, events: pa.Table, run_id: str) -> pd.DataFrame:
+    loop = _loop_columns(r.nt, NT_LOOP_COLS)
+    take = events.take(pa.array(loop["row"]))
+    next_pid = _col(take, "next_pid").astype(np.int32)
+    next_prio = _col(take, "next_prio").astype(np.int16)
+    prio_class = np.where(next_pid == 0, 0, np.where(next_prio < 100, 2, 1)).astype(np.int8)
+    return pd.DataFrame({
+        "run_id": run_id,
+        "cpu": _col(take, "cpu").astype(np.int16),
+        "ts": _col(take, "ts"),
+        "segment": loop["segment"].astype(np.int32),
+        "prev_pid": _col(take, "prev_pid").astype(np.int32),
+        "prev_tid": loop["prev_tid"],
+        "prev_state": take.column("prev_state").to_pandas(),
+        "next_pid": next_pid,
+        "next_tid": loop["next_tid"],
+        "next_prio": next_prio,
+        "dt_prev_switch_ns": loop["dt_prev_switch_ns"],
+        "next_since_wakeup_ns": loop["next_since_wakeup_ns"],
+        "next_prio_class": prio_class,
+    }, columns=list(NEXT_TASK_COLUMNS))
+
+
+def replay(events: pa.Table, run_id: str = "", *,
+           warmup_ns: int = DEFAULT_WARMUP_NS) -> ReplayResult:
+    """Replay one trace's events (EVENT_SCHEMA) and return its migration and next_task rows."""
+    order = np.argsort(_col(events, "ts"), kind="stable")
+    if np.any(order[1:] < order[:-1]):
+        events = events.take(pa.array(order))
+    codes = event_codes(events)
+    wakeup_decides = not np.any(codes == _WAKING)
+    r = _Replayer(events, warmup_ns)
+    r.run(codes.tolist(), wakeup_decides)
+    migration = _migration_frame(r, events, run_id)
+    next_task = _next_task_frame(r, events, run_id)
+    lost_counts = _col(events, "lost_count")[codes == _LOST]
+    stats = {
+        "events": events.num_rows,
+        "wakeup_event": "sched_wakeup" if wakeup_decides else "sched_waking",
+        "nr_cpus_seen": len(r.cpus),
+        "tasks": len(r.state) - 1,
+        "segments": r.segment + 1,
+        **r.stats,
+        "lost_events": int(lost_counts[lost_counts > 0].sum()),
+        "decisions": {name: int((migration["kind"] == k).sum())
+                      for k, name in enumerate(("wakeup", "preempt", "new"))},
+        "migration_rows": len(migration),
+        "migration_positives": int(migration["migrated"].sum()),
+        "next_task_rows": len(next_task),
+    }
+    return ReplayResult(migration, next_task, stats)

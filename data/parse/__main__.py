@@ -1,0 +1,5 @@
+import sys
+
+from data.parse.tracefile import main
+
+sys.exit(main())

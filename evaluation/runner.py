@@ -1,0 +1,192 @@
+"""`evaluate(cfg)`: every checkpoint on every test set, with baselines, cost, latency and
+feature importance; seed groups (mean ± std); then the winner, report.md, metrics.json,
+winner.json, ranking.json and the PNGs. A leave-one-category-out sweep (`loco`) is read from the
+runs' results.json instead and gives the per-category tables."""
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from evaluation import plots
+from models.cost import macs_per_decision, parameter_count
+from evaluation.importance import permutation_importance
+from evaluation.latency import measure
+from evaluation.metrics import baseline_scores, lift, predict, primary_metric, score, split_logits
+from evaluation.report import VERSION, ranking, render, split_order, write_atomic, write_json
+from evaluation.seeds import aggregate, group_setups
+from evaluation.sources import (Candidate, EvaluationError, TraceTables, assign_labels, find_checkpoints,
+                                      load_candidate)
+from evaluation.winner import SELECTION_SPLIT, pick_winners
+from evaluation.config import check_settings
+from models.checkpoint import check_checkpoint
+
+log = logging.getLogger(__name__)
+
+
+def header(cfg: DictConfig) -> dict:
+    """What every metrics.json starts with: schema version, time, the command and the config."""
+    command = " ".join(["python evaluate.py", *sys.argv[1:]]) if Path(sys.argv[0]).name == "evaluate.py" else "evaluate(cfg)"
+    return {"version": VERSION, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": command,
+            "config": OmegaConf.to_container(cfg, resolve=True)}
+
+
+def progress(msg: str) -> None:
+    """One line per stage, so a long evaluation is never silent."""
+    log.info("[evaluate] %s", msg)
+
+
+def validation_scores(cand: Candidate, chunk: int) -> dict:
+    """Scores on the datamodule's validation rows (the winner is chosen on these), or {} if none."""
+    split = cand.get_split(SELECTION_SPLIT)
+    if len(split) == 0:
+        return {"n": 0}
+    return score(cand.module, predict(cand.module.net, split, chunk), split.target)
+
+
+def evaluate_candidate(cand: Candidate, cfg: DictConfig, cache: dict, step: str = "") -> dict:
+    t0 = time.perf_counter()
+    module, net = cand.module, cand.module.net
+    primary = primary_metric(module)
+    splits = cand.test_sets(cfg.workloads)
+    if not splits:
+        raise EvaluationError(f"{cand.ckpt_path}: no test set with samples (dataset {cand.dm.dataset_dir}, "
+                              f"traces {list(cfg.traces)})")
+    chunk = int(cfg.data.eval_batch_size)
+    derived = cand.derived(splits)
+
+    def logits_of(s: str) -> torch.Tensor:
+        progress(f"{step}{cand.label}: test set {s} ({len(cand.get_split(s))} windows)")
+        return predict(net, cand.get_split(s), chunk)
+
+    logits = split_logits(splits, derived, logits_of)
+    scores = {s: score(module, logits[s], cand.get_split(s).target) for s in splits}
+    progress(f"{step}{cand.label}: validation rows ({SELECTION_SPLIT}, for the winner)")
+    validation = validation_scores(cand, chunk)
+    if cfg.baselines:
+        progress(f"{step}{cand.label}: baselines")
+    baselines = baseline_scores(cand, splits, cache, chunk) if cfg.baselines else {}
+    for s in splits:
+        scores[s].update(lift(scores[s], baselines.get(s, {}), primary))
+    x, tokens = cand.get_split(splits[0]).last_window()  # one real batch-1 window
+    entry = {
+        "label": cand.label, "task": cand.task, "backbone": cand.backbone, "seed": cand.cfg.get("seed"),
+        "ckpt_path": str(cand.ckpt_path),
+        "run_dir": str(cand.run_dir), "dataset_dir": str(cand.dm.dataset_dir), "window": int(cand.meta["window"]),
+        "inputs": cand.input_features, "n_inputs": len(cand.input_features),
+        "params": parameter_count(net), "macs": macs_per_decision(net, x, tokens),
+        "primary": primary, "metric_names": list(module.metric_names),
+        "splits": scores, "validation": validation, "baselines": baselines, "latency": None, "importance": None,
+    }
+    if cfg.latency.enabled:
+        progress(f"{step}{cand.label}: latency ({int(cfg.latency.calls)} calls per engine)")
+        entry["latency"] = measure(net, cand.meta, x, tokens, int(cfg.latency.calls), int(cfg.latency.warmup), bool(cfg.latency.onnx))
+    if cfg.importance.enabled:
+        # rankings are choices: made on validation rows unless a split is named explicitly
+        name = cfg.importance.split if cfg.importance.split in splits else SELECTION_SPLIT
+        if len(cand.get_split(name)):
+            progress(f"{step}{cand.label}: permutation importance on {name}")
+            entry["importance"] = permutation_importance(module, cand.get_split(name), primary,
+                                                         int(cfg.importance.repeats), int(cfg.importance.seed),
+                                                         cfg.importance.max_samples)
+    log.info("%s (%s): %s in %.1fs", cand.label, cand.task,
+             ", ".join(f"{s} {primary}={scores[s][primary]:.4f}" for s in splits[:2]), time.perf_counter() - t0)
+    return entry
+
+
+def write_plots(models: list[dict], out: Path, cfg: DictConfig) -> list[str]:
+    files = []
+    split, engine = cfg.report_split, cfg.winner.latency
+    files.append(plots.accuracy_latency(models, out / "accuracy_latency.png", split, engine))
+    for task in plots.tasks_of(models):
+        ms = [m for m in models if m["task"] == task]
+        files += [
+            plots.per_split_bars(models, task, [s for s in split_order(ms) if s.startswith(("workload/", "trace/"))],
+                                 out / f"workloads_{task}.png"),
+            plots.per_split_bars(models, task, [s for s in split_order(ms) if not s.startswith(("workload/", "trace/"))],
+                                 out / f"splits_{task}.png"),
+            plots.confusion(models, task, split, out / f"confusion_{task}.png"),
+            plots.importance(models, task, out / f"importance_{task}.png"),
+            plots.feature_count(models, task, split, out / f"feature_count_{task}.png"),
+        ]
+    return [p.name for p in files if p is not None]
+
+
+def evaluate(cfg: DictConfig) -> dict:
+    """Evaluate the configured checkpoints; returns metrics.json's content (also written).
+
+    The output folder is created only once every checkpoint has loaded, so a run that fails on
+    its input leaves nothing behind (evaluate.py also removes Hydra's folder then)."""
+    out = Path(cfg.paths.output_dir)
+    check_settings(cfg)
+    if cfg.runs and cfg.get("loco", "auto") not in (False, "false"):
+        from evaluation.loco import is_loco, read_results
+
+        results = read_results(list(cfg.runs) if not isinstance(cfg.runs, str) else cfg.runs)
+        if cfg.loco is True or (results and is_loco(results)):
+            return evaluate_loco(cfg, results, out)
+    torch.manual_seed(int(cfg.seed))
+    traces = TraceTables(list(cfg.traces or []))  # missing files fail before any model is loaded
+    overrides = {"dataset_dir": cfg.data_dir, "eval_batch_size": cfg.data.eval_batch_size}
+    paths = find_checkpoints(cfg.ckpt_path, cfg.ckpt_paths, cfg.runs)
+    cands = []
+    for i, p in enumerate(paths, 1):
+        progress(f"load {i}/{len(paths)}: {p}")
+        check_checkpoint(p, "checkpoint")
+        cands.append(load_candidate(p, overrides))
+    assign_labels(cands)
+    for cand in cands:
+        traces.attach(cand)
+    cache: dict = {}
+    models = [evaluate_candidate(c, cfg, cache, f"{i}/{len(cands)} ") for i, c in enumerate(cands, 1)]
+    setups = group_setups([{"task": c.task, "backbone": c.backbone, "config": OmegaConf.to_container(c.cfg, resolve=True)}
+                           for c in cands])  # runs that differ only by seed
+    for g in setups:
+        for i in g["members"]:
+            models[i]["group"] = g["label"]
+    groups = aggregate(models, setups)
+    w = cfg.winner
+    winner = pick_winners(groups, OmegaConf.to_container(w.metric), int(w.budget_macs), w.latency)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.plots:
+        progress(f"plots -> {out}")
+    files = write_plots(models, out, cfg) if cfg.plots else []
+    rank = ranking(models)
+    files += ["metrics.json", "report.md", "winner.json"] + (["ranking.json"] if rank["models"] else [])
+    result = {**header(cfg), "models": models, "groups": groups, "winner": winner, "files": files}
+    write_json(out / "winner.json", winner)
+    if rank["models"]:
+        write_json(out / "ranking.json", rank)
+        for r in rank["models"]:
+            print(f"feature ranking of {r['label']} ({r['split']}): retrain on its top-k with\n    {r['command']}")
+    write_json(out / "metrics.json", result)
+    write_atomic(out / "report.md", render(models, winner, files, result["command"], cfg.report_split, groups))
+    for task, v in winner["winners"].items():
+        progress(f"winner {task}: {v['winner']} (validation mean {v['value']}, {v['macs']} MACs, {v['verdict']})"
+                 if v["winner"] else f"winner {task}: none ({v['reason']})")
+    progress(f"report: {out / 'report.md'}")
+    return result
+
+
+def evaluate_loco(cfg: DictConfig, results: list[dict], out: Path) -> dict:
+    """Leave-one-category-out tables from the runs' results.json (no model is reloaded)."""
+    from evaluation.loco import loco_tables, render_loco
+
+    if not results:
+        raise EvaluationError(f"runs={cfg.runs}: no results.json under it (train with this version of train.py)")
+    progress(f"leave-one-category-out: {len(results)} runs from results.json")
+    tables = loco_tables(results)
+    out.mkdir(parents=True, exist_ok=True)
+    result = {**header(cfg), "loco": tables, "runs": [r["run_dir"] for r in results], "files": ["metrics.json", "report.md"]}
+    write_json(out / "metrics.json", result)
+    write_atomic(out / "report.md", f"# Leave-one-category-out report\n\nCommand: `{result['command']}`\n\n" + render_loco(tables))
+    for t in tables:
+        sig = t["significance"].get("mean over categories", {}).get("text")
+        progress(f"{t['task']} ({t['dataset']}): {len(t['folds'])} categories, {len(t['columns'])} columns; mean: {sig}")
+    progress(f"report: {out / 'report.md'}")
+    return result

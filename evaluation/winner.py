@@ -1,0 +1,103 @@
+"""The winner rule, stated in conf/eval.yaml (`winner:`) and written out with the verdict.
+
+Candidates are seed groups (evaluation/seeds.py: runs that differ only by seed). Per
+task: among groups whose cost, in MACs per decision, is within `budget_macs`, rank by the MEAN
+of `metric` on the VALIDATION rows (the `val` split of the datamodule: whole held-out training
+runs plus the held-out validation category, what train.py's early stopping and checkpoint choice
+use). The best group wins only if its mean beats the runner-up's by more than the spread:
+best_mean - runner_up_mean > std_best + std_runner_up (sample std over seeds). Otherwise the
+verdict is "no significant difference" and the tied groups are listed; a group with one seed
+has no known spread, so no significance is declared ("1 seed: spread unknown"). Test splits are
+only reported, never used to choose.
+
+Cost is counted, not timed: a MAC count does not change with the load of the machine. Measured
+p99 latency (`latency_engine`) is reported beside each candidate for information.
+"""
+from __future__ import annotations
+
+from evaluation.seeds import NO_DIFFERENCE, SPREAD_UNKNOWN, beats
+
+SELECTION_SPLIT = "val"
+SPLIT_NOTE = ("validation rows of the checkpoint's datamodule: whole held-out training runs and the held-out "
+              "validation category (what train.py's early stopping and checkpointing use)")
+SIGNIFICANT, ONLY = "significant", "only candidate"
+
+
+def rule_text(metric: dict, budget_macs: int, engine: str) -> str:
+    names = ", ".join(f"{t}: {m}" for t, m in metric.items())
+    return (f"per task, the seed group with the best mean validation metric ({names}) among models costing "
+            f"<= {budget_macs:,} MACs per decision, declared only if its mean beats the runner-up's by more than "
+            f"std_best + std_runner_up (sample std over seeds; one seed: spread unknown, nothing declared); "
+            f"{engine} p99 latency is reported, not used (it moves with machine load); test splits are never "
+            f"used to choose")
+
+
+def p99(group: dict, engine: str) -> float | None:
+    return (group.get("latency") or {}).get(engine, {}).get("p99_us")
+
+
+def why_none(task: str, name: str | None, cands: list[dict], budget_macs: int) -> str:
+    """The reason no group of `task` could be ranked, naming the groups and what excluded them."""
+    if name is None:
+        return f"no winner metric configured for task {task!r} (winner.metric)"
+    if not cands:
+        return f"no {task} model was evaluated"
+    parts = []
+    over = [c for c in cands if c["macs"] is not None and c["macs"] > budget_macs]
+    if over:
+        parts.append("over the MAC budget: " + ", ".join(f"{c['label']} ({c['macs']:,} MACs)" for c in over))
+    unscored = [c for c in cands if c["value"] is None]
+    if unscored:
+        parts.append(f"no validation {name}: " + ", ".join(c["label"] for c in unscored))
+    return f"no model within {budget_macs:,} MACs with a validation {name}; " + "; ".join(parts)
+
+
+def _spread(cand: dict) -> dict:
+    return {"mean": cand["value"], "std": cand["std"]}
+
+
+def pick_winners(groups: list[dict], metric: dict, budget_macs: int, engine: str) -> dict:
+    """winner.json: the rule, its parameters and, per task, the verdict and every candidate group.
+
+    Each group's validation scores are read from group["validation"][metric] = {"mean", "std", "n"}."""
+    out = {"rule": rule_text(metric, budget_macs, engine), "metric": dict(metric), "split": SELECTION_SPLIT,
+           "split_note": SPLIT_NOTE, "budget_macs": int(budget_macs), "latency_engine": engine, "winners": {}}
+    for task in dict.fromkeys(g["task"] for g in groups):
+        name = metric.get(task)
+        cands = []
+        for g in (g for g in groups if g["task"] == task):
+            val = (g.get("validation") or {}).get(name) if name else None
+            val = val or {"mean": None, "std": None, "n": 0}
+            cands.append({"label": g["label"], "ckpt_paths": g.get("ckpt_paths", []), "value": val["mean"],
+                          "std": val["std"], "n": val["n"], "seeds": g.get("seeds"), "macs": g.get("macs"),
+                          "p99_us": p99(g, engine),
+                          "within_budget": g.get("macs") is not None and g["macs"] <= budget_macs})
+        eligible = sorted((c for c in cands if c["within_budget"] and c["value"] is not None),
+                          key=lambda c: (-c["value"], c["macs"]))
+        best = eligible[0] if eligible else None
+        verdict, tied, reason = None, [], None
+        if best is None:
+            verdict, reason = "none", why_none(task, name, cands, budget_macs)
+        elif len(eligible) == 1:
+            verdict = ONLY
+        else:
+            wins = [beats(_spread(best), _spread(c)) for c in eligible[1:]]
+            tied = [best["label"]] + [c["label"] for c, w in zip(eligible[1:], wins) if w is not True]
+            if best["n"] < 2 or eligible[1]["n"] < 2:
+                verdict, reason = SPREAD_UNKNOWN, (f"{SPREAD_UNKNOWN}: {best['label']} ({best['n']} seed(s)) and "
+                                                   f"{eligible[1]['label']} ({eligible[1]['n']} seed(s)); train more "
+                                                   f"seeds (seed=1,2,3) to tell them apart")
+            elif wins[0]:
+                verdict, tied = SIGNIFICANT, []
+            else:
+                verdict, reason = NO_DIFFERENCE, (f"{NO_DIFFERENCE}: {best['label']} and {eligible[1]['label']} "
+                                                  f"differ by less than their spread")
+        won = best if verdict in (SIGNIFICANT, ONLY) else None
+        out["winners"][task] = {"winner": won["label"] if won else None, "verdict": verdict, "tied": tied,
+                                "ckpt_path": (won["ckpt_paths"] or [None])[0] if won else None,
+                                "ckpt_paths": won["ckpt_paths"] if won else [],
+                                "value": won["value"] if won else None, "std": won["std"] if won else None,
+                                "n": won["n"] if won else None, "macs": won["macs"] if won else None,
+                                "p99_us": won["p99_us"] if won else None, "reason": reason,
+                                "candidates": cands}
+    return out
