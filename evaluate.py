@@ -9,6 +9,7 @@ the models, CPU latency, MACs, permutation importance, a winner, report.md + met
 
 Settings: conf/eval.yaml. Output: the Hydra run directory (logs/eval/runs/<time>/).
 """
+
 from __future__ import annotations
 
 import os

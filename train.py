@@ -15,6 +15,7 @@ Training is bounded by trainer.max_epochs and early stopping on the monitored va
 so the same command gives the same weights on any machine; trainer.max_time is a safety net that
 warns (and records stopped_by: max_time) when it fires.
 """
+
 from __future__ import annotations
 
 import logging
@@ -64,8 +65,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     )
     stop = StopReason()  # always on: results.json says whether the run can be reproduced
     trainer: pl.Trainer = hydra.utils.instantiate(
-        cfg.trainer, callbacks=[*instantiate_group(cfg.get("callbacks")), stop],
-        logger=instantiate_group(cfg.get("logger")) or False
+        cfg.trainer,
+        callbacks=[*instantiate_group(cfg.get("callbacks")), stop],
+        logger=instantiate_group(cfg.get("logger")) or False,
     )
 
     metrics: dict[str, float] = {}
@@ -111,8 +113,10 @@ def features_given(cfg: DictConfig) -> bool:
 def check_config(cfg: DictConfig) -> None:
     """Settings that would otherwise fail late or obscurely, checked before anything runs."""
     if cfg.get("require_features") and not features_given(cfg):  # experiment=feature_count without a ranking
-        raise UserError("experiment=feature_count needs data.features: run `python evaluate.py ckpt_path=<best ckpt>` "
-                        "first and paste the train.py command it prints (also in its ranking.json)")
+        raise UserError(
+            "experiment=feature_count needs data.features: run `python evaluate.py ckpt_path=<best ckpt>` "
+            "first and paste the train.py command it prints (also in its ranking.json)"
+        )
     for key in ("seed", "threads"):
         if cfg.get(key) is not None:
             check_number(cfg.get(key), key, int, 0)
@@ -121,11 +125,15 @@ def check_config(cfg: DictConfig) -> None:
         check_checkpoint(cfg.ckpt_path)
     dataset = cfg.data.get("dataset_dir")
     if dataset and not Path(dataset).is_dir():
-        raise FileNotFoundError(f"data.dataset_dir={dataset}: no such directory (build one with "
-                                f"`python -m data.build --traces DIR --out DATASET`)")
+        raise FileNotFoundError(
+            f"data.dataset_dir={dataset}: no such directory (build one with "
+            f"`python -m data.build --traces DIR --out DATASET`)"
+        )
     if dataset and not any(Path(dataset).glob("*/train.parquet")):
-        raise FileNotFoundError(f"data.dataset_dir={dataset}: not a dataset (no <task>/train.parquet; build one "
-                                f"with `python -m data.build --traces DIR --out DATASET`)")
+        raise FileNotFoundError(
+            f"data.dataset_dir={dataset}: not a dataset (no <task>/train.parquet; build one "
+            f"with `python -m data.build --traces DIR --out DATASET`)"
+        )
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train.yaml")

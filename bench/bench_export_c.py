@@ -22,6 +22,7 @@ amortised over the batch); each batch gives one ns-per-call sample and p50 / p99
 --calls / --batch samples. Sequence models keep their state across calls: the figure is the
 streaming cost of one event. Inputs cycle through the export's self-test stream.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -96,12 +97,23 @@ def bench(model_dir: Path, calls: int, batch: int, cpu: int) -> dict:
         cbuild.kernel_object(model_dir, tmp)
         exe = tmp / "bench"
         subprocess.run(["gcc", "-O2", str(MAIN_C), str(tmp / "model_obj.o"), "-o", str(exe)], check=True)
-        res = subprocess.run(["taskset", "-c", str(cpu), str(exe), str(model_dir / "vectors_selftest.bin"),
-                              str(calls), str(batch)], capture_output=True, text=True, check=True)
+        res = subprocess.run(
+            ["taskset", "-c", str(cpu), str(exe), str(model_dir / "vectors_selftest.bin"), str(calls), str(batch)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
     p50, p99, mean, best = map(float, res.stdout.split())
     rep = json.loads((model_dir / "report.json").read_text())
-    return {"model": rep["source"], "macs": rep["macs"], "p50_ns": p50, "p99_ns": p99, "mean_ns": mean,
-            "min_ns": best, "ns_per_mac_p50": p50 / max(rep["macs"], 1)}
+    return {
+        "model": rep["source"],
+        "macs": rep["macs"],
+        "p50_ns": p50,
+        "p99_ns": p99,
+        "mean_ns": mean,
+        "min_ns": best,
+        "ns_per_mac_p50": p50 / max(rep["macs"], 1),
+    }
 
 
 def main() -> int:
@@ -121,25 +133,35 @@ def main() -> int:
         dirs = {d.name: d for d in a.model_dir} or {n: reference_export(n, Path(tmp) / n) for n in a.only or REFERENCE}
         for name, d in dirs.items():
             results[name] = bench(d, a.calls, a.batch, a.cpu)
-    print(f"{cpu_model()}; {a.calls} calls per model, clock_gettime per batch of {a.batch}; "
-          f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    print(
+        f"{cpu_model()}; {a.calls} calls per model, clock_gettime per batch of {a.batch}; "
+        f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
+    )
     for name in results:
         if name in REFERENCE and not a.model_dir:
             print(f"  {name}: {REFERENCE[name][1]}, window {REFERENCE[name][2]}")
     print(f"{'model':12s} {'MACs':>7s} {'p50 ns':>9s} {'p99 ns':>9s} {'mean ns':>9s} {'ns/MAC':>7s}")
     for name, r in results.items():
-        print(f"{name:12s} {r['macs']:7d} {r['p50_ns']:9.1f} {r['p99_ns']:9.1f} {r['mean_ns']:9.1f} {r['ns_per_mac_p50']:7.3f}")
+        print(
+            f"{name:12s} {r['macs']:7d} {r['p50_ns']:9.1f} {r['p99_ns']:9.1f} {r['mean_ns']:9.1f} {r['ns_per_mac_p50']:7.3f}"
+        )
     if "mlp_kernel" in results:
         r = results["mlp_kernel"]
-        print(f"acceptance: mlp_kernel p99 {r['p99_ns']:.1f} ns (p50 {r['p50_ns']:.1f}) vs {TARGET_MLP_P99_NS:.0f} ns: "
-              f"{'PASS' if r['p99_ns'] <= TARGET_MLP_P99_NS else 'FAIL'}")
+        print(
+            f"acceptance: mlp_kernel p99 {r['p99_ns']:.1f} ns (p50 {r['p50_ns']:.1f}) vs {TARGET_MLP_P99_NS:.0f} ns: "
+            f"{'PASS' if r['p99_ns'] <= TARGET_MLP_P99_NS else 'FAIL'}"
+        )
     for name in ("lstm", "tcn"):
         if name in results:
             r = results[name]
-            print(f"acceptance: {name} p50 {r['p50_ns']:.1f} ns per event vs {TARGET_SEQ_P50_NS:.0f} ns: "
-                  f"{'PASS' if r['p50_ns'] <= TARGET_SEQ_P50_NS else 'FAIL'}")
+            print(
+                f"acceptance: {name} p50 {r['p50_ns']:.1f} ns per event vs {TARGET_SEQ_P50_NS:.0f} ns: "
+                f"{'PASS' if r['p50_ns'] <= TARGET_SEQ_P50_NS else 'FAIL'}"
+            )
     if a.json:
-        a.json.write_text(json.dumps({"cpu": cpu_model(), "calls": a.calls, "batch": a.batch, "results": results}, indent=1))
+        a.json.write_text(
+            json.dumps({"cpu": cpu_model(), "calls": a.calls, "batch": a.batch, "results": results}, indent=1)
+        )
     return 0
 
 

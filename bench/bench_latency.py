@@ -9,6 +9,7 @@ latency per decision for PyTorch eager and for onnxruntime on the exported ONNX 
 input is one all-zero window of the model's shape (the dense networks do the same work for
 any values). Figures depend on the machine and its load: run it on a quiet machine.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,10 +41,14 @@ def main(argv: list[str] | None = None) -> int:
     files = [p for p in args.paths if p.is_file()]
     dirs = [str(p) for p in args.paths if p.is_dir()]
     ckpts = find_checkpoints(ckpt_paths=[str(p) for p in files], runs=dirs)
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-          f"batch 1, 1 thread, {args.calls} calls after {args.warmup} warm-up")
-    head = f"{'task':10s} {'model':5s} {'win':>4s} {'params':>8s} {'MACs':>9s} {'eager p50':>10s} {'eager p99':>10s} " \
-           f"{'ORT p50':>9s} {'ORT p99':>9s}  checkpoint"
+    print(
+        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+        f"batch 1, 1 thread, {args.calls} calls after {args.warmup} warm-up"
+    )
+    head = (
+        f"{'task':10s} {'model':5s} {'win':>4s} {'params':>8s} {'MACs':>9s} {'eager p50':>10s} {'eager p99':>10s} "
+        f"{'ORT p50':>9s} {'ORT p99':>9s}  checkpoint"
+    )
     print(head)
     for path in ckpts:
         module, _, meta = load_from_checkpoint(str(path))
@@ -54,9 +59,11 @@ def main(argv: list[str] | None = None) -> int:
         lat = measure(net, meta, x, tokens, args.calls, args.warmup, onnx=not args.no_onnx)
         ort = lat.get("onnxruntime", {})
         us = lambda d, k: f"{d[k]:8.1f}us" if k in d else f"{'-':>10s}"  # noqa: E731
-        print(f"{meta['task']:10s} {type(net.backbone).__name__.lower():5s} {window:4d} {parameter_count(net):8d} "
-              f"{macs_per_decision(net, x, tokens):9d} {us(lat['eager'], 'p50_us')} {us(lat['eager'], 'p99_us')} "
-              f"{us(ort, 'p50_us'):>9s} {us(ort, 'p99_us'):>9s}  {path}  ({time.perf_counter() - t0:.0f}s)")
+        print(
+            f"{meta['task']:10s} {type(net.backbone).__name__.lower():5s} {window:4d} {parameter_count(net):8d} "
+            f"{macs_per_decision(net, x, tokens):9d} {us(lat['eager'], 'p50_us')} {us(lat['eager'], 'p99_us')} "
+            f"{us(ort, 'p50_us'):>9s} {us(ort, 'p99_us'):>9s}  {path}  ({time.perf_counter() - t0:.0f}s)"
+        )
         if "error" in ort:
             print(f"    onnxruntime: {ort['error']}")
     return 0

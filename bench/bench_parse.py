@@ -30,6 +30,7 @@ process is shown beside it because on a shared machine other processes stretch t
 --parquet-sweep times Parquet writer settings on the first trace's table (the measurement
 behind data.parse.tracefile.PARQUET_OPTIONS).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,8 +64,9 @@ def cpu_model() -> str:
 def shipped_traces_and_cpu(args, what: str) -> list[Path] | None:
     """The traces to time (--trace or the shipped ones), pinning to --cpu; prints the CPU line.
     None when there is nothing to time (the message is printed)."""
-    traces = args.trace or sorted(p for p in (REPO / "datasets" / "traces").glob("*/trace.txt*")
-                                  if not p.parent.name.startswith("."))  # "." dirs: being written
+    traces = args.trace or sorted(
+        p for p in (REPO / "datasets" / "traces").glob("*/trace.txt*") if not p.parent.name.startswith(".")
+    )  # "." dirs: being written
     if not traces:
         print("no traces: none shipped under datasets/traces/ and no --trace given", file=sys.stderr)
         return None
@@ -126,26 +128,38 @@ def parquet_sweep(path: Path, repeat: int) -> None:
     settings = {
         "pyarrow defaults (snappy, dictionary everywhere, statistics)": {},
         "none, dictionary everywhere": dict(compression="none"),
-        "none, dictionary on strings+event, no stats": dict(compression="none", use_dictionary=dict_cols,
-                                                            write_statistics=False),
-        "snappy, dictionary on strings+event, no stats": dict(compression="snappy", use_dictionary=dict_cols,
-                                                              write_statistics=False),
-        "lz4, dictionary on strings+event, no stats": dict(compression="lz4", use_dictionary=dict_cols,
-                                                           write_statistics=False),
+        "none, dictionary on strings+event, no stats": dict(
+            compression="none", use_dictionary=dict_cols, write_statistics=False
+        ),
+        "snappy, dictionary on strings+event, no stats": dict(
+            compression="snappy", use_dictionary=dict_cols, write_statistics=False
+        ),
+        "lz4, dictionary on strings+event, no stats": dict(
+            compression="lz4", use_dictionary=dict_cols, write_statistics=False
+        ),
         "lz4, dictionary on strings+event, stats, delta ts/line": dict(
-            compression="lz4", use_dictionary=dict_cols, column_encoding=delta),
+            compression="lz4", use_dictionary=dict_cols, column_encoding=delta
+        ),
         "zstd 1, dictionary on strings+event, no stats, delta ts/line": dict(
-            compression="zstd", compression_level=1, use_dictionary=dict_cols, write_statistics=False,
-            column_encoding=delta),
+            compression="zstd",
+            compression_level=1,
+            use_dictionary=dict_cols,
+            write_statistics=False,
+            column_encoding=delta,
+        ),
         "zstd 3, dictionary on strings+event, no stats, delta ts/line": dict(
-            compression="zstd", compression_level=3, use_dictionary=dict_cols, write_statistics=False,
-            column_encoding=delta),
+            compression="zstd",
+            compression_level=3,
+            use_dictionary=dict_cols,
+            write_statistics=False,
+            column_encoding=delta,
+        ),
         "snappy, dictionary on strings+event, no stats, delta ts/line": dict(
-            compression="snappy", use_dictionary=dict_cols, write_statistics=False, column_encoding=delta),
+            compression="snappy", use_dictionary=dict_cols, write_statistics=False, column_encoding=delta
+        ),
         "data.parse.tracefile.PARQUET_OPTIONS": parse.PARQUET_OPTIONS,
     }
-    print(f"Parquet writer settings, {sum(len(b) for b in batches):,} rows of {path.name} "
-          f"(CPU s, best of {repeat}):")
+    print(f"Parquet writer settings, {sum(len(b) for b in batches):,} rows of {path.name} (CPU s, best of {repeat}):")
     with tempfile.TemporaryDirectory(prefix="bench_parse.") as tmp:
         out = Path(tmp) / "x.parquet"
         for name, opts in settings.items():
@@ -158,8 +172,10 @@ def parquet_sweep(path: Path, repeat: int) -> None:
                 best = min(best, time.process_time() - c0)
             c0 = time.process_time()
             pq.read_table(out)
-            print(f"  {name:<64} write {best:6.3f} s  read {time.process_time() - c0:6.3f} s "
-                  f"{out.stat().st_size / 1e6:7.1f} MB")
+            print(
+                f"  {name:<64} write {best:6.3f} s  read {time.process_time() - c0:6.3f} s "
+                f"{out.stat().st_size / 1e6:7.1f} MB"
+            )
 
 
 def bench(path: Path, repeat: int, reference_lines: int) -> dict:
@@ -176,56 +192,85 @@ def bench(path: Path, repeat: int, reference_lines: int) -> dict:
         head = text[: text.rfind(b"\n", 0, len(text) * reference_lines // max(stats.total_lines, 1)) + 1]
         (_, ref_stats), dt = timed(parse.parse_bytes, head, engine="python")
         ref_rate = ref_stats.events / dt if dt else None
-    return {"path": path, "events": stats.events, "lost": stats.lost_markers, "mb": len(text) / 1e6,
-            "decompress_s": t_decomp, "parse_s": best, "cpu_s": best_cpu, "cli_s": t_cli, "cli_cpu_s": cpu_cli,
-            "ref_rate": ref_rate, "compressed": path.suffix in (".gz", ".xz", ".zst"),
-            "kinds": sum(v > 0 for v in stats.events_by_kind.values())}
+    return {
+        "path": path,
+        "events": stats.events,
+        "lost": stats.lost_markers,
+        "mb": len(text) / 1e6,
+        "decompress_s": t_decomp,
+        "parse_s": best,
+        "cpu_s": best_cpu,
+        "cli_s": t_cli,
+        "cli_cpu_s": cpu_cli,
+        "ref_rate": ref_rate,
+        "compressed": path.suffix in (".gz", ".xz", ".zst"),
+        "kinds": sum(v > 0 for v in stats.events_by_kind.values()),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--trace", type=Path, nargs="+", help="trace files (default: datasets/traces/*/trace.txt*)")
     ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--reference-lines", type=int, default=100_000,
-                    help="also time the pure-Python reference on this many lines (0: skip)")
+    ap.add_argument(
+        "--reference-lines",
+        type=int,
+        default=100_000,
+        help="also time the pure-Python reference on this many lines (0: skip)",
+    )
     ap.add_argument("--cpu", type=int, help="pin to this CPU (the parser is single-threaded either way)")
     ap.add_argument("--parquet-sweep", action="store_true", help="also time Parquet writer settings")
     args = ap.parse_args(argv)
     traces = shipped_traces_and_cpu(args, "one parsing thread")
     if traces is None:
         return 2
-    print(f"{'trace':<40} {'events':>9} {'MB':>6} {'decomp s':>8} | {'core s':>7} {'ev/s':>7} {'ev/CPU s':>8}"
-          f" | {'CLI s':>6} {'ev/s':>7} {'ev/CPU s':>8}")
+    print(
+        f"{'trace':<40} {'events':>9} {'MB':>6} {'decomp s':>8} | {'core s':>7} {'ev/s':>7} {'ev/CPU s':>8}"
+        f" | {'CLI s':>6} {'ev/s':>7} {'ev/CPU s':>8}"
+    )
     results = []
     for path in traces:
         r = bench(path, args.repeat, args.reference_lines)
         results.append(r)
-        print(f"{str(r['path'])[-40:]:<40} {r['events']:>9,} {r['mb']:>6.1f} {r['decompress_s']:>8.3f} | "
-              f"{r['parse_s']:>7.3f} {r['events'] / r['parse_s'] / 1e6:>6.2f}M {r['events'] / r['cpu_s'] / 1e6:>7.2f}M |"
-              f" {r['cli_s']:>6.3f} {r['events'] / r['cli_s'] / 1e6:>6.2f}M {r['events'] / r['cli_cpu_s'] / 1e6:>7.2f}M")
+        print(
+            f"{str(r['path'])[-40:]:<40} {r['events']:>9,} {r['mb']:>6.1f} {r['decompress_s']:>8.3f} | "
+            f"{r['parse_s']:>7.3f} {r['events'] / r['parse_s'] / 1e6:>6.2f}M {r['events'] / r['cpu_s'] / 1e6:>7.2f}M |"
+            f" {r['cli_s']:>6.3f} {r['events'] / r['cli_s'] / 1e6:>6.2f}M {r['events'] / r['cli_cpu_s'] / 1e6:>7.2f}M"
+        )
     events = sum(r["events"] for r in results)
     parse_s, cpu_s = sum(r["parse_s"] for r in results), sum(r["cpu_s"] for r in results)
     cli_s, cli_cpu = sum(r["cli_s"] for r in results), sum(r["cli_cpu_s"] for r in results)
-    print(f"{'TOTAL':<40} {events:>9,} {sum(r['mb'] for r in results):>6.1f} "
-          f"{sum(r['decompress_s'] for r in results):>8.3f} | {parse_s:>7.3f} {events / parse_s / 1e6:>6.2f}M "
-          f"{events / cpu_s / 1e6:>7.2f}M | {cli_s:>6.3f} {events / cli_s / 1e6:>6.2f}M {events / cli_cpu / 1e6:>7.2f}M")
+    print(
+        f"{'TOTAL':<40} {events:>9,} {sum(r['mb'] for r in results):>6.1f} "
+        f"{sum(r['decompress_s'] for r in results):>8.3f} | {parse_s:>7.3f} {events / parse_s / 1e6:>6.2f}M "
+        f"{events / cpu_s / 1e6:>7.2f}M | {cli_s:>6.3f} {events / cli_s / 1e6:>6.2f}M {events / cli_cpu / 1e6:>7.2f}M"
+    )
     t_import, t_python = import_seconds("import data.parse.tracefile"), import_seconds("pass")
-    print(f"import: `python -c \"import data.parse.tracefile\"` {t_import:.3f} s (goal <= 0.25 s; "
-          f"`python -c pass` {t_python:.3f} s)")
+    print(
+        f'import: `python -c "import data.parse.tracefile"` {t_import:.3f} s (goal <= 0.25 s; '
+        f"`python -c pass` {t_python:.3f} s)"
+    )
     refs = [r["ref_rate"] for r in results if r["ref_rate"]]
     if refs:
         print(f"pure-Python reference parser: {min(refs) / 1e6:.3f} M events/s")
     big = [r for r in results if r["events"] >= TARGET_EVENTS and not r["compressed"]]
     if not big:
-        print(f"note: no uncompressed trace with >= {TARGET_EVENTS:,} events; the acceptance figure "
-              f"needs one (decompress a trace or collect a larger one, see --help)")
+        print(
+            f"note: no uncompressed trace with >= {TARGET_EVENTS:,} events; the acceptance figure "
+            f"needs one (decompress a trace or collect a larger one, see --help)"
+        )
     for r in big:
         verdict = lambda s: "PASS" if r["events"] / s >= TARGET_RATE else "FAIL"  # noqa: E731
-        print(f"acceptance ({r['path'].name}, {r['events']:,} events; CLI end to end >= "
-              f"{TARGET_RATE / 1e6:.0f}M events/s on one core): wall clock {verdict(r['cli_s'])}, "
-              f"CPU time {verdict(r['cli_cpu_s'])}"
-              + (f" (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs stretches the wall clock)"
-                 if os.getloadavg()[0] > os.cpu_count() / 2 else ""))
+        print(
+            f"acceptance ({r['path'].name}, {r['events']:,} events; CLI end to end >= "
+            f"{TARGET_RATE / 1e6:.0f}M events/s on one core): wall clock {verdict(r['cli_s'])}, "
+            f"CPU time {verdict(r['cli_cpu_s'])}"
+            + (
+                f" (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs stretches the wall clock)"
+                if os.getloadavg()[0] > os.cpu_count() / 2
+                else ""
+            )
+        )
     if args.parquet_sweep:
         parquet_sweep(traces[0], args.repeat)
     return 0

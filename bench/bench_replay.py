@@ -9,6 +9,7 @@ one thread (--cpu pins it). The pure-Python reference (data/dataset/replay_refer
 it unless --no-reference. Wall-clock time decides (goal >= 2M events/s); the CPU time of the
 process is shown beside it because on a shared machine other processes stretch the wall clock.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,8 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     if traces is None:
         return 2
     replay.replay(parse_file(traces[0])[0], engine="c")  # build/load the C core outside the timing
-    print(f"{'run':<28} {'events':>9} {'rows':>8} | {'C s':>7} {'ev/s':>7} {'ev/CPU s':>8}"
-          + ("" if args.no_reference else f" | {'ref s':>7} {'ev/s':>7}"))
+    print(
+        f"{'run':<28} {'events':>9} {'rows':>8} | {'C s':>7} {'ev/s':>7} {'ev/CPU s':>8}"
+        + ("" if args.no_reference else f" | {'ref s':>7} {'ev/s':>7}")
+    )
     tot = dict(events=0, wall=0.0, cpu=0.0, ref=0.0)
     for path in traces:
         events, _ = parse_file(path)
@@ -60,23 +63,32 @@ def main(argv: list[str] | None = None) -> int:
         tot["events"] += n
         tot["wall"] += wall
         tot["cpu"] += cpu
-        line = (f"{run[-28:]:<28} {n:>9,} {len(r.migration) + len(r.next_task):>8,} | {wall:>7.3f} "
-                f"{n / wall / 1e6:>6.2f}M {n / cpu / 1e6:>7.2f}M")
+        line = (
+            f"{run[-28:]:<28} {n:>9,} {len(r.migration) + len(r.next_task):>8,} | {wall:>7.3f} "
+            f"{n / wall / 1e6:>6.2f}M {n / cpu / 1e6:>7.2f}M"
+        )
         if not args.no_reference:
             _, ref, _ = best_of(lambda: replay_ref.replay(events, run), 1)
             tot["ref"] += ref
             line += f" | {ref:>7.3f} {n / ref / 1e6:>6.2f}M"
         print(line)
     n = tot["events"]
-    print(f"{'TOTAL':<28} {n:>9,} {'':>8} | {tot['wall']:>7.3f} {n / tot['wall'] / 1e6:>6.2f}M "
-          f"{n / tot['cpu'] / 1e6:>7.2f}M" + ("" if args.no_reference else
-                                              f" | {tot['ref']:>7.3f} {n / tot['ref'] / 1e6:>6.2f}M"))
+    print(
+        f"{'TOTAL':<28} {n:>9,} {'':>8} | {tot['wall']:>7.3f} {n / tot['wall'] / 1e6:>6.2f}M "
+        f"{n / tot['cpu'] / 1e6:>7.2f}M"
+        + ("" if args.no_reference else f" | {tot['ref']:>7.3f} {n / tot['ref'] / 1e6:>6.2f}M")
+    )
     verdict = lambda s: "PASS" if n / s >= TARGET_RATE else "FAIL"  # noqa: E731
     load = os.getloadavg()[0]
-    print(f"acceptance (replay >= {TARGET_RATE / 1e6:.0f}M events/s on one core, {len(traces)} runs, "
-          f"{n:,} events): wall clock {verdict(tot['wall'])}, CPU time {verdict(tot['cpu'])}"
-          + (f" (load average {load:.1f} on {os.cpu_count()} CPUs stretches the wall clock)"
-             if load > os.cpu_count() / 2 else ""))
+    print(
+        f"acceptance (replay >= {TARGET_RATE / 1e6:.0f}M events/s on one core, {len(traces)} runs, "
+        f"{n:,} events): wall clock {verdict(tot['wall'])}, CPU time {verdict(tot['cpu'])}"
+        + (
+            f" (load average {load:.1f} on {os.cpu_count()} CPUs stretches the wall clock)"
+            if load > os.cpu_count() / 2
+            else ""
+        )
+    )
     return 0
 
 

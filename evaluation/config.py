@@ -5,6 +5,7 @@ training setting given on the command line (model.width=8, data.window=4, task=.
 silently meaningless; it is refused with an error saying why, before Hydra composes anything.
 Accepted: the evaluation settings of conf/eval.yaml, the data keys below, paths.* and hydra.*.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -45,7 +46,8 @@ def check_overrides(overrides: list[str]) -> None:
             f"evaluate.py rebuilds the model from the checkpoint (its saved config and data metadata), so "
             f"'{o.input_line}' cannot be overridden. What may change is the data: data_dir=DATASET, "
             f"traces=[FILE,...], {', '.join(f'data.{k}' for k in DATA_KEYS)}; and the evaluation settings of "
-            f"conf/eval.yaml ({', '.join(sorted(k for k in allowed if k not in ALWAYS and not k.startswith('data') and k != 'traces'))}).")
+            f"conf/eval.yaml ({', '.join(sorted(k for k in allowed if k not in ALWAYS and not k.startswith('data') and k != 'traces'))})."
+        )
 
 
 def check_settings(cfg) -> None:
@@ -63,14 +65,16 @@ def check_settings(cfg) -> None:
     if cfg.importance.max_samples is not None:
         check_number(cfg.importance.max_samples, "importance.max_samples", int, 1)
     check_number(cfg.winner.budget_macs, "winner.budget_macs", int, 1)
-    for key, paths in (("ckpt_path", [cfg.ckpt_path] if cfg.ckpt_path else []),
-                       ("ckpt_paths", list(cfg.ckpt_paths or []))):
+    for key, paths in (
+        ("ckpt_path", [cfg.ckpt_path] if cfg.ckpt_path else []),
+        ("ckpt_paths", list(cfg.ckpt_paths or [])),
+    ):
         for p in paths:
             if not Path(str(p)).exists():
                 raise UserError(f"{key}: checkpoint {p} not found")
             if Path(str(p)).is_file():
                 check_checkpoint(p, key, load=False)
-    for run in ([cfg.runs] if isinstance(cfg.runs, str) else list(cfg.runs or [])):
+    for run in [cfg.runs] if isinstance(cfg.runs, str) else list(cfg.runs or []):
         if not Path(str(run)).is_dir():
             raise UserError(f"runs={run}: not a directory")
     if cfg.get("loco", "auto") not in ("auto", True, False):

@@ -7,6 +7,7 @@ so windows stay internally consistent in everything else); the drop is averaged 
 `repeats` shuffles drawn from a fixed seed. The group names are the ones `data.features`
 accepts, so the ranking feeds the feature-count experiment directly.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -34,8 +35,9 @@ def subsample(split: SplitData, max_samples: int | None, rng: np.random.Generato
     if not max_samples or len(split) <= max_samples:
         return split
     sel = np.sort(rng.choice(len(split), max_samples, replace=False))
-    return dataclasses.replace(split, index=split.index[sel], target=split.target[sel],
-                               rows=split.rows.iloc[sel].reset_index(drop=True))
+    return dataclasses.replace(
+        split, index=split.index[sel], target=split.target[sel], rows=split.rows.iloc[sel].reset_index(drop=True)
+    )
 
 
 def shuffled(split: SplitData, columns: list[int], rng: np.random.Generator) -> SplitData:
@@ -51,8 +53,9 @@ def shuffled(split: SplitData, columns: list[int], rng: np.random.Generator) -> 
     return dataclasses.replace(split, steps=steps)
 
 
-def permutation_importance(module, split: SplitData, metric: str, repeats: int = 3, seed: int = 0,
-                           max_samples: int | None = 20000) -> dict:
+def permutation_importance(
+    module, split: SplitData, metric: str, repeats: int = 3, seed: int = 0, max_samples: int | None = 20000
+) -> dict:
     """{"metric", "split", "base", "repeats", "samples", "features": {name: {drop_mean, drop_std}}},
     features sorted by mean drop, largest first."""
     rng = np.random.default_rng(seed)
@@ -60,9 +63,18 @@ def permutation_importance(module, split: SplitData, metric: str, repeats: int =
     base = score(module, predict(module.net, split), split.target)[metric]
     drops = {}
     for name, cols in feature_groups(module.meta).items():
-        values = [base - score(module, predict(module.net, shuffled(split, cols, rng)), split.target)[metric]
-                  for _ in range(repeats)]
+        values = [
+            base - score(module, predict(module.net, shuffled(split, cols, rng)), split.target)[metric]
+            for _ in range(repeats)
+        ]
         drops[name] = {"drop_mean": float(np.mean(values)), "drop_std": float(np.std(values))}
     ranked = dict(sorted(drops.items(), key=lambda kv: -kv[1]["drop_mean"]))
-    return {"metric": metric, "split": split.name, "base": base, "repeats": repeats, "seed": seed,
-            "samples": len(split), "features": ranked}
+    return {
+        "metric": metric,
+        "split": split.name,
+        "base": base,
+        "repeats": repeats,
+        "seed": seed,
+        "samples": len(split),
+        "features": ranked,
+    }

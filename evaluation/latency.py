@@ -6,6 +6,7 @@ and p99 are taken over the calls. The ONNX graph is the one export/ ships (model
 whitelisted exporter, which both use); a network it rejects is still timed through a plain
 torch.onnx.export with the same inputs, and the result says so.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -22,8 +23,12 @@ log = logging.getLogger(__name__)
 
 def summarise(ns: np.ndarray) -> dict:
     us = np.asarray(ns, dtype=np.float64) / 1000.0
-    return {"p50_us": float(np.percentile(us, 50)), "p99_us": float(np.percentile(us, 99)),
-            "mean_us": float(us.mean()), "calls": int(len(us))}
+    return {
+        "p50_us": float(np.percentile(us, 50)),
+        "p99_us": float(np.percentile(us, 99)),
+        "mean_us": float(us.mean()),
+        "calls": int(len(us)),
+    }
 
 
 def time_calls(fn, calls: int, warmup: int) -> dict:
@@ -69,7 +74,9 @@ def ort_session(model):
     return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
 
 
-def ort_latency(net: torch.nn.Module, meta: dict, x: torch.Tensor, tokens: torch.Tensor | None, calls: int, warmup: int) -> dict:
+def ort_latency(
+    net: torch.nn.Module, meta: dict, x: torch.Tensor, tokens: torch.Tensor | None, calls: int, warmup: int
+) -> dict:
     model, note = onnx_graph(net, meta)
     sess = ort_session(model)
     feed = {"x": x.numpy()}
@@ -83,8 +90,15 @@ def ort_latency(net: torch.nn.Module, meta: dict, x: torch.Tensor, tokens: torch
     return {**result, "max_abs_diff": float(np.abs(out - ref).max()), "graph": note, "nodes": len(model.graph.node)}
 
 
-def measure(net: torch.nn.Module, meta: dict, x: torch.Tensor, tokens: torch.Tensor | None, calls: int = 1000,
-            warmup: int = 100, onnx: bool = True) -> dict:
+def measure(
+    net: torch.nn.Module,
+    meta: dict,
+    x: torch.Tensor,
+    tokens: torch.Tensor | None,
+    calls: int = 1000,
+    warmup: int = 100,
+    onnx: bool = True,
+) -> dict:
     """{"eager": {...}, "onnxruntime": {...}} for one batch-1 window (x (1, L, F), tokens (1, L))."""
     out = {"threads": 1, "batch": 1, "eager": eager_latency(net, x, tokens, calls, warmup)}
     if onnx:

@@ -15,6 +15,7 @@ same rows), so this module only reads and aggregates:
            and the baselines): "beats" only by more than the sum of their spreads, else "no
            significant difference", "below" (by more than the spreads), or "1 seed: spread unknown".
 """
+
 from __future__ import annotations
 
 import json
@@ -79,7 +80,9 @@ def loco_tables(results: list[dict]) -> list[dict]:
         kinds: dict[str, str] = {}
         for g in groups:
             label = g["label"]
-            kinds[label] = "sequence" if g["backbone"] in SEQUENCE and _window(rs[g["members"][0]]) > 1 else g["backbone"]
+            kinds[label] = (
+                "sequence" if g["backbone"] in SEQUENCE and _window(rs[g["members"][0]]) > 1 else g["backbone"]
+            )
             for i in g["members"]:
                 r = rs[i]
                 for m in metrics + [CEILING.get(task)] if CEILING.get(task) else metrics:
@@ -96,8 +99,12 @@ def loco_tables(results: list[dict]) -> list[dict]:
                     if v is not None:  # the same rows for every model of a fold and seed
                         values.setdefault(label, {}).setdefault(m, {}).setdefault(fold_of(r), {})[r.get("seed")] = v
         columns = [g["label"] for g in groups] + [f"baseline: {b}" for b in baselines]
-        cells = {m: {f: {c: mean_std(list(values.get(c, {}).get(m, {}).get(f, {}).values())) for c in columns}
-                     for f in folds} for m in metrics}
+        cells = {
+            m: {
+                f: {c: mean_std(list(values.get(c, {}).get(m, {}).get(f, {}).values())) for c in columns} for f in folds
+            }
+            for m in metrics
+        }
         mean_row = {m: {c: _mean_over_folds(values.get(c, {}).get(m, {}), folds) for c in columns} for m in metrics}
         ceiling = None
         if CEILING.get(task):
@@ -113,11 +120,24 @@ def loco_tables(results: list[dict]) -> list[dict]:
             for f in [*folds, MEAN_ROW]:
                 row = mean_row[primary] if f == MEAN_ROW else cells[primary][f]
                 significance[f] = _significance(row, kinds, task)
-        tables.append({"task": task, "dataset": dataset, "split": SPLIT, "metrics": metrics, "folds": folds,
-                       "columns": columns, "kinds": kinds, "runs": len(rs),
-                       "seeds": sorted({r.get("seed") for r in rs}, key=str),
-                       "cells": cells, "mean": mean_row, "ceiling": ceiling, "significance": significance,
-                       "window_comparison": _window_comparison(groups, rs, mean_row.get(primary, {}))})
+        tables.append(
+            {
+                "task": task,
+                "dataset": dataset,
+                "split": SPLIT,
+                "metrics": metrics,
+                "folds": folds,
+                "columns": columns,
+                "kinds": kinds,
+                "runs": len(rs),
+                "seeds": sorted({r.get("seed") for r in rs}, key=str),
+                "cells": cells,
+                "mean": mean_row,
+                "ceiling": ceiling,
+                "significance": significance,
+                "window_comparison": _window_comparison(groups, rs, mean_row.get(primary, {})),
+            }
+        )
     return tables
 
 
@@ -156,9 +176,17 @@ def _window_comparison(groups: list[dict], rs: list[dict], mean_row: dict) -> li
                 a, b = mean_row.get(g["label"]), mean_row.get(one["label"])
                 if a and b:
                     verdict = compare(a, b)
-                    out.append({"backbone": backbone, "window": _window(rs[g["members"][0]]), "long": g["label"],
-                                "one": one["label"], "long_value": a, "one_value": b,
-                                "verdict": WINDOW_VERDICTS.get(verdict, verdict)})
+                    out.append(
+                        {
+                            "backbone": backbone,
+                            "window": _window(rs[g["members"][0]]),
+                            "long": g["label"],
+                            "one": one["label"],
+                            "long_value": a,
+                            "one_value": b,
+                            "verdict": WINDOW_VERDICTS.get(verdict, verdict),
+                        }
+                    )
     return out
 
 
@@ -167,12 +195,16 @@ def render_loco(tables: list[dict]) -> str:
 
     out = []
     for t in tables:
-        out += [f"## Leave-one-category-out: {t['task']} on `{t['dataset']}`", "",
-                f"{t['runs']} runs, seeds {', '.join(map(str, t['seeds']))}; {t['split']} of each fold (the held-out "
-                f"category); cells: mean ± std over seeds (ddof=1, n = seeds). Last row: per seed the mean over "
-                f"categories, then mean ± std over seeds. Significance: the best sequence model (lstm/tcn, window > 1) "
-                f"against the best of the MLP and logistic regression; it beats only by more than the sum of the "
-                f"spreads.", ""]
+        out += [
+            f"## Leave-one-category-out: {t['task']} on `{t['dataset']}`",
+            "",
+            f"{t['runs']} runs, seeds {', '.join(map(str, t['seeds']))}; {t['split']} of each fold (the held-out "
+            f"category); cells: mean ± std over seeds (ddof=1, n = seeds). Last row: per seed the mean over "
+            f"categories, then mean ± std over seeds. Significance: the best sequence model (lstm/tcn, window > 1) "
+            f"against the best of the MLP and logistic regression; it beats only by more than the sum of the "
+            f"spreads.",
+            "",
+        ]
         for i, m in enumerate(t["metrics"]):
             header = ["held-out category", *t["columns"]]
             if t["ceiling"]:
@@ -190,8 +222,14 @@ def render_loco(tables: list[dict]) -> str:
                 rows.append(row)
             out += [f"### {m} ({t['split']})", "", table(header, rows), ""]
         if t["window_comparison"]:
-            rows = [[w["backbone"], w["long"], fmt_ms(w["long_value"]), w["one"], fmt_ms(w["one_value"]), w["verdict"]]
-                    for w in t["window_comparison"]]
-            out += [f"### Window 1 against the default window ({t['metrics'][0]}, mean over categories)", "",
-                    table(["backbone", "setup", "value", "window 1", "value", "verdict"], rows), ""]
+            rows = [
+                [w["backbone"], w["long"], fmt_ms(w["long_value"]), w["one"], fmt_ms(w["one_value"]), w["verdict"]]
+                for w in t["window_comparison"]
+            ]
+            out += [
+                f"### Window 1 against the default window ({t['metrics'][0]}, mean over categories)",
+                "",
+                table(["backbone", "setup", "value", "window 1", "value", "verdict"], rows),
+                "",
+            ]
     return "\n".join(out) + "\n"

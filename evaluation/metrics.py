@@ -4,6 +4,7 @@ Every predictor (model or baseline) yields logits shaped like the network's and 
 task module's `make_metrics` / `metric_inputs`, exactly as in training's test step, plus a
 confusion matrix. `lift` puts a model beside the best baseline on the same test set.
 """
+
 from __future__ import annotations
 
 import torch
@@ -27,7 +28,7 @@ def predict(net: torch.nn.Module, split: SplitData, chunk: int = CHUNK) -> torch
     net.eval()
     out = []
     for a in range(0, len(split), chunk):
-        idx = split.index[a:a + chunk]
+        idx = split.index[a : a + chunk]
         out.append(net(split.steps[idx], None if split.tokens is None else split.tokens[idx]))
     return torch.cat(out) if out else torch.zeros(0, 1)
 
@@ -54,9 +55,18 @@ def baseline_key(cand) -> tuple:
     """Baselines depend on the dataset and the rows fitted on (the resolved split, the synthetic
     source), the encoding and the numeric inputs, not on the network."""
     m = cand.meta
-    return (m["task"], str(cand.dm.dataset_dir), repr(m.get("split")), m.get("source"),
-            tuple(m["feature_names"]), m.get("encoding"), m.get("k"), len(m.get("vocab") or []),
-            m.get("window_by"), m.get("label"))
+    return (
+        m["task"],
+        str(cand.dm.dataset_dir),
+        repr(m.get("split")),
+        m.get("source"),
+        tuple(m["feature_names"]),
+        m.get("encoding"),
+        m.get("k"),
+        len(m.get("vocab") or []),
+        m.get("window_by"),
+        m.get("label"),
+    )
 
 
 def split_logits(splits: list[str], derived: dict[str, tuple[str, torch.Tensor]], logits_of) -> dict[str, torch.Tensor]:
@@ -78,6 +88,7 @@ def baseline_scores(cand, splits: list[str], cache: dict, chunk: int = CHUNK) ->
     todo = [n for n in splits if n not in entry["scores"]]
     derived = cand.derived(todo)
     for b in entry["fitted"]:
+
         def logits_of(name, b=b):
             split = cand.get_split(name)
             return torch.cat([b.logits(split, slice(a, a + chunk)) for a in range(0, len(split), chunk)])

@@ -3,6 +3,7 @@
 All functions read the `models` list of metrics.json (see report.py) and write one file each,
 atomically; they return the path written, or None when there is nothing to draw.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -51,7 +52,9 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return sorted(front, key=lambda i: points[i][0])
 
 
-def accuracy_latency(models: list[dict], out: Path, split: str, engine: str, budget_us: float | None = None) -> Path | None:
+def accuracy_latency(
+    models: list[dict], out: Path, split: str, engine: str, budget_us: float | None = None
+) -> Path | None:
     tasks = tasks_of(models)
     fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4.2), squeeze=False)
     drawn = False
@@ -97,7 +100,9 @@ def per_split_bars(models: list[dict], task: str, splits: list[str], out: Path) 
     if not ms or not splits:
         return None
     metric = ms[0]["primary"]
-    series: dict[str, list[float]] = {m["label"]: [m["splits"].get(s, {}).get(metric, np.nan) for s in splits] for m in ms}
+    series: dict[str, list[float]] = {
+        m["label"]: [m["splits"].get(s, {}).get(metric, np.nan) for s in splits] for m in ms
+    }
     for s_i, s in enumerate(splits):
         for label, scores in baseline_rows(ms, s).items():
             series.setdefault(label, [np.nan] * len(splits))[s_i] = scores[metric]
@@ -106,7 +111,14 @@ def per_split_bars(models: list[dict], task: str, splits: list[str], out: Path) 
     x = np.arange(len(splits))
     for i, (label, values) in enumerate(series.items()):
         hatch = "//" if label.startswith("baseline/") else None
-        ax.bar(x + (i - (len(series) - 1) / 2) * width, values, width, label=label, hatch=hatch, alpha=0.9 if not hatch else 0.6)
+        ax.bar(
+            x + (i - (len(series) - 1) / 2) * width,
+            values,
+            width,
+            label=label,
+            hatch=hatch,
+            alpha=0.9 if not hatch else 0.6,
+        )
     ax.set_xticks(x, [s.removeprefix("workload/") for s in splits], rotation=30, ha="right", fontsize=8)
     ax.set_ylabel(metric)
     ax.set_title(f"{task}: {metric} per test set (hatched: baselines)")
@@ -141,12 +153,21 @@ def importance(models: list[dict], task: str, out: Path) -> Path | None:
     ms = [m for m in models if m["task"] == task and m.get("importance")]
     if not ms:
         return None
-    fig, axes = plt.subplots(1, len(ms), figsize=(4.2 * len(ms), 0.35 * max(len(m["importance"]["features"]) for m in ms) + 1.2),
-                             squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(
+        1,
+        len(ms),
+        figsize=(4.2 * len(ms), 0.35 * max(len(m["importance"]["features"]) for m in ms) + 1.2),
+        squeeze=False,
+        layout="constrained",
+    )
     for ax, m in zip(axes[0], ms):
         imp = m["importance"]
         names = list(imp["features"])[::-1]
-        ax.barh(names, [imp["features"][n]["drop_mean"] for n in names], xerr=[imp["features"][n]["drop_std"] for n in names])
+        ax.barh(
+            names,
+            [imp["features"][n]["drop_mean"] for n in names],
+            xerr=[imp["features"][n]["drop_std"] for n in names],
+        )
         ax.set_xlabel(f"drop in {imp['metric']} ({imp['split']})")
         ax.set_title(m["label"], fontsize=9)
         ax.tick_params(axis="y", labelsize=7)

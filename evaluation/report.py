@@ -16,6 +16,7 @@ metrics.json schema (version 1):
 ranking.json: per model with a permutation importance, its ranking on validation rows and the
 exact feature-count multirun command (the only way to get a ranking into experiment=feature_count).
 """
+
 from __future__ import annotations
 
 import json
@@ -58,17 +59,51 @@ def lat(m: dict, engine: str, key: str):
 
 def models_table(models: list[dict]) -> str:
     us = lambda v: None if v is None else f"{v:.1f}"  # noqa: E731
-    rows = [[m["label"], m["task"], m["backbone"], m["window"], m["n_inputs"], m["params"], m["macs"],
-             *(us(lat(m, e, k)) for e in ("eager", "onnxruntime") for k in ("p50_us", "p99_us")),
-             f"`{m['ckpt_path']}`"] for m in models]
-    return table(["model", "task", "backbone", "window", "inputs", "params", "MACs/decision", "eager p50 us",
-                  "eager p99 us", "ORT p50 us", "ORT p99 us", "checkpoint"], rows)
+    rows = [
+        [
+            m["label"],
+            m["task"],
+            m["backbone"],
+            m["window"],
+            m["n_inputs"],
+            m["params"],
+            m["macs"],
+            *(us(lat(m, e, k)) for e in ("eager", "onnxruntime") for k in ("p50_us", "p99_us")),
+            f"`{m['ckpt_path']}`",
+        ]
+        for m in models
+    ]
+    return table(
+        [
+            "model",
+            "task",
+            "backbone",
+            "window",
+            "inputs",
+            "params",
+            "MACs/decision",
+            "eager p50 us",
+            "eager p99 us",
+            "ORT p50 us",
+            "ORT p99 us",
+            "checkpoint",
+        ],
+        rows,
+    )
 
 
 def split_table(ms: list[dict], split: str) -> str:
     names = list(ms[0]["metric_names"])
-    rows = [[f"**{m['label']}**", *(m["splits"][split].get(k) for k in names), m["splits"][split].get("lift"),
-             m["splits"][split].get("best_baseline")] for m in ms if split in m["splits"]]
+    rows = [
+        [
+            f"**{m['label']}**",
+            *(m["splits"][split].get(k) for k in names),
+            m["splits"][split].get("lift"),
+            m["splits"][split].get("best_baseline"),
+        ]
+        for m in ms
+        if split in m["splits"]
+    ]
     rows += [[label, *(s.get(k) for k in names), None, None] for label, s in baseline_rows(ms, split).items()]
     return table(["predictor", *names, "lift", "vs"], rows)
 
@@ -80,7 +115,14 @@ def workload_table(ms: list[dict], splits: list[str]) -> str:
     for s in splits:
         base = baseline_rows(ms, s)
         n = next((m["splits"][s]["n"] for m in ms if s in m["splits"]), None)
-        rows.append([s, n, *(m["splits"].get(s, {}).get(metric) for m in ms), *(base.get(b, {}).get(metric) for b in base_labels)])
+        rows.append(
+            [
+                s,
+                n,
+                *(m["splits"].get(s, {}).get(metric) for m in ms),
+                *(base.get(b, {}).get(metric) for b in base_labels),
+            ]
+        )
     return table(["test set", "samples", *(m["label"] for m in ms), *base_labels], rows)
 
 
@@ -101,8 +143,10 @@ def importance_table(ms: list[dict]) -> str | None:
     names = list(dict.fromkeys(n for m in ms for n in m["importance"]["features"]))
     rows = [[n, *(m["importance"]["features"].get(n, {}).get("drop_mean") for m in ms)] for n in names]
     imp = ms[0]["importance"]
-    head = (f"Drop in {imp['metric']} on {imp['split']} when one feature is shuffled "
-            f"(mean of {imp['repeats']} shuffles, seed {imp['seed']}, {imp['samples']} samples); sorted by the first model.\n\n")
+    head = (
+        f"Drop in {imp['metric']} on {imp['split']} when one feature is shuffled "
+        f"(mean of {imp['repeats']} shuffles, seed {imp['seed']}, {imp['samples']} samples); sorted by the first model.\n\n"
+    )
     return head + table(["feature", *(m["label"] for m in ms)], rows)
 
 
@@ -114,8 +158,10 @@ def feature_count_command(m: dict, ks=(1, 2, 4)) -> str | None:
     ranked = [n for n in imp["features"] if n != "token"]
     subsets = [ranked[:k] for k in ks if k < len(ranked)]
     sweep = ",".join("[" + ",".join(s) + "]" for s in subsets) + ",null"
-    return (f"python train.py -m experiment=feature_count task={m['task']} model={m['backbone']} "
-            f"paths.dataset_dir={m['dataset_dir']} 'data.features={sweep}'")
+    return (
+        f"python train.py -m experiment=feature_count task={m['task']} model={m['backbone']} "
+        f"paths.dataset_dir={m['dataset_dir']} 'data.features={sweep}'"
+    )
 
 
 def ranking(models: list[dict]) -> dict:
@@ -126,65 +172,129 @@ def ranking(models: list[dict]) -> dict:
         imp = m.get("importance")
         if not imp:
             continue
-        out.append({"label": m["label"], "task": m["task"], "backbone": m["backbone"], "ckpt_path": m["ckpt_path"],
-                    "split": imp["split"], "metric": imp["metric"], "samples": imp["samples"],
-                    "ranking": [n for n in imp["features"] if n != "token"],
-                    "drop_mean": {n: v["drop_mean"] for n, v in imp["features"].items()},
-                    "command": feature_count_command(m)})
-    return {"note": "rankings are choices: made on validation rows (importance.split), never copied by hand; "
-                    "paste `command` to retrain on the top-k features", "models": out}
+        out.append(
+            {
+                "label": m["label"],
+                "task": m["task"],
+                "backbone": m["backbone"],
+                "ckpt_path": m["ckpt_path"],
+                "split": imp["split"],
+                "metric": imp["metric"],
+                "samples": imp["samples"],
+                "ranking": [n for n in imp["features"] if n != "token"],
+                "drop_mean": {n: v["drop_mean"] for n, v in imp["features"].items()},
+                "command": feature_count_command(m),
+            }
+        )
+    return {
+        "note": "rankings are choices: made on validation rows (importance.split), never copied by hand; "
+        "paste `command` to retrain on the top-k features",
+        "models": out,
+    }
 
 
 def feature_count_table(ms: list[dict], split: str) -> str | None:
     if len({m["n_inputs"] for m in ms}) < 2:
         return None
-    rows = sorted(([m["label"], m["n_inputs"], ", ".join(m["inputs"]), m["splits"].get(split, {}).get(m["primary"])] for m in ms),
-                  key=lambda r: (r[1], r[0]))
+    rows = sorted(
+        ([m["label"], m["n_inputs"], ", ".join(m["inputs"]), m["splits"].get(split, {}).get(m["primary"])] for m in ms),
+        key=lambda r: (r[1], r[0]),
+    )
     return table(["model", "features kept", "features", f"{ms[0]['primary']} ({split})"], rows)
 
 
 def groups_table(gs: list[dict], split: str | None) -> str:
     """Rows = seed groups; cells = mean ± std (n) of every metric on `split` (None: validation)."""
     names = list(gs[0]["metric_names"])
-    rows = [[g["label"], g["n"], ", ".join(str(s) for s in g["seeds"]),
-             *(fmt_ms((g["validation"] if split is None else g["splits"].get(split, {})).get(k)) for k in names)]
-            for g in gs]
+    rows = [
+        [
+            g["label"],
+            g["n"],
+            ", ".join(str(s) for s in g["seeds"]),
+            *(fmt_ms((g["validation"] if split is None else g["splits"].get(split, {})).get(k)) for k in names),
+        ]
+        for g in gs
+    ]
     return table(["setup", "seeds", "seed values", *names], rows)
 
 
 def winner_line(task: str, w: dict) -> str:
     if w["winner"]:
         spread = f" ± {w['std']:.4f}" if w.get("std") is not None else ""
-        return (f"- **{task}**: {w['winner']} ({w['verdict']}; validation mean {fmt(w['value'])}{spread}, n={w['n']}, "
-                f"{w['macs']:,} MACs, p99 {fmt(w['p99_us'], 1)} us)")
+        return (
+            f"- **{task}**: {w['winner']} ({w['verdict']}; validation mean {fmt(w['value'])}{spread}, n={w['n']}, "
+            f"{w['macs']:,} MACs, p99 {fmt(w['p99_us'], 1)} us)"
+        )
     tied = f" Tied: {', '.join(w['tied'])}." if w.get("tied") else ""
     return f"- **{task}**: none: {w['reason']}.{tied}"
 
 
-def render(models: list[dict], winner: dict, files: list[str], command: str, split: str,
-           groups: list[dict] | None = None) -> str:
-    out = ["# Evaluation report", "", f"Command: `{command}`", "",
-           "Latency: CPU, batch 1, one thread (torch.set_num_threads(1); onnxruntime intra/inter-op threads 1), "
-           "per call after warm-up. MACs: multiply-accumulates of one decision (a full window for sequence models). "
-           "lift: the model's primary metric minus the best baseline's on the same test set (`vs`).", "",
-           "## Models", "", models_table(models), "", "## Winner", "", f"Rule: {winner['rule']}.", ""]
+def render(
+    models: list[dict], winner: dict, files: list[str], command: str, split: str, groups: list[dict] | None = None
+) -> str:
+    out = [
+        "# Evaluation report",
+        "",
+        f"Command: `{command}`",
+        "",
+        "Latency: CPU, batch 1, one thread (torch.set_num_threads(1); onnxruntime intra/inter-op threads 1), "
+        "per call after warm-up. MACs: multiply-accumulates of one decision (a full window for sequence models). "
+        "lift: the model's primary metric minus the best baseline's on the same test set (`vs`).",
+        "",
+        "## Models",
+        "",
+        models_table(models),
+        "",
+        "## Winner",
+        "",
+        f"Rule: {winner['rule']}.",
+        "",
+    ]
     out += [f"Chosen on: {winner['split']} ({winner['split_note']}).", ""]
     for task, w in winner["winners"].items():
         out.append(winner_line(task, w))
-    rows = [[task, c["label"], fmt_ms({"mean": c["value"], "std": c["std"], "n": c["n"]}), c["macs"],
-             "yes" if c["within_budget"] else "no", None if c["p99_us"] is None else f"{c['p99_us']:.1f}"]
-            for task, w in winner["winners"].items() for c in w["candidates"]]
+    rows = [
+        [
+            task,
+            c["label"],
+            fmt_ms({"mean": c["value"], "std": c["std"], "n": c["n"]}),
+            c["macs"],
+            "yes" if c["within_budget"] else "no",
+            None if c["p99_us"] is None else f"{c['p99_us']:.1f}",
+        ]
+        for task, w in winner["winners"].items()
+        for c in w["candidates"]
+    ]
     if rows:
-        out += ["", table(["task", "setup (seed group)", "validation mean ± std (n seeds)", "MACs/decision",
-                           f"<= {winner['budget_macs']:,} MACs", f"{winner['latency_engine']} p99 us (reported)"], rows)]
+        out += [
+            "",
+            table(
+                [
+                    "task",
+                    "setup (seed group)",
+                    "validation mean ± std (n seeds)",
+                    "MACs/decision",
+                    f"<= {winner['budget_macs']:,} MACs",
+                    f"{winner['latency_engine']} p99 us (reported)",
+                ],
+                rows,
+            ),
+        ]
     for task in dict.fromkeys(m["task"] for m in models):
         ms = [m for m in models if m["task"] == task]
         splits = split_order(ms)
         out += ["", f"## {task}", "", f"Primary metric: {ms[0]['primary']}.", ""]
         gs = [g for g in groups or [] if g["task"] == task]
         if gs:
-            out += ["### Seeds: mean ± std over runs that differ only by seed (ddof=1; n = seeds; "
-                    "one seed: spread unknown)", "", "validation:", "", groups_table(gs, None), ""]
+            out += [
+                "### Seeds: mean ± std over runs that differ only by seed (ddof=1; n = seeds; "
+                "one seed: spread unknown)",
+                "",
+                "validation:",
+                "",
+                groups_table(gs, None),
+                "",
+            ]
             for s in [s for s in splits if not s.startswith(("workload/", "trace/"))]:
                 out += [f"{s}:", "", groups_table(gs, s), ""]
         for s in [s for s in splits if not s.startswith(("workload/", "trace/"))]:
@@ -200,8 +310,13 @@ def render(models: list[dict], winner: dict, files: list[str], command: str, spl
             out += ["### Permutation feature importance", "", imp, ""]
             cmd = feature_count_command(next(m for m in ms if m.get("importance")))
             if cmd:
-                out += ["Feature-count experiment (top-k features by this ranking, then evaluate the multirun "
-                        "with `python evaluate.py runs=logs/feature_count/multiruns/<time>`):", "", f"    {cmd}", ""]
+                out += [
+                    "Feature-count experiment (top-k features by this ranking, then evaluate the multirun "
+                    "with `python evaluate.py runs=logs/feature_count/multiruns/<time>`):",
+                    "",
+                    f"    {cmd}",
+                    "",
+                ]
         fc = feature_count_table(ms, split)
         if fc:
             out += ["### Metric against the number of features", "", fc, ""]

@@ -2,6 +2,7 @@
 feature importance; seed groups (mean ± std); then the winner, report.md, metrics.json,
 winner.json, ranking.json and the PNGs. A leave-one-category-out sweep (`loco`) is read from the
 runs' results.json instead and gives the per-category tables."""
+
 from __future__ import annotations
 
 import logging
@@ -20,8 +21,7 @@ from evaluation.latency import measure
 from evaluation.metrics import baseline_scores, lift, predict, primary_metric, score, split_logits
 from evaluation.report import VERSION, ranking, render, split_order, write_atomic, write_json
 from evaluation.seeds import aggregate, group_setups
-from evaluation.sources import (Candidate, EvaluationError, TraceTables, assign_labels, find_checkpoints,
-                                      load_candidate)
+from evaluation.sources import Candidate, EvaluationError, TraceTables, assign_labels, find_checkpoints, load_candidate
 from evaluation.winner import SELECTION_SPLIT, pick_winners
 from evaluation.config import check_settings
 from models.checkpoint import check_checkpoint
@@ -31,9 +31,15 @@ log = logging.getLogger(__name__)
 
 def header(cfg: DictConfig) -> dict:
     """What every metrics.json starts with: schema version, time, the command and the config."""
-    command = " ".join(["python evaluate.py", *sys.argv[1:]]) if Path(sys.argv[0]).name == "evaluate.py" else "evaluate(cfg)"
-    return {"version": VERSION, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": command,
-            "config": OmegaConf.to_container(cfg, resolve=True)}
+    command = (
+        " ".join(["python evaluate.py", *sys.argv[1:]]) if Path(sys.argv[0]).name == "evaluate.py" else "evaluate(cfg)"
+    )
+    return {
+        "version": VERSION,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": command,
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
 
 
 def progress(msg: str) -> None:
@@ -55,8 +61,9 @@ def evaluate_candidate(cand: Candidate, cfg: DictConfig, cache: dict, step: str 
     primary = primary_metric(module)
     splits = cand.test_sets(cfg.workloads)
     if not splits:
-        raise EvaluationError(f"{cand.ckpt_path}: no test set with samples (dataset {cand.dm.dataset_dir}, "
-                              f"traces {list(cfg.traces)})")
+        raise EvaluationError(
+            f"{cand.ckpt_path}: no test set with samples (dataset {cand.dm.dataset_dir}, traces {list(cfg.traces)})"
+        )
     chunk = int(cfg.data.eval_batch_size)
     derived = cand.derived(splits)
 
@@ -75,27 +82,51 @@ def evaluate_candidate(cand: Candidate, cfg: DictConfig, cache: dict, step: str 
         scores[s].update(lift(scores[s], baselines.get(s, {}), primary))
     x, tokens = cand.get_split(splits[0]).last_window()  # one real batch-1 window
     entry = {
-        "label": cand.label, "task": cand.task, "backbone": cand.backbone, "seed": cand.cfg.get("seed"),
+        "label": cand.label,
+        "task": cand.task,
+        "backbone": cand.backbone,
+        "seed": cand.cfg.get("seed"),
         "ckpt_path": str(cand.ckpt_path),
-        "run_dir": str(cand.run_dir), "dataset_dir": str(cand.dm.dataset_dir), "window": int(cand.meta["window"]),
-        "inputs": cand.input_features, "n_inputs": len(cand.input_features),
-        "params": parameter_count(net), "macs": macs_per_decision(net, x, tokens),
-        "primary": primary, "metric_names": list(module.metric_names),
-        "splits": scores, "validation": validation, "baselines": baselines, "latency": None, "importance": None,
+        "run_dir": str(cand.run_dir),
+        "dataset_dir": str(cand.dm.dataset_dir),
+        "window": int(cand.meta["window"]),
+        "inputs": cand.input_features,
+        "n_inputs": len(cand.input_features),
+        "params": parameter_count(net),
+        "macs": macs_per_decision(net, x, tokens),
+        "primary": primary,
+        "metric_names": list(module.metric_names),
+        "splits": scores,
+        "validation": validation,
+        "baselines": baselines,
+        "latency": None,
+        "importance": None,
     }
     if cfg.latency.enabled:
         progress(f"{step}{cand.label}: latency ({int(cfg.latency.calls)} calls per engine)")
-        entry["latency"] = measure(net, cand.meta, x, tokens, int(cfg.latency.calls), int(cfg.latency.warmup), bool(cfg.latency.onnx))
+        entry["latency"] = measure(
+            net, cand.meta, x, tokens, int(cfg.latency.calls), int(cfg.latency.warmup), bool(cfg.latency.onnx)
+        )
     if cfg.importance.enabled:
         # rankings are choices: made on validation rows unless a split is named explicitly
         name = cfg.importance.split if cfg.importance.split in splits else SELECTION_SPLIT
         if len(cand.get_split(name)):
             progress(f"{step}{cand.label}: permutation importance on {name}")
-            entry["importance"] = permutation_importance(module, cand.get_split(name), primary,
-                                                         int(cfg.importance.repeats), int(cfg.importance.seed),
-                                                         cfg.importance.max_samples)
-    log.info("%s (%s): %s in %.1fs", cand.label, cand.task,
-             ", ".join(f"{s} {primary}={scores[s][primary]:.4f}" for s in splits[:2]), time.perf_counter() - t0)
+            entry["importance"] = permutation_importance(
+                module,
+                cand.get_split(name),
+                primary,
+                int(cfg.importance.repeats),
+                int(cfg.importance.seed),
+                cfg.importance.max_samples,
+            )
+    log.info(
+        "%s (%s): %s in %.1fs",
+        cand.label,
+        cand.task,
+        ", ".join(f"{s} {primary}={scores[s][primary]:.4f}" for s in splits[:2]),
+        time.perf_counter() - t0,
+    )
     return entry
 
 
@@ -106,10 +137,18 @@ def write_plots(models: list[dict], out: Path, cfg: DictConfig) -> list[str]:
     for task in plots.tasks_of(models):
         ms = [m for m in models if m["task"] == task]
         files += [
-            plots.per_split_bars(models, task, [s for s in split_order(ms) if s.startswith(("workload/", "trace/"))],
-                                 out / f"workloads_{task}.png"),
-            plots.per_split_bars(models, task, [s for s in split_order(ms) if not s.startswith(("workload/", "trace/"))],
-                                 out / f"splits_{task}.png"),
+            plots.per_split_bars(
+                models,
+                task,
+                [s for s in split_order(ms) if s.startswith(("workload/", "trace/"))],
+                out / f"workloads_{task}.png",
+            ),
+            plots.per_split_bars(
+                models,
+                task,
+                [s for s in split_order(ms) if not s.startswith(("workload/", "trace/"))],
+                out / f"splits_{task}.png",
+            ),
             plots.confusion(models, task, split, out / f"confusion_{task}.png"),
             plots.importance(models, task, out / f"importance_{task}.png"),
             plots.feature_count(models, task, split, out / f"feature_count_{task}.png"),
@@ -144,8 +183,9 @@ def evaluate(cfg: DictConfig) -> dict:
         traces.attach(cand)
     cache: dict = {}
     models = [evaluate_candidate(c, cfg, cache, f"{i}/{len(cands)} ") for i, c in enumerate(cands, 1)]
-    setups = group_setups([{"task": c.task, "backbone": c.backbone, "config": OmegaConf.to_container(c.cfg, resolve=True)}
-                           for c in cands])  # runs that differ only by seed
+    setups = group_setups(
+        [{"task": c.task, "backbone": c.backbone, "config": OmegaConf.to_container(c.cfg, resolve=True)} for c in cands]
+    )  # runs that differ only by seed
     for g in setups:
         for i in g["members"]:
             models[i]["group"] = g["label"]
@@ -167,8 +207,11 @@ def evaluate(cfg: DictConfig) -> dict:
     write_json(out / "metrics.json", result)
     write_atomic(out / "report.md", render(models, winner, files, result["command"], cfg.report_split, groups))
     for task, v in winner["winners"].items():
-        progress(f"winner {task}: {v['winner']} (validation mean {v['value']}, {v['macs']} MACs, {v['verdict']})"
-                 if v["winner"] else f"winner {task}: none ({v['reason']})")
+        progress(
+            f"winner {task}: {v['winner']} (validation mean {v['value']}, {v['macs']} MACs, {v['verdict']})"
+            if v["winner"]
+            else f"winner {task}: none ({v['reason']})"
+        )
     progress(f"report: {out / 'report.md'}")
     return result
 
@@ -182,11 +225,21 @@ def evaluate_loco(cfg: DictConfig, results: list[dict], out: Path) -> dict:
     progress(f"leave-one-category-out: {len(results)} runs from results.json")
     tables = loco_tables(results)
     out.mkdir(parents=True, exist_ok=True)
-    result = {**header(cfg), "loco": tables, "runs": [r["run_dir"] for r in results], "files": ["metrics.json", "report.md"]}
+    result = {
+        **header(cfg),
+        "loco": tables,
+        "runs": [r["run_dir"] for r in results],
+        "files": ["metrics.json", "report.md"],
+    }
     write_json(out / "metrics.json", result)
-    write_atomic(out / "report.md", f"# Leave-one-category-out report\n\nCommand: `{result['command']}`\n\n" + render_loco(tables))
+    write_atomic(
+        out / "report.md",
+        f"# Leave-one-category-out report\n\nCommand: `{result['command']}`\n\n" + render_loco(tables),
+    )
     for t in tables:
         sig = t["significance"].get("mean over categories", {}).get("text")
-        progress(f"{t['task']} ({t['dataset']}): {len(t['folds'])} categories, {len(t['columns'])} columns; mean: {sig}")
+        progress(
+            f"{t['task']} ({t['dataset']}): {len(t['folds'])} categories, {len(t['columns'])} columns; mean: {sig}"
+        )
     progress(f"report: {out / 'report.md'}")
     return result

@@ -6,17 +6,36 @@ setting except the seed and the bookkeeping below (output paths, loggers, progre
 splits...) must be equal. A group's label is the backbone plus the settings that tell it apart
 from the other groups of its backbone (e.g. `lstm window=1`).
 """
+
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
 
 # settings that do not change what is learned (or that name where it is written)
-IGNORED_PREFIXES = ("seed", "paths.", "hydra.", "logger.", "extras.", "tags", "task_name", "ckpt_path", "train",
-                    "test", "threads", "optimized_metric", "callbacks.model_checkpoint.dirpath",
-                    "callbacks.rich_progress_bar", "callbacks.model_summary", "trainer.default_root_dir",
-                    "trainer.enable_progress_bar", "trainer.enable_model_summary", "data.test_splits",
-                    "data.eval_batch_size", "data.num_workers")
+IGNORED_PREFIXES = (
+    "seed",
+    "paths.",
+    "hydra.",
+    "logger.",
+    "extras.",
+    "tags",
+    "task_name",
+    "ckpt_path",
+    "train",
+    "test",
+    "threads",
+    "optimized_metric",
+    "callbacks.model_checkpoint.dirpath",
+    "callbacks.rich_progress_bar",
+    "callbacks.model_summary",
+    "trainer.default_root_dir",
+    "trainer.enable_progress_bar",
+    "trainer.enable_model_summary",
+    "data.test_splits",
+    "data.eval_batch_size",
+    "data.num_workers",
+)
 SPREAD_UNKNOWN = "1 seed: spread unknown"
 NO_DIFFERENCE = "no significant difference"
 
@@ -67,13 +86,17 @@ def group_setups(items: list[dict], exclude: tuple[str, ...] = ()) -> list[dict]
     groups: dict[tuple, dict] = {}
     for i, (it, s) in enumerate(zip(items, setups)):
         key = (it["task"], tuple(sorted((k, repr(v)) for k, v in s.items())))
-        groups.setdefault(key, {"key": key, "task": it["task"], "backbone": it["backbone"], "members": []})["members"].append(i)
+        groups.setdefault(key, {"key": key, "task": it["task"], "backbone": it["backbone"], "members": []})[
+            "members"
+        ].append(i)
     out = list(groups.values())
     for g in out:
         same = [h for h in out if h["task"] == g["task"] and h["backbone"] == g["backbone"]]
         mine = setups[g["members"][0]]
-        varying = sorted({k for h in same for k, v in setups[h["members"][0]].items() if repr(mine.get(k)) != repr(v)}
-                         | {k for h in same for k in mine if k not in setups[h["members"][0]]})
+        varying = sorted(
+            {k for h in same for k, v in setups[h["members"][0]].items() if repr(mine.get(k)) != repr(v)}
+            | {k for h in same for k in mine if k not in setups[h["members"][0]]}
+        )
         g["settings"] = {k: mine.get(k) for k in varying}
         g["label"] = " ".join([g["backbone"], *(f"{short(k, varying)}={fmt_value(mine.get(k))}" for k in varying)])
     return out
@@ -100,7 +123,7 @@ def beats(a: dict, b: dict) -> bool | None:
 
 
 def compare(a: dict, b: dict) -> str:
-    """"beats" or "below" (by more than the sum of the spreads either way), else "no significant
+    """ "beats" or "below" (by more than the sum of the spreads either way), else "no significant
     difference"; "1 seed: spread unknown" when either spread is unknown."""
     won = beats(a, b)
     if won is None:
@@ -125,22 +148,34 @@ def aggregate(models: list[dict], groups: list[dict]) -> list[dict]:
         ms = [models[i] for i in g["members"]]
         splits = list(dict.fromkeys(s for m in ms for s in m["splits"]))
         metric_names = [k for k in ms[0].get("metric_names", []) or []] or sorted(
-            {k for m in ms for s in m["splits"].values() for k, v in s.items() if isinstance(v, (int, float))})
+            {k for m in ms for s in m["splits"].values() for k, v in s.items() if isinstance(v, (int, float))}
+        )
 
         def agg(get) -> dict:
             return {k: mean_std([get(m, k) for m in ms]) for k in metric_names}
 
-        entry = {"label": g["label"], "task": g["task"], "backbone": g["backbone"], "settings": g["settings"],
-                 "members": [m["label"] for m in ms], "seeds": [m.get("seed") for m in ms], "n": len(ms),
-                 "macs": ms[0].get("macs"), "params": ms[0].get("params"), "primary": ms[0].get("primary"),
-                 "ckpt_paths": [m.get("ckpt_path") for m in ms], "latency": ms[0].get("latency"),
-                 "metric_names": metric_names,
-                 "validation": agg(lambda m, k: (m.get("validation") or {}).get(k)),
-                 "splits": {s: agg(lambda m, k, s=s: m["splits"].get(s, {}).get(k)) for s in splits},
-                 "baselines": {}}
+        entry = {
+            "label": g["label"],
+            "task": g["task"],
+            "backbone": g["backbone"],
+            "settings": g["settings"],
+            "members": [m["label"] for m in ms],
+            "seeds": [m.get("seed") for m in ms],
+            "n": len(ms),
+            "macs": ms[0].get("macs"),
+            "params": ms[0].get("params"),
+            "primary": ms[0].get("primary"),
+            "ckpt_paths": [m.get("ckpt_path") for m in ms],
+            "latency": ms[0].get("latency"),
+            "metric_names": metric_names,
+            "validation": agg(lambda m, k: (m.get("validation") or {}).get(k)),
+            "splits": {s: agg(lambda m, k, s=s: m["splits"].get(s, {}).get(k)) for s in splits},
+            "baselines": {},
+        }
         for s in splits:
             names = list(dict.fromkeys(b for m in ms for b in (m.get("baselines") or {}).get(s, {})))
-            entry["baselines"][s] = {b: agg(lambda m, k, s=s, b=b: (m.get("baselines") or {}).get(s, {}).get(b, {}).get(k))
-                                     for b in names}
+            entry["baselines"][s] = {
+                b: agg(lambda m, k, s=s, b=b: (m.get("baselines") or {}).get(s, {}).get(b, {}).get(k)) for b in names
+            }
         out.append(entry)
     return out

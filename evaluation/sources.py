@@ -7,6 +7,7 @@ traces go through the same parse -> replay -> DataModule.make_split path as trai
 its leakage guard applies), can_migrate record files through the builder's can_migrate_table
 (no feature code here).
 """
+
 from __future__ import annotations
 
 import logging
@@ -122,7 +123,6 @@ class Candidate:
                 kept.append(name)
         return kept + list(self.extra)
 
-
     def derived(self, names: list[str]) -> dict[str, tuple[str, torch.Tensor]]:
         """{workload set: (parent split, sample mask)} for per-workload sets that are exactly the
         samples of that workload in test_seen / test_unseen (whole runs, windows never cross runs),
@@ -155,7 +155,11 @@ def assign_labels(cands: list[Candidate]) -> None:
     """Short unique names per task: the backbone, then its input count, then its run directory."""
     for c in cands:
         c.label = c.backbone
-    for disambiguate in (lambda c: f"{len(c.input_features)}f", lambda c: c.run_dir.name, lambda c: str(cands.index(c))):
+    for disambiguate in (
+        lambda c: f"{len(c.input_features)}f",
+        lambda c: c.run_dir.name,
+        lambda c: str(cands.index(c)),
+    ):
         groups: dict[tuple, list[Candidate]] = {}
         for c in cands:
             groups.setdefault((c.task, c.label), []).append(c)
@@ -177,8 +181,7 @@ def trace_file(path: Path) -> Path:
 
     if path.is_dir():
         if not any((path / n).is_file() for n in TRACE_NAMES) and run_records(path) is None:
-            raise EvaluationError(f"traces: {path} is a directory without "
-                                  f"{' / '.join(TRACE_NAMES + RECORD_FILES)}")
+            raise EvaluationError(f"traces: {path} is a directory without {' / '.join(TRACE_NAMES + RECORD_FILES)}")
         return path
     if not path.is_file():
         raise EvaluationError(f"traces: {path} not found")
@@ -250,8 +253,14 @@ class TraceTables:
             except OSError as e:
                 raise EvaluationError(f"traces: cannot read {path}: {e}") from e
             result = replay(events, name.split("/", 1)[1])
-            log.info("%s: %s -> %d events, %d migration rows, %d next_task rows", name, path, stats.events,
-                     len(result.migration), len(result.next_task))
+            log.info(
+                "%s: %s -> %d events, %d migration rows, %d next_task rows",
+                name,
+                path,
+                stats.events,
+                len(result.migration),
+                len(result.next_task),
+            )
             self._replayed[name] = result
         return getattr(self._replayed[name], table)
 
@@ -277,7 +286,9 @@ class TraceTables:
         statistics); files of the other kind are skipped with a warning."""
         for name in self.files:
             if self.source(name, cand.dm.table) is None:
-                log.warning("%s: %s holds no %s data; skipped for this model", cand.label, self.files[name], cand.dm.table)
+                log.warning(
+                    "%s: %s holds no %s data; skipped for this model", cand.label, self.files[name], cand.dm.table
+                )
                 continue
             split = cand.dm.make_split(self.table(name, cand.dm.table), name)
             if len(split) == 0:

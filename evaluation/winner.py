@@ -13,23 +13,28 @@ only reported, never used to choose.
 Cost is counted, not timed: a MAC count does not change with the load of the machine. Measured
 p99 latency (`latency_engine`) is reported beside each candidate for information.
 """
+
 from __future__ import annotations
 
 from evaluation.seeds import NO_DIFFERENCE, SPREAD_UNKNOWN, beats
 
 SELECTION_SPLIT = "val"
-SPLIT_NOTE = ("validation rows of the checkpoint's datamodule: whole held-out training runs and the held-out "
-              "validation category (what train.py's early stopping and checkpointing use)")
+SPLIT_NOTE = (
+    "validation rows of the checkpoint's datamodule: whole held-out training runs and the held-out "
+    "validation category (what train.py's early stopping and checkpointing use)"
+)
 SIGNIFICANT, ONLY = "significant", "only candidate"
 
 
 def rule_text(metric: dict, budget_macs: int, engine: str) -> str:
     names = ", ".join(f"{t}: {m}" for t, m in metric.items())
-    return (f"per task, the seed group with the best mean validation metric ({names}) among models costing "
-            f"<= {budget_macs:,} MACs per decision, declared only if its mean beats the runner-up's by more than "
-            f"std_best + std_runner_up (sample std over seeds; one seed: spread unknown, nothing declared); "
-            f"{engine} p99 latency is reported, not used (it moves with machine load); test splits are never "
-            f"used to choose")
+    return (
+        f"per task, the seed group with the best mean validation metric ({names}) among models costing "
+        f"<= {budget_macs:,} MACs per decision, declared only if its mean beats the runner-up's by more than "
+        f"std_best + std_runner_up (sample std over seeds; one seed: spread unknown, nothing declared); "
+        f"{engine} p99 latency is reported, not used (it moves with machine load); test splits are never "
+        f"used to choose"
+    )
 
 
 def p99(group: dict, engine: str) -> float | None:
@@ -60,20 +65,37 @@ def pick_winners(groups: list[dict], metric: dict, budget_macs: int, engine: str
     """winner.json: the rule, its parameters and, per task, the verdict and every candidate group.
 
     Each group's validation scores are read from group["validation"][metric] = {"mean", "std", "n"}."""
-    out = {"rule": rule_text(metric, budget_macs, engine), "metric": dict(metric), "split": SELECTION_SPLIT,
-           "split_note": SPLIT_NOTE, "budget_macs": int(budget_macs), "latency_engine": engine, "winners": {}}
+    out = {
+        "rule": rule_text(metric, budget_macs, engine),
+        "metric": dict(metric),
+        "split": SELECTION_SPLIT,
+        "split_note": SPLIT_NOTE,
+        "budget_macs": int(budget_macs),
+        "latency_engine": engine,
+        "winners": {},
+    }
     for task in dict.fromkeys(g["task"] for g in groups):
         name = metric.get(task)
         cands = []
         for g in (g for g in groups if g["task"] == task):
             val = (g.get("validation") or {}).get(name) if name else None
             val = val or {"mean": None, "std": None, "n": 0}
-            cands.append({"label": g["label"], "ckpt_paths": g.get("ckpt_paths", []), "value": val["mean"],
-                          "std": val["std"], "n": val["n"], "seeds": g.get("seeds"), "macs": g.get("macs"),
-                          "p99_us": p99(g, engine),
-                          "within_budget": g.get("macs") is not None and g["macs"] <= budget_macs})
-        eligible = sorted((c for c in cands if c["within_budget"] and c["value"] is not None),
-                          key=lambda c: (-c["value"], c["macs"]))
+            cands.append(
+                {
+                    "label": g["label"],
+                    "ckpt_paths": g.get("ckpt_paths", []),
+                    "value": val["mean"],
+                    "std": val["std"],
+                    "n": val["n"],
+                    "seeds": g.get("seeds"),
+                    "macs": g.get("macs"),
+                    "p99_us": p99(g, engine),
+                    "within_budget": g.get("macs") is not None and g["macs"] <= budget_macs,
+                }
+            )
+        eligible = sorted(
+            (c for c in cands if c["within_budget"] and c["value"] is not None), key=lambda c: (-c["value"], c["macs"])
+        )
         best = eligible[0] if eligible else None
         verdict, tied, reason = None, [], None
         if best is None:
@@ -84,20 +106,34 @@ def pick_winners(groups: list[dict], metric: dict, budget_macs: int, engine: str
             wins = [beats(_spread(best), _spread(c)) for c in eligible[1:]]
             tied = [best["label"]] + [c["label"] for c, w in zip(eligible[1:], wins) if w is not True]
             if best["n"] < 2 or eligible[1]["n"] < 2:
-                verdict, reason = SPREAD_UNKNOWN, (f"{SPREAD_UNKNOWN}: {best['label']} ({best['n']} seed(s)) and "
-                                                   f"{eligible[1]['label']} ({eligible[1]['n']} seed(s)); train more "
-                                                   f"seeds (seed=1,2,3) to tell them apart")
+                verdict, reason = (
+                    SPREAD_UNKNOWN,
+                    (
+                        f"{SPREAD_UNKNOWN}: {best['label']} ({best['n']} seed(s)) and "
+                        f"{eligible[1]['label']} ({eligible[1]['n']} seed(s)); train more "
+                        f"seeds (seed=1,2,3) to tell them apart"
+                    ),
+                )
             elif wins[0]:
                 verdict, tied = SIGNIFICANT, []
             else:
-                verdict, reason = NO_DIFFERENCE, (f"{NO_DIFFERENCE}: {best['label']} and {eligible[1]['label']} "
-                                                  f"differ by less than their spread")
+                verdict, reason = (
+                    NO_DIFFERENCE,
+                    (f"{NO_DIFFERENCE}: {best['label']} and {eligible[1]['label']} differ by less than their spread"),
+                )
         won = best if verdict in (SIGNIFICANT, ONLY) else None
-        out["winners"][task] = {"winner": won["label"] if won else None, "verdict": verdict, "tied": tied,
-                                "ckpt_path": (won["ckpt_paths"] or [None])[0] if won else None,
-                                "ckpt_paths": won["ckpt_paths"] if won else [],
-                                "value": won["value"] if won else None, "std": won["std"] if won else None,
-                                "n": won["n"] if won else None, "macs": won["macs"] if won else None,
-                                "p99_us": won["p99_us"] if won else None, "reason": reason,
-                                "candidates": cands}
+        out["winners"][task] = {
+            "winner": won["label"] if won else None,
+            "verdict": verdict,
+            "tied": tied,
+            "ckpt_path": (won["ckpt_paths"] or [None])[0] if won else None,
+            "ckpt_paths": won["ckpt_paths"] if won else [],
+            "value": won["value"] if won else None,
+            "std": won["std"] if won else None,
+            "n": won["n"] if won else None,
+            "macs": won["macs"] if won else None,
+            "p99_us": won["p99_us"] if won else None,
+            "reason": reason,
+            "candidates": cands,
+        }
     return out

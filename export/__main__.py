@@ -5,6 +5,7 @@ and defaults are in conf/export.yaml, composed by Hydra: `key=value` overrides, 
 `--cfg job`. Every bad setting or input is one line naming it and exit 1; Ctrl-C or SIGTERM
 is exit 130 with `out` as it was (the export is built beside it and renamed in when complete).
 """
+
 from __future__ import annotations
 
 import os
@@ -51,7 +52,7 @@ def _flag(cfg: DictConfig, key: str) -> bool:
 def _writable_parent(out: Path) -> None:
     from plumbing.cli import unwritable
 
-    if (why := unwritable(out)):
+    if why := unwritable(out):
         raise UserError(f"out={out}: cannot create it ({why})")
 
 
@@ -65,7 +66,9 @@ def options(cfg: DictConfig) -> Options:
             raise UserError(f"{key}= is required ({PROG} ckpt_path=PATH out=DIR; --help for more)")
     ckpt = Path(str(cfg.ckpt_path))
     if not ckpt.is_file():
-        raise UserError(f"ckpt_path={ckpt}: {'is a folder, not a checkpoint file' if ckpt.is_dir() else 'no such file'}")
+        raise UserError(
+            f"ckpt_path={ckpt}: {'is a folder, not a checkpoint file' if ckpt.is_dir() else 'no such file'}"
+        )
     out = Path(str(cfg.out))
     force = _flag(cfg, "force")
     if out.exists() and not out.is_dir():
@@ -94,8 +97,19 @@ def options(cfg: DictConfig) -> Options:
         splits = [str(s) for s in OmegaConf.to_container(splits)] if OmegaConf.is_list(splits) else None
         if splits is None:
             raise UserError(f"splits={cfg.splits!r}: expected a list or comma-separated names")
-    return Options(ckpt, out, force, str(dataset) if dataset else None, splits or None, prefix, like,
-                   cfg.vectors, cfg.headroom, _flag(cfg, "verify"), cfg.seed)
+    return Options(
+        ckpt,
+        out,
+        force,
+        str(dataset) if dataset else None,
+        splits or None,
+        prefix,
+        like,
+        cfg.vectors,
+        cfg.headroom,
+        _flag(cfg, "verify"),
+        cfg.seed,
+    )
 
 
 def load_source(o: Options):
@@ -119,14 +133,24 @@ def export(cfg: DictConfig) -> int:
     from export.onnx_graph import ExportError
 
     try:
-        rep = pipeline.run(src, o.out, prefix=o.prefix, like=o.like, n_vectors=o.vectors,
-                           headroom=o.headroom, verify=o.verify, seed=o.seed)
+        rep = pipeline.run(
+            src,
+            o.out,
+            prefix=o.prefix,
+            like=o.like,
+            n_vectors=o.vectors,
+            headroom=o.headroom,
+            verify=o.verify,
+            seed=o.seed,
+        )
     except ExportError as e:
         raise UserError(str(e)) from None
     bad = (rep.get("c_bit_exact") or {}).get("total", {}).get("mismatches", 0)
     ok_obj = (rep.get("kernel_object") or {}).get("ok", True)
-    print(f"[export] wrote {o.out}: arch 0x{rep['arch_hash']:08x}, {rep['macs']} MACs, C mismatches {bad}, "
-          f"kernel-safe object {ok_obj}")
+    print(
+        f"[export] wrote {o.out}: arch 0x{rep['arch_hash']:08x}, {rep['macs']} MACs, C mismatches {bad}, "
+        f"kernel-safe object {ok_obj}"
+    )
     return 0 if not bad and ok_obj else 2
 
 

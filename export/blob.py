@@ -3,6 +3,7 @@
 The field list computed here is the single source for both the C struct (codegen_c) and the
 blob image, so the two cannot disagree; the gcc harness also checks sizeof against it.
 """
+
 from __future__ import annotations
 
 import json
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from export.quantize import (GATE_FRAC, GATE_ONE, TABLE_INTERVALS, QModel)
+from export.quantize import GATE_FRAC, GATE_ONE, TABLE_INTERVALS, QModel
 
 BLOB_MAGIC = 0x4D4C4353  # "SCLM" little endian
 BLOB_VERSION = 1
@@ -43,10 +44,16 @@ def param_fields(q: QModel) -> list[Field]:
         elif op.kind == "dense":
             fields += [Field(f"{op.out}_w", "s16", op.p["w"]), Field(f"{op.out}_b", "s64", op.p["b"])]
         elif op.kind == "conv":
-            fields += [Field(f"{op.out}_w", "s16", op.p["w"].transpose(0, 2, 1)), Field(f"{op.out}_b", "s64", op.p["b"])]
+            fields += [
+                Field(f"{op.out}_w", "s16", op.p["w"].transpose(0, 2, 1)),
+                Field(f"{op.out}_b", "s64", op.p["b"]),
+            ]
         elif op.kind == "lstm":
-            fields += [Field(f"{op.out}_w", "s16", op.p["w"]), Field(f"{op.out}_r", "s16", op.p["r"]),
-                       Field(f"{op.out}_b", "s64", op.p["b"])]
+            fields += [
+                Field(f"{op.out}_w", "s16", op.p["w"]),
+                Field(f"{op.out}_r", "s16", op.p["r"]),
+                Field(f"{op.out}_b", "s64", op.p["b"]),
+            ]
     for f in fields:
         info = np.iinfo(CTYPES[f.ctype])
         if f.values.min(initial=0) < info.min or f.values.max(initial=0) > info.max:
@@ -71,7 +78,7 @@ def params_image(q: QModel) -> bytes:
     offsets, size = layout(fields)
     buf = bytearray(size)
     for f, off in zip(fields, offsets):
-        buf[off:off + f.size] = f.values.astype(np.dtype(CTYPES[f.ctype]).newbyteorder("<")).tobytes()
+        buf[off : off + f.size] = f.values.astype(np.dtype(CTYPES[f.ctype]).newbyteorder("<")).tobytes()
     return bytes(buf)
 
 
@@ -80,13 +87,29 @@ def arch_description(q: QModel) -> dict:
     ops = []
     for op in q.ops:
         attrs = {k: v for k, v in op.a.items()}
-        ops.append({"kind": op.kind, "out": op.out, "ins": op.ins, "frac": q.tensors[op.out].frac,
-                    "shapes": {k: list(v.shape) for k, v in op.p.items()}, "attrs": attrs})
-    return {"version": BLOB_VERSION, "n_num": q.graph.n_num, "vocab": q.graph.vocab, "n_in": q.n_in,
-            "n_out": q.graph.n_out, "window": q.graph.window, "in_frac": q.in_frac, "ops": ops,
-            "fields": [[f.name, f.ctype, list(f.values.shape)] for f in param_fields(q)],
-            "tables": [TABLE_INTERVALS, GATE_FRAC, GATE_ONE] if q.tables else [],
-            "encoder": q.encoder.describe() if q.encoder is not None else None}
+        ops.append(
+            {
+                "kind": op.kind,
+                "out": op.out,
+                "ins": op.ins,
+                "frac": q.tensors[op.out].frac,
+                "shapes": {k: list(v.shape) for k, v in op.p.items()},
+                "attrs": attrs,
+            }
+        )
+    return {
+        "version": BLOB_VERSION,
+        "n_num": q.graph.n_num,
+        "vocab": q.graph.vocab,
+        "n_in": q.n_in,
+        "n_out": q.graph.n_out,
+        "window": q.graph.window,
+        "in_frac": q.in_frac,
+        "ops": ops,
+        "fields": [[f.name, f.ctype, list(f.values.shape)] for f in param_fields(q)],
+        "tables": [TABLE_INTERVALS, GATE_FRAC, GATE_ONE] if q.tables else [],
+        "encoder": q.encoder.describe() if q.encoder is not None else None,
+    }
 
 
 def arch_hash(q: QModel) -> int:
@@ -95,8 +118,19 @@ def arch_hash(q: QModel) -> int:
 
 def make_blob(q: QModel) -> bytes:
     image = params_image(q)
-    hdr = struct.pack(HDR_FMT, BLOB_MAGIC, BLOB_VERSION, HDR_SIZE, arch_hash(q), q.n_in, q.graph.n_out,
-                      q.graph.window, q.macs(), len(image), zlib.crc32(image))
+    hdr = struct.pack(
+        HDR_FMT,
+        BLOB_MAGIC,
+        BLOB_VERSION,
+        HDR_SIZE,
+        arch_hash(q),
+        q.n_in,
+        q.graph.n_out,
+        q.graph.window,
+        q.macs(),
+        len(image),
+        zlib.crc32(image),
+    )
     return hdr + image
 
 
@@ -106,7 +140,7 @@ def read_blob(data: bytes) -> tuple[dict, bytes]:
         raise ValueError("blob shorter than its header")
     keys = ("magic", "version", "hdr_size", "arch_hash", "n_in", "n_out", "window", "macs", "params_size", "crc32")
     hdr = dict(zip(keys, struct.unpack_from(HDR_FMT, data)))
-    image = data[hdr["hdr_size"]:]
+    image = data[hdr["hdr_size"] :]
     if hdr["magic"] != BLOB_MAGIC or hdr["version"] != BLOB_VERSION:
         raise ValueError("bad blob magic or version")
     if hdr["hdr_size"] != HDR_SIZE:

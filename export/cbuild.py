@@ -4,6 +4,7 @@ The kernel-safe check compiles model.h (plus a tiny non-inline wrapper so the st
 code is emitted) with the kernel's no-FPU flags and inspects the object: no SSE/x87
 instructions (objdump), no undefined symbols (nm -u), empty .data and .bss.
 """
+
 from __future__ import annotations
 
 import re
@@ -16,11 +17,25 @@ import numpy as np
 from export.vectors import StreamSet, expected_outputs, write_vectors
 
 HARNESS_C = Path(__file__).with_name("harness") / "harness.c"
-KERNEL_CFLAGS = ["-O2", "-mno-sse", "-mno-mmx", "-mno-80387", "-msoft-float", "-mno-red-zone",
-                 "-Wframe-larger-than=512", "-Werror", "-ffreestanding", "-fno-builtin", "-Wall",
-                 "-Wdeclaration-after-statement", "-std=gnu11"]
-FPU_INSN = re.compile(r"%[xyz]mm\d|%st\b|%st\(|\bf(ld|st|ild|istp?|add|mul|sub|div|xch|comi?p?|ucomi?p?)\w*\s|"
-                      r"\bcvt\w*|\b(v?movs[sd]|v?movap[sd]|v?movup[sd])\b")
+KERNEL_CFLAGS = [
+    "-O2",
+    "-mno-sse",
+    "-mno-mmx",
+    "-mno-80387",
+    "-msoft-float",
+    "-mno-red-zone",
+    "-Wframe-larger-than=512",
+    "-Werror",
+    "-ffreestanding",
+    "-fno-builtin",
+    "-Wall",
+    "-Wdeclaration-after-statement",
+    "-std=gnu11",
+]
+FPU_INSN = re.compile(
+    r"%[xyz]mm\d|%st\b|%st\(|\bf(ld|st|ild|istp?|add|mul|sub|div|xch|comi?p?|ucomi?p?)\w*\s|"
+    r"\bcvt\w*|\b(v?movs[sd]|v?movap[sd]|v?movup[sd])\b"
+)
 WRAPPER = """#include "model.h"
 
 void {p}_obj_step(const struct {p}_params *p, struct {p}_state *st, const s32 *in, s32 *out);
@@ -108,7 +123,7 @@ def compare(exe: Path, sets: list[StreamSet], work: Path, n_out: int, blob: Path
     res, off = {}, 0
     for s in sets:
         n = s.steps
-        bad = np.any(got[off:off + n] != want[off:off + n], axis=1)
+        bad = np.any(got[off : off + n] != want[off : off + n], axis=1)
         res[s.name] = {"vectors": n, "mismatches": int(bad.sum())}
         off += n
     res["total"] = {"vectors": int(want.shape[0]), "mismatches": int(np.any(got != want, axis=1).sum())}
@@ -117,8 +132,15 @@ def compare(exe: Path, sets: list[StreamSet], work: Path, n_out: int, blob: Path
 
 def fpu_instructions(disassembly: str) -> list[str]:
     """SSE / AVX / x87 mnemonics or registers in `objdump -d` output."""
-    return sorted({m.group(0).strip() for line in disassembly.splitlines() if "\t" in line
-                   for m in [FPU_INSN.search(line.split("\t", 1)[1])] if m})
+    return sorted(
+        {
+            m.group(0).strip()
+            for line in disassembly.splitlines()
+            if "\t" in line
+            for m in [FPU_INSN.search(line.split("\t", 1)[1])]
+            if m
+        }
+    )
 
 
 def kernel_object(model_dir: Path, build_dir: Path, prefix: str = "slm") -> dict:
@@ -134,7 +156,14 @@ def kernel_object(model_dir: Path, build_dir: Path, prefix: str = "slm") -> dict
         parts = line.split()
         if len(parts) > 2 and parts[0].isdigit():
             sections[parts[1]] = int(parts[2], 16)
-    return {"object": str(obj), "flags": KERNEL_CFLAGS, "fpu_instructions": fpu, "undefined_symbols": undefined,
-            "data_size": sections.get(".data", 0), "bss_size": sections.get(".bss", 0),
-            "text_size": sections.get(".text", 0), "rodata_size": sum(v for k, v in sections.items() if k.startswith(".rodata")),
-            "ok": not fpu and not undefined and not sections.get(".data", 0) and not sections.get(".bss", 0)}
+    return {
+        "object": str(obj),
+        "flags": KERNEL_CFLAGS,
+        "fpu_instructions": fpu,
+        "undefined_symbols": undefined,
+        "data_size": sections.get(".data", 0),
+        "bss_size": sections.get(".bss", 0),
+        "text_size": sections.get(".text", 0),
+        "rodata_size": sum(v for k, v in sections.items() if k.startswith(".rodata")),
+        "ok": not fpu and not undefined and not sections.get(".data", 0) and not sections.get(".bss", 0),
+    }

@@ -23,6 +23,7 @@ Per input j, with F = SLM_IN_FRAC_BITS, ENC_SHIFT = 16 and a_j, b_j s64 in struc
   valid     in = a = 2^F                       (a real step; window padding is all zeros)
 `encode_ref` is the exact numpy reference; `encode_float` the training transform, for the error.
 """
+
 from __future__ import annotations
 
 import math
@@ -78,7 +79,7 @@ def make_encoder(features: dict, in_frac: int, n_num: int) -> Encoder:
     """From checkpoint metadata: {"specs": FeatureSpec dicts, "mean", "std", "names"}."""
     specs, mean, std = features["specs"], features["mean"], features["std"]
     kinds, values, a, b = [], [], [], []
-    scale = 2.0 ** in_frac
+    scale = 2.0**in_frac
     divisors = contract_divisors([s["column"] for s in specs]) or [1] * len(specs)
     for s, m, sd, d in zip(specs, mean, std, divisors):
         t = s["transform"]
@@ -96,7 +97,7 @@ def make_encoder(features: dict, in_frac: int, n_num: int) -> Encoder:
         kinds.append(t)
         values.append(_int_value(s.get("value")) if t == "onehot" else None)
     names = list(features["names"])
-    for name in names[len(specs):n_num]:
+    for name in names[len(specs) : n_num]:
         if name != "valid":
             raise ValueError(f"input {name!r} has no feature spec")
         kinds.append("valid")
@@ -162,8 +163,12 @@ def encode_float(enc: Encoder, features: dict, raw: np.ndarray) -> np.ndarray:
         if kind == "valid":
             out[:, j] = 1.0
             continue
-        v = {"identity": r / enc.divisor(j), "log1p_us": np.log1p(np.clip(r, 0, None) / 1000.0), "flag": (r != 0) * 1.0,
-             "onehot": ((r != 0) if val is None else (r == val)) * 1.0}[kind]
+        v = {
+            "identity": r / enc.divisor(j),
+            "log1p_us": np.log1p(np.clip(r, 0, None) / 1000.0),
+            "flag": (r != 0) * 1.0,
+            "onehot": ((r != 0) if val is None else (r == val)) * 1.0,
+        }[kind]
         out[:, j] = (v - features["mean"][j]) / features["std"][j]
     return out
 
@@ -178,18 +183,23 @@ def random_raw(enc: Encoder, n: int, rng: np.random.Generator, vocab: int = 0, w
             c = np.clip(rng.integers(-1, 300, n) * enc.divisor(j), -IDENTITY_CLAMP, IDENTITY_CLAMP)
         else:
             c = rng.integers(0, 3 if val is None else val + 2, n)
-        cols.append(np.where(rng.random(n) < wild, rng.integers(-2 ** 63, 2 ** 63 - 1, n, dtype=np.int64), c))
+        cols.append(np.where(rng.random(n) < wild, rng.integers(-(2**63), 2**63 - 1, n, dtype=np.int64), c))
     if vocab:
         cols.append(rng.integers(-2, vocab + 2, n))
     return np.stack(cols, axis=1)
 
 
-def check(enc: Encoder, features: dict, in_frac: int, rng: np.random.Generator, vocab: int = 0,
-          n: int = 20000) -> tuple[np.ndarray, dict]:
+def check(
+    enc: Encoder, features: dict, in_frac: int, rng: np.random.Generator, vocab: int = 0, n: int = 20000
+) -> tuple[np.ndarray, dict]:
     """Raw rows for the C comparison, and the integer encoder's error against the float transform
     on plausible rows (in LSB of in[] and in standardised units)."""
     plausible = random_raw(enc, n, rng, vocab, wild=0.0)
-    err = np.abs(encode_ref(enc, plausible, bool(vocab))[:, :len(enc.kinds)]
-                 - encode_float(enc, features, plausible) * 2.0 ** in_frac)
+    err = np.abs(
+        encode_ref(enc, plausible, bool(vocab))[:, : len(enc.kinds)]
+        - encode_float(enc, features, plausible) * 2.0**in_frac
+    )
     return np.concatenate([plausible, random_raw(enc, n, rng, vocab)]), {
-        "max_error_lsb": float(err.max()), "max_error": float(err.max() / 2.0 ** in_frac)}
+        "max_error_lsb": float(err.max()),
+        "max_error": float(err.max() / 2.0**in_frac),
+    }

@@ -6,6 +6,7 @@ Two ways to run the integer model on a split:
     runs it; it differs from window mode where the window has padding (stream starts) and,
     for an LSTM, everywhere (its state remembers more than the window).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -44,18 +45,18 @@ def stream_logits(q: QModel, ref: IntRef, split: Split, group: int = 64) -> np.n
     out = np.zeros((len(split.rows_x), q.graph.n_out), np.int64)
     order = np.argsort(lengths, kind="stable")  # similar lengths together: little padding
     for g0 in range(0, len(order), group):
-        ids = order[g0:g0 + group]
+        ids = order[g0 : g0 + group]
         t_max = int(lengths[ids].max())
         x = np.zeros((len(ids), t_max, q.graph.n_num), np.int64)
         tok = np.zeros((len(ids), t_max), np.int64) if q.graph.tokens else None
         for k, s in enumerate(ids):
             a, b = bounds[s], bounds[s + 1]
-            x[k, :b - a] = q.quantize_input(split.rows_x[a:b])
+            x[k, : b - a] = q.quantize_input(split.rows_x[a:b])
             if tok is not None:
-                tok[k, :b - a] = split.rows_tok[a:b]
+                tok[k, : b - a] = split.rows_tok[a:b]
         y = Stream(ref, len(ids)).run(x, tok)  # steps after a stream's end are padding, ignored
         for k, s in enumerate(ids):
-            out[bounds[s]:bounds[s + 1]] = y[k, :lengths[s]]
+            out[bounds[s] : bounds[s + 1]] = y[k, : lengths[s]]
     return q.dequantize_output(out[split.row])
 
 
@@ -73,8 +74,10 @@ def compare(q: QModel, src: Source, split: Split) -> dict:
             modes["stream"] = sl
     for mode, il in modes.items():
         d_int = decisions(il, src.unknown_token)
-        r = {"decision_agreement": float((d_int == d_float).mean()) if len(d_int) else 1.0,
-             "max_abs_logit_diff": float(np.abs(il - fl).max()) if len(il) else 0.0}
+        r = {
+            "decision_agreement": float((d_int == d_float).mean()) if len(d_int) else 1.0,
+            "max_abs_logit_diff": float(np.abs(il - fl).max()) if len(il) else 0.0,
+        }
         if split.y is not None:
             mf, mi = primary_metric(src.metric, d_float, split.y), primary_metric(src.metric, d_int, split.y)
             r.update({f"{src.metric}_float": mf, f"{src.metric}_int": mi, f"{src.metric}_drop_points": 100 * (mf - mi)})

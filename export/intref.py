@@ -13,6 +13,7 @@ Integer matrix products run through float64 BLAS: |w|, |x| <= 2^15, so every par
 products is an integer below K * 2^30 < 2^53 (checked), which float64 represents exactly; the
 result is therefore exact whatever the summation order.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -102,8 +103,8 @@ class IntRef:
         hid = a["hidden"]
         acc = imatmul(x, op.p["w"]) + imatmul(h, op.p["r"]) + op.p["b"]
         z = self.sat(rshr(acc, a["zshift"]), op.out + ".gate_clamp")
-        i, o, f = (lut(tabs["sigmoid"], z[:, k * hid:(k + 1) * hid]) for k in range(3))
-        g = lut(tabs["tanh"], z[:, 3 * hid:])
+        i, o, f = (lut(tabs["sigmoid"], z[:, k * hid : (k + 1) * hid]) for k in range(3))
+        g = lut(tabs["tanh"], z[:, 3 * hid :])
         c = self.sat(rshr(f * c, GATE_ONE) + rshr(i * g, a["igshift"]), op.out + ".c")
         zc = self.sat(rshr(c, a["cshift"]), op.out + ".tanh_clamp")
         h = self.sat(rshr(o * lut(tabs["tanh"], zc), a["hshift"]), op.out)
@@ -156,11 +157,15 @@ class Stream:
 
     def __init__(self, ref: IntRef, n: int):
         self.ref, self.q, self.n = ref, ref.q, n
-        self.rings = {name: np.zeros((n, size, self.q.tensors[name].width), np.int64)
-                      for name, size in ring_sizes(self.q).items()}
+        self.rings = {
+            name: np.zeros((n, size, self.q.tensors[name].width), np.int64) for name, size in ring_sizes(self.q).items()
+        }
         self.t = 0
-        self.win = {op.out: np.zeros((n, 2 * op.a["length"], self.q.tensors[op.ins[0]].width), np.int64)
-                    for op in self.q.ops if op.kind == "window"}
+        self.win = {
+            op.out: np.zeros((n, 2 * op.a["length"], self.q.tensors[op.ins[0]].width), np.int64)
+            for op in self.q.ops
+            if op.kind == "window"
+        }
         self.wpos = {name: 0 for name in self.win}
         self.h = {op.out: np.zeros((n, op.a["hidden"]), np.int64) for op in self.q.ops if op.kind == "lstm"}
         self.c = {name: np.zeros_like(h) for name, h in self.h.items()}
@@ -176,7 +181,7 @@ class Stream:
             if op.kind == "window":
                 n, pos, buf = op.a["length"], self.wpos[op.out], self.win[op.out]
                 buf[:, pos] = buf[:, pos + n] = a[0]
-                y = buf[:, pos + 1:pos + n + 1].reshape(self.n, -1)
+                y = buf[:, pos + 1 : pos + n + 1].reshape(self.n, -1)
                 self.wpos[op.out] = 0 if pos + 1 == n else pos + 1
             elif op.kind == "conv":
                 ring, w, d = self.rings[op.ins[0]], op.p["w"], op.a["dilation"]

@@ -23,6 +23,7 @@ dense, conv and add carry ``attrs["relu"]`` when a following ReLU was fused into
 the sequence prefix 0..t, which is what streaming computes; with T == window the last step is
 exactly the ONNX model's output, which `parity` checks against onnxruntime.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -142,7 +143,7 @@ def _lstm_float(op: Op, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     zx = xs @ w.T + b
     for t in range(t_len):
         z = zx[:, t] + h @ r.T
-        i, o, f, gg = (z[:, k * hid:(k + 1) * hid] for k in range(4))
+        i, o, f, gg = (z[:, k * hid : (k + 1) * hid] for k in range(4))
         c = sigmoid(f) * c + sigmoid(i) * np.tanh(gg)
         h = sigmoid(o) * np.tanh(c)
         hs[:, t], cs[:, t] = h, c

@@ -15,6 +15,7 @@ order, and emit IR ops; a channel arrangement that is not an existing tensor (a 
 a `select` op. Anything that is not causal and per-step (a Slice over time, a non-causal
 padding, the use of a step other than the last) is rejected with the node and module named.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -48,7 +49,11 @@ class _Lowerer:
 
     # -- helpers -----------------------------------------------------------------------------
     def fail(self, msg: str) -> ExportError:
-        where = f" at node {self.node.name!r} ({self.node.op_type}) from module {node_origin(self.node)}" if self.node else ""
+        where = (
+            f" at node {self.node.name!r} ({self.node.op_type}) from module {node_origin(self.node)}"
+            if self.node
+            else ""
+        )
         return ExportError(msg + where)
 
     def new_tensor(self, kind: str, width: int) -> tuple[int, str]:
@@ -88,8 +93,10 @@ class _Lowerer:
         ten, t, c = self.dec(ids)
         steps = set(np.unique(t).tolist())
         if steps not in ({self.window - 1}, set(range(self.window))):
-            raise self.fail(f"uses steps {sorted(steps)} of the window; streaming supports only the current "
-                            f"step or the whole window")
+            raise self.fail(
+                f"uses steps {sorted(steps)} of the window; streaming supports only the current "
+                f"step or the whole window"
+            )
         flat_t = t.reshape(-1)
         pattern = None
         rank = np.zeros(flat_t.shape, np.int64)
@@ -104,13 +111,20 @@ class _Lowerer:
 
     def materialize(self, pattern: tuple) -> str:
         first = pattern[0][0]
-        if all(i == first for i, _ in pattern) and [c for _, c in pattern] == list(range(self.widths[self.names[first]])):
+        if all(i == first for i, _ in pattern) and [c for _, c in pattern] == list(
+            range(self.widths[self.names[first]])
+        ):
             return self.names[first]
         if pattern not in self.selects:
             sources = [(self.names[i], c) for i, c in pattern]
             ins = list(dict.fromkeys(n for n, _ in sources))
-            _, name = self.emit("select", ins, len(pattern), attrs={"sources": sources},
-                                src=f"concat / channel layout for {node_origin(self.node)}")
+            _, name = self.emit(
+                "select",
+                ins,
+                len(pattern),
+                attrs={"sources": sources},
+                src=f"concat / channel layout for {node_origin(self.node)}",
+            )
             self.selects[pattern] = name
         return self.selects[pattern]
 
@@ -154,8 +168,10 @@ class _Lowerer:
                 idx, tok_name = self.new_tensor("tok", 1)
                 self.views[inp.name] = self.enc(idx, np.arange(dims[1]), 0)[None]
             else:
-                raise ExportError(f"unsupported model input {inp.name!r}: expected float x (1, L, F) and "
-                                  f"optional int64 tokens (1, L) with static shapes")
+                raise ExportError(
+                    f"unsupported model input {inp.name!r}: expected float x (1, L, F) and "
+                    f"optional int64 tokens (1, L) with static shapes"
+                )
         if x_name is None:
             raise ExportError("the model has no float input x (1, L, F)")
         self.tok = tok_name
@@ -190,12 +206,14 @@ class _Lowerer:
         def fn(v):
             dims = [v.shape[i] if s == 0 and not a.get("allowzero", 0) else s for i, s in enumerate(shape)]
             return v.reshape(dims)
+
         self.layout(node, fn)
 
     def op_Flatten(self, node, a):
         def fn(v):
             ax = a.get("axis", 1) % v.ndim if a.get("axis", 1) else 0
             return v.reshape(int(np.prod(v.shape[:ax])), int(np.prod(v.shape[ax:])))
+
         self.layout(node, fn)
 
     def op_Squeeze(self, node, a):
@@ -203,13 +221,15 @@ class _Lowerer:
         self.layout(node, lambda v: np.squeeze(v, tuple(int(x) for x in axes) if axes is not None else None))
 
     def op_Unsqueeze(self, node, a):
-        axes = sorted(int(x) % (self.rank_of(node.input[0]) + len(self.const(node.input[1])))
-                      for x in self.const(node.input[1]))
+        axes = sorted(
+            int(x) % (self.rank_of(node.input[0]) + len(self.const(node.input[1]))) for x in self.const(node.input[1])
+        )
 
         def fn(v):
             for ax in axes:
                 v = np.expand_dims(v, ax)
             return v
+
         self.layout(node, fn)
 
     def rank_of(self, name: str) -> int:
@@ -264,10 +284,16 @@ class _Lowerer:
             if not (rank == np.arange(k)).all():
                 raise self.fail("each row must hold one step's channels in order")
         bias = np.zeros(w.shape[0], np.float32) if b is None else b
-        i, _ = self.emit("dense", [src], w.shape[0], params={"w": w.astype(np.float32), "b": bias.astype(np.float32)},
-                         attrs={"bias": b is not None})
-        self.views[out_name] = self.enc(i, np.broadcast_to(row_t, (rows.shape[0], w.shape[0])),
-                                        np.arange(w.shape[0])).reshape(ids.shape[:-1] + (w.shape[0],))
+        i, _ = self.emit(
+            "dense",
+            [src],
+            w.shape[0],
+            params={"w": w.astype(np.float32), "b": bias.astype(np.float32)},
+            attrs={"bias": b is not None},
+        )
+        self.views[out_name] = self.enc(
+            i, np.broadcast_to(row_t, (rows.shape[0], w.shape[0])), np.arange(w.shape[0])
+        ).reshape(ids.shape[:-1] + (w.shape[0],))
 
     def window_input(self, row: np.ndarray) -> str:
         """A single row spanning several steps: the flattened window [t-n+1 .. t] (MLP)."""
@@ -277,9 +303,11 @@ class _Lowerer:
         width = len(row) // n
         if steps != list(range(self.window - n, self.window)) or width * n != len(row):
             raise self.fail("a flattened window must cover consecutive steps ending at the current one")
-        pats = [tuple(zip(ten[j * width:(j + 1) * width].tolist(), c[j * width:(j + 1) * width].tolist()))
-                for j in range(n)]
-        if any((t[j * width:(j + 1) * width] != steps[j]).any() or pats[j] != pats[0] for j in range(n)):
+        pats = [
+            tuple(zip(ten[j * width : (j + 1) * width].tolist(), c[j * width : (j + 1) * width].tolist()))
+            for j in range(n)
+        ]
+        if any((t[j * width : (j + 1) * width] != steps[j]).any() or pats[j] != pats[0] for j in range(n)):
             raise self.fail("a flattened window must be step-major with the same channels at every step")
         src = self.materialize(pats[0])
         _, name = self.emit("window", [src], width * n, attrs={"length": n})
@@ -382,8 +410,16 @@ class _Lowerer:
         layout = a.get("layout", 0)
         src, t, rank = self.canon(self.view(ins[0]))
         self.check_axis(t, rank, time_axis=layout, chan_axis=2)
-        i, _ = self.emit("lstm", [src], hid, params={"w": w[0].astype(np.float32), "r": r[0].astype(np.float32),
-                                                     "b": (b[:4 * hid] + b[4 * hid:]).astype(np.float32)})
+        i, _ = self.emit(
+            "lstm",
+            [src],
+            hid,
+            params={
+                "w": w[0].astype(np.float32),
+                "r": r[0].astype(np.float32),
+                "b": (b[: 4 * hid] + b[4 * hid :]).astype(np.float32),
+            },
+        )
         tt, cc = np.meshgrid(np.arange(self.window), np.arange(hid), indexing="ij")
         y = self.enc(i, tt, cc)  # (L, H)
         self.views[node.output[0]] = y[:, None, None, :] if layout == 0 else y[None, :, None, :]
@@ -408,14 +444,21 @@ def _finish(g: Graph) -> Graph:
         if op.kind in ("bias", "affine", "relu"):
             prod = next((p for p in ops if p.out == op.ins[0]), None)
             single = prod is not None and sum(op.ins[0] in o.ins for o in ops) == 1 and prod.out != g.output
-            foldable = single and (prod.kind in ("dense", "conv") and not prod.attrs.get("relu")
-                                   or op.kind == "relu" and prod.kind == "add" and not prod.attrs.get("relu"))
+            foldable = single and (
+                prod.kind in ("dense", "conv")
+                and not prod.attrs.get("relu")
+                or op.kind == "relu"
+                and prod.kind == "add"
+                and not prod.attrs.get("relu")
+            )
             if foldable:
                 if op.kind == "bias":
                     prod.params["b"] = (prod.params["b"] + op.params["b"]).astype(np.float32)
                 elif op.kind == "affine":
                     s = op.params["scale"]
-                    prod.params["w"] = (prod.params["w"] * s.reshape((-1,) + (1,) * (prod.params["w"].ndim - 1))).astype(np.float32)
+                    prod.params["w"] = (
+                        prod.params["w"] * s.reshape((-1,) + (1,) * (prod.params["w"].ndim - 1))
+                    ).astype(np.float32)
                     prod.params["b"] = (prod.params["b"] * s + op.params["shift"]).astype(np.float32)
                 else:
                     prod.attrs["relu"] = True

@@ -14,6 +14,7 @@ half-built folder is removed and `out` is as it was. Outputs:
   scales.json             every chosen frac (pin them with `like=` to keep the arch hash)
   report.json / .md       summary: parity, float vs int, streaming, C bit-exactness, kernel-safe
 """
+
 from __future__ import annotations
 
 import json
@@ -108,14 +109,26 @@ def streaming_check(q: QModel, sets: list[vectors.StreamSet]) -> dict:
         full = IntRef(q).outputs_full(x, tok)
         ok = np.array_equal(full, s.expected)
         steps = np.arange(L - 1, x.shape[1], max(1, x.shape[1] // 64))
-        win = np.stack([IntRef(q).outputs_full(x[:, t - L + 1:t + 1], None if tok is None else tok[:, t - L + 1:t + 1])[:, -1]
-                        for t in steps], axis=1)
+        win = np.stack(
+            [
+                IntRef(q).outputs_full(x[:, t - L + 1 : t + 1], None if tok is None else tok[:, t - L + 1 : t + 1])[
+                    :, -1
+                ]
+                for t in steps
+            ],
+            axis=1,
+        )
         rf = q.graph.receptive_field()
         settled = steps >= (rf - 1 if rf is not None else 0)
-        res[s.name] = {"streams": int(x.shape[0]), "steps": int(x.shape[1]), "full_equals_stream": bool(ok),
-                       "mismatching_outputs": int(np.any(full != s.expected, axis=-1).sum()),
-                       "stream_equals_window_after_rf": bool(np.array_equal(win[:, settled], s.expected[:, steps[settled]]))
-                       if rf is not None else None}
+        res[s.name] = {
+            "streams": int(x.shape[0]),
+            "steps": int(x.shape[1]),
+            "full_equals_stream": bool(ok),
+            "mismatching_outputs": int(np.any(full != s.expected, axis=-1).sum()),
+            "stream_equals_window_after_rf": bool(np.array_equal(win[:, settled], s.expected[:, steps[settled]]))
+            if rf is not None
+            else None,
+        }
     return res
 
 
@@ -126,8 +139,10 @@ def c_checks(out: Path, q: QModel, sets: list[vectors.StreamSet], prefix: str, e
     with tempfile.TemporaryDirectory(prefix="slm-export-") as tmp:
         tmp = Path(tmp)
         exe = cbuild.build_harness(out, tmp)
-        res = {"bit_exact": cbuild.compare(exe, sets, tmp, q.graph.n_out),
-               "bit_exact_blob": cbuild.compare(exe, sets, tmp, q.graph.n_out, out / "model.blob")["total"]}
+        res = {
+            "bit_exact": cbuild.compare(exe, sets, tmp, q.graph.n_out),
+            "bit_exact_blob": cbuild.compare(exe, sets, tmp, q.graph.n_out, out / "model.blob")["total"],
+        }
         st = subprocess.run([str(exe), "selftest"], capture_output=True, text=True)
         res["selftest"] = {"ok": st.returncode == 0, "output": (st.stdout + st.stderr).strip()}
         if enc_raw is not None:
@@ -157,8 +172,16 @@ def remove_stale_staging(out: Path) -> None:
             shutil.rmtree(p, ignore_errors=True)
 
 
-def run(src: Source, out: Path, prefix: str = "slm", like: Path | None = None, n_vectors: int = 100_000,
-        headroom: int = 1, verify: bool = True, seed: int = 0) -> dict:
+def run(
+    src: Source,
+    out: Path,
+    prefix: str = "slm",
+    like: Path | None = None,
+    n_vectors: int = 100_000,
+    headroom: int = 1,
+    verify: bool = True,
+    seed: int = 0,
+) -> dict:
     """Export `src` into `out` (replacing it only once the new folder is complete); returns the
     report (also written as report.json)."""
     out = Path(out)
@@ -175,8 +198,17 @@ def run(src: Source, out: Path, prefix: str = "slm", like: Path | None = None, n
     return rep
 
 
-def _run(src: Source, out: Path, final: Path, prefix: str, like: Path | None, n_vectors: int,
-         headroom: int, verify: bool, seed: int) -> dict:
+def _run(
+    src: Source,
+    out: Path,
+    final: Path,
+    prefix: str,
+    like: Path | None,
+    n_vectors: int,
+    headroom: int,
+    verify: bool,
+    seed: int,
+) -> dict:
     rng = np.random.default_rng(seed)
     log(f"exporting {src.describe or type(src.net).__name__} -> {final}")
     model = export_onnx(src.net, src.window, src.n_num, src.vocab)
@@ -224,15 +256,27 @@ def _run(src: Source, out: Path, final: Path, prefix: str, like: Path | None, n_
     report.write_atomic(out / "vectors_expected.bin", vectors.expected_outputs(sets).astype("<i4").tobytes())
     vectors.write_vectors(out / "vectors_selftest.bin", [vectors.StreamSet("selftest", sel_in[None])])
 
-    rep = {"source": src.describe, "prefix": prefix, "arch_hash": blob.arch_hash(q), "macs": q.macs(),
-           "n_in": q.n_in, "n_out": q.graph.n_out, "window": q.graph.window, "in_frac": q.in_frac,
-           "out_frac": q.out_frac, "receptive_field": q.graph.receptive_field(),
-           "ops": [f"{o.kind} {o.out} ({o.src})" for o in q.ops], "parity": par, "float_vs_int": fvi,
-           "overflow_totals": cal["overflow_totals"], "weight_saturation": q.weight_saturation,
-           "vectors": {s.name: s.steps for s in sets} | {"total": sum(s.steps for s in sets)},
-           "selftest_vectors": int(len(sel_in)),
-           "selftest_out_crc32": int(zlib.crc32(sel_out.astype("<i4").tobytes())),
-           "streaming": streaming_check(q, sets)}
+    rep = {
+        "source": src.describe,
+        "prefix": prefix,
+        "arch_hash": blob.arch_hash(q),
+        "macs": q.macs(),
+        "n_in": q.n_in,
+        "n_out": q.graph.n_out,
+        "window": q.graph.window,
+        "in_frac": q.in_frac,
+        "out_frac": q.out_frac,
+        "receptive_field": q.graph.receptive_field(),
+        "ops": [f"{o.kind} {o.out} ({o.src})" for o in q.ops],
+        "parity": par,
+        "float_vs_int": fvi,
+        "overflow_totals": cal["overflow_totals"],
+        "weight_saturation": q.weight_saturation,
+        "vectors": {s.name: s.steps for s in sets} | {"total": sum(s.steps for s in sets)},
+        "selftest_vectors": int(len(sel_in)),
+        "selftest_out_crc32": int(zlib.crc32(sel_out.astype("<i4").tobytes())),
+        "streaming": streaming_check(q, sets),
+    }
     if like is not None:
         rep["like"] = {"dir": str(like), "arch_hash_matches": True}
     enc_raw = None
@@ -241,12 +285,20 @@ def _run(src: Source, out: Path, final: Path, prefix: str, like: Path | None, n_
         rep["encoder"]["inputs"] = [f"{n}: {k}" for n, k in zip(q.encoder.names, q.encoder.kinds)]
     if verify:
         c = c_checks(out, q, sets, prefix, enc_raw)
-        rep.update({"c_bit_exact": c.get("bit_exact", c), "c_bit_exact_blob": c.get("bit_exact_blob"),
-                    "selftest": c.get("selftest"), "kernel_object": c.get("kernel_object")})
+        rep.update(
+            {
+                "c_bit_exact": c.get("bit_exact", c),
+                "c_bit_exact_blob": c.get("bit_exact_blob"),
+                "selftest": c.get("selftest"),
+                "kernel_object": c.get("kernel_object"),
+            }
+        )
         if "encode" in c:
             rep["encoder"]["c_bit_exact"] = c["encode"]
-        log(f"C: {json.dumps(c.get('bit_exact', c).get('total', c))}, kernel object ok: "
-            f"{(c.get('kernel_object') or {}).get('ok')}")
+        log(
+            f"C: {json.dumps(c.get('bit_exact', c).get('total', c))}, kernel object ok: "
+            f"{(c.get('kernel_object') or {}).get('ok')}"
+        )
     report.write_json(out / "report.json", rep)
     report.write_atomic(out / "report.md", report.summary_md(rep))
     return rep

@@ -19,6 +19,7 @@ Number format (documented once, used by intref and the C generator):
     not an overflow); sigmoid and tanh come from 257-entry tables over [-8, 8] (step 1/16) in Q15
     with linear interpolation on the low 8 bits; the cell state c is int16 at a calibrated frac.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -48,7 +49,7 @@ def frac_for(r: float, bits: int = ACT_BITS) -> int:
 
 def qround(v: np.ndarray, frac: int) -> np.ndarray:
     """round-half-up of v * 2^frac, as int64 (the float side of the same rounding mode)."""
-    return np.floor(np.asarray(v, np.float64) * 2.0 ** frac + 0.5).astype(np.int64)
+    return np.floor(np.asarray(v, np.float64) * 2.0**frac + 0.5).astype(np.int64)
 
 
 def act_table(fn) -> np.ndarray:
@@ -88,8 +89,10 @@ class QModel:
     def scales(self) -> dict:
         """Every chosen frac, in the form `quantize(..., pinned=)` accepts."""
         weights = {op.out: {k: op.a[k] for k in ("wfrac", "rfrac", "cfrac") if k in op.a} for op in self.ops}
-        return {"tensors": {n: t.frac for n, t in self.tensors.items()},
-                "weights": {k: v for k, v in weights.items() if v}}
+        return {
+            "tensors": {n: t.frac for n, t in self.tensors.items()},
+            "weights": {k: v for k, v in weights.items() if v},
+        }
 
     @property
     def in_frac(self) -> int:
@@ -115,10 +118,10 @@ class QModel:
 
     def quantize_input(self, x: np.ndarray) -> np.ndarray:
         """What the caller puts in in[0..n_num-1]: round-half-up(x * 2^in_frac), clipped to s32."""
-        return np.clip(qround(x, self.in_frac), -2 ** 31, 2 ** 31 - 1)
+        return np.clip(qround(x, self.in_frac), -(2**31), 2**31 - 1)
 
     def dequantize_output(self, y: np.ndarray) -> np.ndarray:
-        return np.asarray(y, np.float64) / 2.0 ** self.out_frac
+        return np.asarray(y, np.float64) / 2.0**self.out_frac
 
 
 def calibrate(g: Graph, batches: Iterable[tuple[np.ndarray, np.ndarray | None]]) -> dict[str, float]:
@@ -141,7 +144,7 @@ def quantize(g: Graph, ranges: dict[str, float], pinned: dict | None = None, hea
     loaded into a module built with the old header; weights that no longer fit their pinned
     int16 frac saturate and are counted in `QModel.weight_saturation`. `headroom` bits are
     left above every calibrated activation range (values beyond the training maximum)."""
-    calibrated, ranges = ranges, {k: v * 2.0 ** headroom for k, v in ranges.items()}
+    calibrated, ranges = ranges, {k: v * 2.0**headroom for k, v in ranges.items()}
     pin_t = (pinned or {}).get("tensors", {})
     pin_w = (pinned or {}).get("weights", {})
     t: dict[str, QTensor] = {g.x: QTensor(g.x, g.tensors[g.x], pin_t.get(g.x, frac_for(ranges[g.x])))}
@@ -154,10 +157,10 @@ def quantize(g: Graph, ranges: dict[str, float], pinned: dict | None = None, hea
     def weights(name: str, key: str, w: np.ndarray, frac: int | None = None) -> tuple[np.ndarray, int]:
         f = pin_w.get(name, {}).get(key, frac if frac is not None else frac_for(float(np.abs(w).max()), W_BITS))
         qw = qround(w, f)
-        n = int(np.count_nonzero((qw < -2 ** (W_BITS - 1)) | (qw > 2 ** (W_BITS - 1) - 1)))
+        n = int(np.count_nonzero((qw < -(2 ** (W_BITS - 1))) | (qw > 2 ** (W_BITS - 1) - 1)))
         if n:
             wsat[f"{name}.{key}"] = n
-        return np.clip(qw, -2 ** (W_BITS - 1), 2 ** (W_BITS - 1) - 1), f
+        return np.clip(qw, -(2 ** (W_BITS - 1)), 2 ** (W_BITS - 1) - 1), f
 
     for op in g.ops:
         width = g.tensors[op.out]
@@ -167,7 +170,9 @@ def quantize(g: Graph, ranges: dict[str, float], pinned: dict | None = None, hea
         fin = [t[i].frac for i in op.ins]
         q = QOp(op.kind, op.out, list(op.ins), op.src, a={"relu": bool(op.attrs.get("relu"))})
         if op.kind == "embed":
-            q.p["table"], fo = weights(op.out, "wfrac", op.params["table"], frac_for(float(np.abs(op.params["table"]).max())))
+            q.p["table"], fo = weights(
+                op.out, "wfrac", op.params["table"], frac_for(float(np.abs(op.params["table"]).max()))
+            )
             q.a["wfrac"] = fo
         elif op.kind == "select":
             src_frac = {n: t[n].frac for n in op.ins}
@@ -190,7 +195,7 @@ def quantize(g: Graph, ranges: dict[str, float], pinned: dict | None = None, hea
             tables = {"sigmoid": act_table(sigmoid), "tanh": act_table(np.tanh)}
         else:
             raise ValueError(f"unknown IR op {op.kind}")
-        if op.kind in ("dense", "conv", "lstm") and np.abs(q.p["b"]).max(initial=0) >= 2 ** 62:
+        if op.kind in ("dense", "conv", "lstm") and np.abs(q.p["b"]).max(initial=0) >= 2**62:
             raise ValueError(f"bias of {op.src} does not fit int64 at its accumulator frac")
         t[op.out] = QTensor(op.out, width, fo, bits)
         ops.append(q)
@@ -210,6 +215,14 @@ def _quantize_lstm(op, q: QOp, fx: int, ranges, pin_t: dict, pin: dict, weights)
     if fw + fx != fr + fh:
         raise ValueError(f"pinned LSTM fracs of {op.out} are inconsistent")
     q.p["b"] = qround(op.params["b"], fw + fx)
-    q.a.update(wfrac=fw, rfrac=fr, zshift=fw + fx - GATE_FRAC, cfrac=fc, cshift=fc - GATE_FRAC,
-               igshift=2 * GATE_ONE - fc, hshift=2 * GATE_ONE - fh, hidden=r.shape[1])
+    q.a.update(
+        wfrac=fw,
+        rfrac=fr,
+        zshift=fw + fx - GATE_FRAC,
+        cfrac=fc,
+        cshift=fc - GATE_FRAC,
+        igshift=2 * GATE_ONE - fc,
+        hshift=2 * GATE_ONE - fh,
+        hidden=r.shape[1],
+    )
     return fh

@@ -1,4 +1,5 @@
 """Report files of an export: atomic writes, calibration table, markdown summaries."""
+
 from __future__ import annotations
 
 import json
@@ -8,8 +9,10 @@ from plumbing.atomic import write_atomic
 from export.intref import IntRef
 from export.quantize import ACT_BITS, GATE_FRAC, GATE_ONE, OUT_BITS, TABLE_INTERVALS, QModel
 
-ROUNDING = ("round-half-up: rshr(v, s) = (v + 2^(s-1)) >> s, arithmetic shift, i.e. floor(v / 2^s + 1/2); "
-            "ties go towards +inf for both signs (2.5 -> 3, -2.5 -> -2); s < 0 multiplies by 2^-s exactly")
+ROUNDING = (
+    "round-half-up: rshr(v, s) = (v + 2^(s-1)) >> s, arithmetic shift, i.e. floor(v / 2^s + 1/2); "
+    "ties go towards +inf for both signs (2.5 -> 3, -2.5 -> -2); s < 0 multiplies by 2^-s exactly"
+)
 
 
 def write_json(path: Path, obj) -> None:
@@ -30,71 +33,128 @@ def calibration(q: QModel, calib_windows: int, overflow: dict[str, dict[str, int
             continue
         op = next((o for o in q.ops if o.out == name), None)
         rng = q.ranges.get(name, 0.0)
-        tensors.append({
-            "name": name, "op": op.kind if op else "input", "module": op.src if op else "input x",
-            "width": t.width, "bits": t.bits, "range": rng, "frac": t.frac, "scale": 2.0 ** -t.frac,
-            "max_representable": (2 ** (t.bits - 1) - 1) * 2.0 ** -t.frac,
-            "overflow": {s: c.get(name, 0) for s, c in overflow.items()}})
+        tensors.append(
+            {
+                "name": name,
+                "op": op.kind if op else "input",
+                "module": op.src if op else "input x",
+                "width": t.width,
+                "bits": t.bits,
+                "range": rng,
+                "frac": t.frac,
+                "scale": 2.0**-t.frac,
+                "max_representable": (2 ** (t.bits - 1) - 1) * 2.0**-t.frac,
+                "overflow": {s: c.get(name, 0) for s, c in overflow.items()},
+            }
+        )
     for op in q.ops:
         if op.kind == "lstm":
             cname = op.out + ".c"
-            tensors.append({"name": cname, "op": "lstm cell state", "module": op.src, "width": op.a["hidden"],
-                            "bits": ACT_BITS, "range": q.ranges.get(cname, 0.0), "frac": op.a["cfrac"],
-                            "scale": 2.0 ** -op.a["cfrac"], "max_representable": 32767 * 2.0 ** -op.a["cfrac"],
-                            "overflow": {s: c.get(cname, 0) for s, c in overflow.items()}})
+            tensors.append(
+                {
+                    "name": cname,
+                    "op": "lstm cell state",
+                    "module": op.src,
+                    "width": op.a["hidden"],
+                    "bits": ACT_BITS,
+                    "range": q.ranges.get(cname, 0.0),
+                    "frac": op.a["cfrac"],
+                    "scale": 2.0 ** -op.a["cfrac"],
+                    "max_representable": 32767 * 2.0 ** -op.a["cfrac"],
+                    "overflow": {s: c.get(cname, 0) for s, c in overflow.items()},
+                }
+            )
     weights = []
     for op in q.ops:
         for key, arr in op.p.items():
             frac_key = {"w": "wfrac", "r": "rfrac", "table": "wfrac"}.get(key)
-            weights.append({"name": f"{op.out}.{key}", "module": op.src, "shape": list(arr.shape),
-                            "bits": 64 if key == "b" else 16,
-                            "frac": (op.a[frac_key] if frac_key else None),
-                            "max_abs_int": int(abs(arr).max()) if arr.size else 0,
-                            "saturated": q.weight_saturation.get(f"{op.out}.{frac_key}", 0) if frac_key else 0})
-    clamps = {s: {k: v for k, v in c.items() if k.endswith("_clamp") or k == q.graph.tokens} for s, c in overflow.items()}
+            weights.append(
+                {
+                    "name": f"{op.out}.{key}",
+                    "module": op.src,
+                    "shape": list(arr.shape),
+                    "bits": 64 if key == "b" else 16,
+                    "frac": (op.a[frac_key] if frac_key else None),
+                    "max_abs_int": int(abs(arr).max()) if arr.size else 0,
+                    "saturated": q.weight_saturation.get(f"{op.out}.{frac_key}", 0) if frac_key else 0,
+                }
+            )
+    clamps = {
+        s: {k: v for k, v in c.items() if k.endswith("_clamp") or k == q.graph.tokens} for s, c in overflow.items()
+    }
     return {
         "rounding": ROUNDING,
-        "formats": {"activations": f"int{ACT_BITS}, per-tensor power-of-two scale 2^-frac, saturating",
-                    "output": f"int{OUT_BITS} logits at frac {q.out_frac}",
-                    "weights": "int16, per-tensor power-of-two scale", "biases": "int64 at the accumulator frac",
-                    "accumulators": "int64, exact",
-                    "calibration": f"frac = floor(log2(32767 / (max|v| * 2^{headroom}))) over the float model on the "
-                                   f"training windows, lowered where an op needs a non-negative shift",
-                    **({"lstm": f"gate pre-activations int16 at frac {GATE_FRAC} (= table domain [-8, 8)); "
-                                f"sigmoid/tanh tables of {TABLE_INTERVALS + 1} Q{GATE_ONE} entries over [-8, 8], step "
-                                f"1/16, linear interpolation on the low 8 bits; domain clamps are counted as "
-                                f"*_clamp (expected, not overflows)"} if q.tables else {})},
+        "formats": {
+            "activations": f"int{ACT_BITS}, per-tensor power-of-two scale 2^-frac, saturating",
+            "output": f"int{OUT_BITS} logits at frac {q.out_frac}",
+            "weights": "int16, per-tensor power-of-two scale",
+            "biases": "int64 at the accumulator frac",
+            "accumulators": "int64, exact",
+            "calibration": f"frac = floor(log2(32767 / (max|v| * 2^{headroom}))) over the float model on the "
+            f"training windows, lowered where an op needs a non-negative shift",
+            **(
+                {
+                    "lstm": f"gate pre-activations int16 at frac {GATE_FRAC} (= table domain [-8, 8)); "
+                    f"sigmoid/tanh tables of {TABLE_INTERVALS + 1} Q{GATE_ONE} entries over [-8, 8], step "
+                    f"1/16, linear interpolation on the low 8 bits; domain clamps are counted as "
+                    f"*_clamp (expected, not overflows)"
+                }
+                if q.tables
+                else {}
+            ),
+        },
         "calibration_windows": calib_windows,
         "headroom_bits": headroom,
-        "in_frac": q.in_frac, "out_frac": q.out_frac,
-        "tensors": tensors, "weights": weights,
-        "overflow_totals": {s: sum(v for k, v in c.items() if not k.endswith("_clamp") and k != q.graph.tokens)
-                            for s, c in overflow.items()},
+        "in_frac": q.in_frac,
+        "out_frac": q.out_frac,
+        "tensors": tensors,
+        "weights": weights,
+        "overflow_totals": {
+            s: sum(v for k, v in c.items() if not k.endswith("_clamp") and k != q.graph.tokens)
+            for s, c in overflow.items()
+        },
         "clamps": clamps,
     }
 
 
 def calibration_md(cal: dict) -> str:
     splits = list(cal["overflow_totals"])
-    lines = ["# Calibration", "", f"Rounding: {cal['rounding']}.", "",
-             *(f"- {k}: {v}" for k, v in cal["formats"].items()), "",
-             f"Calibrated on {cal['calibration_windows']} training windows; headroom {cal['headroom_bits']} bit(s).", "",
-             "| tensor | op | module | width | range | frac | max repr. | " + " | ".join(f"overflow {s}" for s in splits) + " |",
-             "|---|---|---|---|---|---|---|" + "---|" * len(splits)]
+    lines = [
+        "# Calibration",
+        "",
+        f"Rounding: {cal['rounding']}.",
+        "",
+        *(f"- {k}: {v}" for k, v in cal["formats"].items()),
+        "",
+        f"Calibrated on {cal['calibration_windows']} training windows; headroom {cal['headroom_bits']} bit(s).",
+        "",
+        "| tensor | op | module | width | range | frac | max repr. | "
+        + " | ".join(f"overflow {s}" for s in splits)
+        + " |",
+        "|---|---|---|---|---|---|---|" + "---|" * len(splits),
+    ]
     for t in cal["tensors"]:
-        lines.append(f"| {t['name']} | {t['op']} | {t['module']} | {t['width']} | {t['range']:.4g} | {t['frac']} | "
-                     f"{t['max_representable']:.4g} | " + " | ".join(str(t["overflow"].get(s, 0)) for s in splits) + " |")
+        lines.append(
+            f"| {t['name']} | {t['op']} | {t['module']} | {t['width']} | {t['range']:.4g} | {t['frac']} | "
+            f"{t['max_representable']:.4g} | " + " | ".join(str(t["overflow"].get(s, 0)) for s in splits) + " |"
+        )
     lines += ["", "| weights | shape | frac | max abs int | saturated |", "|---|---|---|---|---|"]
     for w in cal["weights"]:
         lines.append(f"| {w['name']} | {w['shape']} | {w['frac']} | {w['max_abs_int']} | {w['saturated']} |")
-    lines += ["", "Overflow totals: " + ", ".join(f"{s}: {n}" for s, n in cal["overflow_totals"].items()),
-              "", "Clamps (expected, not overflows): " + json.dumps(cal["clamps"]), ""]
+    lines += [
+        "",
+        "Overflow totals: " + ", ".join(f"{s}: {n}" for s, n in cal["overflow_totals"].items()),
+        "",
+        "Clamps (expected, not overflows): " + json.dumps(cal["clamps"]),
+        "",
+    ]
     return "\n".join(lines)
 
 
 def parity_md(par: dict) -> str:
-    return "\n".join(["# Float parity (torch / onnxruntime / lowered IR)", "",
-                      *(f"- {k}: {v}" for k, v in par.items()), ""])
+    return "\n".join(
+        ["# Float parity (torch / onnxruntime / lowered IR)", "", *(f"- {k}: {v}" for k, v in par.items()), ""]
+    )
 
 
 def _cell(v) -> str:
@@ -113,15 +173,20 @@ def _cell(v) -> str:
 
 
 def md_table(header: list[str], rows: list[list]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
-            *("| " + " | ".join(_cell(c) for c in r) + " |" for r in rows), ""]
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(_cell(c) for c in r) + " |" for r in rows),
+        "",
+    ]
 
 
 def keyed_table(first: str, rows: dict[str, dict]) -> list[str]:
     """{row name: {column: value}} as a table, columns in first-seen order."""
     cols = list(dict.fromkeys(k for r in rows.values() for k in r))
-    return md_table([first, *(c.replace("_", " ") for c in cols)],
-                    [[name, *(r.get(c) for c in cols)] for name, r in rows.items()])
+    return md_table(
+        [first, *(c.replace("_", " ") for c in cols)], [[name, *(r.get(c) for c in cols)] for name, r in rows.items()]
+    )
 
 
 def summary_md(rep: dict) -> str:
@@ -132,33 +197,70 @@ def summary_md(rep: dict) -> str:
     ko = rep.get("kernel_object") or {}
     st = rep.get("selftest") or {}
     enc = rep.get("encoder") or {}
-    model = [["source", rep["source"]], ["C prefix", rep["prefix"]], ["arch hash", f"0x{rep['arch_hash']:08x}"],
-             ["MACs per step", rep["macs"]], ["inputs / outputs", f"{rep['n_in']} / {rep['n_out']}"],
-             ["window / receptive field", f"{rep['window']} / {rep['receptive_field']}"],
-             ["input frac / output frac", f"{rep['in_frac']} / {rep['out_frac']}"],
-             ["test vectors", rep["vectors"].get("total")], ["self-test vectors", rep["selftest_vectors"]],
-             ["self-test output crc32", f"0x{rep['selftest_out_crc32']:08x}"]]
+    model = [
+        ["source", rep["source"]],
+        ["C prefix", rep["prefix"]],
+        ["arch hash", f"0x{rep['arch_hash']:08x}"],
+        ["MACs per step", rep["macs"]],
+        ["inputs / outputs", f"{rep['n_in']} / {rep['n_out']}"],
+        ["window / receptive field", f"{rep['window']} / {rep['receptive_field']}"],
+        ["input frac / output frac", f"{rep['in_frac']} / {rep['out_frac']}"],
+        ["test vectors", rep["vectors"].get("total")],
+        ["self-test vectors", rep["selftest_vectors"]],
+        ["self-test output crc32", f"0x{rep['selftest_out_crc32']:08x}"],
+    ]
     if rep.get("like"):
         model.append(["like (scales reused from)", rep["like"]["dir"]])
-    checks = [["torch vs onnxruntime", f"max abs diff {_cell(par.get('max_abs_diff_torch_ort'))}, "
-               f"decisions agree {_cell(par.get('decision_agreement_torch_ort'))}"],
-              ["lowered IR vs onnxruntime", f"max abs diff {_cell(par.get('max_abs_diff_ir_ort'))}, "
-               f"decisions agree {_cell(par.get('decision_agreement_ir_ort'))}"],
-              ["C vs Python integer reference", "not run" if total is None else
-               f"{total['mismatches']} mismatches in {total['vectors']} vectors"],
-              ["C with params from model.blob", "not run" if not rep.get("c_bit_exact_blob") else
-               f"{rep['c_bit_exact_blob']['mismatches']} mismatches in {rep['c_bit_exact_blob']['vectors']} vectors"],
-              ["C self-test", "not run" if not st else f"{'pass' if st.get('ok') else 'FAIL'}: {st.get('output')}"],
-              ["kernel-safe object", "not run" if not ko else
-               f"{'ok' if ko.get('ok') else 'NOT OK'}: FPU instructions {_cell(ko.get('fpu_instructions'))}, "
-               f"undefined symbols {_cell(ko.get('undefined_symbols'))}, text {ko.get('text_size')} B, "
-               f"rodata {ko.get('rodata_size')} B, data {ko.get('data_size')} B, bss {ko.get('bss_size')} B"]]
+    checks = [
+        [
+            "torch vs onnxruntime",
+            f"max abs diff {_cell(par.get('max_abs_diff_torch_ort'))}, "
+            f"decisions agree {_cell(par.get('decision_agreement_torch_ort'))}",
+        ],
+        [
+            "lowered IR vs onnxruntime",
+            f"max abs diff {_cell(par.get('max_abs_diff_ir_ort'))}, "
+            f"decisions agree {_cell(par.get('decision_agreement_ir_ort'))}",
+        ],
+        [
+            "C vs Python integer reference",
+            "not run" if total is None else f"{total['mismatches']} mismatches in {total['vectors']} vectors",
+        ],
+        [
+            "C with params from model.blob",
+            "not run"
+            if not rep.get("c_bit_exact_blob")
+            else f"{rep['c_bit_exact_blob']['mismatches']} mismatches in {rep['c_bit_exact_blob']['vectors']} vectors",
+        ],
+        ["C self-test", "not run" if not st else f"{'pass' if st.get('ok') else 'FAIL'}: {st.get('output')}"],
+        [
+            "kernel-safe object",
+            "not run"
+            if not ko
+            else f"{'ok' if ko.get('ok') else 'NOT OK'}: FPU instructions {_cell(ko.get('fpu_instructions'))}, "
+            f"undefined symbols {_cell(ko.get('undefined_symbols'))}, text {ko.get('text_size')} B, "
+            f"rodata {ko.get('rodata_size')} B, data {ko.get('data_size')} B, bss {ko.get('bss_size')} B",
+        ],
+    ]
     if enc:
         ce = enc.get("c_bit_exact") or {}
-        checks.append(["input encoder (slm_encode)", f"max error {_cell(enc.get('max_error_lsb'))} LSB"
-                       + (f", C mismatches {ce.get('mismatches')} in {ce.get('rows')} rows" if ce else "")])
-    lines = [f"# Export of {rep['source']}", "", "## Model", "", *md_table(["", "value"], model),
-             "## Checks", "", *md_table(["check", "result"], checks)]
+        checks.append(
+            [
+                "input encoder (slm_encode)",
+                f"max error {_cell(enc.get('max_error_lsb'))} LSB"
+                + (f", C mismatches {ce.get('mismatches')} in {ce.get('rows')} rows" if ce else ""),
+            ]
+        )
+    lines = [
+        f"# Export of {rep['source']}",
+        "",
+        "## Model",
+        "",
+        *md_table(["", "value"], model),
+        "## Checks",
+        "",
+        *md_table(["check", "result"], checks),
+    ]
     fvi = {}
     for split, r in rep.get("float_vs_int", {}).items():
         for mode in ("window", "stream"):
@@ -166,14 +268,20 @@ def summary_md(rep: dict) -> str:
                 fvi[f"{split} ({mode})"] = {"windows": r.get("windows"), **r[mode]}
     if fvi:
         lines += ["## Float model vs integer model", "", *keyed_table("split (evaluation)", fvi)]
-    lines += ["## Overflows (saturations) per split", "",
-              *md_table(["split", "overflows"], [[k, v] for k, v in rep.get("overflow_totals", {}).items()])]
+    lines += [
+        "## Overflows (saturations) per split",
+        "",
+        *md_table(["split", "overflows"], [[k, v] for k, v in rep.get("overflow_totals", {}).items()]),
+    ]
     streaming = {k: v for k, v in rep.get("streaming", {}).items() if isinstance(v, dict)}
     if streaming:
         lines += ["## Streaming (one step per event) vs full sequence", "", *keyed_table("sequences", streaming)]
     if isinstance(c, dict) and c and total is not None:
-        lines += ["## C bit-exactness per vector set", "",
-                  *keyed_table("vector set", {k: v for k, v in c.items() if isinstance(v, dict)})]
+        lines += [
+            "## C bit-exactness per vector set",
+            "",
+            *keyed_table("vector set", {k: v for k, v in c.items() if isinstance(v, dict)}),
+        ]
     lines += ["## Operators", "", *md_table(["#", "operator"], [[i, op] for i, op in enumerate(rep["ops"])])]
     return "\n".join(lines)
 

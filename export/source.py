@@ -4,6 +4,7 @@
 models built in tests; `from_checkpoint` fills it from the training stack (models.tasks):
 the checkpoint's net, its data metadata, the training split (calibration) and the test splits.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -35,15 +36,16 @@ class Split:
 
     def batches(self, size: int = 4096):
         for i in range(0, len(self.x), size):
-            yield self.x[i:i + size], None if self.tok is None else self.tok[i:i + size]
+            yield self.x[i : i + size], None if self.tok is None else self.tok[i : i + size]
 
     def take(self, n: int, rng: np.random.Generator) -> "Split":
         """A random subset of windows (in order), for the slower checks."""
         if n >= len(self):
             return self
         idx = np.sort(rng.choice(len(self), n, replace=False))
-        return Split(self.name, self.x[idx], None if self.tok is None else self.tok[idx],
-                     None if self.y is None else self.y[idx])
+        return Split(
+            self.name, self.x[idx], None if self.tok is None else self.tok[idx], None if self.y is None else self.y[idx]
+        )
 
 
 @dataclass
@@ -71,8 +73,16 @@ def split_from_data(sd) -> Split:
     if index.shape[1] > 1:
         start = np.zeros(pad, bool)
         start[index[:, -1][index[:, -2] == pad]] = True
-    return Split(sd.name, steps[index], None if tokens is None else tokens[index], sd.target.numpy(),
-                 steps[:-1], None if tokens is None else tokens[:-1], index[:, -1], start)
+    return Split(
+        sd.name,
+        steps[index],
+        None if tokens is None else tokens[index],
+        sd.target.numpy(),
+        steps[:-1],
+        None if tokens is None else tokens[:-1],
+        index[:, -1],
+        start,
+    )
 
 
 def from_checkpoint(ckpt_path: str, dataset_dir: str | None = None, splits: list[str] | None = None) -> Source:
@@ -87,7 +97,16 @@ def from_checkpoint(ckpt_path: str, dataset_dir: str | None = None, splits: list
     feats = None
     if meta.get("features") is not None:
         feats = {"specs": meta["features"], "mean": meta["mean"], "std": meta["std"], "names": meta["feature_names"]}
-    return Source(module.net.eval(), int(meta["window"]), int(meta["n_features"]), int(meta.get("n_tokens") or 0),
-                  split_from_data(dm.get_split("train")), [split_from_data(dm.get_split(n)) for n in names],
-                  task=meta["task"], metric=monitor, unknown_token=meta.get("unknown_token"), features=feats,
-                  describe=f"{ckpt_path} ({meta['task']}, {type(module.net.backbone).__name__})")
+    return Source(
+        module.net.eval(),
+        int(meta["window"]),
+        int(meta["n_features"]),
+        int(meta.get("n_tokens") or 0),
+        split_from_data(dm.get_split("train")),
+        [split_from_data(dm.get_split(n)) for n in names],
+        task=meta["task"],
+        metric=monitor,
+        unknown_token=meta.get("unknown_token"),
+        features=feats,
+        describe=f"{ckpt_path} ({meta['task']}, {type(module.net.backbone).__name__})",
+    )

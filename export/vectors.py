@@ -5,6 +5,7 @@ sources: held-out data (float windows quantized as the caller would), random inp
 calibrated range, across the whole s16 range and beyond it) and saturation extremes (s16 and s32
 limits, out-of-range tokens). The binary format is the one export/harness/harness.c reads.
 """
+
 from __future__ import annotations
 
 import struct
@@ -16,7 +17,7 @@ from export.intref import IntRef, Stream
 from export.quantize import QModel
 
 VEC_MAGIC = 0x564D4C53  # "SLMV"
-S32_MIN, S32_MAX = -(2 ** 31), 2 ** 31 - 1
+S32_MIN, S32_MAX = -(2**31), 2**31 - 1
 
 
 @dataclass
@@ -54,10 +55,13 @@ def random_streams(q: QModel, n: int, steps: int, rng: np.random.Generator) -> S
     """Random inputs: a third near the calibrated range, a third uniform over s16, a third
     uniform over a range 16x wider than s16 (input saturation); tokens include invalid ids."""
     shape = (n, steps, q.graph.n_num)
-    r = q.ranges[q.graph.x] * 2.0 ** q.in_frac
+    r = q.ranges[q.graph.x] * 2.0**q.in_frac
     part = rng.integers(0, 3, size=(n, 1, 1))
-    x = np.where(part == 0, np.round(rng.normal(0, max(r, 1.0) / 3, shape)),
-                 np.where(part == 1, rng.integers(-32768, 32768, shape), rng.integers(-2 ** 19, 2 ** 19, shape)))
+    x = np.where(
+        part == 0,
+        np.round(rng.normal(0, max(r, 1.0) / 3, shape)),
+        np.where(part == 1, rng.integers(-32768, 32768, shape), rng.integers(-(2**19), 2**19, shape)),
+    )
     tok = rng.integers(-2, q.graph.vocab + 2, size=(n, steps)) if q.graph.tokens else None
     return StreamSet("random", pack_inputs(q, x.astype(np.int64), tok))
 

@@ -13,6 +13,7 @@ the blob's arch hash must match. Streaming state is per balancing CPU, as in the
 RECORDS: run directories, folders of runs, or record files (the loader's stream `.bin` /
 `.bin.zst`, or `can_migrate.parquet`).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -99,6 +100,7 @@ def read_records(path: Path) -> np.ndarray:
 
 # -- the model from an export directory ----------------------------------------------------------
 
+
 def _in_columns(model_h: str) -> list[str]:
     m = re.search(r"slm_in_column\[[A-Z_]+\][^=]*=\s*\{(.*?)\};", model_h, re.S)
     if not m:
@@ -136,20 +138,32 @@ def load_export(export_dir: Path, blob_path: Path | None = None):
         raise ParityError(f"{d}: one-hot inputs are not can_migrate features")
     divisors = dict(FEATURES)
     n = len(names)
-    q.encoder = Encoder(list(kinds), [None] * n, np.zeros(n, np.int64), np.zeros(n, np.int64), list(names),
-                        columns, [divisors.get(c, 1) for c in columns])
+    q.encoder = Encoder(
+        list(kinds),
+        [None] * n,
+        np.zeros(n, np.int64),
+        np.zeros(n, np.int64),
+        list(names),
+        columns,
+        [divisors.get(c, 1) for c in columns],
+    )
     hdr, image = blobmod.read_blob((blob_path or d / "model.blob").read_bytes())
     if hdr["arch_hash"] != blobmod.arch_hash(q):
-        raise ParityError(f"{blob_path or d / 'model.blob'}: arch hash 0x{hdr['arch_hash']:08x}, the export "
-                          f"rebuilt from {d} has 0x{blobmod.arch_hash(q):08x}")
+        raise ParityError(
+            f"{blob_path or d / 'model.blob'}: arch hash 0x{hdr['arch_hash']:08x}, the export "
+            f"rebuilt from {d} has 0x{blobmod.arch_hash(q):08x}"
+        )
     fields = blobmod.param_fields(q)
     offsets, size = blobmod.layout(fields)
     if size != len(image):
         raise ParityError(f"blob params are {len(image)} bytes, the model's struct {size}")
     ops = {op.out: op for op in q.ops}
     for f, off in zip(fields, offsets):
-        v = np.frombuffer(image, np.dtype(blobmod.CTYPES[f.ctype]).newbyteorder("<"), f.values.size,
-                          off).reshape(f.values.shape).astype(np.int64)
+        v = (
+            np.frombuffer(image, np.dtype(blobmod.CTYPES[f.ctype]).newbyteorder("<"), f.values.size, off)
+            .reshape(f.values.shape)
+            .astype(np.int64)
+        )
         if f.name in ("enc_a", "enc_b"):
             setattr(q.encoder, f.name[-1], v)
             continue
@@ -195,10 +209,21 @@ def reference_logits(q, rec: np.ndarray) -> np.ndarray:
 
 # -- the C side --------------------------------------------------------------------------------
 
+
 def build_harness(export_dir: Path, work: Path) -> Path:
     exe = work / "cm_parity"
-    cmd = ["gcc", "-O2", "-Wall", "-Werror", "-I", str(export_dir), *(f"-I{p}" for p in INCLUDES),
-           "-o", str(exe), str(HARNESS)]
+    cmd = [
+        "gcc",
+        "-O2",
+        "-Wall",
+        "-Werror",
+        "-I",
+        str(export_dir),
+        *(f"-I{p}" for p in INCLUDES),
+        "-o",
+        str(exe),
+        str(HARNESS),
+    ]
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode:
         raise ParityError(f"harness does not compile: {(p.stderr.strip().splitlines() or ['?'])[0]}")
@@ -250,7 +275,9 @@ def check(export_dir: Path, paths: list[Path], blob: Path | None = None, time_it
 
     consulted = hard_ok(records_frame(rec)).to_numpy() & ((rec["env_flags"] & LBF_ACTIVE_LB) == 0)
     return {
-        "export": str(export_dir), "blob": str(blob) if blob else None, "files": [str(f) for f in files],
+        "export": str(export_dir),
+        "blob": str(blob) if blob else None,
+        "files": [str(f) for f in files],
         "records": int(len(rec)),
         "feature_differences": int(np.any(feat_c != feat_py, axis=1).sum()),
         "logit_differences": int((logit_c != logit_py).sum()),
@@ -259,8 +286,11 @@ def check(export_dir: Path, paths: list[Path], blob: Path | None = None, time_it
         "agreement_with_recorded_ret": float((dec_py == (rec["ret"] != 0)).mean()) if len(rec) else None,
         # the calls where the patched kernel asks the model: hard conditions passed, no active balance
         "consulted_records": int(consulted.sum()),
-        "agreement_where_consulted": float((dec_py == (rec["ret"] != 0))[consulted].mean()) if consulted.any() else None,
-        "harness_ns_per_call": ns, "seconds": round(time.monotonic() - t0, 1),
+        "agreement_where_consulted": float((dec_py == (rec["ret"] != 0))[consulted].mean())
+        if consulted.any()
+        else None,
+        "harness_ns_per_call": ns,
+        "seconds": round(time.monotonic() - t0, 1),
     }
 
 

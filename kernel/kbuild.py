@@ -3,6 +3,7 @@
 The sources are copied next to the generated headers so that the repository stays
 free of build outputs and any export output directory can be compiled in.
 """
+
 from __future__ import annotations
 
 import glob
@@ -50,5 +51,8 @@ def build_module(gen_dir: Path, build_dir: Path, headers: Path, timeout: float =
         shutil.copy2(Path(gen_dir) / name, gen / name)
     p = subprocess.run(
         ["make", "-C", str(headers), f"M={build_dir}", "W=1", "modules"],
-        capture_output=True, text=True, timeout=timeout)
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     return Build(build_dir / "schedlearn.ko", p.stdout + p.stderr, p.returncode)

@@ -9,6 +9,7 @@ params size), so a mismatch is explained here instead of only in dmesg. The modu
 all of it again; this tool is a convenience, not the safety net.
 Inside the test VM (busybox, no Python) the push is plain `cat model.blob > /dev/schedlearn`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,12 +46,21 @@ class BlobHeader:
     crc32: int
 
 
-def pack(params: bytes, *, arch_hash: int, n_in: int, n_out: int, window: int, macs: int,
-         magic: int = MAGIC, version: int = VERSION, crc32: int | None = None) -> bytes:
+def pack(
+    params: bytes,
+    *,
+    arch_hash: int,
+    n_in: int,
+    n_out: int,
+    window: int,
+    macs: int,
+    magic: int = MAGIC,
+    version: int = VERSION,
+    crc32: int | None = None,
+) -> bytes:
     """A blob around a params image; crc32 defaults to the correct one."""
     crc = zlib.crc32(params) if crc32 is None else crc32
-    return HDR.pack(magic, version, HDR.size, arch_hash, n_in, n_out, window, macs,
-                    len(params), crc) + params
+    return HDR.pack(magic, version, HDR.size, arch_hash, n_in, n_out, window, macs, len(params), crc) + params
 
 
 def parse(data: bytes) -> BlobHeader:
@@ -65,9 +75,10 @@ def parse(data: bytes) -> BlobHeader:
     if h.hdr_size != HDR.size:
         raise BlobError(f"header size {h.hdr_size}, version {VERSION} has {HDR.size}")
     if len(data) != h.hdr_size + h.params_size:
-        raise BlobError(f"{len(data)} bytes, header announces {h.hdr_size} + {h.params_size}"
-                        " (truncated or trailing data)")
-    crc = zlib.crc32(data[h.hdr_size:])
+        raise BlobError(
+            f"{len(data)} bytes, header announces {h.hdr_size} + {h.params_size} (truncated or trailing data)"
+        )
+    crc = zlib.crc32(data[h.hdr_size :])
     if crc != h.crc32:
         raise BlobError(f"crc32 0x{crc:08x} of the params, header says 0x{h.crc32:08x} (corrupt)")
     return h
@@ -86,8 +97,10 @@ def check_target(h: BlobHeader, status: dict) -> None:
         if want is None:
             raise BlobError(f"module status lacks {field!r}: not a schedlearn module?")
         if getattr(h, field) != want:
-            raise BlobError(f"{field} {getattr(h, field):#x} but the module was built for {want:#x}"
-                            " (export the model for this module, or rebuild the module)")
+            raise BlobError(
+                f"{field} {getattr(h, field):#x} but the module was built for {want:#x}"
+                " (export the model for this module, or rebuild the module)"
+            )
 
 
 def parse_status(text: str) -> dict:
@@ -152,13 +165,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"push_model: {os_error(e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("push_model: interrupted; nothing pushed" if args.check_only else
-              "push_model: interrupted (a blob is pushed in one write: it is loaded whole or not at all)",
-              file=sys.stderr)
+        print(
+            "push_model: interrupted; nothing pushed"
+            if args.check_only
+            else "push_model: interrupted (a blob is pushed in one write: it is loaded whole or not at all)",
+            file=sys.stderr,
+        )
         return 130
     what = "valid" if args.check_only else f"loaded into {args.dev}"
-    print(f"push_model: {args.blob}: {what} (arch 0x{h.arch_hash:08x}, {h.macs} MACs, "
-          f"{h.params_size} bytes params, crc32 0x{h.crc32:08x})")
+    print(
+        f"push_model: {args.blob}: {what} (arch 0x{h.arch_hash:08x}, {h.macs} MACs, "
+        f"{h.params_size} bytes params, crc32 0x{h.crc32:08x})"
+    )
     return 0
 
 

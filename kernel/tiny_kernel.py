@@ -9,6 +9,7 @@ find it there; a lock keeps two builders from racing.
 
     python -m kernel.tiny_kernel            # build or find; prints the bzImage path
 """
+
 from __future__ import annotations
 
 import argparse
@@ -95,17 +96,21 @@ def ensure(root: Path | None = None, jobs: int = 2, log=print) -> TinyKernel:
         shutil.rmtree(work, ignore_errors=True)
         t0 = time.monotonic()
         log(f"tiny_kernel: building kernel-{key} in {work} (make -j{jobs}, minutes)")
-        p = subprocess.run(["nice", "-n", "10", "bash", str(SCRIPT), "--tiny", str(work)],
-                           env={**os.environ, "JOBS": str(jobs)}, capture_output=True, text=True)
+        p = subprocess.run(
+            ["nice", "-n", "10", "bash", str(SCRIPT), "--tiny", str(work)],
+            env={**os.environ, "JOBS": str(jobs)},
+            capture_output=True,
+            text=True,
+        )
         if p.returncode != 0:
             (root / f"kernel-{key}.failed.log").write_text(p.stdout + p.stderr)
             shutil.rmtree(work, ignore_errors=True)
             tail = (p.stdout + p.stderr).strip().splitlines()[-1:] or ["no output"]
-            raise KernelBuildError(f"build_fair.sh --tiny failed ({tail[0]}); log in "
-                                   f"{root}/kernel-{key}.failed.log")
+            raise KernelBuildError(f"build_fair.sh --tiny failed ({tail[0]}); log in {root}/kernel-{key}.failed.log")
         secs = time.monotonic() - t0
-        write_json_atomic(work / "build.json", {"key": key, "seconds": round(secs, 1),
-                                                "patch": str(PATCH), "tarball": str(TARBALL)})
+        write_json_atomic(
+            work / "build.json", {"key": key, "seconds": round(secs, 1), "patch": str(PATCH), "tarball": str(TARBALL)}
+        )
         log(f"tiny_kernel: built in {secs:.0f} s")
         return TinyKernel(root / f"kernel-{key}" / "linux-source-6.1", key, False, secs)
 

@@ -5,6 +5,7 @@ Every backbone maps a window `x` of shape (batch, length, features) to a vector 
 supports are used: Linear, ReLU, causal dilated Conv1d (+ BatchNorm, folded at export), residual
 add, LSTM.
 """
+
 from __future__ import annotations
 
 import torch

@@ -4,6 +4,7 @@ A baseline is a fixed predictor that emits logits shaped like the network's, so 
 `metric_inputs` and `make_metrics` score it exactly like the model. `BaselineMetrics` (a
 callback, on by default) logs them at the end of testing as `<split>/baseline/<name>/<metric>`.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -257,4 +258,3 @@ class BaselineMetrics(pl.Callback):
         metrics = evaluate_baselines(pl_module, dm, pl_module.test_names)
         # every rank computes the same values; sync_dist only keeps Lightning's DDP bookkeeping happy
         pl_module.log_dict(metrics, add_dataloader_idx=False, sync_dist=True)
-

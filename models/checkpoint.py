@@ -8,6 +8,7 @@ from pathlib import Path
 
 from plumbing.hydra_cli import UserError, one_line
 
+
 def check_checkpoint(path, key: str = "ckpt_path", load: bool = True) -> None:
     """UserError naming `key` unless `path` is a readable training checkpoint of this project
     (load=False: only the cheap checks, a complete zip file, without importing torch)."""
@@ -25,4 +26,3 @@ def check_checkpoint(path, key: str = "ckpt_path", load: bool = True) -> None:
         checkpoint_hparams(str(p))["data_meta"]["task"]
     except Exception as e:  # noqa: BLE001 - any failure to read it means: not our checkpoint
         raise UserError(f"{key}={p}: not a schedlearn training checkpoint ({one_line(e, 160)})") from None
-

@@ -7,6 +7,7 @@ LSTM = 4 x hidden x (input + hidden) per step and layer, Embedding = 0 (a table 
 Element-wise work (activations, BatchNorm, which export folds into the convolution) is not
 counted. Forward hooks only supply the shapes each layer actually sees.
 """
+
 from __future__ import annotations
 
 import torch
@@ -48,7 +49,13 @@ def macs_per_decision(net: nn.Module, x: torch.Tensor, tokens: torch.Tensor | No
     for m in net.modules():
         fn = next((f for cls, f in COUNTERS.items() if isinstance(m, cls)), None)
         if fn is not None:
-            hooks.append(m.register_forward_hook(lambda mod, i, o, fn=fn: total.__setitem__(0, total[0] + fn(mod, i, o if torch.is_tensor(o) else o[0]))))
+            hooks.append(
+                m.register_forward_hook(
+                    lambda mod, i, o, fn=fn: total.__setitem__(
+                        0, total[0] + fn(mod, i, o if torch.is_tensor(o) else o[0])
+                    )
+                )
+            )
     try:
         net.eval()(x[:1], None if tokens is None else tokens[:1])
     finally:

@@ -4,6 +4,7 @@ Backbone configs (conf/model/*.yaml) name one of the factories below, which give
 the same knobs (`width`, `depth`) so one hyper-parameter search space fits all three; the
 DataModule's metadata supplies the input size, window length and output size.
 """
+
 from __future__ import annotations
 
 import torch
@@ -18,7 +19,9 @@ def mlp(in_features: int, window: int, width: int = 64, depth: int = 2, dropout:
     return MLP(in_features, window, [width] * depth, dropout)
 
 
-def tcn(in_features: int, window: int, width: int = 32, depth: int = 3, kernel_size: int = 3, dropout: float = 0.0) -> TCN:
+def tcn(
+    in_features: int, window: int, width: int = 32, depth: int = 3, kernel_size: int = 3, dropout: float = 0.0
+) -> TCN:
     """`depth` residual blocks of `width` channels; dilation doubles per block."""
     return TCN(in_features, [width] * depth, kernel_size, dropout)
 

@@ -5,6 +5,7 @@ the training window length), which is deterministic byte for byte; local functio
 The graph may only use the whitelisted operators the integer exporter can translate; anything
 else raises ExportError naming the node and the module it came from.
 """
+
 from __future__ import annotations
 
 import ast
@@ -18,13 +19,29 @@ import onnx.inliner
 import torch
 
 OPSET = 20
-WHITELIST = frozenset({
-    # compute
-    "Gemm", "MatMul", "Add", "Relu", "Conv", "BatchNormalization", "LSTM",
-    # layout / constants
-    "Gather", "Concat", "Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Slice",
-    "Identity", "Constant",
-})
+WHITELIST = frozenset(
+    {
+        # compute
+        "Gemm",
+        "MatMul",
+        "Add",
+        "Relu",
+        "Conv",
+        "BatchNormalization",
+        "LSTM",
+        # layout / constants
+        "Gather",
+        "Concat",
+        "Transpose",
+        "Reshape",
+        "Flatten",
+        "Squeeze",
+        "Unsqueeze",
+        "Slice",
+        "Identity",
+        "Constant",
+    }
+)
 
 
 class ExportError(ValueError):
@@ -58,8 +75,15 @@ def export_onnx(net: torch.nn.Module, window: int, n_num: int, vocab: int) -> on
     raises ExportError when the graph leaves the whitelist."""
     args, names = _inputs(window, n_num, vocab)
     with quiet_exporter():
-        prog = torch.onnx.export(net.eval(), args, dynamo=True, opset_version=OPSET, input_names=names,
-                                 output_names=["logits"], verbose=False)
+        prog = torch.onnx.export(
+            net.eval(),
+            args,
+            dynamo=True,
+            opset_version=OPSET,
+            input_names=names,
+            output_names=["logits"],
+            verbose=False,
+        )
     model = onnx.inliner.inline_local_functions(prog.model_proto)
     check_whitelist(model)
     return model
@@ -74,8 +98,9 @@ def export_onnx_any(net: torch.nn.Module, window: int, n_num: int, vocab: int) -
         note = f"plain torch.onnx.export (the integer exporter refuses this network: {e})"
     args, names = _inputs(window, n_num, vocab)
     with quiet_exporter():
-        prog = torch.onnx.export(net.eval(), args, dynamo=True, input_names=names, output_names=["logits"],
-                                 verbose=False)
+        prog = torch.onnx.export(
+            net.eval(), args, dynamo=True, input_names=names, output_names=["logits"], verbose=False
+        )
     return prog.model_proto, note
 
 
@@ -98,4 +123,5 @@ def check_whitelist(model: onnx.ModelProto) -> None:
             raise ExportError(
                 f"unsupported ONNX op {node.domain + '::' if node.domain else ''}{node.op_type} "
                 f"(node {node.name!r}) from module {node_origin(node)}; the integer exporter supports "
-                f"{', '.join(sorted(WHITELIST))}")
+                f"{', '.join(sorted(WHITELIST))}"
+            )

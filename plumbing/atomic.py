@@ -3,6 +3,7 @@
 The one helper every floor uses: write beside the target under a dot-name, then rename. The
 checksum of a finished file lives here too, so the collectors and the builder share it.
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -1,6 +1,7 @@
 """What every argparse command line of the project shares: a usage error is one line
 ("PROG: error: ..., see --help") and exit 2, not argparse's usage block plus a line; and the
 one-line text of an OSError ("PATH: reason")."""
+
 from __future__ import annotations
 
 import argparse

@@ -4,6 +4,7 @@ and exit 130; a run folder that holds nothing but Hydra's own files is removed o
 
 HYDRA_FULL_ERROR=1 set by the user keeps Hydra's full traceback (for debugging).
 """
+
 from __future__ import annotations
 
 import os
@@ -14,12 +15,33 @@ from typing import Callable
 
 # Lightning Trainer arguments that must be integers / numbers (a string there ends in a bare
 # AssertionError deep inside the fit loop).
-TRAINER_INTS = ("max_epochs", "min_epochs", "max_steps", "min_steps", "accumulate_grad_batches",
-                "log_every_n_steps", "check_val_every_n_epoch", "num_sanity_val_steps", "num_nodes")
-TRAINER_NUMBERS = ("limit_train_batches", "limit_val_batches", "limit_test_batches",
-                   "limit_predict_batches", "val_check_interval", "gradient_clip_val", "overfit_batches")
-_NOISE = ("Config search path", "provider=", "object_type=", "reference_type=",
-          "Set the environment variable HYDRA_FULL_ERROR")
+TRAINER_INTS = (
+    "max_epochs",
+    "min_epochs",
+    "max_steps",
+    "min_steps",
+    "accumulate_grad_batches",
+    "log_every_n_steps",
+    "check_val_every_n_epoch",
+    "num_sanity_val_steps",
+    "num_nodes",
+)
+TRAINER_NUMBERS = (
+    "limit_train_batches",
+    "limit_val_batches",
+    "limit_test_batches",
+    "limit_predict_batches",
+    "val_check_interval",
+    "gradient_clip_val",
+    "overfit_batches",
+)
+_NOISE = (
+    "Config search path",
+    "provider=",
+    "object_type=",
+    "reference_type=",
+    "Set the environment variable HYDRA_FULL_ERROR",
+)
 
 
 class UserError(ValueError):
@@ -57,7 +79,6 @@ def check_number(value, key: str, kind: type = int, minimum: float | None = None
         raise UserError(f"{key}={value!r}: expected {'an integer' if kind is int else 'a number'}")
     if minimum is not None and value < minimum:
         raise UserError(f"{key}={value!r}: must be >= {minimum:g}")
-
 
 
 def check_trainer(trainer_cfg) -> None:

@@ -4,6 +4,7 @@ Written here rather than with cpio(1) so that /dev/console can be a real device 
 root, and so that the archive is byte-for-byte reproducible. Several gzip'd archives
 concatenated are one initramfs to the kernel: a cached base plus a small per-boot part.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -26,8 +27,7 @@ def _entry(ino: int, name: str, mode: int, data: bytes = b"", rdev: tuple[int, i
     return head + data + b"\0" * (-len(data) % 4)
 
 
-def newc(files: dict[str, bytes], executables: set[str] = frozenset(),
-         base_dirs: bool = True) -> bytes:
+def newc(files: dict[str, bytes], executables: set[str] = frozenset(), base_dirs: bool = True) -> bytes:
     """Archive with the usual root dirs, /dev/console, and `files` (name -> content).
     base_dirs=False: only `files` and their parent directories (an overlay archive)."""
     out, ino = [], 1

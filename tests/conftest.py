@@ -11,6 +11,7 @@ propagate neither in nor out), unmounts every tracefs there and mounts a fresh o
 view of it), so tests still save/restore it and take the collector's lock; only the mount
 table is private. Subprocesses started by the test inherit the namespace.
 """
+
 import ctypes
 import os
 import sys
@@ -69,8 +70,7 @@ def _private_tracefs() -> str | None:
             call(f"umount {point}", libc.umount2(point.encode(), MNT_DETACH))
         if not TRACEFS.is_dir():
             return f"{TRACEFS} missing (kernel without tracing?)"
-        call(f"mount -t tracefs nodev {TRACEFS}",
-             libc.mount(b"nodev", str(TRACEFS).encode(), b"tracefs", 0, None))
+        call(f"mount -t tracefs nodev {TRACEFS}", libc.mount(b"nodev", str(TRACEFS).encode(), b"tracefs", 0, None))
     except OSError as e:
         return f"a private mount namespace with tracefs ({e.strerror})"
     if not (TRACEFS / "tracing_on").exists():

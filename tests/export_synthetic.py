@@ -5,6 +5,7 @@ the current step, on steps 1 and 3 back and (with tokens) on the token's parity,
 TCN and LSTM all have something to fit. `trained_source` trains a small SchedNet for a few
 hundred Adam steps (a second or two on one core) and wraps it as an export Source.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,7 +17,9 @@ from models.network import SchedNet, lstm, mlp, tcn
 FACTORIES = {"mlp": mlp, "tcn": tcn, "lstm": lstm}
 
 
-def sequences(n: int, t: int, f: int, vocab: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+def sequences(
+    n: int, t: int, f: int, vocab: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """(n, t, f) steps, (n, t) tokens, (n, t) labels of the rule at every step."""
     x = rng.standard_normal((n, t, f)).astype(np.float32)
     x[..., -1] = 1.0  # like the DataModule's `valid` channel
@@ -38,16 +41,32 @@ def windows(x: np.ndarray, tok: np.ndarray | None, y: np.ndarray, window: int, n
     start = np.zeros((n, t), bool)
     start[:, 0] = True
     row = (np.arange(n)[:, None] * t + ends[None, :]).reshape(-1)
-    return Split(name, xw, tw, y[:, ends].reshape(-1), x.reshape(n * t, f),
-                 None if tok is None else tok.reshape(-1), row, start.reshape(-1) if window > 1 else None)
+    return Split(
+        name,
+        xw,
+        tw,
+        y[:, ends].reshape(-1),
+        x.reshape(n * t, f),
+        None if tok is None else tok.reshape(-1),
+        row,
+        start.reshape(-1) if window > 1 else None,
+    )
 
 
 def make_net(kind: str, n_features: int, window: int, vocab: int = 0, embed: int = 0, **kw) -> SchedNet:
     return SchedNet(FACTORIES[kind](n_features + (embed if vocab else 0), window, **kw), 1, vocab, embed)
 
 
-def trained_source(kind: str, window: int = 8, n_features: int = 5, vocab: int = 0, embed: int = 3, steps: int = 300,
-                   seed: int = 0, **kw) -> Source:
+def trained_source(
+    kind: str,
+    window: int = 8,
+    n_features: int = 5,
+    vocab: int = 0,
+    embed: int = 3,
+    steps: int = 300,
+    seed: int = 0,
+    **kw,
+) -> Source:
     """A SchedNet fitted to the synthetic rule; calibration = its training windows."""
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)

@@ -5,6 +5,7 @@ Nothing here comes from a kernel trace. Rows are drawn from simple random rules 
 has something learnable) with the exact columns and dtypes of data.dataset.replay's decision tables, so
 the training stack can be tested without the shipped dataset and in a few seconds.
 """
+
 from __future__ import annotations
 
 import json
@@ -110,7 +111,9 @@ def _next_task_run(rng: np.random.Generator, run_id: str, n_per_cpu: int) -> pd.
                     "next_tid": next_tid,
                     "next_prio": np.where(idle, 120, 120).astype(np.int16),
                     "dt_prev_switch_ns": dt,
-                    "next_since_wakeup_ns": np.where(rng.random(n_per_cpu) < 0.2, -1, rng.integers(0, 10**6, n_per_cpu)).astype(np.int64),
+                    "next_since_wakeup_ns": np.where(
+                        rng.random(n_per_cpu) < 0.2, -1, rng.integers(0, 10**6, n_per_cpu)
+                    ).astype(np.int64),
                     "next_prio_class": np.where(idle, 0, 1).astype(np.int8),
                 }
             )
@@ -143,8 +146,12 @@ def _can_migrate_run(rng: np.random.Generator, n: int) -> pd.DataFrame:
     rec["p_running"] = rng.random(n) < 0.05
     rec["dst_allowed"] = rng.random(n) > 0.05
     cold = rec["delta_ns"] >= 500_000
-    rec["ret"] = (~rec["p_running"].astype(bool) & rec["dst_allowed"].astype(bool)
-                  & (cold | (rec["nr_balance_failed"] > 1)) & (rng.random(n) < 0.9))
+    rec["ret"] = (
+        ~rec["p_running"].astype(bool)
+        & rec["dst_allowed"].astype(bool)
+        & (cold | (rec["nr_balance_failed"] > 1))
+        & (rng.random(n) < 0.9)
+    )
     return records_frame(rec)
 
 
@@ -161,8 +168,10 @@ def write_synthetic_dataset(root: Path, migration_rows: int = 300, switches_per_
     runs = [(r, w, c) for r, (w, c) in RUNS.items()]
     splits = split_runs(runs, UNSEEN)["runs"]  # the builder's rule: no val (it is in train)
     splits = {s: splits[s] + (splits["val"] if s == "train" else []) for s in ("train", "test_seen", "test_unseen")}
-    splits["workload"] = {w: [r for r in RUNS if RUNS[r][0] == w and r not in splits["train"]]
-                          for w in sorted({w for w, _ in RUNS.values()})}
+    splits["workload"] = {
+        w: [r for r in RUNS if RUNS[r][0] == w and r not in splits["train"]]
+        for w in sorted({w for w, _ in RUNS.values()})
+    }
     counts = {}
     for task, per_run in tables.items():
         (root / task).mkdir(parents=True, exist_ok=True)
@@ -178,8 +187,16 @@ def write_synthetic_dataset(root: Path, migration_rows: int = 300, switches_per_
         "splits": splits,
         "counts": counts,
         "features": {"migration": list(MIGRATION_FEATURES), "next_task": list(NEXT_TASK_COLUMNS)},
-        "sources": [{"run_id": r, "workload": v[0], "category": v[1], "path": "SYNTHETIC",
-                     "replay": {"wakeup_event": "sched_waking"}} for r, v in RUNS.items()],
+        "sources": [
+            {
+                "run_id": r,
+                "workload": v[0],
+                "category": v[1],
+                "path": "SYNTHETIC",
+                "replay": {"wakeup_event": "sched_waking"},
+            }
+            for r, v in RUNS.items()
+        ],
     }
     (root / "meta.json").write_text(json.dumps(card, indent=1))
     return root

@@ -8,6 +8,7 @@ row's pattern (after Ctrl-C: the last line, progress lines may come before it), 
 Ctrl-C of `python -m export` midway is tested in test_export_cli.py (it needs a trained
 checkpoint); the collector's SIGINT restore in test_collect.py goes further than the row here.
 """
+
 from __future__ import annotations
 
 import os
@@ -145,83 +146,422 @@ def tracefs():
 
 CASES = [
     # ---- python -m data.parse TRACE --out FILE
-    Case("parse", "missing", lambda f, c: [*PARSE, str(f.tmp / "nope.txt"), "--out", str(out(f, c))], r"nope\.txt: no such file", 2),
-    Case("parse", "empty", lambda f, c: [*PARSE, str(f.empty), "--out", str(out(f, c))], r"no scheduler events.*--allow-empty", 1),
-    Case("parse", "wrong-format", lambda f, c: [*PARSE, str(f.binary), "--out", str(out(f, c))], r"not an ftrace text file.*\(binary data\)$", 1),
-    Case("parse", "truncated", lambda f, c: [*PARSE, str(f.trunc_zst), "--out", str(out(f, c))], r"truncated or corrupt zstd data", 1),
-    Case("parse", "unwritable", lambda f, c: [*PARSE, str(SHIPPED_RUN / "trace.txt.zst"), "--out", str(UNWRITABLE)], r"--out .*cannot write", 2),
-    Case("parse", "unknown-name", lambda f, c: [*PARSE, str(f.text), "--out", str(out(f, c)), "--engine", "fortran"], r"invalid choice: 'fortran'", 2),
-    Case("parse", "ctrl-c", lambda f, c: [*PARSE, *map(str, sorted((REPO / "datasets" / "traces").glob("*/trace.txt.zst"))),
-                                          "--engine", "python", "--out", str(out(f, c))], r"interrupted", 130,
-         interrupt=lambda f, c, pid: any(out(f, c).glob("*.parquet"))),  # the first run done, more to go
+    Case(
+        "parse",
+        "missing",
+        lambda f, c: [*PARSE, str(f.tmp / "nope.txt"), "--out", str(out(f, c))],
+        r"nope\.txt: no such file",
+        2,
+    ),
+    Case(
+        "parse",
+        "empty",
+        lambda f, c: [*PARSE, str(f.empty), "--out", str(out(f, c))],
+        r"no scheduler events.*--allow-empty",
+        1,
+    ),
+    Case(
+        "parse",
+        "wrong-format",
+        lambda f, c: [*PARSE, str(f.binary), "--out", str(out(f, c))],
+        r"not an ftrace text file.*\(binary data\)$",
+        1,
+    ),
+    Case(
+        "parse",
+        "truncated",
+        lambda f, c: [*PARSE, str(f.trunc_zst), "--out", str(out(f, c))],
+        r"truncated or corrupt zstd data",
+        1,
+    ),
+    Case(
+        "parse",
+        "unwritable",
+        lambda f, c: [*PARSE, str(SHIPPED_RUN / "trace.txt.zst"), "--out", str(UNWRITABLE)],
+        r"--out .*cannot write",
+        2,
+    ),
+    Case(
+        "parse",
+        "unknown-name",
+        lambda f, c: [*PARSE, str(f.text), "--out", str(out(f, c)), "--engine", "fortran"],
+        r"invalid choice: 'fortran'",
+        2,
+    ),
+    Case(
+        "parse",
+        "ctrl-c",
+        lambda f, c: [
+            *PARSE,
+            *map(str, sorted((REPO / "datasets" / "traces").glob("*/trace.txt.zst"))),
+            "--engine",
+            "python",
+            "--out",
+            str(out(f, c)),
+        ],
+        r"interrupted",
+        130,
+        interrupt=lambda f, c, pid: any(out(f, c).glob("*.parquet")),
+    ),  # the first run done, more to go
     # ---- python -m data.build --traces DIR --out DATASET
-    Case("build", "missing", lambda f, c: [*BUILD, "--traces", str(f.tmp / "nope"), "--out", str(out(f, c))], r"--traces .*nope: no such folder", 2),
-    Case("build", "empty", lambda f, c: [*BUILD, "--traces", str(f.emptydir), "--out", str(out(f, c))], r"no traces found under", 2),
-    Case("build", "wrong-format", lambda f, c: [*BUILD, "--traces", str(f.badmeta), "--out", str(out(f, c))], r"meta\.json is not readable JSON", 2),
-    Case("build", "truncated", lambda f, c: [*BUILD, "--traces", str(f.trunc_runs), "--out", str(out(f, c))], r"truncated or corrupt zstd data.*nothing written", 1),
-    Case("build", "unwritable", lambda f, c: [*BUILD, "--traces", str(f.trunc_runs), "--out", str(UNWRITABLE)], r"--out .*cannot write", 2),
-    Case("build", "out-is-a-file", lambda f, c: [*BUILD, "--traces", str(f.trunc_runs), "--out", str(f.text)], r"--out .*exists and is not a folder", 2),
-    Case("build", "unknown-name", lambda f, c: [*BUILD, "--traces", str(REPO / "datasets" / "traces"), "--out", str(out(f, c)), "--unseen", "nosuch"],
-         r"--unseen names categories with no runs: nosuch", 2),
-    Case("build", "ctrl-c", lambda f, c: [*BUILD, "--traces", str(REPO / "datasets" / "traces"), "--out", str(out(f, c))], r"interrupted", 130,
-         interrupt=staged),
+    Case(
+        "build",
+        "missing",
+        lambda f, c: [*BUILD, "--traces", str(f.tmp / "nope"), "--out", str(out(f, c))],
+        r"--traces .*nope: no such folder",
+        2,
+    ),
+    Case(
+        "build",
+        "empty",
+        lambda f, c: [*BUILD, "--traces", str(f.emptydir), "--out", str(out(f, c))],
+        r"no traces found under",
+        2,
+    ),
+    Case(
+        "build",
+        "wrong-format",
+        lambda f, c: [*BUILD, "--traces", str(f.badmeta), "--out", str(out(f, c))],
+        r"meta\.json is not readable JSON",
+        2,
+    ),
+    Case(
+        "build",
+        "truncated",
+        lambda f, c: [*BUILD, "--traces", str(f.trunc_runs), "--out", str(out(f, c))],
+        r"truncated or corrupt zstd data.*nothing written",
+        1,
+    ),
+    Case(
+        "build",
+        "unwritable",
+        lambda f, c: [*BUILD, "--traces", str(f.trunc_runs), "--out", str(UNWRITABLE)],
+        r"--out .*cannot write",
+        2,
+    ),
+    Case(
+        "build",
+        "out-is-a-file",
+        lambda f, c: [*BUILD, "--traces", str(f.trunc_runs), "--out", str(f.text)],
+        r"--out .*exists and is not a folder",
+        2,
+    ),
+    Case(
+        "build",
+        "unknown-name",
+        lambda f, c: [
+            *BUILD,
+            "--traces",
+            str(REPO / "datasets" / "traces"),
+            "--out",
+            str(out(f, c)),
+            "--unseen",
+            "nosuch",
+        ],
+        r"--unseen names categories with no runs: nosuch",
+        2,
+    ),
+    Case(
+        "build",
+        "ctrl-c",
+        lambda f, c: [*BUILD, "--traces", str(REPO / "datasets" / "traces"), "--out", str(out(f, c))],
+        r"interrupted",
+        130,
+        interrupt=staged,
+    ),
     # ---- python -m data.collect
-    Case("collect", "missing", lambda f, c: [*COLLECT, "--summary", str(f.tmp / "nope")], r"--summary .*no such folder", 2),
+    Case(
+        "collect",
+        "missing",
+        lambda f, c: [*COLLECT, "--summary", str(f.tmp / "nope")],
+        r"--summary .*no such folder",
+        2,
+    ),
     Case("collect", "empty", lambda f, c: [*COLLECT, "--summary", str(f.emptydir)], r"--summary .*no runs", 1),
-    Case("collect", "wrong-format", lambda f, c: [*COLLECT, "--summary", str(f.badmeta)], r"meta\.json is not readable JSON", 1),
-    Case("collect", "unwritable", lambda f, c: [*COLLECT, "cpu-pool", "--out", str(UNWRITABLE)], r"--out .*cannot write|root", None),
-    Case("collect", "bad-number", lambda f, c: [*COLLECT, "cpu-pool", "--out", str(out(f, c)), "--runs", "abc"], r"--runs: invalid int value: 'abc'", 2),
-    Case("collect", "unknown-name", lambda f, c: [*COLLECT, "no-such-workload", "--out", str(out(f, c))], r"unknown workload", 2),
-    Case("collect", "ctrl-c", lambda f, c: [*COLLECT, "cpu-pool", "--seconds", "30", "--out", str(out(f, c))], r"interrupted.*restored", 130,
-         needs=tracefs, interrupt=lambda f, c, pid: bool(subprocess.run(["pgrep", "-f", "data.collect.workloads run cpu-pool --seconds 30"],
-                                                                     capture_output=True).stdout)),
+    Case(
+        "collect",
+        "wrong-format",
+        lambda f, c: [*COLLECT, "--summary", str(f.badmeta)],
+        r"meta\.json is not readable JSON",
+        1,
+    ),
+    Case(
+        "collect",
+        "unwritable",
+        lambda f, c: [*COLLECT, "cpu-pool", "--out", str(UNWRITABLE)],
+        r"--out .*cannot write|root",
+        None,
+    ),
+    Case(
+        "collect",
+        "bad-number",
+        lambda f, c: [*COLLECT, "cpu-pool", "--out", str(out(f, c)), "--runs", "abc"],
+        r"--runs: invalid int value: 'abc'",
+        2,
+    ),
+    Case(
+        "collect",
+        "unknown-name",
+        lambda f, c: [*COLLECT, "no-such-workload", "--out", str(out(f, c))],
+        r"unknown workload",
+        2,
+    ),
+    Case(
+        "collect",
+        "ctrl-c",
+        lambda f, c: [*COLLECT, "cpu-pool", "--seconds", "30", "--out", str(out(f, c))],
+        r"interrupted.*restored",
+        130,
+        needs=tracefs,
+        interrupt=lambda f, c, pid: bool(
+            subprocess.run(
+                ["pgrep", "-f", "data.collect.workloads run cpu-pool --seconds 30"], capture_output=True
+            ).stdout
+        ),
+    ),
     # ---- python train.py (Hydra): failures before any fitting
-    Case("train", "missing", lambda f, c: [*TRAIN, f"data.dataset_dir={f.tmp / 'nope'}", hydra_run(f, c)], r"data\.dataset_dir=.*no such directory", 1),
-    Case("train", "empty", lambda f, c: [*TRAIN, f"data.dataset_dir={f.emptydir}", hydra_run(f, c)], r"data\.dataset_dir=.*not a dataset", 1),
-    Case("train", "wrong-format", lambda f, c: [*TRAIN, f"ckpt_path={f.text}", hydra_run(f, c)], r"ckpt_path=.*not a schedlearn training checkpoint", 1),
-    Case("train", "truncated", lambda f, c: [*TRAIN, f"ckpt_path={f.ckpt_trunc}", hydra_run(f, c)], r"ckpt_path=.*not a schedlearn training checkpoint", 1),
-    Case("train", "unwritable", lambda f, c: [*TRAIN, f"hydra.run.dir={UNWRITABLE}", "trainer.max_epochs=1"], r"error: .*(proc|No such file|Permission)", 1),
-    Case("train", "bad-number", lambda f, c: [*TRAIN, "trainer.max_epochs=abc", hydra_run(f, c)], r"trainer\.max_epochs='abc': expected an integer", 1),
-    Case("train", "unknown-name", lambda f, c: [*TRAIN, "model=nosuch", hydra_run(f, c)], r"Could not find 'model/nosuch'.*lstm", 1),
-    Case("train", "unknown-key", lambda f, c: [*TRAIN, "colour=red", hydra_run(f, c)], r"Could not override 'colour'", 1),
-    Case("train", "ctrl-c", lambda f, c: [*TRAIN, hydra_run(f, c)], r"^train\.py: interrupted$", 130, interrupt=run_dir_made),
+    Case(
+        "train",
+        "missing",
+        lambda f, c: [*TRAIN, f"data.dataset_dir={f.tmp / 'nope'}", hydra_run(f, c)],
+        r"data\.dataset_dir=.*no such directory",
+        1,
+    ),
+    Case(
+        "train",
+        "empty",
+        lambda f, c: [*TRAIN, f"data.dataset_dir={f.emptydir}", hydra_run(f, c)],
+        r"data\.dataset_dir=.*not a dataset",
+        1,
+    ),
+    Case(
+        "train",
+        "wrong-format",
+        lambda f, c: [*TRAIN, f"ckpt_path={f.text}", hydra_run(f, c)],
+        r"ckpt_path=.*not a schedlearn training checkpoint",
+        1,
+    ),
+    Case(
+        "train",
+        "truncated",
+        lambda f, c: [*TRAIN, f"ckpt_path={f.ckpt_trunc}", hydra_run(f, c)],
+        r"ckpt_path=.*not a schedlearn training checkpoint",
+        1,
+    ),
+    Case(
+        "train",
+        "unwritable",
+        lambda f, c: [*TRAIN, f"hydra.run.dir={UNWRITABLE}", "trainer.max_epochs=1"],
+        r"error: .*(proc|No such file|Permission)",
+        1,
+    ),
+    Case(
+        "train",
+        "bad-number",
+        lambda f, c: [*TRAIN, "trainer.max_epochs=abc", hydra_run(f, c)],
+        r"trainer\.max_epochs='abc': expected an integer",
+        1,
+    ),
+    Case(
+        "train",
+        "unknown-name",
+        lambda f, c: [*TRAIN, "model=nosuch", hydra_run(f, c)],
+        r"Could not find 'model/nosuch'.*lstm",
+        1,
+    ),
+    Case(
+        "train", "unknown-key", lambda f, c: [*TRAIN, "colour=red", hydra_run(f, c)], r"Could not override 'colour'", 1
+    ),
+    Case(
+        "train",
+        "ctrl-c",
+        lambda f, c: [*TRAIN, hydra_run(f, c)],
+        r"^train\.py: interrupted$",
+        130,
+        interrupt=run_dir_made,
+    ),
     # ---- python evaluate.py (Hydra)
-    Case("evaluate", "missing", lambda f, c: [*EVAL, f"ckpt_path={f.tmp / 'nope.ckpt'}", hydra_run(f, c)], r"ckpt_path: checkpoint .*nope\.ckpt not found", 1),
-    Case("evaluate", "empty", lambda f, c: [*EVAL, f"runs={f.emptydir}", hydra_run(f, c)], r"runs=|no checkpoint|nothing to evaluate", 1),
-    Case("evaluate", "wrong-format", lambda f, c: [*EVAL, f"ckpt_path={f.text}", hydra_run(f, c)], r"not a schedlearn training checkpoint", 1),
-    Case("evaluate", "truncated", lambda f, c: [*EVAL, f"ckpt_path={f.ckpt_trunc}", hydra_run(f, c)], r"not a schedlearn training checkpoint", 1),
-    Case("evaluate", "unwritable", lambda f, c: [*EVAL, f"ckpt_path={f.text}", f"hydra.run.dir={UNWRITABLE}"], r"error: .*(proc|No such file|Permission)", 1),
-    Case("evaluate", "bad-number", lambda f, c: [*EVAL, f"ckpt_path={f.text}", "latency.calls=abc", hydra_run(f, c)], r"latency\.calls='abc': expected an integer", 1),
-    Case("evaluate", "unknown-name", lambda f, c: [*EVAL, f"ckpt_path={f.text}", "model.width=8", hydra_run(f, c)], r"'model\.width=8' cannot be overridden", 1),
-    Case("evaluate", "ctrl-c", lambda f, c: [*EVAL, f"ckpt_path={f.ckpt_zip}", hydra_run(f, c)], r"^evaluate\.py: interrupted$", 130, interrupt=run_dir_made),
+    Case(
+        "evaluate",
+        "missing",
+        lambda f, c: [*EVAL, f"ckpt_path={f.tmp / 'nope.ckpt'}", hydra_run(f, c)],
+        r"ckpt_path: checkpoint .*nope\.ckpt not found",
+        1,
+    ),
+    Case(
+        "evaluate",
+        "empty",
+        lambda f, c: [*EVAL, f"runs={f.emptydir}", hydra_run(f, c)],
+        r"runs=|no checkpoint|nothing to evaluate",
+        1,
+    ),
+    Case(
+        "evaluate",
+        "wrong-format",
+        lambda f, c: [*EVAL, f"ckpt_path={f.text}", hydra_run(f, c)],
+        r"not a schedlearn training checkpoint",
+        1,
+    ),
+    Case(
+        "evaluate",
+        "truncated",
+        lambda f, c: [*EVAL, f"ckpt_path={f.ckpt_trunc}", hydra_run(f, c)],
+        r"not a schedlearn training checkpoint",
+        1,
+    ),
+    Case(
+        "evaluate",
+        "unwritable",
+        lambda f, c: [*EVAL, f"ckpt_path={f.text}", f"hydra.run.dir={UNWRITABLE}"],
+        r"error: .*(proc|No such file|Permission)",
+        1,
+    ),
+    Case(
+        "evaluate",
+        "bad-number",
+        lambda f, c: [*EVAL, f"ckpt_path={f.text}", "latency.calls=abc", hydra_run(f, c)],
+        r"latency\.calls='abc': expected an integer",
+        1,
+    ),
+    Case(
+        "evaluate",
+        "unknown-name",
+        lambda f, c: [*EVAL, f"ckpt_path={f.text}", "model.width=8", hydra_run(f, c)],
+        r"'model\.width=8' cannot be overridden",
+        1,
+    ),
+    Case(
+        "evaluate",
+        "ctrl-c",
+        lambda f, c: [*EVAL, f"ckpt_path={f.ckpt_zip}", hydra_run(f, c)],
+        r"^evaluate\.py: interrupted$",
+        130,
+        interrupt=run_dir_made,
+    ),
     # ---- python -m export (Hydra); Ctrl-C midway: test_export_cli.py
-    Case("export", "missing", lambda f, c: [*EXPORT, f"ckpt_path={f.tmp / 'nope.ckpt'}", f"out={out(f, c)}"], r"ckpt_path=.*nope\.ckpt: no such file", 1),
-    Case("export", "empty", lambda f, c: [*EXPORT, f"ckpt_path={f.empty}", f"out={out(f, c)}"], r"ckpt_path=.*not a schedlearn training checkpoint", 1),
-    Case("export", "wrong-format", lambda f, c: [*EXPORT, f"ckpt_path={f.text}", f"out={out(f, c)}"], r"ckpt_path=.*not a schedlearn training checkpoint", 1),
-    Case("export", "truncated", lambda f, c: [*EXPORT, f"ckpt_path={f.ckpt_trunc}", f"out={out(f, c)}"], r"ckpt_path=.*not a schedlearn training checkpoint", 1),
-    Case("export", "unwritable", lambda f, c: [*EXPORT, f"ckpt_path={f.text}", f"out={UNWRITABLE}"], r"out=.*cannot create it", 1),
-    Case("export", "out-is-a-file", lambda f, c: [*EXPORT, f"ckpt_path={f.text}", f"out={f.text}"], r"out=.*exists and is not a folder", 1),
-    Case("export", "bad-number", lambda f, c: [*EXPORT, f"ckpt_path={f.text}", f"out={out(f, c)}", "vectors=abc"], r"vectors='abc': expected an integer", 1),
-    Case("export", "unknown-name", lambda f, c: [*EXPORT, f"ckpt_path={f.text}", f"out={out(f, c)}", "colour=red"], r"Could not override 'colour'", 1),
+    Case(
+        "export",
+        "missing",
+        lambda f, c: [*EXPORT, f"ckpt_path={f.tmp / 'nope.ckpt'}", f"out={out(f, c)}"],
+        r"ckpt_path=.*nope\.ckpt: no such file",
+        1,
+    ),
+    Case(
+        "export",
+        "empty",
+        lambda f, c: [*EXPORT, f"ckpt_path={f.empty}", f"out={out(f, c)}"],
+        r"ckpt_path=.*not a schedlearn training checkpoint",
+        1,
+    ),
+    Case(
+        "export",
+        "wrong-format",
+        lambda f, c: [*EXPORT, f"ckpt_path={f.text}", f"out={out(f, c)}"],
+        r"ckpt_path=.*not a schedlearn training checkpoint",
+        1,
+    ),
+    Case(
+        "export",
+        "truncated",
+        lambda f, c: [*EXPORT, f"ckpt_path={f.ckpt_trunc}", f"out={out(f, c)}"],
+        r"ckpt_path=.*not a schedlearn training checkpoint",
+        1,
+    ),
+    Case(
+        "export",
+        "unwritable",
+        lambda f, c: [*EXPORT, f"ckpt_path={f.text}", f"out={UNWRITABLE}"],
+        r"out=.*cannot create it",
+        1,
+    ),
+    Case(
+        "export",
+        "out-is-a-file",
+        lambda f, c: [*EXPORT, f"ckpt_path={f.text}", f"out={f.text}"],
+        r"out=.*exists and is not a folder",
+        1,
+    ),
+    Case(
+        "export",
+        "bad-number",
+        lambda f, c: [*EXPORT, f"ckpt_path={f.text}", f"out={out(f, c)}", "vectors=abc"],
+        r"vectors='abc': expected an integer",
+        1,
+    ),
+    Case(
+        "export",
+        "unknown-name",
+        lambda f, c: [*EXPORT, f"ckpt_path={f.text}", f"out={out(f, c)}", "colour=red"],
+        r"Could not override 'colour'",
+        1,
+    ),
     Case("export", "required", lambda f, c: [*EXPORT, f"out={out(f, c)}"], r"ckpt_path= is required", 1),
     # ---- python -m kernel.push_model BLOB
-    Case("push_model", "missing", lambda f, c: [*PUSH, str(f.tmp / "nope.blob"), "--check-only"], r"nope\.blob: No such file", 1),
-    Case("push_model", "empty", lambda f, c: [*PUSH, str(f.empty), "--check-only"], r"0 bytes: shorter than the \d+-byte header", 1),
+    Case(
+        "push_model",
+        "missing",
+        lambda f, c: [*PUSH, str(f.tmp / "nope.blob"), "--check-only"],
+        r"nope\.blob: No such file",
+        1,
+    ),
+    Case(
+        "push_model",
+        "empty",
+        lambda f, c: [*PUSH, str(f.empty), "--check-only"],
+        r"0 bytes: shorter than the \d+-byte header",
+        1,
+    ),
     Case("push_model", "wrong-format", lambda f, c: [*PUSH, str(f.binary), "--check-only"], r"bad magic", 1),
     Case("push_model", "truncated", lambda f, c: [*PUSH, str(f.blob_trunc), "--check-only"], r"truncated", 1),
     Case("push_model", "unwritable", lambda f, c: [*PUSH, str(f.blob), "--dev", str(UNWRITABLE)], r"No such file", 1),
-    Case("push_model", "bad-number", lambda f, c: [*PUSH, str(f.blob), "--max-macs", "abc"], r"--max-macs: invalid int value", 2),
-    Case("push_model", "unknown-name", lambda f, c: [*PUSH, str(f.blob), "--colour", "red"], r"unrecognized arguments: --colour", 2),
-    Case("push_model", "ctrl-c", lambda f, c: [*PUSH, str(f.blob), "--dev", str(f.fifo)], r"interrupted", 130,
-         interrupt=lambda f, c, pid: blocked_on_fifo(pid)),  # opening the FIFO "device" (no writer)
+    Case(
+        "push_model",
+        "bad-number",
+        lambda f, c: [*PUSH, str(f.blob), "--max-macs", "abc"],
+        r"--max-macs: invalid int value",
+        2,
+    ),
+    Case(
+        "push_model",
+        "unknown-name",
+        lambda f, c: [*PUSH, str(f.blob), "--colour", "red"],
+        r"unrecognized arguments: --colour",
+        2,
+    ),
+    Case(
+        "push_model",
+        "ctrl-c",
+        lambda f, c: [*PUSH, str(f.blob), "--dev", str(f.fifo)],
+        r"interrupted",
+        130,
+        interrupt=lambda f, c, pid: blocked_on_fifo(pid),
+    ),  # opening the FIFO "device" (no writer)
     # ---- python -m kernel.vm GEN_DIR MODEL_B
     Case("vm", "missing", lambda f, c: [*VM, str(f.tmp / "nope"), str(f.blob)], r"GEN_DIR .*no such folder", 2),
     Case("vm", "empty", lambda f, c: [*VM, str(f.emptydir), str(f.blob)], r"GEN_DIR .*not an export folder", 2),
     Case("vm", "wrong-format", lambda f, c: [*VM, str(f.gen), str(f.text)], r"MODEL_B .*bad magic", 2),
     Case("vm", "truncated", lambda f, c: [*VM, str(f.gen), str(f.blob_trunc)], r"MODEL_B .*truncated", 2),
-    Case("vm", "unwritable", lambda f, c: [*VM, str(f.gen), str(f.blob), "--work", str(UNWRITABLE)], r"--work .*cannot write", 2),
-    Case("vm", "bad-number", lambda f, c: [*VM, str(f.gen), str(f.blob), "--timeout", "abc"], r"--timeout: invalid float value", 2),
-    Case("vm", "unknown-name", lambda f, c: [*VM, str(f.gen), str(f.blob), "--colour"], r"unrecognized arguments: --colour", 2),
+    Case(
+        "vm",
+        "unwritable",
+        lambda f, c: [*VM, str(f.gen), str(f.blob), "--work", str(UNWRITABLE)],
+        r"--work .*cannot write",
+        2,
+    ),
+    Case(
+        "vm",
+        "bad-number",
+        lambda f, c: [*VM, str(f.gen), str(f.blob), "--timeout", "abc"],
+        r"--timeout: invalid float value",
+        2,
+    ),
+    Case(
+        "vm",
+        "unknown-name",
+        lambda f, c: [*VM, str(f.gen), str(f.blob), "--colour"],
+        r"unrecognized arguments: --colour",
+        2,
+    ),
 ]
 
 
@@ -233,8 +573,15 @@ def run_case(case: Case, f: Fixtures) -> tuple[int, str]:
         return r.returncode, r.stderr
     # as typed in a terminal: SIGINT not ignored even where this test runs in the background
     # (a non-interactive shell starts background jobs with SIGINT ignored, and children inherit it)
-    p = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    p = subprocess.Popen(
+        argv,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 300
     try:
         while not case.interrupt(f, case.id, p.pid):
@@ -278,12 +625,17 @@ def test_bad_input(case: Case, fx: Fixtures, plain_results):
     assert re.search(case.pattern, lines[0]), lines[0]
     assert rc != 0 and (case.rc is None or rc == case.rc), (rc, lines[0])
     target = out(fx, case.id)
-    leftovers = [p.name for p in target.parent.glob(f"{target.name}*")] + \
-                [p.name for p in target.parent.glob(f".{target.name}*")] if target.parent.exists() else []
+    leftovers = (
+        [p.name for p in target.parent.glob(f"{target.name}*")]
+        + [p.name for p in target.parent.glob(f".{target.name}*")]
+        if target.parent.exists()
+        else []
+    )
     if case.cli == "parse" and case.kind == "ctrl-c":  # finished tables stay; the one in progress is gone
         done = sorted(target.glob("*"))
         assert done and all(p.suffix == ".parquet" and not p.name.startswith(".") for p in done), done
         from data.parse.tracefile import read_stats
+
         for p in done:
             assert read_stats(p)["events"] > 0  # each complete, with its stats footer
     elif target.is_dir() and case.cli == "collect":  # the collector makes --out first; no run in it
@@ -297,10 +649,13 @@ def test_every_cli_meets_every_input_class():
     """The table covers every CLI, and each CLI its input classes (a row or a named test elsewhere)."""
     have = {(c.cli, c.kind) for c in CASES}
     classes = ("missing", "empty", "wrong-format", "truncated", "unwritable", "bad-number", "unknown-name", "ctrl-c")
-    elsewhere = {("export", "ctrl-c"): "test_export_cli.py::test_interrupted_export_leaves_out_as_it_was",
-                 ("vm", "ctrl-c"): "not tested: needs a real export to build and boot",
-                 ("build", "bad-number"): "no numeric option", ("parse", "bad-number"): "no numeric option",
-                 ("collect", "truncated"): "takes workload names, not files; broken meta.json is wrong-format"}
+    elsewhere = {
+        ("export", "ctrl-c"): "test_export_cli.py::test_interrupted_export_leaves_out_as_it_was",
+        ("vm", "ctrl-c"): "not tested: needs a real export to build and boot",
+        ("build", "bad-number"): "no numeric option",
+        ("parse", "bad-number"): "no numeric option",
+        ("collect", "truncated"): "takes workload names, not files; broken meta.json is wrong-format",
+    }
     for cli in ("parse", "build", "collect", "train", "evaluate", "export", "push_model", "vm"):
         for kind in classes:
             assert (cli, kind) in have or (cli, kind) in elsewhere, (cli, kind)

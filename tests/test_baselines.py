@@ -1,4 +1,5 @@
 """Baselines and the metrics they share with the models (hand-built splits, no trace data)."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -24,8 +25,13 @@ def binary_split(x: np.ndarray, y: np.ndarray, rows: pd.DataFrame | None = None)
     steps = torch.zeros(n + 1, f + 1)
     steps[:-1, :-1] = torch.as_tensor(x, dtype=torch.float32)
     steps[:-1, -1] = 1
-    return SplitData("t", steps, torch.arange(n)[:, None], torch.as_tensor(y, dtype=torch.float32),
-                     rows=rows if rows is not None else pd.DataFrame(index=range(n)))
+    return SplitData(
+        "t",
+        steps,
+        torch.arange(n)[:, None],
+        torch.as_tensor(y, dtype=torch.float32),
+        rows=rows if rows is not None else pd.DataFrame(index=range(n)),
+    )
 
 
 def score_binary(baseline, split) -> dict[str, float]:
@@ -62,15 +68,23 @@ def token_split(tokens: list[int], k: int) -> SplitData:
     lay = TokenLayout(k)
     t = np.array(tokens)
     pad = lay.pad
-    rows = pd.DataFrame({
-        "token": t[:-1],
-        "target": t[1:],
-        "ctx1": np.r_[pad, t[:-2]],
-        "ctx2": np.r_[pad, pad, t[:-3]],
-        "two_back": np.r_[lay.unknown, t[:-2]],
-    })
-    return SplitData("t", torch.zeros(len(t) + 1, 1), torch.arange(len(t) - 1)[:, None],
-                     torch.as_tensor(t[1:]), tokens=torch.as_tensor(np.r_[t, pad]), rows=rows)
+    rows = pd.DataFrame(
+        {
+            "token": t[:-1],
+            "target": t[1:],
+            "ctx1": np.r_[pad, t[:-2]],
+            "ctx2": np.r_[pad, pad, t[:-3]],
+            "two_back": np.r_[lay.unknown, t[:-2]],
+        }
+    )
+    return SplitData(
+        "t",
+        torch.zeros(len(t) + 1, 1),
+        torch.arange(len(t) - 1)[:, None],
+        torch.as_tensor(t[1:]),
+        tokens=torch.as_tensor(np.r_[t, pad]),
+        rows=rows,
+    )
 
 
 def next_task_meta(k: int) -> dict:

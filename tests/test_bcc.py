@@ -1,5 +1,6 @@
 """can_migrate_task collector: record layout vs the C header, decoding, Chen features,
 the capability message on this kernel, and that the BPF program compiles and verifies."""
+
 import shutil
 import struct
 import subprocess
@@ -22,22 +23,64 @@ HEADER = REPO / "data" / "collect" / "bcc" / "can_migrate.h"
 # nr_cpus_allowed ret | 11 x u8 flags | pad
 C_FORMAT = "<II" + "QqqQQQ" + "4Q" + "10i" + "9I" + "2i" + "11B" + "x"
 C_NAMES = [
-    "magic", "size", "ts_ns", "delta_ns", "imbalance", "src_load", "dst_load",
-    "total_numa_faults", "numa_faults_0", "numa_faults_1", "numa_faults_2", "numa_faults_3",
-    "pid", "tgid", "curr_pid", "cpu", "src_cpu", "dst_cpu", "src_node", "dst_node", "idle",
-    "numa_preferred_nid", "src_nr_running", "dst_nr_running", "src_nr_numa_running",
-    "src_nr_preferred_running", "nr_balance_failed", "cache_nice_tries", "env_flags", "sd_flags",
-    "p_flags", "nr_cpus_allowed", "ret", "cpu_idle", "cpu_not_idle", "cpu_newly_idle",
-    "buddy_hot", "p_running", "throttled", "sched_delayed", "dst_allowed", "migration_type",
-    "task_hot_after", "policy",
+    "magic",
+    "size",
+    "ts_ns",
+    "delta_ns",
+    "imbalance",
+    "src_load",
+    "dst_load",
+    "total_numa_faults",
+    "numa_faults_0",
+    "numa_faults_1",
+    "numa_faults_2",
+    "numa_faults_3",
+    "pid",
+    "tgid",
+    "curr_pid",
+    "cpu",
+    "src_cpu",
+    "dst_cpu",
+    "src_node",
+    "dst_node",
+    "idle",
+    "numa_preferred_nid",
+    "src_nr_running",
+    "dst_nr_running",
+    "src_nr_numa_running",
+    "src_nr_preferred_running",
+    "nr_balance_failed",
+    "cache_nice_tries",
+    "env_flags",
+    "sd_flags",
+    "p_flags",
+    "nr_cpus_allowed",
+    "ret",
+    "cpu_idle",
+    "cpu_not_idle",
+    "cpu_newly_idle",
+    "buddy_hot",
+    "p_running",
+    "throttled",
+    "sched_delayed",
+    "dst_allowed",
+    "migration_type",
+    "task_hot_after",
+    "policy",
 ]
 
 
 def pack(**over) -> bytes:
     """One record; every field gets a distinct default value unless overridden."""
     vals = {n: i + 1 for i, n in enumerate(C_NAMES)}
-    vals.update(magic=rec.CM_MAGIC, size=rec.RECORD_SIZE, delta_ns=-(2**40) - 3,
-                imbalance=-5, ts_ns=2**63 + 11, numa_preferred_nid=-1)
+    vals.update(
+        magic=rec.CM_MAGIC,
+        size=rec.RECORD_SIZE,
+        delta_ns=-(2**40) - 3,
+        imbalance=-5,
+        ts_ns=2**63 + 11,
+        numa_preferred_nid=-1,
+    )
     for k in C_NAMES[-11:]:
         vals[k] = 1 if k != "migration_type" else 3
     vals["policy"] = 5
@@ -53,11 +96,17 @@ def test_dtype_matches_c_header_offsets(tmp_path):
     """Compile the header with the host compiler and compare offsetof/sizeof of every field."""
     require(shutil.which("cc") is not None, "a C compiler (cc)")
     fields = [n for n in rec.RECORD_DTYPE.names]
-    lines = ["#include <stdio.h>", "#include <stddef.h>", f'#include "{HEADER}"', "int main(void){",
-             'printf("sizeof %zu\\n", sizeof(struct cm_record));']
+    lines = [
+        "#include <stdio.h>",
+        "#include <stddef.h>",
+        f'#include "{HEADER}"',
+        "int main(void){",
+        'printf("sizeof %zu\\n", sizeof(struct cm_record));',
+    ]
     for n in fields:
-        lines.append(f'printf("{n} %zu %zu\\n", offsetof(struct cm_record, {n}), '
-                     f"sizeof(((struct cm_record *)0)->{n}));")
+        lines.append(
+            f'printf("{n} %zu %zu\\n", offsetof(struct cm_record, {n}), sizeof(((struct cm_record *)0)->{n}));'
+        )
     lines.append("return 0;}")
     (tmp_path / "off.c").write_text("\n".join(lines))
     subprocess.run(["cc", "-o", str(tmp_path / "off"), str(tmp_path / "off.c")], check=True)
@@ -100,11 +149,30 @@ def frame(*records: bytes):
 
 
 def test_chen_features_values_filter_and_labels():
-    base = dict(p_running=0, throttled=0, dst_allowed=1, sched_delayed=0, src_node=0, dst_node=1,
-                numa_preferred_nid=1, src_nr_running=5, src_nr_preferred_running=2,
-                dst_nr_running=1, src_load=3000, dst_load=500, nr_balance_failed=3,
-                cache_nice_tries=1, total_numa_faults=10, numa_faults_0=2, numa_faults_1=7,
-                cpu_idle=0, cpu_not_idle=1, cpu_newly_idle=0, buddy_hot=0, task_hot_after=0)
+    base = dict(
+        p_running=0,
+        throttled=0,
+        dst_allowed=1,
+        sched_delayed=0,
+        src_node=0,
+        dst_node=1,
+        numa_preferred_nid=1,
+        src_nr_running=5,
+        src_nr_preferred_running=2,
+        dst_nr_running=1,
+        src_load=3000,
+        dst_load=500,
+        nr_balance_failed=3,
+        cache_nice_tries=1,
+        total_numa_faults=10,
+        numa_faults_0=2,
+        numa_faults_1=7,
+        cpu_idle=0,
+        cpu_not_idle=1,
+        cpu_newly_idle=0,
+        buddy_hot=0,
+        task_hot_after=0,
+    )
     df = frame(
         pack(**{**base, "task_hot_after": 1}, delta_ns=100_000, ret=1),  # hot but migrated: forced
         pack(**base, delta_ns=900_000, ret=1),  # cold, migrated
@@ -129,8 +197,9 @@ def test_chen_features_values_filter_and_labels():
 
 
 def run_bcc_cli(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "data.collect", "--bcc", *args], cwd=REPO,
-                          capture_output=True, text=True, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "data.collect", "--bcc", *args], cwd=REPO, capture_output=True, text=True, **kw
+    )
 
 
 def test_capability_message_on_this_kernel(tmp_path):
@@ -163,9 +232,10 @@ def test_capability_check_names_bcc_module_and_tools(monkeypatch):
 def built(tmp_path_factory):
     """clang -target bpf against a vmlinux.h from this kernel's BTF; skeleton; loader."""
     tools = [t for t in ("clang", "bpftool", "cc") if shutil.which(t) is None]
-    require(not tools and Path("/sys/kernel/btf/vmlinux").exists()
-            and Path("/usr/include/bpf/bpf_helpers.h").exists(),
-            f"clang, bpftool, cc, libbpf-dev and kernel BTF (missing: {tools})")
+    require(
+        not tools and Path("/sys/kernel/btf/vmlinux").exists() and Path("/usr/include/bpf/bpf_helpers.h").exists(),
+        f"clang, bpftool, cc, libbpf-dev and kernel BTF (missing: {tools})",
+    )
     d = tmp_path_factory.mktemp("bpf")
     return d, bcc.build(d)
 
@@ -219,7 +289,8 @@ def test_front_end_writes_run_directory(tmp_path):
         "signal.signal(signal.SIGINT, lambda *a: stop.append(1))\n"
         "while not stop: time.sleep(0.01)\n"
         f"sys.stdout.buffer.write(open({str(payload)!r}, 'rb').read())\n"
-        "sys.stderr.write('{\"submitted\":3,\"ringbuf_full\":0,\"no_entry\":0,\"written\":3}\\n')\n")
+        'sys.stderr.write(\'{"submitted":3,"ringbuf_full":0,"no_entry":0,"written":3}\\n\')\n'
+    )
     fake.chmod(0o755)
     out = tmp_path / "out"
     meta = bcc.collect_run(fake, WORKLOADS["cpu-pool"], out, 0.2, 1, "test")
@@ -243,7 +314,8 @@ def test_loader_ready_after_other_messages_in_one_write(tmp_path):
         "import os, signal, time\n"
         "os.write(2, b'libbpf: some warning\\nready\\n')\n"
         "signal.signal(signal.SIGINT, lambda *a: os._exit(0))\n"
-        "time.sleep(30)\n")
+        "time.sleep(30)\n"
+    )
     fake.chmod(0o755)
     proc = bcc._start_loader(fake, tmp_path / "records.bin", timeout=5)
     try:

@@ -1,5 +1,6 @@
 """Dataset builder on run directories holding tiny hand-written ftrace texts (test inputs written
 here in the kernel's `trace` format, not real traces): split by whole trace, layout, card."""
+
 import hashlib
 import json
 
@@ -17,21 +18,27 @@ HEADER = "# tracer: nop\n#\n#           TASK-PID     CPU#  |||||  TIMESTAMP  FUN
 
 
 def line(ts_us: int, cpu: int, comm: str, pid: int, event: str, fields: str) -> str:
-    return (f"{comm:>16}-{pid:<7} [{cpu:03d}] d..2. {ts_us // 10**6:5d}.{ts_us % 10**6:06d}: "
-            f"{event}: {fields}\n")
+    return f"{comm:>16}-{pid:<7} [{cpu:03d}] d..2. {ts_us // 10**6:5d}.{ts_us % 10**6:06d}: {event}: {fields}\n"
 
 
 def switch(ts, cpu, prev, nxt, state="S"):
     pc, nc = (f"t{prev}" if prev else f"swapper/{cpu}"), (f"t{nxt}" if nxt else f"swapper/{cpu}")
-    return line(ts, cpu, pc, prev, "sched_switch",
-                f"prev_comm={pc} prev_pid={prev} prev_prio=120 prev_state={state} ==> "
-                f"next_comm={nc} next_pid={nxt} next_prio=120")
+    return line(
+        ts,
+        cpu,
+        pc,
+        prev,
+        "sched_switch",
+        f"prev_comm={pc} prev_pid={prev} prev_prio=120 prev_state={state} ==> "
+        f"next_comm={nc} next_pid={nxt} next_prio=120",
+    )
 
 
 def wake(ts, cpu, pid, target):
     f = f"comm=t{pid} pid={pid} prio=120 target_cpu={target:03d}"
-    return (line(ts, cpu, "<idle>", 0, "sched_waking", f"comm=t{pid} pid={pid} prio=120 "
-                 f"target_cpu={cpu:03d}") + line(ts + 1, cpu, "<idle>", 0, "sched_wakeup", f))
+    return line(ts, cpu, "<idle>", 0, "sched_waking", f"comm=t{pid} pid={pid} prio=120 target_cpu={cpu:03d}") + line(
+        ts + 1, cpu, "<idle>", 0, "sched_wakeup", f
+    )
 
 
 def trace_text(variant: int) -> str:
@@ -40,16 +47,25 @@ def trace_text(variant: int) -> str:
     ts = 100
     for k in range(variant + 2):
         c = k % 2
-        out += [wake(ts, c, 10, c), switch(ts + 5, c, 0, 10), switch(ts + 9, c, 10, 0),
-                wake(ts + 20, 1, 20, 1), switch(ts + 25, 1, 0, 20), switch(ts + 29, 1, 20, 0)]
+        out += [
+            wake(ts, c, 10, c),
+            switch(ts + 5, c, 0, 10),
+            switch(ts + 9, c, 10, 0),
+            wake(ts + 20, 1, 20, 1),
+            switch(ts + 25, 1, 0, 20),
+            switch(ts + 29, 1, 20, 0),
+        ]
         ts += 100
     return "".join(out)
 
 
 RUNS = [  # (run_id, workload, category)
-    ("alpha-r01", "alpha", "cpu"), ("alpha-r02", "alpha", "cpu"), ("alpha-r10", "alpha", "cpu"),
+    ("alpha-r01", "alpha", "cpu"),
+    ("alpha-r02", "alpha", "cpu"),
+    ("alpha-r10", "alpha", "cpu"),
     ("beta-r01", "beta", "cpu"),
-    ("gamma-r01", "gamma", "io"), ("gamma-r02", "gamma", "io"),
+    ("gamma-r01", "gamma", "io"),
+    ("gamma-r02", "gamma", "io"),
 ]
 
 
@@ -60,9 +76,9 @@ def traces(tmp_path_factory):
         d = root / "nested" / run_id if n % 2 else root / run_id  # found recursively
         d.mkdir(parents=True)
         (d / "trace.txt.zst").write_bytes(zstandard.compress(trace_text(n).encode()))
-        (d / "meta.json").write_text(json.dumps(dict(
-            run_id=run_id, workload=workload, category=category, nr_cpus=2,
-            overruns={"0": n, "1": 0})))
+        (d / "meta.json").write_text(
+            json.dumps(dict(run_id=run_id, workload=workload, category=category, nr_cpus=2, overruns={"0": n, "1": 0}))
+        )
     (root / "not-a-run").mkdir()  # a directory without meta.json is ignored
     return root
 
@@ -83,8 +99,7 @@ def test_split_rule(dataset):
     assert s["train"] == ["alpha-r01", "alpha-r02", "beta-r01"]
     assert s["test_seen"] == ["alpha-r10"]  # natural order: r10 is the last run
     assert s["test_unseen"] == ["gamma-r01", "gamma-r02"]
-    assert s["workload"] == {"alpha": ["alpha-r10"], "beta": [], "gamma": ["gamma-r01",
-                                                                         "gamma-r02"]}
+    assert s["workload"] == {"alpha": ["alpha-r10"], "beta": [], "gamma": ["gamma-r01", "gamma-r02"]}
     assert any("beta" in note and "single run" in note for note in card_of(dataset)["notes"])
     assert "No validation split here" in card_of(dataset)["split_rule"]  # a DataModule takes val out of train
 
@@ -92,11 +107,16 @@ def test_split_rule(dataset):
 @pytest.mark.parametrize("task", ["migration", "next_task"])
 def test_no_trace_lands_in_two_splits(dataset, traces, task):
     """Each run's rows are all in exactly one split; no per-workload files."""
-    split_ids = {s: pq.read_table(dataset / task / f"{s}.parquet").column("run_id").to_pylist()
-                 for s in ("train", "test_seen", "test_unseen")}
+    split_ids = {
+        s: pq.read_table(dataset / task / f"{s}.parquet").column("run_id").to_pylist()
+        for s in ("train", "test_seen", "test_unseen")
+    }
     sets = {s: set(v) for s, v in split_ids.items()}
-    assert not (sets["train"] & sets["test_seen"] or sets["train"] & sets["test_unseen"]
-                or sets["test_seen"] & sets["test_unseen"])
+    assert not (
+        sets["train"] & sets["test_seen"]
+        or sets["train"] & sets["test_unseen"]
+        or sets["test_seen"] & sets["test_unseen"]
+    )
     for run in find_runs([traces]):
         events, _ = parse_file(run.trace)
         expected = len(getattr(replay(events, run.run_id), task))
@@ -106,7 +126,10 @@ def test_no_trace_lands_in_two_splits(dataset, traces, task):
     # per-workload test sets are the test tables' rows of that workload: no files of their own
     assert not (dataset / task / "workload").exists()
     assert sorted(p.name for p in (dataset / task).iterdir()) == [
-        "test_seen.parquet", "test_unseen.parquet", "train.parquet"]
+        "test_seen.parquet",
+        "test_unseen.parquet",
+        "train.parquet",
+    ]
     assert sorted(card_of(dataset)["counts"][task]) == ["test_seen", "test_unseen", "train"]
 
 
@@ -123,8 +146,7 @@ def test_layout_and_columns(dataset):
 
 def test_card(dataset, traces):
     card = card_of(dataset)
-    assert card["unseen_categories"] == ["io"] and card["features"]["migration"] == list(
-        MIGRATION_FEATURES)
+    assert card["unseen_categories"] == ["io"] and card["features"]["migration"] == list(MIGRATION_FEATURES)
     src = {s["run_id"]: s for s in card["sources"]}
     run = next(r for r in find_runs([traces]) if r.run_id == "alpha-r02")
     s = src["alpha-r02"]
@@ -212,8 +234,9 @@ def test_shipped_guest_dataset_matches_the_guest_runs():
     assert card["tasks"] == ["migration", "next_task", "can_migrate"]
     for s in card["sources"]:
         run = shipped[s["run_id"]]
-        assert s["records_sha256"] == hashlib.sha256(run.records.read_bytes()).hexdigest(), \
+        assert s["records_sha256"] == hashlib.sha256(run.records.read_bytes()).hexdigest(), (
             f"{s['run_id']} records changed since datasets/sample_guest was built"
+        )
     cm = card["counts"]["can_migrate"]
     assert sum(cm[s]["rows"] for s in ("train", "test_seen", "test_unseen")) == card["can_migrate_filter"]["kept"]
     assert all(0 < cm[s][f"{LABEL}_positive_rate"] < 1 for s in ("train", "test_unseen"))
@@ -227,7 +250,10 @@ def test_no_events_leaves_out_the_event_copies(traces, tmp_path):
 
 
 def test_trace_seconds_replays_only_the_start(traces, tmp_path):
-    full, cut = card_of_build(traces, tmp_path / "full", []), card_of_build(traces, tmp_path / "cut", ["--trace-seconds", "0.0002"])
+    full, cut = (
+        card_of_build(traces, tmp_path / "full", []),
+        card_of_build(traces, tmp_path / "cut", ["--trace-seconds", "0.0002"]),
+    )
     assert cut["trace_seconds"] == 0.0002 and full["trace_seconds"] is None
     for a, b in zip(full["sources"], cut["sources"]):
         assert a["events"] == b["events"] == a["events_used"] > b["events_used"] > 0
@@ -241,7 +267,10 @@ def card_of_build(traces, out, extra):
 
 
 def test_max_events_replays_only_a_prefix(traces, tmp_path):
-    full, cut = card_of_build(traces, tmp_path / "full", []), card_of_build(traces, tmp_path / "cut", ["--max-events", "12"])
+    full, cut = (
+        card_of_build(traces, tmp_path / "full", []),
+        card_of_build(traces, tmp_path / "cut", ["--max-events", "12"]),
+    )
     assert cut["max_events"] == 12 and full["max_events"] is None
     for a, b in zip(full["sources"], cut["sources"]):
         assert a["events"] == b["events"] == a["events_used"] > b["events_used"] == 12

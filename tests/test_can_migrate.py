@@ -4,6 +4,7 @@ the synthetic (Singh) source and raw record files in evaluation.
 Records here are TEST INPUTS packed in the documented binary layout (data/can_migrate/record.py), not
 kernel records; their `ret` is set by hand-written cases or by an independent transcription
 of 6.1's can_migrate_task below, so the tests check the shared rule code against it."""
+
 from __future__ import annotations
 
 import json
@@ -77,8 +78,9 @@ def random_records(n: int, seed: int = 0, numa: bool = True) -> pd.DataFrame:
     rec["nr_balance_failed"] = rng.integers(0, 4, n)
     rec["cache_nice_tries"] = rng.integers(0, 2, n)
     rec["env_flags"] = np.where(rng.random(n) < 0.05, LBF_ACTIVE_LB, 0) | rng.integers(0, 2, n) * 0x08
-    rec["sd_flags"] = (np.where(rng.random(n) < 0.5, SD_NUMA, 0) if numa else 0) | \
-        np.where(rng.random(n) < 0.05, SD_SHARE_CPUCAPACITY, 0)
+    rec["sd_flags"] = (np.where(rng.random(n) < 0.5, SD_NUMA, 0) if numa else 0) | np.where(
+        rng.random(n) < 0.05, SD_SHARE_CPUCAPACITY, 0
+    )
     idle = rng.integers(0, 3, n)
     rec["idle"] = idle
     rec["cpu_idle"], rec["cpu_not_idle"], rec["cpu_newly_idle"] = idle == 0, idle == 1, idle == 2
@@ -110,23 +112,26 @@ def test_rule_equals_the_kernel_transcription_on_every_passing_record(records):
     assert table["active_lb"].sum() > 0 and (table["sd_numa"] & table["numa_faults"]).sum() > 0
 
 
-@pytest.mark.parametrize("row,allow,forced", [
-    (dict(delta_hot=0), 1, 0),  # cache cold
-    (dict(delta_hot=1), 0, 0),  # hot: refused
-    (dict(delta_hot=1, extra_fails=1), 1, 1),  # hot but balancing failed too often: forced
-    (dict(buddy_hot=1), 0, 0),  # a buddy is hot even when delta says cold
-    (dict(delta_hot=1, active_lb=1), 1, 0),  # active balance: allowed, hot never computed
-    (dict(delta_hot=1, idle_policy=1), 1, 0),  # SCHED_IDLE is never hot
-    (dict(delta_hot=1, fair_class=0), 1, 0),  # not a CFS task: task_hot() = 0
-    (dict(delta_hot=1, sd_share_cpucapacity=1), 1, 0),  # SMT siblings share cache
-    # NUMA: migrate_degrades_locality decides before task_hot
-    (dict(delta_hot=1, sd_numa=1, numa_faults=1, prefer_dst=1), 1, 0),  # to the preferred node
-    (dict(sd_numa=1, numa_faults=1, prefer_src=1, src_non_pref_nr=1), 0, 0),  # away from it
-    (dict(delta_hot=1, sd_numa=1, numa_faults=1, prefer_src=1), 0, 0),  # -1: task_hot -> hot
-    (dict(sd_numa=1, numa_faults=1, delta_faults=-0.5), 0, 0),  # dst has fewer faults
-    (dict(sd_numa=1, numa_faults=1, delta_faults=-0.5, cpu_idle=1), 1, 0),  # idle: task_hot
-    (dict(delta_hot=1, sd_numa=1, numa_faults=1, same_node=1, prefer_dst=1), 0, 0),  # same node
-])
+@pytest.mark.parametrize(
+    "row,allow,forced",
+    [
+        (dict(delta_hot=0), 1, 0),  # cache cold
+        (dict(delta_hot=1), 0, 0),  # hot: refused
+        (dict(delta_hot=1, extra_fails=1), 1, 1),  # hot but balancing failed too often: forced
+        (dict(buddy_hot=1), 0, 0),  # a buddy is hot even when delta says cold
+        (dict(delta_hot=1, active_lb=1), 1, 0),  # active balance: allowed, hot never computed
+        (dict(delta_hot=1, idle_policy=1), 1, 0),  # SCHED_IDLE is never hot
+        (dict(delta_hot=1, fair_class=0), 1, 0),  # not a CFS task: task_hot() = 0
+        (dict(delta_hot=1, sd_share_cpucapacity=1), 1, 0),  # SMT siblings share cache
+        # NUMA: migrate_degrades_locality decides before task_hot
+        (dict(delta_hot=1, sd_numa=1, numa_faults=1, prefer_dst=1), 1, 0),  # to the preferred node
+        (dict(sd_numa=1, numa_faults=1, prefer_src=1, src_non_pref_nr=1), 0, 0),  # away from it
+        (dict(delta_hot=1, sd_numa=1, numa_faults=1, prefer_src=1), 0, 0),  # -1: task_hot -> hot
+        (dict(sd_numa=1, numa_faults=1, delta_faults=-0.5), 0, 0),  # dst has fewer faults
+        (dict(sd_numa=1, numa_faults=1, delta_faults=-0.5, cpu_idle=1), 1, 0),  # idle: task_hot
+        (dict(delta_hot=1, sd_numa=1, numa_faults=1, same_node=1, prefer_dst=1), 0, 0),  # same node
+    ],
+)
 def test_rule_cases(row, allow, forced):
     base = {f: 0.0 for f in CHEN_FEATURES} | dict(RULE_CONTEXT)
     got = kernel_verdict(pd.DataFrame([base | row]))
@@ -187,8 +192,15 @@ def to_bytes(records: pd.DataFrame) -> bytes:
     return rec.tobytes()
 
 
-RUNS = [("a-r01", "a", "cpu"), ("a-r02", "a", "cpu"), ("a-r03", "a", "cpu"),
-        ("b-r01", "b", "msg"), ("b-r02", "b", "msg"), ("c-r01", "c", "io"), ("c-r02", "c", "io")]
+RUNS = [
+    ("a-r01", "a", "cpu"),
+    ("a-r02", "a", "cpu"),
+    ("a-r03", "a", "cpu"),
+    ("b-r01", "b", "msg"),
+    ("b-r02", "b", "msg"),
+    ("c-r01", "c", "io"),
+    ("c-r02", "c", "io"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -205,8 +217,7 @@ def test_builder_writes_can_migrate_tables(cm_dataset):
     out, card = cm_dataset
     assert card["tasks"] == ["can_migrate"]  # record-only runs: no trace, no ftrace tasks
     assert not (out / "migration").exists()
-    by_split = {s: pd.read_parquet(out / "can_migrate" / f"{s}.parquet")
-                for s in ("train", "test_seen", "test_unseen")}
+    by_split = {s: pd.read_parquet(out / "can_migrate" / f"{s}.parquet") for s in ("train", "test_seen", "test_unseen")}
     assert set(by_split["train"].run_id) == {"a-r01", "a-r02", "b-r01"}
     assert set(by_split["test_seen"].run_id) == {"a-r03", "b-r02"}
     assert set(by_split["test_unseen"].run_id) == {"c-r01", "c-r02"}
@@ -229,8 +240,12 @@ def test_builder_mixes_trace_runs_and_record_runs(tmp_path):
     from tests.conftest import REPO
 
     root = tmp_path / "runs"
-    for run_id, (records, trace) in {"x-r01": (True, True), "x-r02": (True, True), "y-r01": (False, True),
-                                     "y-r02": (False, True)}.items():
+    for run_id, (records, trace) in {
+        "x-r01": (True, True),
+        "x-r02": (True, True),
+        "y-r01": (False, True),
+        "y-r02": (False, True),
+    }.items():
         d = write_run(root, run_id, run_id[0], "cpu", random_records(200, 1, numa=False) if records else None)
         if trace:
             shutil.copy(REPO / "datasets/traces/cpu-pool-r01/trace.txt.zst", d / "trace.txt.zst")
@@ -276,9 +291,11 @@ def test_baselines_rule_is_exact_on_rule_consistent_records(cm_dataset):
     for label in ("can_migrate", "forced"):
         dm = CanMigrateDataModule(str(out), window=1, label=label)
         dm.setup("fit")
-        module = CanMigrateModule(backbone={"_target_": "models.network.mlp", "width": 4, "depth": 1},
-                                  optimizer={"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.1},
-                                  data_meta=dm.meta)
+        module = CanMigrateModule(
+            backbone={"_target_": "models.network.mlp", "width": 4, "depth": 1},
+            optimizer={"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.1},
+            data_meta=dm.meta,
+        )
         m = evaluate_baselines(module, dm, ["test_seen", "test_unseen"])
         assert m["test_unseen/baseline/kernel_rule/acc"] == 1.0 and m["test_seen/baseline/kernel_rule/bal_acc"] == 1.0
         rate = float(dm.get_split("train").target.mean())
@@ -369,10 +386,20 @@ def test_evaluate_cli_scores_a_can_migrate_checkpoint_on_raw_records(cm_dataset,
 
     out, _ = cm_dataset
     with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
-        cfg = compose("train", overrides=[
-            "experiment=can_migrate_chen", "debug=limit", "extras.print_config=false",
-            "~callbacks.rich_progress_bar", "~callbacks.model_summary", "+trainer.enable_progress_bar=false",
-            f"paths.dataset_dir={out}", f"paths.output_dir={tmp_path / 'run'}", f"paths.log_dir={tmp_path}"])
+        cfg = compose(
+            "train",
+            overrides=[
+                "experiment=can_migrate_chen",
+                "debug=limit",
+                "extras.print_config=false",
+                "~callbacks.rich_progress_bar",
+                "~callbacks.model_summary",
+                "+trainer.enable_progress_bar=false",
+                f"paths.dataset_dir={out}",
+                f"paths.output_dir={tmp_path / 'run'}",
+                f"paths.log_dir={tmp_path}",
+            ],
+        )
     train(cfg)
     ckpt = next((tmp_path / "run" / "checkpoints").glob("epoch_*.ckpt"))
     recs = random_records(400, seed=99, numa=False)
@@ -380,9 +407,22 @@ def test_evaluate_cli_scores_a_can_migrate_checkpoint_on_raw_records(cm_dataset,
     run_dir = write_run(tmp_path / "runs", "x-r01", "x", "cpu", recs)
     trace = REPO / "datasets/traces/cpu-pool-r01/trace.txt.zst"
     proc = subprocess.run(
-        [sys.executable, "evaluate.py", f"ckpt_path={ckpt}", f"traces=[{tmp_path / 'extra.bin.zst'},{run_dir},{trace}]",
-         "latency.enabled=false", "importance.enabled=false", "plots=false", f"hydra.run.dir={tmp_path / 'eval'}"],
-        cwd=REPO, env={**os.environ, "PYTHONWARNINGS": "ignore"}, capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "evaluate.py",
+            f"ckpt_path={ckpt}",
+            f"traces=[{tmp_path / 'extra.bin.zst'},{run_dir},{trace}]",
+            "latency.enabled=false",
+            "importance.enabled=false",
+            "plots=false",
+            f"hydra.run.dir={tmp_path / 'eval'}",
+        ],
+        cwd=REPO,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     sets = json.dumps(result["models"][0])

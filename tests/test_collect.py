@@ -4,6 +4,7 @@ Root tests change the global tracefs state and check it comes back byte for byte
 tracefs from need_tracefs() (a fresh mount in a private mount namespace, whatever the machine
 has mounted), so under CI (SCHEDLEARN_CI=1) a machine without root/tracefs fails them.
 """
+
 import json
 import shutil
 import signal
@@ -22,8 +23,16 @@ TRACING = tracefs.TRACEFS
 
 def snapshot() -> dict[str, str]:
     """Every tracefs file a TraceSession may touch (plus all options), as text."""
-    rels = ["tracing_on", "current_tracer", "trace_clock", "buffer_size_kb", "tracing_cpumask",
-            "set_event", "set_event_pid", "set_event_notrace_pid"]
+    rels = [
+        "tracing_on",
+        "current_tracer",
+        "trace_clock",
+        "buffer_size_kb",
+        "tracing_cpumask",
+        "set_event",
+        "set_event_pid",
+        "set_event_notrace_pid",
+    ]
     rels += [f"per_cpu/cpu{c}/buffer_size_kb" for c in tracefs.online_cpus()]
     rels += [f"options/{p.name}" for p in sorted((TRACING / "options").iterdir())]
     for ev in tracefs.SCHED_EVENTS:
@@ -112,8 +121,7 @@ def test_settings_restored_after_success(odd_state):
 
 
 def run_cli(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "data.collect", *args], cwd=REPO,
-                          capture_output=True, text=True, **kw)
+    return subprocess.run([sys.executable, "-m", "data.collect", *args], cwd=REPO, capture_output=True, text=True, **kw)
 
 
 @pytest.mark.root
@@ -122,17 +130,32 @@ def test_collect_cli_runs_and_parses(tmp_path):
     from data.parse.tracefile import parse_file
 
     before = locked_snapshot()
-    r = run_cli("oversub-sleep", "--out", str(tmp_path), "--seconds", "1", "--runs", "2",
-                "--zstd-level", "3", timeout=60)
+    r = run_cli(
+        "oversub-sleep", "--out", str(tmp_path), "--seconds", "1", "--runs", "2", "--zstd-level", "3", timeout=60
+    )
     assert r.returncode == 0, r.stderr
     assert locked_snapshot() == before
     runs = sorted(p.name for p in tmp_path.iterdir())
     assert runs == ["oversub-sleep-r01", "oversub-sleep-r02"]  # no partial directories left
     for run in runs:
         meta = json.loads((tmp_path / run / "meta.json").read_text())
-        for key in ("run_id", "workload", "category", "command", "kernel", "nr_cpus",
-                    "buffer_size_kb", "clock", "overruns", "entries", "start_time", "end_time",
-                    "seconds", "events_written", "event_counts"):
+        for key in (
+            "run_id",
+            "workload",
+            "category",
+            "command",
+            "kernel",
+            "nr_cpus",
+            "buffer_size_kb",
+            "clock",
+            "overruns",
+            "entries",
+            "start_time",
+            "end_time",
+            "seconds",
+            "events_written",
+            "event_counts",
+        ):
             assert key in meta, key
         assert meta["run_id"] == run and meta["collector"] == "ftrace"
         assert meta["category"] == "oversub" and meta["clock"] == "mono"
@@ -146,8 +169,14 @@ def test_collect_cli_runs_and_parses(tmp_path):
         assert table.num_rows == meta["events_written"] > 100
         assert stats.events == meta["events_written"] and sum(stats.skipped.values()) == 0
         kinds = table.column("event").to_pylist()
-        assert {"sched_switch", "sched_waking", "sched_wakeup", "sched_process_fork",
-                "sched_process_exit", "sched_wakeup_new"} <= set(kinds)
+        assert {
+            "sched_switch",
+            "sched_waking",
+            "sched_wakeup",
+            "sched_process_fork",
+            "sched_process_exit",
+            "sched_wakeup_new",
+        } <= set(kinds)
         for kind, n in meta["event_counts"].items():
             assert kinds.count(kind) == n, kind
         # the workload's own processes (3 x nproc forked workers) are in the trace
@@ -158,8 +187,12 @@ def test_collect_cli_runs_and_parses(tmp_path):
 def test_sigint_restores_and_discards_partial_run(tmp_path):
     need_tracefs()
     before = locked_snapshot()
-    p = subprocess.Popen([sys.executable, "-m", "data.collect", "cpu-pool", "--out", str(tmp_path),
-                          "--seconds", "30"], cwd=REPO, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "data.collect", "cpu-pool", "--out", str(tmp_path), "--seconds", "30"],
+        cwd=REPO,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     workload = "data.collect.workloads run cpu-pool --seconds 30"
     deadline = time.monotonic() + 300  # another helper's collection may hold the lock first
     while not subprocess.run(["pgrep", "-f", workload], capture_output=True).stdout:
@@ -170,8 +203,11 @@ def test_sigint_restores_and_discards_partial_run(tmp_path):
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=30)
     assert p.returncode == 130
-    lines = [l for l in err.splitlines() if l.strip() and not l.startswith("waiting for another")
-             and "warning: other work loads the machine" not in l]  # a busy test machine
+    lines = [
+        l
+        for l in err.splitlines()
+        if l.strip() and not l.startswith("waiting for another") and "warning: other work loads the machine" not in l
+    ]  # a busy test machine
     assert len(lines) == 1 and "interrupted" in lines[0] and "restored" in lines[0], err
     assert locked_snapshot() == before
     assert list(tmp_path.iterdir()) == []
@@ -181,9 +217,23 @@ def test_sigint_restores_and_discards_partial_run(tmp_path):
 @pytest.mark.root
 def test_non_root_gets_one_clear_line(tmp_path):
     require(is_root() and shutil.which("setpriv"), "root (to switch to nobody) and setpriv")
-    r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                        sys.executable, "-m", "data.collect", "cpu-pool", "--out",
-                        str(tmp_path / "out")], cwd=REPO, capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            sys.executable,
+            "-m",
+            "data.collect",
+            "cpu-pool",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode != 0
     lines = [l for l in r.stderr.splitlines() if l.strip()]
     assert len(lines) == 1, r.stderr
@@ -191,9 +241,11 @@ def test_non_root_gets_one_clear_line(tmp_path):
     assert "Traceback" not in r.stderr and not (tmp_path / "out").exists()
 
 
-UNMOUNT_ALL = ("for m in $(awk '$3 == \"tracefs\" {print $2}' /proc/self/mounts | sort -r); do "
-               "umount \"$m\" || exit 9; done; "
-               "test \"$(grep -c ' tracefs ' /proc/self/mounts)\" = 0 || exit 9; ")
+UNMOUNT_ALL = (
+    "for m in $(awk '$3 == \"tracefs\" {print $2}' /proc/self/mounts | sort -r); do "
+    'umount "$m" || exit 9; done; '
+    "test \"$(grep -c ' tracefs ' /proc/self/mounts)\" = 0 || exit 9; "
+)
 
 
 @pytest.mark.root
@@ -201,10 +253,11 @@ def test_mounts_tracefs_when_absent(tmp_path):
     """In a mount namespace where no tracefs is mounted the collector mounts it and unmounts it."""
     need_tracefs()
     require(shutil.which("unshare") is not None, "unshare (util-linux)")
-    script = (UNMOUNT_ALL + f"{sys.executable} -m data.collect cpu-pool --seconds 0.3 --zstd-level 1 "
-              f"--out {tmp_path}; rc=$?; grep -c ' tracefs ' /proc/self/mounts; exit $rc")
-    r = subprocess.run(["unshare", "-m", "sh", "-c", script], cwd=REPO, capture_output=True,
-                       text=True, timeout=60)
+    script = (
+        UNMOUNT_ALL + f"{sys.executable} -m data.collect cpu-pool --seconds 0.3 --zstd-level 1 "
+        f"--out {tmp_path}; rc=$?; grep -c ' tracefs ' /proc/self/mounts; exit $rc"
+    )
+    r = subprocess.run(["unshare", "-m", "sh", "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().splitlines()[-1] == "0"  # unmounted again afterwards
     assert (tmp_path / "cpu-pool-r01" / "meta.json").exists()
@@ -218,10 +271,11 @@ def test_fresh_machine_runs_the_collector_tests():
     require(shutil.which("unshare") is not None, "unshare (util-linux)")
     host_before = tracefs_mounts("/proc/1/mounts")
     tests = "test_settings_restored_after_success or test_collect_cli_runs_and_parses"
-    script = (UNMOUNT_ALL + f"SCHEDLEARN_CI=1 {sys.executable} -m pytest -q -p no:cacheprovider "
-              f"tests/test_collect.py tests/test_parse_tracefs.py -k '{tests} or test_real_lost_markers'")
-    r = subprocess.run(["unshare", "-m", "sh", "-c", script], cwd=REPO, capture_output=True,
-                       text=True, timeout=300)
+    script = (
+        UNMOUNT_ALL + f"SCHEDLEARN_CI=1 {sys.executable} -m pytest -q -p no:cacheprovider "
+        f"tests/test_collect.py tests/test_parse_tracefs.py -k '{tests} or test_real_lost_markers'"
+    )
+    r = subprocess.run(["unshare", "-m", "sh", "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     last = r.stdout.strip().splitlines()[-1]
     assert "3 passed" in last and "skipped" not in last and "failed" not in last, last
@@ -242,10 +296,16 @@ def test_cli_usage_errors(tmp_path):
 def test_cpumask_and_stats_parsing():
     assert tracefs.cpumask_hex([0, 1]) == "3"
     assert tracefs.cpumask_hex([0, 33]) == "2,00000001"
-    stats = tracefs.parse_cpu_stats("entries: 12\noverrun: 3\ncommit overrun: 0\n"
-                                    "oldest event ts:  63.402228\ndropped events: 1\n")
-    assert stats == {"entries": 12, "overrun": 3, "commit_overrun": 0,
-                     "oldest_event_ts": 63.402228, "dropped_events": 1}
+    stats = tracefs.parse_cpu_stats(
+        "entries: 12\noverrun: 3\ncommit overrun: 0\noldest event ts:  63.402228\ndropped events: 1\n"
+    )
+    assert stats == {
+        "entries": 12,
+        "overrun": 3,
+        "commit_overrun": 0,
+        "oldest_event_ts": 63.402228,
+        "dropped_events": 1,
+    }
     assert tracefs._first_int("7 (expanded: 1408)") == "7"
 
 
@@ -260,29 +320,35 @@ def test_next_run_id(tmp_path):
 def test_streamer_counts_and_compresses(tmp_path):
     import zstandard
 
-    text = ("# tracer: nop\n#\n# entries-in-buffer/entries-written: 3/5   #P:2\n#\n"
-            "  a b-1 [000] d..2.   1.000001: sched_switch: prev_comm=a b prev_pid=1 ...\n"
-            "CPU:1 [LOST 2 EVENTS]\n"
-            "  x-2 [001] d..2.   1.000002: sched_waking: comm=y pid=3 prio=120 target_cpu=000\n"
-            "  x-2 [001] d..2.   1.000003: sched_migrate_task: comm=y pid=3 prio=120 orig_cpu=1 "
-            "dest_cpu=0").encode()  # no final newline
+    text = (
+        "# tracer: nop\n#\n# entries-in-buffer/entries-written: 3/5   #P:2\n#\n"
+        "  a b-1 [000] d..2.   1.000001: sched_switch: prev_comm=a b prev_pid=1 ...\n"
+        "CPU:1 [LOST 2 EVENTS]\n"
+        "  x-2 [001] d..2.   1.000002: sched_waking: comm=y pid=3 prio=120 target_cpu=000\n"
+        "  x-2 [001] d..2.   1.000003: sched_migrate_task: comm=y pid=3 prio=120 orig_cpu=1 "
+        "dest_cpu=0"
+    ).encode()  # no final newline
     src = tmp_path / "trace"
     src.write_bytes(text)
     st = collect.TraceStreamer(tracefs.SCHED_EVENTS)
     st.CHUNK = 7  # force lines to straddle chunks
     with open(src, "rb") as fh:
         st.stream(fh, tmp_path / "t.zst", level=3)
-    assert zstandard.ZstdDecompressor().decompress((tmp_path / "t.zst").read_bytes(),
-                                                   max_output_size=1 << 20) == text
+    assert zstandard.ZstdDecompressor().decompress((tmp_path / "t.zst").read_bytes(), max_output_size=1 << 20) == text
     assert (st.total_lines, st.comment_lines, st.lost_markers, st.events_written) == (8, 4, 1, 3)
     assert st.event_counts["sched_switch"] == 1 and st.event_counts["sched_migrate_task"] == 1
     assert st.buffer_header() == {"entries_in_buffer": 3, "entries_written": 5}
 
 
 def test_lost_summary_names_the_cpu():
-    meta = {"run_id": "x-r01", "buffer_size_kb": 1024, "lost_markers": 0,
-            "overruns": {"0": 0, "1": 17}, "dropped_events": {"0": 0, "1": 0},
-            "commit_overruns": {"0": 0, "1": 0}}
+    meta = {
+        "run_id": "x-r01",
+        "buffer_size_kb": 1024,
+        "lost_markers": 0,
+        "overruns": {"0": 0, "1": 17},
+        "dropped_events": {"0": 0, "1": 0},
+        "commit_overruns": {"0": 0, "1": 0},
+    }
     msg = collect.lost_summary(meta)
     assert "cpu1=17" in msg and "--buffer-kb" in msg
     meta["overruns"]["1"] = 0
@@ -316,12 +382,18 @@ def test_wait_quiet_waits_then_warns(monkeypatch):
     from data.collect import runs as run_common
 
     shares = iter([0.9, 0.5, 0.05])
-    monkeypatch.setattr(run_common, "foreign_load",
-                        lambda s=1.0: {"foreign_cpu_share": next(shares), "sample_s": 0.0, "loadavg": [3.0, 2.0, 1.0]})
+    monkeypatch.setattr(
+        run_common,
+        "foreign_load",
+        lambda s=1.0: {"foreign_cpu_share": next(shares), "sample_s": 0.0, "loadavg": [3.0, 2.0, 1.0]},
+    )
     said = []
     m = run_common.wait_quiet(60, log=said.append)
     assert m["quiet"] and m["foreign_cpu_share"] == 0.05 and not said  # waited through two busy samples
-    monkeypatch.setattr(run_common, "foreign_load",
-                        lambda s=1.0: {"foreign_cpu_share": 0.7, "sample_s": 0.0, "loadavg": [3.0, 2.0, 1.0]})
+    monkeypatch.setattr(
+        run_common,
+        "foreign_load",
+        lambda s=1.0: {"foreign_cpu_share": 0.7, "sample_s": 0.0, "loadavg": [3.0, 2.0, 1.0]},
+    )
     m = run_common.wait_quiet(None, log=said.append)  # no waiting: measure and warn
     assert not m["quiet"] and len(said) == 1 and "70% of the CPUs busy" in said[0] and "--wait-quiet" in said[0]

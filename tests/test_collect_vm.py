@@ -5,6 +5,7 @@ The boot needs qemu-system-x86, linux-image-6.1.0-*-amd64, busybox-static, clang
 libbpf-dev (static libs); outside CI a missing piece skips, under SCHEDLEARN_CI=1 it fails.
 It takes about a minute (two with a cold build cache in data/_build/guest/).
 """
+
 import gzip
 import json
 import shutil
@@ -27,10 +28,10 @@ from tests.conftest import require
 def _cpio_names(archive: bytes) -> list[str]:
     names, pos = [], 0
     while True:
-        assert archive[pos:pos + 6] == b"070701"
-        fields = [int(archive[pos + 6 + 8 * i: pos + 14 + 8 * i], 16) for i in range(13)]
+        assert archive[pos : pos + 6] == b"070701"
+        fields = [int(archive[pos + 6 + 8 * i : pos + 14 + 8 * i], 16) for i in range(13)]
         size, namesize = fields[6], fields[11]
-        name = archive[pos + 110: pos + 110 + namesize - 1].decode()
+        name = archive[pos + 110 : pos + 110 + namesize - 1].decode()
         if name == "TRAILER!!!":
             return names
         names.append(name)
@@ -50,8 +51,7 @@ def test_static_workloads_program_runs(tmp_path):
     require(shutil.which("cc") is not None, "a C compiler (cc)")
     exe = gc.build_slw(tmp_path)
     assert initramfs.shared_libs(exe) == []  # static: runs in a guest with no libc
-    for argv in (["cpu-pool", "0.2", "2"], ["oversub-sleep", "0.2", "1"],
-                 ["io-mix", "0.2", "1", str(tmp_path)]):
+    for argv in (["cpu-pool", "0.2", "2"], ["oversub-sleep", "0.2", "1"], ["io-mix", "0.2", "1", str(tmp_path)]):
         r = subprocess.run([str(exe), *argv], capture_output=True, text=True, timeout=30)
         assert r.returncode == 0, r.stderr
     assert not list(tmp_path.glob("w*"))  # io-mix removes its files
@@ -66,7 +66,8 @@ def test_module_order_puts_dependencies_first(tmp_path):
         "kernel/fs/9p/9p.ko: kernel/net/9p/9pnet.ko kernel/fs/netfs/netfs.ko\n"
         "kernel/net/9p/9pnet.ko:\nkernel/fs/netfs/netfs.ko:\n"
         "kernel/net/9p/9pnet_virtio.ko: kernel/net/9p/9pnet.ko kernel/drivers/virtio/virtio.ko\n"
-        "kernel/drivers/virtio/virtio.ko:\n")
+        "kernel/drivers/virtio/virtio.ko:\n"
+    )
     got = [p.name for p in initramfs.module_order("6.1.0-0-amd64", ["9pnet_virtio", "9p"], tmp_path)]
     assert got.index("9pnet.ko") < got.index("9pnet_virtio.ko") < got.index("9p.ko")
     assert got.index("virtio.ko") < got.index("9pnet_virtio.ko")
@@ -109,8 +110,10 @@ def test_cli_refuses_bad_arguments_in_one_line(capsys, tmp_path):
 
 
 def test_overrun_deltas_from_stats_files(tmp_path):
-    stats = "entries: {e}\noverrun: {o}\ncommit overrun: 0\nbytes: 1\noldest event ts: 1.0\n" \
-            "now ts: 2.0\ndropped events: {d}\nread events: 0\n"
+    stats = (
+        "entries: {e}\noverrun: {o}\ncommit overrun: 0\nbytes: 1\noldest event ts: 1.0\n"
+        "now ts: 2.0\ndropped events: {d}\nread events: 0\n"
+    )
     (tmp_path / "stats.cpu0.before").write_text(stats.format(e=0, o=3, d=0))
     (tmp_path / "stats.cpu0.after").write_text(stats.format(e=9, o=10, d=1))
     got = gc.cpu_overruns(tmp_path)
@@ -138,8 +141,7 @@ def test_guest_boot_collects_records_and_trace(tmp_path, capsys):
     assert meta["guest"]["accel"] == "tcg,thread=multi" and len(meta["guest"]["kernel_initramfs_sha256"]) == 64
     assert meta["workload_returncode"] in (0, 124) and meta["loader_returncode"] == 0
 
-    raw = zstandard.ZstdDecompressor().decompress((run / "can_migrate.bin.zst").read_bytes(),
-                                                  max_output_size=1 << 30)
+    raw = zstandard.ZstdDecompressor().decompress((run / "can_migrate.bin.zst").read_bytes(), max_output_size=1 << 30)
     assert len(raw) % RECORD_SIZE == 0
     recs = decode(raw, "can_migrate.bin")
     stats = meta["loader_stats"]
@@ -148,6 +150,7 @@ def test_guest_boot_collects_records_and_trace(tmp_path, capsys):
     assert set(recs["ret"]) <= {0, 1} and (recs["src_cpu"] != recs["dst_cpu"]).all()
     assert ((recs["src_cpu"] >= 0) & (recs["src_cpu"] < 4)).all()
     import pyarrow.parquet as pq
+
     assert pq.read_table(run / "can_migrate.parquet").num_rows == len(recs)
     # the freshly recorded calls through the module's decision C = the Python integer reference
     # (the shipped records: tests/test_kernel_contract.py)
@@ -178,8 +181,9 @@ def _guest_writes(share: Path, run_ids: list[str], done: list[str]) -> None:
 
     from data.can_migrate.record import CM_MAGIC, RECORD_DTYPE
 
-    (share / "guest.env").write_text("release=6.1.0-0-amd64\nversion=#1 SMP\nmachine=x86_64\n"
-                                     "nr_cpus=2\nboot_uptime=7.0\n")
+    (share / "guest.env").write_text(
+        "release=6.1.0-0-amd64\nversion=#1 SMP\nmachine=x86_64\nnr_cpus=2\nboot_uptime=7.0\n"
+    )
     stats = "entries: {e}\noverrun: 0\ncommit overrun: 0\ndropped events: 0\n"
     for rid in done:
         d = share / rid
@@ -187,20 +191,23 @@ def _guest_writes(share: Path, run_ids: list[str], done: list[str]) -> None:
         recs = np.zeros(3, dtype=RECORD_DTYPE)
         recs["magic"], recs["size"], recs["ret"] = CM_MAGIC, RECORD_SIZE, [1, 0, 1]
         (d / "records.bin").write_bytes(recs.tobytes())
-        (d / "loader.err").write_text("ready\n" + json.dumps(
-            {"submitted": 3, "ringbuf_full": 0, "no_entry": 0, "written": 3}) + "\n")
+        (d / "loader.err").write_text(
+            "ready\n" + json.dumps({"submitted": 3, "ringbuf_full": 0, "no_entry": 0, "written": 3}) + "\n"
+        )
         (d / "trace.txt").write_text(
             "# tracer: nop\n#\n"
             "          <idle>-0       [001] d..2.    10.000001: sched_switch: prev_comm=swapper/1 "
             "prev_pid=0 prev_prio=120 prev_state=R ==> next_comm=sh next_pid=42 next_prio=120\n"
             "              sh-42      [001] d..3.    10.000002: sched_waking: comm=kworker/1:1 "
-            "pid=7 prio=120 target_cpu=001\n")
+            "pid=7 prio=120 target_cpu=001\n"
+        )
         for c in (0, 1):
             (d / f"stats.cpu{c}.before").write_text(stats.format(e=0))
             (d / f"stats.cpu{c}.after").write_text(stats.format(e=c + 1))
         (d / "workload.log").write_text("done\n")
-        (d / "guest_run.env").write_text("workload_rc=0\nloader_rc=0\nuptime_start=10.0\n"
-                                         "uptime_end=12.0\nrun_begin=9.5\nrun_end=12.5\n")
+        (d / "guest_run.env").write_text(
+            "workload_rc=0\nloader_rc=0\nuptime_start=10.0\nuptime_end=12.0\nrun_begin=9.5\nrun_end=12.5\n"
+        )
 
 
 def test_failed_boot_keeps_completed_runs(tmp_path, monkeypatch):
@@ -211,8 +218,10 @@ def test_failed_boot_keeps_completed_runs(tmp_path, monkeypatch):
     base.write_bytes(b"base")
     monkeypatch.setattr(gc, "base_initramfs", lambda release: base)
     monkeypatch.setattr(gc.qemu, "version", lambda: "QEMU emulator version 0 (test)")
-    specs = [{"run_id": rid, "workload": "hackbench-pipe", "seconds": 2, "trace_seconds": 2,
-              "command": ["true"]} for rid in ("hackbench-pipe-r01", "hackbench-pipe-r02")]
+    specs = [
+        {"run_id": rid, "workload": "hackbench-pipe", "seconds": 2, "trace_seconds": 2, "command": ["true"]}
+        for rid in ("hackbench-pipe-r01", "hackbench-pipe-r02")
+    ]
 
     def fake_boot(kernel, initrd, **kw):
         share = Path(kw["extra"][1].split("path=")[1].split(",")[0])
@@ -229,7 +238,8 @@ def test_failed_boot_keeps_completed_runs(tmp_path, monkeypatch):
     assert meta["records"] == 3 and meta["events_written"] == 2 and meta["guest_seconds"] == 2.0
     assert meta["entries"] == {"0": 1, "1": 2} and meta["kernel"]["release"] == "6.1.0-0-amd64"
     raw = zstandard.ZstdDecompressor().decompress(
-        (out / "hackbench-pipe-r01" / "can_migrate.bin.zst").read_bytes(), max_output_size=1 << 20)
+        (out / "hackbench-pipe-r01" / "can_migrate.bin.zst").read_bytes(), max_output_size=1 << 20
+    )
     assert list(decode(raw)["ret"]) == [1, 0, 1]
 
 
@@ -238,8 +248,7 @@ def test_record_count_mismatch_is_an_error(tmp_path, monkeypatch):
     share.mkdir()
     _guest_writes(share, ["io-mix-r01"], ["io-mix-r01"])
     (share / "io-mix-r01" / "loader.err").write_text(json.dumps({"written": 4}) + "\n")
-    spec = {"run_id": "io-mix-r01", "workload": "io-mix", "seconds": 2, "trace_seconds": 2,
-            "command": ["true"]}
+    spec = {"run_id": "io-mix-r01", "workload": "io-mix", "seconds": 2, "trace_seconds": 2, "command": ["true"]}
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(gc.GuestError, match="3 records decoded but the loader wrote 4"):

@@ -1,4 +1,5 @@
 """DataModules: splits, normalisation, windows and token encodings (on the SYNTHETIC fixture)."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -149,9 +150,18 @@ def test_split_is_whole_runs_and_recorded_in_meta(dataset):
     dm = NextTaskDataModule(dataset, window=3)
     dm.setup("fit")
     split = dm.meta["split"]
-    assert split == {"unseen": ["unseen"], "val_category": "cpu", "val_runs": 1, "notes": [],
-                     "runs": {"train": ["alpha-r00", "alpha-r01", "alpha-r02"], "val": ["alpha-r03", "beta-r00"],
-                              "test_seen": ["alpha-r04", "beta-r01"], "test_unseen": ["gamma-r00", "gamma-r01"]}}
+    assert split == {
+        "unseen": ["unseen"],
+        "val_category": "cpu",
+        "val_runs": 1,
+        "notes": [],
+        "runs": {
+            "train": ["alpha-r00", "alpha-r01", "alpha-r02"],
+            "val": ["alpha-r03", "beta-r00"],
+            "test_seen": ["alpha-r04", "beta-r01"],
+            "test_unseen": ["gamma-r00", "gamma-r01"],
+        },
+    }
     for name, runs in split["runs"].items():
         assert sorted(set(dm.get_split(name).rows.run_id)) == runs
     # evaluation rebuilds the same runs from the checkpoint's meta, whatever its config says
@@ -185,13 +195,22 @@ def test_workload_splits_are_rows_of_the_test_splits(dataset):
     assert not (dataset / "migration" / "workload").exists()
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"val_category": None, "val_runs": 0}, r"the val split has no rows \(unseen=\['unseen'\], val_category=None, val_runs=0"),
-    ({"unseen": ["msg", "unseen"], "val_category": "cpu"}, r"the train split has no rows .*data.unseen"),
-    ({"unseen": ["gpu"]}, r"data.unseen names categories with no runs: gpu \(categories present: cpu, msg, unseen\)"),
-    ({"val_category": "unseen"}, r"val_category='unseen' is also unseen"),
-    ({"val_category": "gpu"}, r"val_category='gpu': no run has that category \(known: cpu, msg, unseen\)"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (
+            {"val_category": None, "val_runs": 0},
+            r"the val split has no rows \(unseen=\['unseen'\], val_category=None, val_runs=0",
+        ),
+        ({"unseen": ["msg", "unseen"], "val_category": "cpu"}, r"the train split has no rows .*data.unseen"),
+        (
+            {"unseen": ["gpu"]},
+            r"data.unseen names categories with no runs: gpu \(categories present: cpu, msg, unseen\)",
+        ),
+        ({"val_category": "unseen"}, r"val_category='unseen' is also unseen"),
+        ({"val_category": "gpu"}, r"val_category='gpu': no run has that category \(known: cpu, msg, unseen\)"),
+    ],
+)
 def test_bad_split_settings_are_one_clear_error(dataset, kwargs, match):
     with pytest.raises(ValueError, match=match):
         CanMigrateDataModule(dataset, window=1, **kwargs).setup("fit")

@@ -3,6 +3,7 @@
 datasets/traces/, else one collected here as root) through the CLI; report files and their schema;
 refusals (non-trace file, model overrides); the feature-subset option. Latency is measured with
 few calls here: the figures come from bench/bench_latency.py."""
+
 from __future__ import annotations
 
 import json
@@ -23,9 +24,17 @@ from tests.conftest import REPO, is_root, require
 from tests.synthetic_dataset import write_synthetic_dataset
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-TINY = ["model.width=4", "model.depth=1", "data.batch_size=64", "extras.print_config=false", "debug=limit",
-        "~callbacks.rich_progress_bar", "~callbacks.model_summary", "+trainer.enable_progress_bar=false",
-        "+trainer.enable_model_summary=false"]
+TINY = [
+    "model.width=4",
+    "model.depth=1",
+    "data.batch_size=64",
+    "extras.print_config=false",
+    "debug=limit",
+    "~callbacks.rich_progress_bar",
+    "~callbacks.model_summary",
+    "+trainer.enable_progress_bar=false",
+    "+trainer.enable_model_summary=false",
+]
 FAST_EVAL = ["latency.calls=30", "latency.warmup=5", "importance.repeats=1", "importance.max_samples=300"]
 
 
@@ -33,8 +42,16 @@ def train_tiny(dataset: Path, out: Path, overrides: list[str]) -> Path:
     from train import train
 
     with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
-        cfg = compose("train", overrides=[*TINY, *overrides, f"paths.dataset_dir={dataset}", f"paths.output_dir={out}",
-                                          f"paths.log_dir={out}"])
+        cfg = compose(
+            "train",
+            overrides=[
+                *TINY,
+                *overrides,
+                f"paths.dataset_dir={dataset}",
+                f"paths.output_dir={out}",
+                f"paths.log_dir={out}",
+            ],
+        )
     train(cfg)
     return out
 
@@ -56,22 +73,37 @@ def runs(dataset, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def raw_trace(tmp_path_factory) -> Path:
     """The smallest trace shipped in datasets/traces/, else a 1 s trace collected now."""
-    shipped = sorted((p for p in (REPO / "datasets" / "traces").glob("*/trace.txt.*")
-                      if not p.parent.name.startswith(".") and (p.parent / "meta.json").exists()),
-                     key=lambda p: p.stat().st_size)
+    shipped = sorted(
+        (
+            p
+            for p in (REPO / "datasets" / "traces").glob("*/trace.txt.*")
+            if not p.parent.name.startswith(".") and (p.parent / "meta.json").exists()
+        ),
+        key=lambda p: p.stat().st_size,
+    )
     if shipped:
         return shipped[0]
     require(is_root(), "no trace in datasets/traces/ and not root: cannot collect one")
     out = tmp_path_factory.mktemp("collected")
-    subprocess.run([sys.executable, "-m", "data.collect", "cpu-pool", "--seconds", "1", "--out", str(out)],
-                   cwd=REPO, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "data.collect", "cpu-pool", "--seconds", "1", "--out", str(out)],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+    )
     return next(out.glob("*/trace.txt.*"))
 
 
 def evaluate_cli(args: list[str], out: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    return subprocess.run([sys.executable, "evaluate.py", *args, f"hydra.run.dir={out}"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "evaluate.py", *args, f"hydra.run.dir={out}"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_report_on_runs_and_raw_trace(runs, raw_trace, tmp_path):
@@ -86,8 +118,21 @@ def test_report_on_runs_and_raw_trace(runs, raw_trace, tmp_path):
     assert {"version", "created", "command", "config", "models", "winner", "files"} <= metrics.keys()
     assert [m["task"] for m in metrics["models"]] == ["migration", "next_task"]
     for m in metrics["models"]:
-        assert {"label", "backbone", "ckpt_path", "window", "inputs", "n_inputs", "params", "macs", "primary",
-                "latency", "splits", "baselines", "importance"} <= m.keys()
+        assert {
+            "label",
+            "backbone",
+            "ckpt_path",
+            "window",
+            "inputs",
+            "n_inputs",
+            "params",
+            "macs",
+            "primary",
+            "latency",
+            "splits",
+            "baselines",
+            "importance",
+        } <= m.keys()
         assert m["params"] > 0 and m["macs"] > 0
         splits = set(m["splits"])
         assert {"test_seen", "test_unseen", "trace/foreign"} <= splits
@@ -138,8 +183,17 @@ def test_report_on_runs_and_raw_trace(runs, raw_trace, tmp_path):
         assert r["split"] == "val" and r["ranking"] == [n for n in m["importance"]["features"] if n != "token"]
         assert r["command"].startswith("python train.py -m experiment=feature_count") and r["command"] in proc.stdout
     report = (out / "report.md").read_text()
-    for heading in ("## Models", "## Winner", "## migration", "## next_task", "### test_unseen", "### Seeds",
-                    "### Per workload and raw trace", "trace/foreign", "### Permutation feature importance"):
+    for heading in (
+        "## Models",
+        "## Winner",
+        "## migration",
+        "## next_task",
+        "### test_unseen",
+        "### Seeds",
+        "### Per workload and raw trace",
+        "trace/foreign",
+        "### Permutation feature importance",
+    ):
         assert heading in report
 
 
@@ -150,8 +204,18 @@ def test_checkpoint_alone_reproduces_training_test_metrics(runs, dataset, tmp_pa
 
     moved = shutil.copytree(dataset, tmp_path / "moved")
     with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
-        cfg = compose("eval", overrides=[f"runs={runs}", f"data_dir={moved}", f"paths.output_dir={tmp_path}",
-                                         "latency.enabled=false", "importance.enabled=false", "plots=false", "workloads=false"])
+        cfg = compose(
+            "eval",
+            overrides=[
+                f"runs={runs}",
+                f"data_dir={moved}",
+                f"paths.output_dir={tmp_path}",
+                "latency.enabled=false",
+                "importance.enabled=false",
+                "plots=false",
+                "workloads=false",
+            ],
+        )
     result = evaluate(cfg)
     assert {m["dataset_dir"] for m in result["models"]} == {str(moved)}
     for m, run in zip(result["models"], ("0", "1")):
@@ -159,7 +223,9 @@ def test_checkpoint_alone_reproduces_training_test_metrics(runs, dataset, tmp_pa
         for split in ("test_seen", "test_unseen"):
             assert m["splits"][split][m["primary"]] == pytest.approx(trained[f"{split}/{m['primary']}"], abs=1e-6)
             for name, scores in m["baselines"][split].items():
-                assert scores[m["primary"]] == pytest.approx(trained[f"{split}/baseline/{name}/{m['primary']}"], abs=1e-6)
+                assert scores[m["primary"]] == pytest.approx(
+                    trained[f"{split}/baseline/{name}/{m['primary']}"], abs=1e-6
+                )
 
 
 @pytest.mark.parametrize("run", [0, 1])
@@ -171,7 +237,11 @@ def test_workload_sets_are_slices_of_the_test_splits(runs, run):
     cand = load_candidate(find_checkpoints(runs=str(runs))[run], {})
     names = cand.test_sets()
     derived = cand.derived(names)
-    assert set(derived) == {n for n in names if n.startswith("workload/")} == {"workload/alpha", "workload/beta", "workload/gamma"}
+    assert (
+        set(derived)
+        == {n for n in names if n.startswith("workload/")}
+        == {"workload/alpha", "workload/beta", "workload/gamma"}
+    )
     for name, (parent, mask) in derived.items():
         direct = predict(cand.module.net, cand.get_split(name))
         assert torch.allclose(predict(cand.module.net, cand.get_split(parent))[mask], direct, atol=1e-6)
@@ -195,20 +265,43 @@ def test_non_trace_file_fails_clearly(runs, tmp_path):
         TraceTables([str(text)]).table("trace/notes", "migration")
     with pytest.raises(EvaluationError, match="not found"):
         TraceTables([str(tmp_path / "missing.trace.zst")])
-    proc = evaluate_cli([f"ckpt_path={next((runs / '0' / 'checkpoints').glob('epoch_*.ckpt'))}", f"traces=[{text}]",
-                         "latency.enabled=false", "importance.enabled=false"], tmp_path / "eval")
+    proc = evaluate_cli(
+        [
+            f"ckpt_path={next((runs / '0' / 'checkpoints').glob('epoch_*.ckpt'))}",
+            f"traces=[{text}]",
+            "latency.enabled=false",
+            "importance.enabled=false",
+        ],
+        tmp_path / "eval",
+    )
     assert proc.returncode != 0
     assert "not an ftrace text file" in proc.stderr and str(text) in proc.stderr
 
 
 def test_only_data_may_be_overridden(tmp_path):
-    check_overrides(["ckpt_path=a.ckpt", "data_dir=/x", "traces=[a.zst,b.xz]", "data.eval_batch_size=8",
-                     "latency.calls=10", "winner.budget_macs=5000", "hydra.run.dir=/tmp/x", "paths.log_dir=/tmp/l", "-m"])
+    check_overrides(
+        [
+            "ckpt_path=a.ckpt",
+            "data_dir=/x",
+            "traces=[a.zst,b.xz]",
+            "data.eval_batch_size=8",
+            "latency.calls=10",
+            "winner.budget_macs=5000",
+            "hydra.run.dir=/tmp/x",
+            "paths.log_dir=/tmp/l",
+            "-m",
+        ]
+    )
     for bad in ("model.width=8", "data.window=4", "task=next_task", "+trainer.max_epochs=3", "data.features=[kind]"):
         with pytest.raises(OverrideError, match="rebuilds the model from the checkpoint"):
             check_overrides([bad])
-    proc = subprocess.run([sys.executable, "evaluate.py", "ckpt_path=x.ckpt", "model.width=8"], cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "evaluate.py", "ckpt_path=x.ckpt", "model.width=8"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode != 0 and "'model.width=8' cannot be overridden" in proc.stderr
 
 
@@ -221,8 +314,9 @@ def test_trace_names():
 def test_feature_subset_training(dataset, tmp_path):
     """data.features keeps the named inputs (a column keeps all its one-hots); evaluation follows."""
     out = train_tiny(dataset, tmp_path, ["task=migration", "model=mlp", "data.features=[since_last_ran_ns,kind]"])
-    meta = torch.load(next((out / "checkpoints").glob("epoch_*.ckpt")), map_location="cpu",
-                      weights_only=False)["hyper_parameters"]["data_meta"]
+    meta = torch.load(next((out / "checkpoints").glob("epoch_*.ckpt")), map_location="cpu", weights_only=False)[
+        "hyper_parameters"
+    ]["data_meta"]
     assert meta["feature_names"] == ["since_last_ran_ns", "kind_wakeup", "kind_preempt", "kind_new", "valid"]
     with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
         cfg = compose("train", overrides=["experiment=feature_count"], return_hydra_config=True)
@@ -234,8 +328,13 @@ def test_feature_subset_training(dataset, tmp_path):
 
 
 def test_feature_count_without_features_says_to_run_evaluate_first(tmp_path):
-    proc = subprocess.run([sys.executable, "train.py", "experiment=feature_count", f"paths.log_dir={tmp_path}"],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "train.py", "experiment=feature_count", f"paths.log_dir={tmp_path}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 1
     (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("train.py: error:")]
     assert "needs data.features" in line and "python evaluate.py" in line and "ranking.json" in line

@@ -1,4 +1,5 @@
 """Units of evaluation: analytic MAC counts, the Pareto front, the winner rule, labels."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -48,10 +49,20 @@ def test_pareto_front():
 
 def group(label, task, mean, macs, std=0.01, n=3, p99=None):
     """A seed group: `mean` ± `std` over `n` seeds on the validation rows."""
-    val = {"mean": mean, "std": std if n > 1 else None, "n": n} if mean is not None else {"mean": None, "std": None, "n": 0}
-    return {"label": label, "task": task, "macs": macs, "ckpt_paths": [f"{label}-{i}.ckpt" for i in range(n)],
-            "seeds": list(range(1, n + 1)), "validation": {"bal_acc": val, "top1": val},
-            "latency": {"onnxruntime": {"p99_us": p99}} if p99 is not None else None}
+    val = (
+        {"mean": mean, "std": std if n > 1 else None, "n": n}
+        if mean is not None
+        else {"mean": None, "std": None, "n": 0}
+    )
+    return {
+        "label": label,
+        "task": task,
+        "macs": macs,
+        "ckpt_paths": [f"{label}-{i}.ckpt" for i in range(n)],
+        "seeds": list(range(1, n + 1)),
+        "validation": {"bal_acc": val, "top1": val},
+        "latency": {"onnxruntime": {"p99_us": p99}} if p99 is not None else None,
+    }
 
 
 RULE = ({"migration": "bal_acc", "next_task": "top1"}, 100_000, "onnxruntime")
@@ -59,9 +70,13 @@ RULE = ({"migration": "bal_acc", "next_task": "top1"}, 100_000, "onnxruntime")
 
 def test_winner_needs_a_margin_larger_than_the_spread():
     # a is over budget, d has no validation rows; b beats c by 0.05 > 0.01 + 0.01
-    groups = [group("a", "migration", 0.99, 500_000), group("b", "migration", 0.85, 5_000, p99=300),
-              group("c", "migration", 0.80, 4_000), group("d", "migration", None, 10),
-              group("e", "next_task", 0.3, 1_000_000)]
+    groups = [
+        group("a", "migration", 0.99, 500_000),
+        group("b", "migration", 0.85, 5_000, p99=300),
+        group("c", "migration", 0.80, 4_000),
+        group("d", "migration", None, 10),
+        group("e", "next_task", 0.3, 1_000_000),
+    ]
     w = pick_winners(groups, *RULE)
     mig = w["winners"]["migration"]
     assert mig["winner"] == "b" and mig["verdict"] == "significant" and mig["p99_us"] == 300 and mig["n"] == 3
@@ -94,16 +109,31 @@ def test_seed_groups_mean_and_sample_std():
     assert beats({"mean": 0.9, "std": None}, {"mean": 0.85, "std": 0.0}) is None
 
     def cfg(seed, window, out):
-        return {"seed": seed, "data": {"window": window, "dataset_dir": "d", "num_workers": 0},
-                "model": {"_target_": "models.network.lstm", "width": 16}, "paths": {"output_dir": out}}
-    items = [{"task": "migration", "backbone": "lstm", "config": cfg(s, w, f"run{i}")}
-             for i, (s, w) in enumerate([(1, 16), (2, 16), (3, 16), (1, 1), (2, 1)])]
+        return {
+            "seed": seed,
+            "data": {"window": window, "dataset_dir": "d", "num_workers": 0},
+            "model": {"_target_": "models.network.lstm", "width": 16},
+            "paths": {"output_dir": out},
+        }
+
+    items = [
+        {"task": "migration", "backbone": "lstm", "config": cfg(s, w, f"run{i}")}
+        for i, (s, w) in enumerate([(1, 16), (2, 16), (3, 16), (1, 1), (2, 1)])
+    ]
     groups = group_setups(items)
     assert [g["members"] for g in groups] == [[0, 1, 2], [3, 4]]
     assert [g["label"] for g in groups] == ["lstm window=16", "lstm window=1"]
-    models = [{"label": f"m{i}", "seed": it["config"]["seed"], "metric_names": ["bal_acc"],
-               "validation": {"bal_acc": 0.7 + 0.1 * i}, "splits": {"test_unseen": {"bal_acc": 0.5}},
-               "baselines": {"test_unseen": {"logreg": {"bal_acc": 0.6}}}} for i, it in enumerate(items)]
+    models = [
+        {
+            "label": f"m{i}",
+            "seed": it["config"]["seed"],
+            "metric_names": ["bal_acc"],
+            "validation": {"bal_acc": 0.7 + 0.1 * i},
+            "splits": {"test_unseen": {"bal_acc": 0.5}},
+            "baselines": {"test_unseen": {"logreg": {"bal_acc": 0.6}}},
+        }
+        for i, it in enumerate(items)
+    ]
     agg = aggregate(models, groups)
     assert agg[0]["n"] == 3 and agg[0]["seeds"] == [1, 2, 3]
     assert agg[0]["validation"]["bal_acc"]["mean"] == pytest.approx(0.8)
@@ -114,8 +144,14 @@ def test_seed_groups_mean_and_sample_std():
 def test_labels_are_unique_per_task():
     def cand(task, backbone, n, run):
         return SimpleNamespace(task=task, backbone=backbone, input_features=list(range(n)), run_dir=Path(run), label="")
-    cs = [cand("migration", "mlp", 1, "0"), cand("migration", "mlp", 4, "1"), cand("migration", "tcn", 4, "2"),
-          cand("next_task", "mlp", 5, "3"), cand("next_task", "mlp", 5, "4")]
+
+    cs = [
+        cand("migration", "mlp", 1, "0"),
+        cand("migration", "mlp", 4, "1"),
+        cand("migration", "tcn", 4, "2"),
+        cand("next_task", "mlp", 5, "3"),
+        cand("next_task", "mlp", 5, "4"),
+    ]
     assign_labels(cs)
     assert [c.label for c in cs] == ["mlp-1f", "mlp-4f", "tcn", "mlp-3", "mlp-4"]
 
@@ -128,8 +164,12 @@ def test_baselines_are_refitted_when_their_training_rows_differ():
     from evaluation.metrics import baseline_key
 
     def cand(val_runs, source=None):
-        meta = {"task": "can_migrate", "feature_names": ["a", "b"], "label": "can_migrate",
-                "split": {"unseen": ["io"], "val_runs": val_runs, "runs": {"val": [f"w-r{val_runs:02d}"]}}}
+        meta = {
+            "task": "can_migrate",
+            "feature_names": ["a", "b"],
+            "label": "can_migrate",
+            "split": {"unseen": ["io"], "val_runs": val_runs, "runs": {"val": [f"w-r{val_runs:02d}"]}},
+        }
         if source:
             meta["source"] = source
         return SimpleNamespace(meta=meta, dm=SimpleNamespace(dataset_dir="d"))

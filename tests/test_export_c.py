@@ -1,5 +1,6 @@
 """Acceptance of the generated C (issue 5): bit-exact against the integer reference on >= 100k
 vectors, streaming == full evaluation, float agreement, kernel-safe object, blob and reload."""
+
 import subprocess
 import zlib
 from pathlib import Path
@@ -71,8 +72,10 @@ def test_no_input_layout_without_feature_names(exported):
 
 
 def test_fpu_scan_finds_sse_and_x87():
-    dis = ("  10:\tmov    %rdi,%rax\n  13:\tcvtsi2sd %rax,%xmm0\n  18:\tfldl   (%rsp)\n"
-           "  1b:\tvpaddd %ymm1,%ymm2,%ymm3\n  20:\timul   %rcx,%rax\n")
+    dis = (
+        "  10:\tmov    %rdi,%rax\n  13:\tcvtsi2sd %rax,%xmm0\n  18:\tfldl   (%rsp)\n"
+        "  1b:\tvpaddd %ymm1,%ymm2,%ymm3\n  20:\timul   %rcx,%rax\n"
+    )
     found = cbuild.fpu_instructions(dis)
     assert any("cvt" in f for f in found) and any("fld" in f for f in found) and any("ymm" in f for f in found)
     assert not cbuild.fpu_instructions("  0:\timul   %rcx,%rax\n  4:\tsar    $0xf,%rax\n")
@@ -93,8 +96,11 @@ def test_blob_matches_header_and_is_validated(exported, tmp_path):
     bad = bytearray(data)
     bad[-1] ^= 1
     (tmp_path / "bad.blob").write_bytes(bytes(bad))
-    run = subprocess.run([str(exe), "run", str(out / "vectors_selftest.bin"), str(tmp_path / "o.bin"),
-                          str(tmp_path / "bad.blob")], capture_output=True, text=True)
+    run = subprocess.run(
+        [str(exe), "run", str(out / "vectors_selftest.bin"), str(tmp_path / "o.bin"), str(tmp_path / "bad.blob")],
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 3 and "does not match" in run.stderr
 
 
@@ -109,8 +115,9 @@ def test_reexport_with_pinned_scales_reloads_into_old_build(exported, tmp_path):
     rep_b = pipeline.run(src_b, out_b, like=out_a, n_vectors=2000, verify=False)
     assert rep_b["arch_hash"] == rep_a["arch_hash"] and rep_b["like"]["arch_hash_matches"]
     exe_a = cbuild.build_harness(out_a, tmp_path / "build_a")
-    subprocess.run([str(exe_a), "run", str(out_b / "vectors.bin"), str(tmp_path / "o.bin"), str(out_b / "model.blob")],
-                   check=True)
+    subprocess.run(
+        [str(exe_a), "run", str(out_b / "vectors.bin"), str(tmp_path / "o.bin"), str(out_b / "model.blob")], check=True
+    )
     got = np.fromfile(tmp_path / "o.bin", "<i4")
     assert np.array_equal(got, np.fromfile(out_b / "vectors_expected.bin", "<i4"))
     assert (out_b / "vectors_selftest.bin").read_bytes() == (out_a / "vectors_selftest.bin").read_bytes()
@@ -122,14 +129,20 @@ def test_reexport_with_pinned_scales_reloads_into_old_build(exported, tmp_path):
 def _conf_model(kind: str) -> dict:
     """Size keys of conf/model/<kind>.yaml, the default exported sizes."""
     import yaml
+
     cfg = yaml.safe_load((Path(__file__).resolve().parents[1] / "conf" / "model" / f"{kind}.yaml").read_text())
     return {k: v for k, v in cfg.items() if k in ("width", "depth", "kernel_size")}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind,kw", [("mlp", {"window": 1, **_conf_model("mlp")}),
-                                     ("tcn", {"window": 16, **_conf_model("tcn")}),
-                                     ("lstm", {"window": 16, **_conf_model("lstm")})])
+@pytest.mark.parametrize(
+    "kind,kw",
+    [
+        ("mlp", {"window": 1, **_conf_model("mlp")}),
+        ("tcn", {"window": 16, **_conf_model("tcn")}),
+        ("lstm", {"window": 16, **_conf_model("lstm")}),
+    ],
+)
 def test_default_config_sizes(kind, kw, tmp_path):
     """conf/model defaults (migration shapes: 13 inputs) through the whole pipeline."""
     require(cbuild.have_gcc(), "gcc, objdump and nm")

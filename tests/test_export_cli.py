@@ -1,5 +1,6 @@
 """`python -m export ckpt_path=... out=...` on a real (tiny) training checkpoint: outputs,
 one-line errors, and an export interrupted midway leaving `out` as it was."""
+
 import hashlib
 import json
 import re
@@ -30,11 +31,22 @@ def trained(tmp_path_factory):
     data_cfg = {"_target_": "data.dataset.datamodule.MigrationDataModule", "dataset_dir": str(ds), "window": 8}
     dm = MigrationDataModule(dataset_dir=str(ds), window=8)
     dm.setup("fit")
-    module = MigrationModule(backbone={"_target_": "models.network.tcn", "width": 4, "depth": 1},
-                             optimizer={"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01},
-                             data_meta=dm.meta, monitor="val/bal_acc", run_config={"data": data_cfg})
-    trainer = pl.Trainer(max_steps=5, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0)
+    module = MigrationModule(
+        backbone={"_target_": "models.network.tcn", "width": 4, "depth": 1},
+        optimizer={"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01},
+        data_meta=dm.meta,
+        monitor="val/bal_acc",
+        run_config={"data": data_cfg},
+    )
+    trainer = pl.Trainer(
+        max_steps=5,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+    )
     trainer.fit(module, datamodule=dm)
     ckpt = tmp / "m.ckpt"
     trainer.save_checkpoint(ckpt)
@@ -43,8 +55,11 @@ def trained(tmp_path_factory):
 
 def tree(folder):
     """{relative path: sha256} of every file under `folder`."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_cli_rejects_bad_settings(trained, tmp_path):
@@ -52,14 +67,16 @@ def test_cli_rejects_bad_settings(trained, tmp_path):
     full = tmp_path / "full"
     full.mkdir()
     (full / "x").write_text("old")
-    cases = [([f"out={tmp_path / 'o'}"], "ckpt_path= is required"),
-             ([f"ckpt_path={tmp_path / 'none.ckpt'}", f"out={tmp_path / 'o'}"], "ckpt_path=.*no such file"),
-             ([f"ckpt_path={ckpt}", f"out={tmp_path / 'o'}", "vectors=abc"], "vectors='abc': expected an integer"),
-             ([f"ckpt_path={ckpt}", f"out={ckpt}"], "out=.*exists and is not a folder"),
-             ([f"ckpt_path={ckpt}", f"out={full}"], "out=.*not empty .force=true"),
-             ([f"ckpt_path={ckpt}", f"out={tmp_path / 'o'}", "prefix=1x"], "prefix='1x'"),
-             ([f"ckpt_path={ckpt}", f"out={tmp_path / 'o'}", f"like={tmp_path}"], "like=.*not an export folder"),
-             ([f"ckpt_path={ckpt}", f"out={tmp_path / 'o'}", "verify=maybe"], "verify='maybe': expected true or false")]
+    cases = [
+        ([f"out={tmp_path / 'o'}"], "ckpt_path= is required"),
+        ([f"ckpt_path={tmp_path / 'none.ckpt'}", f"out={tmp_path / 'o'}"], "ckpt_path=.*no such file"),
+        ([f"ckpt_path={ckpt}", f"out={tmp_path / 'o'}", "vectors=abc"], "vectors='abc': expected an integer"),
+        ([f"ckpt_path={ckpt}", f"out={ckpt}"], "out=.*exists and is not a folder"),
+        ([f"ckpt_path={ckpt}", f"out={full}"], "out=.*not empty .force=true"),
+        ([f"ckpt_path={ckpt}", f"out={tmp_path / 'o'}", "prefix=1x"], "prefix='1x'"),
+        ([f"ckpt_path={ckpt}", f"out={tmp_path / 'o'}", f"like={tmp_path}"], "like=.*not an export folder"),
+        ([f"ckpt_path={ckpt}", f"out={tmp_path / 'o'}", "verify=maybe"], "verify='maybe': expected true or false"),
+    ]
     for overrides, message in cases:
         with pytest.raises(UserError, match=message):
             cli.main_in_process(overrides)
@@ -70,9 +87,23 @@ def test_cli_exports_a_checkpoint(trained, tmp_path):
     require(cbuild.have_gcc(), "gcc, objdump and nm")
     ckpt, dm = trained
     out = tmp_path / "export"
-    assert cli.main_in_process([f"ckpt_path={ckpt}", f"out={out}", "vectors=20000"]) == 0  # in-process: imports are warm
-    for name in ("model.onnx", "parity.json", "parity.md", "calibration.json", "calibration.md", "model.h",
-                 "model_vectors.h", "model.blob", "vectors.bin", "vectors_expected.bin", "report.json", "report.md"):
+    assert (
+        cli.main_in_process([f"ckpt_path={ckpt}", f"out={out}", "vectors=20000"]) == 0
+    )  # in-process: imports are warm
+    for name in (
+        "model.onnx",
+        "parity.json",
+        "parity.md",
+        "calibration.json",
+        "calibration.md",
+        "model.h",
+        "model_vectors.h",
+        "model.blob",
+        "vectors.bin",
+        "vectors_expected.bin",
+        "report.json",
+        "report.md",
+    ):
         assert (out / name).stat().st_size > 0, name
     assert [p.name for p in tmp_path.iterdir()] == ["export"]  # no staging folder left beside it
     rep = json.loads((out / "report.json").read_text())
@@ -103,8 +134,13 @@ def test_cli_exports_a_checkpoint(trained, tmp_path):
 
 
 def start_export(*overrides):
-    return subprocess.Popen([sys.executable, "-m", "export", *overrides], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "export", *overrides],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_for(proc, marker: str, timeout: float = 120) -> None:
@@ -149,6 +185,7 @@ def test_interrupted_export_leaves_out_as_it_was(trained, tmp_path):
 
 
 def test_help_prints_usage():
-    r = subprocess.run([sys.executable, "-m", "export", "--help"], cwd=REPO, capture_output=True, text=True,
-                       timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "export", "--help"], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     assert r.returncode == 0 and "python -m export ckpt_path=PATH out=DIR" in r.stdout and "vectors:" in r.stdout

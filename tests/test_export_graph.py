@@ -1,4 +1,5 @@
 """Export, whitelist and lowering: the ONNX graph drives the integer pipeline (issue 5)."""
+
 import numpy as np
 import pytest
 import torch
@@ -112,10 +113,14 @@ def test_hand_built_graph_folds_batchnorm_and_bias():
     rng = np.random.default_rng(3)
     L, C, K = 8, 4, 3
     init = {
-        "w": rng.standard_normal((C, F, K)).astype(np.float32), "cb": rng.standard_normal(C).astype(np.float32),
-        "s": rng.uniform(0.5, 1.5, C).astype(np.float32), "bb": rng.standard_normal(C).astype(np.float32),
-        "m": rng.standard_normal(C).astype(np.float32), "v": rng.uniform(0.5, 2, C).astype(np.float32),
-        "idx": np.array(-1, np.int64), "mw": rng.standard_normal((C, 2)).astype(np.float32),
+        "w": rng.standard_normal((C, F, K)).astype(np.float32),
+        "cb": rng.standard_normal(C).astype(np.float32),
+        "s": rng.uniform(0.5, 1.5, C).astype(np.float32),
+        "bb": rng.standard_normal(C).astype(np.float32),
+        "m": rng.standard_normal(C).astype(np.float32),
+        "v": rng.uniform(0.5, 2, C).astype(np.float32),
+        "idx": np.array(-1, np.int64),
+        "mw": rng.standard_normal((C, 2)).astype(np.float32),
         "mb": rng.standard_normal(2).astype(np.float32),
     }
     nodes = [
@@ -127,9 +132,13 @@ def test_hand_built_graph_folds_batchnorm_and_bias():
         helper.make_node("MatMul", ["last", "mw"], ["mm"]),
         helper.make_node("Add", ["mm", "mb"], ["logits"]),
     ]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, L, F])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 2])],
-                              [numpy_helper.from_array(v, k) for k, v in init.items()])
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, L, F])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 2])],
+        [numpy_helper.from_array(v, k) for k, v in init.items()],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)], ir_version=10)
     onnx.checker.check_model(model)
     g = lower(model)
@@ -138,5 +147,5 @@ def test_hand_built_graph_folds_batchnorm_and_bias():
 
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     x = rng.standard_normal((16, L, F)).astype(np.float32)
-    ref = np.concatenate([sess.run(None, {"x": x[i:i + 1]})[0] for i in range(16)])
+    ref = np.concatenate([sess.run(None, {"x": x[i : i + 1]})[0] for i in range(16)])
     assert np.abs(run_float(g, x)[g.output][:, -1] - ref).max() < 1e-5

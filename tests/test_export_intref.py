@@ -1,4 +1,5 @@
 """Integer reference: rounding, tables, saturation, and streaming == full-sequence evaluation."""
+
 import numpy as np
 import pytest
 import torch
@@ -41,8 +42,11 @@ def _quantized(kind, window, vocab=0, seed=0, **kw):
     return g, quantize(g, calibrate(g, [(x, tok)]), headroom=1)
 
 
-MODELS = {"mlp": ("mlp", 4, 6, {"width": 8, "depth": 2}), "tcn": ("tcn", 16, 0, {"width": 6, "depth": 2}),
-          "lstm": ("lstm", 8, 6, {"width": 6, "depth": 2})}
+MODELS = {
+    "mlp": ("mlp", 4, 6, {"width": 8, "depth": 2}),
+    "tcn": ("tcn", 16, 0, {"width": 6, "depth": 2}),
+    "lstm": ("lstm", 8, 6, {"width": 6, "depth": 2}),
+}
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -63,7 +67,7 @@ def test_streaming_is_bit_identical_to_full_sequence(name):
     if vocab:
         assert full_ref.counts[g.tokens] > 0, "out-of-range tokens are clamped and counted"
     if g.receptive_field() is not None:  # MLP ring, TCN with window >= receptive field: the window's view
-        win = IntRef(q).outputs_full(x[:, t - window:], None if tok is None else tok[:, t - window:])[:, -1]
+        win = IntRef(q).outputs_full(x[:, t - window :], None if tok is None else tok[:, t - window :])[:, -1]
         assert np.array_equal(win, streamed[:, -1])
 
 

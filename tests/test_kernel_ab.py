@@ -1,6 +1,7 @@
 """The closed loop (python -m kernel.ab): console parsing, statistics and report on a
 constructed console; then a shortened A/B in the patched tiny kernel (one workload, five
 repetitions per arm, reported but not judged)."""
+
 import json
 import shutil
 import time
@@ -25,14 +26,17 @@ def console(times: dict) -> str:
         n = 0 if arm == "cfs" else 100
         nm = 40 if arm == "cfs" else 0  # hook calls the kernel timed without a model
         fair = "timing=on fair_calls={} fair_ns={} fair_model_calls={} fair_model_ns={} timer_ns=20"
-        out += [f"SLM-AB-Q {tag} before hook={hook} mode=shadow calls=10 agree=9 model_migrate=5 cfs_migrate=6 "
-                f"hook_ns=1000 {fair.format(7, 700, 10, 5000)}",
-                f"SLM-AB-S {tag} before cpu0 0 0 1 2 3 4 5 6 7", f"SLM-AB-S {tag} before {DOMAIN}",
-                f"SLM-AB-S {tag} after {DOMAIN.replace(' 4 5 ', ' 14 9 ', 1)}",
-                f"SLM-AB-Q {tag} after hook={hook} mode=shadow calls={10 + n} agree={9 + n - 1} "
-                f"model_migrate={5 + n // 2} cfs_migrate={6 + n // 2} hook_ns={1000 + 300 * n} "
-                f"{fair.format(7 + nm, 700 + 50 * nm, 10 + n, 5000 + 500 * n)}",
-                f"SLM-AB-RUN {tag} ABRUN ns={int(sec * 1e9)} cpu_ns={int(sec * 2e9)} rc=0 samples=4 imb_sum=6 imb_max=3 nr_sum=40"]
+        out += [
+            f"SLM-AB-Q {tag} before hook={hook} mode=shadow calls=10 agree=9 model_migrate=5 cfs_migrate=6 "
+            f"hook_ns=1000 {fair.format(7, 700, 10, 5000)}",
+            f"SLM-AB-S {tag} before cpu0 0 0 1 2 3 4 5 6 7",
+            f"SLM-AB-S {tag} before {DOMAIN}",
+            f"SLM-AB-S {tag} after {DOMAIN.replace(' 4 5 ', ' 14 9 ', 1)}",
+            f"SLM-AB-Q {tag} after hook={hook} mode=shadow calls={10 + n} agree={9 + n - 1} "
+            f"model_migrate={5 + n // 2} cfs_migrate={6 + n // 2} hook_ns={1000 + 300 * n} "
+            f"{fair.format(7 + nm, 700 + 50 * nm, 10 + n, 5000 + 500 * n)}",
+            f"SLM-AB-RUN {tag} ABRUN ns={int(sec * 1e9)} cpu_ns={int(sec * 2e9)} rc=0 samples=4 imb_sum=6 imb_max=3 nr_sum=40",
+        ]
     out += ["SLM-AB-RELOAD rc=0", "SLM-AB-MODEL gen=1 crc32=0x12345678 arch=0x1", "SLM-AB-DONE uptime=99"]
     return "\n".join(out) + "\n"
 
@@ -42,9 +46,19 @@ def test_parse_runs_counters_and_schedstat():
     assert [(r.arm, r.seconds) for r in runs] == [("cfs", 2.0), ("shadow", 2.1), ("active", 2.2)]
     cfs, shadow = runs[0], runs[1]
     assert cfs.hook["calls"] == 0 and not cfs.hook["registered"]
-    assert shadow.hook == {"calls": 100, "agree": 99, "model_migrate": 50, "cfs_migrate": 50, "hook_ns": 30000,
-                           "fair_calls": 0, "fair_ns": 0, "fair_model_calls": 100, "fair_model_ns": 50000,
-                           "registered": True, "timer_ns": 20}
+    assert shadow.hook == {
+        "calls": 100,
+        "agree": 99,
+        "model_migrate": 50,
+        "cfs_migrate": 50,
+        "hook_ns": 30000,
+        "fair_calls": 0,
+        "fair_ns": 0,
+        "fair_model_calls": 100,
+        "fair_model_ns": 50000,
+        "registered": True,
+        "timer_ns": 20,
+    }
     assert cfs.hook["fair_calls"] == 40 and cfs.hook["fair_ns"] == 2000 and cfs.hook["fair_model_calls"] == 0
     # lb_gained of the CPU_IDLE type went 4 -> 14, lb_hot_gained 5 -> 9
     assert shadow.sched["lb_gained"] == 10 and shadow.sched["lb_hot_gained"] == 4
@@ -94,8 +108,10 @@ def test_shortened_ab_in_the_patched_kernel(tmp_path, record_property):
     require(initramfs.BUSYBOX.is_file(), "busybox-static not installed")
     require(shutil.which("hackbench") is not None, "rt-tests (hackbench) not installed")
     require(tiny_kernel.TARBALL.is_file(), f"{tiny_kernel.TARBALL} missing (apt-get install linux-source-6.1)")
-    require(IN_CI or tiny_kernel.cached() is not None,
-            "patched tiny kernel not cached (python -m kernel.tiny_kernel builds it, many CPU-minutes)")
+    require(
+        IN_CI or tiny_kernel.cached() is not None,
+        "patched tiny kernel not cached (python -m kernel.tiny_kernel builds it, many CPU-minutes)",
+    )
     from kernel.ab.__main__ import run
     from kernel.vm import models
 
@@ -103,8 +119,17 @@ def test_shortened_ab_in_the_patched_kernel(tmp_path, record_property):
     tk = tiny_kernel.ensure()
     built = time.monotonic() - t0
     pair = models.make_pair(tmp_path / "models", n_vectors=200)
-    ab = run(pair.gen_dir, tmp_path / "ab", ["hackbench-socket"], 5, 4, pair.blob_b, kernel=tk.bzimage, tree=tk.tree,
-             log=lambda m: None)
+    ab = run(
+        pair.gen_dir,
+        tmp_path / "ab",
+        ["hackbench-socket"],
+        5,
+        4,
+        pair.blob_b,
+        kernel=tk.bzimage,
+        tree=tk.tree,
+        log=lambda m: None,
+    )
     took = time.monotonic() - t0
     record_property("ab_seconds", round(took, 1))
     record_property("kernel_build_seconds", round(built, 1))
@@ -120,5 +145,8 @@ def test_shortened_ab_in_the_patched_kernel(tmp_path, record_property):
     assert {"ns_per_call_model", "ns_per_call_no_model", "reload_under_load"} <= set(saved)
     # the patched kernel timed its hook in every arm: without the model in cfs, with it in the others
     assert saved["hook_calls_no_model"] > 0 and saved["ns_per_call_no_model"] > 0
-    assert saved["hook_calls_with_model"] == pytest.approx(w["hook_calls"], rel=0.01) and saved["ns_per_call_hook_with_model"] > 0
+    assert (
+        saved["hook_calls_with_model"] == pytest.approx(w["hook_calls"], rel=0.01)
+        and saved["ns_per_call_hook_with_model"] > 0
+    )
     assert (tmp_path / "ab" / "report.md").is_file() and (tmp_path / "ab" / "ab.png").is_file()

@@ -1,4 +1,5 @@
 """kernel/push_model.py: blob validation before a push (no kernel needed)."""
+
 import struct
 import zlib
 
@@ -8,9 +9,11 @@ from kernel import push_model as pm
 
 PARAMS = bytes(range(256)) * 3
 SHAPE = dict(arch_hash=0x1234ABCD, n_in=9, n_out=1, window=4, macs=600)
-STATUS = ("gen=0 crc32=0x01020304 arch=0x1234abcd n_in=9 n_out=1 window=4 macs=600 params_size=768\n"
-          "vectors=2048 match_builtin=2048 out_crc32=0xdeadbeef ns_per_forward=120\n"
-          "hook=off mode=shadow calls=0 agree=0 model_migrate=0 cfs_migrate=0\n")
+STATUS = (
+    "gen=0 crc32=0x01020304 arch=0x1234abcd n_in=9 n_out=1 window=4 macs=600 params_size=768\n"
+    "vectors=2048 match_builtin=2048 out_crc32=0xdeadbeef ns_per_forward=120\n"
+    "hook=off mode=shadow calls=0 agree=0 model_migrate=0 cfs_migrate=0\n"
+)
 
 
 def blob(**kw):
@@ -27,15 +30,19 @@ def test_pack_parse_roundtrip_matches_contract_layout():
     assert len(data) == 36 + len(PARAMS)
 
 
-@pytest.mark.parametrize("data, why", [
-    (b"SCLM", "shorter than the 36-byte header"),
-    (b"XXXX" + blob()[4:], "bad magic"),
-    (blob(version=2), "format version 2"),
-    (blob()[:-1], "truncated or trailing"),
-    (blob() + b"\0", "truncated or trailing"),
-    (blob(crc32=0), "corrupt"),
-    (blob()[:40] + bytes([blob()[40] ^ 1]) + blob()[41:], "corrupt"),
-], ids=["short", "magic", "version", "truncated", "trailing", "crc-field", "flipped-param"])
+@pytest.mark.parametrize(
+    "data, why",
+    [
+        (b"SCLM", "shorter than the 36-byte header"),
+        (b"XXXX" + blob()[4:], "bad magic"),
+        (blob(version=2), "format version 2"),
+        (blob()[:-1], "truncated or trailing"),
+        (blob() + b"\0", "truncated or trailing"),
+        (blob(crc32=0), "corrupt"),
+        (blob()[:40] + bytes([blob()[40] ^ 1]) + blob()[41:], "corrupt"),
+    ],
+    ids=["short", "magic", "version", "truncated", "trailing", "crc-field", "flipped-param"],
+)
 def test_parse_rejects_with_reason(data, why):
     with pytest.raises(pm.BlobError, match=why):
         pm.parse(data)

@@ -1,6 +1,7 @@
 """The can_migrate feature contract (data/collect/bcc/cm_features.h) and its Python mirror
 (data/can_migrate/int_features.py): layout, feature order, values; the patch and the module use it;
 the module's decision path in C equals the Python integer reference (kernel/cm_parity.py)."""
+
 import re
 import shutil
 import subprocess
@@ -49,8 +50,15 @@ def fixture_records(n: int, seed: int = 0) -> np.ndarray:
 
 def compile_run(tmp_path, body: list[str]) -> str:
     require(shutil.which("cc") is not None, "a C compiler (cc)")
-    src = ["#include <stdio.h>", "#include <stddef.h>", f'#include "{RECORD_H}"', f'#include "{HEADER}"',
-           "int main(void){", *body, "return 0;}"]
+    src = [
+        "#include <stdio.h>",
+        "#include <stddef.h>",
+        f'#include "{RECORD_H}"',
+        f'#include "{HEADER}"',
+        "int main(void){",
+        *body,
+        "return 0;}",
+    ]
     (tmp_path / "t.c").write_text("\n".join(src))
     subprocess.run(["cc", "-Wall", "-Werror", "-o", str(tmp_path / "t"), str(tmp_path / "t.c")], check=True)
     return subprocess.run([str(tmp_path / "t")], capture_output=True, text=True, check=True).stdout
@@ -59,8 +67,10 @@ def compile_run(tmp_path, body: list[str]) -> str:
 def test_fields_mirror_matches_header_offsets(tmp_path):
     names = [n for n, _ in cmi.FIELDS]
     body = ['printf("sizeof %zu\\n", sizeof(struct cm_fields));']
-    body += [f'printf("{n} %zu %zu\\n", offsetof(struct cm_fields, {n}), sizeof(((struct cm_fields *)0)->{n}));'
-             for n in names]
+    body += [
+        f'printf("{n} %zu %zu\\n", offsetof(struct cm_fields, {n}), sizeof(((struct cm_fields *)0)->{n}));'
+        for n in names
+    ]
     got = {l.split()[0]: tuple(map(int, l.split()[1:])) for l in compile_run(tmp_path, body).splitlines()}
     assert got.pop("sizeof") == (cmi.FIELDS_DTYPE.itemsize,)
     for n in names:
@@ -68,8 +78,9 @@ def test_fields_mirror_matches_header_offsets(tmp_path):
         assert got[n] == (off, dt.itemsize), n
     # every field but the padding is a record field or a per-node fault count of one
     assert set(names) - set(rec.RECORD_DTYPE.names) == {"src_faults", "dst_faults"}
-    header_fields = re.findall(r"^\t__[su]\d+ (\w+);", HEADER.read_text().split("struct cm_fields {")[1]
-                               .split("};")[0], re.M)
+    header_fields = re.findall(
+        r"^\t__[su]\d+ (\w+);", HEADER.read_text().split("struct cm_fields {")[1].split("};")[0], re.M
+    )
     assert header_fields == names
 
 
@@ -109,7 +120,7 @@ def test_c_features_equal_python_mirror_and_training_features(parity_exe, tmp_pa
     for j, (name, _) in enumerate(cmi.FEATURES):
         want = trained[name].to_numpy(np.float64)
         got = (py[:, j] / div[j]).astype(np.float32)
-        ok = np.isclose(got, want, rtol=1e-6, atol=2.0 ** -16 if name == "delta_faults" else 0)
+        ok = np.isclose(got, want, rtol=1e-6, atol=2.0**-16 if name == "delta_faults" else 0)
         sane = np.abs(want) < 256 if name == "delta_faults" else np.ones(len(want), bool)  # capped at 2^46 faults
         assert ok[sane].all(), (name, got[sane & ~ok][:5], want[sane & ~ok][:5])
 
@@ -143,19 +154,27 @@ def test_migration_model_is_refused_by_the_hook_path(tmp_path):
     from kernel import cm_parity
     from models.network import SchedNet, mlp
 
-    specs = [FeatureSpec(c, c, MIGRATION_TRANSFORMS.get(c, "log1p_us" if c.endswith("_ns") else "identity"))
-             for c in MIGRATION_FEATURES] + [FeatureSpec(f"kind_{n}", "kind", "onehot", k)
-                                             for k, n in MIGRATION_KINDS.items()]
-    features = {"specs": [s.to_dict() for s in specs], "mean": [0.0] * len(specs), "std": [1.0] * len(specs),
-                "names": [s.name for s in specs] + [VALID]}
+    specs = [
+        FeatureSpec(c, c, MIGRATION_TRANSFORMS.get(c, "log1p_us" if c.endswith("_ns") else "identity"))
+        for c in MIGRATION_FEATURES
+    ] + [FeatureSpec(f"kind_{n}", "kind", "onehot", k) for k, n in MIGRATION_KINDS.items()]
+    features = {
+        "specs": [s.to_dict() for s in specs],
+        "mean": [0.0] * len(specs),
+        "std": [1.0] * len(specs),
+        "names": [s.name for s in specs] + [VALID],
+    }
     n = len(features["names"])
     torch.manual_seed(0)
     net = SchedNet(mlp(n, 1, width=4, depth=1), n_out=1).eval()
     x = np.random.default_rng(0).standard_normal((64, 1, n)).astype(np.float32)
-    pipeline.run(Source(net, 1, n, 0, Split("calib", x), features=features), tmp_path / "m", n_vectors=100,
-                 verify=False)
+    pipeline.run(
+        Source(net, 1, n, 0, Split("calib", x), features=features), tmp_path / "m", n_vectors=100, verify=False
+    )
     exe = cm_parity.build_harness(tmp_path / "m", tmp_path)
-    with pytest.raises(cm_parity.ParityError, match=r"^model input 0 \(since_last_ran_ns\) is not a can_migrate feature$"):
+    with pytest.raises(
+        cm_parity.ParityError, match=r"^model input 0 \(since_last_ran_ns\) is not a can_migrate feature$"
+    ):
         cm_parity.c_logits(exe, fixture_records(4), tmp_path)
     with pytest.raises(cm_parity.ParityError, match="model input 0 \\(since_last_ran_ns\\) is not a can_migrate"):
         cm_parity.input_columns(cm_parity.load_export(tmp_path / "m"))
@@ -189,7 +208,9 @@ def test_parity_on_shipped_guest_records(parity_exe, tmp_path):
     require(bool(files), f"no shipped can_migrate records under {GUEST_RUNS}")
     pair, exe = parity_exe
     r = np.concatenate([cm_parity.read_records(f) for f in files])
-    assert np.array_equal(cm_parity.c_features(exe, r, tmp_path), cmi.raw_features(cmi.fields_from_records(rec.records_frame(r))))
+    assert np.array_equal(
+        cm_parity.c_features(exe, r, tmp_path), cmi.raw_features(cmi.fields_from_records(rec.records_frame(r)))
+    )
     for blob in (None, pair.blob_b):
         want = cm_parity.reference_logits(cm_parity.load_export(pair.gen_dir, blob), r)
         got = cm_parity.c_logits(exe, r, tmp_path, blob)

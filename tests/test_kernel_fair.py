@@ -1,4 +1,5 @@
 """kernel/patches/0001-sched-fair-consult-learned-model.patch against Debian's linux-source-6.1."""
+
 import shutil
 import subprocess
 from pathlib import Path
@@ -32,8 +33,12 @@ def test_patch_installs_the_module_hook_header_verbatim():
     # The module builds against unpatched headers with its own copy of this layout.
     text = PATCH.read_text()
     assert added_file(text, "include/linux/sched/lb_model.h") == (KERNEL / "sched_lb_model.h").read_text()
-    for needle in ("EXPORT_SYMBOL_GPL(sched_lb_model_register)", "rcu_dereference(sched_lb_model)",
-                   "rq_clock_task(env->src_rq) - p->se.exec_start", "can_migrate_task_cfs(p, env)"):
+    for needle in (
+        "EXPORT_SYMBOL_GPL(sched_lb_model_register)",
+        "rcu_dereference(sched_lb_model)",
+        "rq_clock_task(env->src_rq) - p->se.exec_start",
+        "can_migrate_task_cfs(p, env)",
+    ):
         assert needle in text
 
 
@@ -41,8 +46,7 @@ def test_patch_installs_the_module_hook_header_verbatim():
 def test_build_fair_applies_patch_and_compiles():
     require(TARBALL.is_file(), f"{TARBALL} missing (apt-get install linux-source-6.1)")
     # No WORKDIR: the script unpacks (~1.5 GB) into a temp dir it removes afterwards.
-    p = subprocess.run(["bash", str(KERNEL / "build_fair.sh")],
-                       capture_output=True, text=True, timeout=3600)
+    p = subprocess.run(["bash", str(KERNEL / "build_fair.sh")], capture_output=True, text=True, timeout=3600)
     out = p.stdout + p.stderr
     assert p.returncode == 0, out[-4000:]
     assert "build_fair: OK kernel/sched/fair.o" in out

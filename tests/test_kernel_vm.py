@@ -5,6 +5,7 @@ pipeline; then Debian's 6.1 kernel boots under qemu (software emulation) with a 
 initramfs (kernel/vm/init.sh) that loads it, pushes model B, pushes corrupt blobs and queries
 the serving model after each step. Expected outputs come from export's integer reference.
 """
+
 import re
 import shutil
 import subprocess
@@ -43,8 +44,7 @@ def test_module_builds_without_warnings(module):
 
 def test_module_has_no_float(module):
     require(shutil.which("objdump") is not None, "objdump (binutils) needed")
-    asm = subprocess.run(["objdump", "-d", str(module.ko)], capture_output=True, text=True,
-                         check=True).stdout
+    asm = subprocess.run(["objdump", "-d", str(module.ko)], capture_output=True, text=True, check=True).stdout
     assert "<slm_init>:" in asm or "<init_module>:" in asm
     hits = [line for line in asm.splitlines() if FLOAT.search(line)]
     assert hits == [], "\n".join(hits[:20])

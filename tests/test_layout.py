@@ -91,9 +91,13 @@ def test_cycle_detector_finds_one():
 
 
 def test_stages_import_downwards_only():
-    upward = [f"{a} -> {b}" for a, deps in graph().items() for b in deps
-              if FLOOR[b.split(".")[0]] > FLOOR[a.split(".")[0]]
-              or (FLOOR[b.split(".")[0]] == FLOOR[a.split(".")[0]] and a.split(".")[0] != b.split(".")[0])]
+    upward = [
+        f"{a} -> {b}"
+        for a, deps in graph().items()
+        for b in deps
+        if FLOOR[b.split(".")[0]] > FLOOR[a.split(".")[0]]
+        or (FLOOR[b.split(".")[0]] == FLOOR[a.split(".")[0]] and a.split(".")[0] != b.split(".")[0])
+    ]
     assert upward == []
 
 
@@ -117,6 +121,10 @@ def test_data_stages_import_only_what_they_stand_on():
     def stage(name):
         return next((s for s in DATA_STAGES if name == s or name.startswith(s + ".")), None)
 
-    crossing = [f"{a} -> {b}" for a, deps in graph().items() for b in deps
-                if stage(a) and stage(b) and stage(a) != stage(b) and stage(b) not in DATA_STAGES[stage(a)]]
+    crossing = [
+        f"{a} -> {b}"
+        for a, deps in graph().items()
+        for b in deps
+        if stage(a) and stage(b) and stage(a) != stage(b) and stage(b) not in DATA_STAGES[stage(a)]
+    ]
     assert crossing == []

@@ -9,6 +9,7 @@ The traces here are test inputs in the kernel's `trace` text format (tests/ftrac
 not recorded traces: two CPUs, task 10 woken on a random CPU each round (logged there, as a
 remote wakeup is), task 20 always on cpu1.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,17 @@ from data.dataset.tables import KIND_WAKEUP, WAKER_UNKNOWN
 from tests.ftrace_lines import body, kernel_line
 
 HEADER = b"# tracer: nop\n#\n#           TASK-PID     CPU#  |||||  TIMESTAMP  FUNCTION\n"
-OTHER_INPUTS = ["since_last_ran_ns", "src_nr_running", "min_other_nr_running", "max_other_nr_running",
-                "src_idle", "other_idle", "recent_migrations", "prio", "kind"]
+OTHER_INPUTS = [
+    "since_last_ran_ns",
+    "src_nr_running",
+    "min_other_nr_running",
+    "max_other_nr_running",
+    "src_idle",
+    "other_idle",
+    "recent_migrations",
+    "prio",
+    "kind",
+]
 
 
 def _comm(pid: int, cpu: int) -> bytes:
@@ -36,8 +46,15 @@ def _comm(pid: int, cpu: int) -> bytes:
 
 
 def _switch(ts: int, cpu: int, prev: int, nxt: int, state: str = "S") -> bytes:
-    fields = dict(prev_comm=_comm(prev, cpu), prev_pid=prev, prev_prio=120, prev_state=state.encode(),
-                  next_comm=_comm(nxt, cpu), next_pid=nxt, next_prio=120)
+    fields = dict(
+        prev_comm=_comm(prev, cpu),
+        prev_pid=prev,
+        prev_prio=120,
+        prev_state=state.encode(),
+        next_comm=_comm(nxt, cpu),
+        next_pid=nxt,
+        next_prio=120,
+    )
     return kernel_line(_comm(prev, cpu), prev, cpu, ts, "sched_switch", body("sched_switch", fields))
 
 
@@ -54,8 +71,11 @@ def trace_text(seed: int, rounds: int = 80, waking: bool = False) -> bytes:
         for pid, cpu in ((10, int(rng.integers(0, 2))), (20, 1)):
             if waking:  # the waker's line (here on the target CPU too: the kernel logs it where it runs)
                 lines.append(_wake(ts, cpu, pid, "sched_waking"))
-            lines += [_wake(ts + 1_000, cpu, pid, "sched_wakeup"), _switch(ts + 5_000, cpu, 0, pid),
-                      _switch(ts + 9_000 + int(rng.integers(0, 50_000)), cpu, pid, 0)]
+            lines += [
+                _wake(ts + 1_000, cpu, pid, "sched_wakeup"),
+                _switch(ts + 5_000, cpu, 0, pid),
+                _switch(ts + 9_000 + int(rng.integers(0, 50_000)), cpu, pid, 0),
+            ]
             ts += 100_000
     return HEADER + b"\n".join(lines) + b"\n"
 
@@ -68,8 +88,15 @@ def write_run(root, run_id: str, workload: str, category: str, seed: int, waking
     return d
 
 
-RUNS = [("a-r01", "a", "x"), ("a-r02", "a", "x"), ("a-r03", "a", "x"),
-        ("b-r01", "b", "y"), ("b-r02", "b", "y"), ("b-r03", "b", "y"), ("c-r01", "c", "z")]
+RUNS = [
+    ("a-r01", "a", "x"),
+    ("a-r02", "a", "x"),
+    ("a-r03", "a", "x"),
+    ("b-r01", "b", "y"),
+    ("b-r02", "b", "y"),
+    ("b-r03", "b", "y"),
+    ("c-r01", "c", "z"),
+]
 
 
 def dataset(root, waking: bool):
@@ -91,6 +118,7 @@ def test_replay_marks_waker_same_cpu_unknown(tmp_path):
     for engine in ("c", "python"):
         if engine == "c":
             from tests.conftest import require
+
             require(replay_core.load_core() is not None, f"C compiler: {replay_core.core_unavailable_reason()}")
         r = replay(events, "w-r01", engine=engine)
         wake = r.migration[r.migration.kind == KIND_WAKEUP]
@@ -108,9 +136,11 @@ def test_datamodule_refuses_the_feature_in_one_line(no_waking):
         dm.setup("fit")
     msg = str(e.value)
     assert "\n" not in msg
-    assert msg.startswith("trace(s) a-r01, a-r02, a-r03, b-r01, b-r02, b-r03, c-r01 have no sched_waking events: "
-                          "waker_same_cpu is unknown there (sched_wakeup is logged on the target CPU, so it "
-                          "would leak the label); train without it: data.features=[")
+    assert msg.startswith(
+        "trace(s) a-r01, a-r02, a-r03, b-r01, b-r02, b-r03, c-r01 have no sched_waking events: "
+        "waker_same_cpu is unknown there (sched_wakeup is logged on the target CPU, so it "
+        "would leak the label); train without it: data.features=["
+    )
     assert msg.endswith(f"data.features=[{','.join(OTHER_INPUTS)}]")
 
 
@@ -121,10 +151,20 @@ def test_training_without_the_feature_works(no_waking, tmp_path):
     from tests.conftest import REPO
     from train import train
 
-    overrides = ["task=migration", "model=mlp", "model.width=4", "model.depth=1", "debug=fdr",
-                 "extras.print_config=false", "~callbacks.rich_progress_bar", "~callbacks.model_summary",
-                 f"data.features=[{','.join(OTHER_INPUTS)}]", f"paths.dataset_dir={no_waking}",
-                 f"paths.output_dir={tmp_path}", f"paths.log_dir={tmp_path}"]
+    overrides = [
+        "task=migration",
+        "model=mlp",
+        "model.width=4",
+        "model.depth=1",
+        "debug=fdr",
+        "extras.print_config=false",
+        "~callbacks.rich_progress_bar",
+        "~callbacks.model_summary",
+        f"data.features=[{','.join(OTHER_INPUTS)}]",
+        f"paths.dataset_dir={no_waking}",
+        f"paths.output_dir={tmp_path}",
+        f"paths.log_dir={tmp_path}",
+    ]
     with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
         cfg = compose("train", overrides=overrides)
     metrics = train(cfg)

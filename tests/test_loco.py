@@ -1,6 +1,7 @@
 """Leave-one-category-out: the table built from runs' results.json (SYNTHETIC metric values
 written here, so every cell can be checked by hand), the mean-over-categories row, the
 significance line, the window-1 column group, and evaluate.py picking the LOCO path by itself."""
+
 from __future__ import annotations
 
 import json
@@ -23,14 +24,33 @@ def write_run(root: Path, i: int, backbone: str, window: int, fold: str, seed: i
     run = root / str(i)
     run.mkdir(parents=True)
     v = value(backbone, window, fold, seed)
-    metrics = {"test_unseen/bal_acc": v, "test_unseen/ap": v / 2,
-               "test_unseen/baseline/logreg/bal_acc": 0.75, "test_unseen/baseline/logreg/ap": 0.3,
-               "test_unseen/baseline/always_stay/bal_acc": 0.5, "test_unseen/baseline/always_stay/ap": 0.01}
-    config = {"seed": seed, "data": {"dataset_dir": "datasets/sample", "window": window, "unseen": [fold]},
-              "model": {"_target_": f"models.network.{backbone}"}, "paths": {"output_dir": str(run)}}
-    (run / "results.json").write_text(json.dumps({"task": "migration", "backbone": backbone, "seed": seed,
-                                                  "window": window, "metrics": metrics, "config": config,
-                                                  "split": {"unseen": [fold]}}))
+    metrics = {
+        "test_unseen/bal_acc": v,
+        "test_unseen/ap": v / 2,
+        "test_unseen/baseline/logreg/bal_acc": 0.75,
+        "test_unseen/baseline/logreg/ap": 0.3,
+        "test_unseen/baseline/always_stay/bal_acc": 0.5,
+        "test_unseen/baseline/always_stay/ap": 0.01,
+    }
+    config = {
+        "seed": seed,
+        "data": {"dataset_dir": "datasets/sample", "window": window, "unseen": [fold]},
+        "model": {"_target_": f"models.network.{backbone}"},
+        "paths": {"output_dir": str(run)},
+    }
+    (run / "results.json").write_text(
+        json.dumps(
+            {
+                "task": "migration",
+                "backbone": backbone,
+                "seed": seed,
+                "window": window,
+                "metrics": metrics,
+                "config": config,
+                "split": {"unseen": [fold]},
+            }
+        )
+    )
 
 
 @pytest.fixture
@@ -59,10 +79,18 @@ def test_per_category_table_mean_row_and_significance(sweep):
     sig = t["significance"][MEAN_ROW]
     assert sig["verdict"] == "beats" and sig["sequence"] == "lstm window=16" and sig["reference"] == "baseline: logreg"
     (w,) = t["window_comparison"]
-    assert w["long"] == "lstm window=16" and w["one"] == "lstm window=1" and w["verdict"] == "longer window beats window 1"
+    assert (
+        w["long"] == "lstm window=16" and w["one"] == "lstm window=1" and w["verdict"] == "longer window beats window 1"
+    )
     text = render_loco([t])
-    for s in ("### bal_acc (test_unseen)", "### ap (test_unseen)", f"**{MEAN_ROW}**", "0.8270 ± 0.0010 (n=3)",
-              "significance", "Window 1 against the default window"):
+    for s in (
+        "### bal_acc (test_unseen)",
+        "### ap (test_unseen)",
+        f"**{MEAN_ROW}**",
+        "0.8270 ± 0.0010 (n=3)",
+        "significance",
+        "Window 1 against the default window",
+    ):
         assert s in text
 
 
@@ -104,8 +132,11 @@ def test_a_tie_or_a_gap_within_the_spread_is_no_difference():
     kinds = {"lstm": "sequence", "mlp": "mlp", "baseline: logreg": "logreg"}
 
     def row(lstm, mlp, sd=0.0):
-        return {"lstm": {"mean": lstm, "std": sd, "n": 3}, "mlp": {"mean": mlp, "std": sd, "n": 3},
-                "baseline: logreg": {"mean": 0.5, "std": 0.0, "n": 3}}
+        return {
+            "lstm": {"mean": lstm, "std": sd, "n": 3},
+            "mlp": {"mean": mlp, "std": sd, "n": 3},
+            "baseline: logreg": {"mean": 0.5, "std": 0.0, "n": 3},
+        }
 
     assert _significance(row(1.0, 1.0), kinds, "migration")["verdict"] == NO_DIFFERENCE
     assert _significance(row(0.90, 0.91, sd=0.01), kinds, "migration")["verdict"] == NO_DIFFERENCE

@@ -1,6 +1,7 @@
 """Loss options of the task modules (focal loss for rare positives, label smoothing for next_task)
 and their plumbing from the task configs into checkpoints. Tiny tensors and the SYNTHETIC
 fixture dataset (tests/synthetic_dataset.py); a few seconds."""
+
 from __future__ import annotations
 
 import pytest
@@ -61,15 +62,28 @@ def test_checkpoint_keeps_the_loss(tmp_path):
     from tests.test_train import run
 
     dataset = write_synthetic_dataset(tmp_path / "ds", migration_rows=200, switches_per_cpu=150)
-    run(dataset, tmp_path / "out", ["task=migration", "model=mlp", "debug=limit", "trainer.max_epochs=1",
-                                    "task.loss_options.focal_gamma=1.5", "test=false"])
-    module = MigrationModule.load_from_checkpoint(tmp_path / "out/checkpoints/last.ckpt", map_location="cpu",
-                                                  weights_only=False)
+    run(
+        dataset,
+        tmp_path / "out",
+        [
+            "task=migration",
+            "model=mlp",
+            "debug=limit",
+            "trainer.max_epochs=1",
+            "task.loss_options.focal_gamma=1.5",
+            "test=false",
+        ],
+    )
+    module = MigrationModule.load_from_checkpoint(
+        tmp_path / "out/checkpoints/last.ckpt", map_location="cpu", weights_only=False
+    )
     assert isinstance(module.loss_fn, BinaryFocalLoss) and module.loss_fn.gamma == 1.5
 
 
-@pytest.mark.parametrize("task,key,default", [("migration", "focal_gamma", 0.0), ("can_migrate", "focal_gamma", 0.0),
-                                              ("next_task", "label_smoothing", 0.0)])
+@pytest.mark.parametrize(
+    "task,key,default",
+    [("migration", "focal_gamma", 0.0), ("can_migrate", "focal_gamma", 0.0), ("next_task", "label_smoothing", 0.0)],
+)
 def test_task_configs_name_their_loss_options(task, key, default):
     assert compose_train([f"task={task}"]).task.loss_options[key] == default
 

@@ -3,6 +3,7 @@
 Inputs here are synthetic lines (tests/ftrace_lines.py) or shipped real traces; the tests on
 freshly collected real traces are in test_parse_tracefs.py.
 """
+
 import gzip
 import lzma
 import random
@@ -72,15 +73,40 @@ def test_kernel_6_18_lines():
     table, stats = parse_both(HEADER + KERNEL_6_18)
     r = rows(table)
     common = {"cpu": 0, "common_comm": "bash", "common_pid": 1864, "flags": "d..2."}
-    assert r[0] == {**common, "ts": 63_408_559_000, "event": "sched_switch", "prev_comm": "bash",
-                    "prev_pid": 1864, "prev_prio": 120, "prev_state": "R", "next_comm": "apt-get",
-                    "next_pid": 1855, "next_prio": 120, "line": 7}
-    assert r[1] == {"ts": 63_409_581_000, "cpu": 1, "event": "sched_wakeup", "common_comm": "bash",
-                    "common_pid": 1866, "flags": "dNs5.", "comm": "rcu_preempt", "pid": 15, "prio": 120,
-                    "target_cpu": 0, "line": 8}
+    assert r[0] == {
+        **common,
+        "ts": 63_408_559_000,
+        "event": "sched_switch",
+        "prev_comm": "bash",
+        "prev_pid": 1864,
+        "prev_prio": 120,
+        "prev_state": "R",
+        "next_comm": "apt-get",
+        "next_pid": 1855,
+        "next_prio": 120,
+        "line": 7,
+    }
+    assert r[1] == {
+        "ts": 63_409_581_000,
+        "cpu": 1,
+        "event": "sched_wakeup",
+        "common_comm": "bash",
+        "common_pid": 1866,
+        "flags": "dNs5.",
+        "comm": "rcu_preempt",
+        "pid": 15,
+        "prio": 120,
+        "target_cpu": 0,
+        "line": 8,
+    }
     assert r[2]["common_comm"] == "migration/0" and r[2]["common_pid"] == 18
     assert (r[2]["comm"], r[2]["pid"], r[2]["orig_cpu"], r[2]["dest_cpu"]) == ("bash", 1867, 0, 1)
-    assert (r[3]["parent_comm"], r[3]["parent_pid"], r[3]["child_comm"], r[3]["child_pid"]) == ("bash", 1864, "bash", 1866)
+    assert (r[3]["parent_comm"], r[3]["parent_pid"], r[3]["child_comm"], r[3]["child_pid"]) == (
+        "bash",
+        1864,
+        "bash",
+        1866,
+    )
     assert (r[4]["comm"], r[4]["pid"], r[4]["prio"], r[4]["group_dead"]) == ("seq", 1867, 120, True)
     assert r[5]["common_comm"] == "<idle>" and r[5]["prio"] == -1 and r[5]["comm"] == "kworker/1:1"
     assert r[6]["event"] == "sched_wakeup_new" and r[6]["target_cpu"] == 1
@@ -88,20 +114,26 @@ def test_kernel_6_18_lines():
 
 
 def test_timestamps_are_exact_integers():
-    lines = [b"  a-1 [000] ..... 18446744.073709: sched_waking: comm=a pid=1 prio=1 target_cpu=000",
-             b"  a-1 [000] ..... 1.000000001: sched_waking: comm=a pid=1 prio=1 target_cpu=000",
-             b"  a-1 [000]   123456.999999999: sched_waking: comm=a pid=1 prio=1 target_cpu=000"]
+    lines = [
+        b"  a-1 [000] ..... 18446744.073709: sched_waking: comm=a pid=1 prio=1 target_cpu=000",
+        b"  a-1 [000] ..... 1.000000001: sched_waking: comm=a pid=1 prio=1 target_cpu=000",
+        b"  a-1 [000]   123456.999999999: sched_waking: comm=a pid=1 prio=1 target_cpu=000",
+    ]
     table, _ = parse_both(b"\n".join(lines))
     assert table.column("ts").to_pylist() == [18_446_744_073_709_000, 1_000_000_001, 123_456_999_999_999]
     assert table.column("flags").to_pylist() == [".....", ".....", None]
 
 
 def test_tgid_and_trace_cmd_and_older_kernel_variants():
-    sw = dict(prev_comm=b"bash", prev_pid=10, prev_prio=120, prev_state=b"S", next_comm=b"sh",
-              next_pid=11, next_prio=120)
+    sw = dict(
+        prev_comm=b"bash", prev_pid=10, prev_prio=120, prev_state=b"S", next_comm=b"sh", next_pid=11, next_prio=120
+    )
     wk = dict(comm=b"sh", pid=11, prio=120, target_cpu=1)
     lines = [
-        b"version = 6", b"cpus=2", b"CPU 0 is empty", b"CPU:1 [SUBBUFFER START]",
+        b"version = 6",
+        b"cpus=2",
+        b"CPU 0 is empty",
+        b"CPU:1 [SUBBUFFER START]",
         kernel_line(b"bash", 10, 0, 5_000_001_000, "sched_switch", body("sched_switch", sw), tgid=10),
         kernel_line(b"bash", 10, 0, 5_000_002_000, "sched_switch", body("sched_switch", sw), tgid=None),
         kernel_line(b"bash", 10, 0, 5_000_003_000, "sched_switch", body("sched_switch", sw), flags=None),
@@ -112,9 +144,16 @@ def test_tgid_and_trace_cmd_and_older_kernel_variants():
         # Debian 6.1 / older kernels: success=, exit without group_dead, extra migrate fields.
         kernel_line(b"bash", 10, 0, 5_000_008_000, "sched_wakeup", b"comm=sh pid=11 prio=120 success=1 target_cpu=001"),
         kernel_line(b"sh", 11, 0, 5_000_009_000, "sched_process_exit", b"comm=sh pid=11 prio=120"),
-        kernel_line(b"m/0", 9, 0, 5_000_010_000, "sched_migrate_task",
-                    b"comm=sh pid=11 prio=120 orig_cpu=0 dest_cpu=1 running=1"),
-        b"CPU:1 [7 EVENTS DROPPED]", b"CPU:0 [EVENTS DROPPED]",
+        kernel_line(
+            b"m/0",
+            9,
+            0,
+            5_000_010_000,
+            "sched_migrate_task",
+            b"comm=sh pid=11 prio=120 orig_cpu=0 dest_cpu=1 running=1",
+        ),
+        b"CPU:1 [7 EVENTS DROPPED]",
+        b"CPU:0 [EVENTS DROPPED]",
     ]
     table, stats = parse_both(b"\n".join(lines) + b"\n")
     r = rows(table)
@@ -130,7 +169,9 @@ def test_tgid_and_trace_cmd_and_older_kernel_variants():
     assert r[8]["event"] == "sched_process_exit" and "group_dead" not in r[8]
     assert (r[9]["orig_cpu"], r[9]["dest_cpu"]) == (0, 1)
     assert [(x["event"], x["cpu"], x.get("lost_count"), x["ts"]) for x in r[10:]] == [
-        ("lost", 1, 7, 5_000_010_000), ("lost", 0, None, 5_000_010_000)]
+        ("lost", 1, 7, 5_000_010_000),
+        ("lost", 0, None, 5_000_010_000),
+    ]
     assert stats.comment_lines == 4 and stats.events == 10 and stats.lost_markers == 2
     assert stats.lost_events == 7
 
@@ -140,8 +181,22 @@ NASTY = b" -[]=:>#()0123456789abcSRD|+_.,/" + b"\xc3\xa9"
 
 
 def random_comm(rng: random.Random) -> bytes:
-    pieces = [b"-1", b" [000] ", b"==>", b" pid=1", b" prio=2", b"=", b" ==> next_comm=", b":12 [3] S ==> ",
-              b" child_pid=5", b" target_cpu=001", b" group_dead=true", b"12.345678: ", b"(  12) ", b"#"]
+    pieces = [
+        b"-1",
+        b" [000] ",
+        b"==>",
+        b" pid=1",
+        b" prio=2",
+        b"=",
+        b" ==> next_comm=",
+        b":12 [3] S ==> ",
+        b" child_pid=5",
+        b" target_cpu=001",
+        b" group_dead=true",
+        b"12.345678: ",
+        b"(  12) ",
+        b"#",
+    ]
     out, target = b"", rng.randint(0, 15)
     while len(out) < target:
         out += rng.choice(pieces) if rng.random() < 0.3 else bytes([rng.choice(NASTY)])
@@ -154,12 +209,31 @@ def random_event(rng: random.Random, plugin: bool):
     # Plugin-format pids have >= 4 digits: with shorter ones a crafted name can be ambiguous.
     pids = [rng.randint(1000 if plugin else 0, 4_000_000) for _ in range(2)]
     prio = rng.choice([-1, 0, 98, 120, 139])
-    event = rng.choice(["sched_switch", "sched_wakeup", "sched_wakeup_new"] if plugin else
-                       list(("sched_switch", "sched_waking", "sched_wakeup", "sched_wakeup_new",
-                             "sched_migrate_task", "sched_process_fork", "sched_process_exit")))
+    event = rng.choice(
+        ["sched_switch", "sched_wakeup", "sched_wakeup_new"]
+        if plugin
+        else list(
+            (
+                "sched_switch",
+                "sched_waking",
+                "sched_wakeup",
+                "sched_wakeup_new",
+                "sched_migrate_task",
+                "sched_process_fork",
+                "sched_process_exit",
+            )
+        )
+    )
     if event == "sched_switch":
-        f = dict(prev_comm=comms[0], prev_pid=pids[0], prev_prio=prio, prev_state=rng.choice([b"R", b"R+", b"S", b"D|K", b"I"]),
-                 next_comm=comms[1], next_pid=pids[1], next_prio=120)
+        f = dict(
+            prev_comm=comms[0],
+            prev_pid=pids[0],
+            prev_prio=prio,
+            prev_state=rng.choice([b"R", b"R+", b"S", b"D|K", b"I"]),
+            next_comm=comms[1],
+            next_pid=pids[1],
+            next_prio=120,
+        )
     elif event == "sched_migrate_task":
         f = dict(comm=comms[0], pid=pids[0], prio=prio, orig_cpu=rng.randint(0, 300), dest_cpu=rng.randint(0, 300))
     elif event == "sched_process_fork":
@@ -185,9 +259,18 @@ def test_random_hostile_names_parse_exactly():
         if layout in ("trace-cmd", "plugin"):
             lines.append(tracecmd_line(header_comm, cur, i % 4, ts, event, text))
         else:
-            lines.append(kernel_line(header_comm, cur, i % 4, ts, event, text,
-                                     flags=None if layout == "noflags" else b"dNh2.",
-                                     tgid=rng.randint(1, 10**6) if layout == "tgid" else "off"))
+            lines.append(
+                kernel_line(
+                    header_comm,
+                    cur,
+                    i % 4,
+                    ts,
+                    event,
+                    text,
+                    flags=None if layout == "noflags" else b"dNh2.",
+                    tgid=rng.randint(1, 10**6) if layout == "tgid" else "off",
+                )
+            )
         want = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.items()}
         if layout == "plugin":  # the fields start with a name: its leading spaces are padding
             first = "prev_comm" if event == "sched_switch" else "comm"
@@ -206,9 +289,13 @@ def test_mutated_lines_agree():
     rng = random.Random(99)
     alphabet = b" -[]():=>#.0123456789CPULOSTEVNabcdefgimnoprstuvw_\xff\xc3\xa9\t\r"
     base = KERNEL_6_18.splitlines() + [
-        b"# comment", b"CPU:1 [LOST 12 EVENTS]", b"##### CPU 1 buffer started ####", b"CPU:0 [7 EVENTS DROPPED]",
+        b"# comment",
+        b"CPU:1 [LOST 12 EVENTS]",
+        b"##### CPU 1 buffer started ####",
+        b"CPU:0 [7 EVENTS DROPPED]",
         kernel_line(b"x", 2147483647, 0, 10**9, "sched_waking", b"comm=x pid=2147483647 prio=32767 target_cpu=000"),
-        tracecmd_line(b"a:1 [2]", 1234, 0, 10**9, "sched_switch", b"a:1 [2]:1234 [120] S ==> b:5 [1]")]
+        tracecmd_line(b"a:1 [2]", 1234, 0, 10**9, "sched_switch", b"a:1 [2]:1234 [120] S ==> b:5 [1]"),
+    ]
     lines = []
     for _ in range(6000):
         line = bytearray(rng.choice(base))
@@ -228,27 +315,69 @@ def test_mutated_lines_agree():
 
 def test_mixed_hostile_file_accounting(tmp_path):
     """Every kind of line at once; the count of each outcome is known exactly."""
-    sw = body("sched_switch", dict(prev_comm=b"a b-[1] ==> x=y", prev_pid=7, prev_prio=120, prev_state=b"R+",
-                                   next_comm=b"==> next_comm=", next_pid=8, next_prio=-1))
-    text = b"\n".join([
-        b"# tracer: nop", b"#", b"", b"   ",                                                     # 4 comments
-        kernel_line(b"a b-[1] ==> x=y", 7, 1, 2_000_000_000, "sched_switch", sw),              # event
-        b"CPU:1 [LOST 123 EVENTS]", b"CPU:0 [LOST EVENTS]", b"##### CPU 1 buffer started ####",  # 3 lost
-        kernel_line(b"x", 1, 0, 2_000_000_100, "irq_handler_entry", b"irq=1 name=eth0"),       # unknown
-        b"          <idle>-0     [000] d..2.  2.000001: do_idle <-cpu_startup_entry",           # unknown
-        kernel_line(b"x", 1, 0, 2_000_000_200, "sched_switch", b"prev_comm=x garbage"),        # malformed fields
-        kernel_line(b"x", 1, 0, 2_000_000_300, "sched_wakeup", b"comm=x pid=1 prio=1"),        # malformed fields
-        b"garbage line - [000] not a header", b"x-12 [000] 1.23: y: z",                        # 2 malformed header
-        kernel_line(b"x", 1, 0, 2_000_000_400, "sched_wakeup", b"comm=x pid=99999999999 prio=1 target_cpu=000"),  # bad
-        kernel_line(b"x", 1, 70000, 2_000_000_500, "sched_wakeup", b"comm=x pid=1 prio=1 target_cpu=000"),        # bad
-        kernel_line(b"bad\xff\xfe", 3, 0, 2_000_000_600, "sched_process_exit",
-                    b"comm=bad\xff\xfe pid=3 prio=120 group_dead=false"),                      # event
-        # a comm with a newline splits its line in two: both halves skipped, nothing misread
-        kernel_line(b"nl", 4, 0, 2_000_000_700, "sched_switch",
-                    body("sched_switch", dict(prev_comm=b"a\nb", prev_pid=4, prev_prio=1, prev_state=b"S",
-                                              next_comm=b"c", next_pid=5, next_prio=1))),
-        kernel_line(b"tail", 9, 1, 2_000_000_800, "sched_waking", b"comm=t pid=9 prio=1 target_cpu=001"),  # event
-    ])  # no newline at the end
+    sw = body(
+        "sched_switch",
+        dict(
+            prev_comm=b"a b-[1] ==> x=y",
+            prev_pid=7,
+            prev_prio=120,
+            prev_state=b"R+",
+            next_comm=b"==> next_comm=",
+            next_pid=8,
+            next_prio=-1,
+        ),
+    )
+    text = b"\n".join(
+        [
+            b"# tracer: nop",
+            b"#",
+            b"",
+            b"   ",  # 4 comments
+            kernel_line(b"a b-[1] ==> x=y", 7, 1, 2_000_000_000, "sched_switch", sw),  # event
+            b"CPU:1 [LOST 123 EVENTS]",
+            b"CPU:0 [LOST EVENTS]",
+            b"##### CPU 1 buffer started ####",  # 3 lost
+            kernel_line(b"x", 1, 0, 2_000_000_100, "irq_handler_entry", b"irq=1 name=eth0"),  # unknown
+            b"          <idle>-0     [000] d..2.  2.000001: do_idle <-cpu_startup_entry",  # unknown
+            kernel_line(b"x", 1, 0, 2_000_000_200, "sched_switch", b"prev_comm=x garbage"),  # malformed fields
+            kernel_line(b"x", 1, 0, 2_000_000_300, "sched_wakeup", b"comm=x pid=1 prio=1"),  # malformed fields
+            b"garbage line - [000] not a header",
+            b"x-12 [000] 1.23: y: z",  # 2 malformed header
+            kernel_line(
+                b"x", 1, 0, 2_000_000_400, "sched_wakeup", b"comm=x pid=99999999999 prio=1 target_cpu=000"
+            ),  # bad
+            kernel_line(b"x", 1, 70000, 2_000_000_500, "sched_wakeup", b"comm=x pid=1 prio=1 target_cpu=000"),  # bad
+            kernel_line(
+                b"bad\xff\xfe",
+                3,
+                0,
+                2_000_000_600,
+                "sched_process_exit",
+                b"comm=bad\xff\xfe pid=3 prio=120 group_dead=false",
+            ),  # event
+            # a comm with a newline splits its line in two: both halves skipped, nothing misread
+            kernel_line(
+                b"nl",
+                4,
+                0,
+                2_000_000_700,
+                "sched_switch",
+                body(
+                    "sched_switch",
+                    dict(
+                        prev_comm=b"a\nb",
+                        prev_pid=4,
+                        prev_prio=1,
+                        prev_state=b"S",
+                        next_comm=b"c",
+                        next_pid=5,
+                        next_prio=1,
+                    ),
+                ),
+            ),
+            kernel_line(b"tail", 9, 1, 2_000_000_800, "sched_waking", b"comm=t pid=9 prio=1 target_cpu=001"),  # event
+        ]
+    )  # no newline at the end
     path = tmp_path / "mixed.txt"
     path.write_bytes(text)
     for engine in ENGINES:
@@ -262,7 +391,10 @@ def test_mixed_hostile_file_accounting(tmp_path):
     assert r[0]["prev_comm"] == r[0]["common_comm"] == "a b-[1] ==> x=y"
     assert (r[0]["next_comm"], r[0]["next_prio"], r[0]["prev_state"]) == ("==> next_comm=", -1, "R+")
     assert [(x["cpu"], x["ts"], x.get("lost_count"), x["line"]) for x in r[1:4]] == [
-        (1, 2_000_000_000, 123, 6), (0, 2_000_000_000, None, 7), (1, 2_000_000_000, None, 8)]
+        (1, 2_000_000_000, 123, 6),
+        (0, 2_000_000_000, None, 7),
+        (1, 2_000_000_000, None, 8),
+    ]
     assert r[4]["comm"] == "bad\ufffd\ufffd" and r[4]["group_dead"] is False
     assert r[5]["line"] == 20 and r[5]["target_cpu"] == 1
 
@@ -275,9 +407,20 @@ def test_invalid_utf8_that_outgrows_the_text():
 
 
 def test_plugin_switch_uses_header_pid_to_split_names():
-    """"a:1 [2] R ==> " is a possible name: the prev pid must equal the header pid."""
-    sw = body("sched_switch", dict(prev_comm=b"a:1 [2] R ==> ", prev_pid=30, prev_prio=0, prev_state=b"R",
-                                   next_comm=b"x", next_pid=5, next_prio=120), plugin=True)
+    """ "a:1 [2] R ==> " is a possible name: the prev pid must equal the header pid."""
+    sw = body(
+        "sched_switch",
+        dict(
+            prev_comm=b"a:1 [2] R ==> ",
+            prev_pid=30,
+            prev_prio=0,
+            prev_state=b"R",
+            next_comm=b"x",
+            next_pid=5,
+            next_prio=120,
+        ),
+        plugin=True,
+    )
     table, _ = parse_both(tracecmd_line(b"a", 30, 0, 10**9, "sched_switch", sw))
     assert rows(table)[0]["prev_comm"] == "a:1 [2] R ==> " and rows(table)[0]["next_comm"] == "x"
 
@@ -322,8 +465,10 @@ def test_compressed_input_and_truncation(tmp_path, kind):
         parse.parse_file(stub)
 
 
-@pytest.mark.parametrize("content", [b"just some text\nnot a trace - [000] at all\n",
-                                     bytes(range(256)) * 4000, b"# only a comment\n\x00\x01\x02"])
+@pytest.mark.parametrize(
+    "content",
+    [b"just some text\nnot a trace - [000] at all\n", bytes(range(256)) * 4000, b"# only a comment\n\x00\x01\x02"],
+)
 def test_not_an_ftrace_file(tmp_path, content):
     path = tmp_path / "notes.txt"
     path.write_bytes(content)
@@ -418,10 +563,17 @@ def test_large_input_memory_is_bounded(tmp_path):
     with open(path, "wb") as fh, zstandard.ZstdCompressor(level=1).stream_writer(fh) as w:
         for _ in range((1 << 30) // len(block)):
             w.write(block)
-    code = ("import resource, sys; from data.parse.tracefile import main; rc = main(sys.argv[1:]); "
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
-    out = subprocess.run([sys.executable, "-c", code, str(path), "--out", str(tmp_path / "big.parquet")],
-                         cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    code = (
+        "import resource, sys; from data.parse.tracefile import main; rc = main(sys.argv[1:]); "
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(path), "--out", str(tmp_path / "big.parquet")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     peak_mb = int(out[-1]) / 1024
     assert pq.read_metadata(tmp_path / "big.parquet").num_rows > 6_000_000
     assert peak_mb < 450, f"peak RSS {peak_mb:.0f} MB for ~1 GB of text"

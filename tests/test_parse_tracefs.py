@@ -6,6 +6,7 @@ its own buffer, events and options, so nothing global is changed (no save/restor
 and a collection running at the same time in the top-level buffer is not disturbed. The
 instance is removed on the way out.
 """
+
 import ctypes
 import os
 import shutil
@@ -32,9 +33,21 @@ PR_SET_NAME = 15
 # header's "-PID", bracketed CPUs, "==>", key=value pieces of every event format, ":" of the
 # trace-cmd plugin format, "#" of comments, spaces at either end, UTF-8 and invalid bytes.
 HOSTILE = [
-    b"a b-[1] ==> x=y", b"x-12 [000] d..2", b"-1 [000] 1.0: a", b" prev_pid=1 S=", b"n ==> next_comm",
-    b"comm=x pid=1", b"x pid=1 prio=2", b"c child_pid=12", b"a:1 [2] R ==> ", b"#lead", b" lead",
-    b"trail ", b"\xc3\xa9-\xc3\xbc [1]=", b"\xff\xfe-bad=", b"123456789012345",
+    b"a b-[1] ==> x=y",
+    b"x-12 [000] d..2",
+    b"-1 [000] 1.0: a",
+    b" prev_pid=1 S=",
+    b"n ==> next_comm",
+    b"comm=x pid=1",
+    b"x pid=1 prio=2",
+    b"c child_pid=12",
+    b"a:1 [2] R ==> ",
+    b"#lead",
+    b" lead",
+    b"trail ",
+    b"\xc3\xa9-\xc3\xbc [1]=",
+    b"\xff\xfe-bad=",
+    b"123456789012345",
 ]
 
 
@@ -118,8 +131,14 @@ def test_real_trace(tmp_path):
         text = (root / "trace").read_bytes()
     table, stats = parse_real(text, tmp_path, "trace.txt")
     assert stats.events > 1000 and sum(stats.skipped.values()) == 0, stats.summary()
-    for kind in ("sched_switch", "sched_waking", "sched_wakeup", "sched_wakeup_new",
-                 "sched_process_fork", "sched_process_exit"):
+    for kind in (
+        "sched_switch",
+        "sched_waking",
+        "sched_wakeup",
+        "sched_wakeup_new",
+        "sched_process_fork",
+        "sched_process_exit",
+    ):
         assert stats.events_by_kind[kind] > 0, kind
     ts = table.column("ts").to_numpy()
     assert (ts > 0).all() and (ts[1:] >= ts[:-1]).all()  # `trace` is merged in time order
@@ -187,7 +206,9 @@ def test_hostile_task_names(tmp_path, layout):
     for (pid, _), raw in tasks.items():
         name = raw.decode("utf-8", "schedlearn_fffd")
         mine = lambda kind, key: [x for x in r if x["event"] == kind and x.get(key) == pid]  # noqa: E731
-        assert mine("sched_switch", "prev_pid") and all(x["prev_comm"] == name for x in mine("sched_switch", "prev_pid"))
+        assert mine("sched_switch", "prev_pid") and all(
+            x["prev_comm"] == name for x in mine("sched_switch", "prev_pid")
+        )
         assert all(x["next_comm"] == name for x in mine("sched_switch", "next_pid"))
         woken = mine("sched_wakeup", "pid") + mine("sched_waking", "pid")
         assert woken and all(x["comm"] == name for x in woken)
@@ -195,7 +216,9 @@ def test_hostile_task_names(tmp_path, layout):
         assert [(x["parent_comm"], x["child_comm"]) for x in forks] == [(name, name)]
         assert [x["comm"] for x in mine("sched_process_exit", "pid")] == [name]
         if len(cpus) >= 2:
-            assert mine("sched_migrate_task", "pid") and all(x["comm"] == name for x in mine("sched_migrate_task", "pid"))
+            assert mine("sched_migrate_task", "pid") and all(
+                x["comm"] == name for x in mine("sched_migrate_task", "pid")
+            )
         headers = {x["common_comm"] for x in r if x["common_pid"] == pid}
         assert name.lstrip(" ") in headers and headers <= {name.lstrip(" "), "<...>"}, (name, headers)
 

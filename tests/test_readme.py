@@ -5,6 +5,7 @@ Every command line in the README's code blocks is taken apart: `python -m MOD` n
 `conf/<group>/<choice>.yaml`, and a path-looking argument needs the file or folder, unless it is
 a placeholder (CAPS, `<...>`, `...`) or an output the command creates.
 """
+
 from __future__ import annotations
 
 import re
@@ -40,8 +41,9 @@ def _strip_comment(line: str) -> str:
 
 
 def _repo_path_like(tok: str) -> bool:
-    return ("/" in tok or re.search(r"\.(py|ya?ml|zst|xz|gz|parquet|ckpt|blob|txt|json|sh)$", tok)) \
-        and not tok.startswith(("/", "-"))
+    return (
+        "/" in tok or re.search(r"\.(py|ya?ml|zst|xz|gz|parquet|ckpt|blob|txt|json|sh)$", tok)
+    ) and not tok.startswith(("/", "-"))
 
 
 def problems(line: str) -> list[str]:
@@ -56,9 +58,11 @@ def problems(line: str) -> list[str]:
     out, skip_next = [], False
     if toks[:2] == ["python", "-m"] or toks[:2] == ["python3", "-m"]:
         mod = toks[2]
-        if not ((REPO / mod.replace(".", "/")).with_suffix(".py").exists()
-                or (REPO / mod.replace(".", "/") / "__main__.py").exists()
-                or mod in {"pytest", "pip", "venv"}):
+        if not (
+            (REPO / mod.replace(".", "/")).with_suffix(".py").exists()
+            or (REPO / mod.replace(".", "/") / "__main__.py").exists()
+            or mod in {"pytest", "pip", "venv"}
+        ):
             out.append(f"no module {mod}")
         toks = toks[3:]
     elif toks[0] in ("python", "python3") and len(toks) > 1 and toks[1].endswith(".py"):
@@ -82,7 +86,7 @@ def problems(line: str) -> list[str]:
                 if choice != "null" and not (REPO / "conf" / key / f"{choice}.yaml").exists():
                     out.append(f"no config conf/{key}/{choice}.yaml")
             continue
-        for part in (val.strip("[]").split(",") if eq else [tok]):
+        for part in val.strip("[]").split(",") if eq else [tok]:
             if part and _repo_path_like(part) and not PLACEHOLDER.search(part):
                 if not (REPO / part).exists():
                     out.append(f"no path {part}")

@@ -4,13 +4,20 @@ Each test writes the events a 2-CPU machine would log, then asserts the exact de
 labels and features the replay derives from them. Unless a test says otherwise both CPUs start
 by switching to idle at ts 0/1, which makes their runqueue counts trusted (empty) at once.
 """
+
 import pyarrow as pa
 import pytest
 
 from data.dataset import replay as replay_mod
 from data.dataset.replay import replay
 from data.dataset.tables import (
-    KIND_NEW, KIND_PREEMPT, KIND_WAKEUP, MIGRATION_COLUMNS, MIGRATION_FEATURES, NEXT_TASK_COLUMNS, WAKER_UNKNOWN,
+    KIND_NEW,
+    KIND_PREEMPT,
+    KIND_WAKEUP,
+    MIGRATION_COLUMNS,
+    MIGRATION_FEATURES,
+    NEXT_TASK_COLUMNS,
+    WAKER_UNKNOWN,
 )
 from data.parse.schema import EVENT_SCHEMA
 from plumbing import shared_lib
@@ -33,24 +40,33 @@ def table(rows: list[dict]) -> pa.Table:
 
 
 def sw(ts, cpu, prev, nxt, state="S", prev_prio=120, next_prio=120):
-    return dict(event="sched_switch", ts=ts, cpu=cpu, common_pid=prev, prev_comm=f"t{prev}",
-                prev_pid=prev, prev_prio=prev_prio, prev_state=state, next_comm=f"t{nxt}",
-                next_pid=nxt, next_prio=next_prio)
+    return dict(
+        event="sched_switch",
+        ts=ts,
+        cpu=cpu,
+        common_pid=prev,
+        prev_comm=f"t{prev}",
+        prev_pid=prev,
+        prev_prio=prev_prio,
+        prev_state=state,
+        next_comm=f"t{nxt}",
+        next_pid=nxt,
+        next_prio=next_prio,
+    )
 
 
 def waking(ts, cpu, pid, prio=120):
-    return dict(event="sched_waking", ts=ts, cpu=cpu, comm=f"t{pid}", pid=pid, prio=prio,
-                target_cpu=cpu)
+    return dict(event="sched_waking", ts=ts, cpu=cpu, comm=f"t{pid}", pid=pid, prio=prio, target_cpu=cpu)
 
 
 def wakeup(ts, cpu, pid, target, kind="sched_wakeup", prio=120):
-    return dict(event=kind, ts=ts, cpu=cpu, comm=f"t{pid}", pid=pid, prio=prio,
-                target_cpu=target)
+    return dict(event=kind, ts=ts, cpu=cpu, comm=f"t{pid}", pid=pid, prio=prio, target_cpu=target)
 
 
 def migrate(ts, cpu, pid, orig, dest):
-    return dict(event="sched_migrate_task", ts=ts, cpu=cpu, comm=f"t{pid}", pid=pid, prio=120,
-                orig_cpu=orig, dest_cpu=dest)
+    return dict(
+        event="sched_migrate_task", ts=ts, cpu=cpu, comm=f"t{pid}", pid=pid, prio=120, orig_cpu=orig, dest_cpu=dest
+    )
 
 
 def fork(ts, cpu, parent, child):
@@ -74,26 +90,55 @@ def rows(result):
 
 
 def test_sleep_on_cpu0_wake_and_run_on_cpu1_is_a_migration():
-    r = replay(table(BOOT + [
-        waking(100, 1, 10),  # irq on idle cpu1 wakes 10, which last ran on cpu0
-        wakeup(101, 1, 10, target=1),
-        sw(110, 1, 0, 10),
-    ]), "run-a")
-    assert rows(r) == [dict(
-        run_id="run-a", ts=100, segment=0, pid=10, tid=1, src_cpu=0, kind=KIND_WAKEUP,
-        since_last_ran_ns=100, src_nr_running=0, min_other_nr_running=0,
-        max_other_nr_running=0, src_idle=1, other_idle=1, waker_same_cpu=0,
-        recent_migrations=0, prio=120, migrated=1, next_cpu=1)]
+    r = replay(
+        table(
+            BOOT
+            + [
+                waking(100, 1, 10),  # irq on idle cpu1 wakes 10, which last ran on cpu0
+                wakeup(101, 1, 10, target=1),
+                sw(110, 1, 0, 10),
+            ]
+        ),
+        "run-a",
+    )
+    assert rows(r) == [
+        dict(
+            run_id="run-a",
+            ts=100,
+            segment=0,
+            pid=10,
+            tid=1,
+            src_cpu=0,
+            kind=KIND_WAKEUP,
+            since_last_ran_ns=100,
+            src_nr_running=0,
+            min_other_nr_running=0,
+            max_other_nr_running=0,
+            src_idle=1,
+            other_idle=1,
+            waker_same_cpu=0,
+            recent_migrations=0,
+            prio=120,
+            migrated=1,
+            next_cpu=1,
+        )
+    ]
     assert r.stats["migration_positives"] == 1
 
 
 def test_wakeup_back_on_same_cpu_is_label_0_and_counts_the_waker():
-    r = replay(table(BOOT + [
-        sw(50, 0, 0, 20), wakeup(49, 0, 20, target=0),  # out of order on purpose: sorted by ts
-        waking(60, 0, 10),  # 20 (running on cpu0) wakes 10 (last on cpu0)
-        wakeup(61, 0, 10, target=0),
-        sw(70, 0, 20, 10),
-    ]))
+    r = replay(
+        table(
+            BOOT
+            + [
+                sw(50, 0, 0, 20),
+                wakeup(49, 0, 20, target=0),  # out of order on purpose: sorted by ts
+                waking(60, 0, 10),  # 20 (running on cpu0) wakes 10 (last on cpu0)
+                wakeup(61, 0, 10, target=0),
+                sw(70, 0, 20, 10),
+            ]
+        )
+    )
     (row,) = rows(r)
     assert row["tid"] == 1 and row["src_cpu"] == 0 and row["since_last_ran_ns"] == 60
     assert row["src_nr_running"] == 1 and row["src_idle"] == 0  # 20 is running there
@@ -104,61 +149,123 @@ def test_wakeup_back_on_same_cpu_is_label_0_and_counts_the_waker():
 
 
 def test_preemption_features_and_label():
-    r = replay(table(BOOT + [
-        waking(10, 0, 10), wakeup(11, 0, 10, 0), sw(12, 0, 0, 10),
-        waking(20, 0, 30), wakeup(21, 0, 30, 0),  # 30 first seen: unknown, no decision
-        waking(25, 1, 20), wakeup(26, 1, 20, 1), sw(27, 1, 0, 20),
-        sw(40, 0, 10, 30, state="R+"),  # 10 preempted by 30 on cpu0
-        sw(50, 1, 20, 10),  # cpu1 runs 10 next (20 sleeps): preempted task migrated
-    ]))
+    r = replay(
+        table(
+            BOOT
+            + [
+                waking(10, 0, 10),
+                wakeup(11, 0, 10, 0),
+                sw(12, 0, 0, 10),
+                waking(20, 0, 30),
+                wakeup(21, 0, 30, 0),  # 30 first seen: unknown, no decision
+                waking(25, 1, 20),
+                wakeup(26, 1, 20, 1),
+                sw(27, 1, 0, 20),
+                sw(40, 0, 10, 30, state="R+"),  # 10 preempted by 30 on cpu0
+                sw(50, 1, 20, 10),  # cpu1 runs 10 next (20 sleeps): preempted task migrated
+            ]
+        )
+    )
     pre = [x for x in rows(r) if x["kind"] == KIND_PREEMPT]
-    assert pre == [dict(
-        run_id="", ts=40, segment=0, pid=10, tid=1, src_cpu=0, kind=KIND_PREEMPT,
-        since_last_ran_ns=0, src_nr_running=2, min_other_nr_running=1, max_other_nr_running=1,
-        src_idle=0, other_idle=0, waker_same_cpu=0, recent_migrations=0, prio=120,
-        migrated=1, next_cpu=1)]
+    assert pre == [
+        dict(
+            run_id="",
+            ts=40,
+            segment=0,
+            pid=10,
+            tid=1,
+            src_cpu=0,
+            kind=KIND_PREEMPT,
+            since_last_ran_ns=0,
+            src_nr_running=2,
+            min_other_nr_running=1,
+            max_other_nr_running=1,
+            src_idle=0,
+            other_idle=0,
+            waker_same_cpu=0,
+            recent_migrations=0,
+            prio=120,
+            migrated=1,
+            next_cpu=1,
+        )
+    ]
     assert r.stats["skipped_unknown_task"] == 1
 
 
 def test_yield_with_plain_R_is_a_preemption_with_label_0():
-    r = replay(table(BOOT + [
-        waking(10, 0, 10), wakeup(11, 0, 10, 0), sw(12, 0, 0, 10),
-        sw(20, 0, 10, 10, state="R"),  # sched_yield with nothing else to run
-    ]))
+    r = replay(
+        table(
+            BOOT
+            + [
+                waking(10, 0, 10),
+                wakeup(11, 0, 10, 0),
+                sw(12, 0, 0, 10),
+                sw(20, 0, 10, 10, state="R"),  # sched_yield with nothing else to run
+            ]
+        )
+    )
     pre = [x for x in rows(r) if x["kind"] == KIND_PREEMPT]
     assert [(x["src_nr_running"], x["migrated"], x["next_cpu"]) for x in pre] == [(1, 0, 0)]
 
 
 def test_nr_running_counts_queued_tasks_and_follows_migrations():
-    r = replay(table(BOOT + [
-        waking(10, 0, 10), wakeup(11, 0, 10, 0), sw(12, 0, 0, 10),  # cpu0: 10 running
-        fork(13, 0, 10, 40), wakeup(14, 0, 40, 0, kind="sched_wakeup_new"),  # 40 queued cpu0
-        fork(15, 0, 10, 41), wakeup(16, 0, 41, 0, kind="sched_wakeup_new"),  # 41 queued cpu0
-        migrate(17, 1, 41, 0, 1),  # idle balance on cpu1 pulls 41
-        waking(18, 1, 20),  # decision: src cpu1 has 41 queued, cpu0 has 10 + 40
-        wakeup(19, 1, 20, 1), sw(20, 1, 0, 41), sw(21, 0, 10, 40), sw(22, 1, 41, 20),
-    ]))
+    r = replay(
+        table(
+            BOOT
+            + [
+                waking(10, 0, 10),
+                wakeup(11, 0, 10, 0),
+                sw(12, 0, 0, 10),  # cpu0: 10 running
+                fork(13, 0, 10, 40),
+                wakeup(14, 0, 40, 0, kind="sched_wakeup_new"),  # 40 queued cpu0
+                fork(15, 0, 10, 41),
+                wakeup(16, 0, 41, 0, kind="sched_wakeup_new"),  # 41 queued cpu0
+                migrate(17, 1, 41, 0, 1),  # idle balance on cpu1 pulls 41
+                waking(18, 1, 20),  # decision: src cpu1 has 41 queued, cpu0 has 10 + 40
+                wakeup(19, 1, 20, 1),
+                sw(20, 1, 0, 41),
+                sw(21, 0, 10, 40),
+                sw(22, 1, 41, 20),
+            ]
+        )
+    )
     by_ts = {x["ts"]: x for x in rows(r)}
     assert by_ts[14]["src_nr_running"] == 1 and by_ts[14]["max_other_nr_running"] == 0
     assert by_ts[16]["src_nr_running"] == 2 and by_ts[16]["other_idle"] == 1
     w = by_ts[18]
-    assert (w["src_cpu"], w["src_nr_running"], w["min_other_nr_running"], w["src_idle"],
-            w["other_idle"]) == (1, 1, 2, 0, 0)
+    assert (w["src_cpu"], w["src_nr_running"], w["min_other_nr_running"], w["src_idle"], w["other_idle"]) == (
+        1,
+        1,
+        2,
+        0,
+        0,
+    )
     assert w["migrated"] == 0
-    new = [(x["ts"], x["src_cpu"], x["since_last_ran_ns"], x["migrated"], x["next_cpu"])
-           for x in rows(r) if x["kind"] == KIND_NEW]
+    new = [
+        (x["ts"], x["src_cpu"], x["since_last_ran_ns"], x["migrated"], x["next_cpu"])
+        for x in rows(r)
+        if x["kind"] == KIND_NEW
+    ]
     assert new == [(14, 0, 1, 0, 0), (16, 0, 1, 1, 1)]
 
 
 def test_pid_reuse_after_exit_and_fork_gives_a_new_tid():
-    r = replay(table(BOOT + [
-        waking(10, 0, 10), wakeup(11, 0, 10, 0), sw(12, 0, 0, 10),
-        exit_(20, 0, 10), sw(21, 0, 10, 0, state="X"),
-        fork(30, 1, 20, 10), wakeup(31, 1, 10, 1, kind="sched_wakeup_new"),  # pid 10 again
-        sw(32, 1, 0, 10),
-    ]))
-    assert [(x["pid"], x["tid"], x["kind"]) for x in rows(r)] == [(10, 1, KIND_WAKEUP),
-                                                                  (10, 3, KIND_NEW)]
+    r = replay(
+        table(
+            BOOT
+            + [
+                waking(10, 0, 10),
+                wakeup(11, 0, 10, 0),
+                sw(12, 0, 0, 10),
+                exit_(20, 0, 10),
+                sw(21, 0, 10, 0, state="X"),
+                fork(30, 1, 20, 10),
+                wakeup(31, 1, 10, 1, kind="sched_wakeup_new"),  # pid 10 again
+                sw(32, 1, 0, 10),
+            ]
+        )
+    )
+    assert [(x["pid"], x["tid"], x["kind"]) for x in rows(r)] == [(10, 1, KIND_WAKEUP), (10, 3, KIND_NEW)]
     nt = r.next_task
     assert nt.loc[nt.ts == 12, "next_tid"].item() == 1
     assert nt.loc[nt.ts == 21, "prev_tid"].item() == 1
@@ -167,26 +274,42 @@ def test_pid_reuse_after_exit_and_fork_gives_a_new_tid():
 
 
 def test_pid_seen_again_after_death_without_fork_is_a_new_unknown_task():
-    r = replay(table(BOOT + [
-        waking(10, 0, 10), wakeup(11, 0, 10, 0), sw(12, 0, 0, 10),
-        sw(21, 0, 10, 0, state="Z"),
-        waking(30, 1, 10),  # its fork was not traced: new tid, state unknown
-    ]))
+    r = replay(
+        table(
+            BOOT
+            + [
+                waking(10, 0, 10),
+                wakeup(11, 0, 10, 0),
+                sw(12, 0, 0, 10),
+                sw(21, 0, 10, 0, state="Z"),
+                waking(30, 1, 10),  # its fork was not traced: new tid, state unknown
+            ]
+        )
+    )
     assert [(x["ts"], x["tid"]) for x in rows(r)] == [(10, 1)]
     assert r.stats["tasks"] == 3 and r.stats["skipped_unknown_task"] == 1
 
 
 def test_lost_marker_starts_a_segment_and_no_decision_spans_it():
-    r = replay(table(BOOT + [
-        waking(10, 0, 10), wakeup(11, 0, 10, 0),
-        lost(11, 1, count=5),  # decision at 10 would be labelled across the gap: dropped
-        sw(12, 0, 0, 10), sw(13, 0, 10, 0),
-        sw(14, 1, 20, 0),  # cpu1 synced again (20 was running there, unseen)
-        waking(20, 1, 10),  # 10 seen sleeping after the gap: a decision in segment 1
-        wakeup(21, 1, 10, 1), sw(22, 1, 0, 10),
-        waking(30, 0, 20),  # 20 first seen after the gap switching out: known
-        wakeup(31, 0, 20, 0), sw(32, 0, 0, 20),
-    ]))
+    r = replay(
+        table(
+            BOOT
+            + [
+                waking(10, 0, 10),
+                wakeup(11, 0, 10, 0),
+                lost(11, 1, count=5),  # decision at 10 would be labelled across the gap: dropped
+                sw(12, 0, 0, 10),
+                sw(13, 0, 10, 0),
+                sw(14, 1, 20, 0),  # cpu1 synced again (20 was running there, unseen)
+                waking(20, 1, 10),  # 10 seen sleeping after the gap: a decision in segment 1
+                wakeup(21, 1, 10, 1),
+                sw(22, 1, 0, 10),
+                waking(30, 0, 20),  # 20 first seen after the gap switching out: known
+                wakeup(31, 0, 20, 0),
+                sw(32, 0, 0, 20),
+            ]
+        )
+    )
     assert [(x["ts"], x["segment"], x["migrated"]) for x in rows(r)] == [(20, 1, 1), (30, 1, 1)]
     assert r.stats["dropped_lost"] == 1 and r.stats["lost_markers"] == 1
     assert r.stats["lost_events"] == 5 and r.stats["segments"] == 2
@@ -196,20 +319,35 @@ def test_lost_marker_starts_a_segment_and_no_decision_spans_it():
 
 
 def test_state_is_forgotten_after_a_lost_marker():
-    r = replay(table(BOOT + [
-        lost(5, 0),
-        sw(6, 0, 0, 0, state="R"), sw(7, 1, 0, 0, state="R"),  # both CPUs idle again
-        waking(10, 1, 10),  # 10 slept before the gap: its state no longer counts
-        wakeup(11, 1, 10, 1), sw(12, 1, 0, 10),
-    ]))
+    r = replay(
+        table(
+            BOOT
+            + [
+                lost(5, 0),
+                sw(6, 0, 0, 0, state="R"),
+                sw(7, 1, 0, 0, state="R"),  # both CPUs idle again
+                waking(10, 1, 10),  # 10 slept before the gap: its state no longer counts
+                wakeup(11, 1, 10, 1),
+                sw(12, 1, 0, 10),
+            ]
+        )
+    )
     assert rows(r) == [] and r.stats["skipped_unknown_task"] == 1
 
 
 def test_unknown_outcome_is_dropped_and_counted():
-    r = replay(table(BOOT + [
-        waking(10, 0, 10), wakeup(11, 0, 10, 1),  # never switched in before the trace ends
-        waking(12, 1, 20), wakeup(13, 1, 20, 1), sw(14, 1, 0, 20),
-    ]))
+    r = replay(
+        table(
+            BOOT
+            + [
+                waking(10, 0, 10),
+                wakeup(11, 0, 10, 1),  # never switched in before the trace ends
+                waking(12, 1, 20),
+                wakeup(13, 1, 20, 1),
+                sw(14, 1, 0, 20),
+            ]
+        )
+    )
     assert [x["tid"] for x in rows(r)] == [2]
     assert r.stats["dropped_unknown_outcome"] == 1
 
@@ -218,9 +356,14 @@ def test_untrusted_cpu_until_idle_or_warmup():
     ev = [
         sw(0, 0, 10, 0),  # cpu0 synced; cpu1 is busy with 20 and never idles
         sw(5, 1, 20, 30, state="R+"),
-        waking(10, 0, 10), wakeup(11, 0, 10, 0), sw(12, 0, 0, 10), sw(13, 0, 10, 0),
+        waking(10, 0, 10),
+        wakeup(11, 0, 10, 0),
+        sw(12, 0, 0, 10),
+        sw(13, 0, 10, 0),
         sw(1_000, 1, 30, 20, state="R+"),  # cpu1's events now span >= warmup_ns
-        waking(1_010, 0, 10), wakeup(1_011, 0, 10, 0), sw(1_012, 0, 0, 10),
+        waking(1_010, 0, 10),
+        wakeup(1_011, 0, 10, 0),
+        sw(1_012, 0, 0, 10),
         sw(1_020, 1, 20, 30),
     ]
     r = replay(table(ev), warmup_ns=995)
@@ -231,11 +374,19 @@ def test_untrusted_cpu_until_idle_or_warmup():
 
 
 def test_waking_a_running_task_is_not_a_decision():
-    r = replay(table(BOOT + [
-        waking(10, 0, 10), wakeup(11, 0, 10, 0), sw(12, 0, 0, 10),
-        waking(13, 1, 10), wakeup(14, 1, 10, 0),  # ttwu_runnable: no CPU choice
-        sw(15, 0, 10, 0),
-    ]))
+    r = replay(
+        table(
+            BOOT
+            + [
+                waking(10, 0, 10),
+                wakeup(11, 0, 10, 0),
+                sw(12, 0, 0, 10),
+                waking(13, 1, 10),
+                wakeup(14, 1, 10, 0),  # ttwu_runnable: no CPU choice
+                sw(15, 0, 10, 0),
+            ]
+        )
+    )
     assert len(rows(r)) == 1 and r.stats["waking_not_sleeping"] == 1
 
 
@@ -244,8 +395,7 @@ def test_recent_migrations_counts_cpu_changes_in_the_last_runs():
     ts = 10
     for k in range(10):  # 10 alternates cpu0, cpu1, cpu0, ...
         c = (k + 1) % 2
-        ev += [waking(ts, c, 10), wakeup(ts + 1, c, 10, c), sw(ts + 2, c, 0, 10),
-               sw(ts + 3, c, 10, 0)]
+        ev += [waking(ts, c, 10), wakeup(ts + 1, c, 10, c), sw(ts + 2, c, 0, 10), sw(ts + 3, c, 10, 0)]
         ts += 10
     r = replay(table(ev))
     assert [x["recent_migrations"] for x in rows(r)] == [0, 1, 2, 3, 4, 5, 6, 7, 8, 8]
@@ -258,73 +408,148 @@ def test_sched_wakeup_is_the_decision_when_the_trace_has_no_waking(engine):
     leak the label, so waker_same_cpu is WAKER_UNKNOWN; preemptions keep their defined 0."""
     if engine == "c":
         from tests.conftest import require
-        require(replay_mod.load_core() is not None, f"C compiler for the replay core: {replay_mod.core_unavailable_reason()}")
-    r = replay(table(BOOT + [wakeup(10, 1, 10, 1), sw(11, 1, 0, 10), wakeup(12, 1, 20, 1),
-                             sw(20, 1, 10, 20, state="R+"), sw(30, 1, 20, 10)]), engine=engine)
+
+        require(
+            replay_mod.load_core() is not None,
+            f"C compiler for the replay core: {replay_mod.core_unavailable_reason()}",
+        )
+    r = replay(
+        table(
+            BOOT
+            + [
+                wakeup(10, 1, 10, 1),
+                sw(11, 1, 0, 10),
+                wakeup(12, 1, 20, 1),
+                sw(20, 1, 10, 20, state="R+"),
+                sw(30, 1, 20, 10),
+            ]
+        ),
+        engine=engine,
+    )
     assert r.stats["wakeup_event"] == "sched_wakeup"
     assert [(x["ts"], x["src_cpu"], x["kind"], x["migrated"], x["waker_same_cpu"]) for x in rows(r)] == [
-        (10, 0, KIND_WAKEUP, 1, WAKER_UNKNOWN), (12, 1, KIND_WAKEUP, 0, WAKER_UNKNOWN), (20, 1, KIND_PREEMPT, 0, 0)]
+        (10, 0, KIND_WAKEUP, 1, WAKER_UNKNOWN),
+        (12, 1, KIND_WAKEUP, 0, WAKER_UNKNOWN),
+        (20, 1, KIND_PREEMPT, 0, 0),
+    ]
     assert WAKER_UNKNOWN == -1
     with_waking = replay(table(BOOT + [waking(9, 1, 10), wakeup(10, 1, 10, 1), sw(11, 1, 0, 10)]), engine=engine)
     assert [x["waker_same_cpu"] for x in rows(with_waking)] == [0]
 
 
 def test_idle_with_a_stale_queued_task_forgets_it():
-    r = replay(table(BOOT + [
-        waking(10, 0, 10), wakeup(11, 0, 10, 0),
-        sw(12, 0, 0, 0, state="R"),  # cpu0 stays idle: 10 cannot be queued there
-        sw(20, 1, 0, 10),
-    ]))
+    r = replay(
+        table(
+            BOOT
+            + [
+                waking(10, 0, 10),
+                wakeup(11, 0, 10, 0),
+                sw(12, 0, 0, 0, state="R"),  # cpu0 stays idle: 10 cannot be queued there
+                sw(20, 1, 0, 10),
+            ]
+        )
+    )
     assert rows(r) == []
     assert r.stats["inconsistencies"] == 1 and r.stats["dropped_unknown_outcome"] == 1
 
 
 def test_switch_missing_from_the_trace_is_inferred_from_the_running_task():
-    r = replay(table(BOOT + [
-        waking(10, 1, 10), wakeup(11, 1, 10, 1),
-        # no "swapper/1 ==> t10" line, yet t10 is running on cpu1 when it wakes 20:
-        dict(waking(20, 1, 20), common_pid=10), dict(wakeup(21, 1, 20, 1), common_pid=10),
-        sw(30, 1, 10, 20),
-    ]))
-    assert [(x["ts"], x["tid"], x["migrated"], x["next_cpu"]) for x in rows(r)] == [
-        (10, 1, 1, 1), (20, 2, 0, 1)]
+    r = replay(
+        table(
+            BOOT
+            + [
+                waking(10, 1, 10),
+                wakeup(11, 1, 10, 1),
+                # no "swapper/1 ==> t10" line, yet t10 is running on cpu1 when it wakes 20:
+                dict(waking(20, 1, 20), common_pid=10),
+                dict(wakeup(21, 1, 20, 1), common_pid=10),
+                sw(30, 1, 10, 20),
+            ]
+        )
+    )
+    assert [(x["ts"], x["tid"], x["migrated"], x["next_cpu"]) for x in rows(r)] == [(10, 1, 1, 1), (20, 2, 0, 1)]
     assert r.stats["missed_switches"] == 1 and r.stats["inconsistencies"] == 0
     assert len(r.next_task) == 3  # only real sched_switch lines are next_task rows
 
 
 def test_trace_without_common_pid_replays_the_same():
-    ev = BOOT + [waking(10, 1, 10), wakeup(11, 1, 10, 1), sw(12, 1, 0, 10),
-                 sw(20, 1, 10, 20, state="R+"), sw(30, 1, 20, 10, state="S")]
+    ev = BOOT + [
+        waking(10, 1, 10),
+        wakeup(11, 1, 10, 1),
+        sw(12, 1, 0, 10),
+        sw(20, 1, 10, 20, state="R+"),
+        sw(30, 1, 20, 10, state="S"),
+    ]
     bare = replay(table([dict(r, common_pid=None) for r in ev]))
     assert rows(bare) == rows(replay(table(ev))) and len(rows(bare)) == 2
 
 
 def test_missing_switch_out_forgets_the_task():
-    r = replay(table(BOOT + [
-        waking(10, 0, 10), wakeup(11, 0, 10, 0), sw(12, 0, 0, 10),
-        dict(waking(20, 0, 20), common_pid=30),  # 30 runs on cpu0: "t10 ==> t30" is missing
-        waking(30, 1, 10),  # 10's state is unknown: not a decision
-    ]))
+    r = replay(
+        table(
+            BOOT
+            + [
+                waking(10, 0, 10),
+                wakeup(11, 0, 10, 0),
+                sw(12, 0, 0, 10),
+                dict(waking(20, 0, 20), common_pid=30),  # 30 runs on cpu0: "t10 ==> t30" is missing
+                waking(30, 1, 10),  # 10's state is unknown: not a decision
+            ]
+        )
+    )
     assert [x["ts"] for x in rows(r)] == [10]  # 20 never runs again: its waking is dropped
     assert r.stats["missed_switches"] == 1 and r.stats["inconsistencies"] == 1
     assert r.stats["skipped_unknown_task"] == 1 and r.stats["dropped_unknown_outcome"] == 1
 
 
 def test_next_task_rows():
-    r = replay(table(BOOT + [
-        waking(10, 0, 10), wakeup(11, 0, 10, 0), sw(15, 0, 0, 10),
-        waking(20, 0, 50, prio=49), wakeup(21, 0, 50, 0, prio=49),
-        sw(30, 0, 10, 50, state="R+", next_prio=49),
-    ]), "r")
+    r = replay(
+        table(
+            BOOT
+            + [
+                waking(10, 0, 10),
+                wakeup(11, 0, 10, 0),
+                sw(15, 0, 0, 10),
+                waking(20, 0, 50, prio=49),
+                wakeup(21, 0, 50, 0, prio=49),
+                sw(30, 0, 10, 50, state="R+", next_prio=49),
+            ]
+        ),
+        "r",
+    )
     nt = r.next_task
     assert list(nt.columns) == list(NEXT_TASK_COLUMNS)
     assert nt.to_dict("records")[2:] == [
-        dict(run_id="r", cpu=0, ts=15, segment=0, prev_pid=0, prev_tid=0, prev_state="S",
-             next_pid=10, next_tid=1, next_prio=120, dt_prev_switch_ns=15,
-             next_since_wakeup_ns=5, next_prio_class=1),
-        dict(run_id="r", cpu=0, ts=30, segment=0, prev_pid=10, prev_tid=1, prev_state="R+",
-             next_pid=50, next_tid=3, next_prio=49, dt_prev_switch_ns=15,
-             next_since_wakeup_ns=10, next_prio_class=2),
+        dict(
+            run_id="r",
+            cpu=0,
+            ts=15,
+            segment=0,
+            prev_pid=0,
+            prev_tid=0,
+            prev_state="S",
+            next_pid=10,
+            next_tid=1,
+            next_prio=120,
+            dt_prev_switch_ns=15,
+            next_since_wakeup_ns=5,
+            next_prio_class=1,
+        ),
+        dict(
+            run_id="r",
+            cpu=0,
+            ts=30,
+            segment=0,
+            prev_pid=10,
+            prev_tid=1,
+            prev_state="R+",
+            next_pid=50,
+            next_tid=3,
+            next_prio=49,
+            dt_prev_switch_ns=15,
+            next_since_wakeup_ns=10,
+            next_prio_class=2,
+        ),
     ]
     assert list(nt.next_prio_class[:2]) == [0, 0]
 
@@ -334,13 +559,32 @@ def test_column_types_follow_the_contract():
     m = r.migration
     assert list(m.columns) == list(MIGRATION_COLUMNS)
     assert set(MIGRATION_FEATURES) <= set(m.columns)
-    want = dict(ts="int64", segment="int32", pid="int32", tid="int64", src_cpu="int16",
-                kind="int8", since_last_ran_ns="int64", migrated="int8", next_cpu="int16")
+    want = dict(
+        ts="int64",
+        segment="int32",
+        pid="int32",
+        tid="int64",
+        src_cpu="int16",
+        kind="int8",
+        since_last_ran_ns="int64",
+        migrated="int8",
+        next_cpu="int16",
+    )
     assert {k: str(m[k].dtype) for k in want} == want
     nt = r.next_task
-    want = dict(cpu="int16", ts="int64", segment="int32", prev_pid="int32", prev_tid="int64",
-                next_pid="int32", next_tid="int64", next_prio="int16",
-                dt_prev_switch_ns="int64", next_since_wakeup_ns="int64", next_prio_class="int8")
+    want = dict(
+        cpu="int16",
+        ts="int64",
+        segment="int32",
+        prev_pid="int32",
+        prev_tid="int64",
+        next_pid="int32",
+        next_tid="int64",
+        next_prio="int16",
+        dt_prev_switch_ns="int64",
+        next_since_wakeup_ns="int64",
+        next_prio_class="int8",
+    )
     assert {k: str(nt[k].dtype) for k in want} == want
 
 
@@ -353,8 +597,10 @@ def test_tiny_tables(n):
 def _shipped_trace():
     """Smallest shipped real trace (datasets/traces/<run>/trace.txt.zst), or None."""
     from pathlib import Path
-    traces = sorted(Path(__file__).resolve().parents[1].glob("datasets/traces/*/trace.txt.zst"),
-                    key=lambda p: p.stat().st_size)
+
+    traces = sorted(
+        Path(__file__).resolve().parents[1].glob("datasets/traces/*/trace.txt.zst"), key=lambda p: p.stat().st_size
+    )
     return traces[0] if traces else None
 
 
@@ -381,14 +627,14 @@ def test_labels_and_sources_match_an_independent_lookup_on_a_real_trace():
     def first_seen_running(lines, pid_col, exact):
         seen = lines[["ts", pid_col, "cpu"]].set_axis(["seen_ts", "pid", "seen_cpu"], axis=1)
         seen = seen.astype({"pid": "int32"}).assign(ts=seen.seen_ts)
-        return pd.merge_asof(m, seen.sort_values("ts", kind="stable"), on="ts", by="pid",
-                             direction="forward", allow_exact_matches=exact)
+        return pd.merge_asof(
+            m, seen.sort_values("ts", kind="stable"), on="ts", by="pid", direction="forward", allow_exact_matches=exact
+        )
 
     # A task is seen running when switched in, and in any line that runs in its context (a
     # missed switch-in shows there); those lines count only strictly after the decision, as
     # the trace's microsecond timestamps tie a preemption with the lines just before it.
-    firsts = [first_seen_running(sw, "next_pid", True),
-              first_seen_running(ev, "common_pid", False)]
+    firsts = [first_seen_running(sw, "next_pid", True), first_seen_running(ev, "common_pid", False)]
     when = pd.concat([f.seen_ts.fillna(2**62) for f in firsts], axis=1).to_numpy()
     where = pd.concat([f.seen_cpu for f in firsts], axis=1).to_numpy()
     next_cpu = where[np.arange(len(m)), when.argmin(axis=1)]
@@ -403,8 +649,10 @@ def test_labels_and_sources_match_an_independent_lookup_on_a_real_trace():
 
 
 # ----- the C core (data/dataset/_replay.c) against the reference (data/dataset/replay_reference.py) -----------------
-SHIPPED_RUNS = sorted(p for p in (__import__("pathlib").Path(__file__).resolve().parents[1]
-                                  / "datasets" / "traces").glob("*/trace.txt.zst"))
+SHIPPED_RUNS = sorted(
+    p
+    for p in (__import__("pathlib").Path(__file__).resolve().parents[1] / "datasets" / "traces").glob("*/trace.txt.zst")
+)
 # Default suite: one run per kind of behaviour the state machine has (forks and exits, many
 # CPUs' wakeups, preemption-heavy, the io category); -m slow checks every shipped run.
 QUICK_RUNS = ("stress-ng-clone-r01", "oversub-sleep-r01", "stress-ng-yield-r02", "io-mix-r01")
@@ -413,7 +661,10 @@ QUICK_RUNS = ("stress-ng-clone-r01", "oversub-sleep-r01", "stress-ng-yield-r02",
 def _assert_same_replay(events, run_id="run"):
     import data.dataset.replay_reference as ref
     from tests.conftest import require
-    require(replay_mod.load_core() is not None, f"C compiler for the replay core: {replay_mod.core_unavailable_reason()}")
+
+    require(
+        replay_mod.load_core() is not None, f"C compiler for the replay core: {replay_mod.core_unavailable_reason()}"
+    )
     got, want = replay(events, run_id, engine="c"), ref.replay(events, run_id)
     assert got.stats == want.stats
     for name in ("migration", "next_task"):
@@ -431,6 +682,7 @@ def _runs(names=None):
 @_runs(QUICK_RUNS)
 def test_c_core_matches_reference_on_shipped_runs(path):
     from data.parse.tracefile import parse_file
+
     r = _assert_same_replay(parse_file(path)[0], path.parent.name)
     assert len(r.migration) > 0 and len(r.next_task) > 0
 
@@ -439,6 +691,7 @@ def test_c_core_matches_reference_on_shipped_runs(path):
 @_runs()
 def test_c_core_matches_reference_on_every_shipped_run(path):
     from data.parse.tracefile import parse_file
+
     _assert_same_replay(parse_file(path)[0], path.parent.name)
 
 
@@ -452,6 +705,7 @@ def test_c_core_matches_reference_on_a_damaged_real_trace(seed):
     import pyarrow.compute as pc
     from data.parse.tracefile import parse_file
     from tests.conftest import require
+
     runs = [p for p in SHIPPED_RUNS if p.parent.name == "stress-ng-fork-r01"]
     require(bool(runs), "shipped run stress-ng-fork-r01")
     events = parse_file(runs[0])[0].combine_chunks()
@@ -465,9 +719,13 @@ def test_c_core_matches_reference_on_a_damaged_real_trace(seed):
     events = events.set_column(0, "ts", pa.array(ts))
     target = events.column("target_cpu").to_numpy(zero_copy_only=False)
     null_target = rng.random(len(target)) < 0.01
-    events = events.set_column(events.schema.get_field_index("target_cpu"), "target_cpu",
-                               pa.array(np.where(null_target, 0, np.nan_to_num(target, nan=0)).astype(np.int16),
-                                        mask=null_target | np.isnan(target)))
+    events = events.set_column(
+        events.schema.get_field_index("target_cpu"),
+        "target_cpu",
+        pa.array(
+            np.where(null_target, 0, np.nan_to_num(target, nan=0)).astype(np.int16), mask=null_target | np.isnan(target)
+        ),
+    )
     if seed == 1:  # the busiest task's pid beyond PID_MAX_LIMIT: the renumbering path
         nxt = events.column("next_pid").to_numpy(zero_copy_only=False)
         nxt = nxt[~np.isnan(nxt)]
@@ -477,8 +735,9 @@ def test_c_core_matches_reference_on_a_damaged_real_trace(seed):
             c = events.column(col)
             events = events.set_column(i, col, pc.if_else(pc.equal(c, busy), pa.scalar(1 << 30, pa.int32()), c))
     lost_rows = rng.choice(len(ts), size=3, replace=False)
-    lost = pa.Table.from_pylist([dict(ts=int(ts[i]), cpu=0, event="lost", lost_count=5, line=0)
-                                 for i in lost_rows], schema=events.schema)
+    lost = pa.Table.from_pylist(
+        [dict(ts=int(ts[i]), cpu=0, event="lost", lost_count=5, line=0) for i in lost_rows], schema=events.schema
+    )
     events = pa.concat_tables([events, lost]).combine_chunks()
     r = _assert_same_replay(events)
     assert r.stats["lost_markers"] == 3 and r.stats["segments"] == 4

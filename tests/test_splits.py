@@ -1,4 +1,5 @@
 """data/dataset/splits.py: the one rule that assigns whole runs to train / val / test_seen / test_unseen."""
+
 import pytest
 
 from data.dataset.splits import natural, resolve_val_category, split_runs
@@ -8,7 +9,8 @@ RUNS = [  # (run_id, workload, category): three runs per workload unless stated
     *((f"mq-r0{i}", "mq", "messaging") for i in (1, 2, 3)),
     *((f"cpu-r0{i}", "cpu", "cpu") for i in (1, 2, 3)),
     *((f"fork-r0{i}", "fork", "process") for i in (1, 2, 3, 4)),
-    ("yield-r01", "yield", "ctxswitch"), ("yield-r02", "yield", "ctxswitch"),
+    ("yield-r01", "yield", "ctxswitch"),
+    ("yield-r02", "yield", "ctxswitch"),
     ("sem-r01", "sem", "sync"),
     *((f"io-r0{i}", "io", "io") for i in (1, 2, 3)),
 ]
@@ -68,12 +70,15 @@ def test_leave_one_category_out_folds_cover_every_run_once():
         assert sorted(x for v in s["runs"].values() for x in v) == sorted(x[0] for x in RUNS)
 
 
-@pytest.mark.parametrize("args,match", [
-    ((["gpu"],), r"unseen names categories with no runs: gpu \(categories present: cpu, ctxswitch, io"),
-    ((["io"], "gpu"), r"val_category='gpu': no run has that category \(known: cpu, ctxswitch"),
-    ((["io"], "io"), r"val_category='io' is also unseen"),
-    ((["io"], None, -1), r"val_runs must be an integer >= 0"),
-])
+@pytest.mark.parametrize(
+    "args,match",
+    [
+        ((["gpu"],), r"unseen names categories with no runs: gpu \(categories present: cpu, ctxswitch, io"),
+        ((["io"], "gpu"), r"val_category='gpu': no run has that category \(known: cpu, ctxswitch"),
+        ((["io"], "io"), r"val_category='io' is also unseen"),
+        ((["io"], None, -1), r"val_runs must be an integer >= 0"),
+    ],
+)
 def test_bad_names_are_one_clear_error(args, match):
     with pytest.raises(ValueError, match=match):
         split_runs(RUNS, *args)

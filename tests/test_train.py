@@ -1,6 +1,7 @@
 """train.py through Hydra's compose API: every model x task pair and every experiment config gets a
 fast_dev_run smoke test, a resume-from-checkpoint test and a determinism test. Runs on the
 SYNTHETIC fixture dataset (tests/synthetic_dataset.py) with tiny widths."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -44,8 +45,16 @@ def dataset(tmp_path_factory) -> Path:
 
 def compose_cfg(dataset: Path, out: Path, overrides: list[str]):
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
-        return compose("train", overrides=[*FAST, *overrides, f"paths.dataset_dir={dataset}",
-                                           f"paths.output_dir={out}", f"paths.log_dir={out}"])
+        return compose(
+            "train",
+            overrides=[
+                *FAST,
+                *overrides,
+                f"paths.dataset_dir={dataset}",
+                f"paths.output_dir={out}",
+                f"paths.log_dir={out}",
+            ],
+        )
 
 
 def run(dataset: Path, out: Path, overrides: list[str]) -> dict[str, float]:
@@ -110,8 +119,11 @@ def test_max_time_firing_warns_and_is_recorded(dataset, tmp_path, caplog):
     import logging
 
     with caplog.at_level(logging.WARNING, logger="models.tasks.stop_reason"):
-        run(dataset, tmp_path, ["task=migration", "model=mlp", "debug=limit", "trainer.max_epochs=5",
-                                "trainer.max_time=00:00:00:00"])
+        run(
+            dataset,
+            tmp_path,
+            ["task=migration", "model=mlp", "debug=limit", "trainer.max_epochs=5", "trainer.max_time=00:00:00:00"],
+        )
     r = results(tmp_path)
     assert r["stopped_by"] == "max_time" and r["reproducible"] is False and r["epochs"] < 5
     assert any("NOT reproducible" in rec.getMessage() for rec in caplog.records)
@@ -119,8 +131,18 @@ def test_max_time_firing_warns_and_is_recorded(dataset, tmp_path, caplog):
 
 def test_early_stopping_is_recorded(dataset, tmp_path):
     # min_delta=1 on a metric in [0, 1]: no epoch ever counts as an improvement
-    run(dataset, tmp_path, ["task=migration", "model=mlp", "debug=limit", "trainer.max_epochs=6",
-                            "callbacks.early_stopping.patience=1", "callbacks.early_stopping.min_delta=1.0"])
+    run(
+        dataset,
+        tmp_path,
+        [
+            "task=migration",
+            "model=mlp",
+            "debug=limit",
+            "trainer.max_epochs=6",
+            "callbacks.early_stopping.patience=1",
+            "callbacks.early_stopping.min_delta=1.0",
+        ],
+    )
     r = results(tmp_path)
     assert r["stopped_by"] == "early_stopping" and r["epochs"] < 6 and r["reproducible"]
     assert r["validation"]["bal_acc"] is not None and r["config"]["seed"] == r["seed"] == 12345
@@ -149,13 +171,17 @@ def test_checkpoint_alone_rebuilds_model_and_data(dataset, tmp_path, task, model
 def test_test_only_scores_the_given_checkpoint(dataset, tmp_path):
     fit = run(dataset, tmp_path / "fit", ["task=migration", "model=mlp", "debug=limit"])
     best = next((tmp_path / "fit" / "checkpoints").glob("epoch_*.ckpt"))
-    tested = run(dataset, tmp_path / "test", ["task=migration", "model=mlp", "debug=limit", "train=false", f"ckpt_path={best}"])
+    tested = run(
+        dataset, tmp_path / "test", ["task=migration", "model=mlp", "debug=limit", "train=false", f"ckpt_path={best}"]
+    )
     for key in ("test_unseen/loss", "test_unseen/bal_acc"):
         assert tested[key] == pytest.approx(fit[key], abs=1e-6)
 
 
 def test_tcn_receptive_field_is_logged(dataset, tmp_path):
-    metrics = run(dataset, tmp_path, ["model=tcn", "model.depth=2", "model.kernel_size=3", "debug=limit", "trainer.max_epochs=1"])
+    metrics = run(
+        dataset, tmp_path, ["model=tcn", "model.depth=2", "model.kernel_size=3", "debug=limit", "trainer.max_epochs=1"]
+    )
     assert metrics["model/receptive_field"] == 1 + 2 * 2 * (2**2 - 1)
 
 

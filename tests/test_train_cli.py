@@ -1,5 +1,6 @@
 """train.py as a command: printing the config, a model sweep, a resumable Optuna study and
 (slow) real DistributedDataParallel with two CPU processes. SYNTHETIC fixture dataset."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,12 @@ import pytest
 from tests.conftest import REPO
 from tests.synthetic_dataset import write_synthetic_dataset
 
-QUIET = ["extras.print_config=false", "callbacks.rich_progress_bar=null", "callbacks.model_summary=null",
-         "hydra.job_logging.root.level=INFO"]
+QUIET = [
+    "extras.print_config=false",
+    "callbacks.rich_progress_bar=null",
+    "callbacks.model_summary=null",
+    "hydra.job_logging.root.level=INFO",
+]
 TINY = ["model.width=4", "model.depth=1"]
 
 
@@ -25,7 +30,9 @@ def dataset(tmp_path_factory) -> Path:
 
 def train_py(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.run([sys.executable, "train.py", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "train.py", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
 
@@ -37,8 +44,16 @@ def test_cfg_job_prints_the_composed_config():
 
 
 def test_multirun_over_models_saves_config_and_metrics(dataset, tmp_path):
-    train_py("-m", "model=lstm,tcn,mlp", "task=migration", "debug=fdr", f"paths.dataset_dir={dataset}",
-             f"paths.log_dir={tmp_path}", *QUIET, *TINY)
+    train_py(
+        "-m",
+        "model=lstm,tcn,mlp",
+        "task=migration",
+        "debug=fdr",
+        f"paths.dataset_dir={dataset}",
+        f"paths.log_dir={tmp_path}",
+        *QUIET,
+        *TINY,
+    )
     runs = sorted(tmp_path.glob("debug/multiruns/*/*/test_metrics.json"))
     assert len(runs) == 3
     for path in runs:
@@ -50,8 +65,16 @@ def test_multirun_over_models_saves_config_and_metrics(dataset, tmp_path):
 def test_optuna_study_persists_and_resumes(dataset, tmp_path):
     import optuna
 
-    args = ["-m", "hparams_search=optuna", "hydra.sweeper.n_trials=1", "debug=fdr", "model=mlp",
-            f"paths.dataset_dir={dataset}", f"paths.log_dir={tmp_path}", *QUIET]
+    args = [
+        "-m",
+        "hparams_search=optuna",
+        "hydra.sweeper.n_trials=1",
+        "debug=fdr",
+        "model=mlp",
+        f"paths.dataset_dir={dataset}",
+        f"paths.log_dir={tmp_path}",
+        *QUIET,
+    ]
     train_py(*args)
     train_py(*args, "hydra.sweeper.sampler.seed=2")  # resume the same study
     study = optuna.load_study(study_name="migration-mlp", storage=f"sqlite:///{tmp_path}/optuna/studies.db")
@@ -62,8 +85,16 @@ def test_optuna_study_persists_and_resumes(dataset, tmp_path):
 
 @pytest.mark.slow
 def test_ddp_two_cpu_processes(dataset, tmp_path):
-    proc = train_py("trainer=ddp", "debug=fdr", "trainer.devices=2", f"paths.dataset_dir={dataset}",
-                    f"paths.log_dir={tmp_path}", *QUIET, *TINY, timeout=600)
+    proc = train_py(
+        "trainer=ddp",
+        "debug=fdr",
+        "trainer.devices=2",
+        f"paths.dataset_dir={dataset}",
+        f"paths.log_dir={tmp_path}",
+        *QUIET,
+        *TINY,
+        timeout=600,
+    )
     out = proc.stdout + proc.stderr
     assert "GLOBAL_RANK: 0, MEMBER: 1/2" in out and "GLOBAL_RANK: 1, MEMBER: 2/2" in out
     assert "distributed_backend=gloo" in out
@@ -72,8 +103,9 @@ def test_ddp_two_cpu_processes(dataset, tmp_path):
 
 def evaluate_py(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.run([sys.executable, "evaluate.py", *args], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "evaluate.py", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
 
@@ -89,8 +121,17 @@ def test_loco_experiment_one_fold(dataset, tmp_path, task):
     params = cfg.hydra.sweeper.params
     assert params["seed"] == "1,2,3" and params["model"] == "mlp,lstm,tcn" and cfg.hydra.mode.name == "MULTIRUN"
     assert params["data.unseen"].count("[") == 7 and list(cfg.data.test_splits) == ["test_unseen"]
-    train_py(f"experiment=loco_{task}", "data.unseen=[unseen]", "seed=1,2", "model=mlp", "debug=limit",
-             f"paths.dataset_dir={dataset}", f"paths.log_dir={tmp_path}", *QUIET, *TINY)
+    train_py(
+        f"experiment=loco_{task}",
+        "data.unseen=[unseen]",
+        "seed=1,2",
+        "model=mlp",
+        "debug=limit",
+        f"paths.dataset_dir={dataset}",
+        f"paths.log_dir={tmp_path}",
+        *QUIET,
+        *TINY,
+    )
     (sweep,) = tmp_path.glob("debug/multiruns/*")
     results = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/results.json"))]
     assert [r["seed"] for r in results] == [1, 2] and all(r["stopped_by"] == "max_epochs" for r in results)

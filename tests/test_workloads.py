@@ -1,4 +1,5 @@
 """Workload registry: coverage, sizing with nproc, commands that really run and stop."""
+
 import os
 import subprocess
 import sys
@@ -21,8 +22,7 @@ def test_registry_covers_categories_and_tools():
     assert {"timeout", "stress-ng", sys.executable} <= exes
     hb = [w.command(1.0, 2) for w in wl.WORKLOADS.values() if w.name.startswith("hackbench")]
     assert len(hb) == 2 and any("--pipe" in c for c in hb) and not all("--pipe" in c for c in hb)
-    stressors = {c[c.index("stress-ng") + 1] for w in wl.WORKLOADS.values()
-                 if "stress-ng" in (c := w.command(1.0, 2))}
+    stressors = {c[c.index("stress-ng") + 1] for w in wl.WORKLOADS.values() if "stress-ng" in (c := w.command(1.0, 2))}
     assert len(stressors) >= 5
 
 
@@ -63,8 +63,9 @@ def test_resolve_names_and_categories():
 
 
 def test_list_cli():
-    r = subprocess.run([sys.executable, "-m", "data.collect.workloads", "--list"], cwd=REPO,
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "data.collect.workloads", "--list"], cwd=REPO, capture_output=True, text=True
+    )
     assert r.returncode == 0
     for cat in wl.CATEGORIES:
         assert f"{cat}:" in r.stdout
@@ -75,8 +76,9 @@ def test_list_cli():
 @pytest.mark.parametrize("name", sorted(wl.BUILTINS))
 def test_builtin_runs_as_process_tree(name):
     t0 = time.monotonic()
-    p = subprocess.Popen([sys.executable, "-m", "data.collect.workloads", "run", name, "--seconds", "0.4",
-                          "--nproc", "1"], cwd=REPO)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "data.collect.workloads", "run", name, "--seconds", "0.4", "--nproc", "1"], cwd=REPO
+    )
     time.sleep(0.3)
     children = subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True, text=True).stdout.split()
     assert p.wait(timeout=20) == 0
@@ -86,8 +88,15 @@ def test_builtin_runs_as_process_tree(name):
 
 
 def test_io_mix_cleans_up(tmp_path):
-    r = subprocess.run([sys.executable, "-c", "from data.collect.workloads import io_mix; "
-                        f"io_mix(0.3, 2, directory={str(tmp_path)!r})"], cwd=REPO, timeout=30)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"from data.collect.workloads import io_mix; io_mix(0.3, 2, directory={str(tmp_path)!r})",
+        ],
+        cwd=REPO,
+        timeout=30,
+    )
     assert r.returncode == 0 and list(tmp_path.iterdir()) == []
 
 
@@ -99,8 +108,7 @@ def test_external_workloads_start_and_stop():
         if w.name in wl.BUILTINS:
             continue
         t0 = time.monotonic()
-        r = subprocess.run(w.command(0.2, 1), cwd=REPO, capture_output=True, timeout=30,
-                           start_new_session=True)
+        r = subprocess.run(w.command(0.2, 1), cwd=REPO, capture_output=True, timeout=30, start_new_session=True)
         took = time.monotonic() - t0
         assert r.returncode in (0, 124), (w.name, r.returncode, r.stderr[-300:])
         assert took < 3.5, (w.name, took)
@@ -108,6 +116,10 @@ def test_external_workloads_start_and_stop():
 
 
 def test_unknown_builtin_is_a_usage_error():
-    r = subprocess.run([sys.executable, "-m", "data.collect.workloads", "run", "nope", "--seconds", "1"],
-                       cwd=REPO, capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "data.collect.workloads", "run", "nope", "--seconds", "1"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2 and "invalid choice" in r.stderr

@@ -33,15 +33,21 @@ def disagreements(table: pd.DataFrame) -> dict:
             keys = [c for c in (*RULE_CONTEXT, "delta_hot", "buddy_hot", "extra_fails") if c in w]
             groups = w.groupby(keys).size().sort_values(ascending=False).head(8)
             out[f"{name}_wrong_by"] = [
-                {**{k: int(v) for k, v in zip(keys, idx)}, "rows": int(n),
-                 "recorded_yes": int(w.set_index(keys).loc[idx, name].sum()) if len(keys) else 0}
-                for idx, n in groups.items()]
+                {
+                    **{k: int(v) for k, v in zip(keys, idx)},
+                    "rows": int(n),
+                    "recorded_yes": int(w.set_index(keys).loc[idx, name].sum()) if len(keys) else 0,
+                }
+                for idx, n in groups.items()
+            ]
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
     """python -m data.can_migrate.agreement DATASET | RECORD_FILE...: the rule against recorded verdicts."""
-    ap = argparse.ArgumentParser(prog="python -m data.can_migrate.agreement", description=main.__doc__.split(":")[1].strip())
+    ap = argparse.ArgumentParser(
+        prog="python -m data.can_migrate.agreement", description=main.__doc__.split(":")[1].strip()
+    )
     ap.add_argument("paths", nargs="+", type=Path, help="a built dataset directory or record files")
     args = ap.parse_args(argv)
     for path in args.paths:

@@ -3,6 +3,7 @@
 Preprocessing as in their MLLB training/prep.py, with the return value as label and the forced
 variant beside it. Input is the DataFrame of `data.can_migrate.record.records_frame`.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -13,9 +14,21 @@ from data.can_migrate.rule import rule_context
 
 # The 15 input features of Chen et al. (order of their final MLLB config).
 CHEN_FEATURES = (
-    "src_non_pref_nr", "delta_hot", "cpu_idle", "cpu_not_idle", "cpu_newly_idle",
-    "same_node", "prefer_src", "prefer_dst", "src_len", "src_load", "dst_load", "dst_len",
-    "delta_faults", "extra_fails", "buddy_hot",
+    "src_non_pref_nr",
+    "delta_hot",
+    "cpu_idle",
+    "cpu_not_idle",
+    "cpu_newly_idle",
+    "same_node",
+    "prefer_src",
+    "prefer_dst",
+    "src_len",
+    "src_load",
+    "dst_load",
+    "dst_len",
+    "delta_faults",
+    "extra_fails",
+    "buddy_hot",
 )
 FEATURE_DOCS = {
     "src_non_pref_nr": "1 if src_nr_running > src_nr_preferred_running (tasks off their preferred node)",
@@ -47,9 +60,12 @@ def hard_fail(df):
     """{reason: bool mask} of the hard condition each record fails first (HARD_REASONS order)."""
     left = np.ones(len(df), dtype=bool)
     out = {}
-    for reason, bad in (("throttled", df["throttled"] != 0), ("dst_not_allowed", df["dst_allowed"] == 0),
-                        ("running", df["p_running"] != 0),
-                        ("delayed", (df["sched_delayed"] != 0) & (df["migration_type"] != MIGRATE_LOAD))):
+    for reason, bad in (
+        ("throttled", df["throttled"] != 0),
+        ("dst_not_allowed", df["dst_allowed"] == 0),
+        ("running", df["p_running"] != 0),
+        ("delayed", (df["sched_delayed"] != 0) & (df["migration_type"] != MIGRATE_LOAD)),
+    ):
         out[reason] = left & bad.to_numpy()
         left &= ~out[reason]
     return out

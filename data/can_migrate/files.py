@@ -4,6 +4,7 @@ A run keeps its records as `can_migrate.parquet` (the collector's decoded table)
 loader's raw stream (`can_migrate.bin` or `records.bin`, possibly zstd-compressed as
 `.bin.zst`). The builder and evaluate.py read both through `read_records`.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -44,8 +45,10 @@ def read_records(path: Path):
         df = pd.read_parquet(path)
         missing = [c for c in _columns() if c not in df.columns]
         if missing:
-            raise RecordFormatError(f"{path}: not a can_migrate record table (missing "
-                                    f"{', '.join(missing[:4])}{'...' if len(missing) > 4 else ''})")
+            raise RecordFormatError(
+                f"{path}: not a can_migrate record table (missing "
+                f"{', '.join(missing[:4])}{'...' if len(missing) > 4 else ''})"
+            )
         return df.reset_index(drop=True)
     if name.endswith(".bin.zst"):
         import zstandard

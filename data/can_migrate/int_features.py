@@ -8,6 +8,7 @@ the header and compare offsets, order and values). `data/can_migrate/features.py
 model trains on; `raw_features(...) / divisor` equals it up to float32 rounding (delta_faults:
 up to 2^-16).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,11 +21,24 @@ FAULTS_SHIFT = 16
 
 # struct cm_fields, in order: (name, numpy type)
 FIELDS: tuple[tuple[str, str], ...] = (
-    ("delta_ns", "<i8"), ("src_load", "<u8"), ("dst_load", "<u8"), ("total_numa_faults", "<u8"),
-    ("src_faults", "<u8"), ("dst_faults", "<u8"), ("src_node", "<i4"), ("dst_node", "<i4"),
-    ("numa_preferred_nid", "<i4"), ("src_nr_running", "<u4"), ("dst_nr_running", "<u4"),
-    ("src_nr_preferred_running", "<u4"), ("nr_balance_failed", "<u4"), ("cache_nice_tries", "<u4"),
-    ("cpu_idle", "u1"), ("cpu_not_idle", "u1"), ("cpu_newly_idle", "u1"), ("buddy_hot", "u1"),
+    ("delta_ns", "<i8"),
+    ("src_load", "<u8"),
+    ("dst_load", "<u8"),
+    ("total_numa_faults", "<u8"),
+    ("src_faults", "<u8"),
+    ("dst_faults", "<u8"),
+    ("src_node", "<i4"),
+    ("dst_node", "<i4"),
+    ("numa_preferred_nid", "<i4"),
+    ("src_nr_running", "<u4"),
+    ("dst_nr_running", "<u4"),
+    ("src_nr_preferred_running", "<u4"),
+    ("nr_balance_failed", "<u4"),
+    ("cache_nice_tries", "<u4"),
+    ("cpu_idle", "u1"),
+    ("cpu_not_idle", "u1"),
+    ("cpu_newly_idle", "u1"),
+    ("buddy_hot", "u1"),
     ("_pad", "<u4"),
 )
 FIELDS_DTYPE = np.dtype(list(FIELDS))
@@ -74,6 +88,7 @@ def _delta_faults_q16(f: np.ndarray) -> np.ndarray:
 
 def raw_features(f: np.ndarray) -> np.ndarray:
     """cm_features_raw() over a struct cm_fields array -> int64 (N, 15), CHEN_FEATURES order."""
+
     def s64(name):  # every field fits s64
         return f[name].astype(np.int64)
 

@@ -8,6 +8,7 @@ al. features computed from decoded records live one floor up, in `data/can_migra
 Only numpy (pandas lazily), so parsing, building and training can import it without the
 root-only collector package.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,14 +25,17 @@ RECORD_FIELDS: tuple[tuple[str, str, tuple[int, ...], str], ...] = (
     ("magic", "<u4", (), "CM_MAGIC (0x31524d43, 'CMR1'); detects a misaligned stream"),
     ("size", "<u4", (), "sizeof(struct cm_record) = 184"),
     ("ts_ns", "<u8", (), "bpf_ktime_get_ns() at entry (CLOCK_MONOTONIC ns)"),
-    ("delta_ns", "<i8", (), "rq_clock_task(src_rq) - p->se.exec_start: ns since p last ran "
-                            "(cache-hot when < migration cost, 500 us)"),
+    (
+        "delta_ns",
+        "<i8",
+        (),
+        "rq_clock_task(src_rq) - p->se.exec_start: ns since p last ran (cache-hot when < migration cost, 500 us)",
+    ),
     ("imbalance", "<i8", (), "env->imbalance"),
     ("src_load", "<u8", (), "src_rq->cfs.avg.load_avg (PELT load of the source CPU)"),
     ("dst_load", "<u8", (), "dst_rq->cfs.avg.load_avg"),
     ("total_numa_faults", "<u8", (), "p->total_numa_faults (0 without NUMA balancing)"),
-    ("numa_faults", "<u8", (CM_MAX_NODES,), "p's NUMA_MEM faults per node 0..3 "
-                                            "(numa_faults[2n] + numa_faults[2n+1])"),
+    ("numa_faults", "<u8", (CM_MAX_NODES,), "p's NUMA_MEM faults per node 0..3 (numa_faults[2n] + numa_faults[2n+1])"),
     ("pid", "<i4", (), "p->pid: the task considered for migration"),
     ("tgid", "<i4", (), "p->tgid"),
     ("curr_pid", "<i4", (), "pid of the task running the balancer"),
@@ -40,14 +44,17 @@ RECORD_FIELDS: tuple[tuple[str, str, tuple[int, ...], str], ...] = (
     ("dst_cpu", "<i4", (), "env->dst_cpu (CPU pulling work)"),
     ("src_node", "<i4", (), "NUMA node of src_cpu"),
     ("dst_node", "<i4", (), "NUMA node of dst_cpu"),
-    ("idle", "<i4", (), "env->idle raw enum cpu_idle_type (numbering differs across kernels: "
-                        "use the one-hot cpu_* columns)"),
+    (
+        "idle",
+        "<i4",
+        (),
+        "env->idle raw enum cpu_idle_type (numbering differs across kernels: use the one-hot cpu_* columns)",
+    ),
     ("numa_preferred_nid", "<i4", (), "p->numa_preferred_nid (-1: no preference)"),
     ("src_nr_running", "<u4", (), "src_rq->nr_running"),
     ("dst_nr_running", "<u4", (), "dst_rq->nr_running"),
     ("src_nr_numa_running", "<u4", (), "src_rq->nr_numa_running"),
-    ("src_nr_preferred_running", "<u4", (), "src_rq->nr_preferred_running (tasks on their "
-                                            "preferred node)"),
+    ("src_nr_preferred_running", "<u4", (), "src_rq->nr_preferred_running (tasks on their preferred node)"),
     ("nr_balance_failed", "<u4", (), "env->sd->nr_balance_failed"),
     ("cache_nice_tries", "<u4", (), "env->sd->cache_nice_tries"),
     ("env_flags", "<u4", (), "env->flags, LBF_* bits (0x10 LBF_ACTIVE_LB)"),
@@ -61,12 +68,20 @@ RECORD_FIELDS: tuple[tuple[str, str, tuple[int, ...], str], ...] = (
     ("buddy_hot", "u1", (), "dst_rq->nr_running and p is its cfs_rq's next (or last) buddy"),
     ("p_running", "u1", (), "p->on_cpu: p is running (a hard 'no')"),
     ("throttled", "u1", (), "p's task group is throttled on src or dst CPU (hard 'no')"),
-    ("sched_delayed", "u1", (), "p->se.sched_delayed: delayed dequeue (hard 'no' unless "
-                                "migration_type is migrate_load)"),
+    (
+        "sched_delayed",
+        "u1",
+        (),
+        "p->se.sched_delayed: delayed dequeue (hard 'no' unless migration_type is migrate_load)",
+    ),
     ("dst_allowed", "u1", (), "dst_cpu in p->cpus_ptr (hard 'no' when 0)"),
     ("migration_type", "u1", (), "env->migration_type (0 migrate_load, 1 util, 2 task, 3 misfit)"),
-    ("task_hot_after", "u1", (), "p->sched_task_hot after the call: the kernel migrated p "
-                                 "although it was cache hot (forced migration)"),
+    (
+        "task_hot_after",
+        "u1",
+        (),
+        "p->sched_task_hot after the call: the kernel migrated p although it was cache hot (forced migration)",
+    ),
     ("policy", "u1", (), "p->policy (0 SCHED_NORMAL, 3 SCHED_BATCH, 5 SCHED_IDLE, ...)"),
     ("_pad", "u1", (1,), "padding"),
 )
@@ -74,6 +89,7 @@ RECORD_FIELDS: tuple[tuple[str, str, tuple[int, ...], str], ...] = (
 RECORD_DTYPE = np.dtype([(n, t, s) if s else (n, t) for n, t, s, _ in RECORD_FIELDS])
 assert RECORD_DTYPE.itemsize == RECORD_SIZE, RECORD_DTYPE.itemsize
 RECORD_DOCS = {n: d for n, _, _, d in RECORD_FIELDS if n != "_pad"}
+
 
 class RecordFormatError(ValueError):
     """Bytes that are not a whole number of valid cm_record structs."""

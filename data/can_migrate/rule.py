@@ -27,6 +27,7 @@ kthread_is_per_cpu is not recorded (per-CPU kthreads are bound to one CPU, so ds
 already refuses them); the sysctls are assumed at their defaults (migration cost 500 us,
 CACHE_HOT_BUDDY on).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -51,22 +52,34 @@ RULE_CONTEXT = {
     "numa_faults": 0,  # p->total_numa_faults > 0 (p->numa_faults allocated)
 }
 # Chen features the rule reads.
-RULE_FEATURES = ("delta_hot", "buddy_hot", "extra_fails", "same_node", "prefer_src",
-                 "prefer_dst", "src_non_pref_nr", "cpu_idle", "delta_faults")
+RULE_FEATURES = (
+    "delta_hot",
+    "buddy_hot",
+    "extra_fails",
+    "same_node",
+    "prefer_src",
+    "prefer_dst",
+    "src_non_pref_nr",
+    "cpu_idle",
+    "delta_faults",
+)
 
 
 def rule_context(records: pd.DataFrame) -> pd.DataFrame:
     """RULE_CONTEXT columns (int8) from decoded records (`cm_record.records_frame`)."""
     policy = records["policy"].to_numpy()
     sd = records["sd_flags"].to_numpy()
-    return pd.DataFrame({
-        "active_lb": (records["env_flags"].to_numpy() & LBF_ACTIVE_LB) != 0,
-        "fair_class": np.isin(policy, FAIR_POLICIES),
-        "idle_policy": policy == SCHED_IDLE,
-        "sd_share_cpucapacity": (sd & SD_SHARE_CPUCAPACITY) != 0,
-        "sd_numa": (sd & SD_NUMA) != 0,
-        "numa_faults": records["total_numa_faults"].to_numpy() > 0,
-    }, index=records.index).astype("int8")
+    return pd.DataFrame(
+        {
+            "active_lb": (records["env_flags"].to_numpy() & LBF_ACTIVE_LB) != 0,
+            "fair_class": np.isin(policy, FAIR_POLICIES),
+            "idle_policy": policy == SCHED_IDLE,
+            "sd_share_cpucapacity": (sd & SD_SHARE_CPUCAPACITY) != 0,
+            "sd_numa": (sd & SD_NUMA) != 0,
+            "numa_faults": records["total_numa_faults"].to_numpy() > 0,
+        },
+        index=records.index,
+    ).astype("int8")
 
 
 def _col(rows: pd.DataFrame, name: str) -> np.ndarray:
@@ -96,7 +109,8 @@ def degrades_locality(rows: pd.DataFrame) -> np.ndarray:
     out = np.select(
         [off, prefer_src, prefer_dst, _flag(rows, "cpu_idle")],
         [-1, np.where(_flag(rows, "src_non_pref_nr"), 1, -1), 0, -1],
-        worse)
+        worse,
+    )
     return out.astype(np.int8)
 
 

@@ -10,6 +10,7 @@ newly idle (a one-hot, as in records); src_len and dst_len Gaussian, rounded and
 integers in faults_low..faults_high; with probability numa_p a row sits on a NUMA domain with
 NUMA faults (so migrate_degrades_locality() takes part), else the rule's defaults.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -20,8 +21,7 @@ import pandas as pd
 from data.can_migrate.features import CHEN_FEATURES, FORCED, LABEL
 from data.can_migrate.rule import RULE_CONTEXT, kernel_verdict
 
-FLAGS = ("src_non_pref_nr", "delta_hot", "same_node", "prefer_src", "prefer_dst",
-         "extra_fails", "buddy_hot")
+FLAGS = ("src_non_pref_nr", "delta_hot", "same_node", "prefer_src", "prefer_dst", "extra_fails", "buddy_hot")
 IDLE_TYPES = ("cpu_idle", "cpu_not_idle", "cpu_newly_idle")
 RUN_ID = "synthetic"
 
@@ -56,9 +56,18 @@ def synthetic_table(spec: SyntheticSpec) -> pd.DataFrame:
     """`spec.rows` rows shaped like the can_migrate table (one run `synthetic`, one dst CPU)."""
     rng = np.random.default_rng(spec.seed)
     n = spec.rows
-    df = pd.DataFrame({"run_id": RUN_ID, "workload": RUN_ID, "category": RUN_ID,
-                       "ts": np.arange(n, dtype=np.int64), "cpu": 0, "src_cpu": 1, "dst_cpu": 0,
-                       "pid": 0})
+    df = pd.DataFrame(
+        {
+            "run_id": RUN_ID,
+            "workload": RUN_ID,
+            "category": RUN_ID,
+            "ts": np.arange(n, dtype=np.int64),
+            "cpu": 0,
+            "src_cpu": 1,
+            "dst_cpu": 0,
+            "pid": 0,
+        }
+    )
     for f in FLAGS:
         df[f] = (rng.random(n) < spec.flag_p).astype(np.float32)
     idle = rng.integers(0, len(IDLE_TYPES), n)

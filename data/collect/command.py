@@ -22,6 +22,7 @@ Overruns are never hidden: they are stored per CPU in meta.json and printed as a
 
 Tracing needs root; all tracefs settings are restored afterwards (see data/collect/tracefs.py).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,8 +35,14 @@ from pathlib import Path
 
 from data.collect import tracefs
 from plumbing.atomic import staged_dir, write_json_atomic
-from data.collect.runs import (TraceStreamer, kernel_info, next_run_id, now_iso, run_workload,  # noqa: F401
-                             wait_quiet)
+from data.collect.runs import (
+    TraceStreamer,
+    kernel_info,
+    next_run_id,
+    now_iso,
+    run_workload,  # noqa: F401
+    wait_quiet,
+)
 from data.collect.workloads import WORKLOADS, Workload, format_list, nproc, resolve
 
 REPO = Path(__file__).resolve().parents[2]
@@ -45,8 +52,16 @@ DEFAULT_ZSTD_LEVEL = 19
 COLLECTOR_VERSION = 1
 
 
-def collect_run(session: tracefs.TraceSession, w: Workload, out: Path, seconds: float,
-                ncpu: int, zstd_level: int, argv_line: str, quiet_wait_s: float | None = None) -> dict:
+def collect_run(
+    session: tracefs.TraceSession,
+    w: Workload,
+    out: Path,
+    seconds: float,
+    ncpu: int,
+    zstd_level: int,
+    argv_line: str,
+    quiet_wait_s: float | None = None,
+) -> dict:
     """One traced run of workload w -> OUT/<run_id>/ ; returns its meta dict. Before it, the
     foreign load is measured (and, with quiet_wait_s, waited out) and stored in meta.json."""
     run_id = next_run_id(out, w.name)
@@ -124,8 +139,10 @@ def lost_summary(meta: dict) -> str | None:
         parts.append(f"{meta['lost_markers']} LOST markers in the trace")
     if not parts:
         return None
-    return (f"WARNING: {meta['run_id']}: events were lost ({'; '.join(parts)}); raise --buffer-kb "
-            f"(now {meta['buffer_size_kb']}) or shorten --seconds")
+    return (
+        f"WARNING: {meta['run_id']}: events were lost ({'; '.join(parts)}); raise --buffer-kb "
+        f"(now {meta['buffer_size_kb']}) or shorten --seconds"
+    )
 
 
 # ----- CLI -----------------------------------------------------------------------------------
@@ -137,45 +154,70 @@ def build_parser() -> argparse.ArgumentParser:
     p = ArgParser(
         prog="python -m data.collect",
         description="Trace scheduler events (ftrace) or can_migrate_task records (--bcc) while "
-                    "running named workloads.",
+        "running named workloads.",
         epilog="Workloads and categories: python -m data.collect --list",
     )
-    p.add_argument("workloads", nargs="*", metavar="WORKLOAD",
-                   help="workload name, category name, or 'all'")
+    p.add_argument("workloads", nargs="*", metavar="WORKLOAD", help="workload name, category name, or 'all'")
     p.add_argument("--list", action="store_true", help="list workloads and categories, then exit")
     p.add_argument("--out", type=Path, help="output directory (one sub-directory per run)")
-    p.add_argument("--seconds", type=float, default=None,
-                   help="run length per run (default: each workload's own, 0.15-2 s)")
+    p.add_argument(
+        "--seconds", type=float, default=None, help="run length per run (default: each workload's own, 0.15-2 s)"
+    )
     p.add_argument("--runs", type=int, default=1, help="runs per workload (default 1)")
-    p.add_argument("--buffer-kb", type=int, default=DEFAULT_BUFFER_KB,
-                   help=f"ring buffer per CPU in KiB (default {DEFAULT_BUFFER_KB})")
-    p.add_argument("--clock", default="mono",
-                   help="trace_clock (default mono: comparable with CLOCK_MONOTONIC)")
-    p.add_argument("--zstd-level", type=int, default=DEFAULT_ZSTD_LEVEL,
-                   help=f"zstd compression level (default {DEFAULT_ZSTD_LEVEL})")
+    p.add_argument(
+        "--buffer-kb",
+        type=int,
+        default=DEFAULT_BUFFER_KB,
+        help=f"ring buffer per CPU in KiB (default {DEFAULT_BUFFER_KB})",
+    )
+    p.add_argument("--clock", default="mono", help="trace_clock (default mono: comparable with CLOCK_MONOTONIC)")
+    p.add_argument(
+        "--zstd-level",
+        type=int,
+        default=DEFAULT_ZSTD_LEVEL,
+        help=f"zstd compression level (default {DEFAULT_ZSTD_LEVEL})",
+    )
     p.add_argument("--nproc", type=int, default=None, help="size workloads for N CPUs (default: nproc)")
-    p.add_argument("--wait", type=float, default=300,
-                   help="seconds to wait for another schedlearn trace session to end (default 300)")
-    p.add_argument("--wait-quiet", type=float, nargs="?", const=600.0, default=None,
-                   metavar="MAX_S",
-                   help="before each run, wait (up to MAX_S s, default 600) until other work "
-                        "uses under 10%% of the CPUs; without it the collector only measures "
-                        "and warns. Either way meta.json records load_before")
-    p.add_argument("--bcc", action="store_true",
-                   help="collect can_migrate_task records with BPF instead of ftrace")
-    p.add_argument("--vm", action="store_true",
-                   help="collect ftrace + can_migrate_task records inside a qemu guest booting "
-                        "Debian's 6.1 kernel (for hosts without kprobes); see data/collect/guest/")
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=300,
+        help="seconds to wait for another schedlearn trace session to end (default 300)",
+    )
+    p.add_argument(
+        "--wait-quiet",
+        type=float,
+        nargs="?",
+        const=600.0,
+        default=None,
+        metavar="MAX_S",
+        help="before each run, wait (up to MAX_S s, default 600) until other work "
+        "uses under 10%% of the CPUs; without it the collector only measures "
+        "and warns. Either way meta.json records load_before",
+    )
+    p.add_argument("--bcc", action="store_true", help="collect can_migrate_task records with BPF instead of ftrace")
+    p.add_argument(
+        "--vm",
+        action="store_true",
+        help="collect ftrace + can_migrate_task records inside a qemu guest booting "
+        "Debian's 6.1 kernel (for hosts without kprobes); see data/collect/guest/",
+    )
     p.add_argument("--smp", type=int, default=4, help="--vm: guest vCPUs (default 4)")
     p.add_argument("--mem", type=int, default=1024, help="--vm: guest memory in MB (default 1024)")
-    p.add_argument("--kernel", type=Path, default=None,
-                   help="--vm: kernel image (default: the newest /boot/vmlinuz-6.1.0-*-amd64)")
-    p.add_argument("--trace-seconds", type=float, default=None,
-                   help="--vm: ftrace only the first T seconds of each run (records cover all "
-                        "of it); bounds the trace size (default: the whole run)")
+    p.add_argument(
+        "--kernel", type=Path, default=None, help="--vm: kernel image (default: the newest /boot/vmlinuz-6.1.0-*-amd64)"
+    )
+    p.add_argument(
+        "--trace-seconds",
+        type=float,
+        default=None,
+        help="--vm: ftrace only the first T seconds of each run (records cover all "
+        "of it); bounds the trace size (default: the whole run)",
+    )
     p.add_argument("--check", action="store_true", help="only report whether collection can run")
-    p.add_argument("--summary", type=Path, metavar="DIR",
-                   help="print a markdown table of the runs collected in DIR, then exit")
+    p.add_argument(
+        "--summary", type=Path, metavar="DIR", help="print a markdown table of the runs collected in DIR, then exit"
+    )
     return p
 
 
@@ -195,21 +237,24 @@ def main(argv: list[str] | None = None) -> int:
 
         if not args.summary.is_dir():
             return fail(f"--summary {args.summary}: no such folder", 2)
-        if (why := bad_json(args.summary)):
+        if why := bad_json(args.summary):
             return fail(f"--summary {args.summary}: {why}")
         if not any(args.summary.glob("*/meta.json")):
             return fail(f"--summary {args.summary}: no runs (<run>/meta.json) in it")
         if args.vm:  # guest runs: records, rates and losses per run
             from data.collect.guest.collect import summary as guest_summary
+
             print(guest_summary(args.summary))
         else:
             print(summary(args.summary))
         return 0
     if args.vm:
         from data.collect.guest.collect import collect_main
+
         return collect_main(args, argv_line)
     if args.bcc:
         from data.collect.bcc import collect_main
+
         return collect_main(args, argv_line)
     if args.check:
         return check_ftrace()
@@ -224,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() == 0:  # without root, the first thing to say is that it needs root
         if args.out.exists() and not args.out.is_dir():
             return fail(f"--out {args.out}: exists and is not a folder", 2)
-        if (why := unwritable(args.out)):
+        if why := unwritable(args.out):
             return fail(f"--out {args.out}: {why}", 2)
     try:
         chosen = resolve(args.workloads)
@@ -235,19 +280,19 @@ def main(argv: list[str] | None = None) -> int:
         return fail(f"missing programs: {', '.join(missing)} (Debian: apt-get install rt-tests stress-ng)")
     ncpu = args.nproc or nproc()
     try:
-        with tracefs.TraceSession(buffer_kb=args.buffer_kb, clock=args.clock,
-                                  lock_wait=args.wait) as session:
+        with tracefs.TraceSession(buffer_kb=args.buffer_kb, clock=args.clock, lock_wait=args.wait) as session:
             args.out.mkdir(parents=True, exist_ok=True)
             for w in chosen:
                 for _ in range(args.runs):
                     seconds = w.default_seconds if args.seconds is None else args.seconds
-                    meta = collect_run(session, w, args.out, seconds, ncpu, args.zstd_level, argv_line,
-                                       args.wait_quiet)
-                    print(f"{meta['run_id']}: {meta['events_written']} events "
-                          f"({meta['event_counts']['sched_migrate_task']} migrations) in "
-                          f"{meta['duration_s']:.2f} s, {meta['trace_bytes'] / 1e6:.2f} MB -> "
-                          f"{args.out / meta['run_id']}")
-                    if (msg := lost_summary(meta)):
+                    meta = collect_run(session, w, args.out, seconds, ncpu, args.zstd_level, argv_line, args.wait_quiet)
+                    print(
+                        f"{meta['run_id']}: {meta['events_written']} events "
+                        f"({meta['event_counts']['sched_migrate_task']} migrations) in "
+                        f"{meta['duration_s']:.2f} s, {meta['trace_bytes'] / 1e6:.2f} MB -> "
+                        f"{args.out / meta['run_id']}"
+                    )
+                    if msg := lost_summary(meta):
                         print(msg, file=sys.stderr)
         if session.restore_errors:
             return fail("could not restore: " + "; ".join(session.restore_errors))
@@ -258,15 +303,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return fail("interrupted (SIGINT); tracing settings restored, partial run discarded", 130)
     except tracefs.TraceInterrupted as e:
-        return fail(f"interrupted ({e.name}); tracing settings restored, partial run discarded",
-                    128 + e.signum)
+        return fail(f"interrupted ({e.name}); tracing settings restored, partial run discarded", 128 + e.signum)
     return 0
 
 
 def summary(out: Path) -> str:
     """Markdown table of the runs in OUT (from their meta.json): events, migrations, size."""
-    rows = ["| run | category | s | events | migrations | lost | MB (zst) | load avg | foreign CPU |",
-            "|---|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| run | category | s | events | migrations | lost | MB (zst) | load avg | foreign CPU |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     tot = [0, 0, 0.0]
     for meta_path in sorted(out.glob("*/meta.json")):
         m = json.loads(meta_path.read_text())
@@ -280,8 +326,10 @@ def summary(out: Path) -> str:
         tot[0] += m["events_written"]
         tot[1] += mig
         tot[2] += mb
-        rows.append(f"| {m['run_id']} | {m['category']} | {m['seconds']:g} | {m['events_written']} "
-                    f"| {mig} | {lost} | {mb:.2f} | {m['loadavg_before'][0]:.1f} | {foreign} |")
+        rows.append(
+            f"| {m['run_id']} | {m['category']} | {m['seconds']:g} | {m['events_written']} "
+            f"| {mig} | {lost} | {mb:.2f} | {m['loadavg_before'][0]:.1f} | {foreign} |"
+        )
     rows.append(f"| **total** ({len(rows) - 2} runs) | | | {tot[0]} | {tot[1]} | | {tot[2]:.2f} | | |")
     return "\n".join(rows)
 
@@ -292,8 +340,7 @@ def check_ftrace() -> int:
     if os.geteuid() != 0:
         return fail(f"needs root (euid 0) to write {tracefs.TRACEFS} (running as uid {os.geteuid()})")
     where = point or f"{tracefs.TRACEFS} (not mounted; will be mounted)"
-    missing = [ev for ev in tracefs.SCHED_EVENTS
-               if point and not (point / "events" / "sched" / ev).is_dir()]
+    missing = [ev for ev in tracefs.SCHED_EVENTS if point and not (point / "events" / "sched" / ev).is_dir()]
     if missing:
         return fail(f"tracefs at {where} lacks events: {', '.join(missing)}")
     print(f"ftrace collection possible: tracefs {where}, {len(WORKLOADS)} workloads")

@@ -4,6 +4,7 @@ and running one workload as a process group that is always reaped.
 They live below the collectors so that data/collect/command.py, data/collect/bcc/ and data/collect/guest/ import
 them from here and never from each other.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -43,8 +44,9 @@ def run_workload(argv: list[str], seconds: float, log_path: Path) -> dict:
     """Run argv in its own session (process group) from the repo root; always reap it."""
     t0 = time.monotonic()
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(argv, cwd=REPO, stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            argv, cwd=REPO, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         stopped_by = "exit"
         try:
             try:
@@ -180,8 +182,11 @@ def foreign_load(sample_s: float = QUIET_SAMPLE_S) -> dict:
     time.sleep(sample_s)
     busy1, total1 = _cpu_times()
     share = (busy1 - busy0) / max(total1 - total0, 1)
-    return {"foreign_cpu_share": round(share, 4), "sample_s": sample_s,
-            "loadavg": [round(x, 2) for x in os.getloadavg()]}
+    return {
+        "foreign_cpu_share": round(share, 4),
+        "sample_s": sample_s,
+        "loadavg": [round(x, 2) for x in os.getloadavg()],
+    }
 
 
 def wait_quiet(max_wait_s: float | None, log=print) -> dict:
@@ -190,14 +195,18 @@ def wait_quiet(max_wait_s: float | None, log=print) -> dict:
     run starts on a quiet machine."""
     t0 = time.monotonic()
     m = foreign_load()
-    while max_wait_s is not None and m["foreign_cpu_share"] >= QUIET_SHARE \
-            and time.monotonic() - t0 < max_wait_s:
+    while max_wait_s is not None and m["foreign_cpu_share"] >= QUIET_SHARE and time.monotonic() - t0 < max_wait_s:
         m = foreign_load(2.0)
-    m.update(quiet=m["foreign_cpu_share"] < QUIET_SHARE, quiet_threshold=QUIET_SHARE,
-             waited_s=round(time.monotonic() - t0 - m["sample_s"], 1))
+    m.update(
+        quiet=m["foreign_cpu_share"] < QUIET_SHARE,
+        quiet_threshold=QUIET_SHARE,
+        waited_s=round(time.monotonic() - t0 - m["sample_s"], 1),
+    )
     if not m["quiet"]:
-        log(f"warning: other work loads the machine: {m['foreign_cpu_share']:.0%} of the CPUs busy "
+        log(
+            f"warning: other work loads the machine: {m['foreign_cpu_share']:.0%} of the CPUs busy "
             f"before the run (load average {m['loadavg'][0]}); its contention will be in the trace"
             + ("" if max_wait_s is not None else " (use --wait-quiet to wait for a quiet machine)")
-            + (f" (waited {m['waited_s']:.0f} s)" if max_wait_s is not None else ""))
+            + (f" (waited {m['waited_s']:.0f} s)" if max_wait_s is not None else "")
+        )
     return m

@@ -14,6 +14,7 @@ events/<sys>/<event>/{enable,filter} and options/<name> for the format options i
 
 Failures are `TracefsError` with a one-line message meant to be printed as is.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -173,8 +174,7 @@ def exclusive(wait: float = 0.0):
                 if e.errno not in (errno.EAGAIN, errno.EACCES):
                     raise
             if time.monotonic() >= deadline:
-                raise TracefsError(f"another schedlearn trace session holds {LOCK_FILE} "
-                                   f"(waited {wait:g} s)")
+                raise TracefsError(f"another schedlearn trace session holds {LOCK_FILE} (waited {wait:g} s)")
             if not told and wait > 0:
                 print(f"waiting for another schedlearn trace session ({LOCK_FILE})", file=sys.stderr)
                 told = True
@@ -267,22 +267,17 @@ class TraceSession:
     def _check_writable(self) -> None:
         probe = self.path("tracing_on")
         if os.geteuid() != 0 and not os.access(probe, os.W_OK):
-            raise TracefsError(
-                f"needs root (euid 0) to write {self.root} (running as uid {os.geteuid()})"
-            )
+            raise TracefsError(f"needs root (euid 0) to write {self.root} (running as uid {os.geteuid()})")
         if not probe.exists():
             raise TracefsError(f"tracefs not available: {probe} does not exist")
 
     def _mount(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        r = subprocess.run(
-            ["mount", "-t", "tracefs", "nodev", str(self.root)], capture_output=True, text=True
-        )
+        r = subprocess.run(["mount", "-t", "tracefs", "nodev", str(self.root)], capture_output=True, text=True)
         if r.returncode != 0:
             msg = (r.stderr or r.stdout).strip().splitlines()
             raise TracefsError(
-                f"tracefs not available: mount -t tracefs nodev {self.root} failed"
-                + (f": {msg[-1]}" if msg else "")
+                f"tracefs not available: mount -t tracefs nodev {self.root} failed" + (f": {msg[-1]}" if msg else "")
             )
         self.mounted = self.did_mount = True
 
@@ -423,9 +418,7 @@ class TraceSession:
         self._write("tracing_on", "0")
 
     def cpu_stats(self) -> dict[int, dict[str, float | int]]:
-        return {
-            cpu: parse_cpu_stats(self.read(f"per_cpu/cpu{cpu}/stats")) for cpu in online_cpus()
-        }
+        return {cpu: parse_cpu_stats(self.read(f"per_cpu/cpu{cpu}/stats")) for cpu in online_cpus()}
 
     def open_trace(self):
         """The merged, human-readable `trace` file (non-consuming), opened binary."""

@@ -15,6 +15,7 @@ Every external command is wrapped in coreutils `timeout` because stress-ng's own
 takes whole seconds only (and "0.5" silently means "forever"); the stress-ng --timeout is
 still given, rounded up, as a backstop.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,8 +60,17 @@ def _half(n: int) -> int:
 
 
 def _python_builtin(name: str, seconds: float, n: int, extra: list[str] | None = None) -> list[str]:
-    return [sys.executable, "-m", "data.collect.workloads", "run", name, "--seconds",
-            _fmt_seconds(seconds), "--nproc", str(n)] + (extra or [])
+    return [
+        sys.executable,
+        "-m",
+        "data.collect.workloads",
+        "run",
+        name,
+        "--seconds",
+        _fmt_seconds(seconds),
+        "--nproc",
+        str(n),
+    ] + (extra or [])
 
 
 def _stress_ng(stressor: str, workers: int, seconds: float, *opts: str) -> list[str]:
@@ -97,62 +107,150 @@ class Workload:
         if self.name not in BUILTINS:
             return self.command(seconds, ncpu)
         s = _fmt_seconds(self.default_seconds if seconds is None else seconds)
-        return [GUEST_BUILTIN, self.name, s, str(ncpu or nproc())] + (
-            [GUEST_IO_DIR] if self.name == "io-mix" else [])
+        return [GUEST_BUILTIN, self.name, s, str(ncpu or nproc())] + ([GUEST_IO_DIR] if self.name == "io-mix" else [])
 
 
 def _registry() -> dict[str, Workload]:
     W = Workload
     items = [
         # messaging
-        W("hackbench-pipe", "messaging",
-          "hackbench over pipes: nproc groups of 4 senders x 4 receivers, 100-byte messages",
-          lambda s, n: _timeout(s, ["hackbench", "--pipe", "--groups", str(n), "--fds", "4",
-                                    "--loops", "1000000000"]),
-          ("hackbench", "timeout"), 1.5),
-        W("hackbench-socket", "messaging",
-          "hackbench over UNIX sockets: nproc groups of 4 senders x 4 receivers",
-          lambda s, n: _timeout(s, ["hackbench", "--groups", str(n), "--fds", "4",
-                                    "--loops", "1000000000"]),
-          ("hackbench", "timeout"), 1.5),
+        W(
+            "hackbench-pipe",
+            "messaging",
+            "hackbench over pipes: nproc groups of 4 senders x 4 receivers, 100-byte messages",
+            lambda s, n: _timeout(
+                s, ["hackbench", "--pipe", "--groups", str(n), "--fds", "4", "--loops", "1000000000"]
+            ),
+            ("hackbench", "timeout"),
+            1.5,
+        ),
+        W(
+            "hackbench-socket",
+            "messaging",
+            "hackbench over UNIX sockets: nproc groups of 4 senders x 4 receivers",
+            lambda s, n: _timeout(s, ["hackbench", "--groups", str(n), "--fds", "4", "--loops", "1000000000"]),
+            ("hackbench", "timeout"),
+            1.5,
+        ),
         # ~300k events/s per pair on 2 CPUs: half as many pairs as CPUs, short runs.
-        W("stress-ng-pipe", "messaging", "stress-ng pipe: nproc/2 writer/reader pairs over a pipe",
-          lambda s, n: _stress_ng("pipe", _half(n), s), ("stress-ng", "timeout"), 0.25),
-        W("stress-ng-mq", "messaging", "stress-ng mq: nproc/2 POSIX message queue sender/receiver pairs",
-          lambda s, n: _stress_ng("mq", _half(n), s), ("stress-ng", "timeout"), 0.3),
+        W(
+            "stress-ng-pipe",
+            "messaging",
+            "stress-ng pipe: nproc/2 writer/reader pairs over a pipe",
+            lambda s, n: _stress_ng("pipe", _half(n), s),
+            ("stress-ng", "timeout"),
+            0.25,
+        ),
+        W(
+            "stress-ng-mq",
+            "messaging",
+            "stress-ng mq: nproc/2 POSIX message queue sender/receiver pairs",
+            lambda s, n: _stress_ng("mq", _half(n), s),
+            ("stress-ng", "timeout"),
+            0.3,
+        ),
         # cpu
-        W("cpu-pool", "cpu", "built-in: nproc processes spinning on integer arithmetic",
-          lambda s, n: _python_builtin("cpu-pool", s, n), (), 2.0),
-        W("stress-ng-cpu", "cpu", "stress-ng cpu: nproc workers cycling through all CPU methods",
-          lambda s, n: _stress_ng("cpu", n, s), ("stress-ng", "timeout"), 2.0),
+        W(
+            "cpu-pool",
+            "cpu",
+            "built-in: nproc processes spinning on integer arithmetic",
+            lambda s, n: _python_builtin("cpu-pool", s, n),
+            (),
+            2.0,
+        ),
+        W(
+            "stress-ng-cpu",
+            "cpu",
+            "stress-ng cpu: nproc workers cycling through all CPU methods",
+            lambda s, n: _stress_ng("cpu", n, s),
+            ("stress-ng", "timeout"),
+            2.0,
+        ),
         # sync
-        W("stress-ng-futex", "sync", "stress-ng futex: nproc workers waking/waiting on futexes",
-          lambda s, n: _stress_ng("futex", n, s), ("stress-ng", "timeout"), 0.4),
-        W("stress-ng-sem", "sync", "stress-ng sem: nproc workers with POSIX semaphore post/wait threads",
-          lambda s, n: _stress_ng("sem", n, s), ("stress-ng", "timeout"), 0.4),
+        W(
+            "stress-ng-futex",
+            "sync",
+            "stress-ng futex: nproc workers waking/waiting on futexes",
+            lambda s, n: _stress_ng("futex", n, s),
+            ("stress-ng", "timeout"),
+            0.4,
+        ),
+        W(
+            "stress-ng-sem",
+            "sync",
+            "stress-ng sem: nproc workers with POSIX semaphore post/wait threads",
+            lambda s, n: _stress_ng("sem", n, s),
+            ("stress-ng", "timeout"),
+            0.4,
+        ),
         # ctxswitch
-        W("stress-ng-switch", "ctxswitch", "stress-ng switch: nproc/2 pipe ping-pong pairs",
-          lambda s, n: _stress_ng("switch", _half(n), s), ("stress-ng", "timeout"), 0.15),
-        W("stress-ng-yield", "ctxswitch", "stress-ng yield: nproc/2 workers, each with children calling sched_yield",
-          lambda s, n: _stress_ng("yield", _half(n), s), ("stress-ng", "timeout"), 0.3),
+        W(
+            "stress-ng-switch",
+            "ctxswitch",
+            "stress-ng switch: nproc/2 pipe ping-pong pairs",
+            lambda s, n: _stress_ng("switch", _half(n), s),
+            ("stress-ng", "timeout"),
+            0.15,
+        ),
+        W(
+            "stress-ng-yield",
+            "ctxswitch",
+            "stress-ng yield: nproc/2 workers, each with children calling sched_yield",
+            lambda s, n: _stress_ng("yield", _half(n), s),
+            ("stress-ng", "timeout"),
+            0.3,
+        ),
         # process
-        W("stress-ng-fork", "process", "stress-ng fork: nproc workers forking children that exit at once",
-          lambda s, n: _stress_ng("fork", n, s), ("stress-ng", "timeout"), 1.5),
-        W("stress-ng-clone", "process", "stress-ng clone: nproc workers creating and reaping clones",
-          lambda s, n: _stress_ng("clone", n, s), ("stress-ng", "timeout"), 2.0),
+        W(
+            "stress-ng-fork",
+            "process",
+            "stress-ng fork: nproc workers forking children that exit at once",
+            lambda s, n: _stress_ng("fork", n, s),
+            ("stress-ng", "timeout"),
+            1.5,
+        ),
+        W(
+            "stress-ng-clone",
+            "process",
+            "stress-ng clone: nproc workers creating and reaping clones",
+            lambda s, n: _stress_ng("clone", n, s),
+            ("stress-ng", "timeout"),
+            2.0,
+        ),
         # io
-        W("io-mix", "io", "built-in: nproc workers computing hashes, writing 64 KiB blocks and fsync-ing",
-          lambda s, n: _python_builtin("io-mix", s, n), (), 2.0),
-        W("stress-ng-hdd", "io", "stress-ng hdd: nproc workers writing/reading files in /var/tmp",
-          lambda s, n: _stress_ng("hdd", n, s, "--hdd-bytes", "8M", "--temp-path", "/var/tmp"),
-          ("stress-ng", "timeout"), 2.0),
+        W(
+            "io-mix",
+            "io",
+            "built-in: nproc workers computing hashes, writing 64 KiB blocks and fsync-ing",
+            lambda s, n: _python_builtin("io-mix", s, n),
+            (),
+            2.0,
+        ),
+        W(
+            "stress-ng-hdd",
+            "io",
+            "stress-ng hdd: nproc workers writing/reading files in /var/tmp",
+            lambda s, n: _stress_ng("hdd", n, s, "--hdd-bytes", "8M", "--temp-path", "/var/tmp"),
+            ("stress-ng", "timeout"),
+            2.0,
+        ),
         # oversub
-        W("oversub-sleep", "oversub",
-          "built-in: 3x nproc processes alternating 0.5-4 ms busy bursts and 0.1-2 ms sleeps",
-          lambda s, n: _python_builtin("oversub-sleep", s, n), (), 2.0),
-        W("stress-ng-cpu-load", "oversub", "stress-ng cpu at 50% load: 3x nproc workers, busy/sleep slices",
-          lambda s, n: _stress_ng("cpu", 3 * n, s, "--cpu-load", "50", "--cpu-method", "int64"),
-          ("stress-ng", "timeout"), 2.0),
+        W(
+            "oversub-sleep",
+            "oversub",
+            "built-in: 3x nproc processes alternating 0.5-4 ms busy bursts and 0.1-2 ms sleeps",
+            lambda s, n: _python_builtin("oversub-sleep", s, n),
+            (),
+            2.0,
+        ),
+        W(
+            "stress-ng-cpu-load",
+            "oversub",
+            "stress-ng cpu at 50% load: 3x nproc workers, busy/sleep slices",
+            lambda s, n: _stress_ng("cpu", 3 * n, s, "--cpu-load", "50", "--cpu-method", "int64"),
+            ("stress-ng", "timeout"),
+            2.0,
+        ),
     ]
     reg = {w.name: w for w in items}
     assert all(w.category in CATEGORIES for w in items)

@@ -16,6 +16,7 @@ that workload in the test tables (a `workload` column), so they get no files of 
 The dataset is written into a temporary directory beside DATASET and renamed into place, so a
 reader never sees a half-written dataset; an existing DATASET is replaced only with --force.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,7 +52,8 @@ SPLIT_RULE = (
     "test_seen, the rest -> train; a workload with a single run -> train only. No validation "
     "split here: train holds the validation runs too, and a DataModule takes them out (its "
     "val_runs / val_category; its meta['split'] records the runs). splits.workload[name] lists "
-    "the test runs (test_seen + test_unseen) of each workload.")
+    "the test runs (test_seen + test_unseen) of each workload."
+)
 DELTA_COLUMNS = ("ts", "line")  # near-monotonic int64: delta encoding shrinks them ~3x
 
 
@@ -75,20 +77,23 @@ def find_runs(dirs: list[Path]) -> list[Run]:
         for meta_path in sorted(Path(d).rglob("meta.json")):
             meta = json.loads(meta_path.read_text())
             names = [meta["trace_file"]] if "trace_file" in meta else list(TRACE_NAMES)
-            trace = next((meta_path.parent / n for n in names
-                          if (meta_path.parent / n).is_file()), None)
+            trace = next((meta_path.parent / n for n in names if (meta_path.parent / n).is_file()), None)
             records = run_records(meta_path.parent)
             if (trace is None and records is None) or "workload" not in meta:
                 continue  # not a run directory (e.g. a built dataset's card)
             run_id = meta.get("run_id") or meta_path.parent.name
             if run_id in runs:
-                raise BuildError(f"duplicate run_id {run_id!r}: {meta_path.parent} and "
-                                 f"{(runs[run_id].trace or runs[run_id].records).parent}")
+                raise BuildError(
+                    f"duplicate run_id {run_id!r}: {meta_path.parent} and "
+                    f"{(runs[run_id].trace or runs[run_id].records).parent}"
+                )
             runs[run_id] = Run(run_id, meta["workload"], meta["category"], trace, meta, records)
     if not runs:
-        raise BuildError(f"no traces found under {', '.join(map(str, dirs))} "
-                         f"(looking for <run>/meta.json beside one of {', '.join(TRACE_NAMES)} "
-                         f"or {', '.join(RECORD_FILES)})")
+        raise BuildError(
+            f"no traces found under {', '.join(map(str, dirs))} "
+            f"(looking for <run>/meta.json beside one of {', '.join(TRACE_NAMES)} "
+            f"or {', '.join(RECORD_FILES)})"
+        )
     return sorted(runs.values(), key=lambda r: natural(r.run_id))
 
 
@@ -104,17 +109,23 @@ def split_runs(runs: list[Run], unseen: list[str]) -> tuple[dict, list[str]]:
     by_workload: dict[str, list[str]] = {}
     for r in runs:
         by_workload.setdefault(r.workload, []).append(r.run_id)
-    splits["workload"] = {name: [r for r in sorted(ids, key=natural) if r in test]
-                          for name, ids in sorted(by_workload.items())}
+    splits["workload"] = {
+        name: [r for r in sorted(ids, key=natural) if r in test] for name, ids in sorted(by_workload.items())
+    }
     return splits, split["notes"]
 
 
 def _write_parquet(table: pa.Table, path: Path) -> None:
     """zstd Parquet, small enough to ship in the repository."""
     delta = [c for c in DELTA_COLUMNS if c in table.column_names]
-    pq.write_table(table, path, compression="zstd", compression_level=15,
-                   use_dictionary=[c for c in table.column_names if c not in delta],
-                   column_encoding={c: "DELTA_BINARY_PACKED" for c in delta})
+    pq.write_table(
+        table,
+        path,
+        compression="zstd",
+        compression_level=15,
+        use_dictionary=[c for c in table.column_names if c not in delta],
+        column_encoding={c: "DELTA_BINARY_PACKED" for c in delta},
+    )
 
 
 def _with_run_columns(df, run: Run) -> pa.Table:
@@ -142,9 +153,9 @@ def _cut(events: pa.Table, seconds: float | None, max_events: int | None) -> pa.
     return events if max_events is None else events.slice(0, max_events)
 
 
-def _process_trace(run: Run, events_dir: Path | None,
-                   trace_seconds: float | None = None,
-                   max_events: int | None = None) -> tuple[dict, dict[str, pa.Table]]:
+def _process_trace(
+    run: Run, events_dir: Path | None, trace_seconds: float | None = None, max_events: int | None = None
+) -> tuple[dict, dict[str, pa.Table]]:
     """Parse + replay one run's trace (its first `trace_seconds` / `max_events` when given); write its events
     (unless events_dir is None); return its card fields and its migration / next_task tables."""
     t0 = time.perf_counter()
@@ -154,21 +165,34 @@ def _process_trace(run: Run, events_dir: Path | None,
     if events_dir is not None:
         _write_parquet(events, events_dir / f"{run.run_id}.parquet")
     result = replay(events, run.run_id)
-    lossy = {key: {str(k): int(v) for k, v in (run.meta.get(key) or {}).items()}
-             for key in ("overruns", "dropped_events", "commit_overruns")}
+    lossy = {
+        key: {str(k): int(v) for k, v in (run.meta.get(key) or {}).items()}
+        for key in ("overruns", "dropped_events", "commit_overruns")
+    }
     source = {
-        "path": str(run.trace), "sha256": file_sha256(run.trace), "bytes": run.trace.stat().st_size,
-        "events": parsed, "events_used": events.num_rows, "skipped": sum(pstats.skipped.values()),
-        "lost": pstats.lost_markers, "lost_events": result.stats["lost_events"],
+        "path": str(run.trace),
+        "sha256": file_sha256(run.trace),
+        "bytes": run.trace.stat().st_size,
+        "events": parsed,
+        "events_used": events.num_rows,
+        "skipped": sum(pstats.skipped.values()),
+        "lost": pstats.lost_markers,
+        "lost_events": result.stats["lost_events"],
         **{key: sum(per_cpu.values()) for key, per_cpu in lossy.items()},
         "overruns_by_cpu": lossy["overruns"],
-        "parse": pstats.to_dict(), "replay": result.stats,
+        "parse": pstats.to_dict(),
+        "replay": result.stats,
     }
-    print(f"{run.run_id}: {events.num_rows} events, {len(result.migration)} migration rows "
-          f"({result.stats['migration_positives']} positive), {len(result.next_task)} next_task "
-          f"rows, {time.perf_counter() - t0:.1f}s", file=sys.stderr)
-    return source, {"migration": _with_run_columns(result.migration, run),
-                    "next_task": _with_run_columns(result.next_task, run)}
+    print(
+        f"{run.run_id}: {events.num_rows} events, {len(result.migration)} migration rows "
+        f"({result.stats['migration_positives']} positive), {len(result.next_task)} next_task "
+        f"rows, {time.perf_counter() - t0:.1f}s",
+        file=sys.stderr,
+    )
+    return source, {
+        "migration": _with_run_columns(result.migration, run),
+        "next_task": _with_run_columns(result.next_task, run),
+    }
 
 
 def _process_records(run: Run) -> tuple[dict, pa.Table]:
@@ -179,23 +203,32 @@ def _process_records(run: Run) -> tuple[dict, pa.Table]:
         records = read_records(run.records)
     except RecordFormatError as e:
         raise BuildError(str(e)) from e
-    table = can_migrate_table(records.assign(run_id=run.run_id, workload=run.workload,
-                                             category=run.category))
-    source = {"records_path": str(run.records), "records_sha256": file_sha256(run.records),
-              "records_bytes": run.records.stat().st_size,
-              "can_migrate_filter": filter_counts(records)}
-    print(f"{run.run_id}: {len(records)} can_migrate records, {len(table)} pass the hard "
-          f"conditions ({int(table[LABEL].sum())} allowed, {int(table[FORCED].sum())} forced)",
-          file=sys.stderr)
+    table = can_migrate_table(records.assign(run_id=run.run_id, workload=run.workload, category=run.category))
+    source = {
+        "records_path": str(run.records),
+        "records_sha256": file_sha256(run.records),
+        "records_bytes": run.records.stat().st_size,
+        "can_migrate_filter": filter_counts(records),
+    }
+    print(
+        f"{run.run_id}: {len(records)} can_migrate records, {len(table)} pass the hard "
+        f"conditions ({int(table[LABEL].sum())} allowed, {int(table[FORCED].sum())} forced)",
+        file=sys.stderr,
+    )
     return source, pa.Table.from_pandas(table, preserve_index=False)
 
 
-def _process(run: Run, events_dir: Path | None,
-             trace_seconds: float | None = None,
-             max_events: int | None = None) -> tuple[dict, dict[str, pa.Table]]:
+def _process(
+    run: Run, events_dir: Path | None, trace_seconds: float | None = None, max_events: int | None = None
+) -> tuple[dict, dict[str, pa.Table]]:
     """One run's card entry and its task tables (only the tasks its files give)."""
-    source = {"run_id": run.run_id, "workload": run.workload, "category": run.category,
-              "nr_cpus": run.meta.get("nr_cpus"), "seconds": run.meta.get("seconds")}
+    source = {
+        "run_id": run.run_id,
+        "workload": run.workload,
+        "category": run.category,
+        "nr_cpus": run.meta.get("nr_cpus"),
+        "seconds": run.meta.get("seconds"),
+    }
     tables = {}
     if run.trace is not None:
         fields, tables = _process_trace(run, events_dir, trace_seconds, max_events)
@@ -219,13 +252,15 @@ def _counts(task: str, t: pa.Table) -> dict:
     if task == "migration":
         pos = int(pc.sum(t.column("migrated")).as_py() or 0)
         kinds = t.column("kind").to_numpy()
-        return {"rows": n, "positives": pos, "positive_rate": pos / n if n else 0.0,
-                "by_kind": {k: int((kinds == i).sum())
-                            for i, k in enumerate(("wakeup", "preempt", "new"))}}
+        return {
+            "rows": n,
+            "positives": pos,
+            "positive_rate": pos / n if n else 0.0,
+            "by_kind": {k: int((kinds == i).sum()) for i, k in enumerate(("wakeup", "preempt", "new"))},
+        }
     df = t.select(["run_id", "next_tid"]).to_pandas()
     tasks = df[df.next_tid != 0].drop_duplicates()
-    return {"rows": n, "distinct_tasks": len(tasks),
-            "idle_rate": float((df.next_tid == 0).mean()) if n else 0.0}
+    return {"rows": n, "distinct_tasks": len(tasks), "idle_rate": float((df.next_tid == 0).mean()) if n else 0.0}
 
 
 def _write_task(task: str, tables: dict[str, pa.Table], splits: dict, root: Path) -> dict:
@@ -250,9 +285,15 @@ def _filter_total(sources: list[dict]) -> dict:
     return total
 
 
-def build(trace_dirs: list[Path], out: Path, unseen: list[str], force: bool = False,
-          events: bool = True, trace_seconds: float | None = None,
-          max_events: int | None = None) -> dict:
+def build(
+    trace_dirs: list[Path],
+    out: Path,
+    unseen: list[str],
+    force: bool = False,
+    events: bool = True,
+    trace_seconds: float | None = None,
+    max_events: int | None = None,
+) -> dict:
     """Build the dataset at `out` and return its card. events=False leaves out the per-run
     events/ copies; trace_seconds replays only each trace's first seconds (the shipped guest
     dataset does both, to stay small; can_migrate records are always used whole)."""
@@ -274,8 +315,7 @@ def build(trace_dirs: list[Path], out: Path, unseen: list[str], force: bool = Fa
             (tmp / "events").mkdir()
         sources, tables = [], {task: {} for task in (*TASKS, CM_TASK)}
         for run in runs:
-            source, per_task = _process(run, tmp / "events" if events else None, trace_seconds,
-                                       max_events)
+            source, per_task = _process(run, tmp / "events" if events else None, trace_seconds, max_events)
             sources.append(source)
             for task, table in per_task.items():
                 tables[task][run.run_id] = table
@@ -290,14 +330,17 @@ def build(trace_dirs: list[Path], out: Path, unseen: list[str], force: bool = Fa
             "max_events": max_events,
             "tasks": tasks,
             "counts": {task: _write_task(task, tables[task], splits, tmp) for task in tasks},
-            "features": {"migration": list(MIGRATION_FEATURES), "migration_label": "migrated",
-                         "migration_kinds": {"0": "wakeup", "1": "preempt", "2": "new"},
-                         "next_task": list(NEXT_TASK_COLUMNS),
-                         "can_migrate": list(CHEN_FEATURES),
-                         "can_migrate_labels": {
-                             LABEL: "can_migrate_task() returned 1",
-                             FORCED: "returned 1 and set p->sched_task_hot (allowed although "
-                                     "cache hot)"}},
+            "features": {
+                "migration": list(MIGRATION_FEATURES),
+                "migration_label": "migrated",
+                "migration_kinds": {"0": "wakeup", "1": "preempt", "2": "new"},
+                "next_task": list(NEXT_TASK_COLUMNS),
+                "can_migrate": list(CHEN_FEATURES),
+                "can_migrate_labels": {
+                    LABEL: "can_migrate_task() returned 1",
+                    FORCED: "returned 1 and set p->sched_task_hot (allowed although cache hot)",
+                },
+            },
             "sources": sources,
         }
         if CM_TASK in tasks:
@@ -310,23 +353,27 @@ def build(trace_dirs: list[Path], out: Path, unseen: list[str], force: bool = Fa
 
 
 def _summary(card: dict) -> str:
-    lines = [f"{len(card['sources'])} runs; unseen categories: "
-             f"{', '.join(card['unseen_categories']) or '(none)'}"]
+    lines = [f"{len(card['sources'])} runs; unseen categories: {', '.join(card['unseen_categories']) or '(none)'}"]
     counts = card["counts"]
     for s in SPLITS:
         parts = [f"  {s:11s} runs={len(card['splits'][s]):3d}"]
         if "migration" in counts:
             m, n = counts["migration"][s], counts["next_task"][s]
-            parts.append(f"migration rows={m['rows']} positive_rate={m['positive_rate']:.4f}  "
-                         f"next_task rows={n['rows']}")
+            parts.append(
+                f"migration rows={m['rows']} positive_rate={m['positive_rate']:.4f}  next_task rows={n['rows']}"
+            )
         if CM_TASK in counts:
             c = counts[CM_TASK][s]
-            parts.append(f"can_migrate rows={c['rows']} allowed={c[f'{LABEL}_positive_rate']:.4f} "
-                         f"forced={c[f'{FORCED}_positive_rate']:.4f}")
+            parts.append(
+                f"can_migrate rows={c['rows']} allowed={c[f'{LABEL}_positive_rate']:.4f} "
+                f"forced={c[f'{FORCED}_positive_rate']:.4f}"
+            )
         lines.append("  ".join(parts))
     if "can_migrate_filter" in card:
-        lines.append("  can_migrate hard-condition filter: " + ", ".join(
-            f"{k}={v}" for k, v in card["can_migrate_filter"].items()))
+        lines.append(
+            "  can_migrate hard-condition filter: "
+            + ", ".join(f"{k}={v}" for k, v in card["can_migrate_filter"].items())
+        )
     return "\n".join(lines + [f"  note: {x}" for x in card["notes"]])
 
 
@@ -337,11 +384,11 @@ def _check_args(ap, args) -> None:
     for d in args.traces:
         if not d.is_dir():
             ap.error(f"--traces {d}: {'not a folder' if d.exists() else 'no such folder'}")
-        if (why := bad_json(d)):
+        if why := bad_json(d):
             ap.error(f"--traces {d}: {why}")
     if args.out.exists() and not args.out.is_dir():
         ap.error(f"--out {args.out}: exists and is not a folder")
-    if (why := unwritable(args.out)):
+    if why := unwritable(args.out):
         ap.error(f"--out {args.out}: {why}")
 
 
@@ -350,25 +397,43 @@ def main(argv: list[str] | None = None) -> int:
     from data.parse.tracefile import TraceFormatError
 
     ap = ArgParser(prog="python -m data.build", description=__doc__.split("\n")[0])
-    ap.add_argument("--traces", nargs="+", required=True, type=Path,
-                    help="directories searched recursively for <run>/meta.json + trace file")
+    ap.add_argument(
+        "--traces",
+        nargs="+",
+        required=True,
+        type=Path,
+        help="directories searched recursively for <run>/meta.json + trace file",
+    )
     ap.add_argument("--out", required=True, type=Path, help="dataset directory to create")
-    ap.add_argument("--unseen", default="",
-                    help="comma-separated categories held out as test_unseen")
+    ap.add_argument("--unseen", default="", help="comma-separated categories held out as test_unseen")
     ap.add_argument("--force", action="store_true", help="replace an existing --out")
-    ap.add_argument("--no-events", action="store_true",
-                    help="leave out the per-run events/ copies (smaller dataset)")
-    ap.add_argument("--trace-seconds", type=float, default=None,
-                    help="replay only the first S seconds of every trace (smaller dataset)")
-    ap.add_argument("--max-events", type=int, default=None,
-                    help="replay at most the first N events of every trace (keeps the 300k-1.3M "
-                         "events/s IPC stressors from outweighing the other workloads)")
+    ap.add_argument("--no-events", action="store_true", help="leave out the per-run events/ copies (smaller dataset)")
+    ap.add_argument(
+        "--trace-seconds",
+        type=float,
+        default=None,
+        help="replay only the first S seconds of every trace (smaller dataset)",
+    )
+    ap.add_argument(
+        "--max-events",
+        type=int,
+        default=None,
+        help="replay at most the first N events of every trace (keeps the 300k-1.3M "
+        "events/s IPC stressors from outweighing the other workloads)",
+    )
     args = ap.parse_args(argv)
     _check_args(ap, args)
     unseen = [c for c in args.unseen.split(",") if c]
     try:
-        card = build(args.traces, args.out, unseen, args.force, events=not args.no_events,
-                     trace_seconds=args.trace_seconds, max_events=args.max_events)
+        card = build(
+            args.traces,
+            args.out,
+            unseen,
+            args.force,
+            events=not args.no_events,
+            trace_seconds=args.trace_seconds,
+            max_events=args.max_events,
+        )
     except BuildError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -14,6 +14,7 @@ dataset's tables are pooled and re-split by run_id, so `unseen=[io]` is a leave-
 fold of any dataset. Per-workload test sets (`workload/<name>`) are the rows of that workload in
 the test splits.
 """
+
 from __future__ import annotations
 
 import json
@@ -72,8 +73,10 @@ class DecisionDataModule(pl.LightningDataModule):
     ):
         super().__init__()
         if val_fraction is not None:  # a run config (checkpoint) from before whole-run validation
-            raise ValueError("data.val_fraction is gone: validation is whole held-out runs now (data.val_runs, "
-                             "data.val_category); a checkpoint trained with it predates that split: retrain it")
+            raise ValueError(
+                "data.val_fraction is gone: validation is whole held-out runs now (data.val_runs, "
+                "data.val_category); a checkpoint trained with it predates that split: retrain it"
+            )
         if window < 1:
             raise ValueError(f"window must be >= 1, got {window}")
         if isinstance(val_runs, bool) or not isinstance(val_runs, int) or val_runs < 0:
@@ -155,9 +158,15 @@ class DecisionDataModule(pl.LightningDataModule):
                         unseen = self._card_unseen()
                     if val_category is not None and (val_category not in cats or val_category in unseen):
                         val_category = run_splits.AUTO
-                    log.warning("%s: the checkpoint's split names other runs than %s holds; re-split it "
-                                "(unseen=%s, val_category=%s, val_runs=%s)", self.table, self.dataset_dir,
-                                unseen, val_category, val_runs)
+                    log.warning(
+                        "%s: the checkpoint's split names other runs than %s holds; re-split it "
+                        "(unseen=%s, val_category=%s, val_runs=%s)",
+                        self.table,
+                        self.dataset_dir,
+                        unseen,
+                        val_category,
+                        val_runs,
+                    )
                 else:
                     unseen, val_category, val_runs = self.unseen, self.val_category, self.val_runs
                 if unseen is None:
@@ -174,8 +183,11 @@ class DecisionDataModule(pl.LightningDataModule):
         """(run_id, workload, category) of every run of the dataset: the card's sources, else
         the distinct values of the tables' run columns."""
         card = self._dataset_meta()
-        runs = [(s["run_id"], s["workload"], s["category"]) for s in card.get("sources", [])
-                if all(k in s for k in ("run_id", "workload", "category"))]
+        runs = [
+            (s["run_id"], s["workload"], s["category"])
+            for s in card.get("sources", [])
+            if all(k in s for k in ("run_id", "workload", "category"))
+        ]
         if not runs:
             cols = ["run_id", "workload", "category"]
             frames = [self.read_table(f)[cols].drop_duplicates() for f in TABLE_FILES if self.table_path(f).exists()]
@@ -195,7 +207,7 @@ class DecisionDataModule(pl.LightningDataModule):
         if name in run_splits.SPLITS:
             return bool(self.split["runs"][name])
         if name.startswith(WORKLOAD):
-            return name[len(WORKLOAD):] in self.workload_names()
+            return name[len(WORKLOAD) :] in self.workload_names()
         return self.table_path(name).exists()
 
     def split_frame(self, name: str) -> pd.DataFrame:
@@ -209,10 +221,11 @@ class DecisionDataModule(pl.LightningDataModule):
                     raise ValueError(
                         f"{self.table}: the {name} split has no rows ({run_splits.describe(split)}; "
                         f"{name} runs: {', '.join(split['runs'][name]) or 'none'}; dataset {self.dataset_dir}): "
-                        f"change data.unseen, data.val_category or data.val_runs")
+                        f"change data.unseen, data.val_category or data.val_runs"
+                    )
             elif name.startswith(WORKLOAD):
                 test = pd.concat([self.split_frame(s) for s in TEST_SPLITS], ignore_index=True)
-                df = test[test["workload"] == name[len(WORKLOAD):]].reset_index(drop=True)
+                df = test[test["workload"] == name[len(WORKLOAD) :]].reset_index(drop=True)
             else:
                 df = self.read_table(name)
             self._frames[name] = df
@@ -340,7 +353,13 @@ class DecisionDataModule(pl.LightningDataModule):
         specs = self.select_features(specs)
         mean, std = fit_standardiser(apply_specs(train, specs), specs)
         names = [s.name for s in specs] + [VALID]
-        return {"features": [s.to_dict() for s in specs], "feature_names": names, "n_features": len(names), "mean": mean, "std": std}
+        return {
+            "features": [s.to_dict() for s in specs],
+            "feature_names": names,
+            "n_features": len(names),
+            "mean": mean,
+            "std": std,
+        }
 
     @staticmethod
     def _specs(meta: dict) -> list[FeatureSpec]:
@@ -435,8 +454,11 @@ class MigrationDataModule(BinaryDecisionDataModule):
         if not self.uses_waker():
             return
         if df is None:
-            bad = [s["run_id"] for s in self._dataset_meta().get("sources", [])
-                   if (s.get("replay") or {}).get("wakeup_event") == "sched_wakeup"]
+            bad = [
+                s["run_id"]
+                for s in self._dataset_meta().get("sources", [])
+                if (s.get("replay") or {}).get("wakeup_event") == "sched_wakeup"
+            ]
         else:
             bad = sorted(df.loc[df[WAKER] < 0, "run_id"].astype(str).unique()) if WAKER in df and len(df) else []
         if bad:
@@ -444,7 +466,8 @@ class MigrationDataModule(BinaryDecisionDataModule):
             raise ValueError(
                 f"trace(s) {', '.join(bad)} have no sched_waking events: {WAKER} is unknown there "
                 f"(sched_wakeup is logged on the target CPU, so it would leak the label); train "
-                f"without it: data.features=[{','.join(others)}]")
+                f"without it: data.features=[{','.join(others)}]"
+            )
 
     def setup(self, stage: str | None = None) -> None:
         self.check_waker()
@@ -504,7 +527,11 @@ class CanMigrateDataModule(BinaryDecisionDataModule):
         from data.can_migrate.features import CHEN_FEATURES
 
         specs = [FeatureSpec(c, c, "identity" if c in CHEN_COUNTS else "flag") for c in CHEN_FEATURES]
-        return {**self._fit_features(train, specs), **self.class_meta(train[self.label].to_numpy()), "label": self.label}
+        return {
+            **self._fit_features(train, specs),
+            **self.class_meta(train[self.label].to_numpy()),
+            "label": self.label,
+        }
 
     def stream_keys(self) -> list[str]:
         return ["run_id", "dst_cpu"]
@@ -603,7 +630,11 @@ class NextTaskDataModule(DecisionDataModule):
             meta.update(encoding="pid_vocab", k=None, vocab=vocab)
             lay = TokenLayout(len(vocab))
         meta.update(
-            n_out=lay.n_classes, n_tokens=lay.n_tokens, unknown_token=lay.unknown, idle_token=lay.idle, pad_token=lay.pad
+            n_out=lay.n_classes,
+            n_tokens=lay.n_tokens,
+            unknown_token=lay.unknown,
+            idle_token=lay.idle,
+            pad_token=lay.pad,
         )
         return meta
 

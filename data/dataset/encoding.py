@@ -11,6 +11,7 @@ it is moved to the front (0..K-1), K means "not in list" (a prediction of K can 
 concrete task, so it never counts as correct), K+1 is idle, K+2 pads windows. The `pid_vocab`
 encoding (raw pids seen in training) exists only for comparison with earlier work.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -158,7 +159,9 @@ def vocab_encode(pids: np.ndarray, vocab: list[int]) -> tuple[np.ndarray, np.nda
     """Raw-pid tokens: index in `vocab`, unknown for unseen pids, idle for pid 0; plus two_back."""
     lay = TokenLayout(len(vocab))
     lookup = {p: i for i, p in enumerate(vocab)}
-    tokens = np.fromiter((lay.idle if p == 0 else lookup.get(p, lay.unknown) for p in pids.tolist()), dtype=np.int64, count=len(pids))
+    tokens = np.fromiter(
+        (lay.idle if p == 0 else lookup.get(p, lay.unknown) for p in pids.tolist()), dtype=np.int64, count=len(pids)
+    )
     two_back = np.empty_like(tokens)
     if len(tokens):
         two_back[0] = lay.unknown

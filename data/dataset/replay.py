@@ -42,6 +42,7 @@ tables are assembled with numpy as the pure-Python reference (data/dataset/repla
 them. The reference is the specification, the fallback without a C compiler (one warning line)
 and the tests' oracle: tests/test_replay.py checks identical tables and counters on shipped runs.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -55,19 +56,35 @@ import pyarrow as pa
 from data import BUILD_DIR
 from data.dataset import replay_reference
 from data.dataset.tables import (
-    DEFAULT_WARMUP_NS, KIND_PREEMPT, MIG_LOOP_COLS, MIGRATION_COLUMNS, MIGRATION_FEATURES, NEXT_TASK_COLUMNS,
+    DEFAULT_WARMUP_NS,
+    KIND_PREEMPT,
+    MIG_LOOP_COLS,
+    MIGRATION_COLUMNS,
+    MIGRATION_FEATURES,
+    NEXT_TASK_COLUMNS,
     NT_LOOP_COLS,
-    ReplayResult, event_codes, prev_state_codes,
+    ReplayResult,
+    event_codes,
+    prev_state_codes,
 )
 from data.parse.schema import EVENT_KINDS
 from plumbing import shared_lib
 
 SOURCE = Path(__file__).with_name("_replay.c")
-STAT_NAMES = ("lost_markers", "pid_reuse", "skipped_unknown_task", "skipped_untrusted_cpu",
-              "waking_not_sleeping", "dropped_unknown_outcome", "dropped_lost", "missed_switches",
-              "inconsistencies")
-_SWITCH, _WAKING, _WAKEUP, _WAKEUP_NEW, _LOST = (EVENT_KINDS.index(k) for k in (
-    "sched_switch", "sched_waking", "sched_wakeup", "sched_wakeup_new", "lost"))
+STAT_NAMES = (
+    "lost_markers",
+    "pid_reuse",
+    "skipped_unknown_task",
+    "skipped_untrusted_cpu",
+    "waking_not_sleeping",
+    "dropped_unknown_outcome",
+    "dropped_lost",
+    "missed_switches",
+    "inconsistencies",
+)
+_SWITCH, _WAKING, _WAKEUP, _WAKEUP_NEW, _LOST = (
+    EVENT_KINDS.index(k) for k in ("sched_switch", "sched_waking", "sched_wakeup", "sched_wakeup_new", "lost")
+)
 _PID_COLUMNS = ("common_pid", "prev_pid", "next_pid", "pid", "child_pid")
 _INT_COLUMNS = ("cpu", *_PID_COLUMNS, "target_cpu", "dest_cpu", "prev_prio", "prio", "next_prio", "lost_count")
 _PID_MAX_LIMIT = 1 << 22  # include/linux/threads.h, 64-bit
@@ -83,9 +100,16 @@ def load_core():
         try:
             lib = ctypes.CDLL(str(shared_lib.build(SOURCE, BUILD_DIR)))
             lib.rp_replay.restype = ctypes.c_int
-            lib.rp_replay.argtypes = ([ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
-                                       ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64]
-                                      + [ctypes.c_void_p] * 5)
+            lib.rp_replay.argtypes = [
+                ctypes.c_int64,
+                ctypes.c_void_p,
+                ctypes.c_int64,
+                ctypes.c_int64,
+                ctypes.c_void_p,
+                ctypes.c_int64,
+                ctypes.c_int64,
+                ctypes.c_int64,
+            ] + [ctypes.c_void_p] * 5
             _core = lib
         except OSError as e:
             _core_error = str(e)
@@ -101,10 +125,11 @@ def _ints(events: pa.Table, name: str) -> np.ndarray:
     parts = []
     for ch in events.column(name).chunks:
         n, off = len(ch), ch.offset
-        vals = np.frombuffer(ch.buffers()[1], ch.type.to_pandas_dtype())[off:off + n]
+        vals = np.frombuffer(ch.buffers()[1], ch.type.to_pandas_dtype())[off : off + n]
         if ch.null_count:
-            valid = np.unpackbits(np.frombuffer(ch.buffers()[0], np.uint8), count=off + n,
-                                  bitorder="little")[off:].view(bool)
+            valid = np.unpackbits(np.frombuffer(ch.buffers()[0], np.uint8), count=off + n, bitorder="little")[
+                off:
+            ].view(bool)
             vals = np.where(valid, vals, -1)
         parts.append(vals.astype(np.int64))
     return np.concatenate(parts) if parts else np.zeros(0, np.int64)
@@ -115,8 +140,7 @@ def _codes(events: pa.Table) -> np.ndarray:
     order, so its indices are the codes and need no string work."""
     col = events.column("event")
     if all(ch.null_count == 0 and ch.dictionary.to_pylist() == list(EVENT_KINDS) for ch in col.chunks):
-        parts = [np.frombuffer(ch.indices.buffers()[1], np.int8)[ch.offset:ch.offset + len(ch)]
-                 for ch in col.chunks]
+        parts = [np.frombuffer(ch.indices.buffers()[1], np.int8)[ch.offset : ch.offset + len(ch)] for ch in col.chunks]
         return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
     return event_codes(events)
 
@@ -149,14 +173,33 @@ def _replay_c(lib, cols: dict, n: int, codes: np.ndarray, wakeup_decides: bool, 
     nt = np.empty((max(n_switch, 1), len(NT_LOOP_COLS)), np.int64)
     stats = np.zeros(len(STAT_NAMES), np.int64)
     counts = np.zeros(4, np.int64)
-    rc = lib.rp_replay(n, ptrs, npid, ncpu, cpus.ctypes.data, len(cpus), warmup_ns, int(wakeup_decides),
-                       mig.ctypes.data, next_cpu.ctypes.data, nt.ctypes.data, stats.ctypes.data,
-                       counts.ctypes.data)
+    rc = lib.rp_replay(
+        n,
+        ptrs,
+        npid,
+        ncpu,
+        cpus.ctypes.data,
+        len(cpus),
+        warmup_ns,
+        int(wakeup_decides),
+        mig.ctypes.data,
+        next_cpu.ctypes.data,
+        nt.ctypes.data,
+        stats.ctypes.data,
+        counts.ctypes.data,
+    )
     if rc != 0:
         raise MemoryError("replay: out of memory in the C core")
     nmig, nnt, ntids, segment = (int(x) for x in counts)
-    return (mig[:nmig], next_cpu[:nmig], nt[:nnt], dict(zip(STAT_NAMES, (int(x) for x in stats))),
-            len(cpus), ntids, segment)
+    return (
+        mig[:nmig],
+        next_cpu[:nmig],
+        nt[:nnt],
+        dict(zip(STAT_NAMES, (int(x) for x in stats))),
+        len(cpus),
+        ntids,
+        segment,
+    )
 
 
 def _migration_frame_c(mig: np.ndarray, next_cpu: np.ndarray, cols: dict, run_id: str) -> pd.DataFrame:
@@ -167,21 +210,24 @@ def _migration_frame_c(mig: np.ndarray, next_cpu: np.ndarray, cols: dict, run_id
     row = loop["row"]
     preempt = loop["kind"] == KIND_PREEMPT
     src = loop["src_cpu"]
-    return pd.DataFrame({
-        "run_id": run_id,
-        "ts": cols["ts"][row],
-        "segment": loop["segment"].astype(np.int32),
-        "pid": np.where(preempt, cols["prev_pid"][row], cols["pid"][row]).astype(np.int32),
-        "tid": loop["tid"],
-        "src_cpu": src.astype(np.int16),
-        "kind": loop["kind"].astype(np.int8),
-        "since_last_ran_ns": loop["since_last_ran_ns"],
-        **{f: loop[f].astype(np.int16) for f in MIGRATION_FEATURES[1:4]},
-        **{f: loop[f].astype(np.int8) for f in MIGRATION_FEATURES[4:8]},
-        "prio": np.where(preempt, cols["prev_prio"][row], cols["prio"][row]).astype(np.int16),
-        "migrated": (nxt != src).astype(np.int8),
-        "next_cpu": nxt.astype(np.int16),
-    }, columns=list(MIGRATION_COLUMNS))
+    return pd.DataFrame(
+        {
+            "run_id": run_id,
+            "ts": cols["ts"][row],
+            "segment": loop["segment"].astype(np.int32),
+            "pid": np.where(preempt, cols["prev_pid"][row], cols["pid"][row]).astype(np.int32),
+            "tid": loop["tid"],
+            "src_cpu": src.astype(np.int16),
+            "kind": loop["kind"].astype(np.int8),
+            "since_last_ran_ns": loop["since_last_ran_ns"],
+            **{f: loop[f].astype(np.int16) for f in MIGRATION_FEATURES[1:4]},
+            **{f: loop[f].astype(np.int8) for f in MIGRATION_FEATURES[4:8]},
+            "prio": np.where(preempt, cols["prev_prio"][row], cols["prio"][row]).astype(np.int16),
+            "migrated": (nxt != src).astype(np.int8),
+            "next_cpu": nxt.astype(np.int16),
+        },
+        columns=list(MIGRATION_COLUMNS),
+    )
 
 
 def _next_task_frame_c(nt: np.ndarray, events: pa.Table, cols: dict, run_id: str) -> pd.DataFrame:
@@ -191,25 +237,29 @@ def _next_task_frame_c(nt: np.ndarray, events: pa.Table, cols: dict, run_id: str
     next_pid = cols["next_pid"][row].astype(np.int32)
     next_prio = cols["next_prio"][row].astype(np.int16)
     prio_class = np.where(next_pid == 0, 0, np.where(next_prio < 100, 2, 1)).astype(np.int8)
-    return pd.DataFrame({
-        "run_id": run_id,
-        "cpu": cols["cpu"][row].astype(np.int16),
-        "ts": cols["ts"][row],
-        "segment": loop["segment"].astype(np.int32),
-        "prev_pid": cols["prev_pid"][row].astype(np.int32),
-        "prev_tid": loop["prev_tid"],
-        "prev_state": events.column("prev_state").take(pa.array(row)).to_pandas(),
-        "next_pid": next_pid,
-        "next_tid": loop["next_tid"],
-        "next_prio": next_prio,
-        "dt_prev_switch_ns": loop["dt_prev_switch_ns"],
-        "next_since_wakeup_ns": loop["next_since_wakeup_ns"],
-        "next_prio_class": prio_class,
-    }, columns=list(NEXT_TASK_COLUMNS))
+    return pd.DataFrame(
+        {
+            "run_id": run_id,
+            "cpu": cols["cpu"][row].astype(np.int16),
+            "ts": cols["ts"][row],
+            "segment": loop["segment"].astype(np.int32),
+            "prev_pid": cols["prev_pid"][row].astype(np.int32),
+            "prev_tid": loop["prev_tid"],
+            "prev_state": events.column("prev_state").take(pa.array(row)).to_pandas(),
+            "next_pid": next_pid,
+            "next_tid": loop["next_tid"],
+            "next_prio": next_prio,
+            "dt_prev_switch_ns": loop["dt_prev_switch_ns"],
+            "next_since_wakeup_ns": loop["next_since_wakeup_ns"],
+            "next_prio_class": prio_class,
+        },
+        columns=list(NEXT_TASK_COLUMNS),
+    )
 
 
-def replay(events: pa.Table, run_id: str = "", *, warmup_ns: int = DEFAULT_WARMUP_NS,
-           engine: str = "auto") -> ReplayResult:
+def replay(
+    events: pa.Table, run_id: str = "", *, warmup_ns: int = DEFAULT_WARMUP_NS, engine: str = "auto"
+) -> ReplayResult:
     """Replay one trace's events (EVENT_SCHEMA) and return its migration and next_task rows.
     engine: "auto" (C, else the Python reference with a warning) | "c" | "python"."""
     global _warned
@@ -218,8 +268,10 @@ def replay(events: pa.Table, run_id: str = "", *, warmup_ns: int = DEFAULT_WARMU
         if engine == "c":
             raise RuntimeError(f"C replay unavailable: {core_unavailable_reason()}")
         if engine == "auto" and not _warned:
-            print(f"warning: fast C replay unavailable ({core_unavailable_reason()}); "
-                  f"using the pure-Python replay", file=sys.stderr)
+            print(
+                f"warning: fast C replay unavailable ({core_unavailable_reason()}); using the pure-Python replay",
+                file=sys.stderr,
+            )
             _warned = True
         return replay_reference.replay(events, run_id, warmup_ns=warmup_ns)
     ts = _ints(events, "ts")
@@ -232,8 +284,7 @@ def replay(events: pa.Table, run_id: str = "", *, warmup_ns: int = DEFAULT_WARMU
     cols["prev_state"] = np.asarray(prev_state_codes(events), np.int64) if n else np.zeros(0, np.int64)
     codes = _codes(events)
     wakeup_decides = not np.any(codes == _WAKING)
-    mig, next_cpu, nt, counters, ncpus_seen, ntids, segment = _replay_c(
-        lib, cols, n, codes, wakeup_decides, warmup_ns)
+    mig, next_cpu, nt, counters, ncpus_seen, ntids, segment = _replay_c(lib, cols, n, codes, wakeup_decides, warmup_ns)
     migration = _migration_frame_c(mig, next_cpu, cols, run_id)
     next_task = _next_task_frame_c(nt, events, cols, run_id)
     lost_counts = cols["lost_count"][codes == _LOST]

@@ -9,6 +9,7 @@ What the replay decides, trusts and counts (decision points, UNKNOWN states, tru
 nr_running, LOST segments, missed switches) is stated once, in data/dataset/replay.py's docstring;
 this file implements exactly that, line for line readable.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,15 +18,29 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from data.dataset.tables import (
-    DEFAULT_WARMUP_NS, HISTORY_RUNS, KIND_NEW, KIND_PREEMPT, KIND_WAKEUP, MIG_LOOP_COLS, MIGRATION_COLUMNS,
-    MIGRATION_FEATURES, NEXT_TASK_COLUMNS, NT_LOOP_COLS, PREV_DEAD, PREV_RUNNABLE, WAKER_UNKNOWN, ReplayResult,
-    event_codes, prev_state_codes,
+    DEFAULT_WARMUP_NS,
+    HISTORY_RUNS,
+    KIND_NEW,
+    KIND_PREEMPT,
+    KIND_WAKEUP,
+    MIG_LOOP_COLS,
+    MIGRATION_COLUMNS,
+    MIGRATION_FEATURES,
+    NEXT_TASK_COLUMNS,
+    NT_LOOP_COLS,
+    PREV_DEAD,
+    PREV_RUNNABLE,
+    WAKER_UNKNOWN,
+    ReplayResult,
+    event_codes,
+    prev_state_codes,
 )
 from data.parse.schema import EVENT_KINDS
 
 # Task states. NEW: forked, not yet woken by wake_up_new_task().
 UNKNOWN, RUNNING, RUNNABLE, SLEEPING, NEW, DEAD = range(6)
 (_SWITCH, _WAKING, _WAKEUP, _WAKEUP_NEW, _MIGRATE, _FORK, _EXIT, _LOST) = range(len(EVENT_KINDS))
+
 
 def _int_list(table: pa.Table, name: str) -> list[int]:
     """Column as a Python list of ints, null -> -1 (list indexing is the fastest per-row access)."""
@@ -61,10 +76,20 @@ class _Replayer:
         self.mig: list[tuple] = []  # one tuple per decision, fields as MIG_LOOP_COLS
         self.next_cpu: list[int] = []  # label of each decision, -1 until resolved
         self.nt: list[tuple] = []  # one tuple per sched_switch, fields as NT_LOOP_COLS
-        self.stats = dict.fromkeys((
-            "lost_markers", "pid_reuse", "skipped_unknown_task",
-            "skipped_untrusted_cpu", "waking_not_sleeping", "dropped_unknown_outcome",
-            "dropped_lost", "missed_switches", "inconsistencies"), 0)
+        self.stats = dict.fromkeys(
+            (
+                "lost_markers",
+                "pid_reuse",
+                "skipped_unknown_task",
+                "skipped_untrusted_cpu",
+                "waking_not_sleeping",
+                "dropped_unknown_outcome",
+                "dropped_lost",
+                "missed_switches",
+                "inconsistencies",
+            ),
+            0,
+        )
         self._reset_cpus()
 
     # --- state bookkeeping -------------------------------------------------------------
@@ -98,8 +123,7 @@ class _Replayer:
     def _new_tid(self, pid: int) -> int:
         t = len(self.state)
         self.tids[pid] = t
-        for lst in (self.rq, self.last_cpu, self.last_end, self.last_wake, self.pending,
-                    self.fork_cpu, self.fork_ts):
+        for lst in (self.rq, self.last_cpu, self.last_end, self.last_wake, self.pending, self.fork_cpu, self.fork_ts):
             lst.append(-1)
         self.state.append(UNKNOWN)
         self.hist.append(0)
@@ -166,9 +190,23 @@ class _Replayer:
             if not n and cur[o] == 0:
                 other_idle = 1
         n = nr[src]
-        self.mig.append((i, t, self.segment, src, kind, since, n, lo, hi,
-                         int(not n and cur[src] == 0), other_idle, waker_same,
-                         self.hist[t].bit_count()))
+        self.mig.append(
+            (
+                i,
+                t,
+                self.segment,
+                src,
+                kind,
+                since,
+                n,
+                lo,
+                hi,
+                int(not n and cur[src] == 0),
+                other_idle,
+                waker_same,
+                self.hist[t].bit_count(),
+            )
+        )
         self.next_cpu.append(-1)
         self.pending[t] = len(self.next_cpu) - 1
 
@@ -191,8 +229,7 @@ class _Replayer:
         self.cur[c], self.cur_pid[c] = nt, nxt
         last = self.last_switch[c]
         woke = self.last_wake[nt] if nt else -1
-        self.nt.append((i, self.segment, pt, nt, ts - last if last >= 0 else -1,
-                        ts - woke if woke >= 0 else -1))
+        self.nt.append((i, self.segment, pt, nt, ts - last if last >= 0 else -1, ts - woke if woke >= 0 else -1))
         self.last_switch[c] = ts
 
     def _switch_out(self, i: int, t: int, c: int, ts: int) -> None:
@@ -248,8 +285,14 @@ class _Replayer:
         st = self.state[t]
         if st == SLEEPING:
             src = self.last_cpu[t]
-            self._decide(i, t, KIND_WAKEUP, src, self.ts[i] - self.last_end[t],
-                         WAKER_UNKNOWN if self.wakeup_decides else int(self.cpu[i] == src))
+            self._decide(
+                i,
+                t,
+                KIND_WAKEUP,
+                src,
+                self.ts[i] - self.last_end[t],
+                WAKER_UNKNOWN if self.wakeup_decides else int(self.cpu[i] == src),
+            )
             self.state[t] = RUNNABLE  # on no runqueue until sched_wakeup places it
         elif st == UNKNOWN:
             self.stats["skipped_unknown_task"] += 1
@@ -340,21 +383,24 @@ def _migration_frame(r: _Replayer, events: pa.Table, run_id: str) -> pd.DataFram
     take = events.take(pa.array(loop["row"]))
     preempt = loop["kind"] == KIND_PREEMPT
     src, nxt = loop["src_cpu"], next_cpu[keep]
-    return pd.DataFrame({
-        "run_id": run_id,
-        "ts": _col(take, "ts"),
-        "segment": loop["segment"].astype(np.int32),
-        "pid": np.where(preempt, _col(take, "prev_pid"), _col(take, "pid")).astype(np.int32),
-        "tid": loop["tid"],
-        "src_cpu": src.astype(np.int16),
-        "kind": loop["kind"].astype(np.int8),
-        "since_last_ran_ns": loop["since_last_ran_ns"],
-        **{f: loop[f].astype(np.int16) for f in MIGRATION_FEATURES[1:4]},
-        **{f: loop[f].astype(np.int8) for f in MIGRATION_FEATURES[4:8]},
-        "prio": np.where(preempt, _col(take, "prev_prio"), _col(take, "prio")).astype(np.int16),
-        "migrated": (nxt != src).astype(np.int8),
-        "next_cpu": nxt.astype(np.int16),
-    }, columns=list(MIGRATION_COLUMNS))
+    return pd.DataFrame(
+        {
+            "run_id": run_id,
+            "ts": _col(take, "ts"),
+            "segment": loop["segment"].astype(np.int32),
+            "pid": np.where(preempt, _col(take, "prev_pid"), _col(take, "pid")).astype(np.int32),
+            "tid": loop["tid"],
+            "src_cpu": src.astype(np.int16),
+            "kind": loop["kind"].astype(np.int8),
+            "since_last_ran_ns": loop["since_last_ran_ns"],
+            **{f: loop[f].astype(np.int16) for f in MIGRATION_FEATURES[1:4]},
+            **{f: loop[f].astype(np.int8) for f in MIGRATION_FEATURES[4:8]},
+            "prio": np.where(preempt, _col(take, "prev_prio"), _col(take, "prio")).astype(np.int16),
+            "migrated": (nxt != src).astype(np.int8),
+            "next_cpu": nxt.astype(np.int16),
+        },
+        columns=list(MIGRATION_COLUMNS),
+    )
 
 
 def _next_task_frame(r: _Replayer, events: pa.Table, run_id: str) -> pd.DataFrame:
@@ -363,25 +409,27 @@ def _next_task_frame(r: _Replayer, events: pa.Table, run_id: str) -> pd.DataFram
     next_pid = _col(take, "next_pid").astype(np.int32)
     next_prio = _col(take, "next_prio").astype(np.int16)
     prio_class = np.where(next_pid == 0, 0, np.where(next_prio < 100, 2, 1)).astype(np.int8)
-    return pd.DataFrame({
-        "run_id": run_id,
-        "cpu": _col(take, "cpu").astype(np.int16),
-        "ts": _col(take, "ts"),
-        "segment": loop["segment"].astype(np.int32),
-        "prev_pid": _col(take, "prev_pid").astype(np.int32),
-        "prev_tid": loop["prev_tid"],
-        "prev_state": take.column("prev_state").to_pandas(),
-        "next_pid": next_pid,
-        "next_tid": loop["next_tid"],
-        "next_prio": next_prio,
-        "dt_prev_switch_ns": loop["dt_prev_switch_ns"],
-        "next_since_wakeup_ns": loop["next_since_wakeup_ns"],
-        "next_prio_class": prio_class,
-    }, columns=list(NEXT_TASK_COLUMNS))
+    return pd.DataFrame(
+        {
+            "run_id": run_id,
+            "cpu": _col(take, "cpu").astype(np.int16),
+            "ts": _col(take, "ts"),
+            "segment": loop["segment"].astype(np.int32),
+            "prev_pid": _col(take, "prev_pid").astype(np.int32),
+            "prev_tid": loop["prev_tid"],
+            "prev_state": take.column("prev_state").to_pandas(),
+            "next_pid": next_pid,
+            "next_tid": loop["next_tid"],
+            "next_prio": next_prio,
+            "dt_prev_switch_ns": loop["dt_prev_switch_ns"],
+            "next_since_wakeup_ns": loop["next_since_wakeup_ns"],
+            "next_prio_class": prio_class,
+        },
+        columns=list(NEXT_TASK_COLUMNS),
+    )
 
 
-def replay(events: pa.Table, run_id: str = "", *,
-           warmup_ns: int = DEFAULT_WARMUP_NS) -> ReplayResult:
+def replay(events: pa.Table, run_id: str = "", *, warmup_ns: int = DEFAULT_WARMUP_NS) -> ReplayResult:
     """Replay one trace's events (EVENT_SCHEMA) and return its migration and next_task rows."""
     order = np.argsort(_col(events, "ts"), kind="stable")
     if np.any(order[1:] < order[:-1]):
@@ -401,8 +449,7 @@ def replay(events: pa.Table, run_id: str = "", *,
         "segments": r.segment + 1,
         **r.stats,
         "lost_events": int(lost_counts[lost_counts > 0].sum()),
-        "decisions": {name: int((migration["kind"] == k).sum())
-                      for k, name in enumerate(("wakeup", "preempt", "new"))},
+        "decisions": {name: int((migration["kind"] == k).sum()) for k, name in enumerate(("wakeup", "preempt", "new"))},
         "migration_rows": len(migration),
         "migration_positives": int(migration["migrated"].sum()),
         "next_task_rows": len(next_task),

@@ -15,6 +15,7 @@ the pooled tables by run_id, e.g. for a leave-one-category-out fold `data.unseen
 Pure Python (no pandas, no torch): selection must never look at a test split, and one small
 function is easy to check.
 """
+
 from __future__ import annotations
 
 import re
@@ -50,11 +51,12 @@ def resolve_val_category(categories: Iterable[str], unseen: list[str], val_categ
         return None
     if val_category != AUTO:
         if val_category not in cats:
-            raise ValueError(f"val_category={val_category!r}: no run has that category "
-                             f"(known: {', '.join(cats)})")
+            raise ValueError(f"val_category={val_category!r}: no run has that category (known: {', '.join(cats)})")
         if val_category in unseen:
-            raise ValueError(f"val_category={val_category!r} is also unseen ({', '.join(unseen)}): "
-                             f"pick another category or val_category=null")
+            raise ValueError(
+                f"val_category={val_category!r} is also unseen ({', '.join(unseen)}): "
+                f"pick another category or val_category=null"
+            )
         return val_category
     training = [c for c in cats if c not in unseen]
     if len(training) < 2:  # holding out the only training category would leave train empty
@@ -64,8 +66,7 @@ def resolve_val_category(categories: Iterable[str], unseen: list[str], val_categ
     return next(c for c in cats[start:] + cats[:start] if c not in unseen)
 
 
-def split_runs(runs: Iterable, unseen: Iterable[str] = (), val_category: str | None = None,
-               val_runs: int = 0) -> dict:
+def split_runs(runs: Iterable, unseen: Iterable[str] = (), val_category: str | None = None, val_runs: int = 0) -> dict:
     """Assign whole runs (run_id, workload, category) to SPLITS. Returns
     {"unseen": [...], "val_category": str | None, "val_runs": n,
      "runs": {split: [run_id, ...] in natural order}, "notes": [...]}.
@@ -77,8 +78,9 @@ def split_runs(runs: Iterable, unseen: Iterable[str] = (), val_category: str | N
     categories = sorted({c for _, _, c in triples})
     missing = [c for c in unseen if c not in categories]
     if missing:
-        raise ValueError(f"unseen names categories with no runs: {', '.join(missing)} "
-                         f"(categories present: {', '.join(categories)})")
+        raise ValueError(
+            f"unseen names categories with no runs: {', '.join(missing)} (categories present: {', '.join(categories)})"
+        )
     val_cat = resolve_val_category(categories, unseen, val_category)
     by_workload: dict[str, list[tuple[str, str]]] = {}
     for run_id, workload, category in triples:
@@ -95,8 +97,10 @@ def split_runs(runs: Iterable, unseen: Iterable[str] = (), val_category: str | N
             continue
         if len(ids) == 1:
             out["val" if cats[0] == val_cat else "train"] += ids
-            notes.append(f"workload {name} has a single run ({ids[0]}): "
-                         f"{'val' if cats[0] == val_cat else 'train'} only, no test_seen run")
+            notes.append(
+                f"workload {name} has a single run ({ids[0]}): "
+                f"{'val' if cats[0] == val_cat else 'train'} only, no test_seen run"
+            )
             continue
         rest, out["test_seen"] = ids[:-1], out["test_seen"] + ids[-1:]
         if cats[0] == val_cat:
@@ -107,8 +111,10 @@ def split_runs(runs: Iterable, unseen: Iterable[str] = (), val_category: str | N
         else:
             out["train"] += rest
             if val_runs:
-                notes.append(f"workload {name} has {len(ids)} runs: too few for {val_runs} "
-                             f"validation run(s) besides train and test_seen; all in train")
+                notes.append(
+                    f"workload {name} has {len(ids)} runs: too few for {val_runs} "
+                    f"validation run(s) besides train and test_seen; all in train"
+                )
     for s in SPLITS:
         out[s].sort(key=natural)
     return {"unseen": unseen, "val_category": val_cat, "val_runs": val_runs, "runs": out, "notes": notes}
@@ -116,5 +122,4 @@ def split_runs(runs: Iterable, unseen: Iterable[str] = (), val_category: str | N
 
 def describe(split: dict) -> str:
     """The split settings in one line, for error messages."""
-    return (f"unseen={split['unseen']}, val_category={split['val_category']}, "
-            f"val_runs={split['val_runs']}")
+    return f"unseen={split['unseen']}, val_category={split['val_category']}, val_runs={split['val_runs']}"

@@ -24,11 +24,33 @@ MIGRATION_FEATURES = (
     "recent_migrations",  # CPU changes among the task's last 8 observed runs
     "prio",  # kernel prio (0-99 rt, 100-139 normal, -1 deadline)
 )
-MIGRATION_COLUMNS = ("run_id", "ts", "segment", "pid", "tid", "src_cpu", "kind",
-                     *MIGRATION_FEATURES, "migrated", "next_cpu")
-NEXT_TASK_COLUMNS = ("run_id", "cpu", "ts", "segment", "prev_pid", "prev_tid", "prev_state",
-                     "next_pid", "next_tid", "next_prio", "dt_prev_switch_ns",
-                     "next_since_wakeup_ns", "next_prio_class")
+MIGRATION_COLUMNS = (
+    "run_id",
+    "ts",
+    "segment",
+    "pid",
+    "tid",
+    "src_cpu",
+    "kind",
+    *MIGRATION_FEATURES,
+    "migrated",
+    "next_cpu",
+)
+NEXT_TASK_COLUMNS = (
+    "run_id",
+    "cpu",
+    "ts",
+    "segment",
+    "prev_pid",
+    "prev_tid",
+    "prev_state",
+    "next_pid",
+    "next_tid",
+    "next_prio",
+    "dt_prev_switch_ns",
+    "next_since_wakeup_ns",
+    "next_prio_class",
+)
 
 KIND_WAKEUP, KIND_PREEMPT, KIND_NEW = 0, 1, 2
 # waker_same_cpu of a wakeup decided at sched_wakeup (a trace without sched_waking): that line
@@ -41,8 +63,7 @@ DEFAULT_WARMUP_NS = 50_000_000
 PREV_RUNNABLE, PREV_DEAD, PREV_SLEEP = 0, 1, 2
 
 MIG_LOOP_COLS = ("row", "tid", "segment", "src_cpu", "kind", *MIGRATION_FEATURES[:-1])
-NT_LOOP_COLS = ("row", "segment", "prev_tid", "next_tid", "dt_prev_switch_ns",
-                 "next_since_wakeup_ns")
+NT_LOOP_COLS = ("row", "segment", "prev_tid", "next_tid", "dt_prev_switch_ns", "next_since_wakeup_ns")
 
 
 @dataclass
@@ -57,8 +78,9 @@ class ReplayResult:
 def event_codes(table: pa.Table) -> np.ndarray:
     """Event kind as an index into EVENT_KINDS (-1 for a kind this replay does not know)."""
     col = pc.dictionary_encode(table.column("event").cast(pa.string())).combine_chunks()
-    lookup = np.array([EVENT_KINDS.index(k) if k in EVENT_KINDS else -1
-                       for k in col.dictionary.to_pylist()] + [-1], dtype=np.int64)
+    lookup = np.array(
+        [EVENT_KINDS.index(k) if k in EVENT_KINDS else -1 for k in col.dictionary.to_pylist()] + [-1], dtype=np.int64
+    )
     idx = pc.fill_null(col.indices, len(col.dictionary)).to_numpy()
     return lookup[idx]
 
@@ -75,5 +97,3 @@ def prev_state_codes(table: pa.Table) -> list[int]:
     col = pc.dictionary_encode(table.column("prev_state")).combine_chunks()
     lookup = np.array([prev_state_class(s) for s in col.dictionary.to_pylist()] + [-1])
     return lookup[pc.fill_null(col.indices, len(col.dictionary)).to_numpy()].tolist()
-
-

@@ -5,6 +5,7 @@ sample is a row of `index` (samples, L) naming the steps of its window, oldest f
 pad row where the stream has fewer than L earlier steps. Streams are contiguous groups (same
 run_id, segment and CPU or task), so a window never crosses a run or a lost-events gap.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

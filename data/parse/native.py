@@ -6,6 +6,7 @@ numpy arrays that become Arrow arrays without copying (string bytes are copied o
 a reused scratch buffer, so batches do not pin chunk-sized allocations). It is compiled on
 first use (plumbing/shared_lib.py) into data/_build/.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -22,13 +23,18 @@ from plumbing import shared_lib
 SOURCE = Path(__file__).with_name("_fastparse.c")
 
 _NUMPY = {"i8": np.int8, "i16": np.int16, "i32": np.int32, "i64": np.int64}
-_ARROW = {"i8": pa.int8(), "i16": pa.int16(), "i32": pa.int32(), "i64": pa.int64(),
-          "str": pa.string(), "bool": pa.bool_()}
+_ARROW = {
+    "i8": pa.int8(),
+    "i16": pa.int16(),
+    "i32": pa.int32(),
+    "i64": pa.int64(),
+    "str": pa.string(),
+    "bool": pa.bool_(),
+}
 _NEVER_NULL = {"ts", "cpu", "event", "line"}
 
 _lib = None
 _error: str | None = None
-
 
 
 def _c_list(lib: ctypes.CDLL, symbol: str) -> list[str]:
@@ -56,8 +62,9 @@ def load():
             lib.fp_count_lines.restype = ctypes.c_int64
             lib.fp_count_lines.argtypes = [ctypes.c_void_p, ctypes.c_int64]
             lib.fp_parse.restype = ctypes.c_int
-            lib.fp_parse.argtypes = [ctypes.c_void_p, ctypes.c_int64] + [ctypes.c_void_p] * 9 + [
-                ctypes.c_int64, ctypes.c_int64]
+            lib.fp_parse.argtypes = (
+                [ctypes.c_void_p, ctypes.c_int64] + [ctypes.c_void_p] * 9 + [ctypes.c_int64, ctypes.c_int64]
+            )
             _lib = (lib, _check_layout(lib))
         except OSError as e:
             _error = str(e)
@@ -66,7 +73,6 @@ def load():
 
 def unavailable_reason() -> str | None:
     return _error
-
 
 
 def _ptrs(arrays) -> ctypes.Array:
@@ -111,9 +117,20 @@ class CParser:
         scap = np.array([len(s) for s in self.scratch], np.int64)
         sused = np.zeros(self.nstr, np.int64)
         full = self.lib.fp_parse(
-            data.ctypes.data, len(data), state.ctypes.data, prog.counts.ctypes.data,
-            prog.first.ctypes.data, _ptrs(cols), _ptrs(list(offs)), _ptrs(self.scratch),
-            scap.ctypes.data, sused.ctypes.data, bitmaps.ctypes.data, stride, rows_cap)
+            data.ctypes.data,
+            len(data),
+            state.ctypes.data,
+            prog.counts.ctypes.data,
+            prog.first.ctypes.data,
+            _ptrs(cols),
+            _ptrs(list(offs)),
+            _ptrs(self.scratch),
+            scap.ctypes.data,
+            sused.ctypes.data,
+            bitmaps.ctypes.data,
+            stride,
+            rows_cap,
+        )
         prog.line, prog.prev_ts, n, consumed = (int(x) for x in state)
         if n == 0:
             return None, consumed, full
@@ -132,4 +149,3 @@ class CParser:
                 a = pa.Array.from_buffers(_ARROW[t], n, [valid, pa.py_buffer(cols[c][:n])])
                 arrays.append(pa.DictionaryArray.from_arrays(a, EVENT_DICT) if name == "event" else a)
         return pa.RecordBatch.from_arrays(arrays, schema=EVENT_SCHEMA), consumed, full
-

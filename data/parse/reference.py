@@ -4,6 +4,7 @@ It is the fallback when no C compiler is available and the oracle of the tests, 
 that both produce identical tables and counts. It favours being obviously right over speed
 (~0.1M lines/s). The grammar and the task-name rules are documented in data/parse/tracefile.py.
 """
+
 from __future__ import annotations
 
 import codecs
@@ -14,8 +15,20 @@ import numpy as np
 import pyarrow as pa
 
 from data.parse.schema import (
-    BAD_NUMBER, COMMENT, EVENT, EVENT_DICT, EVENT_KINDS, EVENT_SCHEMA, LOST, MALFORMED_FIELDS,
-    MALFORMED_HEADER, OUTCOMES, SKIP_REASONS, TOTAL, UNKNOWN_EVENT, Progress,
+    BAD_NUMBER,
+    COMMENT,
+    EVENT,
+    EVENT_DICT,
+    EVENT_KINDS,
+    EVENT_SCHEMA,
+    LOST,
+    MALFORMED_FIELDS,
+    MALFORMED_HEADER,
+    OUTCOMES,
+    SKIP_REASONS,
+    TOTAL,
+    UNKNOWN_EVENT,
+    Progress,
 )
 
 KIND = {name: code for code, name in enumerate(EVENT_KINDS)}
@@ -23,8 +36,11 @@ KIND = {name: code for code, name in enumerate(EVENT_KINDS)}
 
 # Numbers longer than 18 digits are not held; like the C core, mark them as overflowing.
 OVF = (1 << 63) - 1
-_RANGES = {pa.int16(): (-(1 << 15), (1 << 15) - 1), pa.int32(): (-(1 << 31), (1 << 31) - 1),
-           pa.int64(): (-OVF, OVF - 1)}
+_RANGES = {
+    pa.int16(): (-(1 << 15), (1 << 15) - 1),
+    pa.int32(): (-(1 << 31), (1 << 31) - 1),
+    pa.int64(): (-OVF, OVF - 1),
+}
 LIMITS = {f.name: _RANGES[f.type] for f in EVENT_SCHEMA if f.type in _RANGES}
 
 # Bytes that are not valid UTF-8 become one U+FFFD each (the C core does the same).
@@ -119,22 +135,25 @@ def _body(kind: str, b: bytes, row: dict) -> bool:
         if not hit:
             return False
         m = hit[1]
-        row.update(comm=b[5:hit[0]], pid=num(m[1]), prio=num(m[2]), orig_cpu=num(m[3]), dest_cpu=num(m[4]))
+        row.update(comm=b[5 : hit[0]], pid=num(m[1]), prio=num(m[2]), orig_cpu=num(m[3]), dest_cpu=num(m[4]))
         return True
     if kind == "sched_process_fork":
         hit = _leftmost(b, 5, _FK_PARENT)
         hit2 = hit and _leftmost(b, hit[1].end(), _FK_CHILD)
         if not hit2:
             return False
-        row.update(parent_comm=b[5:hit[0]], parent_pid=num(hit[1][1]),
-                   child_comm=b[hit[1].end():hit2[0]], child_pid=num(hit2[1][1]))
+        row.update(
+            parent_comm=b[5 : hit[0]],
+            parent_pid=num(hit[1][1]),
+            child_comm=b[hit[1].end() : hit2[0]],
+            child_pid=num(hit2[1][1]),
+        )
         return True
     hit = _leftmost(b, 5, _EX)  # sched_process_exit
     if not hit:
         return False
     m = hit[1]
-    row.update(comm=b[5:hit[0]], pid=num(m[1]), prio=num(m[2]),
-               group_dead=None if m[3] is None else m[3] == b"true")
+    row.update(comm=b[5 : hit[0]], pid=num(m[1]), prio=num(m[2]), group_dead=None if m[3] is None else m[3] == b"true")
     return True
 
 
@@ -146,8 +165,15 @@ def _switch_kernel(b: bytes, row: dict) -> bool:
     if not hit2:
         return False
     m, m2 = hit[1], hit2[1]
-    row.update(prev_comm=b[10:hit[0]], prev_pid=num(m[1]), prev_prio=num(m[2]), prev_state=m[3],
-               next_comm=b[m.end():hit2[0]], next_pid=num(m2[1]), next_prio=num(m2[2]))
+    row.update(
+        prev_comm=b[10 : hit[0]],
+        prev_pid=num(m[1]),
+        prev_prio=num(m[2]),
+        prev_state=m[3],
+        next_comm=b[m.end() : hit2[0]],
+        next_pid=num(m2[1]),
+        next_prio=num(m2[2]),
+    )
     return True
 
 
@@ -160,8 +186,15 @@ def _switch_plugin(b: bytes, row: dict) -> bool:
     while c >= 0:
         m = _SW_PLUGIN_PREV.match(b, c, colon)
         if m and num(m[1]) == row["common_pid"]:
-            row.update(prev_comm=b[:c], prev_pid=num(m[1]), prev_prio=num(m[2]), prev_state=m[3],
-                       next_comm=b[m.end():colon], next_pid=num(nxt[1]), next_prio=num(nxt[2]))
+            row.update(
+                prev_comm=b[:c],
+                prev_pid=num(m[1]),
+                prev_prio=num(m[2]),
+                prev_state=m[3],
+                next_comm=b[m.end() : colon],
+                next_pid=num(nxt[1]),
+                next_prio=num(nxt[2]),
+            )
             return True
         c = b.find(b":", c + 1, colon)
     return False
@@ -172,7 +205,7 @@ def _wakeup_kernel(b: bytes, row: dict) -> bool:
     if not hit:
         return False
     m = hit[1]
-    row.update(comm=b[5:hit[0]], pid=num(m[1]), prio=num(m[2]), target_cpu=num(m[3]))
+    row.update(comm=b[5 : hit[0]], pid=num(m[1]), prio=num(m[2]), target_cpu=num(m[3]))
     return True
 
 
@@ -180,8 +213,7 @@ def _wakeup_plugin(b: bytes, row: dict) -> bool:
     m = _WK_PLUGIN.search(b)
     if not m:
         return False
-    row.update(comm=b[:m.start()], pid=num(m[1]), prio=num(m[2]),
-               target_cpu=None if m[3] is None else num(m[3]))
+    row.update(comm=b[: m.start()], pid=num(m[1]), prio=num(m[2]), target_cpu=None if m[3] is None else num(m[3]))
     return True
 
 
@@ -193,8 +225,12 @@ def parse_line(line: bytes, prev_ts: int):
     for pattern, counted in _LOST:
         m = pattern.match(line)
         if m:
-            return LOST, {"event": "lost", "cpu": num(m[1]), "ts": prev_ts,
-                          "lost_count": num(m[2]) if counted else None}
+            return LOST, {
+                "event": "lost",
+                "cpu": num(m[1]),
+                "ts": prev_ts,
+                "lost_count": num(m[2]) if counted else None,
+            }
     if line.startswith(b"#") or _PREAMBLE.match(line):
         return COMMENT, None
     d = line.find(b"-")
@@ -209,13 +245,13 @@ def parse_line(line: bytes, prev_ts: int):
     row["common_comm"] = line[:d].lstrip(b" ")
     m = _NAME.match(line, p)
     name, q = m[1], m.end()
-    if not name or line[q:q + 1] != b":" or line[q + 1:q + 2] not in (b"", b" "):
+    if not name or line[q : q + 1] != b":" or line[q + 1 : q + 2] not in (b"", b" "):
         return UNKNOWN_EVENT, None
     kind = name.decode()
     if kind not in KIND or kind == "lost":
         return UNKNOWN_EVENT, None
     row["event"] = kind
-    body = line[_SPACES.match(line, q + 1).end():]
+    body = line[_SPACES.match(line, q + 1).end() :]
     return (EVENT, row) if _body(kind, body, row) else (MALFORMED_FIELDS, None)
 
 

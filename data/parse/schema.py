@@ -4,6 +4,7 @@ One row per trace line that carried an event, in file order. Field names are the
 (see /sys/kernel/tracing/events/sched/*/format). Columns that an event kind does not have are
 null. Timestamps are int64 nanoseconds of the trace clock.
 """
+
 from dataclasses import dataclass, field
 
 import numpy as np

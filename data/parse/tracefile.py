@@ -55,6 +55,7 @@ The C core (data/parse/_fastparse.c via data/parse/native.py) does the parsing; 
 pure-Python reference with the same rules, used when no C compiler is available (one warning
 line) and as the test oracle.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -71,8 +72,16 @@ from plumbing.atomic import atomic_path
 # where they are used: importing this module, and the CLI up to its argument checks, stays
 # cheap (`python -c "import data.parse.tracefile"`, measured by bench/bench_parse.py).
 
-__all__ = ["TraceFormatError", "ParseStats", "parse_file", "parse_bytes", "iter_batches",
-           "write_parquet", "read_stats", "STATS_KEY"]
+__all__ = [
+    "TraceFormatError",
+    "ParseStats",
+    "parse_file",
+    "parse_bytes",
+    "iter_batches",
+    "write_parquet",
+    "read_stats",
+    "STATS_KEY",
+]
 
 STATS_KEY = b"schedlearn.parse_stats"
 CHUNK_BYTES = 16 << 20  # text per parsing step: bounds memory, amortises the C call
@@ -128,18 +137,25 @@ class ParseStats:
             self.events_by_kind[kind] += int(codes[kinds.index(kind)])
         lost = batch.column("lost_count")
         if lost.null_count < len(lost):  # rare: sum the valid values (numpy, not pyarrow.compute)
-            values = np.frombuffer(lost.buffers()[1], np.int64)[lost.offset:lost.offset + len(lost)]
-            valid = np.ones(len(lost), bool) if lost.buffers()[0] is None else np.unpackbits(
-                np.frombuffer(lost.buffers()[0], np.uint8), bitorder="little")[lost.offset:lost.offset + len(lost)]
+            values = np.frombuffer(lost.buffers()[1], np.int64)[lost.offset : lost.offset + len(lost)]
+            valid = (
+                np.ones(len(lost), bool)
+                if lost.buffers()[0] is None
+                else np.unpackbits(np.frombuffer(lost.buffers()[0], np.uint8), bitorder="little")[
+                    lost.offset : lost.offset + len(lost)
+                ]
+            )
             self.lost_events += int(values[valid.astype(bool)].sum())
 
     def summary(self) -> str:
         kinds = ", ".join(f"{k[6:]} {v:,}" for k, v in self.events_by_kind.items() if v)
         skipped = ", ".join(f"{k} {v:,} (first at line {self.first_line[k]})" for k, v in self.skipped.items() if v)
-        return (f"{self.total_lines:,} lines: {self.events:,} events ({kinds or 'none'}), "
-                f"{self.lost_markers:,} lost markers ({self.lost_events:,} events lost), "
-                f"{self.comment_lines:,} comment lines, skipped {sum(self.skipped.values()):,}"
-                + (f": {skipped}" if skipped else ""))
+        return (
+            f"{self.total_lines:,} lines: {self.events:,} events ({kinds or 'none'}), "
+            f"{self.lost_markers:,} lost markers ({self.lost_events:,} events lost), "
+            f"{self.comment_lines:,} comment lines, skipped {sum(self.skipped.values()):,}"
+            + (f": {skipped}" if skipped else "")
+        )
 
 
 def _schema():
@@ -155,8 +171,9 @@ def _compression(path: Path, head: bytes) -> str | None:
     kind = next((k for magic, k in _MAGIC.items() if head.startswith(magic)), None)
     expected = _SUFFIX.get(path.suffix)
     if expected and kind != expected:
-        raise TraceFormatError(f"{path}: named like {expected} data but does not start like it "
-                               f"(truncated, or not compressed?)")
+        raise TraceFormatError(
+            f"{path}: named like {expected} data but does not start like it (truncated, or not compressed?)"
+        )
     return kind
 
 
@@ -166,6 +183,7 @@ class _ZstdReader:
 
     def __init__(self, fh):
         import zstandard
+
         self.fh, self.dctx = fh, zstandard.ZstdDecompressor()
         self.obj, self.fed, self.pending, self.at = self.dctx.decompressobj(), False, b"", 0
 
@@ -185,7 +203,7 @@ class _ZstdReader:
                     self.pending += self._next_frame(self.obj.unused_data)
                 continue
             n = min(len(view) - done, len(self.pending) - self.at)
-            view[done:done + n] = memoryview(self.pending)[self.at:self.at + n]
+            view[done : done + n] = memoryview(self.pending)[self.at : self.at + n]
             self.at += n
             done += n
         return done
@@ -207,9 +225,11 @@ def _errors(kind: str) -> tuple:
     """The exceptions that mean truncated or corrupt `kind` data."""
     if kind == "zstd":
         import zstandard
+
         return EOFError, OSError, zstandard.ZstdError
     if kind == "xz":
         import lzma
+
         return EOFError, OSError, lzma.LZMAError
     return EOFError, OSError
 
@@ -230,9 +250,11 @@ def _line_chunks(path: Path, chunk_bytes: int) -> Iterator[memoryview]:
             reader = _ZstdReader(fh)
         elif kind == "gzip":
             import gzip
+
             reader = gzip.GzipFile(fileobj=fh)
         else:
             import lzma
+
             reader = lzma.LZMAFile(fh)
         errors = _errors(kind) if kind else ()
         buf, filled = bytearray(max(chunk_bytes, 1 << 12)), 0
@@ -260,7 +282,7 @@ def _line_chunks(path: Path, chunk_bytes: int) -> Iterator[memoryview]:
             rest = buf[cut:filled]
             if len(buf) > max(chunk_bytes, 1 << 12):  # grown for a long line: back to size
                 buf = bytearray(max(chunk_bytes, 1 << 12, len(rest) + 1))
-            buf[:len(rest)] = rest
+            buf[: len(rest)] = rest
             filled = len(rest)
 
 
@@ -294,8 +316,11 @@ def _parser(engine: str):
     if engine == "c":
         raise RuntimeError(f"C parser unavailable: {native.unavailable_reason()}")
     if not _warned:
-        print(f"warning: fast C parser unavailable ({native.unavailable_reason()}); "
-              f"using the pure-Python parser (about 100x slower)", file=sys.stderr)
+        print(
+            f"warning: fast C parser unavailable ({native.unavailable_reason()}); "
+            f"using the pure-Python parser (about 100x slower)",
+            file=sys.stderr,
+        )
         _warned = True
     return RefParser()
 
@@ -322,13 +347,14 @@ def _run(chunks: Iterable, name: str, stats: ParseStats, engine: str) -> Iterato
         if c[MALFORMED_HEADER] and c[TOTAL] == c[COMMENT] + c[MALFORMED_HEADER]:
             bad = int(prog.first[MALFORMED_HEADER])
             raise TraceFormatError(
-                f"{name}: not an ftrace text file: no event lines (line {bad}: "
-                f"{_first_bad_line(chunk, line0, bad)!r})")
+                f"{name}: not an ftrace text file: no event lines (line {bad}: {_first_bad_line(chunk, line0, bad)!r})"
+            )
     stats.check()
 
 
-def iter_batches(path, stats: ParseStats | None = None, *, engine: str = "auto",
-                 chunk_bytes: int = CHUNK_BYTES) -> Iterator:
+def iter_batches(
+    path, stats: ParseStats | None = None, *, engine: str = "auto", chunk_bytes: int = CHUNK_BYTES
+) -> Iterator:
     """Stream a trace file as EVENT_SCHEMA record batches; `stats` (if given) fills as it goes
     and is complete when the iterator is exhausted. engine: "auto" | "c" | "python"."""
     path = Path(path)
@@ -350,8 +376,7 @@ def parse_file(path, *, engine: str = "auto", chunk_bytes: int = CHUNK_BYTES) ->
     return _table(iter_batches(path, stats, engine=engine, chunk_bytes=chunk_bytes)), stats
 
 
-def parse_bytes(data: bytes, name: str = "<bytes>", *, engine: str = "auto",
-                chunk_bytes: int = CHUNK_BYTES) -> tuple:
+def parse_bytes(data: bytes, name: str = "<bytes>", *, engine: str = "auto", chunk_bytes: int = CHUNK_BYTES) -> tuple:
     """Like parse_file, for uncompressed text already in memory."""
     stats = ParseStats()
     return _table(_run(_bytes_chunks(data, chunk_bytes), name, stats, engine)), stats
@@ -372,15 +397,18 @@ def parquet_options() -> dict:
     from data.parse.schema import EVENT_SCHEMA
 
     dictionary = [f.name for f in EVENT_SCHEMA if str(f.type) == "string" or f.name == "event"]
-    return dict(compression="lz4", use_dictionary=dictionary, write_statistics=False,
-                column_encoding={"ts": "DELTA_BINARY_PACKED", "line": "DELTA_BINARY_PACKED"})
+    return dict(
+        compression="lz4",
+        use_dictionary=dictionary,
+        write_statistics=False,
+        column_encoding={"ts": "DELTA_BINARY_PACKED", "line": "DELTA_BINARY_PACKED"},
+    )
 
 
 def __getattr__(name: str):
     if name == "PARQUET_OPTIONS":  # computed on use: it needs the schema, hence pyarrow
         return parquet_options()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
 
 
 def write_parquet(path, out, *, engine: str = "auto", chunk_bytes: int = CHUNK_BYTES) -> ParseStats:
@@ -404,8 +432,9 @@ def write_parquet(path, out, *, engine: str = "auto", chunk_bytes: int = CHUNK_B
                 writer.write_batch(batch)
             stats_json = json.dumps(stats.to_dict()).encode()
             schema = EVENT_SCHEMA.with_metadata({STATS_KEY: stats_json})
-            writer.add_key_value_metadata({b"ARROW:schema": base64.b64encode(schema.serialize().to_pybytes()),
-                                           STATS_KEY: stats_json})
+            writer.add_key_value_metadata(
+                {b"ARROW:schema": base64.b64encode(schema.serialize().to_pybytes()), STATS_KEY: stats_json}
+            )
     return stats
 
 
@@ -457,8 +486,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("traces", nargs="+", type=Path, metavar="TRACE")
     ap.add_argument("--out", type=Path, required=True, help="Parquet file (one TRACE) or directory")
     ap.add_argument("--engine", choices=("auto", "c", "python"), default="auto")
-    ap.add_argument("--allow-empty", action="store_true",
-                    help="write a 0-row table for a trace without scheduler events (an error otherwise)")
+    ap.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="write a 0-row table for a trace without scheduler events (an error otherwise)",
+    )
     args = ap.parse_args(argv)
     for trace in args.traces:
         if not trace.exists() or trace.is_dir():
@@ -469,7 +501,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--out {args.out}: several traces need a folder, and this is a file")
     outs = _output_names(args.traces, args.out)
     for out in outs:
-        if (why := unwritable(out)):
+        if why := unwritable(out):
             ap.error(f"--out {args.out}: {why}")
     status = 0
     try:
@@ -479,8 +511,10 @@ def main(argv: list[str] | None = None) -> int:
                 with atomic_path(out) as tmp:  # `out` appears only if the trace is accepted
                     stats = write_parquet(trace, tmp, engine=args.engine)
                     if stats.events == 0 and not args.allow_empty:
-                        raise EmptyTrace(f"{trace}: no scheduler events ({stats.total_lines} lines); "
-                                         f"nothing written (--allow-empty writes an empty table)")
+                        raise EmptyTrace(
+                            f"{trace}: no scheduler events ({stats.total_lines} lines); "
+                            f"nothing written (--allow-empty writes an empty table)"
+                        )
             except (TraceFormatError, OSError, EmptyTrace) as e:
                 print(f"error: {_one_line_error(trace, e)}", file=sys.stderr)
                 status = 1

@@ -6,6 +6,7 @@ schedlearn module around EXPORT_DIR's can_migrate model and interleaves the arms
 ab.png and console.log into DIR. --reload-blob pushes a second model (same architecture,
 `python -m export ... like=EXPORT_DIR`) during a workload in active mode.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,9 +41,19 @@ def harness_ns(export_dir: Path, records: list[Path]) -> tuple[float | None, str
     return ns, f"native user space (gcc -O2, this host), {len(rec)} recorded calls x 20, shared machine"
 
 
-def run(export_dir: Path, out: Path, workloads: list[str], reps: int, smp: int, reload_blob: Path | None,
-        sample_ms: int = 250, kernel: Path | None = None, tree: Path | None = None, log=print,
-        records: list[Path] = (GUEST_RUNS,)) -> dict:
+def run(
+    export_dir: Path,
+    out: Path,
+    workloads: list[str],
+    reps: int,
+    smp: int,
+    reload_blob: Path | None,
+    sample_ms: int = 250,
+    kernel: Path | None = None,
+    tree: Path | None = None,
+    log=print,
+    records: list[Path] = (GUEST_RUNS,),
+) -> dict:
     for n in ("model.h", "model_vectors.h", "model.blob"):
         if not (export_dir / n).is_file():
             raise guest.GuestError(f"{export_dir}: no {n} (not an export directory)")
@@ -55,20 +66,32 @@ def run(export_dir: Path, out: Path, workloads: list[str], reps: int, smp: int, 
         work = Path(tmp)
         b = kbuild.build_module(export_dir, work / "kbuild", tree)
         if b.returncode or b.warnings:
-            raise guest.GuestError(f"module build failed: {(b.warnings or b.log.strip().splitlines()[-1:] or ['?'])[0]}")
+            raise guest.GuestError(
+                f"module build failed: {(b.warnings or b.log.strip().splitlines()[-1:] or ['?'])[0]}"
+            )
         abrun = guest.build_abrun(work)
         initrd = guest.pack(work / "initrd.gz", b.ko, abrun, workloads, reps, sample_ms, reload_blob)
         timeout = 90 + PER_RUN_S * reps * len(workloads) * len(guest.ARMS) + (60 if reload_blob else 0)
-        log(f"kernel.ab: booting {smp} vCPUs, {len(workloads)} workloads x {reps} reps x {len(guest.ARMS)} arms "
-            f"(timeout {timeout} s)")
+        log(
+            f"kernel.ab: booting {smp} vCPUs, {len(workloads)} workloads x {reps} reps x {len(guest.ARMS)} arms "
+            f"(timeout {timeout} s)"
+        )
         o = guest.boot(kernel, initrd, smp, timeout)
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "console.log", o.console)
     if not o.done:
         tail = [l for l in o.console.splitlines() if l.strip()][-3:]
         raise guest.GuestError(f"guest did not finish in {o.boot_seconds:.0f} s (console.log: {' | '.join(tail)})")
-    meta = {"export": str(export_dir), "kernel": kname, "smp": smp, "reps": reps, "workloads_run": workloads,
-            "sample_ms": sample_ms, "boot_seconds": round(o.boot_seconds, 1), "trouble": o.trouble}
+    meta = {
+        "export": str(export_dir),
+        "kernel": kname,
+        "smp": smp,
+        "reps": reps,
+        "workloads_run": workloads,
+        "sample_ms": sample_ms,
+        "boot_seconds": round(o.boot_seconds, 1),
+        "trouble": o.trouble,
+    }
     ab = report.summarise(o.runs, meta)
     ab["ns_per_call_harness"], ab["ns_per_call_harness_label"] = harness_ns(export_dir, records)
     if reload_blob is not None:
@@ -78,11 +101,15 @@ def run(export_dir: Path, out: Path, workloads: list[str], reps: int, smp: int, 
         q = dict(re.findall(r"(\w+)=(\S+)", " ".join(o.model_query)))
         rl = [r for r in o.runs if r.arm == "reload"]
         ab["reload_under_load"] = {
-            "rc": o.reload.get("rc"), "gen": int(q["gen"]) if "gen" in q else None, "crc32": q.get("crc32"),
-            "want_crc32": f"0x{want:08x}", "took_over": q.get("crc32") == f"0x{want:08x}" and o.reload.get("rc") == 0,
+            "rc": o.reload.get("rc"),
+            "gen": int(q["gen"]) if "gen" in q else None,
+            "crc32": q.get("crc32"),
+            "want_crc32": f"0x{want:08x}",
+            "took_over": q.get("crc32") == f"0x{want:08x}" and o.reload.get("rc") == 0,
             "no_oops": not any(re.search(r"BUG|Oops|Call Trace", t) for t in o.trouble),
             "hook_calls_during": rl[0].hook.get("calls") if rl else None,
-            "workload_rc": rl[0].rc if rl else None}
+            "workload_rc": rl[0].rc if rl else None,
+        }
     write_json_atomic(out / "ab.json", ab)
     write_atomic(out / "report.md", report.markdown(ab))
     report.plot(ab, out / "ab.png")
@@ -93,11 +120,17 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m kernel.ab", description=__doc__.splitlines()[0])
     ap.add_argument("export_dir", type=Path)
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--workloads", nargs="+", default=["hackbench-socket", "stress-ng-cpu", "stress-ng-fork"],
-                    help=f"from {', '.join(guest.AB_WORKLOADS)}")
+    ap.add_argument(
+        "--workloads",
+        nargs="+",
+        default=["hackbench-socket", "stress-ng-cpu", "stress-ng-fork"],
+        help=f"from {', '.join(guest.AB_WORKLOADS)}",
+    )
     ap.add_argument("--reps", type=int, default=15)
     ap.add_argument("--smp", type=int, default=4)
-    ap.add_argument("--sample-ms", type=int, default=250, help="runqueue sampling period (reading sched/debug costs emulated time)")
+    ap.add_argument(
+        "--sample-ms", type=int, default=250, help="runqueue sampling period (reading sched/debug costs emulated time)"
+    )
     ap.add_argument("--reload-blob", type=Path)
     ap.add_argument("--kernel", type=Path, help="boot this bzImage instead of the cached tiny kernel (with --tree)")
     ap.add_argument("--tree", type=Path, help="kernel tree or headers to build the module against")

@@ -5,6 +5,7 @@ workload "cfs" (model unregistered), "shadow" (model asked, CFS decides) and "ac
 model decides) run back to back, the order rotated each repetition, so slow drifts of the
 emulated machine fall on every arm alike.
 """
+
 from __future__ import annotations
 
 import re
@@ -65,22 +66,28 @@ class Outcome:
 
 def build_abrun(work: Path) -> Path:
     exe = work / "abrun"
-    p = subprocess.run(["gcc", "-O2", "-Wall", "-Werror", "-static", "-o", str(exe), str(ABRUN)],
-                       capture_output=True, text=True)
+    p = subprocess.run(
+        ["gcc", "-O2", "-Wall", "-Werror", "-static", "-o", str(exe), str(ABRUN)], capture_output=True, text=True
+    )
     if p.returncode:
         raise GuestError(f"abrun.c does not compile: {(p.stderr.strip().splitlines() or ['?'])[0]}")
     return exe
 
 
-def pack(path: Path, module: Path, abrun: Path, workloads: list[str], reps: int, sample_ms: int,
-         blob_b: Path | None) -> Path:
+def pack(
+    path: Path, module: Path, abrun: Path, workloads: list[str], reps: int, sample_ms: int, blob_b: Path | None
+) -> Path:
     unknown = [w for w in workloads if w not in AB_WORKLOADS]
     if unknown:
         raise GuestError(f"no fixed-work A/B command for {unknown[0]} (have: {', '.join(AB_WORKLOADS)})")
-    files = {"init": INIT.read_bytes(), "bin/busybox": initramfs.BUSYBOX.read_bytes(),
-             "schedlearn.ko": module.read_bytes(), "abrun": abrun.read_bytes(),
-             "ab.env": f"REPS={int(reps)}\nSAMPLE_MS={int(sample_ms)}\nARMS={shlex.quote(' '.join(ARMS))}\n".encode(),
-             "ab.workloads": "".join(f"{w}|{AB_WORKLOADS[w][1]}\n" for w in workloads).encode()}
+    files = {
+        "init": INIT.read_bytes(),
+        "bin/busybox": initramfs.BUSYBOX.read_bytes(),
+        "schedlearn.ko": module.read_bytes(),
+        "abrun": abrun.read_bytes(),
+        "ab.env": f"REPS={int(reps)}\nSAMPLE_MS={int(sample_ms)}\nARMS={shlex.quote(' '.join(ARMS))}\n".encode(),
+        "ab.workloads": "".join(f"{w}|{AB_WORKLOADS[w][1]}\n" for w in workloads).encode(),
+    }
     exes = {"init", "bin/busybox", "abrun"}
     if blob_b is not None:
         files["b.blob"] = blob_b.read_bytes()
@@ -105,8 +112,15 @@ FAIR_COUNTERS = ("fair_calls", "fair_ns", "fair_model_calls", "fair_model_ns")
 HOOK_COUNTERS = ("calls", "agree", "model_migrate", "cfs_migrate", "hook_ns", *FAIR_COUNTERS)
 # /proc/schedstat v15 domain line after "domainN MASK": 3 idle types x 8 lb_* fields, alb x3,
 # sbe x3, sbf x3, ttwu_wake_remote, ttwu_move_affine, ttwu_move_balance
-_DOMAIN = {"lb_gained": (4, 12, 20), "lb_hot_gained": (5, 13, 21), "lb_failed": (2, 10, 18),
-           "lb_count": (0, 8, 16), "alb_pushed": (26,), "ttwu_move_affine": (34,), "ttwu_move_balance": (35,)}
+_DOMAIN = {
+    "lb_gained": (4, 12, 20),
+    "lb_hot_gained": (5, 13, 21),
+    "lb_failed": (2, 10, 18),
+    "lb_count": (0, 8, 16),
+    "alb_pushed": (26,),
+    "ttwu_move_affine": (34,),
+    "ttwu_move_balance": (35,),
+}
 
 
 def _schedstat(lines: list[str]) -> dict:
@@ -138,7 +152,7 @@ def parse(console: str) -> tuple[list[Run], dict, list[str]]:
         elif line.startswith("SLM-AB-RELOAD"):
             reload["rc"] = int(dict(_KV.findall(line)).get("rc", -1))
         elif line.startswith("SLM-AB-MODEL "):
-            model.append(line[len("SLM-AB-MODEL "):])
+            model.append(line[len("SLM-AB-MODEL ") :])
         elif line.startswith("SLM-AB-RUN "):
             kv = dict(_KV.findall(line))
             key = (kv["w"], kv["arm"], int(kv["rep"]))
@@ -149,11 +163,22 @@ def parse(console: str) -> tuple[list[Run], dict, list[str]]:
             if "timer_ns" in a:
                 hook["timer_ns"] = int(a["timer_ns"])
             sb, sa = _schedstat(s.get(key + ("before",), [])), _schedstat(s.get(key + ("after",), []))
-            runs.append(Run(kv["w"], kv["arm"], int(kv["rep"]), int(kv["ns"]) / 1e9,
-                            int(kv["cpu_ns"]) / 1e9 if "cpu_ns" in kv else None, int(kv["rc"]), n,
-                            int(kv["imb_sum"]) / n if n else None, int(kv["imb_max"]),
-                            int(kv["nr_sum"]) / n if n else None, hook,
-                            {k: sa[k] - sb[k] for k in sa}))
+            runs.append(
+                Run(
+                    kv["w"],
+                    kv["arm"],
+                    int(kv["rep"]),
+                    int(kv["ns"]) / 1e9,
+                    int(kv["cpu_ns"]) / 1e9 if "cpu_ns" in kv else None,
+                    int(kv["rc"]),
+                    n,
+                    int(kv["imb_sum"]) / n if n else None,
+                    int(kv["imb_max"]),
+                    int(kv["nr_sum"]) / n if n else None,
+                    hook,
+                    {k: sa[k] - sb[k] for k in sa},
+                )
+            )
     return runs, reload, model
 
 
@@ -161,10 +186,19 @@ TROUBLE = re.compile(r"\b(BUG|Oops|WARNING|Call Trace|kernel panic|refused)\b|in
 
 
 def boot(kernel: Path, initrd: Path, cpus: int, timeout: float, mem_mb: int = 1024) -> Outcome:
-    b = qemu.boot(kernel, initrd, timeout=timeout, mem_mb=mem_mb, cpus=cpus, accel="tcg,thread=multi",
-                  append="schedstats=enable", nice=10)
+    b = qemu.boot(
+        kernel,
+        initrd,
+        timeout=timeout,
+        mem_mb=mem_mb,
+        cpus=cpus,
+        accel="tcg,thread=multi",
+        append="schedstats=enable",
+        nice=10,
+    )
     runs, reload, model = parse(b.console)
     done = "SLM-AB-DONE" in b.console
-    trouble = [l.strip() for l in b.console.splitlines()
-               if TROUBLE.search(l) and not l.startswith(("SLM-AB-RUN", "SLM-AB-Q"))]
+    trouble = [
+        l.strip() for l in b.console.splitlines() if TROUBLE.search(l) and not l.startswith(("SLM-AB-RUN", "SLM-AB-Q"))
+    ]
     return Outcome(runs, b.console, b.seconds, done, trouble, reload, model)

@@ -6,6 +6,7 @@ Beside it, less noisy measures: balancer migrations per second (schedstat lb_gai
 alb_pushed), cache-hot migrations, and the runqueue-length spread across CPUs sampled
 while the workload ran.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -32,25 +33,32 @@ def _arm_stats(runs: list[Run]) -> dict:
     secs = sum(r.seconds for r in runs) or float("nan")
     imb = [r.imb_mean for r in runs if r.imb_mean is not None]
     mig = sum(r.sched.get("lb_gained", 0) + r.sched.get("alb_pushed", 0) for r in runs)
-    return {"seconds": [round(r.seconds, 4) for r in runs],
-            "cpu_seconds": [round(r.cpu_seconds, 4) for r in runs if r.cpu_seconds is not None],
-            "migrations_per_s": mig / secs,
-            "hot_migrations_per_s": sum(r.sched.get("lb_hot_gained", 0) for r in runs) / secs,
-            "wakeup_moves_per_s": sum(r.sched.get("ttwu_move_affine", 0) + r.sched.get("ttwu_move_balance", 0)
-                                      for r in runs) / secs,
-            "rq_imbalance": float(np.mean(imb)) if imb else None,
-            "hook_calls": sum(r.hook.get("calls", 0) for r in runs),
-            "agree": sum(r.hook.get("agree", 0) for r in runs),
-            "model_migrate": sum(r.hook.get("model_migrate", 0) for r in runs),
-            "cfs_migrate": sum(r.hook.get("cfs_migrate", 0) for r in runs),
-            "hook_ns": sum(r.hook.get("hook_ns", 0) for r in runs),
-            **{k: sum(r.hook.get(k, 0) for r in runs) for k in FAIR_COUNTERS},
-            "failed_runs": sum(r.rc != 0 for r in runs)}
+    return {
+        "seconds": [round(r.seconds, 4) for r in runs],
+        "cpu_seconds": [round(r.cpu_seconds, 4) for r in runs if r.cpu_seconds is not None],
+        "migrations_per_s": mig / secs,
+        "hot_migrations_per_s": sum(r.sched.get("lb_hot_gained", 0) for r in runs) / secs,
+        "wakeup_moves_per_s": sum(
+            r.sched.get("ttwu_move_affine", 0) + r.sched.get("ttwu_move_balance", 0) for r in runs
+        )
+        / secs,
+        "rq_imbalance": float(np.mean(imb)) if imb else None,
+        "hook_calls": sum(r.hook.get("calls", 0) for r in runs),
+        "agree": sum(r.hook.get("agree", 0) for r in runs),
+        "model_migrate": sum(r.hook.get("model_migrate", 0) for r in runs),
+        "cfs_migrate": sum(r.hook.get("cfs_migrate", 0) for r in runs),
+        "hook_ns": sum(r.hook.get("hook_ns", 0) for r in runs),
+        **{k: sum(r.hook.get(k, 0) for r in runs) for k in FAIR_COUNTERS},
+        "failed_runs": sum(r.rc != 0 for r in runs),
+    }
 
 
 def summarise(runs: list[Run], meta: dict) -> dict:
-    out = {"emulated": "qemu TCG software emulation: times are not native speed; compare arms only",
-           **meta, "workloads": {}}
+    out = {
+        "emulated": "qemu TCG software emulation: times are not native speed; compare arms only",
+        **meta,
+        "workloads": {},
+    }
     calls = ns = 0
     fair = dict.fromkeys(FAIR_COUNTERS, 0)
     for w in dict.fromkeys(r.workload for r in runs if r.arm in ARMS):
@@ -59,23 +67,33 @@ def summarise(runs: list[Run], meta: dict) -> dict:
         cratio, cci = ratio_ci(arm["active"]["cpu_seconds"], arm["cfs"]["cpu_seconds"])
         sh = arm["shadow"]
         out["workloads"][w] = {
-            "cfs_s": arm["cfs"]["seconds"], "shadow_s": sh["seconds"], "model_s": arm["active"]["seconds"],
-            "ratio_median": ratio, "ratio_ci95": ci, "ratio_ci_halfwidth": (ci[1] - ci[0]) / 2,
-            "cfs_cpu_s": arm["cfs"]["cpu_seconds"], "model_cpu_s": arm["active"]["cpu_seconds"],
-            "cpu_ratio_median": cratio, "cpu_ratio_ci95": cci,
+            "cfs_s": arm["cfs"]["seconds"],
+            "shadow_s": sh["seconds"],
+            "model_s": arm["active"]["seconds"],
+            "ratio_median": ratio,
+            "ratio_ci95": ci,
+            "ratio_ci_halfwidth": (ci[1] - ci[0]) / 2,
+            "cfs_cpu_s": arm["cfs"]["cpu_seconds"],
+            "model_cpu_s": arm["active"]["cpu_seconds"],
+            "cpu_ratio_median": cratio,
+            "cpu_ratio_ci95": cci,
             "shadow_agreement": sh["agree"] / sh["hook_calls"] if sh["hook_calls"] else None,
             "shadow_model_migrate_rate": sh["model_migrate"] / sh["hook_calls"] if sh["hook_calls"] else None,
             "shadow_cfs_migrate_rate": sh["cfs_migrate"] / sh["hook_calls"] if sh["hook_calls"] else None,
             "hook_calls": sh["hook_calls"] + arm["active"]["hook_calls"],
             "hook_calls_cfs_arm": arm["cfs"]["hook_calls"],
-            "active_model_migrate_rate": (arm["active"]["model_migrate"] / arm["active"]["hook_calls"]
-                                          if arm["active"]["hook_calls"] else None),
-            "migrations_cfs": arm["cfs"]["migrations_per_s"], "migrations_model": arm["active"]["migrations_per_s"],
+            "active_model_migrate_rate": (
+                arm["active"]["model_migrate"] / arm["active"]["hook_calls"] if arm["active"]["hook_calls"] else None
+            ),
+            "migrations_cfs": arm["cfs"]["migrations_per_s"],
+            "migrations_model": arm["active"]["migrations_per_s"],
             "migrations_shadow": sh["migrations_per_s"],
             "hot_migrations_cfs": arm["cfs"]["hot_migrations_per_s"],
             "hot_migrations_model": arm["active"]["hot_migrations_per_s"],
-            "wakeup_moves_cfs": arm["cfs"]["wakeup_moves_per_s"], "wakeup_moves_model": arm["active"]["wakeup_moves_per_s"],
-            "rq_imbalance_cfs": arm["cfs"]["rq_imbalance"], "rq_imbalance_model": arm["active"]["rq_imbalance"],
+            "wakeup_moves_cfs": arm["cfs"]["wakeup_moves_per_s"],
+            "wakeup_moves_model": arm["active"]["wakeup_moves_per_s"],
+            "rq_imbalance_cfs": arm["cfs"]["rq_imbalance"],
+            "rq_imbalance_model": arm["active"]["rq_imbalance"],
             "rq_imbalance_shadow": sh["rq_imbalance"],
             "failed_runs": sum(arm[a]["failed_runs"] for a in ARMS),
             "reps": min(len(arm[a]["seconds"]) for a in ARMS),
@@ -87,18 +105,22 @@ def summarise(runs: list[Run], meta: dict) -> dict:
             for k in fair:
                 fair[k] += arm[a][k]
     out["ns_per_call_model"] = ns / calls if calls else None
-    out["ns_per_call_model_label"] = ("emulated (TCG): local_clock() around the module's decision "
-                                      "(features, encode, forward), averaged over every hook call")
+    out["ns_per_call_model_label"] = (
+        "emulated (TCG): local_clock() around the module's decision "
+        "(features, encode, forward), averaged over every hook call"
+    )
     timer = [r.hook["timer_ns"] for r in runs if "timer_ns" in r.hook]
     out["timer_ns"] = timer[-1] if timer else None
     out["hook_calls_no_model"], out["hook_calls_with_model"] = fair["fair_calls"], fair["fair_model_calls"]
     out["ns_per_call_no_model"] = fair["fair_ns"] / fair["fair_calls"] if fair["fair_calls"] else None
-    out["ns_per_call_hook_with_model"] = (fair["fair_model_ns"] / fair["fair_model_calls"]
-                                          if fair["fair_model_calls"] else None)
+    out["ns_per_call_hook_with_model"] = (
+        fair["fair_model_ns"] / fair["fair_model_calls"] if fair["fair_model_calls"] else None
+    )
     out["ns_per_call_no_model_label"] = out["ns_per_call_hook_with_model_label"] = (
         "emulated (TCG): the patched kernel's local_clock() around the whole hook in can_migrate_task() "
         "(RCU pointer load; with a model also the contract's fields and the call), averaged over every call "
-        "of the arms without / with a registered model; an empty local_clock() pair (timer_ns) is included")
+        "of the arms without / with a registered model; an empty local_clock() pair (timer_ns) is included"
+    )
     return out
 
 
@@ -107,14 +129,18 @@ def _fmt(v, spec=".3f"):
 
 
 def markdown(ab: dict) -> str:
-    lines = ["# Closed loop: can_migrate model vs CFS", "",
-             f"Export `{ab.get('export')}`; kernel `{ab.get('kernel')}`; {ab.get('smp')} vCPUs, qemu TCG "
-             f"(**emulated**: compare arms, not absolute times); {ab.get('reps')} repetitions per arm, arms "
-             f"interleaved in one boot ({_fmt(ab.get('boot_seconds'), '.0f')} s).", "",
-             "| workload | cfs median s | active median s | ratio active/cfs [95% CI] | CPU-time ratio [95% CI] | "
-             "shadow agreement | hook calls | migrations/s cfs → active | hot migr./s cfs → active | "
-             "rq imbalance cfs → active |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Closed loop: can_migrate model vs CFS",
+        "",
+        f"Export `{ab.get('export')}`; kernel `{ab.get('kernel')}`; {ab.get('smp')} vCPUs, qemu TCG "
+        f"(**emulated**: compare arms, not absolute times); {ab.get('reps')} repetitions per arm, arms "
+        f"interleaved in one boot ({_fmt(ab.get('boot_seconds'), '.0f')} s).",
+        "",
+        "| workload | cfs median s | active median s | ratio active/cfs [95% CI] | CPU-time ratio [95% CI] | "
+        "shadow agreement | hook calls | migrations/s cfs → active | hot migr./s cfs → active | "
+        "rq imbalance cfs → active |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for w, r in ab["workloads"].items():
         lines.append(
             f"| {w} | {_fmt(np.median(r['cfs_s']) if r['cfs_s'] else None)} | "
@@ -123,21 +149,30 @@ def markdown(ab: dict) -> str:
             f"[{_fmt(r['cpu_ratio_ci95'][0])}, {_fmt(r['cpu_ratio_ci95'][1])}] | {_fmt(r['shadow_agreement'], '.4f')} | "
             f"{r['hook_calls']} | {_fmt(r['migrations_cfs'], '.1f')} → {_fmt(r['migrations_model'], '.1f')} | "
             f"{_fmt(r['hot_migrations_cfs'], '.1f')} → {_fmt(r['hot_migrations_model'], '.1f')} | "
-            f"{_fmt(r['rq_imbalance_cfs'], '.2f')} → {_fmt(r['rq_imbalance_model'], '.2f')} |")
-    lines += ["", "Cost of the hook per call, **emulated** (qemu TCG; local_clock() in the guest):", "",
-              f"- without a registered model: {_fmt(ab.get('ns_per_call_no_model'), '.0f')} ns over "
-              f"{ab.get('hook_calls_no_model', 'n/a')} calls (the cfs arm);",
-              f"- with the model, the whole hook: {_fmt(ab.get('ns_per_call_hook_with_model'), '.0f')} ns over "
-              f"{ab.get('hook_calls_with_model', 'n/a')} calls (shadow and active arms), of which the module's "
-              f"decision (features, encode, forward): {_fmt(ab.get('ns_per_call_model'), '.0f')} ns;",
-              f"- an empty local_clock() pair, included in both: {_fmt(ab.get('timer_ns'), '.0f')} ns;",
-              f"- the same decision C in the user-space harness: {_fmt(ab.get('ns_per_call_harness'), '.1f')} ns "
-              f"(native, {ab.get('ns_per_call_harness_label', '')}).", ""]
+            f"{_fmt(r['rq_imbalance_cfs'], '.2f')} → {_fmt(r['rq_imbalance_model'], '.2f')} |"
+        )
+    lines += [
+        "",
+        "Cost of the hook per call, **emulated** (qemu TCG; local_clock() in the guest):",
+        "",
+        f"- without a registered model: {_fmt(ab.get('ns_per_call_no_model'), '.0f')} ns over "
+        f"{ab.get('hook_calls_no_model', 'n/a')} calls (the cfs arm);",
+        f"- with the model, the whole hook: {_fmt(ab.get('ns_per_call_hook_with_model'), '.0f')} ns over "
+        f"{ab.get('hook_calls_with_model', 'n/a')} calls (shadow and active arms), of which the module's "
+        f"decision (features, encode, forward): {_fmt(ab.get('ns_per_call_model'), '.0f')} ns;",
+        f"- an empty local_clock() pair, included in both: {_fmt(ab.get('timer_ns'), '.0f')} ns;",
+        f"- the same decision C in the user-space harness: {_fmt(ab.get('ns_per_call_harness'), '.1f')} ns "
+        f"(native, {ab.get('ns_per_call_harness_label', '')}).",
+        "",
+    ]
     rl = ab.get("reload_under_load") or {}
     if rl:
-        lines += [f"Reload under load: push rc {rl.get('rc')}, serving gen {rl.get('gen')} crc32 {rl.get('crc32')} "
-                  f"(B's {rl.get('want_crc32')}): {'taken over' if rl.get('took_over') else 'NOT taken over'}; "
-                  f"kernel trouble lines: {len(ab.get('trouble', []))}.", ""]
+        lines += [
+            f"Reload under load: push rc {rl.get('rc')}, serving gen {rl.get('gen')} crc32 {rl.get('crc32')} "
+            f"(B's {rl.get('want_crc32')}): {'taken over' if rl.get('took_over') else 'NOT taken over'}; "
+            f"kernel trouble lines: {len(ab.get('trouble', []))}.",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -156,8 +191,15 @@ def plot(ab: dict, path: Path) -> None:
             if not len(v):
                 continue
             x = i + (k - 1) * 0.25
-            ax.errorbar([x], [np.median(v)], yerr=[[np.median(v) - v.min()], [v.max() - np.median(v)]],
-                        fmt="o", capsize=4, color=f"C{k}", label=arm if i == 0 else None)
+            ax.errorbar(
+                [x],
+                [np.median(v)],
+                yerr=[[np.median(v) - v.min()], [v.max() - np.median(v)]],
+                fmt="o",
+                capsize=4,
+                color=f"C{k}",
+                label=arm if i == 0 else None,
+            )
     ax.set_xticks(range(len(ws)), ws)
     ax.set_ylabel("completion time, s (emulated)")
     ax.set_title("median and range per arm")

@@ -6,6 +6,7 @@ GEN_DIR holds export's model.h and model_vectors.h. The console (kernel/vm/init.
 is printed; the exit status is 0 when the guest finished with self-test PASS, B loaded and
 every corrupt blob refused.
 """
+
 import sys
 import tempfile
 from pathlib import Path
@@ -36,7 +37,7 @@ def check_inputs(ap, args) -> None:
     if args.work is not None:
         if args.work.exists() and not args.work.is_dir():
             ap.error(f"--work {args.work}: exists and is not a folder")
-        if (why := unwritable(args.work)):
+        if why := unwritable(args.work):
             ap.error(f"--work {args.work}: {why}")
 
 
@@ -70,11 +71,18 @@ def _run(args) -> int:
         return 1
     boot, c = run.boot_check(b.ko, args.blob_b, work / "vm", kernel, args.timeout)
     print(boot.console)
-    ok = (c.done and not c.trouble and c.selftest and c.selftest[0] == "PASS"
-          and c.pushes.get("model_b") == 0
-          and all(c.pushes.get(n) == (0 if n == "bad_trunc" else 1) for n in run.REJECTS))
-    print(f"schedlearn vm: {'OK' if ok else 'FAILED'} in {boot.seconds:.1f} s "
-          f"(selftest {c.selftest}, work dir {work})", file=sys.stderr)
+    ok = (
+        c.done
+        and not c.trouble
+        and c.selftest
+        and c.selftest[0] == "PASS"
+        and c.pushes.get("model_b") == 0
+        and all(c.pushes.get(n) == (0 if n == "bad_trunc" else 1) for n in run.REJECTS)
+    )
+    print(
+        f"schedlearn vm: {'OK' if ok else 'FAILED'} in {boot.seconds:.1f} s (selftest {c.selftest}, work dir {work})",
+        file=sys.stderr,
+    )
     return 0 if ok else 1
 
 

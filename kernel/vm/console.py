@@ -1,4 +1,5 @@
 """Parse the SLM-* marker lines that vm/init.sh prints on the serial console."""
+
 from __future__ import annotations
 
 import re

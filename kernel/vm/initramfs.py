@@ -3,6 +3,7 @@
 The archive writer itself is plumbing/initramfs.py (the collector floor), shared with the
 guest collector.
 """
+
 from __future__ import annotations
 
 import gzip

@@ -8,6 +8,7 @@ Model A (seed 1) becomes model.h + model_vectors.h, compiled into the module. Mo
 the module built for A) and A's self-test inputs (so export's integer reference gives B's
 outputs on exactly the vectors the module runs a query on).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -42,8 +43,7 @@ def can_migrate_features() -> dict:
     specs = [FeatureSpec(c, c, "identity" if c in CHEN_COUNTS else "flag") for c in CHEN_FEATURES]
     mean = [2.0 if s.transform == "identity" else 0.0 for s in specs]
     std = [3.0 if s.transform == "identity" else 1.0 for s in specs]
-    return {"specs": [s.to_dict() for s in specs], "mean": mean, "std": std,
-            "names": [s.name for s in specs] + [VALID]}
+    return {"specs": [s.to_dict() for s in specs], "mean": mean, "std": std, "names": [s.name for s in specs] + [VALID]}
 
 
 def tiny_source(seed: int, n_windows: int = 512) -> Source:
@@ -52,8 +52,7 @@ def tiny_source(seed: int, n_windows: int = 512) -> Source:
     torch.manual_seed(seed)
     net = SchedNet(mlp(n_num, WINDOW, width=HIDDEN, depth=1), n_out=1).eval()
     x = np.random.default_rng(seed).standard_normal((n_windows, WINDOW, n_num)).astype(np.float32)
-    return Source(net, WINDOW, n_num, 0, Split("calib", x), features=features,
-                  describe=f"tiny mlp seed {seed}")
+    return Source(net, WINDOW, n_num, 0, Split("calib", x), features=features, describe=f"tiny mlp seed {seed}")
 
 
 def make_pair(out: Path, n_vectors: int = 2000) -> ModelPair:
@@ -62,5 +61,11 @@ def make_pair(out: Path, n_vectors: int = 2000) -> ModelPair:
     a = pipeline.run(tiny_source(1), a_dir, n_vectors=n_vectors, verify=False)
     b = pipeline.run(tiny_source(2), b_dir, like=a_dir, n_vectors=n_vectors, verify=False)
     assert a["arch_hash"] == b["arch_hash"], "like= must keep the arch hash"
-    return ModelPair(a_dir, b_dir / "model.blob", a["arch_hash"], a["selftest_vectors"],
-                     a["selftest_out_crc32"], b["selftest_out_crc32"])
+    return ModelPair(
+        a_dir,
+        b_dir / "model.blob",
+        a["arch_hash"],
+        a["selftest_vectors"],
+        a["selftest_out_crc32"],
+        b["selftest_out_crc32"],
+    )

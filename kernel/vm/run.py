@@ -1,4 +1,5 @@
 """Build the test initramfs around a module and model B's blob, boot it, parse the console."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,7 +21,7 @@ REJECTS = {
 def bad_blobs(good: bytes) -> dict[str, bytes]:
     """One blob per validation the module does, each failing only that check."""
     h = pm.parse(good)
-    params = good[h.hdr_size:]
+    params = good[h.hdr_size :]
     shape = dict(arch_hash=h.arch_hash, n_in=h.n_in, n_out=h.n_out, window=h.window, macs=h.macs)
     flipped = bytearray(good)
     flipped[-1] ^= 0x40  # a weight byte: only the checksum can tell

@@ -1,11 +1,12 @@
 """Task LightningModules and the checkpoint API used by evaluate.py and export/.
 
-    module, cfg, meta = load_from_checkpoint("logs/train/runs/.../checkpoints/best.ckpt")
-    net = module.net                      # forward(x (B, L, F) float, tokens (B, L) int64 | None)
-    dm = make_datamodule(cfg, meta)       # same features/normalisation/encoding/window as training
-    dm = make_datamodule(cfg, meta, dataset_dir="other/dataset", test_splits=["workload/hackbench"])
-    split = dm.make_split(frame, "extra") # windows of any decision table (e.g. from data.dataset.replay)
+module, cfg, meta = load_from_checkpoint("logs/train/runs/.../checkpoints/best.ckpt")
+net = module.net                      # forward(x (B, L, F) float, tokens (B, L) int64 | None)
+dm = make_datamodule(cfg, meta)       # same features/normalisation/encoding/window as training
+dm = make_datamodule(cfg, meta, dataset_dir="other/dataset", test_splits=["workload/hackbench"])
+split = dm.make_split(frame, "extra") # windows of any decision table (e.g. from data.dataset.replay)
 """
+
 from __future__ import annotations
 
 import torch
@@ -23,8 +24,16 @@ TASKS: dict[str, type[DecisionModule]] = {
     "can_migrate": CanMigrateModule,
 }
 
-__all__ = ["TASKS", "DecisionModule", "MigrationModule", "NextTaskModule", "CanMigrateModule",
-           "checkpoint_hparams", "load_from_checkpoint", "make_datamodule"]
+__all__ = [
+    "TASKS",
+    "DecisionModule",
+    "MigrationModule",
+    "NextTaskModule",
+    "CanMigrateModule",
+    "checkpoint_hparams",
+    "load_from_checkpoint",
+    "make_datamodule",
+]
 
 
 def checkpoint_hparams(path: str, map_location: str = "cpu") -> dict:
@@ -50,7 +59,7 @@ def _current_places(data_cfg: DictConfig) -> DictConfig:
     data_cfg = data_cfg.copy()
     for old, new in MOVED_TARGETS.items():
         if str(data_cfg.get("_target_", "")).startswith(old):
-            data_cfg._target_ = new + data_cfg._target_[len(old):]
+            data_cfg._target_ = new + data_cfg._target_[len(old) :]
     dataset_dir = str(data_cfg.get("dataset_dir", "")).rstrip("/")
     for old, new in MOVED_DATASETS.items():
         if dataset_dir == old or dataset_dir.endswith("/" + old):

@@ -5,6 +5,7 @@ and scheduler configs, the DataModule's metadata (features, normalisation, encod
 and the full resolved run config, so `<Module>.load_from_checkpoint(path)` (or the generic
 `models.tasks.load_from_checkpoint`) needs nothing but the checkpoint file.
 """
+
 from __future__ import annotations
 
 import pytorch_lightning as pl
@@ -85,8 +86,12 @@ class DecisionModule(pl.LightningModule):
     def setup(self, stage: str) -> None:
         if stage == "test":
             dm = self.trainer.datamodule if self.trainer else None
-            self.test_names = list(dm.test_split_names) if dm is not None and hasattr(dm, "test_split_names") else ["test"]
-            self.test_metrics = nn.ModuleDict({n.replace("/", "__"): self.make_metrics().clone(prefix=f"{n}/") for n in self.test_names})
+            self.test_names = (
+                list(dm.test_split_names) if dm is not None and hasattr(dm, "test_split_names") else ["test"]
+            )
+            self.test_metrics = nn.ModuleDict(
+                {n.replace("/", "__"): self.make_metrics().clone(prefix=f"{n}/") for n in self.test_names}
+            )
 
     def on_train_start(self) -> None:
         n_params = sum(p.numel() for p in self.net.parameters())
@@ -103,7 +108,9 @@ class DecisionModule(pl.LightningModule):
 
     def training_step(self, batch, batch_idx):
         _, loss = self._step(batch)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch["y"]), sync_dist=True)
+        self.log(
+            "train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch["y"]), sync_dist=True
+        )
         return loss
 
     def validation_step(self, batch, batch_idx):

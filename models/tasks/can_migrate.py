@@ -1,4 +1,5 @@
 """can_migrate: imitate the kernel's `can_migrate_task` verdict on bcc records (Chen et al.)."""
+
 from __future__ import annotations
 
 from models.tasks.migration import BinaryDecisionModule

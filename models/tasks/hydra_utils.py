@@ -1,4 +1,5 @@
 """Small glue between Hydra configs and Lightning objects used by train.py."""
+
 from __future__ import annotations
 
 import logging

@@ -1,4 +1,5 @@
 """Metrics torchmetrics lacks or defines differently, built on its states so they sync under DDP."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """Migration: will the task next run on a CPU other than the one it last ran on? (binary)"""
+
 from __future__ import annotations
 
 import torch

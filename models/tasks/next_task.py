@@ -1,4 +1,5 @@
 """next_task: which task does this CPU switch to next? (classification over encoded tokens)"""
+
 from __future__ import annotations
 
 import torch

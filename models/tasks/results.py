@@ -1,5 +1,6 @@
 """Test metrics of the model and its baselines as one table (printed with rich, saved as JSON),
 and a run's results.json (what `evaluate.py runs=DIR` reads instead of reloading every model)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -77,8 +78,9 @@ def _plain(obj):
     return obj
 
 
-def run_results(cfg, trainer, module, datamodule, metrics: dict[str, float], stopped_by: str | None,
-                best_score, best_path: str) -> dict:
+def run_results(
+    cfg, trainer, module, datamodule, metrics: dict[str, float], stopped_by: str | None, best_score, best_path: str
+) -> dict:
     """results.json of a training run. Everything in it is a function of the command (no wall
     times), so two identical runs write identical files apart from their paths.
 

@@ -5,6 +5,7 @@ both stop at the same step on any machine. `trainer.max_time` is only a safety n
 Timer stops wherever the wall clock runs out, which depends on the machine's speed and load, so
 when it fires the run's weights cannot be reproduced elsewhere and this callback says so.
 """
+
 from __future__ import annotations
 
 import logging
@@ -15,7 +16,12 @@ from pytorch_lightning.callbacks import EarlyStopping, Timer
 log = logging.getLogger(__name__)
 
 MAX_TIME, EARLY_STOPPING, MAX_EPOCHS, MAX_STEPS, INTERRUPTED = (
-    "max_time", "early_stopping", "max_epochs", "max_steps", "interrupted")
+    "max_time",
+    "early_stopping",
+    "max_epochs",
+    "max_steps",
+    "interrupted",
+)
 
 
 def timer_fired(trainer: pl.Trainer) -> bool:
@@ -42,11 +48,14 @@ class StopReason(pl.Callback):
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.stopped_by = stop_reason(trainer)
         if self.stopped_by == MAX_TIME:
-            log.warning("training stopped by trainer.max_time (%ss) at epoch %d, step %d: where it stops depends "
-                        "on the machine's speed and load, so these results are NOT reproducible; bound the run with "
-                        "trainer.max_epochs (early stopping ends it sooner) and raise max_time",
-                        next((cb._duration for cb in trainer.callbacks if isinstance(cb, Timer)), "?"),
-                        trainer.current_epoch, trainer.global_step)
+            log.warning(
+                "training stopped by trainer.max_time (%ss) at epoch %d, step %d: where it stops depends "
+                "on the machine's speed and load, so these results are NOT reproducible; bound the run with "
+                "trainer.max_epochs (early stopping ends it sooner) and raise max_time",
+                next((cb._duration for cb in trainer.callbacks if isinstance(cb, Timer)), "?"),
+                trainer.current_epoch,
+                trainer.global_step,
+            )
 
 
 def stop_reason(trainer: pl.Trainer) -> str:

@@ -28,6 +28,7 @@ verifier accepts it with CO-RE relocations against the running kernel's BTF (`cm
 --check` loads it without attaching), attaching fails with the expected error, and the
 decoder and front end are tested on records built from the documented layout.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -96,8 +97,7 @@ def kprobe_problem() -> str | None:
     if mounted and not any(_exists(d / "kprobe_events") for d in mounted) and not pmu:
         evidence.append(f"no {mounted[0] / 'kprobe_events'}")
     if cfg is None and not mounted and pmu is False:
-        evidence.append("no kprobe PMU (/sys/bus/event_source/devices/kprobe) and no kernel "
-                        "config to check")
+        evidence.append("no kprobe PMU (/sys/bus/event_source/devices/kprobe) and no kernel config to check")
     if evidence:
         return f"kprobes not available ({'; '.join(evidence)})"
     return None
@@ -128,8 +128,10 @@ def check() -> tuple[list[str], list[str]]:
     try:
         import bcc  # noqa: F401
     except ImportError:
-        notes.append(f"Python module bcc not importable by {sys.executable} (Debian's "
-                     "python3-bpfcc is for /usr/bin/python3); not needed, the libbpf loader is used")
+        notes.append(
+            f"Python module bcc not importable by {sys.executable} (Debian's "
+            "python3-bpfcc is for /usr/bin/python3); not needed, the libbpf loader is used"
+        )
     return fatal, notes
 
 
@@ -164,15 +166,43 @@ def build(build_dir: Path = BUILD, loader: bool = True) -> dict[str, Path]:
         _run(["bpftool", "btf", "dump", "file", str(btf), "format", "c"], vmlinux_h)
     bpf_src, header = SRC / "can_migrate.bpf.c", SRC / "can_migrate.h"
     if stale(obj, bpf_src, *sorted(SRC.glob("*.h")), vmlinux_h):  # cm_features.h too
-        _run(["clang", "-target", "bpf", "-D__TARGET_ARCH_x86", "-O2", "-g", "-Wall",
-              f"-I{build_dir}", f"-I{SRC}", "-c", str(bpf_src), "-o", str(obj)])
+        _run(
+            [
+                "clang",
+                "-target",
+                "bpf",
+                "-D__TARGET_ARCH_x86",
+                "-O2",
+                "-g",
+                "-Wall",
+                f"-I{build_dir}",
+                f"-I{SRC}",
+                "-c",
+                str(bpf_src),
+                "-o",
+                str(obj),
+            ]
+        )
     out = {"vmlinux_h": vmlinux_h, "object": obj}
     if loader:
         if stale(skel, obj):
             _run(["bpftool", "gen", "skeleton", str(obj), "name", "can_migrate"], skel)
         if stale(exe, SRC / "loader.c", skel, header):
-            _run(["cc", "-O2", "-Wall", f"-I{build_dir}", f"-I{SRC}", str(SRC / "loader.c"),
-                  "-o", str(exe), "-lbpf", "-lelf", "-lz"])
+            _run(
+                [
+                    "cc",
+                    "-O2",
+                    "-Wall",
+                    f"-I{build_dir}",
+                    f"-I{SRC}",
+                    str(SRC / "loader.c"),
+                    "-o",
+                    str(exe),
+                    "-lbpf",
+                    "-lelf",
+                    "-lz",
+                ]
+            )
         out.update(skeleton=skel, loader=exe)
     return out
 
@@ -189,8 +219,22 @@ def build_static_loader(build_dir: Path = BUILD) -> Path:
             if not any(Path(d, lib).exists() for d in ("/usr/lib/x86_64-linux-gnu", "/usr/lib")):
                 raise BccError(f"static {lib} missing (Debian: apt-get install {pkg})")
         tmp = exe.with_name(f"{exe.name}.tmp{os.getpid()}")
-        _run(["cc", "-O2", "-Wall", "-static", f"-I{build_dir}", f"-I{SRC}",
-              str(SRC / "loader.c"), "-o", str(tmp), "-lbpf", "-lelf", "-lz"])
+        _run(
+            [
+                "cc",
+                "-O2",
+                "-Wall",
+                "-static",
+                f"-I{build_dir}",
+                f"-I{SRC}",
+                str(SRC / "loader.c"),
+                "-o",
+                str(tmp),
+                "-lbpf",
+                "-lelf",
+                "-lz",
+            ]
+        )
         os.replace(tmp, exe)
     return exe
 
@@ -272,16 +316,30 @@ def collect_run(exe: Path, w, out: Path, seconds: float, ncpu: int, argv_line: s
         raw.unlink()
         (part / "workload.log").unlink(missing_ok=True)
         meta = {
-            "run_id": run_id, "workload": w.name, "category": w.category,
-            "description": w.description, "command": command, "seconds": seconds, "nproc": ncpu,
-            "nr_cpus": os.cpu_count(), "kernel": kernel_info(), "collector": "bcc",
-            "collected_with": argv_line, "probe": f"kprobe+kretprobe {TARGET}",
-            "loader": "data/collect/bcc/loader.c (libbpf CO-RE)", "record_size": RECORD_SIZE,
-            "records": int(len(df)), "ringbuf_lost": stats.get("ringbuf_full"),
-            "returns_without_entry": stats.get("no_entry"), "loader_stats": stats,
-            "start_time": start_time, "end_time": end_time,
-            "workload_returncode": result["returncode"], "workload_stopped_by": result["stopped_by"],
-            "columns": list(df.columns), "file": "can_migrate.parquet",
+            "run_id": run_id,
+            "workload": w.name,
+            "category": w.category,
+            "description": w.description,
+            "command": command,
+            "seconds": seconds,
+            "nproc": ncpu,
+            "nr_cpus": os.cpu_count(),
+            "kernel": kernel_info(),
+            "collector": "bcc",
+            "collected_with": argv_line,
+            "probe": f"kprobe+kretprobe {TARGET}",
+            "loader": "data/collect/bcc/loader.c (libbpf CO-RE)",
+            "record_size": RECORD_SIZE,
+            "records": int(len(df)),
+            "ringbuf_lost": stats.get("ringbuf_full"),
+            "returns_without_entry": stats.get("no_entry"),
+            "loader_stats": stats,
+            "start_time": start_time,
+            "end_time": end_time,
+            "workload_returncode": result["returncode"],
+            "workload_stopped_by": result["stopped_by"],
+            "columns": list(df.columns),
+            "file": "can_migrate.parquet",
         }
         write_json_atomic(part / "meta.json", meta)
     return meta
@@ -316,8 +374,7 @@ def collect_main(args, argv_line: str) -> int:
             for _ in range(args.runs):
                 seconds = w.default_seconds if args.seconds is None else args.seconds
                 meta = collect_run(exe, w, args.out, seconds, args.nproc or nproc(), argv_line)
-                print(f"{meta['run_id']}: {meta['records']} can_migrate_task records "
-                      f"(lost {meta['ringbuf_lost']})")
+                print(f"{meta['run_id']}: {meta['records']} can_migrate_task records (lost {meta['ringbuf_lost']})")
     except (BccError, ValueError) as e:  # RecordFormatError is a ValueError
         return fail(str(e))
     except KeyboardInterrupt:

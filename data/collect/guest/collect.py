@@ -21,6 +21,7 @@ Build products (static loader, static built-in workloads, base initramfs) are ca
 data/_build/guest/, the initramfs keyed by the sha256 of its contents. The per-boot plan (which
 runs, which commands) is a second small cpio archive appended to the base one.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -62,8 +63,10 @@ def problems(kernel: Path | None) -> list[str]:
     if shutil.which(qemu.QEMU) is None:
         out.append(f"{qemu.QEMU} not found (Debian: apt-get install qemu-system-x86)")
     if kernel is None:
-        out.append("no /boot/vmlinuz-6.1.0-*-amd64 (Debian: apt-get install linux-image-amd64 "
-                   "from bookworm, i.e. linux-image-6.1.0-NN-amd64)")
+        out.append(
+            "no /boot/vmlinuz-6.1.0-*-amd64 (Debian: apt-get install linux-image-amd64 "
+            "from bookworm, i.e. linux-image-6.1.0-NN-amd64)"
+        )
     elif not kernel.is_file():
         out.append(f"kernel image {kernel} not found")
     if not initramfs.BUSYBOX.is_file():
@@ -82,8 +85,7 @@ def unrunnable(chosen: list[Workload]) -> list[str]:
             continue
         miss = w.missing_tools()
         if miss:
-            out.append(f"{w.name}: {', '.join(miss)} not installed on the host, so it cannot be "
-                       "copied into the guest")
+            out.append(f"{w.name}: {', '.join(miss)} not installed on the host, so it cannot be copied into the guest")
     return out
 
 
@@ -101,8 +103,7 @@ def build_slw(build_dir: Path = BUILD) -> Path:
     if not exe.exists():
         build_dir.mkdir(parents=True, exist_ok=True)
         tmp = exe.with_name(exe.name + f".tmp{os.getpid()}")
-        r = subprocess.run(["cc", "-O2", "-Wall", "-static", str(src), "-o", str(tmp)],
-                           capture_output=True, text=True)
+        r = subprocess.run(["cc", "-O2", "-Wall", "-static", str(src), "-o", str(tmp)], capture_output=True, text=True)
         if r.returncode:
             raise GuestError(f"cc workloads.c failed: {r.stderr.strip().splitlines()[0]}")
         os.replace(tmp, exe)
@@ -152,13 +153,15 @@ def base_initramfs(release: str, build_dir: Path = BUILD) -> Path:
 
 
 def plan_archive(runs: list[dict], buffer_kb: int, clock: str) -> bytes:
-    env = (f"EVENTS={shlex.quote(' '.join(tracefs.SCHED_EVENTS))}\n"
-           f"OPTIONS={shlex.quote(' '.join(f'{k}={v}' for k, v in tracefs.PINNED_OPTIONS.items()))}\n"
-           f"BUFFER_KB={int(buffer_kb)}\nTRACE_CLOCK={shlex.quote(clock)}\n")
-    plan = "".join(f"run_one {shlex.quote(r['run_id'])} {r['trace_seconds']:g} "
-                   f"{shlex.join(r['command'])}\n" for r in runs)
-    return initramfs.gz(initramfs.newc({"plan.env": env.encode(), "plan.sh": plan.encode()},
-                                       base_dirs=False))
+    env = (
+        f"EVENTS={shlex.quote(' '.join(tracefs.SCHED_EVENTS))}\n"
+        f"OPTIONS={shlex.quote(' '.join(f'{k}={v}' for k, v in tracefs.PINNED_OPTIONS.items()))}\n"
+        f"BUFFER_KB={int(buffer_kb)}\nTRACE_CLOCK={shlex.quote(clock)}\n"
+    )
+    plan = "".join(
+        f"run_one {shlex.quote(r['run_id'])} {r['trace_seconds']:g} {shlex.join(r['command'])}\n" for r in runs
+    )
+    return initramfs.gz(initramfs.newc({"plan.env": env.encode(), "plan.sh": plan.encode()}, base_dirs=False))
 
 
 def boot_timeout(runs: list[dict]) -> float:
@@ -177,21 +180,22 @@ def parse_env(path: Path) -> dict[str, str]:
 
 def cpu_overruns(rundir: Path) -> dict[str, dict[str, int]]:
     """Per-CPU deltas of the ring-buffer counters between the before/after stats files."""
-    out: dict[str, dict[str, int]] = {"overruns": {}, "dropped_events": {}, "commit_overruns": {},
-                                      "entries": {}}
+    out: dict[str, dict[str, int]] = {"overruns": {}, "dropped_events": {}, "commit_overruns": {}, "entries": {}}
     for after in sorted(rundir.glob("stats.cpu*.after")):
         cpu = after.name.split(".")[1].removeprefix("cpu")
         a = tracefs.parse_cpu_stats(after.read_text())
         b = tracefs.parse_cpu_stats((rundir / f"stats.cpu{cpu}.before").read_text())
-        for key, name in (("overrun", "overruns"), ("dropped_events", "dropped_events"),
-                          ("commit_overrun", "commit_overruns")):
+        for key, name in (
+            ("overrun", "overruns"),
+            ("dropped_events", "dropped_events"),
+            ("commit_overrun", "commit_overruns"),
+        ):
             out[name][cpu] = int(a.get(key, 0)) - int(b.get(key, 0))
         out["entries"][cpu] = int(a.get("entries", 0))
     return out
 
 
-def finish_run(spec: dict, raw: Path, out: Path, guest: dict, zstd_level: int,
-               argv_line: str) -> dict:
+def finish_run(spec: dict, raw: Path, out: Path, guest: dict, zstd_level: int, argv_line: str) -> dict:
     """Turn the share's raw run directory into OUT/<run_id>/ (written aside, renamed in)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -204,8 +208,9 @@ def finish_run(spec: dict, raw: Path, out: Path, guest: dict, zstd_level: int,
     try:
         stats = json.loads(err_lines[-1])
     except (IndexError, json.JSONDecodeError):
-        raise GuestError(f"{spec['run_id']}: loader ended without its counters line "
-                         f"({err_lines[-1] if err_lines else 'no output'})") from None
+        raise GuestError(
+            f"{spec['run_id']}: loader ended without its counters line ({err_lines[-1] if err_lines else 'no output'})"
+        ) from None
     run_id = spec["run_id"]
     with staged_dir(out / run_id) as part:
         streamer = TraceStreamer(tracefs.SCHED_EVENTS)
@@ -214,14 +219,14 @@ def finish_run(spec: dict, raw: Path, out: Path, guest: dict, zstd_level: int,
         blob = (raw / "records.bin").read_bytes()
         arr = decode(blob, f"{run_id}/records.bin")
         if len(arr) != stats.get("written"):
-            raise GuestError(f"{run_id}: {len(arr)} records decoded but the loader wrote "
-                             f"{stats.get('written')}")
+            raise GuestError(f"{run_id}: {len(arr)} records decoded but the loader wrote {stats.get('written')}")
         cctx = zstandard.ZstdCompressor(level=zstd_level, write_checksum=True)
         write_atomic(part / "can_migrate.bin.zst", cctx.compress(blob))
         df = records_frame(arr)
         tmp = part / ".can_migrate.parquet.tmp"
-        pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tmp,
-                       compression="zstd", compression_level=zstd_level)
+        pq.write_table(
+            pa.Table.from_pandas(df, preserve_index=False), tmp, compression="zstd", compression_level=zstd_level
+        )
         os.replace(tmp, part / "can_migrate.parquet")
         ring = cpu_overruns(raw)
         guest_s = float(env["uptime_end"]) - float(env["uptime_start"])
@@ -242,10 +247,25 @@ def finish_run(spec: dict, raw: Path, out: Path, guest: dict, zstd_level: int,
             "collector": "guest",
             "collector_version": COLLECTOR_VERSION,
             "collected_with": argv_line,
-            "guest": {k: guest[k] for k in ("smp", "mem_mb", "accel", "qemu", "kernel_path",
-                                            "kernel_sha256", "initramfs_sha256", "plan_sha256",
-                                            "kernel_initramfs_sha256", "share", "boot_wall_s",
-                                            "runs_in_boot", "host_kernel", "host_loadavg_before")},
+            "guest": {
+                k: guest[k]
+                for k in (
+                    "smp",
+                    "mem_mb",
+                    "accel",
+                    "qemu",
+                    "kernel_path",
+                    "kernel_sha256",
+                    "initramfs_sha256",
+                    "plan_sha256",
+                    "kernel_initramfs_sha256",
+                    "share",
+                    "boot_wall_s",
+                    "runs_in_boot",
+                    "host_kernel",
+                    "host_loadavg_before",
+                )
+            },
             "guest_seconds": round(guest_s, 2),
             "guest_run_seconds": round(float(env["run_end"]) - float(env["run_begin"]), 2),
             "guest_uptime_start": float(env["uptime_start"]),
@@ -277,9 +297,18 @@ def finish_run(spec: dict, raw: Path, out: Path, guest: dict, zstd_level: int,
     return meta
 
 
-def collect_boot(specs: list[dict], out: Path, kernel: Path, smp: int, mem_mb: int,
-                 buffer_kb: int, zstd_level: int, argv_line: str, clock: str = "mono",
-                 log=print) -> list[dict]:
+def collect_boot(
+    specs: list[dict],
+    out: Path,
+    kernel: Path,
+    smp: int,
+    mem_mb: int,
+    buffer_kb: int,
+    zstd_level: int,
+    argv_line: str,
+    clock: str = "mono",
+    log=print,
+) -> list[dict]:
     """Boot once, run every spec, return the metas of the runs written to OUT."""
     release = qemu.kernel_release(kernel)
     base = base_initramfs(release)
@@ -292,22 +321,34 @@ def collect_boot(specs: list[dict], out: Path, kernel: Path, smp: int, mem_mb: i
         base_bytes = base.read_bytes()
         initrd.write_bytes(base_bytes + plan)
         guest = {
-            "smp": smp, "mem_mb": mem_mb, "accel": ACCEL, "clock": clock, "buffer_kb": buffer_kb,
+            "smp": smp,
+            "mem_mb": mem_mb,
+            "accel": ACCEL,
+            "clock": clock,
+            "buffer_kb": buffer_kb,
             "qemu": qemu.version(),
-            "kernel_path": str(kernel), "kernel_sha256": file_sha256(kernel),
-            "initramfs_sha256": _sha256(base_bytes), "plan_sha256": _sha256(plan),
-            "share": "virtio-9p", "runs_in_boot": len(specs),
+            "kernel_path": str(kernel),
+            "kernel_sha256": file_sha256(kernel),
+            "initramfs_sha256": _sha256(base_bytes),
+            "plan_sha256": _sha256(plan),
+            "share": "virtio-9p",
+            "runs_in_boot": len(specs),
             "host_kernel": os.uname().release,
             "host_loadavg_before": [round(x, 2) for x in os.getloadavg()],
             "start_time": now_iso(),
         }
         h = hashlib.sha256(bytes.fromhex(guest["kernel_sha256"]) + bytes.fromhex(guest["initramfs_sha256"]))
         guest["kernel_initramfs_sha256"] = h.hexdigest()
-        extra = ["-fsdev", f"local,id=out,path={share},security_model=none",
-                 "-device", "virtio-9p-pci,fsdev=out,mount_tag=out"]
+        extra = [
+            "-fsdev",
+            f"local,id=out,path={share},security_model=none",
+            "-device",
+            "virtio-9p-pci,fsdev=out,mount_tag=out",
+        ]
         log(f"booting {kernel.name} (smp {smp}, {mem_mb} MB, {len(specs)} runs)")
-        b = qemu.boot(kernel, initrd, timeout=boot_timeout(specs), mem_mb=mem_mb, cpus=smp,
-                      accel=ACCEL, extra=extra, nice=NICE)
+        b = qemu.boot(
+            kernel, initrd, timeout=boot_timeout(specs), mem_mb=mem_mb, cpus=smp, accel=ACCEL, extra=extra, nice=NICE
+        )
         guest["boot_wall_s"] = round(b.seconds, 1)
         guest["end_time"] = now_iso()
         (work / "console.log").write_text(b.console + b.stderr)
@@ -325,8 +366,7 @@ def collect_boot(specs: list[dict], out: Path, kernel: Path, smp: int, mem_mb: i
             shutil.copyfile(work / "console.log", kept)
             raise GuestError(f"{problem or 'guest wrote nothing to the share'}; console in {kept}")
         genv = parse_env(share / "guest.env")
-        guest["kernel"] = {"release": genv["release"], "version": genv["version"],
-                           "machine": genv["machine"]}
+        guest["kernel"] = {"release": genv["release"], "version": genv["version"], "machine": genv["machine"]}
         guest["nr_cpus"] = int(genv["nr_cpus"])
         metas = []
         for spec in specs:  # after a failed boot: keep the runs the guest completed
@@ -338,8 +378,7 @@ def collect_boot(specs: list[dict], out: Path, kernel: Path, smp: int, mem_mb: i
         if problem:
             kept = out / f".guest-{os.getpid()}-console.log"  # for the post-mortem
             shutil.copyfile(work / "console.log", kept)
-            raise GuestError(f"{problem}; {len(metas)} of {len(specs)} runs completed and kept; "
-                             f"console in {kept}")
+            raise GuestError(f"{problem}; {len(metas)} of {len(specs)} runs completed and kept; console in {kept}")
         return metas
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -347,17 +386,21 @@ def collect_boot(specs: list[dict], out: Path, kernel: Path, smp: int, mem_mb: i
 
 def run_line(m: dict) -> str:
     lost = sum(m["overruns"].values()) + sum(m["dropped_events"].values()) + m["lost_markers"]
-    return (f"{m['run_id']}: {m['records']} records ({m['records_per_guest_second']}/s over "
-            f"{m['guest_seconds']:.1f} guest s), ring drops {m['ringbuf_lost']}, no_entry "
-            f"{m['returns_without_entry']}; {m['events_written']} ftrace events, lost {lost}; "
-            f"run {m['guest_run_seconds']:.1f} s")
+    return (
+        f"{m['run_id']}: {m['records']} records ({m['records_per_guest_second']}/s over "
+        f"{m['guest_seconds']:.1f} guest s), ring drops {m['ringbuf_lost']}, no_entry "
+        f"{m['returns_without_entry']}; {m['events_written']} ftrace events, lost {lost}; "
+        f"run {m['guest_run_seconds']:.1f} s"
+    )
 
 
 def summary(out: Path) -> str:
     """Markdown table of the guest runs in OUT: records, rates, losses, trace size."""
-    rows = ["| run | category | guest s | records | records/s | ret=1 | ring drops | no_entry "
-            "| run wall s | ftrace events (first s) | ftrace lost | MB |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| run | category | guest s | records | records/s | ret=1 | ring drops | no_entry "
+        "| run wall s | ftrace events (first s) | ftrace lost | MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     tot = [0, 0.0, 0.0, 0]
     for meta_path in sorted(out.glob("*/meta.json")):
         m = json.loads(meta_path.read_text())
@@ -372,13 +415,17 @@ def summary(out: Path) -> str:
         tot[1] += m["guest_seconds"]
         tot[2] += mb
         tot[3] += m["events_written"]
-        rows.append(f"| {m['run_id']} | {m['category']} | {m['guest_seconds']:.1f} | {m['records']:,} "
-                    f"| {m['records_per_guest_second']:.1f} | {ret.mean() if len(ret) else 0:.3f} "
-                    f"| {m['ringbuf_lost']} | {m['returns_without_entry']} "
-                    f"| {m['guest_run_seconds']:.1f} | {m['events_written']:,} ({m['trace_seconds']:g}) "
-                    f"| {lost} | {mb:.2f} |")
-    rows.append(f"| **total** ({len(rows) - 2} runs) | | {tot[1]:.0f} | {tot[0]:,} | "
-                f"{tot[0] / tot[1] if tot[1] else 0:.1f} | | | | | {tot[3]:,} | | {tot[2]:.2f} |")
+        rows.append(
+            f"| {m['run_id']} | {m['category']} | {m['guest_seconds']:.1f} | {m['records']:,} "
+            f"| {m['records_per_guest_second']:.1f} | {ret.mean() if len(ret) else 0:.3f} "
+            f"| {m['ringbuf_lost']} | {m['returns_without_entry']} "
+            f"| {m['guest_run_seconds']:.1f} | {m['events_written']:,} ({m['trace_seconds']:g}) "
+            f"| {lost} | {mb:.2f} |"
+        )
+    rows.append(
+        f"| **total** ({len(rows) - 2} runs) | | {tot[1]:.0f} | {tot[0]:,} | "
+        f"{tot[0] / tot[1] if tot[1] else 0:.1f} | | | | | {tot[3]:,} | | {tot[2]:.2f} |"
+    )
     return "\n".join(rows)
 
 
@@ -392,23 +439,28 @@ def collect_main(args, argv_line: str) -> int:
 
     if args.check:
         kernel = args.kernel or qemu.find_vmlinuz()
-        if (missing := problems(kernel)):
+        if missing := problems(kernel):
             return fail("; ".join(missing))
         print(f"guest collection possible: {kernel}, {qemu.version()}")
         return 0
     if not args.workloads or args.out is None:
         return fail("name at least one workload and --out DIR", 2)
-    if args.runs < 1 or (args.seconds is not None and args.seconds <= 0) or args.smp < 1 \
-            or args.mem < 256 or (args.trace_seconds is not None and args.trace_seconds <= 0):
+    if (
+        args.runs < 1
+        or (args.seconds is not None and args.seconds <= 0)
+        or args.smp < 1
+        or args.mem < 256
+        or (args.trace_seconds is not None and args.trace_seconds <= 0)
+    ):
         return fail("--runs >= 1, --seconds > 0, --trace-seconds > 0, --smp >= 1, --mem >= 256", 2)
     kernel = args.kernel or qemu.find_vmlinuz()
-    if (missing := problems(kernel)):
+    if missing := problems(kernel):
         return fail("; ".join(missing))
     try:
         chosen = resolve(args.workloads)
     except ValueError as e:
         return fail(str(e), 2)
-    if (bad := unrunnable(chosen)):
+    if bad := unrunnable(chosen):
         return fail("; ".join(bad))
     buffer_kb = args.buffer_kb
     specs, taken = [], set()
@@ -418,19 +470,26 @@ def collect_main(args, argv_line: str) -> int:
             run_id = next_run_id(args.out, w.name, taken)
             taken.add(run_id)
             tsec = seconds if args.trace_seconds is None else min(seconds, args.trace_seconds)
-            specs.append({"run_id": run_id, "workload": w.name, "seconds": seconds,
-                          "trace_seconds": tsec, "command": w.guest_command(seconds, args.smp)})
+            specs.append(
+                {
+                    "run_id": run_id,
+                    "workload": w.name,
+                    "seconds": seconds,
+                    "trace_seconds": tsec,
+                    "command": w.guest_command(seconds, args.smp),
+                }
+            )
     try:
         args.out.mkdir(parents=True, exist_ok=True)
         t0 = time.monotonic()
-        metas = collect_boot(specs, args.out, kernel, args.smp, args.mem, buffer_kb,
-                             args.zstd_level, argv_line, clock=args.clock)
+        metas = collect_boot(
+            specs, args.out, kernel, args.smp, args.mem, buffer_kb, args.zstd_level, argv_line, clock=args.clock
+        )
     except GuestError as e:
         return fail(str(e))
     except ValueError as e:  # RecordFormatError
         return fail(str(e))
     except KeyboardInterrupt:
         return fail("interrupted; partial runs discarded", 130)
-    print(f"{len(metas)} runs, {sum(m['records'] for m in metas)} records in "
-          f"{time.monotonic() - t0:.0f} s wall")
+    print(f"{len(metas)} runs, {sum(m['records'] for m in metas)} records in {time.monotonic() - t0:.0f} s wall")
     return 0
