@@ -28,7 +28,6 @@ import hydra  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from models.checkpoint import check_checkpoint
-
 from plumbing.hydra_cli import UserError, check_number, check_trainer, entry_point, run  # noqa: E402
 
 log = logging.getLogger(__name__)

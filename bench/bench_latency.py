@@ -23,9 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from models.cost import macs_per_decision, parameter_count  # noqa: E402
 from evaluation.latency import measure  # noqa: E402
 from evaluation.sources import find_checkpoints  # noqa: E402
+from models.cost import macs_per_decision, parameter_count  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

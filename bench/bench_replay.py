@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.bench_parse import shipped_traces_and_cpu  # noqa: E402
-from data.dataset import replay
+from data.dataset import replay  # noqa: E402
 from data.dataset import replay_reference as replay_ref  # noqa: E402
 from data.parse.tracefile import parse_file  # noqa: E402
 
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in traces:
         events, _ = parse_file(path)
         run = path.parent.name if path.name.startswith("trace.") else path.name
-        r, wall, cpu = best_of(lambda: replay.replay(events, run, engine="c"), args.repeat)
+        r, wall, cpu = best_of(lambda events=events, run=run: replay.replay(events, run, engine="c"), args.repeat)
         n = events.num_rows
         tot["events"] += n
         tot["wall"] += wall
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{n / wall / 1e6:>6.2f}M {n / cpu / 1e6:>7.2f}M"
         )
         if not args.no_reference:
-            _, ref, _ = best_of(lambda: replay_ref.replay(events, run), 1)
+            _, ref, _ = best_of(lambda events=events, run=run: replay_ref.replay(events, run), 1)
             tot["ref"] += ref
             line += f" | {ref:>7.3f} {n / ref / 1e6:>6.2f}M"
         print(line)

@@ -58,7 +58,7 @@ def accuracy_latency(
     tasks = tasks_of(models)
     fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4.2), squeeze=False)
     drawn = False
-    for ax, task in zip(axes[0], tasks):
+    for ax, task in zip(axes[0], tasks, strict=False):
         ms = [m for m in models if m["task"] == task and split in m["splits"]]
         pts, labels = [], []
         for m in ms:
@@ -73,7 +73,7 @@ def accuracy_latency(
             xs, ys = np.array(pts).T
             ax.scatter(xs, ys, s=40, facecolors="none", edgecolors="tab:blue", label="model")
             ax.plot(xs[front], ys[front], "-o", color="tab:red", label="Pareto front")
-            for (x, y), lab in zip(pts, labels):
+            for (x, y), lab in zip(pts, labels, strict=False):
                 ax.annotate(lab, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
             ax.set_xscale("log")
         base = baseline_rows(ms, split)
@@ -132,7 +132,7 @@ def confusion(models: list[dict], task: str, split: str, out: Path) -> Path | No
     if not ms:
         return None
     fig, axes = plt.subplots(1, len(ms), figsize=(3.6 * len(ms), 3.4), squeeze=False, layout="constrained")
-    for i, (ax, m) in enumerate(zip(axes[0], ms)):
+    for i, (ax, m) in enumerate(zip(axes[0], ms, strict=False)):
         cm = np.asarray(m["splits"][split]["confusion"], dtype=np.float64)
         ax.imshow(cm / np.maximum(cm.sum(1, keepdims=True), 1), cmap="Blues", vmin=0, vmax=1)
         if len(cm) <= 4:
@@ -160,7 +160,7 @@ def importance(models: list[dict], task: str, out: Path) -> Path | None:
         squeeze=False,
         layout="constrained",
     )
-    for ax, m in zip(axes[0], ms):
+    for ax, m in zip(axes[0], ms, strict=False):
         imp = m["importance"]
         names = list(imp["features"])[::-1]
         ax.barh(
@@ -183,7 +183,7 @@ def feature_count(models: list[dict], task: str, split: str, out: Path) -> Path 
     fig, ax = plt.subplots(figsize=(5, 3.8))
     for backbone in dict.fromkeys(m["backbone"] for m in ms):
         pts = sorted((m["n_inputs"], m["splits"][split][m["primary"]]) for m in ms if m["backbone"] == backbone)
-        ax.plot(*zip(*pts), "-o", label=backbone)
+        ax.plot(*zip(*pts, strict=False), "-o", label=backbone)
     ax.set_xlabel("input features kept")
     ax.set_ylabel(f"{ms[0]['primary']} on {split}")
     ax.set_title(f"{task}: metric vs number of features")

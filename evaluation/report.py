@@ -22,9 +22,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from plumbing.atomic import write_atomic
 from evaluation.plots import baseline_rows
 from evaluation.seeds import fmt_ms
+from plumbing.atomic import write_atomic
 
 VERSION = 1
 

@@ -8,14 +8,14 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from evaluation import plots
-from models.cost import macs_per_decision, parameter_count
+from evaluation.config import check_settings
 from evaluation.importance import permutation_importance
 from evaluation.latency import measure
 from evaluation.metrics import baseline_scores, lift, predict, primary_metric, score, split_logits
@@ -23,8 +23,8 @@ from evaluation.report import VERSION, ranking, render, split_order, write_atomi
 from evaluation.seeds import aggregate, group_setups
 from evaluation.sources import Candidate, EvaluationError, TraceTables, assign_labels, find_checkpoints, load_candidate
 from evaluation.winner import SELECTION_SPLIT, pick_winners
-from evaluation.config import check_settings
 from models.checkpoint import check_checkpoint
+from models.cost import macs_per_decision, parameter_count
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def header(cfg: DictConfig) -> dict:
     )
     return {
         "version": VERSION,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": command,
         "config": OmegaConf.to_container(cfg, resolve=True),
     }

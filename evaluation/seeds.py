@@ -84,7 +84,7 @@ def group_setups(items: list[dict], exclude: tuple[str, ...] = ()) -> list[dict]
     "members": [item indices]}] in order of first appearance."""
     setups = [setup_of(it["config"], exclude) for it in items]
     groups: dict[tuple, dict] = {}
-    for i, (it, s) in enumerate(zip(items, setups)):
+    for i, (it, s) in enumerate(zip(items, setups, strict=False)):
         key = (it["task"], tuple(sorted((k, repr(v)) for k, v in s.items())))
         groups.setdefault(key, {"key": key, "task": it["task"], "backbone": it["backbone"], "members": []})[
             "members"
@@ -151,7 +151,7 @@ def aggregate(models: list[dict], groups: list[dict]) -> list[dict]:
             {k for m in ms for s in m["splits"].values() for k, v in s.items() if isinstance(v, (int, float))}
         )
 
-        def agg(get) -> dict:
+        def agg(get, ms=ms, metric_names=metric_names) -> dict:
             return {k: mean_std([get(m, k) for m in ms]) for k in metric_names}
 
         entry = {

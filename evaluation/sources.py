@@ -176,8 +176,8 @@ CAN_MIGRATE = "can_migrate"  # the table raw can_migrate record files give
 def trace_file(path: Path) -> Path:
     """The file itself (an ftrace trace or a can_migrate record file), or a collected run
     directory (which holds a trace, records, or both; the model's task picks one)."""
-    from data.dataset.build import TRACE_NAMES
     from data.can_migrate.files import RECORD_FILES, run_records
+    from data.dataset.build import TRACE_NAMES
 
     if path.is_dir():
         if not any((path / n).is_file() for n in TRACE_NAMES) and run_records(path) is None:
@@ -223,8 +223,8 @@ class TraceTables:
 
     def source(self, name: str, table: str) -> Path | None:
         """The file of `name` that gives `table`, or None when it gives no such table."""
-        from data.dataset.build import TRACE_NAMES
         from data.can_migrate.files import is_record_file, run_records
+        from data.dataset.build import TRACE_NAMES
 
         path = self.files[name]
         if path.is_dir():
@@ -242,8 +242,8 @@ class TraceTables:
         return df.assign(workload=name, category=TRACE_CATEGORY)
 
     def _trace(self, name: str, path: Path, table: str) -> pd.DataFrame:
-        from data.parse.tracefile import TraceFormatError, parse_file
         from data.dataset.replay import replay
+        from data.parse.tracefile import TraceFormatError, parse_file
 
         if name not in self._replayed:
             try:

@@ -104,7 +104,7 @@ def pick_winners(groups: list[dict], metric: dict, budget_macs: int, engine: str
             verdict = ONLY
         else:
             wins = [beats(_spread(best), _spread(c)) for c in eligible[1:]]
-            tied = [best["label"]] + [c["label"] for c, w in zip(eligible[1:], wins) if w is not True]
+            tied = [best["label"]] + [c["label"] for c, w in zip(eligible[1:], wins, strict=False) if w is not True]
             if best["n"] < 2 or eligible[1]["n"] < 2:
                 verdict, reason = (
                     SPREAD_UNKNOWN,

@@ -8,7 +8,6 @@ is exit 130 with `out` as it was (the export is built beside it and renamed in w
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import sys
@@ -19,7 +18,6 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from models.checkpoint import check_checkpoint
-
 from plumbing.hydra_cli import UserError, check_number, entry_point, one_line, run
 
 CONF = Path(__file__).resolve().parents[1] / "conf"

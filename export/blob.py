@@ -77,7 +77,7 @@ def params_image(q: QModel) -> bytes:
     fields = param_fields(q)
     offsets, size = layout(fields)
     buf = bytearray(size)
-    for f, off in zip(fields, offsets):
+    for f, off in zip(fields, offsets, strict=False):
         buf[off : off + f.size] = f.values.astype(np.dtype(CTYPES[f.ctype]).newbyteorder("<")).tobytes()
     return bytes(buf)
 
@@ -139,7 +139,7 @@ def read_blob(data: bytes) -> tuple[dict, bytes]:
     if len(data) < HDR_SIZE:
         raise ValueError("blob shorter than its header")
     keys = ("magic", "version", "hdr_size", "arch_hash", "n_in", "n_out", "window", "macs", "params_size", "crc32")
-    hdr = dict(zip(keys, struct.unpack_from(HDR_FMT, data)))
+    hdr = dict(zip(keys, struct.unpack_from(HDR_FMT, data), strict=False))
     image = data[hdr["hdr_size"] :]
     if hdr["magic"] != BLOB_MAGIC or hdr["version"] != BLOB_VERSION:
         raise ValueError("bad blob magic or version")

@@ -397,7 +397,7 @@ class _Gen:
         ]
         if {"identity", "log1p_us"} & set(enc.kinds):
             out += ["\ts64 v;", ""]
-        for j, (kind, val, name) in enumerate(zip(enc.kinds, enc.values, enc.names)):
+        for j, (kind, val, name) in enumerate(zip(enc.kinds, enc.values, enc.names, strict=False)):
             out.append(f"\t/* {name}: {kind}{'' if val is None else f' == {val}'} */")
             if kind == "identity":
                 c = IDENTITY_CLAMP

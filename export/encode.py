@@ -65,7 +65,7 @@ class Encoder:
     def describe(self) -> list:
         """The architectural part (what the generated code hard-codes), for the arch hash. The
         input names are part of it: a blob trained on other features must not validate."""
-        return [[n, k, v] for n, k, v in zip(self.names, self.kinds, self.values)]
+        return [[n, k, v] for n, k, v in zip(self.names, self.kinds, self.values, strict=False)]
 
 
 def _int_value(v) -> int | None:
@@ -81,7 +81,7 @@ def make_encoder(features: dict, in_frac: int, n_num: int) -> Encoder:
     kinds, values, a, b = [], [], [], []
     scale = 2.0**in_frac
     divisors = contract_divisors([s["column"] for s in specs]) or [1] * len(specs)
-    for s, m, sd, d in zip(specs, mean, std, divisors):
+    for s, m, sd, d in zip(specs, mean, std, divisors, strict=False):
         t = s["transform"]
         if t == "identity":
             a.append(qround(2.0 ** (in_frac + ENC_SHIFT) / (sd * d), 0))
@@ -137,7 +137,7 @@ def encode_ref(enc: Encoder, raw: np.ndarray, has_token: bool) -> np.ndarray:
     """Exact integer encoding of raw (N, n_in) int64 -> in[] (N, n_in)."""
     raw = np.asarray(raw, np.int64)
     out = np.zeros_like(raw)
-    for j, (kind, val) in enumerate(zip(enc.kinds, enc.values)):
+    for j, (kind, val) in enumerate(zip(enc.kinds, enc.values, strict=False)):
         r = raw[:, j]
         if kind == "identity":
             v = rshr(np.clip(r, -IDENTITY_CLAMP, IDENTITY_CLAMP) * enc.a[j] - enc.b[j], ENC_SHIFT)
@@ -158,7 +158,7 @@ def encode_float(enc: Encoder, features: dict, raw: np.ndarray) -> np.ndarray:
     """The training transform + standardisation in float64 (numeric inputs only)."""
     raw = np.asarray(raw, np.float64)
     out = np.zeros((len(raw), len(enc.kinds)))
-    for j, (kind, val) in enumerate(zip(enc.kinds, enc.values)):
+    for j, (kind, val) in enumerate(zip(enc.kinds, enc.values, strict=False)):
         r = raw[:, j]
         if kind == "valid":
             out[:, j] = 1.0
@@ -176,7 +176,7 @@ def encode_float(enc: Encoder, features: dict, raw: np.ndarray) -> np.ndarray:
 def random_raw(enc: Encoder, n: int, rng: np.random.Generator, vocab: int = 0, wild: float = 0.5) -> np.ndarray:
     """Raw inputs for the checks: plausible kernel values, and a `wild` share of any s64 value."""
     cols = []
-    for j, (kind, val) in enumerate(zip(enc.kinds, enc.values)):
+    for j, (kind, val) in enumerate(zip(enc.kinds, enc.values, strict=False)):
         if kind == "log1p_us":
             c = np.exp(rng.uniform(0, np.log(1e12), n)).astype(np.int64)
         elif kind == "identity":

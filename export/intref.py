@@ -21,7 +21,7 @@ from collections import Counter
 import numpy as np
 
 from export.ir import causal_shift
-from export.quantize import ACT_BITS, GATE_ONE, QModel, QOp, TABLE_SHIFT
+from export.quantize import ACT_BITS, GATE_ONE, TABLE_SHIFT, QModel, QOp
 
 S16 = (-(1 << 15), (1 << 15) - 1)
 S32 = (-(1 << 31), (1 << 31) - 1)
@@ -86,7 +86,7 @@ class IntRef:
         if op.kind == "embed":
             return op.p["table"][a[0][..., 0]]
         if op.kind == "select":
-            vals = {n: x for n, x in zip(op.ins, a)}
+            vals = {n: x for n, x in zip(op.ins, a, strict=False)}
             return np.stack([self.sat(rshr(vals[n][..., c], s), op.out) for n, c, s in op.a["sources"]], axis=-1)
         if op.kind == "dense":
             return self.finish(op, imatmul(a[0], op.p["w"]) + op.p["b"], op.a["shift"])

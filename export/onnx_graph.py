@@ -102,7 +102,7 @@ class _Lowerer:
         rank = np.zeros(flat_t.shape, np.int64)
         for step in steps:
             pos = np.nonzero(flat_t == step)[0]
-            pat = tuple(zip(ten.reshape(-1)[pos].tolist(), c.reshape(-1)[pos].tolist()))
+            pat = tuple(zip(ten.reshape(-1)[pos].tolist(), c.reshape(-1)[pos].tolist(), strict=False))
             if pattern is not None and pat != pattern:
                 raise self.fail("channel layout differs between steps")
             pattern = pat
@@ -241,7 +241,7 @@ class _Lowerer:
         axes = self.const(node.input[3]) if len(node.input) > 3 and node.input[3] else range(len(starts))
         steps = self.const(node.input[4]) if len(node.input) > 4 and node.input[4] else [1] * len(starts)
         index = [slice(None)] * nd
-        for s, e, ax, st in zip(starts, ends, axes, steps):
+        for s, e, ax, st in zip(starts, ends, axes, steps, strict=False):
             index[int(ax) % nd] = slice(int(s), int(e), int(st))
         self.layout(node, lambda v: v[tuple(index)])
 
@@ -304,7 +304,7 @@ class _Lowerer:
         if steps != list(range(self.window - n, self.window)) or width * n != len(row):
             raise self.fail("a flattened window must cover consecutive steps ending at the current one")
         pats = [
-            tuple(zip(ten[j * width : (j + 1) * width].tolist(), c[j * width : (j + 1) * width].tolist()))
+            tuple(zip(ten[j * width : (j + 1) * width].tolist(), c[j * width : (j + 1) * width].tolist(), strict=False))
             for j in range(n)
         ]
         if any((t[j * width : (j + 1) * width] != steps[j]).any() or pats[j] != pats[0] for j in range(n)):

@@ -27,12 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
-from plumbing.atomic import swap_dir_in
 from export import blob, cbuild, codegen_c, encode, evaluate, parity, report, vectors
 from export.intref import IntRef, Stream
 from export.onnx_graph import ExportError, export_onnx, lower
 from export.quantize import QModel, calibrate, quantize
 from export.source import Source, Split
+from plumbing.atomic import swap_dir_in
 
 N_SELFTEST = 2048
 PARITY_WINDOWS = 1000
@@ -282,7 +282,7 @@ def _run(
     enc_raw = None
     if q.encoder is not None:
         enc_raw, rep["encoder"] = encode.check(q.encoder, src.features, q.in_frac, rng, src.vocab)
-        rep["encoder"]["inputs"] = [f"{n}: {k}" for n, k in zip(q.encoder.names, q.encoder.kinds)]
+        rep["encoder"]["inputs"] = [f"{n}: {k}" for n, k in zip(q.encoder.names, q.encoder.kinds, strict=False)]
     if verify:
         c = c_checks(out, q, sets, prefix, enc_raw)
         rep.update(

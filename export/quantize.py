@@ -22,8 +22,8 @@ Number format (documented once, used by intref and the C generator):
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 import numpy as np
 

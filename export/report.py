@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from plumbing.atomic import write_atomic
 from export.intref import IntRef
 from export.quantize import ACT_BITS, GATE_FRAC, GATE_ONE, OUT_BITS, TABLE_INTERVALS, QModel
+from plumbing.atomic import write_atomic
 
 ROUNDING = (
     "round-half-up: rshr(v, s) = (v + 2^(s-1)) >> s, arithmetic shift, i.e. floor(v / 2^s + 1/2); "

@@ -38,7 +38,7 @@ class Split:
         for i in range(0, len(self.x), size):
             yield self.x[i : i + size], None if self.tok is None else self.tok[i : i + size]
 
-    def take(self, n: int, rng: np.random.Generator) -> "Split":
+    def take(self, n: int, rng: np.random.Generator) -> Split:
         """A random subset of windows (in order), for the slower checks."""
         if n >= len(self):
             return self

@@ -128,7 +128,7 @@ def load_export(export_dir: Path, blob_path: Path | None = None):
     inputs = (rep.get("encoder") or {}).get("inputs")
     if not inputs:
         raise ParityError(f"{d}: the export has no input encoder (model trained without feature metadata)")
-    names, kinds = zip(*(s.split(": ", 1) for s in inputs))
+    names, kinds = zip(*(s.split(": ", 1) for s in inputs), strict=False)
     columns = _in_columns((d / "model.h").read_text())
     known = dict(FEATURES)
     for j, c in enumerate(columns):
@@ -158,7 +158,7 @@ def load_export(export_dir: Path, blob_path: Path | None = None):
     if size != len(image):
         raise ParityError(f"blob params are {len(image)} bytes, the model's struct {size}")
     ops = {op.out: op for op in q.ops}
-    for f, off in zip(fields, offsets):
+    for f, off in zip(fields, offsets, strict=False):
         v = (
             np.frombuffer(image, np.dtype(blobmod.CTYPES[f.ctype]).newbyteorder("<"), f.values.size, off)
             .reshape(f.values.shape)

@@ -36,7 +36,7 @@ class Build:
 
     @property
     def warnings(self) -> list[str]:
-        return [l for l in self.log.splitlines() if "warning:" in l or "error:" in l]
+        return [line for line in self.log.splitlines() if "warning:" in line or "error:" in line]
 
 
 def build_module(gen_dir: Path, build_dir: Path, headers: Path, timeout: float = 300) -> Build:

@@ -12,7 +12,6 @@ Inside the test VM (busybox, no Python) the push is plain `cat model.blob > /dev
 
 from __future__ import annotations
 
-import argparse
 import errno
 import os
 import struct

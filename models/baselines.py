@@ -22,7 +22,7 @@ CONFIDENT = 20.0  # logit used for hard yes/no rules
 class Baseline:
     name: str = ""
 
-    def fit(self, train: SplitData, meta: dict) -> "Baseline":
+    def fit(self, train: SplitData, meta: dict) -> Baseline:
         self.meta = meta
         return self
 
@@ -214,7 +214,7 @@ class Markov(TokenBaseline):
         sel = split.rows.iloc[rows]
         out = np.full((len(sel), self.top), -1, dtype=np.int64)
         todo = np.ones(len(sel), dtype=bool)
-        for k, (keys, table) in zip(range(self.order, 0, -1), self.tables):
+        for k, (keys, table) in zip(range(self.order, 0, -1), self.tables, strict=False):
             hit = keys.get_indexer(self._keys(sel, k))
             use = todo & (hit >= 0)
             out[use] = table[hit[use]]

@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 # Lightning Trainer arguments that must be integers / numbers (a string there ends in a bare
 # AssertionError deep inside the fit loop).

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 from data.can_migrate.record import CM_MAGIC, RECORD_DTYPE, RECORD_SIZE, records_frame
-from data.dataset.tables import MIGRATION_COLUMNS, MIGRATION_FEATURES, NEXT_TASK_COLUMNS
 from data.dataset.splits import split_runs
+from data.dataset.tables import MIGRATION_COLUMNS, MIGRATION_FEATURES, NEXT_TASK_COLUMNS
 
 # run_id -> (workload, category); "unseen" is the held-out category. Splits follow data.dataset.build
 # (data/dataset/splits.py): gamma -> test_unseen; alpha-r04, beta-r01 -> test_seen; the rest -> train.

@@ -18,9 +18,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -608,7 +608,7 @@ def plain_results(fx) -> dict[str, tuple[int, str]]:
 
     plain = [c for c in CASES if c.interrupt is None and c.needs is None]
     with ThreadPoolExecutor(max_workers=4) as pool:
-        return dict(zip((c.id for c in plain), pool.map(lambda c: run_case(c, fx), plain)))
+        return dict(zip((c.id for c in plain), pool.map(lambda c: run_case(c, fx), plain), strict=False))
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
@@ -673,7 +673,7 @@ def test_hydra_errors_are_one_line_and_ctrl_c_is_130(tmp_path, capsys):
         try:
             raise KeyboardInterrupt
         except KeyboardInterrupt:
-            raise RecursionError("maximum recursion depth exceeded")  # what an interrupted import can give
+            raise RecursionError("maximum recursion depth exceeded") from None  # what an interrupted import can give
     except RecursionError as e:
         assert hydra_cli.interrupted(e)
     run = tmp_path / "run"

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from data.collect import bcc
 from data.can_migrate import features as feat
 from data.can_migrate import record as rec
+from data.collect import bcc
 from tests.conftest import REPO, is_root, require
 
 HEADER = REPO / "data" / "collect" / "bcc" / "can_migrate.h"
@@ -111,7 +111,7 @@ def test_dtype_matches_c_header_offsets(tmp_path):
     (tmp_path / "off.c").write_text("\n".join(lines))
     subprocess.run(["cc", "-o", str(tmp_path / "off"), str(tmp_path / "off.c")], check=True)
     out = subprocess.run([str(tmp_path / "off")], capture_output=True, text=True, check=True).stdout
-    got = {l.split()[0]: tuple(map(int, l.split()[1:])) for l in out.splitlines()}
+    got = {line.split()[0]: tuple(map(int, line.split()[1:])) for line in out.splitlines()}
     assert got.pop("sizeof") == (rec.RECORD_SIZE,)
     for n in fields:
         dt, off = rec.RECORD_DTYPE.fields[n][:2]
@@ -124,7 +124,7 @@ def test_decode_round_trips_every_field():
     b = pack(pid=4242, ret=0, cpu_idle=0, numa_faults_2=2**64 - 1, src_cpu=-1)
     arr = rec.decode(a + b)
     assert arr.shape == (2,)
-    want = dict(zip(C_NAMES, struct.unpack(C_FORMAT, a)))
+    want = dict(zip(C_NAMES, struct.unpack(C_FORMAT, a), strict=False))
     df = rec.records_frame(arr)
     assert "magic" not in df and "_pad" not in df and "numa_faults" not in df
     assert list(df.columns) == C_NAMES[2:]

@@ -11,8 +11,8 @@ import zstandard
 from data.dataset.build import BuildError, build, find_runs, main, split_runs
 from data.dataset.replay import replay
 from data.dataset.tables import MIGRATION_FEATURES
-from data.parse.tracefile import parse_file
 from data.parse.schema import EVENT_SCHEMA
+from data.parse.tracefile import parse_file
 
 HEADER = "# tracer: nop\n#\n#           TASK-PID     CPU#  |||||  TIMESTAMP  FUNCTION\n"
 
@@ -255,7 +255,7 @@ def test_trace_seconds_replays_only_the_start(traces, tmp_path):
         card_of_build(traces, tmp_path / "cut", ["--trace-seconds", "0.0002"]),
     )
     assert cut["trace_seconds"] == 0.0002 and full["trace_seconds"] is None
-    for a, b in zip(full["sources"], cut["sources"]):
+    for a, b in zip(full["sources"], cut["sources"], strict=False):
         assert a["events"] == b["events"] == a["events_used"] > b["events_used"] > 0
     assert cut["counts"]["next_task"]["train"]["rows"] < full["counts"]["next_task"]["train"]["rows"]
     assert main(["--traces", str(traces), "--out", str(tmp_path / "bad"), "--trace-seconds", "0"]) == 2
@@ -272,7 +272,7 @@ def test_max_events_replays_only_a_prefix(traces, tmp_path):
         card_of_build(traces, tmp_path / "cut", ["--max-events", "12"]),
     )
     assert cut["max_events"] == 12 and full["max_events"] is None
-    for a, b in zip(full["sources"], cut["sources"]):
+    for a, b in zip(full["sources"], cut["sources"], strict=False):
         assert a["events"] == b["events"] == a["events_used"] > b["events_used"] == 12
     assert cut["counts"]["next_task"]["train"]["rows"] < full["counts"]["next_task"]["train"]["rows"]
     assert main(["--traces", str(traces), "--out", str(tmp_path / "bad"), "--max-events", "0"]) == 2

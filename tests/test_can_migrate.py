@@ -15,12 +15,12 @@ import pytest
 import torch
 import zstandard
 
-from data.dataset.build import build
 from data.can_migrate.features import CHEN_FEATURES, FORCED, LABEL, can_migrate_table, filter_counts
 from data.can_migrate.files import read_records
 from data.can_migrate.record import CM_MAGIC, LBF_ACTIVE_LB, RECORD_DTYPE, RECORD_SIZE, RecordFormatError, records_frame
 from data.can_migrate.rule import RULE_CONTEXT, SD_NUMA, SD_SHARE_CPUCAPACITY, kernel_verdict
 from data.can_migrate.synthetic import SyntheticSpec, synthetic_table
+from data.dataset.build import build
 from data.dataset.datamodule import CanMigrateDataModule, SyntheticCanMigrateDataModule
 
 

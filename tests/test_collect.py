@@ -204,9 +204,11 @@ def test_sigint_restores_and_discards_partial_run(tmp_path):
     _, err = p.communicate(timeout=30)
     assert p.returncode == 130
     lines = [
-        l
-        for l in err.splitlines()
-        if l.strip() and not l.startswith("waiting for another") and "warning: other work loads the machine" not in l
+        line
+        for line in err.splitlines()
+        if line.strip()
+        and not line.startswith("waiting for another")
+        and "warning: other work loads the machine" not in line
     ]  # a busy test machine
     assert len(lines) == 1 and "interrupted" in lines[0] and "restored" in lines[0], err
     assert locked_snapshot() == before
@@ -235,7 +237,7 @@ def test_non_root_gets_one_clear_line(tmp_path):
         text=True,
     )
     assert r.returncode != 0
-    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, r.stderr
     assert lines[0].startswith("schedlearn collect:") and "root" in lines[0]
     assert "Traceback" not in r.stderr and not (tmp_path / "out").exists()
@@ -321,13 +323,13 @@ def test_streamer_counts_and_compresses(tmp_path):
     import zstandard
 
     text = (
-        "# tracer: nop\n#\n# entries-in-buffer/entries-written: 3/5   #P:2\n#\n"
-        "  a b-1 [000] d..2.   1.000001: sched_switch: prev_comm=a b prev_pid=1 ...\n"
-        "CPU:1 [LOST 2 EVENTS]\n"
-        "  x-2 [001] d..2.   1.000002: sched_waking: comm=y pid=3 prio=120 target_cpu=000\n"
-        "  x-2 [001] d..2.   1.000003: sched_migrate_task: comm=y pid=3 prio=120 orig_cpu=1 "
-        "dest_cpu=0"
-    ).encode()  # no final newline
+        b"# tracer: nop\n#\n# entries-in-buffer/entries-written: 3/5   #P:2\n#\n"
+        b"  a b-1 [000] d..2.   1.000001: sched_switch: prev_comm=a b prev_pid=1 ...\n"
+        b"CPU:1 [LOST 2 EVENTS]\n"
+        b"  x-2 [001] d..2.   1.000002: sched_waking: comm=y pid=3 prio=120 target_cpu=000\n"
+        b"  x-2 [001] d..2.   1.000003: sched_migrate_task: comm=y pid=3 prio=120 orig_cpu=1 "
+        b"dest_cpu=0"
+    )  # no final newline
     src = tmp_path / "trace"
     src.write_bytes(text)
     st = collect.TraceStreamer(tracefs.SCHED_EVENTS)

@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 import zstandard
 
+from data.can_migrate.record import RECORD_SIZE, decode
 from data.collect import command as collect
 from data.collect import tracefs
-from data.can_migrate.record import RECORD_SIZE, decode
 from data.collect.guest import collect as gc
-from plumbing import initramfs, qemu
-from data.parse.tracefile import parse_file
 from data.collect.workloads import GUEST_BUILTIN, WORKLOADS
+from data.parse.tracefile import parse_file
+from plumbing import initramfs, qemu
 from tests.conftest import require
 
 

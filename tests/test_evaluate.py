@@ -179,7 +179,7 @@ def test_report_on_runs_and_raw_trace(runs, raw_trace, tmp_path):
     assert {m["group"] for m in metrics["models"]} == {g["label"] for g in metrics["groups"]}
     ranking = json.loads((out / "ranking.json").read_text())
     assert [r["label"] for r in ranking["models"]] == [m["label"] for m in metrics["models"]]
-    for r, m in zip(ranking["models"], metrics["models"]):
+    for r, m in zip(ranking["models"], metrics["models"], strict=False):
         assert r["split"] == "val" and r["ranking"] == [n for n in m["importance"]["features"] if n != "token"]
         assert r["command"].startswith("python train.py -m experiment=feature_count") and r["command"] in proc.stdout
     report = (out / "report.md").read_text()
@@ -218,7 +218,7 @@ def test_checkpoint_alone_reproduces_training_test_metrics(runs, dataset, tmp_pa
         )
     result = evaluate(cfg)
     assert {m["dataset_dir"] for m in result["models"]} == {str(moved)}
-    for m, run in zip(result["models"], ("0", "1")):
+    for m, run in zip(result["models"], ("0", "1"), strict=False):
         trained = json.loads((runs / run / "test_metrics.json").read_text())
         for split in ("test_seen", "test_unseen"):
             assert m["splits"][split][m["primary"]] == pytest.approx(trained[f"{split}/{m['primary']}"], abs=1e-6)

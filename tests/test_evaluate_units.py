@@ -8,12 +8,12 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from models.backbones import LSTM, MLP, TCN
-from models.cost import macs_per_decision, parameter_count
 from evaluation.latency import summarise
 from evaluation.plots import pareto_front
 from evaluation.sources import assign_labels
 from evaluation.winner import pick_winners
+from models.backbones import LSTM, MLP, TCN
+from models.cost import macs_per_decision, parameter_count
 from models.network import SchedNet
 
 

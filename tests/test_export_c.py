@@ -10,8 +10,8 @@ import pytest
 
 from export import blob, cbuild, pipeline
 from export.onnx_graph import ExportError
-from tests.export_synthetic import trained_source
 from tests.conftest import require
+from tests.export_synthetic import trained_source
 
 MODELS = {
     "mlp": {"kind": "mlp", "window": 4, "width": 16, "depth": 2},

@@ -8,8 +8,8 @@ from torch import nn
 from export import parity
 from export.ir import OP_KINDS
 from export.onnx_graph import ExportError, export_onnx, lower
-from tests.export_synthetic import make_net
 from models.network import SchedNet
+from tests.export_synthetic import make_net
 
 F = 5
 CASES = {

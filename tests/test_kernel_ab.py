@@ -9,9 +9,9 @@ import time
 import numpy as np
 import pytest
 
-from plumbing import initramfs, qemu
 from kernel import tiny_kernel
 from kernel.ab import guest, report
+from plumbing import initramfs, qemu
 from tests.conftest import IN_CI, require
 
 DOMAIN = "domain0 0f " + " ".join(str(i) for i in range(36))  # schedstat v15: mask, 36 counters
@@ -20,7 +20,7 @@ DOMAIN = "domain0 0f " + " ".join(str(i) for i in range(36))  # schedstat v15: m
 def console(times: dict) -> str:
     """A console as kernel/ab/init.sh prints it (constructed for the parser test)."""
     out = ["SLM-AB-BOOT uptime=5.1 cpus=4", "SLM-AB-INSMOD rc=0"]
-    for rep, (arm, sec) in enumerate(times.items(), 1):
+    for arm, sec in times.items():
         tag = f"w=hackbench-socket arm={arm} rep=1"
         hook = "on" if arm != "cfs" else "off"
         n = 0 if arm == "cfs" else 100

@@ -71,7 +71,7 @@ def test_fields_mirror_matches_header_offsets(tmp_path):
         f'printf("{n} %zu %zu\\n", offsetof(struct cm_fields, {n}), sizeof(((struct cm_fields *)0)->{n}));'
         for n in names
     ]
-    got = {l.split()[0]: tuple(map(int, l.split()[1:])) for l in compile_run(tmp_path, body).splitlines()}
+    got = {line.split()[0]: tuple(map(int, line.split()[1:])) for line in compile_run(tmp_path, body).splitlines()}
     assert got.pop("sizeof") == (cmi.FIELDS_DTYPE.itemsize,)
     for n in names:
         dt, off = cmi.FIELDS_DTYPE.fields[n][:2]
@@ -86,7 +86,7 @@ def test_fields_mirror_matches_header_offsets(tmp_path):
 
 def test_feature_order_names_and_divisors_match_header(tmp_path):
     body = ["for (int i = 0; i < CMF_N; i++)", 'printf("%s %d\\n", cm_feature_name[i], cm_feature_divisor[i]);']
-    got = [tuple(l.split()) for l in compile_run(tmp_path, body).splitlines()]
+    got = [tuple(line.split()) for line in compile_run(tmp_path, body).splitlines()]
     assert [(n, int(d)) for n, d in got] == list(cmi.FEATURES)
     assert [n for n, _ in cmi.FEATURES] == list(feat.CHEN_FEATURES)
     enum = re.findall(r"^\tCMF_(\w+),", HEADER.read_text(), re.M)

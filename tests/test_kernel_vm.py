@@ -13,7 +13,7 @@ import subprocess
 import pytest
 
 from kernel import kbuild
-from kernel.vm import initramfs, models, run
+from kernel.vm import models, run
 from plumbing import qemu
 from plumbing.initramfs import BUSYBOX
 from tests.conftest import require

@@ -19,12 +19,12 @@ import numpy as np
 import pytest
 import zstandard
 
+from data.dataset import replay as replay_core
 from data.dataset.build import build
 from data.dataset.datamodule import MigrationDataModule
-from data.parse.tracefile import parse_file
-from data.dataset import replay as replay_core
 from data.dataset.replay import replay
 from data.dataset.tables import KIND_WAKEUP, WAKER_UNKNOWN
+from data.parse.tracefile import parse_file
 from tests.ftrace_lines import body, kernel_line
 
 HEADER = b"# tracer: nop\n#\n#           TASK-PID     CPU#  |||||  TIMESTAMP  FUNCTION\n"

@@ -205,7 +205,10 @@ def test_hostile_task_names(tmp_path, layout):
     r = [{k: v for k, v in row.items() if v is not None} for row in table.to_pylist()]
     for (pid, _), raw in tasks.items():
         name = raw.decode("utf-8", "schedlearn_fffd")
-        mine = lambda kind, key: [x for x in r if x["event"] == kind and x.get(key) == pid]  # noqa: E731
+
+        def mine(kind, key, pid=pid):
+            return [x for x in r if x["event"] == kind and x.get(key) == pid]
+
         assert mine("sched_switch", "prev_pid") and all(
             x["prev_comm"] == name for x in mine("sched_switch", "prev_pid")
         )

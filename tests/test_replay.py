@@ -703,6 +703,7 @@ def test_c_core_matches_reference_on_a_damaged_real_trace(seed):
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
+
     from data.parse.tracefile import parse_file
     from tests.conftest import require
 

@@ -34,7 +34,7 @@ def disagreements(table: pd.DataFrame) -> dict:
             groups = w.groupby(keys).size().sort_values(ascending=False).head(8)
             out[f"{name}_wrong_by"] = [
                 {
-                    **{k: int(v) for k, v in zip(keys, idx)},
+                    **{k: int(v) for k, v in zip(keys, idx, strict=False)},
                     "rows": int(n),
                     "recorded_yes": int(w.set_index(keys).loc[idx, name].sum()) if len(keys) else 0,
                 }

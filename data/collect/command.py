@@ -34,7 +34,6 @@ import time
 from pathlib import Path
 
 from data.collect import tracefs
-from plumbing.atomic import staged_dir, write_json_atomic
 from data.collect.runs import (
     TraceStreamer,
     kernel_info,
@@ -44,6 +43,7 @@ from data.collect.runs import (
     wait_quiet,
 )
 from data.collect.workloads import WORKLOADS, Workload, format_list, nproc, resolve
+from plumbing.atomic import staged_dir, write_json_atomic
 
 REPO = Path(__file__).resolve().parents[2]
 PROG = "schedlearn collect"

@@ -23,7 +23,7 @@ GRACE_S = 10.0  # how long past --seconds a workload may run before the collecto
 
 
 def now_iso() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
 
 def kernel_info() -> dict[str, str]:

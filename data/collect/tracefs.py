@@ -342,7 +342,7 @@ class TraceSession:
         # The kernel rounds up to whole sub-buffers (4096 -> 4099 here): keep what it chose.
         self.buffer_kb_effective = int(_first_int(self.read("buffer_size_kb")))
 
-    def __enter__(self) -> "TraceSession":
+    def __enter__(self) -> TraceSession:
         need_mount = self._check_access()
         try:
             self._install_signals()

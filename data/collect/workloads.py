@@ -28,8 +28,8 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 CATEGORIES = {
     "messaging": "tasks exchanging messages through pipes, sockets or message queues",

@@ -19,7 +19,6 @@ reader never sees a half-written dataset; an existing DATASET is replaced only w
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -32,14 +31,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from data.dataset import splits as splits_mod
-from plumbing.atomic import file_sha256, swap_dir_in
 from data.can_migrate.features import CHEN_FEATURES, FORCED, LABEL, can_migrate_table, filter_counts
 from data.can_migrate.files import RECORD_FILES, read_records, run_records
-from data.parse.tracefile import parse_file
+from data.dataset import splits as splits_mod
 from data.dataset.replay import replay
-from data.dataset.tables import MIGRATION_FEATURES, NEXT_TASK_COLUMNS
 from data.dataset.splits import natural
+from data.dataset.tables import MIGRATION_FEATURES, NEXT_TASK_COLUMNS
+from data.parse.tracefile import parse_file
+from plumbing.atomic import file_sha256, swap_dir_in
 
 VERSION = 1
 SPLITS = ("train", "test_seen", "test_unseen")
@@ -393,8 +392,8 @@ def _check_args(ap, args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from plumbing.cli import ArgParser, os_error
     from data.parse.tracefile import TraceFormatError
+    from plumbing.cli import ArgParser, os_error
 
     ap = ArgParser(prog="python -m data.build", description=__doc__.split("\n")[0])
     ap.add_argument(

@@ -649,7 +649,7 @@ class NextTaskDataModule(DecisionDataModule):
         bounds = np.flatnonzero(starts).tolist() + [len(df)]
         tokens = np.empty(len(df), dtype=np.int64)
         two_back = np.empty(len(df), dtype=np.int64)
-        for a, b in zip(bounds[:-1], bounds[1:]):
+        for a, b in zip(bounds[:-1], bounds[1:], strict=False):
             tokens[a:b], two_back[a:b] = self.encode_stream(df.iloc[a:b])
         has_next = np.ones(len(df), dtype=bool)
         has_next[np.flatnonzero(starts) - 1] = False  # last step of each stream has no successor

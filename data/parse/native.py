@@ -16,8 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from data import BUILD_DIR
-from data.parse.schema import EVENT_DICT, OUTCOMES, Progress
-from data.parse.schema import EVENT_SCHEMA
+from data.parse.schema import EVENT_DICT, EVENT_SCHEMA, OUTCOMES, Progress
 from plumbing import shared_lib
 
 SOURCE = Path(__file__).with_name("_fastparse.c")

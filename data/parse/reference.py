@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import codecs
 import re
-from dataclasses import dataclass, field
 
-import numpy as np
 import pyarrow as pa
 
 from data.parse.schema import (
@@ -24,8 +22,6 @@ from data.parse.schema import (
     LOST,
     MALFORMED_FIELDS,
     MALFORMED_HEADER,
-    OUTCOMES,
-    SKIP_REASONS,
     TOTAL,
     UNKNOWN_EVENT,
     Progress,

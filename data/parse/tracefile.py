@@ -58,13 +58,12 @@ line) and as the test oracle.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from plumbing.atomic import atomic_path
 
@@ -505,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"--out {args.out}: {why}")
     status = 0
     try:
-        for trace, out in zip(args.traces, outs):
+        for trace, out in zip(args.traces, outs, strict=False):
             t0 = time.perf_counter()
             try:
                 with atomic_path(out) as tmp:  # `out` appears only if the trace is accepted

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from plumbing.atomic import write_atomic, write_json_atomic
 from kernel import kbuild, tiny_kernel
 from kernel.ab import guest, report
+from plumbing.atomic import write_atomic, write_json_atomic
 
 PER_RUN_S = 40  # generous seconds per run (a starved TCG guest is slow), for the boot timeout
 GUEST_RUNS = Path(__file__).resolve().parents[2] / "datasets" / "guest_runs"
@@ -80,7 +80,7 @@ def run(
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "console.log", o.console)
     if not o.done:
-        tail = [l for l in o.console.splitlines() if l.strip()][-3:]
+        tail = [line for line in o.console.splitlines() if line.strip()][-3:]
         raise guest.GuestError(f"guest did not finish in {o.boot_seconds:.0f} s (console.log: {' | '.join(tail)})")
     meta = {
         "export": str(export_dir),

@@ -199,6 +199,8 @@ def boot(kernel: Path, initrd: Path, cpus: int, timeout: float, mem_mb: int = 10
     runs, reload, model = parse(b.console)
     done = "SLM-AB-DONE" in b.console
     trouble = [
-        l.strip() for l in b.console.splitlines() if TROUBLE.search(l) and not l.startswith(("SLM-AB-RUN", "SLM-AB-Q"))
+        line.strip()
+        for line in b.console.splitlines()
+        if TROUBLE.search(line) and not line.startswith(("SLM-AB-RUN", "SLM-AB-Q"))
     ]
     return Outcome(runs, b.console, b.seconds, done, trouble, reload, model)

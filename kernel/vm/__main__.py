@@ -18,8 +18,8 @@ from plumbing import qemu
 
 def check_inputs(ap, args) -> None:
     """The user's paths and numbers, each refused in one line before anything is built."""
-    from plumbing.cli import unwritable
     from kernel import push_model
+    from plumbing.cli import unwritable
 
     if not args.gen_dir.is_dir():
         ap.error(f"GEN_DIR {args.gen_dir}: {'not a folder' if args.gen_dir.exists() else 'no such folder'}")

@@ -142,7 +142,7 @@ def _run(cmd: list[str], out: Path | None = None) -> None:
     r = subprocess.run(cmd, capture_output=True)
     if r.returncode != 0:
         err = r.stderr.decode(errors="replace").strip().splitlines()
-        first = next((l for l in err if "error" in l.lower()), err[0] if err else "")
+        first = next((line for line in err if "error" in line.lower()), err[0] if err else "")
         raise BccError(f"{cmd[0]} failed: {first}")
     if out is not None:
         tmp = out.with_name(f"{out.name}.tmp{os.getpid()}")
@@ -287,9 +287,8 @@ def collect_run(exe: Path, w, out: Path, seconds: float, ncpu: int, argv_line: s
     import pyarrow.parquet as pq
 
     from data.can_migrate.record import RECORD_SIZE, decode, records_frame
-
-    from plumbing.atomic import staged_dir, write_json_atomic
     from data.collect.runs import kernel_info, next_run_id, now_iso, run_workload
+    from plumbing.atomic import staged_dir, write_json_atomic
 
     run_id = next_run_id(out, w.name)
     with staged_dir(out / run_id) as part:

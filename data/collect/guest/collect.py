@@ -35,10 +35,10 @@ import time
 from pathlib import Path
 
 from data.collect import tracefs
-from plumbing.atomic import file_sha256, staged_dir, write_atomic, write_json_atomic
-from plumbing import initramfs, qemu
 from data.collect.runs import REPO, TraceStreamer, next_run_id, now_iso
 from data.collect.workloads import BUILTINS, WORKLOADS, Workload
+from plumbing import initramfs, qemu
+from plumbing.atomic import file_sha256, staged_dir, write_atomic, write_json_atomic
 
 SRC = Path(__file__).resolve().parent
 BUILD = REPO / "data" / "_build" / "guest"
