@@ -1,6 +1,6 @@
-"""The README's commands name things that exist.
+"""The README's commands name things that exist, and so do those of the docs it points to.
 
-Every command line in the README's code blocks is taken apart: `python -m MOD` needs the module,
+Every command line in the code blocks of README.md, docs/*.md and the stage READMEs is taken apart: `python -m MOD` needs the module,
 `python FILE` the file, a Hydra group override (`model=tcn`, `-m task=a,b`) needs
 `conf/<group>/<choice>.yaml`, and a path-looking argument needs the file or folder, unless it is
 a placeholder (CAPS, `<...>`, `...`) or an output the command creates.
@@ -16,16 +16,20 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
+# the pages the README sends readers on to (docs/ holds the commands that used to be in it)
+STAGES = ("plumbing", "data/collect", "data/parse", "data/dataset", "data/can_migrate", "models", "evaluation")
+STAGES += ("export", "kernel")
+DOCS = [README, *sorted((REPO / "docs").glob("*.md")), *(REPO / s / "README.md" for s in STAGES)]
 GROUPS = {p.name for p in (REPO / "conf").iterdir() if p.is_dir()}
 # arguments that name something a command writes (checked by its own tests, not here)
 OUTPUT_FLAGS = {"--out", "out"}
 PLACEHOLDER = re.compile(r"[A-Z]{2,}|\b[A-Z]\.|<|\.\.\.|\$|\*|~")
 
 
-def commands() -> list[str]:
-    """Command lines in the README's indented or fenced code blocks."""
+def commands(doc: Path = README) -> list[str]:
+    """Command lines in a page's indented or fenced code blocks."""
     lines, fenced = [], False
-    for raw in README.read_text().splitlines():
+    for raw in doc.read_text().splitlines():
         if raw.startswith("```"):
             fenced = not fenced
             continue
@@ -100,6 +104,17 @@ def test_readme_has_commands():
 @pytest.mark.parametrize("line", commands())
 def test_readme_command_names_existing_things(line):
     assert problems(line) == [], line
+
+
+def test_docs_exist():
+    assert [d for d in DOCS if not d.is_file()] == []
+
+
+@pytest.mark.parametrize(
+    "doc,line", [(d, line) for d in DOCS[1:] if d.is_file() for line in commands(d)], ids=lambda v: str(v)[-60:]
+)
+def test_docs_command_names_existing_things(doc, line):
+    assert problems(line) == [], f"{doc.relative_to(REPO)}: {line}"
 
 
 def test_checker_catches_a_missing_file():

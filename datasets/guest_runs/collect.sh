@@ -1,10 +1,10 @@
 #!/bin/sh
-# How data/guest_runs/ was collected (run from the repository root, as root or not: qemu TCG
+# How datasets/guest_runs/ was collected (run from the repository root, as root or not: qemu TCG
 # needs no privileges). One round = one run of every workload; four boots per round, grouped
 # by run length: high-rate workloads run longer so that every category still gets records.
 # ftrace covers the first TRACE_S seconds of each run (bounds the shipped size); the
 # can_migrate records cover all of it.
-OUT=${OUT:-data/guest_runs}
+OUT=${OUT:-datasets/guest_runs}
 TRACE_S=${TRACE_S:-6}
 ROUNDS=${ROUNDS:-3}
 # A failed boot keeps the runs it completed (the error names its console log); carry on.
