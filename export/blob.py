@@ -2,23 +2,20 @@
 
 The field list computed here is the single source for both the C struct (codegen_c) and the
 blob image, so the two cannot disagree; the gcc harness also checks sizeof against it.
+The blob's header (magic, version, layout, validation) is export/blob_format.py's.
 """
 
 from __future__ import annotations
 
 import json
-import struct
 import zlib
 from dataclasses import dataclass
 
 import numpy as np
 
+from export import blob_format
 from export.quantize import GATE_FRAC, GATE_ONE, TABLE_INTERVALS, QModel
 
-BLOB_MAGIC = 0x4D4C4353  # "SCLM" little endian
-BLOB_VERSION = 1
-HDR_FMT = "<IHHIIIIIII"  # magic, version, hdr_size, arch_hash, n_in, n_out, window, macs, params_size, crc32
-HDR_SIZE = struct.calcsize(HDR_FMT)
 CTYPES = {"s8": np.int8, "s16": np.int16, "s32": np.int32, "s64": np.int64}
 
 
@@ -98,7 +95,7 @@ def arch_description(q: QModel) -> dict:
             }
         )
     return {
-        "version": BLOB_VERSION,
+        "version": blob_format.VERSION,
         "n_num": q.graph.n_num,
         "vocab": q.graph.vocab,
         "n_in": q.n_in,
@@ -117,34 +114,12 @@ def arch_hash(q: QModel) -> int:
 
 
 def make_blob(q: QModel) -> bytes:
-    image = params_image(q)
-    hdr = struct.pack(
-        HDR_FMT,
-        BLOB_MAGIC,
-        BLOB_VERSION,
-        HDR_SIZE,
-        arch_hash(q),
-        q.n_in,
-        q.graph.n_out,
-        q.graph.window,
-        q.macs(),
-        len(image),
-        zlib.crc32(image),
+    """Header (blob_format) + params image of a quantized model."""
+    return blob_format.pack(
+        params_image(q),
+        arch_hash=arch_hash(q),
+        n_in=q.n_in,
+        n_out=q.graph.n_out,
+        window=q.graph.window,
+        macs=q.macs(),
     )
-    return hdr + image
-
-
-def read_blob(data: bytes) -> tuple[dict, bytes]:
-    """Parse and validate a blob's header and checksum (the checks the kernel module does)."""
-    if len(data) < HDR_SIZE:
-        raise ValueError("blob shorter than its header")
-    keys = ("magic", "version", "hdr_size", "arch_hash", "n_in", "n_out", "window", "macs", "params_size", "crc32")
-    hdr = dict(zip(keys, struct.unpack_from(HDR_FMT, data), strict=False))
-    image = data[hdr["hdr_size"] :]
-    if hdr["magic"] != BLOB_MAGIC or hdr["version"] != BLOB_VERSION:
-        raise ValueError("bad blob magic or version")
-    if hdr["hdr_size"] != HDR_SIZE:
-        raise ValueError(f"blob header size {hdr['hdr_size']}, version {BLOB_VERSION} has {HDR_SIZE}")
-    if len(image) != hdr["params_size"] or zlib.crc32(image) != hdr["crc32"]:
-        raise ValueError("blob size or crc32 mismatch")
-    return hdr, image

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from export.blob_format import C_HEADER as BLOB_HEADER
 from export.vectors import StreamSet, expected_outputs, write_vectors
 
 HARNESS_C = Path(__file__).with_name("harness") / "harness.c"
@@ -92,11 +93,12 @@ def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
 
 
 def build_harness(model_dir: Path, build_dir: Path) -> Path:
-    """Compile harness.c against model_dir/model.h and model_vectors.h."""
+    """Compile harness.c against model_dir/model.h and model_vectors.h (and blob_format.h)."""
     build_dir.mkdir(parents=True, exist_ok=True)
     exe = build_dir / "harness"
     enc = ["-DHAVE_ENCODE"] if "_HAVE_ENCODE 1" in (model_dir / "model.h").read_text() else []
-    _run(["gcc", "-O2", "-std=gnu11", "-Wall", "-Werror", *enc, "-I", str(model_dir), str(HARNESS_C), "-o", str(exe)])
+    includes = ["-I", str(model_dir), "-I", str(BLOB_HEADER.parent)]
+    _run(["gcc", "-O2", "-std=gnu11", "-Wall", "-Werror", *enc, *includes, str(HARNESS_C), "-o", str(exe)])
     return exe
 
 

@@ -26,7 +26,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import zstandard
 
+from data.can_migrate.features import hard_ok
 from data.can_migrate.int_features import FEATURES, fields_from_records, raw_features
 from data.can_migrate.record import (
     CM_MAGIC,
@@ -37,11 +40,17 @@ from data.can_migrate.record import (
     decode,
     records_frame,
 )
+from export import blob as blobmod
+from export import blob_format
+from export.encode import Encoder, encode_ref
+from export.intref import IntRef
+from export.quantize import quantize
+from plumbing.atomic import write_json_atomic
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 HARNESS = HERE / "harness" / "cm_parity.c"
-INCLUDES = (HERE, REPO / "data" / "collect" / "bcc")
+INCLUDES = (HERE, REPO / "data" / "collect" / "bcc", blob_format.C_HEADER.parent)
 
 
 class ParityError(ValueError):
@@ -57,18 +66,19 @@ def record_files(paths: list[Path]) -> list[Path]:
     """Run directories (or folders of runs) -> their record file, the loader's raw stream first;
     files are taken as given."""
     out = []
-    for p in map(Path, paths):
-        if p.is_file():
-            out.append(p)
-        elif p.is_dir():
-            runs = [p] if any((p / n).is_file() for n in RUN_FILES) else sorted(d for d in p.iterdir() if d.is_dir())
+    for path in map(Path, paths):
+        if path.is_file():
+            out.append(path)
+        elif path.is_dir():
+            is_run = any((path / n).is_file() for n in RUN_FILES)
+            runs = [path] if is_run else sorted(d for d in path.iterdir() if d.is_dir())
             hits = [next((r / n for n in RUN_FILES if (r / n).is_file()), None) for r in runs]
             hits = [h for h in hits if h is not None]
             if not hits:
-                raise ParityError(f"{p}: no can_migrate records ({' / '.join(RUN_FILES)})")
+                raise ParityError(f"{path}: no can_migrate records ({' / '.join(RUN_FILES)})")
             out += hits
         else:
-            raise ParityError(f"{p}: no such file or directory")
+            raise ParityError(f"{path}: no such file or directory")
     return out
 
 
@@ -76,8 +86,6 @@ def read_records(path: Path) -> np.ndarray:
     """One record file -> struct cm_record array (what the loader wrote)."""
     name = path.name
     if name.endswith(".parquet"):
-        import pandas as pd
-
         df = pd.read_parquet(path)
         arr = np.zeros(len(df), RECORD_DTYPE)
         arr["magic"], arr["size"] = CM_MAGIC, RECORD_SIZE
@@ -92,8 +100,6 @@ def read_records(path: Path) -> np.ndarray:
         return arr
     data = path.read_bytes()
     if name.endswith(".zst"):
-        import zstandard
-
         data = zstandard.ZstdDecompressor().stream_reader(data).read()
     return decode(data, str(path))
 
@@ -102,108 +108,105 @@ def read_records(path: Path) -> np.ndarray:
 
 
 def _in_columns(model_h: str) -> list[str]:
-    m = re.search(r"slm_in_column\[[A-Z_]+\][^=]*=\s*\{(.*?)\};", model_h, re.S)
-    if not m:
+    found = re.search(r"slm_in_column\[[A-Z_]+\][^=]*=\s*\{(.*?)\};", model_h, re.S)
+    if not found:
         raise ParityError("model.h declares no input columns: not a can_migrate export")
-    return re.findall(r'"([^"]*)"', m.group(1))
+    return re.findall(r'"([^"]*)"', found.group(1))
 
 
 def load_export(export_dir: Path, blob_path: Path | None = None):
     """QModel of an export directory, parameters from its blob (or `blob_path`)."""
+    # Deferred on purpose: onnx_graph pulls in onnx and torch (about a second), which only this
+    # function needs; kernel.ab uses the records and harness parts of this module without them.
     import onnx
 
-    from export import blob as blobmod
-    from export.encode import Encoder
     from export.onnx_graph import lower
-    from export.quantize import quantize
 
-    d = Path(export_dir)
-    for n in ("model.onnx", "scales.json", "model.blob", "model.h", "report.json"):
-        if not (d / n).is_file():
-            raise ParityError(f"{d}: no {n} (not an export directory: python -m export ...)")
-    g = lower(onnx.load(str(d / "model.onnx")))
-    dummy = {n: 1.0 for n in g.tensors} | {op.out + ".c": 1.0 for op in g.ops}
-    q = quantize(g, dummy, json.loads((d / "scales.json").read_text()))
-    rep = json.loads((d / "report.json").read_text())
-    inputs = (rep.get("encoder") or {}).get("inputs")
+    export_path = Path(export_dir)
+    for name in ("model.onnx", "scales.json", "model.blob", "model.h", "report.json"):
+        if not (export_path / name).is_file():
+            raise ParityError(f"{export_path}: no {name} (not an export directory: python -m export ...)")
+    graph = lower(onnx.load(str(export_path / "model.onnx")))
+    dummy = {t: 1.0 for t in graph.tensors} | {op.out + ".c": 1.0 for op in graph.ops}
+    qmodel = quantize(graph, dummy, json.loads((export_path / "scales.json").read_text()))
+    report = json.loads((export_path / "report.json").read_text())
+    inputs = (report.get("encoder") or {}).get("inputs")
     if not inputs:
-        raise ParityError(f"{d}: the export has no input encoder (model trained without feature metadata)")
-    names, kinds = zip(*(s.split(": ", 1) for s in inputs), strict=False)
-    columns = _in_columns((d / "model.h").read_text())
+        raise ParityError(f"{export_path}: the export has no input encoder (model trained without feature metadata)")
+    names, kinds = zip(*(spec.split(": ", 1) for spec in inputs), strict=False)
+    columns = _in_columns((export_path / "model.h").read_text())
     known = dict(FEATURES)
-    for j, c in enumerate(columns):
-        if c != "valid" and c not in known:
-            raise ParityError(f"model input {j} ({c}) is not a can_migrate feature the hook computes")
+    for j, column in enumerate(columns):
+        if column != "valid" and column not in known:
+            raise ParityError(f"model input {j} ({column}) is not a can_migrate feature the hook computes")
     if "onehot" in kinds:
-        raise ParityError(f"{d}: one-hot inputs are not can_migrate features")
+        raise ParityError(f"{export_path}: one-hot inputs are not can_migrate features")
     divisors = dict(FEATURES)
-    n = len(names)
-    q.encoder = Encoder(
+    n_inputs = len(names)
+    qmodel.encoder = Encoder(
         list(kinds),
-        [None] * n,
-        np.zeros(n, np.int64),
-        np.zeros(n, np.int64),
+        [None] * n_inputs,
+        np.zeros(n_inputs, np.int64),
+        np.zeros(n_inputs, np.int64),
         list(names),
         columns,
-        [divisors.get(c, 1) for c in columns],
+        [divisors.get(column, 1) for column in columns],
     )
-    hdr, image = blobmod.read_blob((blob_path or d / "model.blob").read_bytes())
-    if hdr["arch_hash"] != blobmod.arch_hash(q):
+    blob_file = blob_path or export_path / "model.blob"
+    header, image = blob_format.split(blob_file.read_bytes())
+    if header.arch_hash != blobmod.arch_hash(qmodel):
         raise ParityError(
-            f"{blob_path or d / 'model.blob'}: arch hash 0x{hdr['arch_hash']:08x}, the export "
-            f"rebuilt from {d} has 0x{blobmod.arch_hash(q):08x}"
+            f"{blob_file}: arch hash 0x{header.arch_hash:08x}, the export "
+            f"rebuilt from {export_path} has 0x{blobmod.arch_hash(qmodel):08x}"
         )
-    fields = blobmod.param_fields(q)
+    fields = blobmod.param_fields(qmodel)
     offsets, size = blobmod.layout(fields)
     if size != len(image):
         raise ParityError(f"blob params are {len(image)} bytes, the model's struct {size}")
-    ops = {op.out: op for op in q.ops}
-    for f, off in zip(fields, offsets, strict=False):
-        v = (
-            np.frombuffer(image, np.dtype(blobmod.CTYPES[f.ctype]).newbyteorder("<"), f.values.size, off)
-            .reshape(f.values.shape)
+    ops = {op.out: op for op in qmodel.ops}
+    for field, off in zip(fields, offsets, strict=False):
+        values = (
+            np.frombuffer(image, np.dtype(blobmod.CTYPES[field.ctype]).newbyteorder("<"), field.values.size, off)
+            .reshape(field.values.shape)
             .astype(np.int64)
         )
-        if f.name in ("enc_a", "enc_b"):
-            setattr(q.encoder, f.name[-1], v)
+        if field.name in ("enc_a", "enc_b"):
+            setattr(qmodel.encoder, field.name[-1], values)
             continue
-        out, key = f.name.rsplit("_", 1)
+        out, key = field.name.rsplit("_", 1)
         op = ops[out]
-        op.p[key] = v.transpose(0, 2, 1) if op.kind == "conv" and key == "w" else v
-    if blobmod.params_image(q) != image:
+        op.p[key] = values.transpose(0, 2, 1) if op.kind == "conv" and key == "w" else values
+    if blobmod.params_image(qmodel) != image:
         raise ParityError("internal: the rebuilt model does not reproduce the blob's params")
-    return q
+    return qmodel
 
 
-def input_columns(q) -> np.ndarray:
+def input_columns(qmodel) -> np.ndarray:
     """Feature index each model input reads (-1: the constant `valid`); refuses other inputs."""
-    names = [n for n, _ in FEATURES]
+    names = [name for name, _ in FEATURES]
     col = []
-    for j, c in enumerate(q.encoder.columns):
-        if c == "valid":
+    for j, column in enumerate(qmodel.encoder.columns):
+        if column == "valid":
             col.append(-1)
-        elif c in names:
-            col.append(names.index(c))
+        elif column in names:
+            col.append(names.index(column))
         else:
-            raise ParityError(f"model input {j} ({c}) is not a can_migrate feature the hook computes")
+            raise ParityError(f"model input {j} ({column}) is not a can_migrate feature the hook computes")
     return np.array(col)
 
 
-def reference_logits(q, rec: np.ndarray) -> np.ndarray:
+def reference_logits(qmodel, rec: np.ndarray) -> np.ndarray:
     """The Python integer reference's logit for every record (per-CPU streams, from reset)."""
-    from export.encode import encode_ref
-    from export.intref import IntRef
-
-    col = input_columns(q)
+    col = input_columns(qmodel)
     feats = raw_features(fields_from_records(records_frame(rec)))
     raw = np.where(col[None, :] >= 0, feats[:, np.maximum(col, 0)], 0)
-    x = encode_ref(q.encoder, raw, False)
-    ref = IntRef(q)
+    encoded = encode_ref(qmodel.encoder, raw, False)
+    ref = IntRef(qmodel)
     out = np.zeros(len(rec), np.int64)
     cpu = rec["cpu"]
     for c in np.unique(cpu):
         idx = np.flatnonzero(cpu == c)
-        out[idx] = ref.outputs_full(x[idx][None])[0, :, 0]
+        out[idx] = ref.outputs_full(encoded[idx][None])[0, :, 0]
     return out
 
 
@@ -219,21 +222,21 @@ def build_harness(export_dir: Path, work: Path) -> Path:
         "-Werror",
         "-I",
         str(export_dir),
-        *(f"-I{p}" for p in INCLUDES),
+        *(f"-I{include}" for include in INCLUDES),
         "-o",
         str(exe),
         str(HARNESS),
     ]
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    if p.returncode:
-        raise ParityError(f"harness does not compile: {(p.stderr.strip().splitlines() or ['?'])[0]}")
+    gcc = subprocess.run(cmd, capture_output=True, text=True)
+    if gcc.returncode:
+        raise ParityError(f"harness does not compile: {(gcc.stderr.strip().splitlines() or ['?'])[0]}")
     return exe
 
 
 def _run(exe: Path, *args) -> None:
-    p = subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True)
-    if p.returncode:
-        raise ParityError(p.stderr.strip().removeprefix("cm_parity: ") or f"harness exit {p.returncode}")
+    proc = subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True)
+    if proc.returncode:
+        raise ParityError(proc.stderr.strip().removeprefix("cm_parity: ") or f"harness exit {proc.returncode}")
 
 
 def c_features(exe: Path, rec: np.ndarray, work: Path) -> np.ndarray:
@@ -250,10 +253,10 @@ def c_logits(exe: Path, rec: np.ndarray, work: Path, blob: Path | None = None) -
 
 def c_ns_per_call(exe: Path, rec: np.ndarray, work: Path, repeat: int = 20) -> float:
     (work / "rec.bin").write_bytes(rec.tobytes())
-    p = subprocess.run([str(exe), "time", str(work / "rec.bin"), str(repeat)], capture_output=True, text=True)
-    if p.returncode:
-        raise ParityError(p.stderr.strip().removeprefix("cm_parity: "))
-    return float(p.stdout.split()[0])
+    proc = subprocess.run([str(exe), "time", str(work / "rec.bin"), str(repeat)], capture_output=True, text=True)
+    if proc.returncode:
+        raise ParityError(proc.stderr.strip().removeprefix("cm_parity: "))
+    return float(proc.stdout.split()[0])
 
 
 def check(export_dir: Path, paths: list[Path], blob: Path | None = None, time_it: bool = True) -> dict:
@@ -261,7 +264,7 @@ def check(export_dir: Path, paths: list[Path], blob: Path | None = None, time_it
     t0 = time.monotonic()
     files = record_files(paths)
     rec = np.concatenate([read_records(f) for f in files]) if files else np.zeros(0, RECORD_DTYPE)
-    q = load_export(export_dir, blob)
+    qmodel = load_export(export_dir, blob)
     with tempfile.TemporaryDirectory(prefix="cm_parity.") as tmp:
         work = Path(tmp)
         exe = build_harness(Path(export_dir), work)
@@ -269,10 +272,8 @@ def check(export_dir: Path, paths: list[Path], blob: Path | None = None, time_it
         feat_py = raw_features(fields_from_records(records_frame(rec)))
         logit_c = c_logits(exe, rec, work, blob)
         ns = c_ns_per_call(exe, rec, work) if time_it and len(rec) else None
-    logit_py = reference_logits(q, rec)
+    logit_py = reference_logits(qmodel, rec)
     dec_c, dec_py = logit_c > 0, logit_py > 0
-    from data.can_migrate.features import hard_ok
-
     consulted = hard_ok(records_frame(rec)).to_numpy() & ((rec["env_flags"] & LBF_ACTIVE_LB) == 0)
     return {
         "export": str(export_dir),
@@ -300,17 +301,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("records", type=Path, nargs="+")
     ap.add_argument("--blob", type=Path)
     ap.add_argument("--out", type=Path)
-    a = ap.parse_args(argv)
+    args = ap.parse_args(argv)
     try:
-        rep = check(a.export_dir, a.records, a.blob)
+        rep = check(args.export_dir, args.records, args.blob)
     except (ParityError, ValueError, OSError) as e:
-        print(f"cm_parity: {e}", file=sys.stderr)
+        print(f"python -m kernel.cm_parity: error: {e}", file=sys.stderr)
         return 2
     print(json.dumps(rep, indent=2))
-    if a.out:
-        from plumbing.atomic import write_json_atomic
-
-        write_json_atomic(a.out, rep)
+    if args.out:
+        write_json_atomic(args.out, rep)
     return 0 if rep["decision_differences"] == rep["logit_differences"] == rep["feature_differences"] == 0 else 1
 
 

@@ -33,10 +33,10 @@
 #include <linux/string.h>
 #include <linux/uaccess.h>
 
+#include "blob_format.h"	/* export/blob_format.h: the blob header */
 #include "model.h"
 #include "model_vectors.h"
 #include "sched_lb_model.h"
-#include "slm_blob.h"
 #include "slm_cm_input.h"
 
 static bool active_mode;

@@ -57,23 +57,23 @@ def cache_key() -> str:
     """sha256 (16 hex) of build script, patch and tarball identity (name, size)."""
     if not TARBALL.is_file():
         raise KernelBuildError(f"{TARBALL} missing (apt-get install linux-source-6.1)")
-    h = hashlib.sha256()
-    for p in (SCRIPT, PATCH):
-        h.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
-    h.update(f"{TARBALL.name}:{TARBALL.stat().st_size}".encode())
-    return h.hexdigest()[:16]
+    digest = hashlib.sha256()
+    for path in (SCRIPT, PATCH):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    digest.update(f"{TARBALL.name}:{TARBALL.stat().st_size}".encode())
+    return digest.hexdigest()[:16]
 
 
 def cached(root: Path | None = None) -> TinyKernel | None:
     """The cached build for the current key, if complete."""
     key = cache_key()
-    d = (root or cache_root()) / f"kernel-{key}"
-    done = d / "build.json"
+    cache_dir = (root or cache_root()) / f"kernel-{key}"
+    done = cache_dir / "build.json"
     if not done.is_file():
         return None
     info = json.loads(done.read_text())
-    k = TinyKernel(d / "linux-source-6.1", key, True, float(info.get("seconds", 0)))
-    return k if k.bzimage.is_file() else None
+    tiny = TinyKernel(cache_dir / "linux-source-6.1", key, True, float(info.get("seconds", 0)))
+    return tiny if tiny.bzimage.is_file() else None
 
 
 def ensure(root: Path | None = None, jobs: int = 2, log=print) -> TinyKernel:
@@ -96,16 +96,16 @@ def ensure(root: Path | None = None, jobs: int = 2, log=print) -> TinyKernel:
         shutil.rmtree(work, ignore_errors=True)
         t0 = time.monotonic()
         log(f"tiny_kernel: building kernel-{key} in {work} (make -j{jobs}, minutes)")
-        p = subprocess.run(
+        script = subprocess.run(
             ["nice", "-n", "10", "bash", str(SCRIPT), "--tiny", str(work)],
             env={**os.environ, "JOBS": str(jobs)},
             capture_output=True,
             text=True,
         )
-        if p.returncode != 0:
-            (root / f"kernel-{key}.failed.log").write_text(p.stdout + p.stderr)
+        if script.returncode != 0:
+            (root / f"kernel-{key}.failed.log").write_text(script.stdout + script.stderr)
             shutil.rmtree(work, ignore_errors=True)
-            tail = (p.stdout + p.stderr).strip().splitlines()[-1:] or ["no output"]
+            tail = (script.stdout + script.stderr).strip().splitlines()[-1:] or ["no output"]
             raise KernelBuildError(f"build_fair.sh --tiny failed ({tail[0]}); log in {root}/kernel-{key}.failed.log")
         secs = time.monotonic() - t0
         write_json_atomic(
@@ -119,16 +119,16 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m kernel.tiny_kernel", description=__doc__.splitlines()[0])
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--check", action="store_true", help="only report whether it is cached")
-    a = ap.parse_args(argv)
+    args = ap.parse_args(argv)
     try:
-        k = cached() if a.check else ensure(jobs=a.jobs)
+        tiny = cached() if args.check else ensure(jobs=args.jobs)
     except KernelBuildError as e:
-        print(f"tiny_kernel: {e}", file=sys.stderr)
+        print(f"python -m kernel.tiny_kernel: error: {e}", file=sys.stderr)
         return 2
-    if k is None:
+    if tiny is None:
         print(f"tiny_kernel: kernel-{cache_key()} not cached")
         return 1
-    print(k.bzimage)
+    print(tiny.bzimage)
     return 0
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from export import blob, cbuild, pipeline
+from export import blob_format, cbuild, pipeline
 from export.onnx_graph import ExportError
 from tests.conftest import require
 from tests.export_synthetic import trained_source
@@ -84,12 +84,12 @@ def test_fpu_scan_finds_sse_and_x87():
 def test_blob_matches_header_and_is_validated(exported, tmp_path):
     name, _, out, rep = exported
     data = (out / "model.blob").read_bytes()
-    hdr, image = blob.read_blob(data)
-    assert hdr["arch_hash"] == rep["arch_hash"] and hdr["params_size"] == len(image)
-    assert hdr["n_in"] == rep["n_in"] and hdr["n_out"] == rep["n_out"] and hdr["window"] == rep["window"]
-    assert hdr["crc32"] == zlib.crc32(image)
-    with pytest.raises(ValueError, match="header size"):
-        blob.read_blob(data[:6] + (40).to_bytes(2, "little") + data[8:])
+    header, image = blob_format.split(data)
+    assert header.arch_hash == rep["arch_hash"] and header.params_size == len(image)
+    assert header.n_in == rep["n_in"] and header.n_out == rep["n_out"] and header.window == rep["window"]
+    assert header.crc32 == zlib.crc32(image)
+    with pytest.raises(blob_format.BlobError, match="header size 40"):
+        blob_format.split(data[:6] + (40).to_bytes(2, "little") + data[8:])
     exe = cbuild.build_harness(out, tmp_path)
     info = subprocess.run([str(exe), "info"], capture_output=True, text=True)
     assert info.returncode == 0 and f"params_size {len(image)}" in info.stdout, "python layout == sizeof"

@@ -1,11 +1,15 @@
 """kernel/push_model.py: blob validation before a push (no kernel needed)."""
 
 import struct
+import subprocess
+import sys
 import zlib
 
 import pytest
 
+from export.blob_format import HDR, MAGIC, VERSION
 from kernel import push_model as pm
+from tests.conftest import REPO
 
 PARAMS = bytes(range(256)) * 3
 SHAPE = dict(arch_hash=0x1234ABCD, n_in=9, n_out=1, window=4, macs=600)
@@ -22,18 +26,17 @@ def blob(**kw):
 
 def test_pack_parse_roundtrip_matches_contract_layout():
     data = blob()
-    h = pm.parse(data)
-    assert (h.magic, h.version, h.hdr_size) == (0x4D4C4353, 1, 36)
-    assert data[:4] == b"SCLM"
-    assert (h.arch_hash, h.n_in, h.n_out, h.window, h.macs) == tuple(SHAPE.values())
-    assert h.params_size == len(PARAMS) and h.crc32 == zlib.crc32(PARAMS)
-    assert len(data) == 36 + len(PARAMS)
+    header = pm.parse(data)
+    assert (header.magic, header.version, header.hdr_size) == (MAGIC, VERSION, HDR.size)
+    assert (header.arch_hash, header.n_in, header.n_out, header.window, header.macs) == tuple(SHAPE.values())
+    assert header.params_size == len(PARAMS) and header.crc32 == zlib.crc32(PARAMS)
+    assert len(data) == HDR.size + len(PARAMS)
 
 
 @pytest.mark.parametrize(
     "data, why",
     [
-        (b"SCLM", "shorter than the 36-byte header"),
+        (blob()[:4], f"shorter than the {HDR.size}-byte header"),
         (b"XXXX" + blob()[4:], "bad magic"),
         (blob(version=2), "format version 2"),
         (blob()[:-1], "truncated or trailing"),
@@ -69,11 +72,11 @@ def test_status_parsing_and_target_check():
 
 
 def test_cost_bound():
-    h = pm.parse(blob())
-    pm.check_cost(h, None)
-    pm.check_cost(h, 600)
+    header = pm.parse(blob())
+    pm.check_cost(header, None)
+    pm.check_cost(header, 600)
     with pytest.raises(pm.BlobError, match="600 MACs .* bound 599"):
-        pm.check_cost(h, 599)
+        pm.check_cost(header, 599)
 
 
 def test_cli_check_only(tmp_path, capsys):
@@ -94,3 +97,10 @@ def test_push_reports_missing_device(tmp_path):
     target.write_bytes(b"")
     pm.push(blob(), str(target))  # one write of the whole blob
     assert target.read_bytes() == blob()
+
+
+def test_push_model_stays_standard_library_only():
+    """It runs where numpy is not installed: importing it (and the blob format) loads no numpy or torch."""
+    code = "import sys, kernel.push_model; print(sorted(m for m in ('numpy', 'torch') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out

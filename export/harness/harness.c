@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blob_format.h"
 #include "model.h"
 #include "model_vectors.h"
 
@@ -34,8 +35,6 @@
 #define M(x) CAT(UPREFIX, x)
 
 #define VEC_MAGIC 0x564d4c53u	/* "SLMV" */
-#define BLOB_MAGIC 0x4d4c4353u	/* "SCLM" */
-#define BLOB_VERSION 1
 
 static u32 crc32_le(const unsigned char *buf, size_t len)
 {
@@ -81,21 +80,20 @@ static void load_blob(const char *path, struct F(params) *params)
 {
 	size_t len;
 	unsigned char *b = slurp(path, &len);
-	u32 hdr_size;
+	const struct schedlearn_blob_hdr *h = (const void *)b;
 
-	if (len < 36 || rd32(b) != BLOB_MAGIC || (b[4] | b[5] << 8) != BLOB_VERSION) {
+	if (len < sizeof(*h) || h->magic != SLM_BLOB_MAGIC || h->version != SLM_BLOB_VERSION) {
 		fprintf(stderr, "harness: bad blob magic/version\n");
 		exit(3);
 	}
-	hdr_size = b[6] | b[7] << 8;
-	if (hdr_size != 36 || rd32(b + 8) != M(ARCH_HASH) || rd32(b + 12) != M(N_IN) || rd32(b + 16) != M(N_OUT) ||
-	    rd32(b + 20) != M(WINDOW) || rd32(b + 24) != M(MACS) ||
-	    rd32(b + 28) != sizeof(*params) || len != hdr_size + sizeof(*params) ||
-	    rd32(b + 32) != crc32_le(b + hdr_size, sizeof(*params))) {
+	if (h->hdr_size != sizeof(*h) || h->arch_hash != M(ARCH_HASH) || h->n_in != M(N_IN) ||
+	    h->n_out != M(N_OUT) || h->window != M(WINDOW) || h->macs != M(MACS) ||
+	    h->params_size != sizeof(*params) || len != h->hdr_size + sizeof(*params) ||
+	    h->crc32 != crc32_le(b + h->hdr_size, sizeof(*params))) {
 		fprintf(stderr, "harness: blob does not match this model\n");
 		exit(3);
 	}
-	memcpy(params, b + hdr_size, sizeof(*params));
+	memcpy(params, b + h->hdr_size, sizeof(*params));
 	free(b);
 }
 

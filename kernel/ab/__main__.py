@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kernel import kbuild, tiny_kernel
+from export import blob_format
+from kernel import cm_parity, kbuild, tiny_kernel
 from kernel.ab import guest, report
 from plumbing.atomic import write_atomic, write_json_atomic
 
@@ -28,8 +29,6 @@ GUEST_RUNS = Path(__file__).resolve().parents[2] / "datasets" / "guest_runs"
 
 def harness_ns(export_dir: Path, records: list[Path]) -> tuple[float | None, str]:
     """The same C (kernel/harness/cm_parity.c) timed natively in user space on recorded calls."""
-    from kernel import cm_parity
-
     try:
         files = cm_parity.record_files(records)
         rec = np.concatenate([cm_parity.read_records(f) for f in files])
@@ -54,61 +53,62 @@ def run(
     log=print,
     records: list[Path] = (GUEST_RUNS,),
 ) -> dict:
-    for n in ("model.h", "model_vectors.h", "model.blob"):
-        if not (export_dir / n).is_file():
-            raise guest.GuestError(f"{export_dir}: no {n} (not an export directory)")
+    for name in ("model.h", "model_vectors.h", "model.blob"):
+        if not (export_dir / name).is_file():
+            raise guest.GuestError(f"{export_dir}: no {name} (not an export directory)")
+    # checked before the boot, not minutes later: the crc32 the module must serve after the reload
+    want_crc32 = blob_format.parse(reload_blob.read_bytes()).crc32 if reload_blob is not None else None
     if kernel is None:
-        tk = tiny_kernel.ensure(log=log)
-        kernel, tree, kname = tk.bzimage, tk.tree, f"tiny 6.1 + hook, cache kernel-{tk.key}"
+        tiny = tiny_kernel.ensure(log=log)
+        kernel, tree, kernel_name = tiny.bzimage, tiny.tree, f"tiny 6.1 + hook, cache kernel-{tiny.key}"
     else:
-        kname = str(kernel)
+        kernel_name = str(kernel)
     with tempfile.TemporaryDirectory(prefix="kernel-ab.") as tmp:
         work = Path(tmp)
-        b = kbuild.build_module(export_dir, work / "kbuild", tree)
-        if b.returncode or b.warnings:
+        build = kbuild.build_module(export_dir, work / "kbuild", tree)
+        if build.returncode or build.warnings:
             raise guest.GuestError(
-                f"module build failed: {(b.warnings or b.log.strip().splitlines()[-1:] or ['?'])[0]}"
+                f"module build failed: {(build.warnings or build.log.strip().splitlines()[-1:] or ['?'])[0]}"
             )
         abrun = guest.build_abrun(work)
-        initrd = guest.pack(work / "initrd.gz", b.ko, abrun, workloads, reps, sample_ms, reload_blob)
+        initrd = guest.pack(work / "initrd.gz", build.ko, abrun, workloads, reps, sample_ms, reload_blob)
         timeout = 90 + PER_RUN_S * reps * len(workloads) * len(guest.ARMS) + (60 if reload_blob else 0)
         log(
             f"kernel.ab: booting {smp} vCPUs, {len(workloads)} workloads x {reps} reps x {len(guest.ARMS)} arms "
             f"(timeout {timeout} s)"
         )
-        o = guest.boot(kernel, initrd, smp, timeout)
+        outcome = guest.boot(kernel, initrd, smp, timeout)
     out.mkdir(parents=True, exist_ok=True)
-    write_atomic(out / "console.log", o.console)
-    if not o.done:
-        tail = [line for line in o.console.splitlines() if line.strip()][-3:]
-        raise guest.GuestError(f"guest did not finish in {o.boot_seconds:.0f} s (console.log: {' | '.join(tail)})")
+    write_atomic(out / "console.log", outcome.console)
+    if not outcome.done:
+        tail = [line for line in outcome.console.splitlines() if line.strip()][-3:]
+        raise guest.GuestError(
+            f"guest did not finish in {outcome.boot_seconds:.0f} s (console.log: {' | '.join(tail)})"
+        )
     meta = {
         "export": str(export_dir),
-        "kernel": kname,
+        "kernel": kernel_name,
         "smp": smp,
         "reps": reps,
         "workloads_run": workloads,
         "sample_ms": sample_ms,
-        "boot_seconds": round(o.boot_seconds, 1),
-        "trouble": o.trouble,
+        "boot_seconds": round(outcome.boot_seconds, 1),
+        "trouble": outcome.trouble,
     }
-    ab = report.summarise(o.runs, meta)
+    ab = report.summarise(outcome.runs, meta)
     ab["ns_per_call_harness"], ab["ns_per_call_harness_label"] = harness_ns(export_dir, records)
     if reload_blob is not None:
-        from export.blob import read_blob
-
-        want = read_blob(reload_blob.read_bytes())[0]["crc32"]
-        q = dict(re.findall(r"(\w+)=(\S+)", " ".join(o.model_query)))
-        rl = [r for r in o.runs if r.arm == "reload"]
+        serving = dict(re.findall(r"(\w+)=(\S+)", " ".join(outcome.model_query)))
+        reload_runs = [r for r in outcome.runs if r.arm == "reload"]
         ab["reload_under_load"] = {
-            "rc": o.reload.get("rc"),
-            "gen": int(q["gen"]) if "gen" in q else None,
-            "crc32": q.get("crc32"),
-            "want_crc32": f"0x{want:08x}",
-            "took_over": q.get("crc32") == f"0x{want:08x}" and o.reload.get("rc") == 0,
-            "no_oops": not any(re.search(r"BUG|Oops|Call Trace", t) for t in o.trouble),
-            "hook_calls_during": rl[0].hook.get("calls") if rl else None,
-            "workload_rc": rl[0].rc if rl else None,
+            "rc": outcome.reload.get("rc"),
+            "gen": int(serving["gen"]) if "gen" in serving else None,
+            "crc32": serving.get("crc32"),
+            "want_crc32": f"0x{want_crc32:08x}",
+            "took_over": serving.get("crc32") == f"0x{want_crc32:08x}" and outcome.reload.get("rc") == 0,
+            "no_oops": not any(re.search(r"BUG|Oops|Call Trace", t) for t in outcome.trouble),
+            "hook_calls_during": reload_runs[0].hook.get("calls") if reload_runs else None,
+            "workload_rc": reload_runs[0].rc if reload_runs else None,
         }
     write_json_atomic(out / "ab.json", ab)
     write_atomic(out / "report.md", report.markdown(ab))
@@ -134,21 +134,34 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reload-blob", type=Path)
     ap.add_argument("--kernel", type=Path, help="boot this bzImage instead of the cached tiny kernel (with --tree)")
     ap.add_argument("--tree", type=Path, help="kernel tree or headers to build the module against")
-    a = ap.parse_args(argv)
-    if (a.kernel is None) != (a.tree is None):
-        print("kernel.ab: --kernel and --tree go together", file=sys.stderr)
+    args = ap.parse_args(argv)
+    if (args.kernel is None) != (args.tree is None):
+        print("python -m kernel.ab: error: --kernel and --tree go together", file=sys.stderr)
         return 2
-    if a.reps < 1 or a.smp < 1:
-        print("kernel.ab: --reps and --smp must be >= 1", file=sys.stderr)
+    if args.reps < 1 or args.smp < 1:
+        print("python -m kernel.ab: error: --reps and --smp must be >= 1", file=sys.stderr)
         return 2
     t0 = time.monotonic()
     try:
-        ab = run(a.export_dir, a.out, a.workloads, a.reps, a.smp, a.reload_blob, a.sample_ms, a.kernel, a.tree)
+        ab = run(
+            args.export_dir,
+            args.out,
+            args.workloads,
+            args.reps,
+            args.smp,
+            args.reload_blob,
+            args.sample_ms,
+            args.kernel,
+            args.tree,
+        )
     except (guest.GuestError, tiny_kernel.KernelBuildError, OSError) as e:
-        print(f"kernel.ab: {e}", file=sys.stderr)
+        print(f"python -m kernel.ab: error: {e}", file=sys.stderr)
+        return 2
+    except blob_format.BlobError as e:
+        print(f"python -m kernel.ab: error: --reload-blob {args.reload_blob}: {e}", file=sys.stderr)
         return 2
     print(report.markdown(ab))
-    print(f"kernel.ab: wrote {a.out}/ab.json, report.md, ab.png in {time.monotonic() - t0:.0f} s")
+    print(f"kernel.ab: wrote {args.out}/ab.json, report.md, ab.png in {time.monotonic() - t0:.0f} s")
     return 0
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from plumbing import initramfs, qemu
+from plumbing.atomic import write_atomic
 
 HERE = Path(__file__).resolve().parent
 INIT = HERE / "init.sh"
@@ -66,11 +67,11 @@ class Outcome:
 
 def build_abrun(work: Path) -> Path:
     exe = work / "abrun"
-    p = subprocess.run(
+    gcc = subprocess.run(
         ["gcc", "-O2", "-Wall", "-Werror", "-static", "-o", str(exe), str(ABRUN)], capture_output=True, text=True
     )
-    if p.returncode:
-        raise GuestError(f"abrun.c does not compile: {(p.stderr.strip().splitlines() or ['?'])[0]}")
+    if gcc.returncode:
+        raise GuestError(f"abrun.c does not compile: {(gcc.stderr.strip().splitlines() or ['?'])[0]}")
     return exe
 
 
@@ -99,8 +100,6 @@ def pack(
             initramfs.add_program(files, exes, Path(exe))
         except initramfs.InitramfsError as e:
             raise GuestError(str(e)) from None
-    from plumbing.atomic import write_atomic
-
     return write_atomic(path, initramfs.gz(initramfs.newc(files, exes)))
 
 
@@ -136,19 +135,19 @@ def _schedstat(lines: list[str]) -> dict:
 
 def parse(console: str) -> tuple[list[Run], dict, list[str]]:
     """Console markers -> runs (with counter and schedstat deltas), reload facts, model query."""
-    q: dict[tuple, dict] = {}
-    s: dict[tuple, list[str]] = {}
+    queries: dict[tuple, dict] = {}  # (workload, arm, rep, before|after) -> hook counters
+    schedstats: dict[tuple, list[str]] = {}  # the same key -> /proc/schedstat lines
     runs, reload, model = [], {}, []
     for line in console.splitlines():
         line = line.strip("\r")
         if line.startswith("SLM-AB-Q "):
             kv = dict(_KV.findall(line))
             when = line.split()[4]
-            q[(kv["w"], kv["arm"], int(kv["rep"]), when)] = kv
+            queries[(kv["w"], kv["arm"], int(kv["rep"]), when)] = kv
         elif line.startswith("SLM-AB-S "):
-            p = line.split()
-            kv = dict(_KV.findall(" ".join(p[1:4])))
-            s.setdefault((kv["w"], kv["arm"], int(kv["rep"]), p[4]), []).append(" ".join(p[5:]))
+            words = line.split()
+            kv = dict(_KV.findall(" ".join(words[1:4])))
+            schedstats.setdefault((kv["w"], kv["arm"], int(kv["rep"]), words[4]), []).append(" ".join(words[5:]))
         elif line.startswith("SLM-AB-RELOAD"):
             reload["rc"] = int(dict(_KV.findall(line)).get("rc", -1))
         elif line.startswith("SLM-AB-MODEL "):
@@ -156,13 +155,14 @@ def parse(console: str) -> tuple[list[Run], dict, list[str]]:
         elif line.startswith("SLM-AB-RUN "):
             kv = dict(_KV.findall(line))
             key = (kv["w"], kv["arm"], int(kv["rep"]))
-            n = int(kv["samples"])
-            b, a = q.get(key + ("before",), {}), q.get(key + ("after",), {})
-            hook = {k: int(a[k]) - int(b[k]) for k in HOOK_COUNTERS if k in a and k in b}
-            hook["registered"] = a.get("hook") == "on"
-            if "timer_ns" in a:
-                hook["timer_ns"] = int(a["timer_ns"])
-            sb, sa = _schedstat(s.get(key + ("before",), [])), _schedstat(s.get(key + ("after",), []))
+            n_samples = int(kv["samples"])
+            before, after = queries.get(key + ("before",), {}), queries.get(key + ("after",), {})
+            hook = {k: int(after[k]) - int(before[k]) for k in HOOK_COUNTERS if k in after and k in before}
+            hook["registered"] = after.get("hook") == "on"
+            if "timer_ns" in after:
+                hook["timer_ns"] = int(after["timer_ns"])
+            sched_before = _schedstat(schedstats.get(key + ("before",), []))
+            sched_after = _schedstat(schedstats.get(key + ("after",), []))
             runs.append(
                 Run(
                     kv["w"],
@@ -171,12 +171,12 @@ def parse(console: str) -> tuple[list[Run], dict, list[str]]:
                     int(kv["ns"]) / 1e9,
                     int(kv["cpu_ns"]) / 1e9 if "cpu_ns" in kv else None,
                     int(kv["rc"]),
-                    n,
-                    int(kv["imb_sum"]) / n if n else None,
+                    n_samples,
+                    int(kv["imb_sum"]) / n_samples if n_samples else None,
                     int(kv["imb_max"]),
-                    int(kv["nr_sum"]) / n if n else None,
+                    int(kv["nr_sum"]) / n_samples if n_samples else None,
                     hook,
-                    {k: sa[k] - sb[k] for k in sa},
+                    {k: sched_after[k] - sched_before[k] for k in sched_after},
                 )
             )
     return runs, reload, model
@@ -186,7 +186,7 @@ TROUBLE = re.compile(r"\b(BUG|Oops|WARNING|Call Trace|kernel panic|refused)\b|in
 
 
 def boot(kernel: Path, initrd: Path, cpus: int, timeout: float, mem_mb: int = 1024) -> Outcome:
-    b = qemu.boot(
+    booted = qemu.boot(
         kernel,
         initrd,
         timeout=timeout,
@@ -196,11 +196,11 @@ def boot(kernel: Path, initrd: Path, cpus: int, timeout: float, mem_mb: int = 10
         append="schedstats=enable",
         nice=10,
     )
-    runs, reload, model = parse(b.console)
-    done = "SLM-AB-DONE" in b.console
+    runs, reload, model = parse(booted.console)
+    done = "SLM-AB-DONE" in booted.console
     trouble = [
         line.strip()
-        for line in b.console.splitlines()
+        for line in booted.console.splitlines()
         if TROUBLE.search(line) and not line.startswith(("SLM-AB-RUN", "SLM-AB-Q"))
     ]
-    return Outcome(runs, b.console, b.seconds, done, trouble, reload, model)
+    return Outcome(runs, booted.console, booted.seconds, done, trouble, reload, model)

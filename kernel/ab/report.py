@@ -19,14 +19,14 @@ BOOT = 10_000
 
 
 def ratio_ci(model: list[float], cfs: list[float], seed: int = 0, n: int = BOOT) -> tuple[float, list[float]]:
-    m, c = np.asarray(model, float), np.asarray(cfs, float)
-    if not len(m) or not len(c):
+    model_s, cfs_s = np.asarray(model, float), np.asarray(cfs, float)
+    if not len(model_s) or not len(cfs_s):
         return float("nan"), [float("nan"), float("nan")]
     rng = np.random.default_rng(seed)
-    bm = np.median(m[rng.integers(0, len(m), (n, len(m)))], axis=1)
-    bc = np.median(c[rng.integers(0, len(c), (n, len(c)))], axis=1)
-    lo, hi = np.percentile(bm / bc, [2.5, 97.5])
-    return float(np.median(m) / np.median(c)), [float(lo), float(hi)]
+    boot_model = np.median(model_s[rng.integers(0, len(model_s), (n, len(model_s)))], axis=1)
+    boot_cfs = np.median(cfs_s[rng.integers(0, len(cfs_s), (n, len(cfs_s)))], axis=1)
+    lo, hi = np.percentile(boot_model / boot_cfs, [2.5, 97.5])
+    return float(np.median(model_s) / np.median(cfs_s)), [float(lo), float(hi)]
 
 
 def _arm_stats(runs: list[Run]) -> dict:
@@ -61,14 +61,14 @@ def summarise(runs: list[Run], meta: dict) -> dict:
     }
     calls = ns = 0
     fair = dict.fromkeys(FAIR_COUNTERS, 0)
-    for w in dict.fromkeys(r.workload for r in runs if r.arm in ARMS):
-        arm = {a: _arm_stats([r for r in runs if r.workload == w and r.arm == a]) for a in ARMS}
+    for workload in dict.fromkeys(r.workload for r in runs if r.arm in ARMS):
+        arm = {a: _arm_stats([r for r in runs if r.workload == workload and r.arm == a]) for a in ARMS}
         ratio, ci = ratio_ci(arm["active"]["seconds"], arm["cfs"]["seconds"])
         cratio, cci = ratio_ci(arm["active"]["cpu_seconds"], arm["cfs"]["cpu_seconds"])
-        sh = arm["shadow"]
-        out["workloads"][w] = {
+        shadow = arm["shadow"]
+        out["workloads"][workload] = {
             "cfs_s": arm["cfs"]["seconds"],
-            "shadow_s": sh["seconds"],
+            "shadow_s": shadow["seconds"],
             "model_s": arm["active"]["seconds"],
             "ratio_median": ratio,
             "ratio_ci95": ci,
@@ -77,24 +77,26 @@ def summarise(runs: list[Run], meta: dict) -> dict:
             "model_cpu_s": arm["active"]["cpu_seconds"],
             "cpu_ratio_median": cratio,
             "cpu_ratio_ci95": cci,
-            "shadow_agreement": sh["agree"] / sh["hook_calls"] if sh["hook_calls"] else None,
-            "shadow_model_migrate_rate": sh["model_migrate"] / sh["hook_calls"] if sh["hook_calls"] else None,
-            "shadow_cfs_migrate_rate": sh["cfs_migrate"] / sh["hook_calls"] if sh["hook_calls"] else None,
-            "hook_calls": sh["hook_calls"] + arm["active"]["hook_calls"],
+            "shadow_agreement": shadow["agree"] / shadow["hook_calls"] if shadow["hook_calls"] else None,
+            "shadow_model_migrate_rate": shadow["model_migrate"] / shadow["hook_calls"]
+            if shadow["hook_calls"]
+            else None,
+            "shadow_cfs_migrate_rate": shadow["cfs_migrate"] / shadow["hook_calls"] if shadow["hook_calls"] else None,
+            "hook_calls": shadow["hook_calls"] + arm["active"]["hook_calls"],
             "hook_calls_cfs_arm": arm["cfs"]["hook_calls"],
             "active_model_migrate_rate": (
                 arm["active"]["model_migrate"] / arm["active"]["hook_calls"] if arm["active"]["hook_calls"] else None
             ),
             "migrations_cfs": arm["cfs"]["migrations_per_s"],
             "migrations_model": arm["active"]["migrations_per_s"],
-            "migrations_shadow": sh["migrations_per_s"],
+            "migrations_shadow": shadow["migrations_per_s"],
             "hot_migrations_cfs": arm["cfs"]["hot_migrations_per_s"],
             "hot_migrations_model": arm["active"]["hot_migrations_per_s"],
             "wakeup_moves_cfs": arm["cfs"]["wakeup_moves_per_s"],
             "wakeup_moves_model": arm["active"]["wakeup_moves_per_s"],
             "rq_imbalance_cfs": arm["cfs"]["rq_imbalance"],
             "rq_imbalance_model": arm["active"]["rq_imbalance"],
-            "rq_imbalance_shadow": sh["rq_imbalance"],
+            "rq_imbalance_shadow": shadow["rq_imbalance"],
             "failed_runs": sum(arm[a]["failed_runs"] for a in ARMS),
             "reps": min(len(arm[a]["seconds"]) for a in ARMS),
         }
@@ -165,11 +167,11 @@ def markdown(ab: dict) -> str:
         f"(native, {ab.get('ns_per_call_harness_label', '')}).",
         "",
     ]
-    rl = ab.get("reload_under_load") or {}
-    if rl:
+    reload = ab.get("reload_under_load") or {}
+    if reload:
         lines += [
-            f"Reload under load: push rc {rl.get('rc')}, serving gen {rl.get('gen')} crc32 {rl.get('crc32')} "
-            f"(B's {rl.get('want_crc32')}): {'taken over' if rl.get('took_over') else 'NOT taken over'}; "
+            f"Reload under load: push rc {reload.get('rc')}, serving gen {reload.get('gen')} crc32 {reload.get('crc32')} "
+            f"(B's {reload.get('want_crc32')}): {'taken over' if reload.get('took_over') else 'NOT taken over'}; "
             f"kernel trouble lines: {len(ab.get('trouble', []))}.",
             "",
         ]
@@ -177,30 +179,31 @@ def markdown(ab: dict) -> str:
 
 
 def plot(ab: dict, path: Path) -> None:
+    # matplotlib is deferred on purpose: slow to import, and only the figure needs it
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ws = list(ab["workloads"])
-    fig, ax = plt.subplots(figsize=(max(4, 2.5 * len(ws)), 3.5))
-    for i, w in enumerate(ws):
-        r = ab["workloads"][w]
+    workloads = list(ab["workloads"])
+    fig, ax = plt.subplots(figsize=(max(4, 2.5 * len(workloads)), 3.5))
+    for i, workload in enumerate(workloads):
+        row = ab["workloads"][workload]
         for k, (arm, key) in enumerate((("cfs", "cfs_s"), ("shadow", "shadow_s"), ("active", "model_s"))):
-            v = np.asarray(r[key], float)
-            if not len(v):
+            secs = np.asarray(row[key], float)
+            if not len(secs):
                 continue
-            x = i + (k - 1) * 0.25
+            xpos = i + (k - 1) * 0.25
             ax.errorbar(
-                [x],
-                [np.median(v)],
-                yerr=[[np.median(v) - v.min()], [v.max() - np.median(v)]],
+                [xpos],
+                [np.median(secs)],
+                yerr=[[np.median(secs) - secs.min()], [secs.max() - np.median(secs)]],
                 fmt="o",
                 capsize=4,
                 color=f"C{k}",
                 label=arm if i == 0 else None,
             )
-    ax.set_xticks(range(len(ws)), ws)
+    ax.set_xticks(range(len(workloads)), workloads)
     ax.set_ylabel("completion time, s (emulated)")
     ax.set_title("median and range per arm")
     ax.legend()

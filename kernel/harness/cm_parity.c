@@ -20,6 +20,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "blob_format.h"
 #include "model.h"
 #include "can_migrate.h"
 #include "cm_features.h"
@@ -43,8 +44,6 @@ SAME_WIDTH(cpu_idle, cpu_idle);
 SAME_WIDTH(buddy_hot, buddy_hot);
 
 #define MAX_CPUS 64
-#define BLOB_MAGIC 0x4d4c4353u	/* "SCLM" */
-#define BLOB_HDR 36
 
 static unsigned char *slurp(const char *path, size_t *len)
 {
@@ -84,22 +83,18 @@ static const struct cm_record *records(const char *path, size_t *n)
 	return r;
 }
 
-static uint32_t rd32(const unsigned char *p)
-{
-	return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 static void load_blob(const char *path, struct slm_params *params)
 {
 	size_t len;
 	unsigned char *b = slurp(path, &len);
+	const struct schedlearn_blob_hdr *h = (const void *)b;
 
-	if (len != BLOB_HDR + sizeof(*params) || rd32(b) != BLOB_MAGIC ||
-	    rd32(b + 8) != SLM_ARCH_HASH) {
+	if (len != sizeof(*h) + sizeof(*params) || h->magic != SLM_BLOB_MAGIC ||
+	    h->arch_hash != SLM_ARCH_HASH) {
 		fprintf(stderr, "cm_parity: %s is not a blob for this model.h\n", path);
 		exit(2);
 	}
-	memcpy(params, b + BLOB_HDR, sizeof(*params));
+	memcpy(params, b + sizeof(*h), sizeof(*params));
 	free(b);
 }
 

@@ -11,16 +11,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-from kernel import kbuild
+from kernel import kbuild, push_model
 from kernel.vm import run
 from plumbing import qemu
+from plumbing.cli import ArgParser, unwritable
 
 
 def check_inputs(ap, args) -> None:
     """The user's paths and numbers, each refused in one line before anything is built."""
-    from kernel import push_model
-    from plumbing.cli import unwritable
-
     if not args.gen_dir.is_dir():
         ap.error(f"GEN_DIR {args.gen_dir}: {'not a folder' if args.gen_dir.exists() else 'no such folder'}")
     missing = [n for n in ("model.h", "model_vectors.h") if not (args.gen_dir / n).is_file()]
@@ -42,8 +40,6 @@ def check_inputs(ap, args) -> None:
 
 
 def main(argv=None) -> int:
-    from plumbing.cli import ArgParser
-
     ap = ArgParser(prog="python -m kernel.vm", description=__doc__.split("\n\n")[0])
     ap.add_argument("gen_dir", type=Path, metavar="GEN_DIR")
     ap.add_argument("blob_b", type=Path, metavar="MODEL_B")
@@ -54,7 +50,7 @@ def main(argv=None) -> int:
     try:
         return _run(args)
     except KeyboardInterrupt:
-        print("schedlearn vm: interrupted", file=sys.stderr)
+        print("python -m kernel.vm: interrupted", file=sys.stderr)
         return 130
 
 
@@ -62,25 +58,29 @@ def _run(args) -> int:
     kernel = qemu.find_vmlinuz()
     headers = kbuild.find_headers(kernel.name.removeprefix("vmlinuz-")) if kernel else None
     if headers is None or kernel is None:
-        print("need Debian linux-headers-6.1.0-*-amd64 and linux-image-6.1.0-*-amd64", file=sys.stderr)
+        print(
+            "python -m kernel.vm: error: need Debian linux-headers-6.1.0-*-amd64 and linux-image-6.1.0-*-amd64",
+            file=sys.stderr,
+        )
         return 2
     work = args.work or Path(tempfile.mkdtemp(prefix="schedlearn-vm-"))
-    b = kbuild.build_module(args.gen_dir, work / "kbuild", headers)
-    if b.returncode or b.warnings:
-        print(b.log, file=sys.stderr)
+    build = kbuild.build_module(args.gen_dir, work / "kbuild", headers)
+    if build.returncode or build.warnings:
+        print(build.log, file=sys.stderr)
         return 1
-    boot, c = run.boot_check(b.ko, args.blob_b, work / "vm", kernel, args.timeout)
+    boot, console = run.boot_check(build.ko, args.blob_b, work / "vm", kernel, args.timeout)
     print(boot.console)
     ok = (
-        c.done
-        and not c.trouble
-        and c.selftest
-        and c.selftest[0] == "PASS"
-        and c.pushes.get("model_b") == 0
-        and all(c.pushes.get(n) == (0 if n == "bad_trunc" else 1) for n in run.REJECTS)
+        console.done
+        and not console.trouble
+        and console.selftest
+        and console.selftest[0] == "PASS"
+        and console.pushes.get("model_b") == 0
+        and all(console.pushes.get(name) == (0 if name == "bad_trunc" else 1) for name in run.REJECTS)
     )
     print(
-        f"schedlearn vm: {'OK' if ok else 'FAILED'} in {boot.seconds:.1f} s (selftest {c.selftest}, work dir {work})",
+        f"schedlearn vm: {'OK' if ok else 'FAILED'} in {boot.seconds:.1f} s "
+        f"(selftest {console.selftest}, work dir {work})",
         file=sys.stderr,
     )
     return 0 if ok else 1

@@ -26,31 +26,31 @@ class Console:
 
 
 def parse(text: str) -> Console:
-    c, query = Console(), None
+    out, query = Console(), None
     for line in text.replace("\r", "").splitlines():
         if TROUBLE.search(line):
-            c.trouble.append(line)
+            out.trouble.append(line)
         if query is not None:
             if line == f"SLM-QUERY {query} END":
                 query = None
             elif not line.startswith("["):  # kernel messages may interleave
-                c.queries[query].update(parse_status(line))
+                out.queries[query].update(parse_status(line))
             continue
         kind, _, rest = line.partition(" ")
         if kind == "SLM-QUERY" and rest.endswith(" BEGIN"):
             query = rest.split()[0]
-            c.queries[query] = {}
+            out.queries[query] = {}
         elif kind == "SLM-PUSH":
             label, _, rc = rest.partition(" rc=")
-            c.pushes[label] = int(rc)
+            out.pushes[label] = int(rc)
         elif kind in ("SLM-INSMOD", "SLM-RMMOD"):
-            setattr(c, kind[4:].lower() + "_rc", int(rest.partition("rc=")[2]))
+            setattr(out, kind[4:].lower() + "_rc", int(rest.partition("rc=")[2]))
         elif kind == "SLM-DMESG":
-            c.dmesg.append(rest)
-            m = SELFTEST.search(rest)
-            if m and c.selftest is None:  # the first load; later ones test params
-                c.selftest = (m[1], int(m[2]), int(m[3]), int(m[4]))
+            out.dmesg.append(rest)
+            selftest = SELFTEST.search(rest)
+            if selftest and out.selftest is None:  # the first load; later ones test params
+                out.selftest = (selftest[1], int(selftest[2]), int(selftest[3]), int(selftest[4]))
         elif kind in ("SLM-BOOT", "SLM-DONE"):
-            c.uptime[kind[4:]] = float(rest.partition("uptime=")[2])
-            c.done |= kind == "SLM-DONE"
-    return c
+            out.uptime[kind[4:]] = float(rest.partition("uptime=")[2])
+            out.done |= kind == "SLM-DONE"
+    return out

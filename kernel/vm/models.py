@@ -58,14 +58,14 @@ def tiny_source(seed: int, n_windows: int = 512) -> Source:
 def make_pair(out: Path, n_vectors: int = 2000) -> ModelPair:
     a_dir, b_dir = Path(out) / "a", Path(out) / "b"
     # verify=False: gcc bit-exactness is export's own test; here the kernel is the check.
-    a = pipeline.run(tiny_source(1), a_dir, n_vectors=n_vectors, verify=False)
-    b = pipeline.run(tiny_source(2), b_dir, like=a_dir, n_vectors=n_vectors, verify=False)
-    assert a["arch_hash"] == b["arch_hash"], "like= must keep the arch hash"
+    report_a = pipeline.run(tiny_source(1), a_dir, n_vectors=n_vectors, verify=False)
+    report_b = pipeline.run(tiny_source(2), b_dir, like=a_dir, n_vectors=n_vectors, verify=False)
+    assert report_a["arch_hash"] == report_b["arch_hash"], "like= must keep the arch hash"
     return ModelPair(
         a_dir,
         b_dir / "model.blob",
-        a["arch_hash"],
-        a["selftest_vectors"],
-        a["selftest_out_crc32"],
-        b["selftest_out_crc32"],
+        report_a["arch_hash"],
+        report_a["selftest_vectors"],
+        report_a["selftest_out_crc32"],
+        report_b["selftest_out_crc32"],
     )

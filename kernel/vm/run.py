@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kernel import push_model as pm
+from export import blob_format
 from kernel.vm import console, initramfs
 from plumbing import qemu
 
@@ -20,15 +20,16 @@ REJECTS = {
 
 def bad_blobs(good: bytes) -> dict[str, bytes]:
     """One blob per validation the module does, each failing only that check."""
-    h = pm.parse(good)
-    params = good[h.hdr_size :]
-    shape = dict(arch_hash=h.arch_hash, n_in=h.n_in, n_out=h.n_out, window=h.window, macs=h.macs)
+    header, params = blob_format.split(good)
+    shape = dict(
+        arch_hash=header.arch_hash, n_in=header.n_in, n_out=header.n_out, window=header.window, macs=header.macs
+    )
     flipped = bytearray(good)
     flipped[-1] ^= 0x40  # a weight byte: only the checksum can tell
     return {
         "bad_crc": bytes(flipped),
-        "bad_arch": pm.pack(params, **{**shape, "arch_hash": h.arch_hash ^ 1}),
-        "bad_shape": pm.pack(params, **{**shape, "n_in": h.n_in + 1}),
+        "bad_arch": blob_format.pack(params, **{**shape, "arch_hash": header.arch_hash ^ 1}),
+        "bad_shape": blob_format.pack(params, **{**shape, "n_in": header.n_in + 1}),
         "bad_magic": b"\x7fELF" + good[4:],
         "bad_trunc": good[:-3],  # cat succeeds; the module notices at close
     }
