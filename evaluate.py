@@ -13,7 +13,6 @@ Settings: conf/eval.yaml. Output: the Hydra run directory (logs/eval/runs/<time>
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parent))
@@ -21,22 +20,20 @@ os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parent))
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from evaluation.config import OverrideError, check_overrides, check_settings  # noqa: E402
+from evaluation import config  # noqa: E402 - registers the schema conf/eval.yaml is composed onto
 from plumbing.hydra_cli import entry_point, run  # noqa: E402
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval.yaml")
 @entry_point("evaluate.py")  # an error is one line; a run that wrote nothing leaves no folder
 def main(cfg: DictConfig) -> None:
-    check_settings(cfg)  # fast: before torch and the models load
+    config.check(cfg)
+    # deferred on purpose: the runner loads torch and the models (seconds); `--help` and a bad
+    # setting are answered before
     from evaluation.runner import evaluate
 
     evaluate(cfg)
 
 
 if __name__ == "__main__":
-    try:
-        check_overrides(sys.argv[1:])
-    except OverrideError as e:
-        sys.exit(f"evaluate.py: error: {e}")
-    run(main, "evaluate.py")
+    run(main, "evaluate.py", explain=config.explain)  # a training setting given here: why it cannot change

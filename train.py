@@ -5,7 +5,8 @@
     python train.py -m model=lstm,tcn,mlp    # multirun
     python train.py --help                   # config groups (conf/)
 
-Everything is composed by Hydra from conf/train.yaml and built through `_target_`s; the run
+Everything is composed by Hydra from conf/train.yaml onto the typed schemas of models/config.py
+(a wrong type or value is one line naming its key) and built through `_target_`s; the run
 directory (logs/<task_name>/runs/<time>/) holds the saved config (.hydra/), checkpoints, logs,
 test_metrics.json (every final metric) and results.json (the same metrics with what
 `evaluate.py runs=DIR` needs without loading the model: why training stopped, the seed, the
@@ -27,15 +28,16 @@ os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parent))
 import hydra  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from models.checkpoint import check_checkpoint
-from plumbing.hydra_cli import UserError, check_number, check_trainer, entry_point, run  # noqa: E402
+from models import config  # noqa: E402 - registers the schemas conf/train.yaml is composed onto
+from plumbing.hydra_cli import entry_point, run  # noqa: E402
 
 log = logging.getLogger(__name__)
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit and test as configured; returns every final metric (plus `<monitor>_best`)."""
-    # imported here, not at the top: a bad setting is reported before torch and Lightning load
+    # deferred on purpose: torch and Lightning take seconds to load, and `--help`, `--cfg job`
+    # and a bad setting (config.check) are answered before they do
     import pytorch_lightning as pl
     import torch
 
@@ -98,48 +100,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-def features_given(cfg: DictConfig) -> bool:
-    """data.features was set on the command line (null, "all inputs", counts as given)."""
-    from hydra.core.hydra_config import HydraConfig
-
-    try:
-        overrides = HydraConfig.get().overrides.task
-    except ValueError:  # composed outside a Hydra run (tests): only a value counts
-        return cfg.data.get("features") is not None
-    return any(o.lstrip("+~").split("=", 1)[0] == "data.features" for o in overrides)
-
-
-def check_config(cfg: DictConfig) -> None:
-    """Settings that would otherwise fail late or obscurely, checked before anything runs."""
-    if cfg.get("require_features") and not features_given(cfg):  # experiment=feature_count without a ranking
-        raise UserError(
-            "experiment=feature_count needs data.features: run `python evaluate.py ckpt_path=<best ckpt>` "
-            "first and paste the train.py command it prints (also in its ranking.json)"
-        )
-    for key in ("seed", "threads"):
-        if cfg.get(key) is not None:
-            check_number(cfg.get(key), key, int, 0)
-    check_trainer(cfg.trainer)
-    if cfg.get("ckpt_path"):
-        check_checkpoint(cfg.ckpt_path)
-    dataset = cfg.data.get("dataset_dir")
-    if dataset and not Path(dataset).is_dir():
-        raise FileNotFoundError(
-            f"data.dataset_dir={dataset}: no such directory (build one with "
-            f"`python -m data.build --traces DIR --out DATASET`)"
-        )
-    if dataset and not any(Path(dataset).glob("*/train.parquet")):
-        raise FileNotFoundError(
-            f"data.dataset_dir={dataset}: not a dataset (no <task>/train.parquet; build one "
-            f"with `python -m data.build --traces DIR --out DATASET`)"
-        )
-
-
 @hydra.main(version_base="1.3", config_path="conf", config_name="train.yaml")
 @entry_point("train.py")
 def main(cfg: DictConfig) -> float | None:
-    check_config(cfg)
-    from models.tasks.hydra_utils import extras
+    config.check(cfg)
+    from models.tasks.hydra_utils import extras  # deferred with torch (models.tasks loads it), see train()
 
     extras(cfg)
     metrics = train(cfg)

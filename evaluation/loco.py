@@ -23,6 +23,7 @@ import logging
 from pathlib import Path
 
 from data.dataset.splits import natural
+from evaluation.report import table
 from evaluation.seeds import compare, fmt_ms, group_setups, mean_std
 
 log = logging.getLogger(__name__)
@@ -191,8 +192,6 @@ def _window_comparison(groups: list[dict], rs: list[dict], mean_row: dict) -> li
 
 
 def render_loco(tables: list[dict]) -> str:
-    from evaluation.report import table
-
     out = []
     for t in tables:
         out += [

@@ -9,7 +9,7 @@ metrics.json schema (version 1):
                "baselines": {test set: {baseline: {metric: value, ...}}},
                "importance": {"metric", "split", "base", "repeats", "seed", "samples",
                               "features": {name: {drop_mean, drop_std}}} | null}],
-   "groups": [{"label", "task", "backbone", "settings", "members", "seeds", "n", "macs", "params",
+   "groups": [{"label", "task", "backbone", "settings", "members", "seeds", "n", "macs", "window", "params",
                "validation": {metric: {"mean", "std", "n"}}, "splits": {test set: {metric: {...}}},
                "baselines": {test set: {baseline: {metric: {...}}}}}]  (runs that differ only by seed),
    "winner": winner.json's content, "files": [...]}
@@ -24,6 +24,8 @@ from pathlib import Path
 
 from evaluation.plots import baseline_rows
 from evaluation.seeds import fmt_ms
+from evaluation.winner import describe
+from models.cost import RELATION
 from plumbing.atomic import write_atomic
 
 VERSION = 1
@@ -81,7 +83,7 @@ def models_table(models: list[dict]) -> str:
             "window",
             "inputs",
             "params",
-            "MACs/decision",
+            "MACs per decision (window W)",
             "eager p50 us",
             "eager p99 us",
             "ORT p50 us",
@@ -218,15 +220,10 @@ def groups_table(gs: list[dict], split: str | None) -> str:
     return table(["setup", "seeds", "seed values", *names], rows)
 
 
-def winner_line(task: str, w: dict) -> str:
-    if w["winner"]:
-        spread = f" ± {w['std']:.4f}" if w.get("std") is not None else ""
-        return (
-            f"- **{task}**: {w['winner']} ({w['verdict']}; validation mean {fmt(w['value'])}{spread}, n={w['n']}, "
-            f"{w['macs']:,} MACs, p99 {fmt(w['p99_us'], 1)} us)"
-        )
-    tied = f" Tied: {', '.join(w['tied'])}." if w.get("tied") else ""
-    return f"- **{task}**: none: {w['reason']}.{tied}"
+def winner_line(task: str, w: dict, engine: str) -> str:
+    """The verdict of one task as a Markdown list item (evaluation.winner.describe, rounded)."""
+    head, rest = describe(task, w, engine).split(": ", 1)
+    return f"- **{head}**: {rest}"
 
 
 def render(
@@ -238,7 +235,7 @@ def render(
         f"Command: `{command}`",
         "",
         "Latency: CPU, batch 1, one thread (torch.set_num_threads(1); onnxruntime intra/inter-op threads 1), "
-        "per call after warm-up. MACs: multiply-accumulates of one decision (a full window for sequence models). "
+        f"per call after warm-up. MACs: multiply-accumulates; {RELATION} (export reports MACs per step). "
         "lift: the model's primary metric minus the best baseline's on the same test set (`vs`).",
         "",
         "## Models",
@@ -252,12 +249,13 @@ def render(
     ]
     out += [f"Chosen on: {winner['split']} ({winner['split_note']}).", ""]
     for task, w in winner["winners"].items():
-        out.append(winner_line(task, w))
+        out.append(winner_line(task, w, winner["latency_engine"]))
     rows = [
         [
             task,
             c["label"],
             fmt_ms({"mean": c["value"], "std": c["std"], "n": c["n"]}),
+            c.get("window"),
             c["macs"],
             "yes" if c["within_budget"] else "no",
             None if c["p99_us"] is None else f"{c['p99_us']:.1f}",
@@ -273,7 +271,8 @@ def render(
                     "task",
                     "setup (seed group)",
                     "validation mean ± std (n seeds)",
-                    "MACs/decision",
+                    "window W",
+                    "MACs per decision (window W)",
                     f"<= {winner['budget_macs']:,} MACs",
                     f"{winner['latency_engine']} p99 us (reported)",
                 ],

@@ -15,15 +15,16 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from evaluation import plots
-from evaluation.config import check_settings
+from evaluation.config import check
 from evaluation.importance import permutation_importance
 from evaluation.latency import measure
+from evaluation.loco import is_loco, loco_tables, read_results, render_loco
 from evaluation.metrics import baseline_scores, lift, predict, primary_metric, score, split_logits
 from evaluation.report import VERSION, ranking, render, split_order, write_atomic, write_json
 from evaluation.seeds import aggregate, group_setups
 from evaluation.sources import Candidate, EvaluationError, TraceTables, assign_labels, find_checkpoints, load_candidate
-from evaluation.winner import SELECTION_SPLIT, pick_winners
-from models.checkpoint import check_checkpoint
+from evaluation.winner import SELECTION_SPLIT, describe, pick_winners
+from models.config import check_trained
 from models.cost import macs_per_decision, parameter_count
 
 log = logging.getLogger(__name__)
@@ -162,21 +163,19 @@ def evaluate(cfg: DictConfig) -> dict:
     The output folder is created only once every checkpoint has loaded, so a run that fails on
     its input leaves nothing behind (evaluate.py also removes Hydra's folder then)."""
     out = Path(cfg.paths.output_dir)
-    check_settings(cfg)
-    if cfg.runs and cfg.get("loco", "auto") not in (False, "false"):
-        from evaluation.loco import is_loco, read_results
-
-        results = read_results(list(cfg.runs) if not isinstance(cfg.runs, str) else cfg.runs)
+    check(cfg)  # also makes a single ckpt_paths / runs / traces path a list of one
+    if cfg.runs and cfg.loco is not False:
+        results = read_results(list(cfg.runs))
         if cfg.loco is True or (results and is_loco(results)):
             return evaluate_loco(cfg, results, out)
     torch.manual_seed(int(cfg.seed))
-    traces = TraceTables(list(cfg.traces or []))  # missing files fail before any model is loaded
+    traces = TraceTables(list(cfg.traces))  # missing files fail before any model is loaded
     overrides = {"dataset_dir": cfg.data_dir, "eval_batch_size": cfg.data.eval_batch_size}
     paths = find_checkpoints(cfg.ckpt_path, cfg.ckpt_paths, cfg.runs)
     cands = []
     for i, p in enumerate(paths, 1):
         progress(f"load {i}/{len(paths)}: {p}")
-        check_checkpoint(p, "checkpoint")
+        check_trained(p, "checkpoint")
         cands.append(load_candidate(p, overrides))
     assign_labels(cands)
     for cand in cands:
@@ -207,21 +206,17 @@ def evaluate(cfg: DictConfig) -> dict:
     write_json(out / "metrics.json", result)
     write_atomic(out / "report.md", render(models, winner, files, result["command"], cfg.report_split, groups))
     for task, v in winner["winners"].items():
-        progress(
-            f"winner {task}: {v['winner']} (validation mean {v['value']}, {v['macs']} MACs, {v['verdict']})"
-            if v["winner"]
-            else f"winner {task}: none ({v['reason']})"
-        )
+        progress(f"winner {describe(task, v, winner['latency_engine'])}")
     progress(f"report: {out / 'report.md'}")
     return result
 
 
 def evaluate_loco(cfg: DictConfig, results: list[dict], out: Path) -> dict:
     """Leave-one-category-out tables from the runs' results.json (no model is reloaded)."""
-    from evaluation.loco import loco_tables, render_loco
-
     if not results:
-        raise EvaluationError(f"runs={cfg.runs}: no results.json under it (train with this version of train.py)")
+        raise EvaluationError(
+            f"runs={','.join(cfg.runs)}: no results.json under it (train with this version of train.py)"
+        )
     progress(f"leave-one-category-out: {len(results)} runs from results.json")
     tables = loco_tables(results)
     out.mkdir(parents=True, exist_ok=True)

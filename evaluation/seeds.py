@@ -163,6 +163,7 @@ def aggregate(models: list[dict], groups: list[dict]) -> list[dict]:
             "seeds": [m.get("seed") for m in ms],
             "n": len(ms),
             "macs": ms[0].get("macs"),
+            "window": ms[0].get("window"),
             "params": ms[0].get("params"),
             "primary": ms[0].get("primary"),
             "ckpt_paths": [m.get("ckpt_path") for m in ms],

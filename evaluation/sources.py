@@ -19,8 +19,15 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig
 
+from data.can_migrate.features import can_migrate_table
+from data.can_migrate.files import RECORD_FILES, is_record_file, read_records, run_records
+from data.can_migrate.record import RecordFormatError
+from data.dataset.build import TRACE_NAMES
+from data.dataset.replay import replay
 from data.dataset.splits import natural
 from data.dataset.windows import SplitData
+from data.parse.tracefile import TraceFormatError, parse_file
+from models.tasks import load_from_checkpoint, make_datamodule
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +140,7 @@ class Candidate:
             split, workload = self.get_split(name), name.split("/", 1)[1]
             for p in parents:
                 parent = self.get_split(p)
-                mask = torch.from_numpy((parent.rows["workload"] == workload).to_numpy())
+                mask = torch.from_numpy((parent.rows["workload"] == workload).to_numpy(copy=True))  # writable
                 if int(mask.sum()) == len(split) and torch.equal(parent.target[mask], split.target):
                     out[name] = (p, mask)
                     break
@@ -142,8 +149,6 @@ class Candidate:
 
 def load_candidate(path: Path, data_overrides: dict) -> Candidate:
     """Rebuild a checkpoint's model and DataModule; `data_overrides` replace data settings only."""
-    from models.tasks import load_from_checkpoint, make_datamodule
-
     module, cfg, meta = load_from_checkpoint(str(path))
     if "data" not in cfg:
         raise EvaluationError(f"{path}: no saved run config in the checkpoint (hyper_parameters.run_config)")
@@ -176,9 +181,6 @@ CAN_MIGRATE = "can_migrate"  # the table raw can_migrate record files give
 def trace_file(path: Path) -> Path:
     """The file itself (an ftrace trace or a can_migrate record file), or a collected run
     directory (which holds a trace, records, or both; the model's task picks one)."""
-    from data.can_migrate.files import RECORD_FILES, run_records
-    from data.dataset.build import TRACE_NAMES
-
     if path.is_dir():
         if not any((path / n).is_file() for n in TRACE_NAMES) and run_records(path) is None:
             raise EvaluationError(f"traces: {path} is a directory without {' / '.join(TRACE_NAMES + RECORD_FILES)}")
@@ -223,9 +225,6 @@ class TraceTables:
 
     def source(self, name: str, table: str) -> Path | None:
         """The file of `name` that gives `table`, or None when it gives no such table."""
-        from data.can_migrate.files import is_record_file, run_records
-        from data.dataset.build import TRACE_NAMES
-
         path = self.files[name]
         if path.is_dir():
             if table == CAN_MIGRATE:
@@ -242,9 +241,6 @@ class TraceTables:
         return df.assign(workload=name, category=TRACE_CATEGORY)
 
     def _trace(self, name: str, path: Path, table: str) -> pd.DataFrame:
-        from data.dataset.replay import replay
-        from data.parse.tracefile import TraceFormatError, parse_file
-
         if name not in self._replayed:
             try:
                 events, stats = parse_file(path)
@@ -265,10 +261,6 @@ class TraceTables:
         return getattr(self._replayed[name], table)
 
     def _can_migrate(self, name: str, path: Path) -> pd.DataFrame:
-        from data.can_migrate.features import can_migrate_table
-        from data.can_migrate.files import read_records
-        from data.can_migrate.record import RecordFormatError
-
         if name not in self._records:
             try:
                 records = read_records(path)

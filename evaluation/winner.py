@@ -1,22 +1,28 @@
 """The winner rule, stated in conf/eval.yaml (`winner:`) and written out with the verdict.
 
 Candidates are seed groups (evaluation/seeds.py: runs that differ only by seed). Per
-task: among groups whose cost, in MACs per decision, is within `budget_macs`, rank by the MEAN
-of `metric` on the VALIDATION rows (the `val` split of the datamodule: whole held-out training
-runs plus the held-out validation category, what train.py's early stopping and checkpoint choice
-use). The best group wins only if its mean beats the runner-up's by more than the spread:
-best_mean - runner_up_mean > std_best + std_runner_up (sample std over seeds). Otherwise the
-verdict is "no significant difference" and the tied groups are listed; a group with one seed
-has no known spread, so no significance is declared ("1 seed: spread unknown"). Test splits are
-only reported, never used to choose.
+task: among groups whose cost, in MACs per decision (window W: models/cost.py), is within
+`budget_macs`, rank by the MEAN of `metric` on the VALIDATION rows (the `val` split of the
+datamodule: whole held-out training runs plus the held-out validation category, what train.py's
+early stopping and checkpoint choice use). Verdicts:
+  * "only candidate": one group within the budget; it is the winner by default, nothing is
+    compared, so nothing about significance is claimed (its spread is shown, or "spread unknown");
+  * "significant": the best group's mean beats the runner-up's by more than the spread,
+    best_mean - runner_up_mean > std_best + std_runner_up (sample std over seeds): the winner;
+  * "no significant difference": it does not; no winner, the tied groups are listed;
+  * "1 seed: spread unknown": two or more groups and one of the top two has a single seed;
+    no winner.
+Test splits are only reported, never used to choose.
 
 Cost is counted, not timed: a MAC count does not change with the load of the machine. Measured
-p99 latency (`latency_engine`) is reported beside each candidate for information.
+p99 latency (`latency_engine`) is reported beside each candidate for information. `describe`
+is the verdict in one line (values rounded), for report.md and the console.
 """
 
 from __future__ import annotations
 
 from evaluation.seeds import NO_DIFFERENCE, SPREAD_UNKNOWN, beats
+from models.cost import per_decision
 
 SELECTION_SPLIT = "val"
 SPLIT_NOTE = (
@@ -29,11 +35,35 @@ SIGNIFICANT, ONLY = "significant", "only candidate"
 def rule_text(metric: dict, budget_macs: int, engine: str) -> str:
     names = ", ".join(f"{t}: {m}" for t, m in metric.items())
     return (
-        f"per task, the seed group with the best mean validation metric ({names}) among models costing "
-        f"<= {budget_macs:,} MACs per decision, declared only if its mean beats the runner-up's by more than "
-        f"std_best + std_runner_up (sample std over seeds; one seed: spread unknown, nothing declared); "
-        f"{engine} p99 latency is reported, not used (it moves with machine load); test splits are never "
-        f"used to choose"
+        f"per task, among the seed groups costing <= {budget_macs:,} MACs per decision (window W), the one "
+        f"with the best mean validation metric ({names}); a lone group wins as the only candidate (nothing "
+        f"compared, no significance claimed); of two or more, the best wins only if its mean beats the "
+        f"runner-up's by more than std_best + std_runner_up (sample std over seeds), and with one seed in "
+        f"either the spread is unknown and no winner is declared; {engine} p99 latency is reported, not used "
+        f"(it moves with machine load); test splits are never used to choose"
+    )
+
+
+def _value(mean, std, n) -> str:
+    """`0.7837 ± 0.0040 (n=3 seeds)`; one seed: `0.7837 (n=1 seed: spread unknown)`."""
+    if mean is None:
+        return "–"
+    if std is None:
+        return f"{mean:.4f} (n={n} seed{'s' * (n != 1)}: spread unknown)"
+    return f"{mean:.4f} ± {std:.4f} (n={n} seeds)"
+
+
+def describe(task: str, w: dict, engine: str) -> str:
+    """One task's verdict in one line, values rounded: what report.md and the console print."""
+    if not w["winner"]:
+        tied = f"; tied: {', '.join(w['tied'])}" if w.get("tied") else ""
+        return f"{task}: no winner ({w['reason']}{tied})"
+    why = "only candidate: nothing compared" if w["verdict"] == ONLY else w["verdict"]
+    macs = "–" if w["macs"] is None else f"{w['macs']:,}"
+    p99 = "–" if w["p99_us"] is None else f"{w['p99_us']:.1f} us"
+    return (
+        f"{task}: {w['winner']} ({why}; validation {w.get('metric') or 'metric'} "
+        f"{_value(w['value'], w['std'], w['n'])}; {macs} {per_decision(w.get('window'))}; {engine} p99 {p99})"
     )
 
 
@@ -89,6 +119,7 @@ def pick_winners(groups: list[dict], metric: dict, budget_macs: int, engine: str
                     "n": val["n"],
                     "seeds": g.get("seeds"),
                     "macs": g.get("macs"),
+                    "window": g.get("window"),
                     "p99_us": p99(g, engine),
                     "within_budget": g.get("macs") is not None and g["macs"] <= budget_macs,
                 }
@@ -125,6 +156,7 @@ def pick_winners(groups: list[dict], metric: dict, budget_macs: int, engine: str
         out["winners"][task] = {
             "winner": won["label"] if won else None,
             "verdict": verdict,
+            "metric": name,
             "tied": tied,
             "ckpt_path": (won["ckpt_paths"] or [None])[0] if won else None,
             "ckpt_paths": won["ckpt_paths"] if won else [],
@@ -132,6 +164,7 @@ def pick_winners(groups: list[dict], metric: dict, budget_macs: int, engine: str
             "std": won["std"] if won else None,
             "n": won["n"] if won else None,
             "macs": won["macs"] if won else None,
+            "window": won["window"] if won else None,
             "p99_us": won["p99_us"] if won else None,
             "reason": reason,
             "candidates": cands,

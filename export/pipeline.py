@@ -26,12 +26,14 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from export import blob, cbuild, codegen_c, encode, evaluate, parity, report, vectors
 from export.intref import IntRef, Stream
 from export.onnx_graph import ExportError, export_onnx, lower
 from export.quantize import QModel, calibrate, quantize
 from export.source import Source, Split
+from models.cost import PER_STEP, macs_per_decision, per_decision
 from plumbing.atomic import swap_dir_in
 
 N_SELFTEST = 2048
@@ -42,10 +44,50 @@ def log(msg: str) -> None:
     print(f"[export] {msg}", flush=True)
 
 
-def streaming_length(q: QModel) -> int:
+def decision_macs(src: Source) -> int:
+    """MACs per decision (window W) of the float model: what evaluate.py reports for it
+    (models.cost), beside the integer model's MACs per step (QModel.macs)."""
+    x = torch.as_tensor(src.calib.x[:1], dtype=torch.float32)
+    tok = None if src.calib.tok is None else torch.as_tensor(src.calib.tok[:1], dtype=torch.long)
+    return macs_per_decision(src.net, x, tok)
+
+
+def summary_line(result: dict, out: Path) -> str:
+    """The export's last line: what it wrote, both MAC counts, the C check and the overflows
+    with the largest float-vs-int logit difference per split, and the setting that helps when
+    any split overflows (report.md has the detail)."""
+    checks = result.get("c_bit_exact") or {}
+    mismatches = checks.get("total", {}).get("mismatches") if isinstance(checks, dict) else None
+    kernel_ok = (result.get("kernel_object") or {}).get("ok")
+    overflows = result.get("overflow_totals") or {}
+    diffs = {
+        name: max((mode.get("max_abs_logit_diff", 0.0) for mode in r.values() if isinstance(mode, dict)), default=0.0)
+        for name, r in (result.get("float_vs_int") or {}).items()
+    }
+    per_split = "; ".join(
+        f"{name}: {overflows.get(name, 0)} overflows"
+        + (f", max logit difference {diffs[name]:.4g}" if name in diffs else "")
+        for name in dict.fromkeys([*overflows, *diffs])
+    )
+    line = (
+        f"wrote {out}: arch 0x{result['arch_hash']:08x}, {result['macs']:,} {PER_STEP} "
+        f"({result['macs_per_decision']:,} {per_decision(result['window'])}), "
+        f"C mismatches {'not checked' if mismatches is None else mismatches}, kernel-safe object "
+        f"{'not checked' if kernel_ok is None else kernel_ok}; {per_split or 'no split evaluated'}"
+    )
+    if any(overflows.values()):
+        bits = result.get("headroom_bits", 0)
+        line += (
+            f"; OVERFLOWS: export again with more headroom, e.g. headroom={bits + 1} (now {bits} bit(s) above "
+            f"the calibrated ranges; conf/export.yaml)"
+        )
+    return line
+
+
+def streaming_length(qmodel: QModel) -> int:
     """>= 10x the receptive field (10x the window where it is unbounded), at least 256 steps."""
-    rf = q.graph.receptive_field()
-    return max(256, 10 * (rf if rf is not None else q.graph.window))
+    receptive = qmodel.graph.receptive_field()
+    return max(256, 10 * (receptive if receptive is not None else qmodel.graph.window))
 
 
 def data_rows(split: Split | None, n_streams: int, steps: int) -> tuple[np.ndarray, np.ndarray | None] | None:
@@ -58,81 +100,81 @@ def data_rows(split: Split | None, n_streams: int, steps: int) -> tuple[np.ndarr
     return x, tok
 
 
-def stream_sets(q: QModel, src: Source, n_vectors: int, rng: np.random.Generator) -> list[vectors.StreamSet]:
+def stream_sets(qmodel: QModel, src: Source, n_vectors: int, rng: np.random.Generator) -> list[vectors.StreamSet]:
     """Held-out windows, long data / random sequences (streaming), random and extreme inputs."""
     sets = []
     held = src.evals[0] if src.evals else src.calib
-    n_win = min(len(held), max(1, (2 * n_vectors // 5) // q.graph.window))
-    sub = held.take(n_win, rng)
-    sets.append(vectors.held_out(q, sub.x, sub.tok if q.graph.tokens else None))
-    t_long = streaming_length(q)
+    n_win = min(len(held), max(1, (2 * n_vectors // 5) // qmodel.graph.window))
+    held_windows = held.take(n_win, rng)
+    sets.append(vectors.held_out(qmodel, held_windows.x, held_windows.tok if qmodel.graph.tokens else None))
+    t_long = streaming_length(qmodel)
     rows = data_rows(held, 4, t_long)
     if rows is not None:
-        sets.append(vectors.held_out(q, rows[0], rows[1] if q.graph.tokens else None, "streaming_data"))
-    rnd = vectors.random_streams(q, 4, t_long, rng)
+        sets.append(vectors.held_out(qmodel, rows[0], rows[1] if qmodel.graph.tokens else None, "streaming_data"))
+    rnd = vectors.random_streams(qmodel, 4, t_long, rng)
     rnd.name = "streaming_random"
     sets.append(rnd)
-    sets.append(vectors.extreme_streams(q, max(64, 2 * q.graph.window), rng))
-    have = sum(s.steps for s in sets)
-    steps = max(64, 4 * q.graph.window)
-    sets.insert(1, vectors.random_streams(q, max(1, -(-(n_vectors - have) // steps)), steps, rng))
-    ref = IntRef(q)
-    for s in sets:
-        vectors.expected(q, s, ref)
+    sets.append(vectors.extreme_streams(qmodel, max(64, 2 * qmodel.graph.window), rng))
+    have = sum(vset.steps for vset in sets)
+    steps = max(64, 4 * qmodel.graph.window)
+    sets.insert(1, vectors.random_streams(qmodel, max(1, -(-(n_vectors - have) // steps)), steps, rng))
+    ref = IntRef(qmodel)
+    for vset in sets:
+        vectors.expected(qmodel, vset, ref)
     return sets
 
 
-def selftest_inputs(q: QModel, src: Source, rng: np.random.Generator, like: Path | None) -> np.ndarray:
+def selftest_inputs(qmodel: QModel, src: Source, rng: np.random.Generator, like: Path | None) -> np.ndarray:
     """(N, n_in) inputs of the one self-test stream: data steps, then random, then extremes."""
     if like is not None and (like / "vectors_selftest.bin").exists():
-        return vectors.read_vectors(like / "vectors_selftest.bin").reshape(-1, q.n_in)
+        return vectors.read_vectors(like / "vectors_selftest.bin").reshape(-1, qmodel.n_in)
     held = src.evals[0] if src.evals else src.calib
     parts = []
     rows = data_rows(held, 1, 3 * N_SELFTEST // 4)
     if rows is not None:
-        parts.append(vectors.held_out(q, rows[0], rows[1] if q.graph.tokens else None).inputs[0])
+        parts.append(vectors.held_out(qmodel, rows[0], rows[1] if qmodel.graph.tokens else None).inputs[0])
     n_rest = N_SELFTEST - sum(len(p) for p in parts)
-    parts.append(vectors.random_streams(q, 1, n_rest - n_rest // 4, rng).inputs[0])
-    parts.append(vectors.extreme_streams(q, n_rest // 4, rng).inputs[-1])
+    parts.append(vectors.random_streams(qmodel, 1, n_rest - n_rest // 4, rng).inputs[0])
+    parts.append(vectors.extreme_streams(qmodel, n_rest // 4, rng).inputs[-1])
     return np.concatenate(parts)
 
 
-def streaming_check(q: QModel, sets: list[vectors.StreamSet]) -> dict:
+def streaming_check(qmodel: QModel, sets: list[vectors.StreamSet]) -> dict:
     """Python full-sequence evaluation vs Python streaming over the long sequences, and whether
     streaming equals evaluating the training window ending at each step (the float model's view)."""
-    res = {"sequence_steps": streaming_length(q), "receptive_field": q.graph.receptive_field()}
-    n_num, L = q.graph.n_num, q.graph.window
-    for s in sets:
-        if not s.name.startswith("streaming"):
+    res = {"sequence_steps": streaming_length(qmodel), "receptive_field": qmodel.graph.receptive_field()}
+    n_num, window = qmodel.graph.n_num, qmodel.graph.window
+    for vset in sets:
+        if not vset.name.startswith("streaming"):
             continue
-        x, tok = s.inputs[..., :n_num], (s.inputs[..., n_num] if q.graph.tokens else None)
-        full = IntRef(q).outputs_full(x, tok)
-        ok = np.array_equal(full, s.expected)
-        steps = np.arange(L - 1, x.shape[1], max(1, x.shape[1] // 64))
+        x, tok = vset.inputs[..., :n_num], (vset.inputs[..., n_num] if qmodel.graph.tokens else None)
+        full = IntRef(qmodel).outputs_full(x, tok)
+        ok = np.array_equal(full, vset.expected)
+        steps = np.arange(window - 1, x.shape[1], max(1, x.shape[1] // 64))
         win = np.stack(
             [
-                IntRef(q).outputs_full(x[:, t - L + 1 : t + 1], None if tok is None else tok[:, t - L + 1 : t + 1])[
-                    :, -1
-                ]
+                IntRef(qmodel).outputs_full(
+                    x[:, t - window + 1 : t + 1], None if tok is None else tok[:, t - window + 1 : t + 1]
+                )[:, -1]
                 for t in steps
             ],
             axis=1,
         )
-        rf = q.graph.receptive_field()
-        settled = steps >= (rf - 1 if rf is not None else 0)
-        res[s.name] = {
+        receptive = qmodel.graph.receptive_field()
+        settled = steps >= (receptive - 1 if receptive is not None else 0)
+        res[vset.name] = {
             "streams": int(x.shape[0]),
             "steps": int(x.shape[1]),
             "full_equals_stream": bool(ok),
-            "mismatching_outputs": int(np.any(full != s.expected, axis=-1).sum()),
-            "stream_equals_window_after_rf": bool(np.array_equal(win[:, settled], s.expected[:, steps[settled]]))
-            if rf is not None
+            "mismatching_outputs": int(np.any(full != vset.expected, axis=-1).sum()),
+            "stream_equals_window_after_rf": bool(np.array_equal(win[:, settled], vset.expected[:, steps[settled]]))
+            if receptive is not None
             else None,
         }
     return res
 
 
-def c_checks(out: Path, q: QModel, sets: list[vectors.StreamSet], prefix: str, enc_raw: np.ndarray | None) -> dict:
+def c_checks(out: Path, qmodel: QModel, sets: list[vectors.StreamSet], prefix: str, enc_raw: np.ndarray | None) -> dict:
     """gcc: harness bit-exactness (default params and the blob), self-test, encoder, kernel-safe object."""
     if not cbuild.have_gcc():
         return {"skipped": "gcc/objdump/nm not found"}
@@ -140,14 +182,14 @@ def c_checks(out: Path, q: QModel, sets: list[vectors.StreamSet], prefix: str, e
         tmp = Path(tmp)
         exe = cbuild.build_harness(out, tmp)
         res = {
-            "bit_exact": cbuild.compare(exe, sets, tmp, q.graph.n_out),
-            "bit_exact_blob": cbuild.compare(exe, sets, tmp, q.graph.n_out, out / "model.blob")["total"],
+            "bit_exact": cbuild.compare(exe, sets, tmp, qmodel.graph.n_out),
+            "bit_exact_blob": cbuild.compare(exe, sets, tmp, qmodel.graph.n_out, out / "model.blob")["total"],
         }
-        st = subprocess.run([str(exe), "selftest"], capture_output=True, text=True)
-        res["selftest"] = {"ok": st.returncode == 0, "output": (st.stdout + st.stderr).strip()}
+        run = subprocess.run([str(exe), "selftest"], capture_output=True, text=True)
+        res["selftest"] = {"ok": run.returncode == 0, "output": (run.stdout + run.stderr).strip()}
         if enc_raw is not None:
             got = cbuild.run_encode(exe, enc_raw, tmp)
-            want = encode.encode_ref(q.encoder, enc_raw, bool(q.graph.tokens))
+            want = encode.encode_ref(qmodel.encoder, enc_raw, bool(qmodel.graph.tokens))
             res["encode"] = {"rows": int(len(enc_raw)), "mismatches": int(np.any(got != want, axis=1).sum())}
         res["kernel_object"] = cbuild.kernel_object(out, tmp, prefix)
         res["kernel_object"].pop("object")
@@ -191,11 +233,11 @@ def run(
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir()
     try:
-        rep = _run(src, stage, out, prefix, like, n_vectors, headroom, verify, seed)
+        result = _run(src, stage, out, prefix, like, n_vectors, headroom, verify, seed)
         swap_dir_in(stage, out)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
-    return rep
+    return result
 
 
 def _run(
@@ -213,92 +255,100 @@ def _run(
     log(f"exporting {src.describe or type(src.net).__name__} -> {final}")
     model = export_onnx(src.net, src.window, src.n_num, src.vocab)
     report.write_atomic(out / "model.onnx", model.SerializeToString())
-    g = lower(model)
-    log(f"ONNX {len(model.graph.node)} nodes -> IR: {', '.join(f'{o.kind} {o.out}' for o in g.ops)}")
+    ir = lower(model)
+    log(f"ONNX {len(model.graph.node)} nodes -> IR: {', '.join(f'{o.kind} {o.out}' for o in ir.ops)}")
 
     par_split = (src.evals[0] if src.evals else src.calib).take(PARITY_WINDOWS, rng)
-    par = parity.check(model, g, src.net, par_split.x, par_split.tok, src.unknown_token)
-    report.write_json(out / "parity.json", par)
-    report.write_atomic(out / "parity.md", report.parity_md(par))
-    log(f"parity: {par}")
+    parity_result = parity.check(model, ir, src.net, par_split.x, par_split.tok, src.unknown_token)
+    report.write_json(out / "parity.json", parity_result)
+    report.write_atomic(out / "parity.md", report.parity_md(parity_result))
+    log(f"parity: {parity_result}")
 
-    ranges = calibrate(g, src.calib.batches())
+    ranges = calibrate(ir, src.calib.batches())
     pinned = json.loads((like / "scales.json").read_text()) if like else None
-    q = quantize(g, ranges, pinned, headroom)
+    qmodel = quantize(ir, ranges, pinned, headroom)
     if src.features is not None:
-        q.encoder = encode.make_encoder(src.features, q.in_frac, src.n_num)
+        qmodel.encoder = encode.make_encoder(src.features, qmodel.in_frac, src.n_num)
     if like is not None:
         prev = json.loads((like / "report.json").read_text())["arch_hash"]
-        if prev != blob.arch_hash(q):
-            raise ExportError(f"architecture differs from {like}: arch hash 0x{blob.arch_hash(q):08x} != 0x{prev:08x}")
-    report.write_json(out / "scales.json", q.scales())
-    ref = IntRef(q)
+        if prev != blob.arch_hash(qmodel):
+            raise ExportError(
+                f"architecture differs from {like}: arch hash 0x{blob.arch_hash(qmodel):08x} != 0x{prev:08x}"
+            )
+    report.write_json(out / "scales.json", qmodel.scales())
+    ref = IntRef(qmodel)
     for x, tok in src.calib.batches():
-        ref.outputs_full(q.quantize_input(x), tok)
+        ref.outputs_full(qmodel.quantize_input(x), tok)
     overflow = {src.calib.name: report.overflow_counts(ref)}
-    fvi = {}
+    float_vs_int = {}
     for split in src.evals:
-        fvi[split.name] = evaluate.compare(q, src, split)
-        overflow[split.name] = fvi[split.name].pop("saturation")
-        log(f"float vs int on {split.name}: {json.dumps(fvi[split.name])}")
-    cal = report.calibration(q, len(src.calib), overflow, headroom)
+        float_vs_int[split.name] = evaluate.compare(qmodel, src, split)
+        overflow[split.name] = float_vs_int[split.name].pop("saturation")
+        log(f"float vs int on {split.name}: {json.dumps(float_vs_int[split.name])}")
+    cal = report.calibration(qmodel, len(src.calib), overflow, headroom)
     report.write_json(out / "calibration.json", cal)
     report.write_atomic(out / "calibration.md", report.calibration_md(cal))
 
-    sets = stream_sets(q, src, n_vectors, rng)
-    sel_in = selftest_inputs(q, src, rng, like)
-    n_num = q.graph.n_num
-    sel_out = Stream(IntRef(q), 1).run(sel_in[None, :, :n_num], sel_in[None, :, n_num] if q.graph.tokens else None)[0]
-    report.write_atomic(out / "model.h", codegen_c.model_header(q, prefix))
-    report.write_atomic(out / "model_vectors.h", codegen_c.vectors_header(q, sel_in, sel_out, prefix))
-    report.write_atomic(out / "model.blob", blob.make_blob(q))
+    sets = stream_sets(qmodel, src, n_vectors, rng)
+    sel_in = selftest_inputs(qmodel, src, rng, like)
+    n_num = qmodel.graph.n_num
+    sel_out = Stream(IntRef(qmodel), 1).run(
+        sel_in[None, :, :n_num], sel_in[None, :, n_num] if qmodel.graph.tokens else None
+    )[0]
+    report.write_atomic(out / "model.h", codegen_c.model_header(qmodel, prefix))
+    report.write_atomic(out / "model_vectors.h", codegen_c.vectors_header(qmodel, sel_in, sel_out, prefix))
+    report.write_atomic(out / "model.blob", blob.make_blob(qmodel))
     vectors.write_vectors(out / "vectors.bin", sets)
     report.write_atomic(out / "vectors_expected.bin", vectors.expected_outputs(sets).astype("<i4").tobytes())
     vectors.write_vectors(out / "vectors_selftest.bin", [vectors.StreamSet("selftest", sel_in[None])])
 
-    rep = {
+    result = {
         "source": src.describe,
         "prefix": prefix,
-        "arch_hash": blob.arch_hash(q),
-        "macs": q.macs(),
-        "n_in": q.n_in,
-        "n_out": q.graph.n_out,
-        "window": q.graph.window,
-        "in_frac": q.in_frac,
-        "out_frac": q.out_frac,
-        "receptive_field": q.graph.receptive_field(),
-        "ops": [f"{o.kind} {o.out} ({o.src})" for o in q.ops],
-        "parity": par,
-        "float_vs_int": fvi,
+        "arch_hash": blob.arch_hash(qmodel),
+        "macs": qmodel.macs(),
+        "macs_per_decision": decision_macs(src),
+        "n_in": qmodel.n_in,
+        "n_out": qmodel.graph.n_out,
+        "window": qmodel.graph.window,
+        "in_frac": qmodel.in_frac,
+        "out_frac": qmodel.out_frac,
+        "receptive_field": qmodel.graph.receptive_field(),
+        "ops": [f"{o.kind} {o.out} ({o.src})" for o in qmodel.ops],
+        "parity": parity_result,
+        "float_vs_int": float_vs_int,
         "overflow_totals": cal["overflow_totals"],
-        "weight_saturation": q.weight_saturation,
-        "vectors": {s.name: s.steps for s in sets} | {"total": sum(s.steps for s in sets)},
+        "headroom_bits": headroom,
+        "weight_saturation": qmodel.weight_saturation,
+        "vectors": {vset.name: vset.steps for vset in sets} | {"total": sum(vset.steps for vset in sets)},
         "selftest_vectors": int(len(sel_in)),
         "selftest_out_crc32": int(zlib.crc32(sel_out.astype("<i4").tobytes())),
-        "streaming": streaming_check(q, sets),
+        "streaming": streaming_check(qmodel, sets),
     }
     if like is not None:
-        rep["like"] = {"dir": str(like), "arch_hash_matches": True}
+        result["like"] = {"dir": str(like), "arch_hash_matches": True}
     enc_raw = None
-    if q.encoder is not None:
-        enc_raw, rep["encoder"] = encode.check(q.encoder, src.features, q.in_frac, rng, src.vocab)
-        rep["encoder"]["inputs"] = [f"{n}: {k}" for n, k in zip(q.encoder.names, q.encoder.kinds, strict=False)]
+    if qmodel.encoder is not None:
+        enc_raw, result["encoder"] = encode.check(qmodel.encoder, src.features, qmodel.in_frac, rng, src.vocab)
+        result["encoder"]["inputs"] = [
+            f"{n}: {k}" for n, k in zip(qmodel.encoder.names, qmodel.encoder.kinds, strict=False)
+        ]
     if verify:
-        c = c_checks(out, q, sets, prefix, enc_raw)
-        rep.update(
+        checks = c_checks(out, qmodel, sets, prefix, enc_raw)
+        result.update(
             {
-                "c_bit_exact": c.get("bit_exact", c),
-                "c_bit_exact_blob": c.get("bit_exact_blob"),
-                "selftest": c.get("selftest"),
-                "kernel_object": c.get("kernel_object"),
+                "c_bit_exact": checks.get("bit_exact", checks),
+                "c_bit_exact_blob": checks.get("bit_exact_blob"),
+                "selftest": checks.get("selftest"),
+                "kernel_object": checks.get("kernel_object"),
             }
         )
-        if "encode" in c:
-            rep["encoder"]["c_bit_exact"] = c["encode"]
+        if "encode" in checks:
+            result["encoder"]["c_bit_exact"] = checks["encode"]
         log(
-            f"C: {json.dumps(c.get('bit_exact', c).get('total', c))}, kernel object ok: "
-            f"{(c.get('kernel_object') or {}).get('ok')}"
+            f"C: {json.dumps(checks.get('bit_exact', checks).get('total', checks))}, kernel object ok: "
+            f"{(checks.get('kernel_object') or {}).get('ok')}"
         )
-    report.write_json(out / "report.json", rep)
-    report.write_atomic(out / "report.md", report.summary_md(rep))
-    return rep
+    report.write_json(out / "report.json", result)
+    report.write_atomic(out / "report.md", report.summary_md(result))
+    return result

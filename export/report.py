@@ -7,6 +7,7 @@ from pathlib import Path
 
 from export.intref import IntRef
 from export.quantize import ACT_BITS, GATE_FRAC, GATE_ONE, OUT_BITS, TABLE_INTERVALS, QModel
+from models.cost import PER_STEP, RELATION, per_decision
 from plumbing.atomic import write_atomic
 
 ROUNDING = (
@@ -201,7 +202,12 @@ def summary_md(rep: dict) -> str:
         ["source", rep["source"]],
         ["C prefix", rep["prefix"]],
         ["arch hash", f"0x{rep['arch_hash']:08x}"],
-        ["MACs per step", rep["macs"]],
+        [PER_STEP + " (integer model, streaming)", f"{rep['macs']:,}"],
+        *(
+            [[per_decision(rep["window"]) + " (float model, as evaluate.py counts)", f"{rep['macs_per_decision']:,}"]]
+            if rep.get("macs_per_decision") is not None
+            else []
+        ),
         ["inputs / outputs", f"{rep['n_in']} / {rep['n_out']}"],
         ["window / receptive field", f"{rep['window']} / {rep['receptive_field']}"],
         ["input frac / output frac", f"{rep['in_frac']} / {rep['out_frac']}"],
@@ -257,6 +263,8 @@ def summary_md(rep: dict) -> str:
         "## Model",
         "",
         *md_table(["", "value"], model),
+        f"{RELATION}.",
+        "",
         "## Checks",
         "",
         *md_table(["check", "result"], checks),
@@ -268,11 +276,20 @@ def summary_md(rep: dict) -> str:
                 fvi[f"{split} ({mode})"] = {"windows": r.get("windows"), **r[mode]}
     if fvi:
         lines += ["## Float model vs integer model", "", *keyed_table("split (evaluation)", fvi)]
+    overflows = rep.get("overflow_totals", {})
     lines += [
         "## Overflows (saturations) per split",
         "",
-        *md_table(["split", "overflows"], [[k, v] for k, v in rep.get("overflow_totals", {}).items()]),
+        *md_table(["split", "overflows"], [[k, v] for k, v in overflows.items()]),
     ]
+    if any(overflows.values()):
+        bits = rep.get("headroom_bits", 0)
+        lines += [
+            f"Overflows saturate activations and move the logits (see the max logit difference above): export "
+            f"again with more headroom, e.g. `headroom={bits + 1}` (now {bits} bit(s) above the calibrated "
+            f"ranges; conf/export.yaml, export/quantize.py), at the cost of one bit of resolution per bit.",
+            "",
+        ]
     streaming = {k: v for k, v in rep.get("streaming", {}).items() if isinstance(v, dict)}
     if streaming:
         lines += ["## Streaming (one step per event) vs full sequence", "", *keyed_table("sequences", streaming)]

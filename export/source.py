@@ -87,6 +87,8 @@ def split_from_data(sd) -> Split:
 
 def from_checkpoint(ckpt_path: str, dataset_dir: str | None = None, splits: list[str] | None = None) -> Source:
     """Net, metadata and data splits of a training checkpoint."""
+    # deferred on purpose: models.tasks loads Lightning (about 3 s); Source and Split serve models
+    # built without it (kernel/vm/models.py, the export tests)
     from models.tasks import load_from_checkpoint, make_datamodule
 
     module, cfg, meta = load_from_checkpoint(ckpt_path)

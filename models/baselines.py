@@ -13,6 +13,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
+from data.can_migrate.rule import kernel_verdict
 from data.dataset.windows import SplitData
 
 CACHE_HOT_NS = 500_000  # the kernel's sysctl_sched_migration_cost (500 us)
@@ -86,8 +87,6 @@ class KernelRule(Baseline):
     name = "kernel_rule"
 
     def logits(self, split, rows):
-        from data.can_migrate.rule import kernel_verdict
-
         allow, forced = kernel_verdict(split.rows.iloc[rows])
         return _hard((forced if self.meta.get("label") == "forced" else allow) != 0)
 

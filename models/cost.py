@@ -6,12 +6,31 @@ window): Linear = in x out per output vector, Conv1d = (in/groups) x kernel per 
 LSTM = 4 x hidden x (input + hidden) per step and layer, Embedding = 0 (a table lookup).
 Element-wise work (activations, BatchNorm, which export folds into the convolution) is not
 counted. Forward hooks only supply the shapes each layer actually sees.
+
+Two counts exist and every report names which it prints (PER_STEP, per_decision(W), RELATION):
+"MACs per decision (window W)" is this module's, what evaluate.py and train.py report and the
+winner's budget uses; "MACs per step" is the exported integer model's (export/quantize.py,
+QModel.macs), what the kernel pays per event with state carried from step to step.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+PER_STEP = "MACs per step"
+RELATION = (
+    "MACs per decision (window W) count one forward pass of the float model over a whole W-step "
+    "window (evaluate.py, train.py); MACs per step count one new event through the exported integer "
+    "model, which carries its state from step to step (export, the kernel module). An MLP reads the "
+    "flattened window either way, so the two are equal; a TCN or an LSTM computes only the newest step "
+    "when streaming, so a decision costs about W x its MACs per step"
+)
+
+
+def per_decision(window: int | None) -> str:
+    """The name of the float model's count: `MACs per decision (window 16)`."""
+    return f"MACs per decision (window {window if window is not None else 'W'})"
 
 
 def parameter_count(net: nn.Module) -> int:

@@ -2,93 +2,126 @@
 a user error is one line on stderr and a non-zero exit, never a traceback; Ctrl-C is one line
 and exit 130; a run folder that holds nothing but Hydra's own files is removed on failure.
 
+An error may carry advice for the user (what to type instead): it follows the message's first
+line, indented by two spaces (`UserError(message, advice=...)` writes it so), and is printed whole
+on a line of its own, never cut like the one-line message.
+
 HYDRA_FULL_ERROR=1 set by the user keeps Hydra's full traceback (for debugging).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
+import re
 import shutil
+import signal
 import sys
+import types
+import typing
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-# Lightning Trainer arguments that must be integers / numbers (a string there ends in a bare
-# AssertionError deep inside the fit loop).
-TRAINER_INTS = (
-    "max_epochs",
-    "min_epochs",
-    "max_steps",
-    "min_steps",
-    "accumulate_grad_batches",
-    "log_every_n_steps",
-    "check_val_every_n_epoch",
-    "num_sanity_val_steps",
-    "num_nodes",
-)
-TRAINER_NUMBERS = (
-    "limit_train_batches",
-    "limit_val_batches",
-    "limit_test_batches",
-    "limit_predict_batches",
-    "val_check_interval",
-    "gradient_clip_val",
-    "overfit_batches",
-)
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException, ValidationError
+
 _NOISE = (
     "Config search path",
     "provider=",
+    "full_key:",
     "object_type=",
     "reference_type=",
     "Set the environment variable HYDRA_FULL_ERROR",
 )
+_ADVICE = re.compile(r"^  \S")  # a line of advice: indented by exactly two spaces
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", list: "a list", dict: "a mapping"}
 
 
 class UserError(ValueError):
-    """Bad input from the command line; the message names the argument."""
+    """Bad input from the command line; the message names the argument. `advice` (what to
+    type instead) goes on a line of its own, so it is never cut short."""
+
+    def __init__(self, message: str, advice: str | None = None):
+        super().__init__(message if advice is None else f"{message}\n  {advice}")
+
+
+def _unwrapped(exc: BaseException) -> BaseException:
+    while isinstance(exc, InstantiationException) and exc.__cause__ is not None:
+        exc = exc.__cause__
+    return exc
+
+
+def advice(exc: BaseException) -> list[str]:
+    """The advice lines of an error (see the module docstring), indentation kept."""
+    return [line for line in str(_unwrapped(exc)).splitlines()[1:] if _ADVICE.match(line)]
+
+
+def _expected(hint: Any) -> str | None:
+    """'an integer', 'a number', 'true or false', ... for a schema field's type hint (Optional
+    stripped), or None for a type without a short name."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) not in (typing.Union, types.UnionType):
+        args = [hint]
+    if set(args) == {int, float}:
+        return "a number"
+    names = []
+    for arg in args:
+        kind = typing.get_origin(arg) or arg
+        if kind is bool:
+            names += ["true", "false"]
+        elif kind in _TYPE_NAMES:
+            names.append(_TYPE_NAMES[kind])
+        else:
+            return None
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+def type_error(exc: BaseException | None) -> str | None:
+    """`key=value: expected <type>` for an OmegaConf type error of a structured-config field
+    anywhere in `exc`'s chain (Hydra wraps it: "Error merging override ..."), else None."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, ValidationError) and not isinstance(exc, (ConfigKeyError, MissingMandatoryValue)):
+            if not getattr(exc, "full_key", None):
+                return None
+            schema = getattr(exc, "object_type", None)
+            try:
+                hint = typing.get_type_hints(schema).get(exc.key) if dataclasses.is_dataclass(schema) else None
+            except (NameError, TypeError):
+                hint = None
+            expected = _expected(hint) if hint is not None else None
+            why = f"expected {expected}" if expected else str(exc.msg).splitlines()[0]
+            return f"{exc.full_key}={exc.value!r}: {why}"
+        if isinstance(exc, OmegaConfBaseException):
+            return None
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def one_line(exc: BaseException, limit: int = 300) -> str:
-    """A readable single line for an exception (Hydra's wrappers unwrapped, noise dropped)."""
-    from hydra.errors import InstantiationException
-
-    while isinstance(exc, InstantiationException) and exc.__cause__ is not None:
-        exc = exc.__cause__
+    """A readable single line for an exception (Hydra's wrappers unwrapped, noise dropped; a
+    type error as `key=value: expected ...`); its advice lines are left to `advice()`."""
+    exc = _unwrapped(exc)
     lines = []
-    for line in str(exc).splitlines():
+    for i, line in enumerate(str(exc).splitlines()):
+        if i and _ADVICE.match(line):
+            continue
         line = line.strip()
         if line.startswith(_NOISE):
             break
         if line:
             lines.append(line)
-    text = " ".join(lines) or type(exc).__name__
+    text = type_error(exc) or " ".join(lines) or type(exc).__name__
     if "\\x" in text or "\ufffd" in text:  # bytes of a binary file quoted in the message: drop them
         text = text.split(" (line ")[0] + " (binary data)"
     plain = isinstance(exc, (ValueError, OSError)) or type(exc).__module__.startswith(("hydra", "omegaconf"))
     if not plain and type(exc).__name__ not in text:  # e.g. "KeyError: 'x'"
         text = f"{type(exc).__name__}: {text}"
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def check_number(value, key: str, kind: type = int, minimum: float | None = None) -> None:
-    """UserError unless `value` is an int (kind=int) or a number (kind=float), >= minimum."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if kind is int:
-        ok = ok and isinstance(value, int)
-    if not ok:
-        raise UserError(f"{key}={value!r}: expected {'an integer' if kind is int else 'a number'}")
-    if minimum is not None and value < minimum:
-        raise UserError(f"{key}={value!r}: must be >= {minimum:g}")
-
-
-def check_trainer(trainer_cfg) -> None:
-    """The Trainer's numeric settings, checked before Lightning sees them."""
-    for key in TRAINER_INTS:
-        if trainer_cfg.get(key) is not None:
-            check_number(trainer_cfg.get(key), f"trainer.{key}", int, -1)
-    for key in TRAINER_NUMBERS:
-        if trainer_cfg.get(key) is not None:
-            check_number(trainer_cfg.get(key), f"trainer.{key}", float, 0)
 
 
 def remove_if_unwritten(run_dir: str | os.PathLike | None) -> bool:
@@ -108,8 +141,6 @@ def remove_if_unwritten(run_dir: str | os.PathLike | None) -> bool:
 
 
 def hydra_output_dir() -> str | None:
-    from hydra.core.hydra_config import HydraConfig
-
     try:
         return HydraConfig.get().runtime.output_dir
     except ValueError:  # not inside a Hydra run
@@ -153,6 +184,8 @@ def _fail(prog: str, exc: BaseException) -> None:
         print(f"{prog}: interrupted", file=sys.stderr)
         sys.exit(130)
     print(f"{prog}: error: {one_line(exc)}", file=sys.stderr)
+    for line in advice(exc):
+        print(line, file=sys.stderr)
     sys.exit(1)
 
 
@@ -160,7 +193,6 @@ def entry_point(prog: str) -> Callable:
     """Decorator for a Hydra task function (under @hydra.main): a failure removes the run
     folder if the run wrote nothing of its own, and becomes one line and exit 1 (130 on
     Ctrl-C). Handled inside the job, so Hydra adds no report of its own."""
-    import functools
 
     def wrap(task: Callable) -> Callable:
         @functools.wraps(task)
@@ -180,11 +212,11 @@ def entry_point(prog: str) -> Callable:
     return wrap
 
 
-def run(main: Callable[[], object], prog: str) -> None:
+def run(
+    main: Callable[[], object], prog: str, explain: Callable[[BaseException], BaseException | None] | None = None
+) -> None:
     """Call a @hydra.main function; errors before the job (composition, overrides) become one
-    line and exit 1 as well."""
-    import signal
-
+    line and exit 1 as well. `explain` may replace a composition error by a clearer one."""
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises instead of printing its own report
     _SIGINT["prog"] = prog
     signal.signal(signal.SIGINT, _on_sigint)
@@ -197,4 +229,4 @@ def run(main: Callable[[], object], prog: str) -> None:
     except Exception as e:  # noqa: BLE001 - the one place where errors become one line
         if _DEBUG and not interrupted(e):
             raise
-        _fail(prog, e)
+        _fail(prog, (explain(e) if explain else None) or e)

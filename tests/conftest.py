@@ -23,6 +23,12 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+# the structured-config schemas conf/*.yaml attach (registered on import, as the entry points do),
+# so a test may compose conf/ with Hydra's compose() without importing train.py first
+import evaluation.config  # noqa: E402,F401
+import export.config  # noqa: E402,F401
+import models.config  # noqa: E402,F401
+
 IN_CI = os.environ.get("SCHEDLEARN_CI") == "1"
 TRACEFS = Path("/sys/kernel/tracing")
 

@@ -4,7 +4,9 @@ nothing half-written.
 One row per CLI x input class (missing, empty, wrong-format, truncated, unwritable, bad number,
 unknown name, Ctrl-C midway). Each row runs the real CLI in a subprocess and checks:
 the exit status, that stderr holds exactly one non-empty line (no traceback) matching the
-row's pattern (after Ctrl-C: the last line, progress lines may come before it), and that the paths the run would have written do not exist afterwards.
+row's pattern (after Ctrl-C: the last line, progress lines may come before it), plus a line of
+advice where the row declares one (what to type instead, too long to share the error's line),
+and that the paths the run would have written do not exist afterwards.
 Ctrl-C of `python -m export` midway is tested in test_export_cli.py (it needs a trained
 checkpoint); the collector's SIGINT restore in test_collect.py goes further than the row here.
 """
@@ -102,6 +104,7 @@ class Case:
     rc: int | None = None  # None: any non-zero
     needs: Callable[[], tuple[bool, str]] | None = None
     interrupt: Callable[[Fixtures, str, int], bool] | None = None  # Ctrl-C once this says "midway"
+    advice: str | None = None  # a second line, of advice (what may be typed instead), matches this
 
     @property
     def id(self) -> str:
@@ -116,6 +119,16 @@ EVAL = [sys.executable, "evaluate.py"]
 EXPORT = [sys.executable, "-m", "export"]
 PUSH = [sys.executable, "-m", "kernel.push_model"]
 VM = [sys.executable, "-m", "kernel.vm"]
+PROG = {  # every CLI's one line starts `PROG: error: ` (`PROG: interrupted` after Ctrl-C), PROG as typed
+    "parse": "python -m data.parse",
+    "build": "python -m data.build",
+    "collect": "python -m data.collect",
+    "train": "train.py",
+    "evaluate": "evaluate.py",
+    "export": "python -m export",
+    "push_model": "python -m kernel.push_model",
+    "vm": "python -m kernel.vm",
+}
 
 
 def hydra_run(f, c):
@@ -429,6 +442,7 @@ CASES = [
         lambda f, c: [*EVAL, f"ckpt_path={f.text}", "model.width=8", hydra_run(f, c)],
         r"'model\.width=8' cannot be overridden",
         1,
+        advice=r"^  What may change is the data: data_dir=DATASET, .*data\.eval_batch_size;.*\(baselines, .*workloads\)\.$",
     ),
     Case(
         "evaluate",
@@ -621,8 +635,10 @@ def test_bad_input(case: Case, fx: Fixtures, plain_results):
     assert "Traceback" not in err, err
     if case.kind == "ctrl-c":  # progress lines written before the interrupt may precede it
         lines = lines[-1:]
-    assert len(lines) == 1, err
+    assert len(lines) == (1 if case.advice is None else 2), err  # the error, and a declared advice line
     assert re.search(case.pattern, lines[0]), lines[0]
+    assert case.advice is None or re.search(case.advice, lines[1]), lines[1]
+    assert lines[0].startswith(f"{PROG[case.cli]}: {'interrupted' if case.kind == 'ctrl-c' else 'error: '}"), lines[0]
     assert rc != 0 and (case.rc is None or rc == case.rc), (rc, lines[0])
     target = out(fx, case.id)
     leftovers = (
@@ -659,6 +675,31 @@ def test_every_cli_meets_every_input_class():
     for cli in ("parse", "build", "collect", "train", "evaluate", "export", "push_model", "vm"):
         for kind in classes:
             assert (cli, kind) in have or (cli, kind) in elsewhere, (cli, kind)
+
+
+def test_advice_is_printed_whole_on_a_line_of_its_own(capsys):
+    """An error's advice (what to type instead) follows its one line, never cut at one_line's
+    limit, also from inside Hydra's wrapper of an instantiation (the DataModule's refusal)."""
+    from hydra.errors import InstantiationException
+
+    from plumbing import hydra_cli
+
+    features = "data.features=[" + ",".join(f"input_{i}" for i in range(60)) + "]"  # far over 300 characters
+    error = ValueError(f"trace(s) r01 have no sched_waking events\n  train without it: {features}")
+    wrapped = InstantiationException("Error in call to target 'MigrationDataModule'")
+    wrapped.__cause__ = error
+    for exc in (
+        error,
+        wrapped,
+        hydra_cli.UserError("trace(s) r01 have no sched_waking events", advice=f"train without it: {features}"),
+    ):
+        with pytest.raises(SystemExit) as exit_:
+            hydra_cli._fail("train.py", exc)
+        assert exit_.value.code == 1
+        assert capsys.readouterr().err.splitlines() == [
+            "train.py: error: trace(s) r01 have no sched_waking events",
+            f"  train without it: {features}",
+        ]
 
 
 def test_hydra_errors_are_one_line_and_ctrl_c_is_130(tmp_path, capsys):

@@ -211,7 +211,7 @@ def test_capability_message_on_this_kernel(tmp_path):
     r = run_bcc_cli("cpu-pool", "--out", str(tmp_path / "o"))
     assert r.returncode == 1 and "Traceback" not in r.stderr
     lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("schedlearn collect --bcc: kprobes not available")
+    assert len(lines) == 1 and lines[0].startswith("python -m data.collect: error: kprobes not available")
     assert "CONFIG_KPROBES is not set" in lines[0] and "can_migrate_task" in lines[0]
     assert not (tmp_path / "o").exists()
     r = run_bcc_cli("--check")

@@ -276,3 +276,24 @@ def test_max_events_replays_only_a_prefix(traces, tmp_path):
         assert a["events"] == b["events"] == a["events_used"] > b["events_used"] == 12
     assert cut["counts"]["next_task"]["train"]["rows"] < full["counts"]["next_task"]["train"]["rows"]
     assert main(["--traces", str(traces), "--out", str(tmp_path / "bad"), "--max-events", "0"]) == 2
+
+
+def test_summary_names_the_runs_and_the_default_validation(traces, tmp_path, capsys):
+    """The printed summary lists every split's runs and which train runs a DataModule with its
+    default settings holds out for validation (the same rule: compared with a DataModule)."""
+    from data.dataset.datamodule import MigrationDataModule
+
+    out = tmp_path / "ds"
+    assert main(["--traces", str(traces), "--out", str(out), "--unseen", "io", "--no-events"]) == 0
+    text = capsys.readouterr().out
+    card = card_of(out)
+    val = MigrationDataModule(out).split["runs"]["val"]
+    assert val and set(val) < set(card["splits"]["train"])
+    assert f"train runs ({len(card['splits']['train'])}, including the {len(val)} validation runs below): " in text
+    assert f"train       runs=  {len(card['splits']['train'])} (incl. {len(val)} validation)" in text
+    assert f"holds out {len(val)} for validation: {', '.join(val)}" in text
+    for name in ("test_seen", "test_unseen"):
+        assert f"{name} runs ({len(card['splits'][name])}): {', '.join(card['splits'][name])}" in text
+    rows = {s["run_id"]: s["replay"]["migration_rows"] for s in card["sources"]}
+    train = sum(rows[r] for r in card["splits"]["train"] if r not in val)
+    assert f"migration: training {train:,} rows" in text and f"validation {sum(rows[r] for r in val):,} rows" in text

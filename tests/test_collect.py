@@ -239,7 +239,7 @@ def test_non_root_gets_one_clear_line(tmp_path):
     assert r.returncode != 0
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, r.stderr
-    assert lines[0].startswith("schedlearn collect:") and "root" in lines[0]
+    assert lines[0].startswith("python -m data.collect: error: ") and "root" in lines[0]
     assert "Traceback" not in r.stderr and not (tmp_path / "out").exists()
 
 

@@ -106,7 +106,7 @@ def test_cli_refuses_bad_arguments_in_one_line(capsys, tmp_path):
     assert collect.main(["--vm", "hackbench-pipe", "--out", str(tmp_path), "--smp", "0"]) == 2
     assert collect.main(["--vm", "no-such-workload", "--out", str(tmp_path)]) in (1, 2)
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 2 and all(e.startswith("schedlearn collect --vm:") for e in err)
+    assert len(err) == 2 and all(e.startswith("python -m data.collect: error: ") for e in err)
 
 
 def test_overrun_deltas_from_stats_files(tmp_path):

@@ -1,5 +1,7 @@
 """DataModules: splits, normalisation, windows and token encodings (on the SYNTHETIC fixture)."""
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -234,3 +236,66 @@ def test_checkpoint_meta_on_another_dataset_resplits_it(dataset, tmp_path):
     assert again.split["unseen"] == ["z"] and again.split["val_category"] == "x"
     assert again.split["runs"]["test_unseen"] == ["c-r01"]
     assert again.meta["mean"] == dm.meta["mean"] and len(again.get_split("val")) > 0
+
+
+def shipped_runs(tmp_path, workloads, runs=(1, 2, 3)):
+    """A traces folder holding copies of the shipped runs r0N of `workloads` (real traces)."""
+    import shutil
+
+    from tests.conftest import REPO
+
+    root = tmp_path / "traces"
+    for w in workloads:
+        for r in runs:
+            shutil.copytree(REPO / "datasets" / "traces" / f"{w}-r0{r}", root / f"{w}-r0{r}")
+    return root
+
+
+NEWCOMER = ("hackbench-pipe", "oversub-sleep", "stress-ng-fork")  # messaging, oversub, process
+
+
+@pytest.mark.parametrize("unseen", [[], ["process"]])
+def test_a_self_built_dataset_trains_on_more_rows_or_says_why(tmp_path, caplog, unseen):
+    """3 runs of 3 workloads built with data.build: with the defaults, validation (the auto
+    category takes all of hackbench) outweighs training; the DataModule logs both splits' runs
+    and rows, warns, and the override it names does give training more rows."""
+    from data.dataset.build import build
+
+    ds = tmp_path / "ds"
+    build([shipped_runs(tmp_path, NEWCOMER)], ds, unseen, events=False, max_events=20000)
+    with caplog.at_level("INFO", logger="data.dataset.datamodule"):
+        dm = MigrationDataModule(ds, window=4)
+        dm.setup("fit")
+    train, val = len(dm.split_frame("train")), len(dm.split_frame("val"))
+    text = caplog.text
+    for name in ("train", "val"):
+        n = len(dm.split["runs"][name])
+        assert f"migration {name}: {n} run{'s' * (n != 1)}, {len(dm.split_frame(name)):,} rows" in text
+        assert all(r in text for r in dm.split["runs"][name])
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    if train > val:
+        assert not any("outweighs" in w for w in warnings)
+        return
+    (warning,) = [w for w in warnings if "validation outweighs training" in w]
+    assert f"{val:,} validation rows" in warning and f"{train:,} training rows" in warning
+    override = re.search(r"use data\.(\w+)=(\w+)", warning)
+    assert override, warning  # or it would have said that no setting helps
+    key, value = override.groups()
+    fixed = MigrationDataModule(
+        ds, window=4, **{key: None if value == "null" else int(value) if key == "val_runs" else value}
+    )
+    fixed.setup("fit")
+    assert len(fixed.split_frame("train")) > len(fixed.split_frame("val")) > 0
+
+
+def test_one_run_per_workload_stops_with_the_reason(tmp_path):
+    from data.dataset.build import build
+
+    ds = tmp_path / "ds"
+    build([shipped_runs(tmp_path, NEWCOMER[:2], runs=(1,))], ds, ["oversub"], events=False, max_events=5000)
+    with pytest.raises(ValueError) as e:
+        MigrationDataModule(ds, window=4).setup("fit")
+    msg = str(e.value)
+    assert "\n" not in msg and len(msg) <= 300  # fits train.py's one error line whole
+    assert "the val split has no rows" in msg and "hackbench-pipe: 1" in msg
+    assert "messaging is the only training category" in msg and "--runs 3" in msg

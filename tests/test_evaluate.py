@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -18,8 +19,9 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from evaluation.config import OverrideError, check_overrides
+from evaluation.config import check, explain
 from evaluation.sources import EvaluationError, TraceTables, best_checkpoint, find_checkpoints, trace_name
+from plumbing.hydra_cli import UserError
 from tests.conftest import REPO, is_root, require
 from tests.synthetic_dataset import write_synthetic_dataset
 
@@ -278,8 +280,13 @@ def test_non_trace_file_fails_clearly(runs, tmp_path):
     assert "not an ftrace text file" in proc.stderr and str(text) in proc.stderr
 
 
+def compose_eval(overrides: list[str]):
+    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
+        return compose("eval", overrides=overrides)
+
+
 def test_only_data_may_be_overridden(tmp_path):
-    check_overrides(
+    cfg = compose_eval(
         [
             "ckpt_path=a.ckpt",
             "data_dir=/x",
@@ -289,20 +296,43 @@ def test_only_data_may_be_overridden(tmp_path):
             "winner.budget_macs=5000",
             "hydra.run.dir=/tmp/x",
             "paths.log_dir=/tmp/l",
-            "-m",
         ]
     )
-    for bad in ("model.width=8", "data.window=4", "task=next_task", "+trainer.max_epochs=3", "data.features=[kind]"):
-        with pytest.raises(OverrideError, match="rebuilds the model from the checkpoint"):
-            check_overrides([bad])
-    proc = subprocess.run(
-        [sys.executable, "evaluate.py", "ckpt_path=x.ckpt", "model.width=8"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode != 0 and "'model.width=8' cannot be overridden" in proc.stderr
+    assert (cfg.data.eval_batch_size, cfg.latency.calls, cfg.winner.budget_macs) == (8, 10, 5000)
+    for bad in ("model.width=8", "data.window=4", "task=next_task", "+task=next_task", "data.features=[kind]"):
+        with pytest.raises(Exception) as refused:  # the schema has no such key: Hydra refuses it
+            compose_eval([bad])
+        assert re.search(
+            f"rebuilds the model from the checkpoint.*'{re.escape(bad)}' cannot be overridden",
+            str(explain(refused.value, [bad])),
+        )
+    cfg = compose_eval(["+trainer.max_epochs=3"])  # `+` adds a key past the schema: the check refuses it
+    with pytest.raises(UserError, match="rebuilds the model from the checkpoint"):
+        check(cfg)
+    for bad in ("model.width=8", "+trainer.max_epochs=3"):
+        proc = subprocess.run(
+            [sys.executable, "evaluate.py", "ckpt_path=x.ckpt", bad],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        error, advice = proc.stderr.splitlines()  # the refusal, then what may change instead
+        assert proc.returncode == 1 and f"'{bad}' cannot be overridden" in error, proc.stderr
+        assert advice.startswith("  What may change is the data: data_dir=DATASET, traces=[FILE,...]")
+
+
+def test_a_single_path_is_a_list_of_one(runs, tmp_path):
+    """traces=FILE without brackets is traces=[FILE] (it was read letter by letter: "t not
+    found"); ckpt_paths= and runs= likewise."""
+    ckpt = next((runs / "0" / "checkpoints").glob("epoch_*.ckpt"))
+    cfg = compose_eval(["traces=run/trace.txt.zst", f"ckpt_paths={ckpt}", f"runs={runs}"])
+    check(cfg)
+    assert list(cfg.traces) == ["run/trace.txt.zst"]
+    assert list(cfg.ckpt_paths) == [str(ckpt)] and list(cfg.runs) == [str(runs)]
+    missing = tmp_path / "run" / "trace.txt.zst"
+    proc = evaluate_cli([f"ckpt_path={ckpt}", f"traces={missing}"], tmp_path / "eval")
+    assert proc.returncode == 1 and f"{missing} not found" in proc.stderr, proc.stderr  # the whole path
 
 
 def test_trace_names():

@@ -177,3 +177,39 @@ def test_baselines_are_refitted_when_their_training_rows_differ():
     assert baseline_key(cand(1)) == baseline_key(cand(1))
     assert baseline_key(cand(1)) != baseline_key(cand(2))
     assert baseline_key(cand(1, "synthetic")) != baseline_key(cand(1, "both"))
+
+
+def test_the_verdict_agrees_with_the_rule_and_shows_rounded_values():
+    """A lone single-seed group wins as "only candidate", which the rule itself states (it does
+    not claim significance); the line shows the value rounded, the spread as unknown and the cost
+    as MACs per decision with its window."""
+    from evaluation.report import winner_line
+    from evaluation.winner import describe
+
+    lone = group("tcn", "migration", 0.7836886644363403, 40_110, n=1)
+    lone["window"] = 16
+    w = pick_winners([lone], *RULE)
+    mig = w["winners"]["migration"]
+    assert mig["winner"] == "tcn" and mig["verdict"] == "only candidate" and mig["window"] == 16
+    assert "a lone group wins as the only candidate (nothing compared, no significance claimed)" in w["rule"]
+    assert "with one seed in either the spread is unknown and no winner is declared" in w["rule"]
+    line = describe("migration", mig, w["latency_engine"])
+    assert "validation bal_acc 0.7837 (n=1 seed: spread unknown)" in line and "0.78368" not in line
+    assert "only candidate: nothing compared" in line and "40,110 MACs per decision (window 16)" in line
+    assert winner_line("migration", mig, w["latency_engine"]).startswith("- **migration**: tcn (only candidate")
+    # two groups, one of them with one seed: no winner, and the line says why
+    rival = group("lstm", "migration", 0.70, 50_000, n=3)
+    tied = pick_winners([lone, rival], *RULE)["winners"]["migration"]
+    assert tied["winner"] is None and describe("migration", tied, "onnxruntime").startswith(
+        "migration: no winner (1 seed: spread unknown"
+    )
+
+
+def test_every_mac_count_is_named_with_what_it_counts():
+    from evaluation.report import models_table
+    from models.cost import RELATION, per_decision
+
+    model = {"label": "tcn", "task": "migration", "backbone": "tcn", "window": 16, "n_inputs": 14, "params": 900}
+    table = models_table([{**model, "macs": 40_110, "latency": None, "ckpt_path": "x.ckpt"}])
+    assert "MACs per decision (window W)" in table.splitlines()[0]
+    assert per_decision(16) == "MACs per decision (window 16)" and "MACs per step" in RELATION

@@ -76,6 +76,13 @@ def test_cli_rejects_bad_settings(trained, tmp_path):
         ([f"ckpt_path={ckpt}", f"out={tmp_path / 'o'}", "prefix=1x"], "prefix='1x'"),
         ([f"ckpt_path={ckpt}", f"out={tmp_path / 'o'}", f"like={tmp_path}"], "like=.*not an export folder"),
         ([f"ckpt_path={ckpt}", f"out={tmp_path / 'o'}", "verify=maybe"], "verify='maybe': expected true or false"),
+        ([f"ckpt_path={ckpt}", f"out={tmp_path / 'o'}", "vectors=0"], "vectors=0: must be >= 1"),
+        ([f"ckpt_path={ckpt}", f"out={tmp_path / 'o'}", "colour=red"], "Could not override 'colour'"),
+        (
+            [f"ckpt_path={ckpt}", f"out={tmp_path / 'o'}", "+colour=red"],
+            "unknown setting.s. colour: known are ckpt_path",
+        ),
+        ([f"ckpt_path={ckpt}", f"out={tmp_path / 'o'}", "splits=3"], "splits=3: expected a list"),
     ]
     for overrides, message in cases:
         with pytest.raises(UserError, match=message):
@@ -83,13 +90,14 @@ def test_cli_rejects_bad_settings(trained, tmp_path):
     assert not (tmp_path / "o").exists() and (full / "x").read_text() == "old"
 
 
-def test_cli_exports_a_checkpoint(trained, tmp_path):
+def test_cli_exports_a_checkpoint(trained, tmp_path, capsys):
     require(cbuild.have_gcc(), "gcc, objdump and nm")
     ckpt, dm = trained
     out = tmp_path / "export"
     assert (
         cli.main_in_process([f"ckpt_path={ckpt}", f"out={out}", "vectors=20000"]) == 0
     )  # in-process: imports are warm
+    last = capsys.readouterr().out.strip().splitlines()[-1]
     for name in (
         "model.onnx",
         "parity.json",
@@ -109,6 +117,13 @@ def test_cli_exports_a_checkpoint(trained, tmp_path):
     rep = json.loads((out / "report.json").read_text())
     assert rep["c_bit_exact"]["total"]["mismatches"] == 0 and rep["kernel_object"]["ok"]
     assert set(rep["float_vs_int"]) == {"test_seen", "test_unseen"}
+    # the last line names both MAC counts and each split's overflows and worst logit difference
+    assert f"{rep['macs']:,} MACs per step ({rep['macs_per_decision']:,} MACs per decision (window 8))" in last
+    for split, r in rep["float_vs_int"].items():
+        worst = max(m["max_abs_logit_diff"] for m in r.values() if isinstance(m, dict))
+        assert f"{split}: {rep['overflow_totals'][split]} overflows, max logit difference {worst:.4g}" in last
+    # a TCN streams: a decision over the window costs about window x a step (the head once)
+    assert 7 * rep["macs"] < rep["macs_per_decision"] <= 8 * rep["macs"]
     enc = rep["encoder"]  # migration features are known: slm_encode is generated and checked
     assert enc["c_bit_exact"]["mismatches"] == 0 and enc["max_error_lsb"] < 1.0, enc
     # report.md: Markdown tables, not JSON
@@ -131,6 +146,28 @@ def test_cli_exports_a_checkpoint(trained, tmp_path):
     cal = json.loads((out / "calibration.json").read_text())
     assert {"train", "test_seen", "test_unseen"} <= set(cal["overflow_totals"])
     assert all({"range", "frac", "overflow"} <= set(t) for t in cal["tensors"])
+
+
+def test_summary_line_says_what_to_do_about_overflows(tmp_path):
+    from export.pipeline import summary_line
+
+    rep = {
+        "arch_hash": 1,
+        "macs": 2520,
+        "macs_per_decision": 40110,
+        "window": 16,
+        "headroom_bits": 1,
+        "overflow_totals": {"train": 0, "test_seen": 39},
+        "float_vs_int": {"test_seen": {"windows": 9, "window": {"max_abs_logit_diff": 304.7}}},
+        "c_bit_exact": {"total": {"mismatches": 0}},
+        "kernel_object": {"ok": True},
+    }
+    line = summary_line(rep, tmp_path)
+    assert "2,520 MACs per step (40,110 MACs per decision (window 16))" in line
+    assert "test_seen: 39 overflows, max logit difference 304.7" in line and "train: 0 overflows" in line
+    assert "OVERFLOWS" in line and "headroom=2 (now 1 bit(s)" in line
+    rep["overflow_totals"]["test_seen"] = 0
+    assert "headroom" not in summary_line(rep, tmp_path)
 
 
 def start_export(*overrides):

@@ -13,6 +13,9 @@ remote wakeup is), task 20 always on cpu1.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -25,6 +28,7 @@ from data.dataset.datamodule import MigrationDataModule
 from data.dataset.replay import replay
 from data.dataset.tables import KIND_WAKEUP, WAKER_UNKNOWN
 from data.parse.tracefile import parse_file
+from plumbing import hydra_cli
 from tests.ftrace_lines import body, kernel_line
 
 HEADER = b"# tracer: nop\n#\n#           TASK-PID     CPU#  |||||  TIMESTAMP  FUNCTION\n"
@@ -130,22 +134,60 @@ def test_replay_marks_waker_same_cpu_unknown(tmp_path):
     assert r.stats["wakeup_event"] == "sched_waking" and set(r.migration.waker_same_cpu) <= {0, 1}
 
 
-def test_datamodule_refuses_the_feature_in_one_line(no_waking):
-    dm = MigrationDataModule(no_waking, window=2)
+def refusal(dataset) -> ValueError:
     with pytest.raises(ValueError) as e:
-        dm.setup("fit")
-    msg = str(e.value)
-    assert "\n" not in msg
-    assert msg.startswith(
+        MigrationDataModule(dataset, window=2).setup("fit")
+    return e.value
+
+
+def advised_features(error: BaseException) -> list[str]:
+    """The data.features list the refusal's advice line tells the user to type."""
+    (line,) = hydra_cli.advice(error)
+    return line.split("data.features=[", 1)[1].rstrip("]").split(",")
+
+
+def test_datamodule_refuses_the_feature_with_advice_on_its_own_line(no_waking):
+    e = refusal(no_waking)
+    first, advice = str(e).split("\n")
+    assert first == (
         "trace(s) a-r01, a-r02, a-r03, b-r01, b-r02, b-r03, c-r01 have no sched_waking events: "
         "waker_same_cpu is unknown there (sched_wakeup is logged on the target CPU, so it "
-        "would leak the label); train without it: data.features=["
+        "would leak the label)"
     )
-    assert msg.endswith(f"data.features=[{','.join(OTHER_INPUTS)}]")
+    assert advice == f"  train without it: data.features=[{','.join(OTHER_INPUTS)}]"
+    assert hydra_cli.one_line(e) == first and hydra_cli.advice(e) == [advice]  # what the CLIs print
+    # complete: every input of the migration models but the one refused, each column once
+    columns = list(dict.fromkeys(s.column for s in MigrationDataModule.all_specs()))
+    assert advised_features(e) == [c for c in columns if c != "waker_same_cpu"]
+
+
+def test_train_prints_the_advice_whole(no_waking, tmp_path):
+    """train.py: the one-line error, then the advice on a line of its own, never cut short."""
+    from tests.conftest import REPO
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "train.py",
+            "model=mlp",
+            f"paths.dataset_dir={no_waking}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    assert proc.returncode == 1
+    error, advice = proc.stderr.strip().splitlines()
+    assert error.startswith("train.py: error: trace(s) a-r01") and error.endswith("would leak the label)")
+    assert advice == f"  train without it: data.features=[{','.join(OTHER_INPUTS)}]"
+    assert not (tmp_path / "run").exists()
 
 
 def test_training_without_the_feature_works(no_waking, tmp_path):
-    """The command the refusal suggests trains (train.py, a fast_dev_run) and never reads the feature."""
+    """The command the refusal advises trains (train.py, a fast_dev_run) and never reads the feature."""
     from hydra import compose, initialize_config_dir
 
     from tests.conftest import REPO
@@ -160,7 +202,7 @@ def test_training_without_the_feature_works(no_waking, tmp_path):
         "extras.print_config=false",
         "~callbacks.rich_progress_bar",
         "~callbacks.model_summary",
-        f"data.features=[{','.join(OTHER_INPUTS)}]",
+        f"data.features=[{','.join(advised_features(refusal(no_waking)))}]",  # as the refusal advises
         f"paths.dataset_dir={no_waking}",
         f"paths.output_dir={tmp_path}",
         f"paths.log_dir={tmp_path}",

@@ -2,7 +2,7 @@
 
 import pytest
 
-from data.dataset.splits import natural, resolve_val_category, split_runs
+from data.dataset.splits import natural, rebalance, resolve_val_category, split_runs, why_no_val
 
 RUNS = [  # (run_id, workload, category): three runs per workload unless stated
     *((f"pipe-r{i}", "pipe", "messaging") for i in (1, 2, 10)),
@@ -87,3 +87,41 @@ def test_bad_names_are_one_clear_error(args, match):
 def test_a_workload_in_two_categories_is_an_error():
     with pytest.raises(ValueError, match="several categories"):
         split_runs([("a-r1", "a", "cpu"), ("a-r2", "a", "io")])
+
+
+def test_auto_category_with_one_training_category_says_so_in_a_note():
+    runs = [("a-r01", "a", "cpu"), ("a-r02", "a", "cpu"), ("b-r01", "b", "io")]
+    s = split_runs(runs, ["io"], "auto", 1)
+    assert s["val_category"] is None and any("cpu is the only training category" in n for n in s["notes"])
+
+
+def test_why_no_val_names_the_cause_and_the_fix():
+    one_each = [("pipe-r01", "pipe", "messaging"), ("mq-r01", "mq", "messaging"), ("io-r01", "io", "io")]
+    s = split_runs(one_each, ["io"], "auto", 1)
+    assert s["runs"]["val"] == []
+    why = why_no_val(one_each, s)
+    assert "3 runs val_runs=1 needs (mq: 1, pipe: 1)" in why and "messaging is the only training category" in why
+    assert "--runs 3" in why and "data.val_category" not in why  # holding out messaging would empty train
+    s = split_runs(RUNS, ["io"], None, 0)
+    why = why_no_val(RUNS, s)
+    assert "val_runs=0" in why and "data.val_category=auto or data.val_runs=1" in why
+
+
+def test_rebalance_names_only_overrides_that_give_training_more_rows():
+    s = split_runs(RUNS, ["io"], "auto", 1)  # messaging (pipe, mq) is the validation category
+    rows = {r: 1000 if w in ("pipe", "mq") else 10 for r, w, _ in RUNS}  # messaging dwarfs the rest
+    val = sum(rows[r] for r in s["runs"]["val"])
+    assert val > sum(rows[r] for r in s["runs"]["train"])
+    options = rebalance(RUNS, s, rows)
+    assert options and options[0][0] == "data.val_category=null"
+    for override, train_rows, val_rows in options:
+        assert train_rows > val_rows >= 0.1 * (train_rows + val_rows)
+        key, value = override.removeprefix("data.").split("=")
+        kwargs = {"val_category": s["val_category"], "val_runs": s["val_runs"]}
+        kwargs[key] = None if value == "null" else int(value) if key == "val_runs" else value
+        again = split_runs(RUNS, ["io"], **kwargs)  # the override, applied, gives those rows
+        assert (sum(rows[r] for r in again["runs"]["train"]), sum(rows[r] for r in again["runs"]["val"])) == (
+            train_rows,
+            val_rows,
+        )
+    assert rebalance(RUNS, s, {r: 1 for r in s["runs"]["val"]}) == []  # rows only in validation: no way round

@@ -6,9 +6,7 @@ where the disagreements sit.
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -17,6 +15,7 @@ from data.can_migrate.features import FORCED, LABEL, can_migrate_table
 from data.can_migrate.files import read_records
 from data.can_migrate.record import RecordFormatError
 from data.can_migrate.rule import RULE_CONTEXT, kernel_verdict
+from plumbing.cli import ArgParser, fail
 
 
 def disagreements(table: pd.DataFrame) -> dict:
@@ -45,9 +44,7 @@ def disagreements(table: pd.DataFrame) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """python -m data.can_migrate.agreement DATASET | RECORD_FILE...: the rule against recorded verdicts."""
-    ap = argparse.ArgumentParser(
-        prog="python -m data.can_migrate.agreement", description=main.__doc__.split(":")[1].strip()
-    )
+    ap = ArgParser(prog="python -m data.can_migrate.agreement", description=main.__doc__.split(":")[1].strip())
     ap.add_argument("paths", nargs="+", type=Path, help="a built dataset directory or record files")
     args = ap.parse_args(argv)
     for path in args.paths:
@@ -59,8 +56,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 parts = {path.name: can_migrate_table(read_records(path))}
         except (OSError, RecordFormatError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
+            return fail(ap.prog, str(e), 2)
         for name, table in parts.items():
             print(f"{path} {name}: {json.dumps(disagreements(table))}")
     return 0

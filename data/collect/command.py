@@ -33,20 +33,15 @@ import sys
 import time
 from pathlib import Path
 
-from data.collect import tracefs
-from data.collect.runs import (
-    TraceStreamer,
-    kernel_info,
-    next_run_id,
-    now_iso,
-    run_workload,  # noqa: F401
-    wait_quiet,
-)
+from data.collect import bcc, tracefs
+from data.collect.guest import collect as guest
+from data.collect.runs import TraceStreamer, kernel_info, next_run_id, now_iso, run_workload, wait_quiet
 from data.collect.workloads import WORKLOADS, Workload, format_list, nproc, resolve
+from plumbing import cli
 from plumbing.atomic import staged_dir, write_json_atomic
 
 REPO = Path(__file__).resolve().parents[2]
-PROG = "schedlearn collect"
+PROG = "python -m data.collect"  # every collector's messages: `PROG: error: ...` (plumbing.cli)
 DEFAULT_BUFFER_KB = 65536
 DEFAULT_ZSTD_LEVEL = 19
 COLLECTOR_VERSION = 1
@@ -149,10 +144,8 @@ def lost_summary(meta: dict) -> str | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from plumbing.cli import ArgParser  # a usage error is one line
-
-    p = ArgParser(
-        prog="python -m data.collect",
+    p = cli.ArgParser(  # a usage error is one line
+        prog=PROG,
         description="Trace scheduler events (ftrace) or can_migrate_task records (--bcc) while "
         "running named workloads.",
         epilog="Workloads and categories: python -m data.collect --list",
@@ -222,8 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def fail(msg: str, code: int = 1) -> int:
-    print(f"{PROG}: {msg}", file=sys.stderr)
-    return code
+    return cli.fail(PROG, msg, code)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -233,29 +225,21 @@ def main(argv: list[str] | None = None) -> int:
         print(format_list())
         return 0
     if args.summary:
-        from plumbing.cli import bad_json
-
         if not args.summary.is_dir():
             return fail(f"--summary {args.summary}: no such folder", 2)
-        if why := bad_json(args.summary):
+        if why := cli.bad_json(args.summary):
             return fail(f"--summary {args.summary}: {why}")
         if not any(args.summary.glob("*/meta.json")):
             return fail(f"--summary {args.summary}: no runs (<run>/meta.json) in it")
         if args.vm:  # guest runs: records, rates and losses per run
-            from data.collect.guest.collect import summary as guest_summary
-
-            print(guest_summary(args.summary))
+            print(guest.summary(args.summary))
         else:
             print(summary(args.summary))
         return 0
     if args.vm:
-        from data.collect.guest.collect import collect_main
-
-        return collect_main(args, argv_line)
+        return guest.collect_main(args, argv_line)
     if args.bcc:
-        from data.collect.bcc import collect_main
-
-        return collect_main(args, argv_line)
+        return bcc.collect_main(args, argv_line)
     if args.check:
         return check_ftrace()
     if not args.workloads:
@@ -264,12 +248,10 @@ def main(argv: list[str] | None = None) -> int:
         return fail("--out DIR is required", 2)
     if args.runs < 1 or (args.seconds is not None and args.seconds <= 0) or args.buffer_kb < 64:
         return fail("--runs must be >= 1, --seconds > 0 and --buffer-kb >= 64", 2)
-    from plumbing.cli import unwritable
-
     if os.geteuid() == 0:  # without root, the first thing to say is that it needs root
         if args.out.exists() and not args.out.is_dir():
             return fail(f"--out {args.out}: exists and is not a folder", 2)
-        if why := unwritable(args.out):
+        if why := cli.unwritable(args.out):
             return fail(f"--out {args.out}: {why}", 2)
     try:
         chosen = resolve(args.workloads)
@@ -301,9 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:  # e.g. --out not writable
         return fail(f"{e.strerror}: {e.filename}" if e.filename else str(e))
     except KeyboardInterrupt:
-        return fail("interrupted (SIGINT); tracing settings restored, partial run discarded", 130)
+        return cli.interrupted(PROG, "tracing settings restored, partial run discarded", by="SIGINT")
     except tracefs.TraceInterrupted as e:
-        return fail(f"interrupted ({e.name}); tracing settings restored, partial run discarded", 128 + e.signum)
+        return cli.interrupted(PROG, "tracing settings restored, partial run discarded", 128 + e.signum, by=e.name)
     return 0
 
 

@@ -423,7 +423,3 @@ class TraceSession:
     def open_trace(self):
         """The merged, human-readable `trace` file (non-consuming), opened binary."""
         return open(self.path("trace"), "rb")
-
-    def current_settings(self) -> dict[str, str]:
-        """Contents of the files this session has touched (for tests and diagnostics)."""
-        return {rel: self.read(rel) for rel, _ in self.saved}

@@ -18,7 +18,6 @@ still given, rounded up, as a backstop.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import math
 import os
@@ -30,6 +29,8 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from plumbing.cli import ArgParser
 
 CATEGORIES = {
     "messaging": "tasks exchanging messages through pipes, sockets or message queues",
@@ -383,7 +384,7 @@ BUILTINS = {"cpu-pool": cpu_pool, "oversub-sleep": oversub_sleep, "io-mix": io_m
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m data.collect.workloads", description=__doc__.split("\n")[0])
+    p = ArgParser(prog="python -m data.collect.workloads", description=__doc__.split("\n")[0])
     p.add_argument("--list", action="store_true", help="list workloads by category")
     sub = p.add_subparsers(dest="cmd")
     r = sub.add_parser("run", help="run a built-in workload")

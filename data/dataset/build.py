@@ -10,8 +10,10 @@ passing the kernel's hard conditions, with Chen's 15 features and both labels
 can land in two splits: runs of the --unseen categories form test_unseen; in the other
 categories each workload's runs are sorted by run_id and the last one is test_seen, the rest
 train (a workload with a single run stays in train, and the card says so). Validation runs are
-taken out of train by the DataModule, by the same rule. Per-workload test sets are the rows of
-that workload in the test tables (a `workload` column), so they get no files of their own.
+taken out of train by the DataModule, by the same rule: the summary printed at the end names
+the runs of every split and which train runs a DataModule with its default settings holds out
+for validation, with their rows. Per-workload test sets are the rows of that workload in the
+test tables (a `workload` column), so they get no files of their own.
 
 The dataset is written into a temporary directory beside DATASET and renamed into place, so a
 reader never sees a half-written dataset; an existing DATASET is replaced only with --force.
@@ -33,12 +35,16 @@ import pyarrow.parquet as pq
 
 from data.can_migrate.features import CHEN_FEATURES, FORCED, LABEL, can_migrate_table, filter_counts
 from data.can_migrate.files import RECORD_FILES, read_records, run_records
+from data.can_migrate.record import RecordFormatError
 from data.dataset import splits as splits_mod
 from data.dataset.replay import replay
 from data.dataset.splits import natural
 from data.dataset.tables import MIGRATION_FEATURES, NEXT_TASK_COLUMNS
-from data.parse.tracefile import parse_file
+from data.parse.tracefile import TraceFormatError, parse_file
 from plumbing.atomic import file_sha256, swap_dir_in
+from plumbing.cli import ArgParser, bad_json, fail, interrupted, os_error, unwritable
+
+PROG = "python -m data.build"
 
 VERSION = 1
 SPLITS = ("train", "test_seen", "test_unseen")
@@ -196,8 +202,6 @@ def _process_trace(
 
 def _process_records(run: Run) -> tuple[dict, pa.Table]:
     """Decode one run's can_migrate records; return card fields and its can_migrate table."""
-    from data.can_migrate.record import RecordFormatError
-
     try:
         records = read_records(run.records)
     except RecordFormatError as e:
@@ -351,11 +355,66 @@ def build(
     return card
 
 
+def run_rows(card: dict, task: str) -> dict[str, int]:
+    """Rows of `task`'s table per run, from the card's sources."""
+    out = {}
+    for src in card["sources"]:
+        if task == CM_TASK:
+            n = (src.get("can_migrate_filter") or {}).get("kept")
+        else:
+            n = (src.get("replay") or {}).get(f"{task}_rows")
+        if n is not None:
+            out[src["run_id"]] = int(n)
+    return out
+
+
+def default_split(card: dict) -> dict:
+    """The split a DataModule with its default settings makes of this dataset (the same rule,
+    data.dataset.splits): which of the card's train runs it holds out for validation."""
+    return splits_mod.split_runs(
+        card["sources"], card["unseen_categories"], splits_mod.DEFAULT_VAL_CATEGORY, splits_mod.DEFAULT_VAL_RUNS
+    )
+
+
+def default_validation(card: dict, split: dict) -> list[str]:
+    """Summary lines: every split's runs, the train runs `split` (default_split) holds out for
+    validation, their rows against the rest of train, and the override that helps when
+    validation outweighs training."""
+    runs = split["runs"]
+    lines = [
+        f"  train runs ({len(card['splits']['train'])}, including the {len(runs['val'])} validation runs below): "
+        + (", ".join(card["splits"]["train"]) or "none"),
+        f"    of which a DataModule with default settings ({splits_mod.describe(split)}) holds out "
+        f"{len(runs['val'])} for validation: " + (", ".join(runs["val"]) or "none"),
+    ]
+    if not runs["val"]:
+        lines.append(f"    note: no validation run, so training stops: {splits_mod.why_no_val(card['sources'], split)}")
+    for task in card["tasks"]:
+        rows = run_rows(card, task)
+        train, val = (sum(rows.get(r, 0) for r in runs[s]) for s in ("train", "val"))
+        n = len(runs["train"])
+        line = f"    {task}: training {train:,} rows ({n} run{'s' * (n != 1)}), validation {val:,} rows"
+        if val > train:
+            options = splits_mod.rebalance(card["sources"], split, rows)
+            line += "; validation outweighs training: " + (
+                " or ".join(f"{o} gives {t:,} / {v:,}" for o, t, v in options[:2])
+                if options
+                else "no val_category / val_runs setting turns that round; collect more runs per workload"
+            )
+        lines.append(line)
+    for name in ("test_seen", "test_unseen"):
+        lines.append(f"  {name} runs ({len(card['splits'][name])}): " + (", ".join(card["splits"][name]) or "none"))
+    return lines
+
+
 def _summary(card: dict) -> str:
+    split = default_split(card)
     lines = [f"{len(card['sources'])} runs; unseen categories: {', '.join(card['unseen_categories']) or '(none)'}"]
     counts = card["counts"]
     for s in SPLITS:
         parts = [f"  {s:11s} runs={len(card['splits'][s]):3d}"]
+        if s == "train":  # the card's train holds the validation runs: say how many
+            parts[0] += f" (incl. {len(split['runs']['val'])} validation)"
         if "migration" in counts:
             m, n = counts["migration"][s], counts["next_task"][s]
             parts.append(
@@ -373,13 +432,12 @@ def _summary(card: dict) -> str:
             "  can_migrate hard-condition filter: "
             + ", ".join(f"{k}={v}" for k, v in card["can_migrate_filter"].items())
         )
+    lines += default_validation(card, split)
     return "\n".join(lines + [f"  note: {x}" for x in card["notes"]])
 
 
 def _check_args(ap, args) -> None:
     """Paths a user can get wrong, each reported in one line before any work starts."""
-    from plumbing.cli import bad_json, unwritable
-
     for d in args.traces:
         if not d.is_dir():
             ap.error(f"--traces {d}: {'not a folder' if d.exists() else 'no such folder'}")
@@ -392,10 +450,7 @@ def _check_args(ap, args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from data.parse.tracefile import TraceFormatError
-    from plumbing.cli import ArgParser, os_error
-
-    ap = ArgParser(prog="python -m data.build", description=__doc__.split("\n")[0])
+    ap = ArgParser(prog=PROG, description=__doc__.split("\n")[0])
     ap.add_argument(
         "--traces",
         nargs="+",
@@ -434,16 +489,12 @@ def main(argv: list[str] | None = None) -> int:
             max_events=args.max_events,
         )
     except BuildError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return fail(PROG, str(e), 2)
     except TraceFormatError as e:  # a truncated or corrupt trace: the message names the file
-        print(f"error: {e}; nothing written", file=sys.stderr)
-        return 1
+        return fail(PROG, f"{e}; nothing written")
     except OSError as e:
-        print(f"error: {os_error(e)}; nothing written", file=sys.stderr)
-        return 1
+        return fail(PROG, f"{os_error(e)}; nothing written")
     except KeyboardInterrupt:
-        print(f"error: interrupted; {args.out} left as it was", file=sys.stderr)
-        return 130
+        return interrupted(PROG, f"{args.out} left as it was")
     print(_summary(card))
     return 0

@@ -13,6 +13,11 @@ Validation is whole held-out runs, never a test split: per training workload its
 dataset's tables are pooled and re-split by run_id, so `unseen=[io]` is a leave-one-category-out
 fold of any dataset. Per-workload test sets (`workload/<name>`) are the rows of that workload in
 the test splits.
+
+Before training (setup "fit") the run names and row counts of train and validation are logged,
+with a warning when validation holds more rows than training that names the data.val_category
+/ data.val_runs override that would turn it round (data.dataset.splits.rebalance); a split left
+without rows is a one-line error that says why (data.dataset.splits.why_no_val).
 """
 
 from __future__ import annotations
@@ -26,8 +31,11 @@ import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities import rank_zero_only
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
+from data.can_migrate.features import CHEN_FEATURES, LABELS, can_migrate_table, is_table
+from data.can_migrate.synthetic import SyntheticSpec, synthetic_table
 from data.dataset import splits as run_splits
 from data.dataset.encoding import (
     FeatureSpec,
@@ -39,6 +47,7 @@ from data.dataset.encoding import (
     standardise,
     vocab_encode,
 )
+from data.dataset.tables import MIGRATION_FEATURES
 from data.dataset.windows import SplitData, WindowDataset, collate_batch, stream_order, stream_starts, window_index
 
 log = logging.getLogger(__name__)
@@ -48,6 +57,10 @@ VALID = "valid"  # extra input channel: 1 for a real step, 0 for window padding
 TABLE_FILES = ("train", "test_seen", "test_unseen")  # what data.dataset.build writes per task
 TEST_SPLITS = ("test_seen", "test_unseen")
 WORKLOAD = "workload/"
+
+
+def _runs(n: int) -> str:
+    return f"{n} run{'s' * (n != 1)}"
 
 
 class DecisionDataModule(pl.LightningDataModule):
@@ -64,8 +77,8 @@ class DecisionDataModule(pl.LightningDataModule):
         eval_batch_size: int = 2048,
         num_workers: int = 0,
         unseen: list[str] | str | None = None,
-        val_category: str | None = run_splits.AUTO,
-        val_runs: int = 1,
+        val_category: str | None = run_splits.DEFAULT_VAL_CATEGORY,
+        val_runs: int = run_splits.DEFAULT_VAL_RUNS,
         test_splits: tuple[str, ...] = TEST_SPLITS,
         data_meta: dict | None = None,
         features: list[str] | None = None,
@@ -102,6 +115,7 @@ class DecisionDataModule(pl.LightningDataModule):
         self._frames: dict[str, pd.DataFrame] = {}
         self._workloads: dict[str, str] = {}
         self._test_names: list[str] | None = None
+        self._described = False
 
     # ---------------------------------------------------------------- subclass interface
     def fit_meta(self, train: pd.DataFrame) -> dict:
@@ -139,6 +153,45 @@ class DecisionDataModule(pl.LightningDataModule):
         if stage in (None, "fit", "validate"):
             self.get_split("train")
             self.get_split("val")
+        if stage in (None, "fit") and not self._described:
+            self._described = True
+            self.describe_split()
+
+    def describe_split(self) -> None:
+        """Log the runs and rows of train and validation; warn when validation outweighs
+        training, naming the override that helps (or saying that none does)."""
+        if rank_zero_only.rank != 0:
+            return
+        split = self.split
+        rows = {name: len(self.split_frame(name)) for name in ("train", "val")}
+        for name in ("train", "val"):
+            runs = split["runs"][name]
+            log.info("%s %s: %s, %s rows: %s", self.table, name, _runs(len(runs)), f"{rows[name]:,}", ", ".join(runs))
+        if rows["val"] <= rows["train"]:
+            return
+        real = self._rows_of(split["runs"]["train"] + split["runs"]["val"])  # synthetic rows move nowhere
+        per_run = {str(k): int(v) for k, v in real["run_id"].value_counts().items()}
+        options = run_splits.rebalance(self.dataset_runs(), split, per_run)
+        if options:
+            fix = "for more training rows use " + " or ".join(
+                f"{o} (train {t:,} / validation {v:,} rows)" for o, t, v in options[:2]
+            )
+        else:
+            fix = (
+                "no data.val_category / data.val_runs setting gives training more rows with a validation left; "
+                "collect more runs per workload (python -m data.collect ... --runs N keeps N-1-val_runs of each "
+                "workload for training)"
+            )
+        log.warning(
+            "%s: validation outweighs training: %s validation rows (%s) vs %s training rows (%s) with %s; %s",
+            self.table,
+            f"{rows['val']:,}",
+            _runs(len(split["runs"]["val"])),
+            f"{rows['train']:,}",
+            _runs(len(split["runs"]["train"])),
+            run_splits.describe(split),
+            fix,
+        )
 
     @property
     def split(self) -> dict:
@@ -218,9 +271,15 @@ class DecisionDataModule(pl.LightningDataModule):
                 df = self._rows_of(self.split["runs"][name])
                 if name in ("train", "val") and df.empty:
                     split = self.split
+                    runs = split["runs"][name]
+                    if name == "val" and not runs:  # say why: the usual newcomer's case (few runs)
+                        why = run_splits.why_no_val(self.dataset_runs(), split)
+                        raise ValueError(
+                            f"{self.table}: the val split has no rows ({run_splits.describe(split)}): {why}"
+                        )
                     raise ValueError(
                         f"{self.table}: the {name} split has no rows ({run_splits.describe(split)}; "
-                        f"{name} runs: {', '.join(split['runs'][name]) or 'none'}; dataset {self.dataset_dir}): "
+                        f"{name} runs: {', '.join(runs) or 'none'}; dataset {self.dataset_dir}): "
                         f"change data.unseen, data.val_category or data.val_runs"
                     )
             elif name.startswith(WORKLOAD):
@@ -415,8 +474,6 @@ MIGRATION_KINDS = {0: "wakeup", 1: "preempt", 2: "new"}
 
 
 def migration_feature_columns() -> list[str]:
-    from data.dataset.tables import MIGRATION_FEATURES
-
     return list(MIGRATION_FEATURES)
 
 
@@ -463,10 +520,12 @@ class MigrationDataModule(BinaryDecisionDataModule):
             bad = sorted(df.loc[df[WAKER] < 0, "run_id"].astype(str).unique()) if WAKER in df and len(df) else []
         if bad:
             others = list(dict.fromkeys(s.column for s in self.all_specs() if s.column != WAKER))
+            # the advice, what to type, on a line of its own (indented two spaces): the CLIs print
+            # it whole below the one-line error instead of cutting it (plumbing.hydra_cli)
             raise ValueError(
                 f"trace(s) {', '.join(bad)} have no sched_waking events: {WAKER} is unknown there "
-                f"(sched_wakeup is logged on the target CPU, so it would leak the label); train "
-                f"without it: data.features=[{','.join(others)}]"
+                f"(sched_wakeup is logged on the target CPU, so it would leak the label)\n"
+                f"  train without it: data.features=[{','.join(others)}]"
             )
 
     def setup(self, stage: str | None = None) -> None:
@@ -506,8 +565,6 @@ class CanMigrateDataModule(BinaryDecisionDataModule):
     table = "can_migrate"
 
     def __init__(self, *args, label: str = "can_migrate", **kwargs):
-        from data.can_migrate.features import LABELS
-
         if label not in LABELS:
             raise ValueError(f"label must be {' | '.join(LABELS)}, got {label!r}")
         super().__init__(*args, **kwargs)
@@ -519,13 +576,9 @@ class CanMigrateDataModule(BinaryDecisionDataModule):
     @staticmethod
     def as_table(df: pd.DataFrame) -> pd.DataFrame:
         """A can_migrate table as is; decoded records through `can_migrate_table`."""
-        from data.can_migrate.features import can_migrate_table, is_table
-
         return df if is_table(df) else can_migrate_table(df)
 
     def fit_meta(self, train: pd.DataFrame) -> dict:
-        from data.can_migrate.features import CHEN_FEATURES
-
         specs = [FeatureSpec(c, c, "identity" if c in CHEN_COUNTS else "flag") for c in CHEN_FEATURES]
         return {
             **self._fit_features(train, specs),
@@ -546,8 +599,6 @@ class SyntheticCanMigrateDataModule(CanMigrateDataModule):
     SOURCES = ("synthetic", "both")
 
     def __init__(self, *args, source: str = "synthetic", synthetic: dict | None = None, **kwargs):
-        from data.can_migrate.synthetic import SyntheticSpec
-
         if source not in self.SOURCES:
             raise ValueError(f"source must be {' | '.join(self.SOURCES)}, got {source!r}")
         super().__init__(*args, **kwargs)
@@ -563,8 +614,6 @@ class SyntheticCanMigrateDataModule(CanMigrateDataModule):
         if name != "train":
             return super().split_frame(name)
         if "train" not in self._frames:
-            from data.can_migrate.synthetic import synthetic_table
-
             rows = synthetic_table(self.spec)
             if self.source == "both":
                 rows = pd.concat([super().split_frame("train"), rows], ignore_index=True, join="inner")

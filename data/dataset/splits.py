@@ -12,6 +12,11 @@ the pooled tables by run_id, e.g. for a leave-one-category-out fold `data.unseen
   runs but each workload's test_seen run). `"auto"`: the first category after the (first)
   unseen one in sorted cyclic order that is not unseen; None: none.
 
+A DataModule's defaults are DEFAULT_VAL_CATEGORY and DEFAULT_VAL_RUNS (conf/data/*.yaml say the
+same); the builder's summary uses them to show which of its train runs a default DataModule
+holds out. `why_no_val` says why a split has no validation run and `rebalance` which settings
+would give training more rows than validation: both for one-line messages.
+
 Pure Python (no pandas, no torch): selection must never look at a test split, and one small
 function is easy to check.
 """
@@ -19,10 +24,13 @@ function is easy to check.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 SPLITS = ("train", "val", "test_seen", "test_unseen")
 AUTO = "auto"
+DEFAULT_VAL_CATEGORY = AUTO  # every DataModule's default validation (conf/data/*.yaml)
+DEFAULT_VAL_RUNS = 1
+MIN_VAL_SHARE = 0.1  # rebalance: a validation under a tenth of train + val rows is no choice
 
 
 def natural(name) -> list:
@@ -82,11 +90,18 @@ def split_runs(runs: Iterable, unseen: Iterable[str] = (), val_category: str | N
             f"unseen names categories with no runs: {', '.join(missing)} (categories present: {', '.join(categories)})"
         )
     val_cat = resolve_val_category(categories, unseen, val_category)
+    notes = []
+    if val_category == AUTO and val_cat is None:
+        training = [c for c in categories if c not in unseen]
+        notes.append(
+            f"val_category auto holds out no category: {training[0]} is the only training category"
+            if training
+            else "val_category auto holds out no category: every category is unseen"
+        )
     by_workload: dict[str, list[tuple[str, str]]] = {}
     for run_id, workload, category in triples:
         by_workload.setdefault(workload, []).append((run_id, category))
     out: dict[str, list[str]] = {s: [] for s in SPLITS}
-    notes = []
     for name, wruns in sorted(by_workload.items()):
         ids = sorted((r for r, _ in wruns), key=natural)
         cats = sorted({c for _, c in wruns})
@@ -123,3 +138,68 @@ def split_runs(runs: Iterable, unseen: Iterable[str] = (), val_category: str | N
 def describe(split: dict) -> str:
     """The split settings in one line, for error messages."""
     return f"unseen={split['unseen']}, val_category={split['val_category']}, val_runs={split['val_runs']}"
+
+
+def _training_workloads(runs: Iterable, unseen: list[str]) -> tuple[dict[str, int], list[str]]:
+    """({workload: number of runs}, sorted categories) of the runs outside the `unseen` categories."""
+    counts: dict[str, int] = {}
+    categories = set()
+    for _, workload, category in _triples(runs):
+        if category not in unseen:
+            counts[workload] = counts.get(workload, 0) + 1
+            categories.add(category)
+    return counts, sorted(categories)
+
+
+def why_no_val(runs: Iterable, split: dict) -> str:
+    """Why `split` (split_runs' result for `runs`) has no validation run, and what would give it
+    one, short enough for a one-line error."""
+    counts, categories = _training_workloads(runs, split["unseen"])
+    n = split["val_runs"]
+    need = max(n + 2, 3)  # train, n validation runs, test_seen
+    if n == 0:
+        why = "val_runs=0 holds out no run of a workload"
+    else:
+        few = sorted(counts.items())
+        shown = ", ".join(f"{w}: {k}" for w, k in few[:3]) + (", ..." if len(few) > 3 else "")
+        why = f"no training workload has the {n + 2} runs val_runs={n} needs ({shown})"
+    if len(categories) < 2:
+        why += f", and {categories[0] if categories else 'no category'} is the only training category"
+    else:
+        why += ", and val_category=null holds out no category"
+    fixes = []
+    if len(categories) >= 2:
+        fixes.append(f"data.val_category={AUTO}")
+    if n == 0 and any(k >= 3 for k in counts.values()):
+        fixes.append("data.val_runs=1")
+    more = f"collect {need}+ runs per workload (python -m data.collect ... --runs {need})"
+    return f"{why}; set {' or '.join(fixes)}, or {more}" if fixes else f"{why}; {more}"
+
+
+def rebalance(runs: Iterable, split: dict, rows: Mapping[str, int]) -> list[tuple[str, int, int]]:
+    """Overrides of val_category / val_runs under which training gets more rows than validation
+    while validation keeps at least MIN_VAL_SHARE of the two (a handful of rows cannot choose a
+    checkpoint), as (override, train rows, validation rows), the simplest first. `rows`: rows
+    per run_id of the table in question (a run not in it counts 0). Only train and validation
+    runs move between these settings: the test splits stay as they are."""
+    runs = _triples(runs)
+    unseen, category, n = split["unseen"], split["val_category"], split["val_runs"]
+    _, categories = _training_workloads(runs, unseen)
+    options = []
+    if category is not None:
+        options.append(("data.val_category=null", None, n))
+        if n > 0:
+            options.append(("data.val_runs=0", category, 0))
+    if n > 1:
+        options.append(("data.val_runs=1", category, 1))
+    options += [(f"data.val_category={c}", c, n) for c in categories if c != category]
+    out = []
+    for override, val_category, val_runs in options:
+        try:
+            other = split_runs(runs, unseen, val_category, val_runs)
+        except ValueError:
+            continue
+        train, val = (sum(rows.get(r, 0) for r in other["runs"][s]) for s in ("train", "val"))
+        if train > val >= MIN_VAL_SHARE * (train + val) and val > 0:
+            out.append((override, train, val))
+    return out

@@ -6,7 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+from omegaconf import OmegaConf
 
+from models.cost import macs_per_decision, parameter_count
 from plumbing.atomic import write_json_atomic
 
 MODEL = "model"
@@ -67,8 +69,6 @@ def write_results(metrics: dict[str, float], path: Path) -> None:
 
 def _plain(obj):
     """Plain containers all the way down (OmegaConf nodes may sit inside plain dicts)."""
-    from omegaconf import OmegaConf
-
     if OmegaConf.is_config(obj):
         return OmegaConf.to_container(obj, resolve=True)
     if isinstance(obj, dict):
@@ -88,11 +88,9 @@ def run_results(
      max_steps | interrupted | null when not trained), "reproducible" (false when max_time fired),
      "epochs", "global_step", "monitor", "validation" ({primary metric: best monitored value}),
      "best_ckpt", "params", "macs", "split" (the datamodule's resolved split, if it records one),
-     "metrics" (every final metric: test splits, baselines), "config" (the resolved run config)}"""
-    from omegaconf import OmegaConf
-
-    from models.cost import macs_per_decision, parameter_count
-
+     "metrics" (every final metric: test splits, baselines), "config" (the resolved run config)}
+    "macs" are MACs per decision (window `window`): models.cost.RELATION says how they relate
+    to the exported model's MACs per step."""
     monitor = str(cfg.monitor)
     net = module.net
     macs = None

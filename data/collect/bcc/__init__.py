@@ -41,10 +41,16 @@ import sys
 import time
 from pathlib import Path
 
+from data.can_migrate.record import RECORD_SIZE, decode, records_frame
+from data.collect.runs import kernel_info, next_run_id, now_iso, run_workload
+from data.collect.workloads import nproc, resolve
+from plumbing import cli
+from plumbing.atomic import staged_dir, write_json_atomic
+
 SRC = Path(__file__).resolve().parent
 REPO = SRC.parents[2]
 BUILD = REPO / "data" / "_build" / "bcc"
-PROG = "schedlearn collect --bcc"
+PROG = "python -m data.collect"  # as typed: `python -m data.collect --bcc ...`
 TARGET = "can_migrate_task"
 
 
@@ -283,12 +289,8 @@ def _start_loader(exe: Path, out_path: Path, timeout: float = 15.0) -> subproces
 
 
 def collect_run(exe: Path, w, out: Path, seconds: float, ncpu: int, argv_line: str) -> dict:
-    import pyarrow as pa
+    import pyarrow as pa  # deferred: pyarrow only once records are written, not for --check
     import pyarrow.parquet as pq
-
-    from data.can_migrate.record import RECORD_SIZE, decode, records_frame
-    from data.collect.runs import kernel_info, next_run_id, now_iso, run_workload
-    from plumbing.atomic import staged_dir, write_json_atomic
 
     run_id = next_run_id(out, w.name)
     with staged_dir(out / run_id) as part:
@@ -346,11 +348,9 @@ def collect_run(exe: Path, w, out: Path, seconds: float, ncpu: int, argv_line: s
 
 def collect_main(args, argv_line: str) -> int:
     """Entry from `python -m data.collect --bcc ...`."""
-    from data.collect.workloads import nproc, resolve
 
     def fail(msg: str, code: int = 1) -> int:
-        print(f"{PROG}: {msg}", file=sys.stderr)
-        return code
+        return cli.fail(PROG, msg, code)
 
     fatal, notes = check()
     if args.check:
@@ -377,5 +377,5 @@ def collect_main(args, argv_line: str) -> int:
     except (BccError, ValueError) as e:  # RecordFormatError is a ValueError
         return fail(str(e))
     except KeyboardInterrupt:
-        return fail("interrupted; partial run discarded", 130)
+        return cli.interrupted(PROG, "partial run discarded")
     return 0

@@ -30,19 +30,20 @@ import os
 import shlex
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
+from data.can_migrate.record import RECORD_SIZE, decode, records_frame
 from data.collect import tracefs
+from data.collect.bcc import BccError, build_static_loader
 from data.collect.runs import REPO, TraceStreamer, next_run_id, now_iso
-from data.collect.workloads import BUILTINS, WORKLOADS, Workload
-from plumbing import initramfs, qemu
+from data.collect.workloads import BUILTINS, WORKLOADS, Workload, resolve
+from plumbing import cli, initramfs, qemu
 from plumbing.atomic import file_sha256, staged_dir, write_atomic, write_json_atomic
 
 SRC = Path(__file__).resolve().parent
 BUILD = REPO / "data" / "_build" / "guest"
-PROG = "schedlearn collect --vm"
+PROG = "python -m data.collect"  # as typed: `python -m data.collect --vm ...`
 MODULES = ["virtio_pci", "9pnet_virtio", "9p"]
 ACCEL = "tcg,thread=multi"
 COLLECTOR_VERSION = 1
@@ -112,8 +113,6 @@ def build_slw(build_dir: Path = BUILD) -> Path:
 
 def base_files(release: str) -> tuple[dict[str, bytes], set[str]]:
     """Everything the guest needs except the per-boot plan."""
-    from data.collect.bcc import BccError, build_static_loader
-
     try:
         loader = build_static_loader()
     except BccError as e:
@@ -197,11 +196,9 @@ def cpu_overruns(rundir: Path) -> dict[str, dict[str, int]]:
 
 def finish_run(spec: dict, raw: Path, out: Path, guest: dict, zstd_level: int, argv_line: str) -> dict:
     """Turn the share's raw run directory into OUT/<run_id>/ (written aside, renamed in)."""
-    import pyarrow as pa
+    import pyarrow as pa  # deferred: pyarrow and zstandard only once a boot has runs to write
     import pyarrow.parquet as pq
     import zstandard
-
-    from data.can_migrate.record import RECORD_SIZE, decode, records_frame
 
     env = parse_env(raw / "guest_run.env")
     err_lines = (raw / "loader.err").read_text(errors="replace").strip().splitlines()
@@ -431,11 +428,9 @@ def summary(out: Path) -> str:
 
 def collect_main(args, argv_line: str) -> int:
     """Entry from `python -m data.collect --vm ...`."""
-    from data.collect.workloads import resolve
 
     def fail(msg: str, code: int = 1) -> int:
-        print(f"{PROG}: {msg}", file=sys.stderr)
-        return code
+        return cli.fail(PROG, msg, code)
 
     if args.check:
         kernel = args.kernel or qemu.find_vmlinuz()
@@ -490,6 +485,6 @@ def collect_main(args, argv_line: str) -> int:
     except ValueError as e:  # RecordFormatError
         return fail(str(e))
     except KeyboardInterrupt:
-        return fail("interrupted; partial runs discarded", 130)
+        return cli.interrupted(PROG, "partial runs discarded")
     print(f"{len(metas)} runs, {sum(m['records'] for m in metas)} records in {time.monotonic() - t0:.0f} s wall")
     return 0
