@@ -464,6 +464,83 @@ def test_compressed_input_and_truncation(tmp_path, kind):
         parse.parse_file(stub)
 
 
+def test_zstd_layouts_and_cuts(tmp_path):
+    """Every well-formed zstd layout reads back exactly (several frames, a skippable one, with
+    and without checksums and content sizes, a tiny frame), and a file cut anywhere inside a
+    frame, or with text after the last one, is an error naming the file (zstandard's own
+    stream readers end quietly at a cut frame)."""
+    text = HEADER + KERNEL_6_18 * 2000
+    plain, _ = parse.parse_bytes(text)
+    half = len(text) // 2
+    skippable = (0x184D2A53).to_bytes(4, "little") + (5).to_bytes(4, "little") + b"notes"
+    frames = [
+        zstandard.ZstdCompressor(level=1, write_checksum=True, write_content_size=True).compress(text[:half]),
+        skippable,
+        zstandard.ZstdCompressor(level=19, write_content_size=False).compress(text[half:-100]),
+        zstandard.ZstdCompressor(level=-5).compress(text[-100:]),  # small, fast: raw or RLE blocks
+    ]
+    whole = b"".join(frames)
+    path = tmp_path / "trace.txt.zst"
+    path.write_bytes(whole)
+    table, stats = parse.parse_file(path, chunk_bytes=1 << 16)
+    assert table.equals(plain) and stats.text_bytes == len(text)
+    ends = [sum(len(f) for f in frames[: i + 1]) for i in range(len(frames))]
+    cuts = sorted({5, 9, ends[0] - 2, ends[0] + 3, ends[1] + 7, ends[2] - 1, len(whole) - 1} - set(ends))
+    for cut in cuts:
+        bad = tmp_path / f"cut{cut}.txt.zst"
+        bad.write_bytes(whole[:cut])
+        with pytest.raises(TraceFormatError, match=re.escape(str(bad)) + ".*truncated"):
+            parse.parse_file(bad)
+    trailing = tmp_path / "trailing.txt.zst"
+    trailing.write_bytes(whole + b"\n# appended text\n")
+    with pytest.raises(TraceFormatError, match="truncated or corrupt zstd data"):
+        parse.parse_file(trailing)
+
+
+def test_parquet_is_written_behind_the_parser_in_order_and_failures_surface():
+    written, seen = [], []
+
+    class Writer:
+        def __init__(self, fail_at=None):
+            self.fail_at = fail_at
+
+        def write_batch(self, batch):
+            if batch == self.fail_at:
+                raise OSError("disk full")
+            written.append(batch)
+
+    def batches():
+        for b in range(6):
+            seen.append(b)
+            yield b
+
+    parse._write_behind(Writer(), batches())
+    assert written == list(range(6))
+    written.clear()
+    seen.clear()
+    with pytest.raises(OSError, match="disk full"):
+        parse._write_behind(Writer(fail_at=2), batches())
+    assert written == [0, 1] and seen[-1] <= 4  # parsing stops soon after a failed write
+
+
+def test_cli_never_imports_pandas(tmp_path):
+    """pyarrow imports pandas (about 0.2 s) behind Array.to_numpy() and pa.array(list);
+    the CLI's path from text to Parquet must not take it."""
+    src = compressed(tmp_path / "trace.txt.zst", "zst", HEADER + KERNEL_6_18 * 30)
+    code = (
+        "import sys; from data.parse.tracefile import main; rc = main(sys.argv[1:]); "
+        "print(rc, 'pandas' in sys.modules, 'pyarrow.compute' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(src), "--out", str(tmp_path / "e.parquet")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert out[-3:] == ["0", "False", "False"] and pq.read_table(tmp_path / "e.parquet").num_rows == 210
+
+
 @pytest.mark.parametrize(
     "content",
     [b"just some text\nnot a trace - [000] at all\n", bytes(range(256)) * 4000, b"# only a comment\n\x00\x01\x02"],

@@ -8,7 +8,8 @@
  * Where the reference indexes a Python list with -1 (a null target_cpu), the same element is
  * used here (the last one), so both agree on any input.
  *
- * Built by data/parse/native.py with `cc -O2 -shared -fPIC`; called through ctypes.
+ * Built by plumbing/shared_lib.py (cc -O2 -shared -fPIC) for data/dataset/replay.py, which calls
+ * it through ctypes.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -20,7 +21,7 @@ enum { UNKNOWN, RUNNING, RUNNABLE, SLEEPING, NEW, DEAD };
 enum { PREV_RUNNABLE, PREV_DEAD, PREV_SLEEP };
 enum { KIND_WAKEUP, KIND_PREEMPT, KIND_NEW };
 #define HISTORY_MASK ((1 << 8) - 1)
-#define WAKER_UNKNOWN (-1) /* data/replay_ref.WAKER_UNKNOWN */
+#define WAKER_UNKNOWN (-1) /* data/dataset/tables.py WAKER_UNKNOWN */
 
 /* Counters, in the order of data/dataset/replay.py's STAT_NAMES. */
 const char rp_stats[] =
@@ -29,12 +30,44 @@ const char rp_stats[] =
 enum { ST_LOST, ST_PID_REUSE, ST_SKIP_UNKNOWN, ST_SKIP_UNTRUSTED, ST_WAKING_NOT_SLEEPING,
        ST_DROPPED_UNKNOWN, ST_DROPPED_LOST, ST_MISSED_SWITCHES, ST_INCONSISTENCIES, NSTATS };
 
-#define MIG_COLS 13 /* data/replay_ref._MIG_LOOP_COLS */
-#define NT_COLS 6   /* data/replay_ref._NT_LOOP_COLS */
+/*
+ * The columns read and written, in order, with their types (i8..i64 = int8_t..int64_t):
+ * data/dataset/replay.py reads these strings, passes arrays of these types, and checks the
+ * output names against data/dataset/tables.py MIG_LOOP_COLS / NT_LOOP_COLS. The inputs have the
+ * event table's own types (nulls as -1); the outputs have the decision tables' types, so the
+ * tables take them without conversion.
+ */
+const char rp_in_columns[] = "code:i8,ts:i64,cpu:i16,common_pid:i32,prev_pid:i32,prev_state:i8,"
+                             "next_pid:i32,pid:i32,target_cpu:i16,dest_cpu:i16,child_pid:i32";
+const char rp_mig_columns[] = "row:i64,tid:i64,segment:i32,src_cpu:i16,kind:i8,since_last_ran_ns:i64,"
+                              "src_nr_running:i16,min_other_nr_running:i16,max_other_nr_running:i16,"
+                              "src_idle:i8,other_idle:i8,waker_same_cpu:i8,recent_migrations:i8";
+const char rp_nt_columns[] = "row:i64,segment:i32,prev_tid:i64,next_tid:i64,dt_prev_switch_ns:i64,"
+                             "next_since_wakeup_ns:i64";
 
 struct in {
     int64_t n;
-    const int64_t *code, *ts, *cpu, *common, *prev, *prev_state, *next, *pid, *target, *dest, *child;
+    const int8_t *code, *prev_state;
+    const int64_t *ts;
+    const int16_t *cpu, *target, *dest;
+    const int32_t *common, *prev, *next, *pid, *child;
+};
+
+struct mig_out { /* rp_mig_columns; one row per decision, and next_cpu beside them */
+    int64_t *row, *tid;
+    int32_t *segment;
+    int16_t *src_cpu;
+    int8_t *kind;
+    int64_t *since;
+    int16_t *nr, *lo, *hi;
+    int8_t *src_idle, *other_idle, *waker_same, *recent;
+    int16_t *next_cpu;
+};
+
+struct nt_out { /* rp_nt_columns; one row per switch */
+    int64_t *row;
+    int32_t *segment;
+    int64_t *prev_tid, *next_tid, *dt_prev_switch, *since_wakeup;
 };
 
 struct task { /* per tid */
@@ -57,7 +90,9 @@ struct rp {
     int64_t *qhead; /* per CPU: first tid of its queued list, -1 empty */
     uint8_t *trusted;
     int64_t n_untrusted;
-    int64_t *mig, nmig, *next_cpu, *nt, nnt;
+    struct mig_out mig;
+    struct nt_out nt;
+    int64_t nmig, nnt;
     int64_t *stats;
     int oom;
 };
@@ -224,22 +259,22 @@ static void decide(struct rp *r, int64_t i, int64_t tid, int64_t kind, int64_t s
     }
     if (!nothers)
         lo = 0;
-    int64_t n = r->nr[src];
-    int64_t *row = r->mig + r->nmig * MIG_COLS;
-    row[0] = i;
-    row[1] = tid;
-    row[2] = r->segment;
-    row[3] = src;
-    row[4] = kind;
-    row[5] = since;
-    row[6] = n;
-    row[7] = lo;
-    row[8] = hi;
-    row[9] = !n && r->cur[src] == 0;
-    row[10] = other_idle;
-    row[11] = waker_same;
-    row[12] = __builtin_popcount(r->t[tid].hist);
-    r->next_cpu[r->nmig] = -1;
+    int64_t n = r->nr[src], j = r->nmig;
+    struct mig_out *o = &r->mig;
+    o->row[j] = i;
+    o->tid[j] = tid;
+    o->segment[j] = (int32_t)r->segment;
+    o->src_cpu[j] = (int16_t)src;
+    o->kind[j] = (int8_t)kind;
+    o->since[j] = since;
+    o->nr[j] = (int16_t)n;
+    o->lo[j] = (int16_t)lo;
+    o->hi[j] = (int16_t)hi;
+    o->src_idle[j] = !n && r->cur[src] == 0;
+    o->other_idle[j] = (int8_t)other_idle;
+    o->waker_same[j] = (int8_t)waker_same;
+    o->recent[j] = (int8_t)__builtin_popcount(r->t[tid].hist);
+    o->next_cpu[j] = -1;
     r->t[tid].pending = (int32_t)r->nmig++;
 }
 
@@ -247,7 +282,7 @@ static void switch_in(struct rp *r, int64_t tid, int64_t c)
 {
     struct task *t = &r->t[tid];
     if (t->pending >= 0) {
-        r->next_cpu[t->pending] = c;
+        r->mig.next_cpu[t->pending] = (int16_t)c;
         t->pending = -1;
     }
     if (t->last_cpu >= 0)
@@ -312,14 +347,14 @@ static void on_switch(struct rp *r, int64_t i)
         go_idle(r, c);
     r->cur[c] = nt;
     r->cur_pid[c] = nxt;
-    int64_t last = r->last_switch[c], woke = nt ? r->t[nt].last_wake : -1;
-    int64_t *row = r->nt + r->nnt++ * NT_COLS;
-    row[0] = i;
-    row[1] = r->segment;
-    row[2] = pt;
-    row[3] = nt;
-    row[4] = last >= 0 ? ts - last : -1;
-    row[5] = woke >= 0 ? ts - woke : -1;
+    int64_t last = r->last_switch[c], woke = nt ? r->t[nt].last_wake : -1, j = r->nnt++;
+    struct nt_out *o = &r->nt;
+    o->row[j] = i;
+    o->segment[j] = (int32_t)r->segment;
+    o->prev_tid[j] = pt;
+    o->next_tid[j] = nt;
+    o->dt_prev_switch[j] = last >= 0 ? ts - last : -1;
+    o->since_wakeup[j] = woke >= 0 ? ts - woke : -1;
     r->last_switch[c] = ts;
 }
 
@@ -387,28 +422,60 @@ static void on_fork(struct rp *r, int64_t i)
     t->fork_ts = r->in.ts[i];
 }
 
+/* Keep the decisions whose outcome was seen (next_cpu >= 0), in order: the migration rows. */
+static int64_t keep_decided(struct rp *r)
+{
+    struct mig_out *o = &r->mig;
+    int64_t kept = 0;
+    for (int64_t j = 0; j < r->nmig; j++) {
+        if (o->next_cpu[j] < 0)
+            continue;
+        if (kept != j) {
+            o->row[kept] = o->row[j];
+            o->tid[kept] = o->tid[j];
+            o->segment[kept] = o->segment[j];
+            o->src_cpu[kept] = o->src_cpu[j];
+            o->kind[kept] = o->kind[j];
+            o->since[kept] = o->since[j];
+            o->nr[kept] = o->nr[j];
+            o->lo[kept] = o->lo[j];
+            o->hi[kept] = o->hi[j];
+            o->src_idle[kept] = o->src_idle[j];
+            o->other_idle[kept] = o->other_idle[j];
+            o->waker_same[kept] = o->waker_same[j];
+            o->recent[kept] = o->recent[j];
+            o->next_cpu[kept] = o->next_cpu[j];
+        }
+        kept++;
+    }
+    return kept;
+}
+
 /*
- * Replay n events. in[]: code, ts, cpu, common_pid, prev_pid, prev_state class, next_pid, pid,
- * target_cpu, dest_cpu, child_pid (pids dense, see above). cpus: the sorted CPUs of the cpu
- * column. Outputs: mig (MIG_COLS per decision) and next_cpu, nt (NT_COLS per switch), stats
- * (NSTATS counters), counts = {decisions, switches, tids, segments}.
+ * Replay n events. in[]: the rp_in_columns (prev_state as its class, pids dense, see above).
+ * cpus: the sorted CPUs of the cpu column. Outputs, each a column of its own: mig[] the
+ * rp_mig_columns and then next_cpu (int16), one row per decision whose outcome was seen;
+ * nt[] the rp_nt_columns, one row per switch; stats (NSTATS counters);
+ * counts = {migration rows, switches, tids, segments}.
  * Returns 0, or -1 when memory ran out.
  */
-int rp_replay(int64_t n, const int64_t *const *in, int64_t npid, int64_t ncpu, const int64_t *cpus,
-              int64_t ncpus_seen, int64_t warmup_ns, int64_t wakeup_decides, int64_t *mig,
-              int64_t *next_cpu, int64_t *nt, int64_t *stats, int64_t *counts)
+int rp_replay(int64_t n, const void *const *in, int64_t npid, int64_t ncpu, const int64_t *cpus,
+              int64_t ncpus_seen, int64_t warmup_ns, int64_t wakeup_decides, void *const *mig,
+              void *const *nt, int64_t *stats, int64_t *counts)
 {
     struct rp r = {0};
     int rc = -1;
-    r.in = (struct in){n, in[0], in[1], in[2], in[3], in[4], in[5], in[6], in[7], in[8], in[9], in[10]};
+    r.in = (struct in){.n = n, .code = in[0], .ts = in[1], .cpu = in[2], .common = in[3], .prev = in[4],
+                       .prev_state = in[5], .next = in[6], .pid = in[7], .target = in[8], .dest = in[9],
+                       .child = in[10]};
+    r.mig = (struct mig_out){mig[0], mig[1], mig[2], mig[3], mig[4], mig[5], mig[6],
+                             mig[7], mig[8], mig[9], mig[10], mig[11], mig[12], mig[13]};
+    r.nt = (struct nt_out){nt[0], nt[1], nt[2], nt[3], nt[4], nt[5]};
     r.ncpu = ncpu;
     r.cpus = cpus;
     r.ncpus_seen = ncpus_seen;
     r.warmup_ns = warmup_ns;
     r.wakeup_decides = wakeup_decides;
-    r.mig = mig;
-    r.next_cpu = next_cpu;
-    r.nt = nt;
     r.stats = stats;
     r.cap_tids = 1024;
     r.tids = malloc((npid + 1) * sizeof(*r.tids));
@@ -475,7 +542,7 @@ int rp_replay(int64_t n, const int64_t *const *in, int64_t npid, int64_t ncpu, c
     for (int64_t k = 0; k < r.ntids; k++)
         if (r.t[k].pending >= 0)
             stats[ST_DROPPED_UNKNOWN]++;
-    counts[0] = r.nmig;
+    counts[0] = keep_decided(&r);
     counts[1] = r.nnt;
     counts[2] = r.ntids;
     counts[3] = r.segment;

@@ -65,7 +65,7 @@ from data.dataset.tables import (
     NT_LOOP_COLS,
     ReplayResult,
     event_codes,
-    prev_state_codes,
+    prev_state_array,
 )
 from data.parse.schema import EVENT_KINDS
 from plumbing import shared_lib
@@ -87,6 +87,7 @@ _SWITCH, _WAKING, _WAKEUP, _WAKEUP_NEW, _LOST = (
 )
 _PID_COLUMNS = ("common_pid", "prev_pid", "next_pid", "pid", "child_pid")
 _INT_COLUMNS = ("cpu", *_PID_COLUMNS, "target_cpu", "dest_cpu", "prev_prio", "prio", "next_prio", "lost_count")
+_C_TYPES = {"i8": np.int8, "i16": np.int16, "i32": np.int32, "i64": np.int64}
 _PID_MAX_LIMIT = 1 << 22  # include/linux/threads.h, 64-bit
 _warned = False
 _core = None
@@ -109,11 +110,20 @@ def load_core():
                 ctypes.c_int64,
                 ctypes.c_int64,
                 ctypes.c_int64,
-            ] + [ctypes.c_void_p] * 5
+            ] + [ctypes.c_void_p] * 4
+            lib.columns = {k: _c_columns(lib, f"rp_{k}_columns") for k in ("in", "mig", "nt")}
+            if tuple(lib.columns["mig"]) != MIG_LOOP_COLS or tuple(lib.columns["nt"]) != NT_LOOP_COLS:
+                raise OSError("data/dataset/_replay.c output columns do not match data/dataset/tables.py")
             _core = lib
         except OSError as e:
             _core_error = str(e)
     return _core
+
+
+def _c_columns(lib: ctypes.CDLL, symbol: str) -> dict[str, type]:
+    """A column list of _replay.c ("name:i64,..."): name -> numpy type, in order."""
+    text = ctypes.string_at(ctypes.addressof(ctypes.c_char.in_dll(lib, symbol))).decode()
+    return {name: _C_TYPES[t] for name, t in (c.split(":") for c in text.split(","))}
 
 
 def core_unavailable_reason() -> str | None:
@@ -121,18 +131,22 @@ def core_unavailable_reason() -> str | None:
 
 
 def _ints(events: pa.Table, name: str) -> np.ndarray:
-    """Integer column as int64, null -> -1 (as replay_reference._col), read from the Arrow buffers."""
+    """Integer column in its own type, null -> -1 (as replay_reference._col), read from the
+    Arrow buffers (a view of them when there is one chunk without nulls)."""
+    dtype = np.dtype(events.schema.field(name).type.to_pandas_dtype())
     parts = []
     for ch in events.column(name).chunks:
         n, off = len(ch), ch.offset
-        vals = np.frombuffer(ch.buffers()[1], ch.type.to_pandas_dtype())[off : off + n]
+        vals = np.frombuffer(ch.buffers()[1], dtype)[off : off + n]
         if ch.null_count:
             valid = np.unpackbits(np.frombuffer(ch.buffers()[0], np.uint8), count=off + n, bitorder="little")[
                 off:
             ].view(bool)
             vals = np.where(valid, vals, -1)
-        parts.append(vals.astype(np.int64))
-    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+        parts.append(vals)
+    if len(parts) == 1:
+        return parts[0]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype)
 
 
 def _codes(events: pa.Table) -> np.ndarray:
@@ -141,7 +155,7 @@ def _codes(events: pa.Table) -> np.ndarray:
     col = events.column("event")
     if all(ch.null_count == 0 and ch.dictionary.to_pylist() == list(EVENT_KINDS) for ch in col.chunks):
         parts = [np.frombuffer(ch.indices.buffers()[1], np.int8)[ch.offset : ch.offset + len(ch)] for ch in col.chunks]
-        return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+        return np.concatenate(parts) if parts else np.zeros(0, np.int8)
     return event_codes(events)
 
 
@@ -162,29 +176,40 @@ def _replay_c(lib, cols: dict, n: int, codes: np.ndarray, wakeup_decides: bool, 
     cpu, target, dest = cols["cpu"], cols["target_cpu"], cols["dest_cpu"]
     cpus = np.flatnonzero(np.bincount(cpu[cpu >= 0])).astype(np.int64) if n else np.zeros(0, np.int64)
     ncpu = int(max(cpus.max(initial=0), target.max(initial=0), dest.max(initial=0), 0)) + 1
-    columns = [codes, cols["ts"], cpu, common, prev, cols["prev_state"], nxt, pid, target, dest, child]
-    columns = [np.ascontiguousarray(c, np.int64) for c in columns]
-    ptrs = (ctypes.c_void_p * len(columns))(*[c.ctypes.data for c in columns])
+    given = dict(
+        code=codes,
+        ts=cols["ts"],
+        cpu=cpu,
+        common_pid=common,
+        prev_pid=prev,
+        prev_state=cols["prev_state"],
+        next_pid=nxt,
+        pid=pid,
+        target_cpu=target,
+        dest_cpu=dest,
+        child_pid=child,
+    )
+    inputs = [np.ascontiguousarray(given[name], dtype) for name, dtype in lib.columns["in"].items()]
     kinds = np.bincount(codes[codes >= 0], minlength=len(EVENT_KINDS))
     n_switch = int(kinds[_SWITCH])
-    cap = n_switch + int(kinds[_WAKING] + kinds[_WAKEUP] + kinds[_WAKEUP_NEW])
-    mig = np.empty((max(cap, 1), len(MIG_LOOP_COLS)), np.int64)
-    next_cpu = np.empty(max(cap, 1), np.int64)
-    nt = np.empty((max(n_switch, 1), len(NT_LOOP_COLS)), np.int64)
+    cap = max(n_switch + int(kinds[_WAKING] + kinds[_WAKEUP] + kinds[_WAKEUP_NEW]), 1)
+    # one array per output column, in the tables' types: the DataFrames take them as they are
+    mig = {name: np.empty(cap, dtype) for name, dtype in lib.columns["mig"].items()}
+    next_cpu = np.empty(cap, np.int16)
+    nt = {name: np.empty(max(n_switch, 1), dtype) for name, dtype in lib.columns["nt"].items()}
     stats = np.zeros(len(STAT_NAMES), np.int64)
     counts = np.zeros(4, np.int64)
     rc = lib.rp_replay(
         n,
-        ptrs,
+        _pointers(inputs),
         npid,
         ncpu,
         cpus.ctypes.data,
         len(cpus),
         warmup_ns,
         int(wakeup_decides),
-        mig.ctypes.data,
-        next_cpu.ctypes.data,
-        nt.ctypes.data,
+        _pointers([*mig.values(), next_cpu]),
+        _pointers(list(nt.values())),
         stats.ctypes.data,
         counts.ctypes.data,
     )
@@ -192,9 +217,9 @@ def _replay_c(lib, cols: dict, n: int, codes: np.ndarray, wakeup_decides: bool, 
         raise MemoryError("replay: out of memory in the C core")
     nmig, nnt, ntids, segment = (int(x) for x in counts)
     return (
-        mig[:nmig],
+        {name: c[:nmig] for name, c in mig.items()},
         next_cpu[:nmig],
-        nt[:nnt],
+        {name: c[:nnt] for name, c in nt.items()},
         dict(zip(STAT_NAMES, (int(x) for x in stats), strict=False)),
         len(cpus),
         ntids,
@@ -202,48 +227,56 @@ def _replay_c(lib, cols: dict, n: int, codes: np.ndarray, wakeup_decides: bool, 
     )
 
 
-def _migration_frame_c(mig: np.ndarray, next_cpu: np.ndarray, cols: dict, run_id: str) -> pd.DataFrame:
-    """replay_reference._migration_frame, from the C core's rows and the columns already in numpy."""
-    keep = next_cpu >= 0
-    m, nxt = mig[keep], next_cpu[keep]
-    loop = {name: m[:, j] for j, name in enumerate(MIG_LOOP_COLS)}
+def _pointers(arrays: list[np.ndarray]) -> ctypes.Array:
+    return (ctypes.c_void_p * len(arrays))(*[a.ctypes.data for a in arrays])
+
+
+def _frame(columns: dict, names: tuple[str, ...]) -> pd.DataFrame:
+    """The DataFrame of these fresh arrays as they are: pandas neither copies them nor stacks
+    the ones of one dtype into 2-D blocks (most of the replay's time otherwise). Equal, column
+    by column and dtype by dtype, to the reference's frames."""
+    return pd.DataFrame(columns, columns=list(names), copy=False)
+
+
+def _migration_frame_c(loop: dict, nxt: np.ndarray, cols: dict, run_id: str) -> pd.DataFrame:
+    """replay_reference._migration_frame, from the C core's kept rows (already in the table's types:
+    astype(copy=False) changes nothing then) and the event columns already in numpy."""
     row = loop["row"]
     preempt = loop["kind"] == KIND_PREEMPT
     src = loop["src_cpu"]
-    return pd.DataFrame(
+    return _frame(
         {
             "run_id": run_id,
             "ts": cols["ts"][row],
-            "segment": loop["segment"].astype(np.int32),
-            "pid": np.where(preempt, cols["prev_pid"][row], cols["pid"][row]).astype(np.int32),
+            "segment": loop["segment"].astype(np.int32, copy=False),
+            "pid": np.where(preempt, cols["prev_pid"][row], cols["pid"][row]).astype(np.int32, copy=False),
             "tid": loop["tid"],
-            "src_cpu": src.astype(np.int16),
-            "kind": loop["kind"].astype(np.int8),
+            "src_cpu": src.astype(np.int16, copy=False),
+            "kind": loop["kind"].astype(np.int8, copy=False),
             "since_last_ran_ns": loop["since_last_ran_ns"],
-            **{f: loop[f].astype(np.int16) for f in MIGRATION_FEATURES[1:4]},
-            **{f: loop[f].astype(np.int8) for f in MIGRATION_FEATURES[4:8]},
-            "prio": np.where(preempt, cols["prev_prio"][row], cols["prio"][row]).astype(np.int16),
-            "migrated": (nxt != src).astype(np.int8),
-            "next_cpu": nxt.astype(np.int16),
+            **{f: loop[f].astype(np.int16, copy=False) for f in MIGRATION_FEATURES[1:4]},
+            **{f: loop[f].astype(np.int8, copy=False) for f in MIGRATION_FEATURES[4:8]},
+            "prio": np.where(preempt, cols["prev_prio"][row], cols["prio"][row]).astype(np.int16, copy=False),
+            "migrated": (nxt != src).astype(np.int8, copy=False),
+            "next_cpu": nxt.astype(np.int16, copy=False),
         },
-        columns=list(MIGRATION_COLUMNS),
+        MIGRATION_COLUMNS,
     )
 
 
-def _next_task_frame_c(nt: np.ndarray, events: pa.Table, cols: dict, run_id: str) -> pd.DataFrame:
+def _next_task_frame_c(loop: dict, events: pa.Table, cols: dict, run_id: str) -> pd.DataFrame:
     """replay_reference._next_task_frame, from the C core's rows and the columns already in numpy."""
-    loop = {name: nt[:, j] for j, name in enumerate(NT_LOOP_COLS)}
     row = loop["row"]
-    next_pid = cols["next_pid"][row].astype(np.int32)
-    next_prio = cols["next_prio"][row].astype(np.int16)
-    prio_class = np.where(next_pid == 0, 0, np.where(next_prio < 100, 2, 1)).astype(np.int8)
-    return pd.DataFrame(
+    next_pid = cols["next_pid"][row].astype(np.int32, copy=False)
+    next_prio = cols["next_prio"][row].astype(np.int16, copy=False)
+    prio_class = np.where(next_pid == 0, 0, np.where(next_prio < 100, 2, 1)).astype(np.int8, copy=False)
+    return _frame(
         {
             "run_id": run_id,
-            "cpu": cols["cpu"][row].astype(np.int16),
+            "cpu": cols["cpu"][row].astype(np.int16, copy=False),
             "ts": cols["ts"][row],
-            "segment": loop["segment"].astype(np.int32),
-            "prev_pid": cols["prev_pid"][row].astype(np.int32),
+            "segment": loop["segment"].astype(np.int32, copy=False),
+            "prev_pid": cols["prev_pid"][row].astype(np.int32, copy=False),
             "prev_tid": loop["prev_tid"],
             "prev_state": events.column("prev_state").take(pa.array(row)).to_pandas(),
             "next_pid": next_pid,
@@ -253,7 +286,7 @@ def _next_task_frame_c(nt: np.ndarray, events: pa.Table, cols: dict, run_id: str
             "next_since_wakeup_ns": loop["next_since_wakeup_ns"],
             "next_prio_class": prio_class,
         },
-        columns=list(NEXT_TASK_COLUMNS),
+        NEXT_TASK_COLUMNS,
     )
 
 
@@ -281,7 +314,7 @@ def replay(
     n = events.num_rows
     cols = {name: _ints(events, name) for name in _INT_COLUMNS}
     cols["ts"] = ts
-    cols["prev_state"] = np.asarray(prev_state_codes(events), np.int64) if n else np.zeros(0, np.int64)
+    cols["prev_state"] = prev_state_array(events)
     codes = _codes(events)
     wakeup_decides = not np.any(codes == _WAKING)
     mig, next_cpu, nt, counters, ncpus_seen, ntids, segment = _replay_c(lib, cols, n, codes, wakeup_decides, warmup_ns)

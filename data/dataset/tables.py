@@ -93,7 +93,17 @@ def prev_state_class(prev_state: str) -> int:
     return PREV_SLEEP
 
 
+def prev_state_array(table: pa.Table) -> np.ndarray:
+    """prev_state_class of every row as int8, -1 where prev_state is null (rows other than
+    switches). Each chunk is dictionary-encoded, so prev_state_class runs once per distinct
+    string, and the chunks' strings are never concatenated."""
+    parts = []
+    for chunk in table.column("prev_state").chunks:
+        enc = pc.dictionary_encode(chunk)
+        lookup = np.array([prev_state_class(s) for s in enc.dictionary.to_pylist()] + [-1], np.int8)
+        parts.append(lookup[pc.fill_null(enc.indices, len(enc.dictionary)).to_numpy()])
+    return np.concatenate(parts) if parts else np.zeros(0, np.int8)
+
+
 def prev_state_codes(table: pa.Table) -> list[int]:
-    col = pc.dictionary_encode(table.column("prev_state")).combine_chunks()
-    lookup = np.array([prev_state_class(s) for s in col.dictionary.to_pylist()] + [-1])
-    return lookup[pc.fill_null(col.indices, len(col.dictionary)).to_numpy()].tolist()
+    return prev_state_array(table).tolist()

@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -69,7 +70,9 @@ from plumbing.atomic import atomic_path
 
 # numpy, pyarrow, the parsers (data.parse.native, data.parse.reference) and the decompressors are imported
 # where they are used: importing this module, and the CLI up to its argument checks, stays
-# cheap (`python -c "import data.parse.tracefile"`, measured by bench/bench_parse.py).
+# cheap (`python -m data.parse --help`, whose start-up bench/bench_parse.py measures). The
+# path from text to Parquet never imports pandas (see _count_batch): it is most of the fixed
+# cost of a small trace otherwise.
 
 __all__ = [
     "TraceFormatError",
@@ -131,7 +134,11 @@ class ParseStats:
         import numpy as np
 
         kinds = _schema().EVENT_KINDS
-        codes = np.bincount(batch.column("event").indices.to_numpy(), minlength=len(kinds))
+        # the codes straight from the Arrow buffer: Array.to_numpy() makes pyarrow import pandas
+        # and pyarrow.compute (about 0.2 s, more than all other imports of `python -m data.parse`)
+        idx = batch.column("event").indices
+        codes = np.frombuffer(idx.buffers()[1], np.int8)[idx.offset : idx.offset + len(idx)]
+        codes = np.bincount(codes, minlength=len(kinds))
         for kind in self.events_by_kind:
             self.events_by_kind[kind] += int(codes[kinds.index(kind)])
         lost = batch.column("lost_count")
@@ -303,12 +310,25 @@ _warned = False
 
 def _parser(engine: str):
     global _warned
-    # deferred like _schema(): the parsers bring numpy and pyarrow
+    # deferred like _schema(): the parsers bring numpy and pyarrow (and the reference's
+    # regular expressions, a few ms of compiling, are needed only without the C core)
     from data.parse import native
+
+    core = None if engine == "python" else native.load()
+    if core is not None:
+        return native.CParser(core)
+    if engine == "c":
+        raise RuntimeError(f"C parser unavailable: {native.unavailable_reason()}")
+    if engine != "python" and not _warned:
+        print(
+            f"warning: fast C parser unavailable ({native.unavailable_reason()}); "
+            f"using the pure-Python parser (about 100x slower)",
+            file=sys.stderr,
+        )
+        _warned = True
     from data.parse.reference import RefParser
 
-    if engine == "python":
-        return RefParser()
+    return RefParser()
     core = native.load()
     if core is not None:
         return native.CParser(core)
@@ -410,6 +430,35 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def _write_behind(writer, batches: Iterable) -> None:
+    """writer.write_batch(b) for each batch, in a second thread while the next batch is parsed:
+    the C parser (ctypes) and pyarrow's Parquet writer both release the GIL, so the two overlap.
+    The same batches in the same order (the same file), one more batch in memory. A failed
+    write raises here."""
+    failed: list[BaseException] = []
+    thread = None
+
+    def write(batch) -> None:
+        try:
+            writer.write_batch(batch)
+        except BaseException as e:  # re-raised in the caller's thread
+            failed.append(e)
+
+    try:
+        for batch in batches:
+            if thread is not None:
+                thread.join()
+            if failed:
+                break
+            thread = threading.Thread(target=write, args=(batch,), name="parquet-writer")
+            thread.start()
+    finally:
+        if thread is not None:
+            thread.join()
+    if failed:
+        raise failed[0]
+
+
 def write_parquet(path, out, *, engine: str = "auto", chunk_bytes: int = CHUNK_BYTES) -> ParseStats:
     """Parse `path` into the Parquet file `out` (written atomically) with bounded memory: each
     batch goes to the file as it is parsed. The stats are known only at the end, so the Arrow
@@ -427,8 +476,7 @@ def write_parquet(path, out, *, engine: str = "auto", chunk_bytes: int = CHUNK_B
     stats = ParseStats()
     with atomic_path(out) as tmp:
         with pq.ParquetWriter(tmp, EVENT_SCHEMA, store_schema=False, **parquet_options()) as writer:
-            for batch in iter_batches(path, stats, engine=engine, chunk_bytes=chunk_bytes):
-                writer.write_batch(batch)
+            _write_behind(writer, iter_batches(path, stats, engine=engine, chunk_bytes=chunk_bytes))
             stats_json = json.dumps(stats.to_dict()).encode()
             schema = EVENT_SCHEMA.with_metadata({STATS_KEY: stats_json})
             writer.add_key_value_metadata(
@@ -457,7 +505,7 @@ def _output_names(traces: list[Path], out: Path) -> list[Path]:
             stem = Path(stem).stem
         names.append(out / f"{t.resolve().parent.name if stem == 'trace' else stem}.parquet")
     if len(set(names)) != len(names):
-        raise SystemExit(f"error: output names collide: {[str(n) for n in names]}")
+        raise SystemExit(f"python -m data.parse: error: output names collide: {[str(n) for n in names]}")
     return names
 
 
@@ -479,7 +527,7 @@ class EmptyTrace(ValueError):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from plumbing.cli import ArgParser, unwritable
+    from plumbing.cli import ArgParser, fail, interrupted, unwritable
 
     ap = ArgParser(prog="python -m data.parse", description=__doc__.split("\n")[0])
     ap.add_argument("traces", nargs="+", type=Path, metavar="TRACE")
@@ -515,11 +563,9 @@ def main(argv: list[str] | None = None) -> int:
                             f"nothing written (--allow-empty writes an empty table)"
                         )
             except (TraceFormatError, OSError, EmptyTrace) as e:
-                print(f"error: {_one_line_error(trace, e)}", file=sys.stderr)
-                status = 1
+                status = fail(ap.prog, _one_line_error(trace, e))
                 continue
             print(f"{trace}: {stats.summary()} -> {out} [{stats.engine}, {time.perf_counter() - t0:.2f} s]")
     except KeyboardInterrupt:
-        print("error: interrupted; the table being written was discarded", file=sys.stderr)
-        return 130
+        return interrupted(ap.prog, "the table being written was discarded")
     return status
