@@ -20,12 +20,13 @@ from evaluation.importance import permutation_importance
 from evaluation.latency import measure
 from evaluation.loco import is_loco, loco_tables, read_results, render_loco
 from evaluation.metrics import baseline_scores, lift, predict, primary_metric, score, split_logits
-from evaluation.report import VERSION, ranking, render, split_order, write_atomic, write_json
+from evaluation.report import VERSION, ranking, render, split_order, write_json
 from evaluation.seeds import aggregate, group_setups
 from evaluation.sources import Candidate, EvaluationError, TraceTables, assign_labels, find_checkpoints, load_candidate
 from evaluation.winner import SELECTION_SPLIT, describe, pick_winners
 from models.config import check_trained
 from models.cost import macs_per_decision, parameter_count
+from plumbing.atomic import write_atomic
 
 log = logging.getLogger(__name__)
 

@@ -47,7 +47,7 @@ def export(cfg: DictConfig) -> int:
     src = load_source(o)
     # deferred on purpose: the pipeline loads torch, onnx and onnxruntime (seconds)
     from export import pipeline
-    from export.onnx_graph import ExportError
+    from models.onnx import ExportError
 
     try:
         rep = pipeline.run(

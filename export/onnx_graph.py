@@ -23,7 +23,7 @@ import onnx
 import onnx.numpy_helper
 
 from export.ir import OP_KINDS, Graph, Op
-from models.onnx import OPSET, WHITELIST, ExportError, check_whitelist, export_onnx, node_origin  # noqa: F401
+from models.onnx import ExportError, check_whitelist, node_origin
 
 _T_BITS, _C_BITS = 20, 20  # element id = tensor << 40 | step << 20 | channel
 

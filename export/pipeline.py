@@ -30,10 +30,11 @@ import torch
 
 from export import blob, cbuild, codegen_c, encode, evaluate, parity, report, vectors
 from export.intref import IntRef, Stream
-from export.onnx_graph import ExportError, export_onnx, lower
+from export.onnx_graph import lower
 from export.quantize import QModel, calibrate, quantize
 from export.source import Source, Split
 from models.cost import PER_STEP, macs_per_decision, per_decision
+from models.onnx import ExportError, export_onnx
 from plumbing.atomic import swap_dir_in
 
 N_SELFTEST = 2048

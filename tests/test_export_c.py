@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from export import blob_format, cbuild, pipeline
-from export.onnx_graph import ExportError
+from models.onnx import ExportError
 from tests.conftest import require
 from tests.export_synthetic import trained_source
 

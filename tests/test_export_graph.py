@@ -7,8 +7,9 @@ from torch import nn
 
 from export import parity
 from export.ir import OP_KINDS
-from export.onnx_graph import ExportError, export_onnx, lower
+from export.onnx_graph import lower
 from models.network import SchedNet
+from models.onnx import ExportError, export_onnx
 from tests.export_synthetic import make_net
 
 F = 5

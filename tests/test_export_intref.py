@@ -7,8 +7,9 @@ import torch
 from export.blob import arch_hash
 from export.intref import IntRef, Stream, lut, rshr
 from export.ir import sigmoid
-from export.onnx_graph import export_onnx, lower
+from export.onnx_graph import lower
 from export.quantize import act_table, calibrate, qround, quantize
+from models.onnx import export_onnx
 from tests.export_synthetic import make_net
 
 F = 5

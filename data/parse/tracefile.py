@@ -67,6 +67,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from plumbing.atomic import atomic_path
+from plumbing.cli import ArgParser, fail, interrupted, os_error, unwritable
 
 # numpy, pyarrow, the parsers (data.parse.native, data.parse.reference) and the decompressors are imported
 # where they are used: importing this module, and the CLI up to its argument checks, stays
@@ -384,9 +385,7 @@ def iter_batches(
 def _table(batches: Iterable):
     import pyarrow as pa
 
-    from data.parse.schema import EVENT_SCHEMA
-
-    return pa.Table.from_batches(list(batches), schema=EVENT_SCHEMA)
+    return pa.Table.from_batches(list(batches), schema=_schema().EVENT_SCHEMA)
 
 
 def parse_file(path, *, engine: str = "auto", chunk_bytes: int = CHUNK_BYTES) -> tuple:
@@ -413,9 +412,7 @@ def parse_bytes(data: bytes, name: str = "<bytes>", *, engine: str = "auto", chu
 # of the write.
 def parquet_options() -> dict:
     """pq.ParquetWriter keyword arguments of write_parquet (also data.parse.tracefile.PARQUET_OPTIONS)."""
-    from data.parse.schema import EVENT_SCHEMA
-
-    dictionary = [f.name for f in EVENT_SCHEMA if str(f.type) == "string" or f.name == "event"]
+    dictionary = [f.name for f in _schema().EVENT_SCHEMA if str(f.type) == "string" or f.name == "event"]
     return dict(
         compression="lz4",
         use_dictionary=dictionary,
@@ -469,16 +466,15 @@ def write_parquet(path, out, *, engine: str = "auto", chunk_bytes: int = CHUNK_B
 
     import pyarrow.parquet as pq
 
-    from data.parse.schema import EVENT_SCHEMA
-
+    event_schema = _schema().EVENT_SCHEMA
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     stats = ParseStats()
     with atomic_path(out) as tmp:
-        with pq.ParquetWriter(tmp, EVENT_SCHEMA, store_schema=False, **parquet_options()) as writer:
+        with pq.ParquetWriter(tmp, event_schema, store_schema=False, **parquet_options()) as writer:
             _write_behind(writer, iter_batches(path, stats, engine=engine, chunk_bytes=chunk_bytes))
             stats_json = json.dumps(stats.to_dict()).encode()
-            schema = EVENT_SCHEMA.with_metadata({STATS_KEY: stats_json})
+            schema = event_schema.with_metadata({STATS_KEY: stats_json})
             writer.add_key_value_metadata(
                 {b"ARROW:schema": base64.b64encode(schema.serialize().to_pybytes()), STATS_KEY: stats_json}
             )
@@ -512,8 +508,6 @@ def _output_names(traces: list[Path], out: Path) -> list[Path]:
 def _one_line_error(trace: Path, e: Exception) -> str:
     """The error for the user: one short line (a binary file's bytes are not echoed)."""
     if isinstance(e, OSError):
-        from plumbing.cli import os_error
-
         return os_error(e)
     msg = str(e)
     if "\\x" in msg or "\ufffd" in msg or len(msg) > 300:
@@ -527,8 +521,6 @@ class EmptyTrace(ValueError):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from plumbing.cli import ArgParser, fail, interrupted, unwritable
-
     ap = ArgParser(prog="python -m data.parse", description=__doc__.split("\n")[0])
     ap.add_argument("traces", nargs="+", type=Path, metavar="TRACE")
     ap.add_argument("--out", type=Path, required=True, help="Parquet file (one TRACE) or directory")
