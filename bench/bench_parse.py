@@ -231,15 +231,17 @@ def fixed_inputs(args) -> list[tuple[str, Path]]:
     return [("small", inputs.SMALL), (f"large (small x {inputs.REPEAT})", big)]
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--repo", type=Path, default=REPO, help="checkout whose `python -m data.parse` is timed")
+def add_common_arguments(ap: argparse.ArgumentParser, timed: str) -> None:
+    """The options both benches take: which checkout, which inputs, how often, which CPU."""
+    ap.add_argument("--repo", type=Path, default=REPO, help=f"checkout whose {timed} is timed")
     ap.add_argument("--trace", type=Path, nargs="+", help="time these files instead of the fixed inputs")
     ap.add_argument("--repeat", type=int, default=3, help="timed runs per figure (the best is shown)")
     ap.add_argument("--cpu", type=int, help="pin this process and its children to one CPU")
-    ap.add_argument("--no-in-process", action="store_true", help="skip the in-process main() figure")
-    ap.add_argument("--parquet-sweep", action="store_true", help="also time Parquet writer settings")
-    args = ap.parse_args(argv)
+
+
+def prepare(ap: argparse.ArgumentParser, args, warm_up: str) -> tuple[Path, str, list[tuple[str, Path]]]:
+    """(checkout, its python, the inputs) after checking --repo and pinning --cpu; prints the
+    checkout and machine lines every report starts with."""
     repo = args.repo.resolve()
     if not (repo / "data").is_dir():
         ap.error(f"--repo {args.repo}: not a schedlearn checkout (no data/ folder)")
@@ -247,8 +249,18 @@ def main(argv: list[str] | None = None) -> int:
         os.sched_setaffinity(0, {args.cpu})
     todo = fixed_inputs(args)
     python = python_of(repo)
-    print(f"checkout {repo} ({python}); best of {args.repeat} after one warm-up run")
+    print(f"checkout {repo} ({python}); best of {args.repeat} after one warm-up {warm_up}")
     print(f"machine: {machine_line(args)}")
+    return repo, python, todo
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_common_arguments(ap, "`python -m data.parse`")
+    ap.add_argument("--no-in-process", action="store_true", help="skip the in-process main() figure")
+    ap.add_argument("--parquet-sweep", action="store_true", help="also time Parquet writer settings")
+    args = ap.parse_args(argv)
+    repo, python, todo = prepare(ap, args, "run")
     results = {}
     for label, trace in todo:
         results[label] = r = bench_one(trace, repo, python, args.repeat, not args.no_in_process)

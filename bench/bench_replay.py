@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -26,12 +25,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.bench_parse import fixed_inputs, machine_line, python_of  # noqa: E402
+from bench.bench_parse import add_common_arguments, prepare  # noqa: E402
 
 GOAL_RATE = 2_000_000
 
 # Runs inside the timed checkout. The modules moved in the restructuring: data.dataset.replay
-# (load_core) and data.parse.tracefile now, data.replay (data.native.load_replay) and
+# (CORE.load) and data.parse.tracefile now, data.replay (data.native.load_replay) and
 # data.parse before it.
 _WORKER = r"""
 import json, sys, time
@@ -40,7 +39,7 @@ try:
     from data.dataset import replay as rp
     from data.dataset import replay_reference as rp_ref
     from data.parse.tracefile import parse_file
-    load = rp.load_core
+    load = rp.CORE.load
 except ImportError:
     from data import native, replay as rp, replay_ref as rp_ref
     from data.parse import parse_file
@@ -78,21 +77,10 @@ print(json.dumps(res))
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--repo", type=Path, default=REPO, help="checkout whose replay() is timed")
-    ap.add_argument("--trace", type=Path, nargs="+", help="time these files instead of the fixed inputs")
-    ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--cpu", type=int, help="pin this process and its children to one CPU")
+    add_common_arguments(ap, "replay()")
     ap.add_argument("--reference", action="store_true", help="also time the pure-Python reference (small input)")
     args = ap.parse_args(argv)
-    repo = args.repo.resolve()
-    if not (repo / "data").is_dir():
-        ap.error(f"--repo {args.repo}: not a schedlearn checkout (no data/ folder)")
-    if args.cpu is not None:
-        os.sched_setaffinity(0, {args.cpu})
-    todo = fixed_inputs(args)
-    python = python_of(repo)
-    print(f"checkout {repo} ({python}); best of {args.repeat} after one warm-up call")
-    print(f"machine: {machine_line(args)}")
+    repo, python, todo = prepare(ap, args, "call")
     large = None
     for i, (label, trace) in enumerate(todo):
         run = trace.parent.name

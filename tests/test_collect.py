@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from data import SCHED_EVENTS
 from data.collect import command as collect
 from data.collect import tracefs
 from tests.conftest import REPO, is_root, need_tracefs, require, tracefs_mounts
@@ -35,7 +36,7 @@ def snapshot() -> dict[str, str]:
     ]
     rels += [f"per_cpu/cpu{c}/buffer_size_kb" for c in tracefs.online_cpus()]
     rels += [f"options/{p.name}" for p in sorted((TRACING / "options").iterdir())]
-    for ev in tracefs.SCHED_EVENTS:
+    for ev in SCHED_EVENTS:
         rels += [f"events/sched/{ev}/enable", f"events/sched/{ev}/filter"]
     return {r: (TRACING / r).read_text() for r in rels if (TRACING / r).exists()}
 
@@ -97,7 +98,7 @@ def test_settings_restored_after_exception(odd_state):
     assert "[mono]" in inside["trace_clock"]
     assert inside["options/record-tgid"].strip() == "0"
     assert inside["events/sched/sched_switch/filter"].strip() == "none"
-    assert sorted(inside["set_event"].split()) == sorted(f"sched:{e}" for e in tracefs.SCHED_EVENTS)
+    assert sorted(inside["set_event"].split()) == sorted(f"sched:{e}" for e in SCHED_EVENTS)
     # ...and put every one of them back
     after = snapshot()
     assert after == before, {k: (before[k], after.get(k)) for k in before if before[k] != after.get(k)}
@@ -332,7 +333,7 @@ def test_streamer_counts_and_compresses(tmp_path):
     )  # no final newline
     src = tmp_path / "trace"
     src.write_bytes(text)
-    st = collect.TraceStreamer(tracefs.SCHED_EVENTS)
+    st = collect.TraceStreamer(SCHED_EVENTS)
     st.CHUNK = 7  # force lines to straddle chunks
     with open(src, "rb") as fh:
         st.stream(fh, tmp_path / "t.zst", level=3)
@@ -357,12 +358,15 @@ def test_lost_summary_names_the_cpu():
     assert collect.lost_summary(meta) is None
 
 
-def test_collector_enables_every_event_the_parser_types():
-    """tracefs keeps its own list (it must import without pyarrow for the non-root error path);
-    it has to stay the schema's event kinds minus the "lost" marker rows."""
+def test_collector_enables_every_event_the_parser_types_without_loading_pyarrow():
+    """One list of events (data.SCHED_EVENTS) for the collector and the parser's kinds; tracefs
+    must import without pyarrow (the non-root error path stays fast)."""
     from data.parse.schema import EVENT_KINDS
 
-    assert tracefs.SCHED_EVENTS == tuple(k for k in EVENT_KINDS if k != "lost")
+    assert EVENT_KINDS == (*SCHED_EVENTS, "lost")
+    code = "import sys, data.collect.tracefs; print('pyarrow' in sys.modules, 'numpy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
 
 
 def test_foreign_load_sees_a_busy_cpu():

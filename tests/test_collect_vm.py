@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import zstandard
 
+from data import SCHED_EVENTS
 from data.can_migrate.record import RECORD_SIZE, decode
 from data.collect import command as collect
-from data.collect import tracefs
 from data.collect.guest import collect as gc
 from data.collect.workloads import GUEST_BUILTIN, WORKLOADS
 from data.parse.tracefile import parse_file
@@ -169,7 +169,7 @@ def test_guest_boot_collects_records_and_trace(tmp_path, capsys):
     assert sum(pstats.skipped.values()) == 0 and pstats.lost_markers == meta["lost_markers"]
     assert set(meta["overruns"]) == {"0", "1", "2", "3"}
     assert pstats.events_by_kind["sched_switch"] == meta["event_counts"]["sched_switch"]
-    assert set(meta["event_counts"]) == set(tracefs.SCHED_EVENTS)
+    assert set(meta["event_counts"]) == set(SCHED_EVENTS)
     table = gc.summary(out)
     assert "| hackbench-pipe-r01 | messaging |" in table and f"| {meta['records']:,} |" in table
 

@@ -123,7 +123,7 @@ def test_replay_marks_waker_same_cpu_unknown(tmp_path):
         if engine == "c":
             from tests.conftest import require
 
-            require(replay_core.load_core() is not None, f"C compiler: {replay_core.core_unavailable_reason()}")
+            require(replay_core.CORE.load() is not None, f"C compiler: {replay_core.CORE.reason}")
         r = replay(events, "w-r01", engine=engine)
         wake = r.migration[r.migration.kind == KIND_WAKEUP]
         assert r.stats["wakeup_event"] == "sched_wakeup" and len(wake) > 100

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
-from data import BUILD_DIR
+from data import BUILD_DIR, SCHED_EVENTS
 from data.parse import native
 from data.parse import tracefile as parse
 from data.parse.schema import EVENT_SCHEMA, SKIP_REASONS
@@ -53,7 +53,7 @@ def parse_both(text: bytes, **kw):
 
 @pytest.fixture(scope="module", autouse=True)
 def c_core():
-    require(native.load() is not None, f"C compiler for the fast parser: {native.unavailable_reason()}")
+    require(native.CORE.load() is not None, f"C compiler for the fast parser: {native.CORE.reason}")
 
 
 # ----- formats --------------------------------------------------------------------------------
@@ -208,21 +208,7 @@ def random_event(rng: random.Random, plugin: bool):
     # Plugin-format pids have >= 4 digits: with shorter ones a crafted name can be ambiguous.
     pids = [rng.randint(1000 if plugin else 0, 4_000_000) for _ in range(2)]
     prio = rng.choice([-1, 0, 98, 120, 139])
-    event = rng.choice(
-        ["sched_switch", "sched_wakeup", "sched_wakeup_new"]
-        if plugin
-        else list(
-            (
-                "sched_switch",
-                "sched_waking",
-                "sched_wakeup",
-                "sched_wakeup_new",
-                "sched_migrate_task",
-                "sched_process_fork",
-                "sched_process_exit",
-            )
-        )
-    )
+    event = rng.choice(["sched_switch", "sched_wakeup", "sched_wakeup_new"] if plugin else list(SCHED_EVENTS))
     if event == "sched_switch":
         f = dict(
             prev_comm=comms[0],
@@ -523,21 +509,19 @@ def test_parquet_is_written_behind_the_parser_in_order_and_failures_surface():
     assert written == [0, 1] and seen[-1] <= 4  # parsing stops soon after a failed write
 
 
+def cli_in_a_fresh_process(probe: str, *args: str) -> list[str]:
+    """Run the parse CLI's main(args) in a new interpreter; print rc and the `probe` expression."""
+    code = f"import resource, sys; from data.parse.tracefile import main; rc = main(sys.argv[1:]); print(rc, {probe})"
+    run = subprocess.run([sys.executable, "-c", code, *args], cwd=REPO, capture_output=True, text=True, check=True)
+    return run.stdout.split()
+
+
 def test_cli_never_imports_pandas(tmp_path):
     """pyarrow imports pandas (about 0.2 s) behind Array.to_numpy() and pa.array(list);
     the CLI's path from text to Parquet must not take it."""
     src = compressed(tmp_path / "trace.txt.zst", "zst", HEADER + KERNEL_6_18 * 30)
-    code = (
-        "import sys; from data.parse.tracefile import main; rc = main(sys.argv[1:]); "
-        "print(rc, 'pandas' in sys.modules, 'pyarrow.compute' in sys.modules)"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code, str(src), "--out", str(tmp_path / "e.parquet")],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
+    probe = "'pandas' in sys.modules, 'pyarrow.compute' in sys.modules"
+    out = cli_in_a_fresh_process(probe, str(src), "--out", str(tmp_path / "e.parquet"))
     assert out[-3:] == ["0", "False", "False"] and pq.read_table(tmp_path / "e.parquet").num_rows == 210
 
 
@@ -594,10 +578,9 @@ def test_cli_reports_bad_input(tmp_path, capsys):
 
 # ----- the C core -----------------------------------------------------------------------------
 def test_fallback_without_compiler(monkeypatch, capsys):
-    monkeypatch.setattr(native, "_lib", None)
-    monkeypatch.setattr(native, "_error", None)
+    for attr, value in (("value", None), ("reason", None), ("warned", False)):
+        monkeypatch.setattr(native.CORE, attr, value)
     monkeypatch.setattr(shared_lib, "compiler", lambda: None)
-    monkeypatch.setattr(parse, "_warned", False)
     for _ in range(2):
         table, stats = parse.parse_bytes(HEADER + KERNEL_6_18)
         assert stats.engine == "python" and table.num_rows == 7
@@ -639,17 +622,9 @@ def test_large_input_memory_is_bounded(tmp_path):
     with open(path, "wb") as fh, zstandard.ZstdCompressor(level=1).stream_writer(fh) as w:
         for _ in range((1 << 30) // len(block)):
             w.write(block)
-    code = (
-        "import resource, sys; from data.parse.tracefile import main; rc = main(sys.argv[1:]); "
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    out = cli_in_a_fresh_process(
+        "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss", str(path), "--out", str(tmp_path / "big.parquet")
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code, str(path), "--out", str(tmp_path / "big.parquet")],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
     peak_mb = int(out[-1]) / 1024
     assert pq.read_metadata(tmp_path / "big.parquet").num_rows > 6_000_000
     assert peak_mb < 450, f"peak RSS {peak_mb:.0f} MB for ~1 GB of text"

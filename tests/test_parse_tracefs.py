@@ -19,14 +19,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
+from data import SCHED_EVENTS
 from data.parse import tracefile as parse
-from data.parse.schema import EVENT_KINDS
 from tests.conftest import need_tracefs, require
 
 pytestmark = pytest.mark.root
 
 INSTANCES = Path("/sys/kernel/tracing/instances")
-SCHED_EVENTS = EVENT_KINDS[:-1]
 PR_SET_NAME = 15
 
 # Task names (<= 15 bytes) made of what could fool a parser: dashes and digits like the

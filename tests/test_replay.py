@@ -410,8 +410,8 @@ def test_sched_wakeup_is_the_decision_when_the_trace_has_no_waking(engine):
         from tests.conftest import require
 
         require(
-            replay_mod.load_core() is not None,
-            f"C compiler for the replay core: {replay_mod.core_unavailable_reason()}",
+            replay_mod.CORE.load() is not None,
+            f"C compiler for the replay core: {replay_mod.CORE.reason}",
         )
     r = replay(
         table(
@@ -662,9 +662,7 @@ def _assert_same_replay(events, run_id="run"):
     import data.dataset.replay_reference as ref
     from tests.conftest import require
 
-    require(
-        replay_mod.load_core() is not None, f"C compiler for the replay core: {replay_mod.core_unavailable_reason()}"
-    )
+    require(replay_mod.CORE.load() is not None, f"C compiler for the replay core: {replay_mod.CORE.reason}")
     got, want = replay(events, run_id, engine="c"), ref.replay(events, run_id)
     assert got.stats == want.stats
     for name in ("migration", "next_task"):
@@ -745,10 +743,9 @@ def test_c_core_matches_reference_on_a_damaged_real_trace(seed):
 
 
 def test_replay_falls_back_to_the_reference_without_a_compiler(monkeypatch, capsys):
-    monkeypatch.setattr(replay_mod, "_core", None)
-    monkeypatch.setattr(replay_mod, "_core_error", None)
+    for attr, value in (("value", None), ("reason", None), ("warned", False)):
+        monkeypatch.setattr(replay_mod.CORE, attr, value)
     monkeypatch.setattr(shared_lib, "compiler", lambda: None)
-    monkeypatch.setattr(replay_mod, "_warned", False)
     events = table(BOOT + [waking(10, 1, 10), wakeup(11, 1, 10, 1), sw(12, 1, 0, 10)])
     for _ in range(2):
         assert len(replay(events).next_task) == 3

@@ -33,9 +33,10 @@ import sys
 import time
 from pathlib import Path
 
+from data import SCHED_EVENTS
 from data.collect import bcc, tracefs
 from data.collect.guest import collect as guest
-from data.collect.runs import TraceStreamer, kernel_info, next_run_id, now_iso, run_workload, wait_quiet
+from data.collect.runs import TraceStreamer, kernel_info, next_run_id, now_iso, run_identity, run_workload, wait_quiet
 from data.collect.workloads import WORKLOADS, Workload, format_list, nproc, resolve
 from plumbing import cli
 from plumbing.atomic import staged_dir, write_json_atomic
@@ -83,12 +84,7 @@ def collect_run(
             return {str(c): int(after[c].get(key, 0)) - int(before.get(c, {}).get(key, 0)) for c in after}
 
         meta = {
-            "run_id": run_id,
-            "workload": w.name,
-            "category": w.category,
-            "description": w.description,
-            "command": command,
-            "command_line": shlex.join(command),
+            **run_identity(run_id, w, command),
             "seconds": seconds,
             "nproc": ncpu,
             "nr_cpus": len(tracefs.online_cpus()),
@@ -322,7 +318,7 @@ def check_ftrace() -> int:
     if os.geteuid() != 0:
         return fail(f"needs root (euid 0) to write {tracefs.TRACEFS} (running as uid {os.geteuid()})")
     where = point or f"{tracefs.TRACEFS} (not mounted; will be mounted)"
-    missing = [ev for ev in tracefs.SCHED_EVENTS if point and not (point / "events" / "sched" / ev).is_dir()]
+    missing = [ev for ev in SCHED_EVENTS if point and not (point / "events" / "sched" / ev).is_dir()]
     if missing:
         return fail(f"tracefs at {where} lacks events: {', '.join(missing)}")
     print(f"ftrace collection possible: tracefs {where}, {len(WORKLOADS)} workloads")

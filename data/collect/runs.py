@@ -11,6 +11,7 @@ import datetime as dt
 import os
 import platform
 import re
+import shlex
 import signal
 import subprocess
 import time
@@ -29,6 +30,19 @@ def now_iso() -> str:
 def kernel_info() -> dict[str, str]:
     u = platform.uname()
     return {"release": u.release, "version": u.version, "machine": u.machine}
+
+
+def run_identity(run_id: str, w, command: list[str]) -> dict:
+    """What every run's meta.json starts with, whichever collector made it: the run, its
+    workload (a data.collect.workloads.Workload) and the command that ran."""
+    return {
+        "run_id": run_id,
+        "workload": w.name,
+        "category": w.category,
+        "description": w.description,
+        "command": command,
+        "command_line": shlex.join(command),
+    }
 
 
 def next_run_id(out: Path, workload: str, taken_extra: set[str] = frozenset()) -> str:

@@ -29,19 +29,11 @@ import threading
 import time
 from pathlib import Path
 
+from data import SCHED_EVENTS
+
 TRACEFS = Path("/sys/kernel/tracing")
 LOCK_FILE = Path("/run/lock/schedlearn-tracefs.lock")
 
-# The scheduler events the collector needs (all in the "sched" subsystem).
-SCHED_EVENTS = (
-    "sched_switch",
-    "sched_waking",
-    "sched_wakeup",
-    "sched_wakeup_new",
-    "sched_migrate_task",
-    "sched_process_fork",
-    "sched_process_exit",
-)
 
 # Options that change the text format of `trace`; pinned so that every collected file has
 # the layout the parser expects ("comm-pid [cpu] flags ts: event: fields").

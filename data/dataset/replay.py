@@ -46,7 +46,6 @@ and the tests' oracle: tests/test_replay.py checks identical tables and counters
 from __future__ import annotations
 
 import ctypes
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +62,7 @@ from data.dataset.tables import (
     MIGRATION_FEATURES,
     NEXT_TASK_COLUMNS,
     NT_LOOP_COLS,
+    STAT_NAMES,
     ReplayResult,
     event_codes,
     prev_state_array,
@@ -71,17 +71,6 @@ from data.parse.schema import EVENT_KINDS
 from plumbing import shared_lib
 
 SOURCE = Path(__file__).with_name("_replay.c")
-STAT_NAMES = (
-    "lost_markers",
-    "pid_reuse",
-    "skipped_unknown_task",
-    "skipped_untrusted_cpu",
-    "waking_not_sleeping",
-    "dropped_unknown_outcome",
-    "dropped_lost",
-    "missed_switches",
-    "inconsistencies",
-)
 _SWITCH, _WAKING, _WAKEUP, _WAKEUP_NEW, _LOST = (
     EVENT_KINDS.index(k) for k in ("sched_switch", "sched_waking", "sched_wakeup", "sched_wakeup_new", "lost")
 )
@@ -89,45 +78,34 @@ _PID_COLUMNS = ("common_pid", "prev_pid", "next_pid", "pid", "child_pid")
 _INT_COLUMNS = ("cpu", *_PID_COLUMNS, "target_cpu", "dest_cpu", "prev_prio", "prio", "next_prio", "lost_count")
 _C_TYPES = {"i8": np.int8, "i16": np.int16, "i32": np.int32, "i64": np.int64}
 _PID_MAX_LIMIT = 1 << 22  # include/linux/threads.h, 64-bit
-_warned = False
-_core = None
-_core_error: str | None = None
 
 
-def load_core():
-    """The C state machine (data/dataset/_replay.c), or None (reason in `core_unavailable_reason()`)."""
-    global _core, _core_error
-    if _core is None and _core_error is None:
-        try:
-            lib = ctypes.CDLL(str(shared_lib.build(SOURCE, BUILD_DIR)))
-            lib.rp_replay.restype = ctypes.c_int
-            lib.rp_replay.argtypes = [
-                ctypes.c_int64,
-                ctypes.c_void_p,
-                ctypes.c_int64,
-                ctypes.c_int64,
-                ctypes.c_void_p,
-                ctypes.c_int64,
-                ctypes.c_int64,
-                ctypes.c_int64,
-            ] + [ctypes.c_void_p] * 4
-            lib.columns = {k: _c_columns(lib, f"rp_{k}_columns") for k in ("in", "mig", "nt")}
-            if tuple(lib.columns["mig"]) != MIG_LOOP_COLS or tuple(lib.columns["nt"]) != NT_LOOP_COLS:
-                raise OSError("data/dataset/_replay.c output columns do not match data/dataset/tables.py")
-            _core = lib
-        except OSError as e:
-            _core_error = str(e)
-    return _core
+def _setup(lib: ctypes.CDLL) -> ctypes.CDLL:
+    """The C state machine (data/dataset/_replay.c), typed, its column lists checked against tables.py."""
+    lib.rp_replay.restype = ctypes.c_int
+    lib.rp_replay.argtypes = [
+        ctypes.c_int64,
+        ctypes.c_void_p,
+        ctypes.c_int64,
+        ctypes.c_int64,
+        ctypes.c_void_p,
+        ctypes.c_int64,
+        ctypes.c_int64,
+        ctypes.c_int64,
+    ] + [ctypes.c_void_p] * 4
+    lib.columns = {k: _c_columns(lib, f"rp_{k}_columns") for k in ("in", "mig", "nt")}
+    if tuple(lib.columns["mig"]) != MIG_LOOP_COLS or tuple(lib.columns["nt"]) != NT_LOOP_COLS:
+        raise OSError("data/dataset/_replay.c output columns do not match data/dataset/tables.py")
+    return lib
 
 
 def _c_columns(lib: ctypes.CDLL, symbol: str) -> dict[str, type]:
     """A column list of _replay.c ("name:i64,..."): name -> numpy type, in order."""
-    text = ctypes.string_at(ctypes.addressof(ctypes.c_char.in_dll(lib, symbol))).decode()
+    text = shared_lib.exported_string(lib, symbol)
     return {name: _C_TYPES[t] for name, t in (c.split(":") for c in text.split(","))}
 
 
-def core_unavailable_reason() -> str | None:
-    return _core_error
+CORE = shared_lib.Core(SOURCE, BUILD_DIR, _setup, "C replay", "the pure-Python replay")
 
 
 def _ints(events: pa.Table, name: str) -> np.ndarray:
@@ -295,17 +273,8 @@ def replay(
 ) -> ReplayResult:
     """Replay one trace's events (EVENT_SCHEMA) and return its migration and next_task rows.
     engine: "auto" (C, else the Python reference with a warning) | "c" | "python"."""
-    global _warned
-    lib = None if engine == "python" else load_core()
+    lib = CORE.select(engine)
     if lib is None:
-        if engine == "c":
-            raise RuntimeError(f"C replay unavailable: {core_unavailable_reason()}")
-        if engine == "auto" and not _warned:
-            print(
-                f"warning: fast C replay unavailable ({core_unavailable_reason()}); using the pure-Python replay",
-                file=sys.stderr,
-            )
-            _warned = True
         return replay_reference.replay(events, run_id, warmup_ns=warmup_ns)
     ts = _ints(events, "ts")
     if np.any(ts[1:] < ts[:-1]):  # a stable sort of sorted rows changes nothing: skip it then

@@ -30,6 +30,7 @@ from data.dataset.tables import (
     NT_LOOP_COLS,
     PREV_DEAD,
     PREV_RUNNABLE,
+    STAT_NAMES,
     WAKER_UNKNOWN,
     ReplayResult,
     event_codes,
@@ -76,20 +77,7 @@ class _Replayer:
         self.mig: list[tuple] = []  # one tuple per decision, fields as MIG_LOOP_COLS
         self.next_cpu: list[int] = []  # label of each decision, -1 until resolved
         self.nt: list[tuple] = []  # one tuple per sched_switch, fields as NT_LOOP_COLS
-        self.stats = dict.fromkeys(
-            (
-                "lost_markers",
-                "pid_reuse",
-                "skipped_unknown_task",
-                "skipped_untrusted_cpu",
-                "waking_not_sleeping",
-                "dropped_unknown_outcome",
-                "dropped_lost",
-                "missed_switches",
-                "inconsistencies",
-            ),
-            0,
-        )
+        self.stats = dict.fromkeys(STAT_NAMES, 0)
         self._reset_cpus()
 
     # --- state bookkeeping -------------------------------------------------------------

@@ -52,6 +52,20 @@ NEXT_TASK_COLUMNS = (
     "next_prio_class",
 )
 
+# The replay's counters, in the order of the C core's stats slots (replay.py's docstring says
+# what each counts).
+STAT_NAMES = (
+    "lost_markers",
+    "pid_reuse",
+    "skipped_unknown_task",
+    "skipped_untrusted_cpu",
+    "waking_not_sleeping",
+    "dropped_unknown_outcome",
+    "dropped_lost",
+    "missed_switches",
+    "inconsistencies",
+)
+
 KIND_WAKEUP, KIND_PREEMPT, KIND_NEW = 0, 1, 2
 # waker_same_cpu of a wakeup decided at sched_wakeup (a trace without sched_waking): that line
 # may be logged on the target CPU, so its CPU would leak the label; the value is unknown.

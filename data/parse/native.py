@@ -32,12 +32,9 @@ _ARROW = {
 }
 _NEVER_NULL = {"ts", "cpu", "event", "line"}
 
-_lib = None
-_error: str | None = None
-
 
 def _c_list(lib: ctypes.CDLL, symbol: str) -> list[str]:
-    return ctypes.string_at(ctypes.addressof(ctypes.c_char.in_dll(lib, symbol))).decode().split(",")
+    return shared_lib.exported_string(lib, symbol).split(",")
 
 
 def _check_layout(lib: ctypes.CDLL) -> list[tuple[str, str]]:
@@ -52,26 +49,16 @@ def _check_layout(lib: ctypes.CDLL) -> list[tuple[str, str]]:
     return layout
 
 
-def load():
-    """(library, column layout), or None (reason in `unavailable_reason()`); built once per process."""
-    global _lib, _error
-    if _lib is None and _error is None:
-        try:
-            lib = ctypes.CDLL(str(shared_lib.build(SOURCE, BUILD_DIR)))
-            lib.fp_count_lines.restype = ctypes.c_int64
-            lib.fp_count_lines.argtypes = [ctypes.c_void_p, ctypes.c_int64]
-            lib.fp_parse.restype = ctypes.c_int
-            lib.fp_parse.argtypes = (
-                [ctypes.c_void_p, ctypes.c_int64] + [ctypes.c_void_p] * 9 + [ctypes.c_int64, ctypes.c_int64]
-            )
-            _lib = (lib, _check_layout(lib))
-        except OSError as e:
-            _error = str(e)
-    return _lib
+def _setup(lib: ctypes.CDLL) -> tuple[ctypes.CDLL, list[tuple[str, str]]]:
+    """(library, column layout): the functions typed, the layout checked against the schema."""
+    lib.fp_count_lines.restype = ctypes.c_int64
+    lib.fp_count_lines.argtypes = [ctypes.c_void_p, ctypes.c_int64]
+    lib.fp_parse.restype = ctypes.c_int
+    lib.fp_parse.argtypes = [ctypes.c_void_p, ctypes.c_int64] + [ctypes.c_void_p] * 9 + [ctypes.c_int64, ctypes.c_int64]
+    return lib, _check_layout(lib)
 
 
-def unavailable_reason() -> str | None:
-    return _error
+CORE = shared_lib.Core(SOURCE, BUILD_DIR, _setup, "C parser", "the pure-Python parser (about 100x slower)")
 
 
 def _ptrs(arrays) -> ctypes.Array:

@@ -10,18 +10,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
+from data import SCHED_EVENTS
+
 # Event kinds, in the order of their dictionary codes. "lost" rows record a
 # `[LOST n EVENTS]` / "CPU:n [LOST ...]" marker at its position in the stream.
-EVENT_KINDS = (
-    "sched_switch",
-    "sched_waking",
-    "sched_wakeup",
-    "sched_wakeup_new",
-    "sched_migrate_task",
-    "sched_process_fork",
-    "sched_process_exit",
-    "lost",
-)
+EVENT_KINDS = (*SCHED_EVENTS, "lost")
 
 EVENT_SCHEMA = pa.schema(
     [

@@ -59,7 +59,6 @@ line) and as the test oracle.
 from __future__ import annotations
 
 import json
-import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -306,42 +305,16 @@ def _bytes_chunks(data: bytes, chunk_bytes: int) -> Iterator[memoryview]:
 
 
 # ----- parsing ------------------------------------------------------------------------------
-_warned = False
-
-
 def _parser(engine: str):
-    global _warned
     # deferred like _schema(): the parsers bring numpy and pyarrow (and the reference's
     # regular expressions, a few ms of compiling, are needed only without the C core)
     from data.parse import native
 
-    core = None if engine == "python" else native.load()
+    core = native.CORE.select(engine)
     if core is not None:
         return native.CParser(core)
-    if engine == "c":
-        raise RuntimeError(f"C parser unavailable: {native.unavailable_reason()}")
-    if engine != "python" and not _warned:
-        print(
-            f"warning: fast C parser unavailable ({native.unavailable_reason()}); "
-            f"using the pure-Python parser (about 100x slower)",
-            file=sys.stderr,
-        )
-        _warned = True
     from data.parse.reference import RefParser
 
-    return RefParser()
-    core = native.load()
-    if core is not None:
-        return native.CParser(core)
-    if engine == "c":
-        raise RuntimeError(f"C parser unavailable: {native.unavailable_reason()}")
-    if not _warned:
-        print(
-            f"warning: fast C parser unavailable ({native.unavailable_reason()}); "
-            f"using the pure-Python parser (about 100x slower)",
-            file=sys.stderr,
-        )
-        _warned = True
     return RefParser()
 
 

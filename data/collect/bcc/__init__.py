@@ -42,7 +42,7 @@ import time
 from pathlib import Path
 
 from data.can_migrate.record import RECORD_SIZE, decode, records_frame
-from data.collect.runs import kernel_info, next_run_id, now_iso, run_workload
+from data.collect.runs import kernel_info, next_run_id, now_iso, run_identity, run_workload
 from data.collect.workloads import nproc, resolve
 from plumbing import cli
 from plumbing.atomic import staged_dir, write_json_atomic
@@ -317,11 +317,7 @@ def collect_run(exe: Path, w, out: Path, seconds: float, ncpu: int, argv_line: s
         raw.unlink()
         (part / "workload.log").unlink(missing_ok=True)
         meta = {
-            "run_id": run_id,
-            "workload": w.name,
-            "category": w.category,
-            "description": w.description,
-            "command": command,
+            **run_identity(run_id, w, command),
             "seconds": seconds,
             "nproc": ncpu,
             "nr_cpus": os.cpu_count(),

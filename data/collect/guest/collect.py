@@ -36,7 +36,7 @@ from pathlib import Path
 from data.can_migrate.record import RECORD_SIZE, decode, records_frame
 from data.collect import tracefs
 from data.collect.bcc import BccError, build_static_loader
-from data.collect.runs import REPO, TraceStreamer, next_run_id, now_iso
+from data.collect.runs import REPO, TraceStreamer, next_run_id, now_iso, run_identity
 from data.collect.workloads import BUILTINS, WORKLOADS, Workload, resolve
 from plumbing import cli, initramfs, qemu
 from plumbing.atomic import file_sha256, staged_dir, write_atomic, write_json_atomic
@@ -230,12 +230,7 @@ def finish_run(spec: dict, raw: Path, out: Path, guest: dict, zstd_level: int, a
         log_tail = (raw / "workload.log").read_bytes()[-2000:].decode(errors="replace")
         w = WORKLOADS[spec["workload"]]
         meta = {
-            "run_id": run_id,
-            "workload": w.name,
-            "category": w.category,
-            "description": w.description,
-            "command": spec["command"],
-            "command_line": shlex.join(spec["command"]),
+            **run_identity(run_id, w, spec["command"]),
             "seconds": spec["seconds"],
             "trace_seconds": spec["trace_seconds"],
             "nproc": guest["smp"],
