@@ -1,18 +1,24 @@
 """Boot a kernel + initramfs under qemu with software emulation (TCG) and capture the console.
 
-TCG only: KVM hangs on the machines this project runs on. Used by the guest collector
+TCG only: KVM hangs on the machines this project runs on. A Topology (sockets x cores x SMT threads,
+one NUMA node per socket) replaces the flat `-smp N -cpu max` guest. Used by the guest collector
 (data/collect/guest/collect.py) and by the kernel module tests (kernel/vm/).
 """
 
 from __future__ import annotations
 
 import glob
+import re
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 QEMU = "qemu-system-x86_64"
+# With -cpu max on an AMD host, TCG presents an AMD family for which qemu refuses SMT threads, so
+# the guest builds no SMT sched domain; this Intel model gives SMT, MC and NUMA domains.
+TOPOLOGY_CPU = "Skylake-Server-v1"
 
 
 def find_vmlinuz(pattern: str = "/boot/vmlinuz-6.1.0-*-amd64") -> Path | None:
@@ -35,6 +41,61 @@ def version() -> str:
     return (r.stdout.splitlines() or ["unknown"])[0]
 
 
+@dataclass(frozen=True)
+class Topology:
+    """A guest of `sockets` NUMA nodes (one per socket), each of `cores` cores with `threads` SMT
+    threads: `2x2x2` is 8 vCPUs on 2 nodes. The flat default (no Topology) is `-smp N -cpu max`."""
+
+    sockets: int
+    cores: int
+    threads: int
+    # kernel command line: NUMA balancing on from boot, whatever the kernel's default
+    append: ClassVar[str] = "numa_balancing=enable"
+
+    @classmethod
+    def parse(cls, spec: str) -> Topology:
+        """SOCKETSxCORESxTHREADS, each >= 1; ValueError with one line otherwise."""
+        m = re.fullmatch(r"([0-9]+)x([0-9]+)x([0-9]+)", spec)
+        if not m or min(int(g) for g in m.groups()) < 1:
+            raise ValueError(
+                f"topology {spec!r}: expected SOCKETSxCORESxTHREADS, each a whole number >= 1 (e.g. 2x2x2)"
+            )
+        return cls(*(int(g) for g in m.groups()))
+
+    @property
+    def spec(self) -> str:
+        return f"{self.sockets}x{self.cores}x{self.threads}"
+
+    @property
+    def cpus(self) -> int:
+        return self.sockets * self.cores * self.threads
+
+    def node_mem_mb(self, mem_mb: int) -> int:
+        """Memory per NUMA node: mem_mb split evenly; ValueError when it does not split."""
+        if mem_mb % self.sockets:
+            raise ValueError(f"{mem_mb} MB of memory does not split evenly over {self.sockets} NUMA nodes")
+        return mem_mb // self.sockets
+
+    def qemu_args(self, mem_mb: int) -> list[str]:
+        """-cpu, -smp, and per node a RAM backend and a -numa node holding its socket's CPUs
+        (qemu numbers CPUs socket by socket, so node n has CPUs n*per..(n+1)*per-1)."""
+        per_node = self.node_mem_mb(mem_mb)
+        per_socket = self.cores * self.threads
+        args = [
+            "-cpu",
+            TOPOLOGY_CPU,
+            "-smp",
+            f"{self.cpus},sockets={self.sockets},cores={self.cores},threads={self.threads}",
+        ]
+        for n in range(self.sockets):
+            args += ["-object", f"memory-backend-ram,id=node{n},size={per_node}M"]
+        for n in range(self.sockets):
+            first = n * per_socket
+            cpus = f"{first}-{first + per_socket - 1}" if per_socket > 1 else str(first)
+            args += ["-numa", f"node,nodeid={n},cpus={cpus},memdev=node{n}"]
+        return args
+
+
 @dataclass
 class Boot:
     console: str  # serial console, stdout of qemu
@@ -51,17 +112,21 @@ def command(
     accel: str = "tcg",
     extra: list[str] | tuple[str, ...] = (),
     append: str = "",
+    topology: Topology | None = None,
 ) -> list[str]:
+    """The qemu command line; with a topology, its CPUs replace `cpus`."""
+    if topology is None:
+        cpu_args = ["-cpu", "max", "-smp", str(cpus)]
+    else:
+        cpu_args = topology.qemu_args(mem_mb)
+        append = f"{append} {topology.append}".strip()
     return [
         QEMU,
         "-machine",
         "q35",
         "-accel",
         accel,
-        "-cpu",
-        "max",
-        "-smp",
-        str(cpus),
+        *cpu_args,
         "-m",
         str(mem_mb),
         "-nodefaults",
@@ -91,8 +156,9 @@ def boot(
     extra: list[str] | tuple[str, ...] = (),
     append: str = "",
     nice: int = 0,
+    topology: Topology | None = None,
 ) -> Boot:
-    cmd = command(kernel, initrd, mem_mb, cpus, accel, extra, append)
+    cmd = command(kernel, initrd, mem_mb, cpus, accel, extra, append, topology)
     if nice:
         cmd = ["nice", "-n", str(nice), *cmd]
     t0 = time.monotonic()

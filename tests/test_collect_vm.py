@@ -1,5 +1,6 @@
-"""Guest collection (data/collect/guest): the pieces without a boot, then one real boot of Debian's
-6.1 kernel under qemu TCG that collects ftrace + can_migrate_task records for a few seconds.
+"""Guest collection (data/collect/guest): the pieces without a boot, then real boots of Debian's
+6.1 kernel under qemu TCG that collect ftrace + can_migrate_task records for a few seconds: the
+flat 4-vCPU guest, and a 2x2x2 NUMA guest (--topology; about 20 s).
 
 The boot needs qemu-system-x86, linux-image-6.1.0-*-amd64, busybox-static, clang, bpftool and
 libbpf-dev (static libs); outside CI a missing piece skips, under SCHEDLEARN_CI=1 it fails.
@@ -12,6 +13,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 import zstandard
 
@@ -19,6 +21,7 @@ from data import SCHED_EVENTS
 from data.can_migrate.record import RECORD_SIZE, decode
 from data.collect import command as collect
 from data.collect.guest import collect as gc
+from data.collect.guest import topology as guest_topology
 from data.collect.workloads import GUEST_BUILTIN, WORKLOADS
 from data.parse.tracefile import parse_file
 from plumbing import initramfs, qemu
@@ -140,6 +143,10 @@ def test_guest_boot_collects_records_and_trace(tmp_path, capsys):
     assert meta["kernel"]["release"].startswith("6.1.0-")
     assert meta["guest"]["accel"] == "tcg,thread=multi" and len(meta["guest"]["kernel_initramfs_sha256"]) == 64
     assert meta["workload_returncode"] in (0, 124) and meta["loader_returncode"] == 0
+    topo = meta["topology"]  # the flat default: the guest's own view, 1 node, no SMT
+    assert topo["spec"] is None and topo["nodes"] == 1 and topo["cpu_node"] == [0] * 4
+    assert topo["siblings"] == [[c] for c in range(4)] and meta["guest"]["cpu"] == "max"
+    assert topo["domains"] and "SMT" not in [d["name"] for d in topo["domains"]]
 
     raw = zstandard.ZstdDecompressor().decompress((run / "can_migrate.bin.zst").read_bytes(), max_output_size=1 << 30)
     assert len(raw) % RECORD_SIZE == 0
@@ -254,3 +261,164 @@ def test_record_count_mismatch_is_an_error(tmp_path, monkeypatch):
     with pytest.raises(gc.GuestError, match="3 records decoded but the loader wrote 4"):
         gc.finish_run(spec, share / "io-mix-r01", out, {}, 3, "test")
     assert list(out.iterdir()) == []
+
+
+# ----- the guest's topology (--topology SxCxT) ---------------------------------------------------
+
+
+def test_topology_spec_parses_and_gives_numa_qemu_arguments():
+    t = qemu.Topology.parse("2x2x2")
+    assert (t.sockets, t.cores, t.threads, t.cpus, t.spec) == (2, 2, 2, 8, "2x2x2")
+    args = t.qemu_args(1024)
+    pairs = list(zip(args[::2], args[1::2], strict=True))
+    assert ("-cpu", qemu.TOPOLOGY_CPU) in pairs and ("-smp", "8,sockets=2,cores=2,threads=2") in pairs
+    assert [v for k, v in pairs if k == "-object"] == [
+        "memory-backend-ram,id=node0,size=512M",
+        "memory-backend-ram,id=node1,size=512M",
+    ]
+    assert [v for k, v in pairs if k == "-numa"] == [
+        "node,nodeid=0,cpus=0-3,memdev=node0",
+        "node,nodeid=1,cpus=4-7,memdev=node1",
+    ]
+    one = [v for k, v in zip(*[iter(qemu.Topology.parse("3x1x1").qemu_args(768))] * 2, strict=True) if k == "-numa"]
+    assert one == [f"node,nodeid={n},cpus={n},memdev=node{n}" for n in range(3)]
+    for bad in ("2x2", "0x2x2", "axbxc", "2x2x2x2", " 2x2x2", "2x-1x2", ""):
+        with pytest.raises(ValueError, match="SOCKETSxCORESxTHREADS") as e:
+            qemu.Topology.parse(bad)
+        assert "\n" not in str(e.value)
+    with pytest.raises(ValueError, match="does not split evenly over 2 NUMA nodes"):
+        t.qemu_args(1001)
+
+
+def test_flat_qemu_command_is_unchanged_and_topology_replaces_its_cpus():
+    k, i = Path("vmlinuz"), Path("initrd")
+    flat = qemu.command(k, i, 1024, 4, append="x=1")
+    assert flat[flat.index("-cpu") : flat.index("-cpu") + 4] == ["-cpu", "max", "-smp", "4"]
+    assert "-numa" not in flat and "-object" not in flat and flat[-1] == "console=ttyS0 panic=-1 quiet x=1"
+    numa = qemu.command(k, i, 1024, 4, append="x=1", topology=qemu.Topology(2, 2, 2))
+    assert numa.count("-numa") == 2 and numa.count("-smp") == 1 and "max" not in numa
+    assert numa[numa.index("-smp") + 1].startswith("8,") and numa[-1].endswith("x=1 numa_balancing=enable")
+    # everything but the CPU arguments and the command line stays as it was
+    assert [a for a in numa if a not in qemu.Topology(2, 2, 2).qemu_args(1024)][:-1] == [
+        a for a in flat if a not in ("-cpu", "max", "-smp", "4")
+    ][:-1]
+
+
+def test_cli_refuses_bad_topology_in_one_line(capsys, tmp_path):
+    base = ["--vm", "hackbench-pipe", "--out", str(tmp_path)]
+    for extra in (
+        ["--topology", "2x2"],
+        ["--topology", "0x2x2"],
+        ["--topology", "axbxc"],
+        ["--topology", "2x2x2", "--smp", "4"],
+        ["--topology", "2x2x2", "--mem", "1001"],
+    ):
+        assert collect.main([*base, *extra]) == 2, extra
+    assert collect.main(["hackbench-pipe", "--out", str(tmp_path), "--topology", "2x2x2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 6 and all(e.startswith("python -m data.collect: error: ") for e in err)
+    assert "expected SOCKETSxCORESxTHREADS" in err[0] and "'0x2x2'" in err[1]
+    assert "--smp 4 conflicts with --topology 2x2x2 (8 CPUs)" in err[3] and "split evenly" in err[4]
+    assert "--topology needs --vm" in err[5]
+    assert list(tmp_path.iterdir()) == []
+
+
+# what init.sh writes for a 2x2x2 guest of Debian's 6.1 (debugfs flag names); test input
+TOPOLOGY_TXT = """node 0 0-3
+node 1 4-7
+siblings 0 0-1
+siblings 1 0-1
+siblings 2 2-3
+siblings 3 2-3
+siblings 4 4-5
+siblings 5 4-5
+siblings 6 6-7
+siblings 7 6-7
+domain 0 name SMT
+domain 0 flags SD_BALANCE_NEWIDLE SD_SHARE_CPUCAPACITY
+domain 1 name MC
+domain 1 flags SD_BALANCE_NEWIDLE SD_SHARE_PKG_RESOURCES
+domain 2 name NUMA
+domain 2 flags SD_BALANCE_NEWIDLE SD_SERIALIZE SD_NUMA
+numa_balancing sysctl 1
+numa_balancing scan_delay_ms 1000
+"""
+
+
+def test_guest_topology_view_parses():
+    got = guest_topology.parse(TOPOLOGY_TXT, "2x2x2")
+    assert got["spec"] == "2x2x2" and got["nodes"] == 2 and got["cpu_node"] == [0] * 4 + [1] * 4
+    assert got["siblings"][5] == [4, 5] and len(got["siblings"]) == 8
+    assert [(d["level"], d["name"]) for d in got["domains"]] == [(0, "SMT"), (1, "MC"), (2, "NUMA")]
+    assert "SD_NUMA" in got["domains"][2]["flags"] and "SD_NUMA" not in got["domains"][1]["flags"]
+    assert got["numa_balancing"] == {"sysctl": 1, "scan_delay_ms": 1000}
+    assert guest_topology.cpulist("0-2,5,7-8\n") == [0, 1, 2, 5, 7, 8]
+    empty = guest_topology.parse("", None)
+    assert empty["nodes"] is None and empty["cpu_node"] == [] and empty["domains"] == []
+
+
+def test_topology_reaches_qemu_and_every_meta(tmp_path, monkeypatch):
+    """collect_boot passes the Topology to qemu.boot and puts the guest's parsed view in meta.json."""
+    kernel, base = tmp_path / "vmlinuz-6.1.0-0-amd64", tmp_path / "base.cpio.gz"
+    kernel.write_bytes(b"kernel")
+    base.write_bytes(b"base")
+    monkeypatch.setattr(gc, "base_initramfs", lambda release: base)
+    monkeypatch.setattr(gc.qemu, "version", lambda: "QEMU emulator version 0 (test)")
+    ids = ["io-mix-r01", "io-mix-r02"]
+    specs = [{"run_id": r, "workload": "io-mix", "seconds": 2, "trace_seconds": 2, "command": ["true"]} for r in ids]
+    seen = {}
+
+    def fake_boot(kernel, initrd, **kw):
+        seen.update(kw)
+        share = Path(kw["extra"][1].split("path=")[1].split(",")[0])
+        _guest_writes(share, ids, ids)
+        (share / "topology.txt").write_text(TOPOLOGY_TXT)
+        return qemu.Boot("SLG-BOOT\nSLG-DONE\n", "", 0, 5.0)
+
+    monkeypatch.setattr(gc.qemu, "boot", fake_boot)
+    out = tmp_path / "out"
+    out.mkdir()
+    topo = qemu.Topology(2, 2, 2)
+    metas = gc.collect_boot(specs, out, kernel, 8, 1024, 1024, 3, "test", log=lambda *_: None, topology=topo)
+    assert seen["topology"] == topo and seen["cpus"] == 8
+    for rid in ids:
+        meta = json.loads((out / rid / "meta.json").read_text())
+        assert meta["topology"] == guest_topology.parse(TOPOLOGY_TXT, "2x2x2")
+        assert meta["guest"]["cpu"] == qemu.TOPOLOGY_CPU and meta["guest"]["smp"] == 8
+    assert len(metas) == 2
+    with pytest.raises(gc.GuestError, match="2x2x2 has 8 CPUs, not 4"):
+        gc.collect_boot(specs, out, kernel, 4, 1024, 1024, 3, "test", log=lambda *_: None, topology=topo)
+
+
+def _cross_node(recs, cpu_node: list[int]) -> int:
+    node = np.asarray(cpu_node)
+    return int((node[recs["src_cpu"]] != node[recs["dst_cpu"]]).sum())
+
+
+@pytest.mark.vm
+def test_numa8_guest_collection(tmp_path, capsys):
+    """A 2x2x2 guest (2 NUMA nodes x 2 cores x 2 SMT threads): one short run of a built-in
+    workload; the guest's own view shows 2 nodes, SMT pairs, the SMT, MC and NUMA domains and
+    NUMA balancing on, and can_migrate records were kept."""
+    kernel = qemu.find_vmlinuz()
+    problems = gc.problems(kernel)
+    require(not problems, "; ".join(problems))
+    require(Path("/usr/lib/x86_64-linux-gnu/libbpf.a").exists(), "libbpf-dev (static libbpf.a)")
+    require(Path("/sys/kernel/btf/vmlinux").exists(), "host BTF for vmlinux.h")
+    out = tmp_path / "runs"
+    argv = ["--vm", "oversub-sleep", "--out", str(out), "--seconds", "2", "--trace-seconds", "0.5"]
+    rc = collect.main([*argv, "--topology", "2x2x2"])
+    cap = capsys.readouterr()
+    assert rc == 0, cap.err
+    run = out / "oversub-sleep-r01"
+    meta = json.loads((run / "meta.json").read_text())
+    topo = meta["topology"]
+    assert meta["nr_cpus"] == meta["nproc"] == 8 and meta["guest"]["cpu"] == qemu.TOPOLOGY_CPU
+    assert topo["spec"] == "2x2x2" and topo["nodes"] == 2 and topo["cpu_node"] == [0] * 4 + [1] * 4
+    assert all(len(s) == 2 and c in s for c, s in enumerate(topo["siblings"])), topo["siblings"]
+    assert [d["name"] for d in topo["domains"]] == ["SMT", "MC", "NUMA"], topo["domains"]
+    assert topo["numa_balancing"]["sysctl"] == 1
+    recs = decode(zstandard.ZstdDecompressor().decompress((run / "can_migrate.bin.zst").read_bytes(), 1 << 30))
+    assert len(recs) == meta["records"] > 0, "no can_migrate_task call kept on the 2-node guest"
+    assert ((recs["src_cpu"] >= 0) & (recs["src_cpu"] < 8)).all() and (recs["dst_cpu"] < 8).all()
+    print(f"numa8: {len(recs)} records, {_cross_node(recs, topo['cpu_node'])} across nodes")

@@ -6,6 +6,7 @@
     python -m data.collect --bcc WORKLOAD [...] --out DIR     # can_migrate_task records (bcc)
     python -m data.collect --vm WORKLOAD [...] --out DIR [--smp 4] [--mem MB] [--kernel PATH]
                            [--trace-seconds T]  # both, inside a qemu guest (data/collect/guest/)
+    python -m data.collect --vm WORKLOAD [...] --out DIR --topology 2x2x2  # 2 NUMA nodes x 2 cores x 2 SMT
     python -m data.collect --vm --summary DIR                 # per-run table of guest runs
     python -m data.collect --vm --check                       # can a guest boot here?
     python -m data.collect --check [--bcc]                    # capability report only
@@ -191,7 +192,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="collect ftrace + can_migrate_task records inside a qemu guest booting "
         "Debian's 6.1 kernel (for hosts without kprobes); see data/collect/guest/",
     )
-    p.add_argument("--smp", type=int, default=4, help="--vm: guest vCPUs (default 4)")
+    p.add_argument(
+        "--smp", type=int, default=None, help="--vm: guest vCPUs of the flat guest, one NUMA node (default 4)"
+    )
+    p.add_argument(
+        "--topology",
+        metavar="SxCxT",
+        default=None,
+        help="--vm: S sockets x C cores x T SMT threads, e.g. 2x2x2 (8 vCPUs); one NUMA node per "
+        "socket, --mem split evenly, NUMA balancing on, -cpu Skylake-Server-v1. meta.json's "
+        "'topology' holds the guest's own view (nodes, siblings, sched domains) in every --vm run",
+    )
     p.add_argument("--mem", type=int, default=1024, help="--vm: guest memory in MB (default 1024)")
     p.add_argument(
         "--kernel", type=Path, default=None, help="--vm: kernel image (default: the newest /boot/vmlinuz-6.1.0-*-amd64)"
@@ -234,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.vm:
         return guest.collect_main(args, argv_line)
+    if args.topology is not None:
+        return fail("--topology needs --vm (it shapes the qemu guest)", 2)
     if args.bcc:
         return bcc.collect_main(args, argv_line)
     if args.check:

@@ -2,7 +2,12 @@
 runs of ftrace + can_migrate_task records; write them in the host run layout.
 
     python -m data.collect --vm WORKLOAD... --out DIR [--runs N] [--seconds S]
-                           [--trace-seconds T] [--smp 4] [--mem MB] [--kernel PATH]
+                           [--trace-seconds T] [--smp 4 | --topology 2x2x2] [--mem MB] [--kernel PATH]
+
+--topology SxCxT boots S sockets of C cores with T SMT threads, one NUMA node per socket
+(memory split evenly, NUMA balancing on; plumbing.qemu.Topology); the default is a flat guest
+of --smp vCPUs on one node. Either way every run's meta.json has the guest's own view of its
+topology under "topology" (guest/topology.py).
 
 Why a guest: the development kernel has no kprobes; Debian's 6.1 kernel has them, and the
 can_migrate loader (static, BPF object built against the host's BTF, CO-RE) runs there as is.
@@ -36,6 +41,7 @@ from pathlib import Path
 from data.can_migrate.record import RECORD_SIZE, decode, records_frame
 from data.collect import tracefs
 from data.collect.bcc import BccError, build_static_loader
+from data.collect.guest import topology as guest_topology
 from data.collect.runs import REPO, TraceStreamer, next_run_id, now_iso, run_identity
 from data.collect.workloads import BUILTINS, WORKLOADS, Workload, resolve
 from plumbing import cli, initramfs, qemu
@@ -49,6 +55,7 @@ ACCEL = "tcg,thread=multi"
 COLLECTOR_VERSION = 1
 BOOT_S = 60  # generous: /init is reached 6-7 s after start on an idle host
 NICE = 10  # qemu runs niced: the host's other work still moves
+DEFAULT_SMP = 4  # the flat guest's vCPUs when neither --smp nor --topology is given
 
 
 class GuestError(RuntimeError):
@@ -236,6 +243,7 @@ def finish_run(spec: dict, raw: Path, out: Path, guest: dict, zstd_level: int, a
             "nproc": guest["smp"],
             "nr_cpus": guest["nr_cpus"],
             "kernel": guest["kernel"],
+            "topology": guest.get("topology"),
             "collector": "guest",
             "collector_version": COLLECTOR_VERSION,
             "collected_with": argv_line,
@@ -243,6 +251,7 @@ def finish_run(spec: dict, raw: Path, out: Path, guest: dict, zstd_level: int, a
                 k: guest[k]
                 for k in (
                     "smp",
+                    "cpu",
                     "mem_mb",
                     "accel",
                     "qemu",
@@ -300,8 +309,12 @@ def collect_boot(
     argv_line: str,
     clock: str = "mono",
     log=print,
+    topology: qemu.Topology | None = None,
 ) -> list[dict]:
-    """Boot once, run every spec, return the metas of the runs written to OUT."""
+    """Boot once, run every spec, return the metas of the runs written to OUT. With a topology,
+    its CPUs are the guest's (smp must equal topology.cpus)."""
+    if topology is not None and topology.cpus != smp:
+        raise GuestError(f"topology {topology.spec} has {topology.cpus} CPUs, not {smp}")
     release = qemu.kernel_release(kernel)
     base = base_initramfs(release)
     work = out / f".guest-{os.getpid()}"
@@ -314,6 +327,7 @@ def collect_boot(
         initrd.write_bytes(base_bytes + plan)
         guest = {
             "smp": smp,
+            "cpu": "max" if topology is None else qemu.TOPOLOGY_CPU,
             "mem_mb": mem_mb,
             "accel": ACCEL,
             "clock": clock,
@@ -337,9 +351,18 @@ def collect_boot(
             "-device",
             "virtio-9p-pci,fsdev=out,mount_tag=out",
         ]
-        log(f"booting {kernel.name} (smp {smp}, {mem_mb} MB, {len(specs)} runs)")
+        shape = f"smp {smp}" if topology is None else f"topology {topology.spec}, {smp} CPUs"
+        log(f"booting {kernel.name} ({shape}, {mem_mb} MB, {len(specs)} runs)")
         b = qemu.boot(
-            kernel, initrd, timeout=boot_timeout(specs), mem_mb=mem_mb, cpus=smp, accel=ACCEL, extra=extra, nice=NICE
+            kernel,
+            initrd,
+            timeout=boot_timeout(specs),
+            mem_mb=mem_mb,
+            cpus=smp,
+            accel=ACCEL,
+            extra=extra,
+            nice=NICE,
+            topology=topology,
         )
         guest["boot_wall_s"] = round(b.seconds, 1)
         guest["end_time"] = now_iso()
@@ -360,6 +383,10 @@ def collect_boot(
         genv = parse_env(share / "guest.env")
         guest["kernel"] = {"release": genv["release"], "version": genv["version"], "machine": genv["machine"]}
         guest["nr_cpus"] = int(genv["nr_cpus"])
+        topo = share / "topology.txt"
+        guest["topology"] = guest_topology.parse(
+            topo.read_text() if topo.exists() else "", None if topology is None else topology.spec
+        )
         metas = []
         for spec in specs:  # after a failed boot: keep the runs the guest completed
             if problem and not (share / spec["run_id"] / "guest_run.env").exists():
@@ -435,14 +462,28 @@ def collect_main(args, argv_line: str) -> int:
         return 0
     if not args.workloads or args.out is None:
         return fail("name at least one workload and --out DIR", 2)
+    smp = DEFAULT_SMP if args.smp is None else args.smp
     if (
         args.runs < 1
         or (args.seconds is not None and args.seconds <= 0)
-        or args.smp < 1
+        or smp < 1
         or args.mem < 256
         or (args.trace_seconds is not None and args.trace_seconds <= 0)
     ):
         return fail("--runs >= 1, --seconds > 0, --trace-seconds > 0, --smp >= 1, --mem >= 256", 2)
+    topology = None
+    if args.topology is not None:
+        try:
+            topology = qemu.Topology.parse(args.topology)
+            topology.node_mem_mb(args.mem)
+        except ValueError as e:
+            return fail(f"--topology: {e}", 2)
+        if args.smp is not None and args.smp != topology.cpus:
+            return fail(
+                f"--smp {args.smp} conflicts with --topology {topology.spec} ({topology.cpus} CPUs); give one of them",
+                2,
+            )
+        smp = topology.cpus
     kernel = args.kernel or qemu.find_vmlinuz()
     if missing := problems(kernel):
         return fail("; ".join(missing))
@@ -466,14 +507,23 @@ def collect_main(args, argv_line: str) -> int:
                     "workload": w.name,
                     "seconds": seconds,
                     "trace_seconds": tsec,
-                    "command": w.guest_command(seconds, args.smp),
+                    "command": w.guest_command(seconds, smp),
                 }
             )
     try:
         args.out.mkdir(parents=True, exist_ok=True)
         t0 = time.monotonic()
         metas = collect_boot(
-            specs, args.out, kernel, args.smp, args.mem, buffer_kb, args.zstd_level, argv_line, clock=args.clock
+            specs,
+            args.out,
+            kernel,
+            smp,
+            args.mem,
+            buffer_kb,
+            args.zstd_level,
+            argv_line,
+            clock=args.clock,
+            topology=topology,
         )
     except GuestError as e:
         return fail(str(e))
