@@ -312,6 +312,20 @@ CASES = [
         r"--runs: invalid int value: 'abc'",
         2,
     ),
+    *(
+        Case(
+            "collect",
+            f"bad-load-{kind}",
+            lambda f, c, value=value: [*COLLECT, "cpu-pool", "--out", str(out(f, c)), "--load", value],
+            rf"argument --load: .*{pattern}",
+            2,
+        )
+        for kind, value, pattern in (
+            ("zero", "0", "'0' is not a whole percentage >= 1"),
+            ("word", "abc", "'abc' is not a whole percentage >= 1"),
+            ("empty-item", "50,,", "empty item"),
+        )
+    ),
     Case(
         "collect",
         "unknown-name",

@@ -3,6 +3,7 @@ here in the kernel's `trace` format, not real traces): split by whole trace, lay
 
 import hashlib
 import json
+import shutil
 
 import pyarrow.parquet as pq
 import pytest
@@ -13,6 +14,7 @@ from data.dataset.replay import replay
 from data.dataset.tables import MIGRATION_FEATURES
 from data.parse.schema import EVENT_SCHEMA
 from data.parse.tracefile import parse_file
+from tests.conftest import REPO, require
 
 HEADER = "# tracer: nop\n#\n#           TASK-PID     CPU#  |||||  TIMESTAMP  FUNCTION\n"
 
@@ -281,7 +283,7 @@ def test_max_events_replays_only_a_prefix(traces, tmp_path):
 def test_summary_names_the_runs_and_the_default_validation(traces, tmp_path, capsys):
     """The printed summary lists every split's runs and which train runs a DataModule with its
     default settings holds out for validation (the same rule: compared with a DataModule)."""
-    from data.dataset.datamodule import MigrationDataModule
+    from data.dataset.datamodule import MigrationDataModule  # deferred: torch and Lightning only here
 
     out = tmp_path / "ds"
     assert main(["--traces", str(traces), "--out", str(out), "--unseen", "io", "--no-events"]) == 0
@@ -297,3 +299,80 @@ def test_summary_names_the_runs_and_the_default_validation(traces, tmp_path, cap
     rows = {s["run_id"]: s["replay"]["migration_rows"] for s in card["sources"]}
     train = sum(rows[r] for r in card["splits"]["train"] if r not in val)
     assert f"migration: training {train:,} rows" in text and f"validation {sum(rows[r] for r in val):,} rows" in text
+
+
+# ----- load levels: every row says its run's level ------------------------------------------
+LOAD_SOURCE = "stress-ng-cpu"  # datasets/guest_runs: three small real runs (trace + can_migrate records)
+
+
+def copy_guest_run(root, src: str, run_id: str, load_pct: int | None):
+    """A shipped guest run under a new run id, its meta.json given load_pct (None: left without,
+    as every run collected before --load). The files are the real run's; only the level is claimed."""
+    source = REPO / "datasets" / "guest_runs" / src
+    require((source / "meta.json").is_file(), f"no shipped guest run {src}")
+    d = root / run_id
+    shutil.copytree(source, d)
+    meta = json.loads((d / "meta.json").read_text())
+    meta["run_id"] = run_id
+    if load_pct is not None:
+        meta["load_pct"] = load_pct
+    (d / "meta.json").write_text(json.dumps(meta))
+    return d
+
+
+@pytest.fixture(scope="module")
+def load_dataset(tmp_path_factory):
+    """Three runs at 50%, one at 200% and the three shipped runs without a level (100%)."""
+    root = tmp_path_factory.mktemp("load_runs")
+    for i in (1, 2, 3):
+        copy_guest_run(root, f"{LOAD_SOURCE}-r0{i}", f"{LOAD_SOURCE}-load50-r0{i}", 50)
+        copy_guest_run(root, f"{LOAD_SOURCE}-r0{i}", f"{LOAD_SOURCE}-r0{i}", None)
+    copy_guest_run(root, f"{LOAD_SOURCE}-r01", f"{LOAD_SOURCE}-load200-r01", 200)
+    out = tmp_path_factory.mktemp("load_ds") / "dataset"
+    assert main(["--traces", str(root), "--out", str(out), "--no-events"]) == 0
+    return out
+
+
+def test_every_row_carries_its_load_level(load_dataset):
+    card = card_of(load_dataset)
+    want = {
+        s["run_id"]: 200 if "load200" in s["run_id"] else 50 if "load50" in s["run_id"] else 100
+        for s in card["sources"]
+    }
+    assert {s["run_id"]: s["load_pct"] for s in card["sources"]} == want and len(want) == 7
+    assert card["tasks"] == ["migration", "next_task", "can_migrate"] and "load_pct" in card["features"]
+    for task in card["tasks"]:
+        seen = set()
+        for name in ("train", "test_seen", "test_unseen"):
+            t = pq.read_table(load_dataset / task / f"{name}.parquet")
+            assert str(t.schema.field("load_pct").type) == "int16", (task, name)
+            for run_id, load in zip(t.column("run_id").to_pylist(), t.column("load_pct").to_pylist(), strict=True):
+                assert load == want[run_id], (task, run_id)
+                seen.add(run_id)
+        assert seen == set(want) or task == "can_migrate", (task, seen)  # a run may keep no can_migrate row
+    # each level of the workload has its own test_seen run; the single 200% run stays in train
+    assert card["splits"]["test_seen"] == [f"{LOAD_SOURCE}-load50-r03", f"{LOAD_SOURCE}-r03"]
+    assert f"{LOAD_SOURCE}-load200-r01" in card["splits"]["train"]
+
+
+@pytest.mark.parametrize("module", ["MigrationDataModule", "NextTaskDataModule", "CanMigrateDataModule"])
+def test_datamodules_ignore_the_load_column(load_dataset, module):
+    """The DataModules pick their inputs by name: load_pct is no input, with or without the column
+    (the shipped datasets have none), and the split is the card's (val: one run per level)."""
+    from data.dataset import datamodule  # deferred: torch and Lightning only here
+
+    dm = getattr(datamodule, module)(load_dataset, window=4, val_category=None)
+    dm.setup("fit")
+    assert "load_pct" not in dm.meta["feature_names"] and len(dm.get_split("train")) > 0
+    assert dm.split["runs"]["val"] == [f"{LOAD_SOURCE}-load50-r02", f"{LOAD_SOURCE}-r02"]
+    assert sorted(dm.split["runs"]["test_seen"]) == sorted(card_of(load_dataset)["splits"]["test_seen"])
+
+
+def test_a_load_level_the_run_id_contradicts_is_refused(tmp_path):
+    copy_guest_run(tmp_path / "a", f"{LOAD_SOURCE}-r01", f"{LOAD_SOURCE}-load200-r01", 50)
+    with pytest.raises(BuildError, match="names load 200% but load_pct is 50"):
+        build([tmp_path / "a"], tmp_path / "d", [])
+    copy_guest_run(tmp_path / "b", f"{LOAD_SOURCE}-r01", f"{LOAD_SOURCE}-r01", 0)
+    with pytest.raises(BuildError, match="load_pct 0 is not a whole percentage"):
+        build([tmp_path / "b"], tmp_path / "d", [])
+    assert not (tmp_path / "d").exists()

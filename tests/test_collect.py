@@ -17,6 +17,9 @@ import pytest
 from data import SCHED_EVENTS
 from data.collect import command as collect
 from data.collect import tracefs
+from data.collect.runs import load_meta, run_levels
+from data.collect.workloads import WORKLOADS, load_size
+from data.dataset.splits import run_load
 from tests.conftest import REPO, is_root, need_tracefs, require, tracefs_mounts
 
 TRACING = tracefs.TRACEFS
@@ -185,6 +188,27 @@ def test_collect_cli_runs_and_parses(tmp_path):
 
 
 @pytest.mark.root
+def test_load_levels_make_their_own_runs(tmp_path):
+    """--load 50,200: a run per level, named by it, each sized for its share of the CPUs and
+    saying so in meta.json; the workload's forks in the trace follow the size."""
+    need_tracefs()
+    r = run_cli(
+        "cpu-pool", "--out", str(tmp_path), "--seconds", "1", "--load", "50,200", "--zstd-level", "3", timeout=60
+    )
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cpu-pool-load200-r01", "cpu-pool-load50-r01"]
+    forks = {}
+    for load in (50, 200):
+        meta = json.loads((tmp_path / f"cpu-pool-load{load}-r01" / "meta.json").read_text())
+        n = load_size(meta["nproc"], load)
+        assert meta["load_pct"] == load and meta["workload_n"] == n and meta["scalable"] is True
+        assert meta["command"][-2:] == ["--nproc", str(n)]  # the built-in's own option: its size
+        forks[load] = meta["event_counts"]["sched_process_fork"]
+        assert forks[load] >= n  # its n workers (and more: timeout, python)
+    assert forks[200] > forks[50]
+
+
+@pytest.mark.root
 def test_sigint_restores_and_discards_partial_run(tmp_path):
     need_tracefs()
     before = locked_snapshot()
@@ -296,6 +320,29 @@ def test_cli_usage_errors(tmp_path):
     assert r.returncode == 0 and "hackbench-pipe" in r.stdout and "oversub:" in r.stdout
 
 
+def test_load_is_validated_in_one_line(capsys, tmp_path):
+    """A bad --load is a usage error for every collector (ftrace, --bcc, --vm), before any work."""
+    for bad in ("0", "abc", "50,,", "100,100"):
+        for mode in ([], ["--bcc"], ["--vm"]):
+            with pytest.raises(SystemExit) as exit_:
+                collect.main([*mode, "cpu-pool", "--out", str(tmp_path / "out"), "--load", bad])
+            assert exit_.value.code == 2
+            err = capsys.readouterr().err.strip().splitlines()
+            assert len(err) == 1 and err[0].startswith("python -m data.collect: error: argument --load: "), err
+    assert not (tmp_path / "out").exists()
+    assert collect.build_parser().parse_args(["cpu-pool", "--load", "50,200"]).load == [50, 200]
+    assert collect.build_parser().parse_args(["cpu-pool"]).load is None  # sized at 100%, ids as before
+
+
+def test_run_levels_and_load_meta():
+    assert run_levels(None, 2) == [None, None]
+    assert run_levels([50, 200], 3) == [50, 50, 50, 200, 200, 200]  # --runs per level
+    w = WORKLOADS["hackbench-pipe"]
+    assert load_meta(w, 60, None) == {"load_pct": 100, "workload_n": 60, "scalable": True}
+    assert load_meta(w, 60, 50) == {"load_pct": 50, "workload_n": 30, "scalable": True}
+    assert load_meta(w, 60, 200)["workload_n"] == 120
+
+
 def test_cpumask_and_stats_parsing():
     assert tracefs.cpumask_hex([0, 1]) == "3"
     assert tracefs.cpumask_hex([0, 33]) == "2,00000001"
@@ -318,6 +365,13 @@ def test_next_run_id(tmp_path):
     (tmp_path / "io-mix-r07").mkdir()
     (tmp_path / "io-mix-extra-r09").mkdir()  # another workload's name prefix: ignored
     assert collect.next_run_id(tmp_path, "io-mix") == "io-mix-r08"
+    # a load level numbers its own runs, and its runs do not count for the plain ids
+    assert collect.next_run_id(tmp_path, "io-mix", load_pct=200) == "io-mix-load200-r01"
+    (tmp_path / "io-mix-load200-r03").mkdir()
+    assert collect.next_run_id(tmp_path, "io-mix", load_pct=200) == "io-mix-load200-r04"
+    assert collect.next_run_id(tmp_path, "io-mix", {"io-mix-load50-r01"}, 50) == "io-mix-load50-r02"
+    assert collect.next_run_id(tmp_path, "io-mix") == "io-mix-r08"
+    assert run_load("io-mix-load200-r04") == 200 and run_load("io-mix-r08") is None  # the split reads it back
 
 
 def test_streamer_counts_and_compresses(tmp_path):

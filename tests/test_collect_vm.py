@@ -390,6 +390,55 @@ def test_topology_reaches_qemu_and_every_meta(tmp_path, monkeypatch):
         gc.collect_boot(specs, out, kernel, 4, 1024, 1024, 3, "test", log=lambda *_: None, topology=topo)
 
 
+def test_load_levels_size_the_guest_runs(tmp_path, monkeypatch):
+    """--vm --load 50,200 --runs 2: two runs per level, named by it, sized for that share of the
+    guest's vCPUs (the built-in's static program and hackbench alike), and meta.json says so."""
+    kernel = tmp_path / "vmlinuz-6.1.0-0-amd64"
+    kernel.write_bytes(b"kernel")
+    monkeypatch.setattr(gc, "problems", lambda kernel: [])
+    monkeypatch.setattr(gc, "unrunnable", lambda chosen: [])  # hackbench need not be installed: nothing runs
+    seen = {}
+
+    def fake_collect_boot(specs, out, kernel, smp, *args, **kw):
+        seen.update(specs=specs, smp=smp)
+        return []
+
+    monkeypatch.setattr(gc, "collect_boot", fake_collect_boot)
+    argv = ["--vm", "oversub-sleep", "hackbench-pipe", "--out", str(tmp_path / "out"), "--kernel", str(kernel)]
+    assert collect.main([*argv, "--topology", "2x2x2", "--load", "50,200", "--runs", "2"]) == 0
+    specs = {s["run_id"]: s for s in seen["specs"]}
+    assert seen["smp"] == 8 and list(specs) == [
+        f"{w}-load{p}-r0{i}" for w in ("oversub-sleep", "hackbench-pipe") for p in (50, 200) for i in (1, 2)
+    ]
+    for p, n in ((50, 4), (200, 16)):
+        s = specs[f"oversub-sleep-load{p}-r01"]
+        assert s["command"][:2] == [GUEST_BUILTIN, "oversub-sleep"] and s["command"][3] == str(n)
+        assert (s["load_pct"], s["workload_n"], s["scalable"]) == (p, n, True)
+        cmd = specs[f"hackbench-pipe-load{p}-r02"]["command"]
+        assert cmd[cmd.index("--groups") + 1] == str(n)
+    assert collect.main(argv) == 0  # no --load: sized for the vCPUs, ids as before
+    assert [(s["run_id"], s["load_pct"], s["workload_n"]) for s in seen["specs"]] == [
+        ("oversub-sleep-r01", 100, 4),
+        ("hackbench-pipe-r01", 100, 4),
+    ]
+    # what finish_run writes: the level beside nproc (the vCPUs)
+    monkeypatch.undo()
+    share = tmp_path / "share"
+    share.mkdir()
+    rid = "io-mix-load200-r01"
+    _guest_writes(share, [rid], [rid])
+    spec = {"run_id": rid, "workload": "io-mix", "seconds": 2, "trace_seconds": 2, "command": ["true"]}
+    spec.update(load_pct=200, workload_n=4, scalable=True)
+    guest = dict.fromkeys(  # what collect_boot knows of the boot; none of it matters here
+        "cpu mem_mb accel qemu kernel_path kernel_sha256 initramfs_sha256 plan_sha256 kernel_initramfs_sha256 share "
+        "boot_wall_s runs_in_boot host_kernel host_loadavg_before kernel clock buffer_kb start_time end_time".split()
+    )
+    guest.update(smp=2, nr_cpus=2)
+    meta = gc.finish_run(spec, share / rid, tmp_path / "out", guest, 3, "test")
+    assert (meta["nproc"], meta["load_pct"], meta["workload_n"], meta["scalable"]) == (2, 200, 4, True)
+    assert json.loads((tmp_path / "out" / rid / "meta.json").read_text())["load_pct"] == 200
+
+
 def _cross_node(recs, cpu_node: list[int]) -> int:
     node = np.asarray(cpu_node)
     return int((node[recs["src_cpu"]] != node[recs["dst_cpu"]]).sum())

@@ -2,7 +2,7 @@
 
 import pytest
 
-from data.dataset.splits import natural, rebalance, resolve_val_category, split_runs, why_no_val
+from data.dataset.splits import natural, rebalance, resolve_val_category, run_load, split_runs, why_no_val
 
 RUNS = [  # (run_id, workload, category): three runs per workload unless stated
     *((f"pipe-r{i}", "pipe", "messaging") for i in (1, 2, 10)),
@@ -125,3 +125,39 @@ def test_rebalance_names_only_overrides_that_give_training_more_rows():
             val_rows,
         )
     assert rebalance(RUNS, s, {r: 1 for r in s["runs"]["val"]}) == []  # rows only in validation: no way round
+
+
+LOAD_RUNS = [  # python -m data.collect hb cpu --load 50,100,200 --runs 3, plus two older runs of hb
+    *((f"hb-load{p}-r0{i}", "hb", "messaging") for p in (50, 100, 200) for i in (1, 2, 3)),
+    *((f"cpu-load{p}-r0{i}", "cpu", "cpu") for p in (50, 100, 200) for i in (1, 2, 3)),
+    ("hb-r01", "hb", "messaging"),
+    ("hb-r02", "hb", "messaging"),
+]
+
+
+def test_run_load_reads_the_level_from_the_run_id():
+    assert run_load("hackbench-pipe-load200-r01") == 200 and run_load("hb-load50-r12") == 50
+    assert run_load("hackbench-pipe-r01") is None and run_load("load200-x-r01") is None
+    assert run_load("hb-load50-r01-copy") is None  # only the collector's own form
+
+
+def test_load_levels_split_per_workload_and_level():
+    """Each load level of a workload gets its own test_seen and val run (grouped by workload
+    alone, all of test_seen would be the highest level); runs without a level stay their own group."""
+    s = split_runs(LOAD_RUNS, [], None, 1)
+    r = s["runs"]
+    for w in ("hb", "cpu"):
+        assert [x for x in r["test_seen"] if x.startswith(f"{w}-load")] == [f"{w}-load{p}-r03" for p in (50, 100, 200)]
+        assert [x for x in r["val"] if x.startswith(f"{w}-load")] == [f"{w}-load{p}-r02" for p in (50, 100, 200)]
+        assert [x for x in r["train"] if x.startswith(f"{w}-load")] == [f"{w}-load{p}-r01" for p in (50, 100, 200)]
+    assert "hb-r02" in r["test_seen"] and "hb-r01" in r["train"]  # the older runs: as before
+    assert any("workload hb has 2 runs: too few" in n for n in s["notes"])
+    assert sorted(x for v in r.values() for x in v) == sorted(x[0] for x in LOAD_RUNS)
+    # an unseen category takes every level of its workloads; the rule is deterministic
+    s2 = split_runs(LOAD_RUNS, ["cpu"], "auto", 1)
+    assert s2["runs"]["test_unseen"] == sorted((x[0] for x in LOAD_RUNS if x[1] == "cpu"), key=natural)
+    assert split_runs(list(reversed(LOAD_RUNS)), ["cpu"], "auto", 1) == s2
+    single = [("hb-load50-r01", "hb", "messaging"), ("hb-load200-r01", "hb", "messaging")]
+    notes = split_runs(single)["notes"]
+    assert any("hb at load 50% has a single run" in n for n in notes) and len(notes) == 2
+    assert "(hb at load 200%: 1, hb at load 50%: 1)" in why_no_val(single, split_runs(single, [], None, 1))

@@ -123,3 +123,44 @@ def test_unknown_builtin_is_a_usage_error():
         text=True,
     )
     assert r.returncode == 2 and "invalid choice" in r.stderr
+
+
+def test_load_size_and_levels():
+    """--load P sizes a workload for cpus * P / 100 (half up, at least 1): the seeds' 30, 60 and
+    120 threads on 60 CPUs; 100 (the default) is the CPUs themselves."""
+    assert [wl.load_size(60, p) for p in (50, 100, 200)] == [30, 60, 120]
+    assert all(wl.load_size(n) == wl.load_size(n, 100) == n for n in range(1, 65))
+    assert wl.load_size(3, 50) == 2 and wl.load_size(5, 50) == 3  # 1.5 and 2.5 round up
+    assert wl.load_size(4, 1) == 1 and wl.load_size(1, 10) == 1  # never 0 workers
+    assert wl.parse_loads("50,100,200") == [50, 100, 200] and wl.parse_loads("200, 50") == [200, 50]
+    assert wl.parse_loads(str(wl.MAX_LOAD_PCT)) == [wl.MAX_LOAD_PCT]
+    for bad, why in (
+        ("0", "whole percentage >= 1"),
+        ("abc", "'abc' is not"),
+        ("50,,", "empty item"),
+        ("1.5", "'1.5' is not"),
+        ("50,50", "given twice"),
+        ("", "empty item"),
+        ("\u00b2", "is not"),  # a Unicode digit int() refuses
+        ("5000", "above the 1000%"),
+    ):
+        with pytest.raises(ValueError, match=why):
+            wl.parse_loads(bad)
+
+
+@pytest.mark.parametrize("ncpu", [2, 8])
+@pytest.mark.parametrize("load", [50, 200])
+def test_sizes_follow_the_load_level(ncpu, load):
+    """Workloads are sized by N = load_size(cpus, load), and every workload's command follows N
+    exactly when its `scalable` flag says so."""
+
+    def arg(cmd, flag):
+        return int(cmd[cmd.index(flag) + 1])
+
+    n = wl.load_size(ncpu, load)
+    assert arg(wl.WORKLOADS["hackbench-pipe"].command(1, n), "--groups") == n
+    assert arg(wl.WORKLOADS["stress-ng-cpu-load"].command(1, n), "--cpu") == 3 * n
+    assert arg(wl.WORKLOADS["stress-ng-pipe"].command(1, n), "--pipe") == max(1, n // 2)
+    assert wl.WORKLOADS["oversub-sleep"].guest_command(1, n)[3] == str(n)  # the guest's static program
+    for w in wl.WORKLOADS.values():
+        assert (w.command(1, 2 * n + 2) != w.command(1, 4 * n + 4)) == w.scalable, w.name

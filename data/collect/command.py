@@ -7,13 +7,14 @@
     python -m data.collect --vm WORKLOAD [...] --out DIR [--smp 4] [--mem MB] [--kernel PATH]
                            [--trace-seconds T]  # both, inside a qemu guest (data/collect/guest/)
     python -m data.collect --vm WORKLOAD [...] --out DIR --topology 2x2x2  # 2 NUMA nodes x 2 cores x 2 SMT
+    python -m data.collect [--bcc | --vm] WORKLOAD [...] --out DIR --load 50,100,200  # load levels
     python -m data.collect --vm --summary DIR                 # per-run table of guest runs
     python -m data.collect --vm --check                       # can a guest boot here?
     python -m data.collect --check [--bcc]                    # capability report only
 
-Each run becomes OUT/<workload>-rNN/ with trace.txt.zst (the kernel's own `trace` text,
+Each run becomes OUT/<workload>-rNN/ (OUT/<workload>-load<P>-rNN/ with --load) with trace.txt.zst (the kernel's own `trace` text,
 zstd-compressed) and meta.json (workload, command, kernel, buffer, clock, per-CPU ring-buffer
-stats incl. overruns, event counts, times). A run directory appears only when complete: it is
+stats incl. overruns, event counts, times, load level). A run directory appears only when complete: it is
 written under OUT/.<run_id>.partial-<pid>/ and renamed at the end.
 
 Buffer: 65536 KiB (64 MiB) per CPU by default. Sched events take ~52 bytes in the ring
@@ -37,8 +38,18 @@ from pathlib import Path
 from data import SCHED_EVENTS
 from data.collect import bcc, tracefs
 from data.collect.guest import collect as guest
-from data.collect.runs import TraceStreamer, kernel_info, next_run_id, now_iso, run_identity, run_workload, wait_quiet
-from data.collect.workloads import WORKLOADS, Workload, format_list, nproc, resolve
+from data.collect.runs import (
+    TraceStreamer,
+    kernel_info,
+    load_meta,
+    next_run_id,
+    now_iso,
+    run_identity,
+    run_levels,
+    run_workload,
+    wait_quiet,
+)
+from data.collect.workloads import WORKLOADS, Workload, format_list, nproc, parse_loads, resolve
 from plumbing import cli
 from plumbing.atomic import staged_dir, write_json_atomic
 
@@ -58,12 +69,15 @@ def collect_run(
     zstd_level: int,
     argv_line: str,
     quiet_wait_s: float | None = None,
+    load_pct: int | None = None,
 ) -> dict:
     """One traced run of workload w -> OUT/<run_id>/ ; returns its meta dict. Before it, the
-    foreign load is measured (and, with quiet_wait_s, waited out) and stored in meta.json."""
-    run_id = next_run_id(out, w.name)
+    foreign load is measured (and, with quiet_wait_s, waited out) and stored in meta.json.
+    load_pct: the --load level (None: none given, sized for ncpu as before)."""
+    run_id = next_run_id(out, w.name, load_pct=load_pct)
+    sizing = load_meta(w, ncpu, load_pct)
     with staged_dir(out / run_id) as part:
-        command = w.command(seconds, ncpu)
+        command = w.command(seconds, sizing["workload_n"])
         load = wait_quiet(quiet_wait_s, log=lambda m: print(f"{run_id}: {m}", file=sys.stderr))
         session.clear()
         before = session.cpu_stats()
@@ -87,7 +101,8 @@ def collect_run(
         meta = {
             **run_identity(run_id, w, command),
             "seconds": seconds,
-            "nproc": ncpu,
+            "nproc": ncpu,  # the CPUs the workload is sized for; load_pct of them -> workload_n
+            **sizing,
             "nr_cpus": len(tracefs.online_cpus()),
             "kernel": kernel_info(),
             "collector": "ftrace",
@@ -153,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--seconds", type=float, default=None, help="run length per run (default: each workload's own, 0.15-2 s)"
     )
-    p.add_argument("--runs", type=int, default=1, help="runs per workload (default 1)")
+    p.add_argument("--runs", type=int, default=1, help="runs per workload (per load level with --load; default 1)")
     p.add_argument(
         "--buffer-kb",
         type=int,
@@ -168,6 +183,16 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"zstd compression level (default {DEFAULT_ZSTD_LEVEL})",
     )
     p.add_argument("--nproc", type=int, default=None, help="size workloads for N CPUs (default: nproc)")
+    p.add_argument(
+        "--load",
+        type=load_levels,
+        default=None,
+        metavar="P[,P...]",
+        help="load levels in %% of the CPUs (host nproc or guest vCPUs), e.g. 50,100,200: each "
+        "workload is sized for round(cpus*P/100) instead of cpus and gets --runs runs per level, "
+        "as <workload>-load<P>-rNN; meta.json keeps load_pct and workload_n (default: one level, "
+        "100%%, run ids without -load)",
+    )
     p.add_argument(
         "--wait",
         type=float,
@@ -219,6 +244,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--summary", type=Path, metavar="DIR", help="print a markdown table of the runs collected in DIR, then exit"
     )
     return p
+
+
+def load_levels(text: str) -> list[int]:
+    """argparse type of --load: a bad list is the parser's one-line usage error (exit 2)."""
+    try:
+        return parse_loads(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def fail(msg: str, code: int = 1) -> int:
@@ -274,9 +307,11 @@ def main(argv: list[str] | None = None) -> int:
         with tracefs.TraceSession(buffer_kb=args.buffer_kb, clock=args.clock, lock_wait=args.wait) as session:
             args.out.mkdir(parents=True, exist_ok=True)
             for w in chosen:
-                for _ in range(args.runs):
+                for load_pct in run_levels(args.load, args.runs):
                     seconds = w.default_seconds if args.seconds is None else args.seconds
-                    meta = collect_run(session, w, args.out, seconds, ncpu, args.zstd_level, argv_line, args.wait_quiet)
+                    meta = collect_run(
+                        session, w, args.out, seconds, ncpu, args.zstd_level, argv_line, args.wait_quiet, load_pct
+                    )
                     print(
                         f"{meta['run_id']}: {meta['events_written']} events "
                         f"({meta['event_counts']['sched_migrate_task']} migrations) in "

@@ -17,6 +17,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from data.collect.workloads import DEFAULT_LOAD_PCT, load_size
 from plumbing.atomic import file_sha256
 
 REPO = Path(__file__).resolve().parents[2]
@@ -45,13 +46,35 @@ def run_identity(run_id: str, w, command: list[str]) -> dict:
     }
 
 
-def next_run_id(out: Path, workload: str, taken_extra: set[str] = frozenset()) -> str:
-    """<workload>-rNN with NN one past the highest existing number in OUT (or in taken_extra,
-    the ids already handed out for runs not yet written)."""
-    pat = re.compile(rf"^{re.escape(workload)}-r(\d+)$")
+def run_prefix(workload: str, load_pct: int | None = None) -> str:
+    """<workload>, or <workload>-load<P> for a run at an explicit --load level P. The split rule
+    (data/dataset/splits.py, run_load) reads the level back from the run id."""
+    return workload if load_pct is None else f"{workload}-load{load_pct}"
+
+
+def next_run_id(out: Path, workload: str, taken_extra: set[str] = frozenset(), load_pct: int | None = None) -> str:
+    """<prefix>-rNN with NN one past the highest existing number in OUT (or in taken_extra,
+    the ids already handed out for runs not yet written); prefix is run_prefix(workload,
+    load_pct), so each load level numbers its runs from r01."""
+    pat = re.compile(rf"^{re.escape(run_prefix(workload, load_pct))}-r(\d+)$")
     names = [p.name for p in out.iterdir()] if out.exists() else []
     taken = [int(m.group(1)) for n in [*names, *taken_extra] if (m := pat.match(n))]
-    return f"{workload}-r{max(taken, default=0) + 1:02d}"
+    return f"{run_prefix(workload, load_pct)}-r{max(taken, default=0) + 1:02d}"
+
+
+def run_levels(loads: list[int] | None, runs: int) -> list[int | None]:
+    """The load level of each run of one workload, in order: `runs` runs per --load level
+    (None for every run when no --load was given)."""
+    return [pct for pct in (loads or [None]) for _ in range(runs)]
+
+
+def load_meta(w, cpus: int, load_pct: int | None) -> dict:
+    """meta.json's load fields: load_pct (100 when no --load was given: sized at 100% of the
+    CPUs, as before), workload_n (the N the workload was built with: load_size(cpus, load_pct))
+    and scalable (False: the workload's size ignores N, so its load level changes nothing).
+    `nproc` stays the CPUs the level is a percentage of."""
+    pct = DEFAULT_LOAD_PCT if load_pct is None else load_pct
+    return {"load_pct": pct, "workload_n": load_size(cpus, pct), "scalable": w.scalable}
 
 
 def run_workload(argv: list[str], seconds: float, log_path: Path) -> dict:

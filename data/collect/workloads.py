@@ -2,7 +2,11 @@
 
 Why a registry: the dataset is split by *category* (whole categories are held out as unseen
 workloads), so every trace must say which workload and category produced it, and the same
-name must always build the same command. Sizes scale with the number of CPUs.
+name must always build the same command. Sizes scale with the number of CPUs: a workload is
+built for N = `load_size(cpus, load_pct)`, the CPUs (host nproc or guest vCPUs) scaled by the
+load level in percent (`--load 50,100,200`; 100 by default, so N = cpus), and its description
+says what N gives ("nproc groups", "nproc/2 pairs": nproc stands for N). A workload whose size
+does not depend on N says so with `scalable=False` (none does today).
 
 External tools: hackbench (Debian rt-tests) and stress-ng. Three workloads are built in and
 run as real process trees via this module:
@@ -48,6 +52,38 @@ def nproc() -> int:
     return len(os.sched_getaffinity(0))
 
 
+DEFAULT_LOAD_PCT = 100  # no --load: sized at 100% of the CPUs, as before load levels existed
+
+
+def load_size(cpus: int, load_pct: int = DEFAULT_LOAD_PCT) -> int:
+    """N for a workload at `load_pct` percent of `cpus` CPUs: cpus * load_pct / 100 rounded
+    half up (integer arithmetic, so 3 CPUs at 50% give 2, not banker's 2-or-1), at least 1."""
+    return max(1, (cpus * load_pct + 50) // 100)
+
+
+MAX_LOAD_PCT = 1000  # 10x the CPUs: past that a typo (5000) would start thousands of processes
+
+
+def parse_loads(text: str) -> list[int]:
+    """`--load 50,100,200` -> [50, 100, 200]: whole percentages from 1 to MAX_LOAD_PCT, each once,
+    in the order given. ValueError with a one-line reason otherwise."""
+    levels = []
+    for part in text.split(","):
+        item = part.strip()
+        if not item:
+            raise ValueError(
+                f"{text!r}: empty item; expected whole percentages >= 1 separated by commas, e.g. 50,100,200"
+            )
+        if not item.isascii() or not item.isdigit() or int(item) < 1:
+            raise ValueError(f"{item!r} is not a whole percentage >= 1 (e.g. 50,100,200)")
+        if int(item) > MAX_LOAD_PCT:
+            raise ValueError(f"{item}% is above the {MAX_LOAD_PCT}% this collector allows (10x the CPUs)")
+        if int(item) in levels:
+            raise ValueError(f"{int(item)} given twice in {text!r}")
+        levels.append(int(item))
+    return levels
+
+
 def _fmt_seconds(seconds: float) -> str:
     return f"{seconds:g}"
 
@@ -86,7 +122,9 @@ def _stress_ng(stressor: str, workers: int, seconds: float, *opts: str) -> list[
 
 @dataclass(frozen=True)
 class Workload:
-    """One named workload. `build(seconds, nproc)` returns the argv to run."""
+    """One named workload. `build(seconds, n)` returns the argv to run, sized by n (load_size:
+    the CPUs at the load level). scalable=False: the size does not depend on n (recorded in
+    meta.json, so a load level on such a run is known to change nothing)."""
 
     name: str
     category: str
@@ -94,6 +132,7 @@ class Workload:
     build: Callable[[float, int], list[str]] = field(repr=False)
     tools: tuple[str, ...] = ()  # external executables it needs
     default_seconds: float = 1.5  # what the shipped sample traces use
+    scalable: bool = True  # its size follows n (the CPUs at the load level)
 
     def command(self, seconds: float | None = None, ncpu: int | None = None) -> list[str]:
         return self.build(self.default_seconds if seconds is None else seconds, ncpu or nproc())

@@ -15,6 +15,11 @@ the runs of every split and which train runs a DataModule with its default setti
 for validation, with their rows. Per-workload test sets are the rows of that workload in the
 test tables (a `workload` column), so they get no files of their own.
 
+Every row of every table (migration, next_task, can_migrate) carries its run's `workload`,
+`category` and `load_pct` (int16: the --load level the run was collected at, in percent of the
+CPUs; 100 for runs whose meta.json has none, which were all sized at 100% of the CPUs). Runs
+collected at several load levels are split per workload and level (data/dataset/splits.py).
+
 The dataset is written into a temporary directory beside DATASET and renamed into place, so a
 reader never sees a half-written dataset; an existing DATASET is replaced only with --force.
 """
@@ -54,12 +59,23 @@ TRACE_NAMES = ("trace.txt.zst", "trace.txt.xz", "trace.txt.gz", "trace.txt")
 SPLIT_RULE = (
     "Whole traces only (data/dataset/splits.py). Runs whose category is in unseen_categories -> "
     "test_unseen. Otherwise, per workload, runs sorted by run_id (natural order): the last -> "
-    "test_seen, the rest -> train; a workload with a single run -> train only. No validation "
+    "test_seen, the rest -> train; a workload with a single run -> train only. Runs of --load levels "
+    "(run ids <workload>-load<P>-rNN) are split per workload and level, so each level has its own "
+    "test_seen run. No validation "
     "split here: train holds the validation runs too, and a DataModule takes them out (its "
     "val_runs / val_category; its meta['split'] records the runs). splits.workload[name] lists "
     "the test runs (test_seen + test_unseen) of each workload."
 )
 DELTA_COLUMNS = ("ts", "line")  # near-monotonic int64: delta encoding shrinks them ~3x
+LOAD_COLUMN = "load_pct"
+# Runs collected before load levels existed (no load_pct in meta.json) were sized at 100% of the
+# CPUs ("nproc groups", ...): the same as `--load 100`.
+DEFAULT_LOAD_PCT = 100
+LOAD_NOTE = (
+    "load_pct (int16, every table): the run's load level, its workloads sized for load_pct% of "
+    "the CPUs (python -m data.collect --load); 100 for runs whose meta.json has no load_pct "
+    "(collected without --load, i.e. sized at 100% of the CPUs)"
+)
 
 
 class BuildError(Exception):
@@ -74,6 +90,11 @@ class Run:
     trace: Path | None
     meta: dict
     records: Path | None = None
+
+    @property
+    def load_pct(self) -> int:
+        """The run's load level (meta.json's load_pct; DEFAULT_LOAD_PCT when it has none)."""
+        return self.meta.get(LOAD_COLUMN, DEFAULT_LOAD_PCT)
 
 
 def find_runs(dirs: list[Path]) -> list[Run]:
@@ -92,7 +113,12 @@ def find_runs(dirs: list[Path]) -> list[Run]:
                     f"duplicate run_id {run_id!r}: {meta_path.parent} and "
                     f"{(runs[run_id].trace or runs[run_id].records).parent}"
                 )
-            runs[run_id] = Run(run_id, meta["workload"], meta["category"], trace, meta, records)
+            run = runs[run_id] = Run(run_id, meta["workload"], meta["category"], trace, meta, records)
+            load, named = run.load_pct, splits_mod.run_load(run_id)
+            if isinstance(load, bool) or not isinstance(load, int) or not 1 <= load <= 32767:
+                raise BuildError(f"{meta_path}: load_pct {load!r} is not a whole percentage in 1..32767")
+            if named is not None and named != load:
+                raise BuildError(f"{meta_path}: run id {run_id} names load {named}% but load_pct is {load}")
     if not runs:
         raise BuildError(
             f"no traces found under {', '.join(map(str, dirs))} "
@@ -133,11 +159,15 @@ def _write_parquet(table: pa.Table, path: Path) -> None:
     )
 
 
+def _with_load(t: pa.Table, run: Run) -> pa.Table:
+    return t.append_column(LOAD_COLUMN, pa.array([run.load_pct] * t.num_rows, pa.int16()))
+
+
 def _with_run_columns(df, run: Run) -> pa.Table:
     t = pa.Table.from_pandas(df, preserve_index=False)
     n = t.num_rows
     t = t.append_column("workload", pa.array([run.workload] * n, pa.string()))
-    return t.append_column("category", pa.array([run.category] * n, pa.string()))
+    return _with_load(t.append_column("category", pa.array([run.category] * n, pa.string())), run)
 
 
 def _first_seconds(events: pa.Table, seconds: float) -> pa.Table:
@@ -218,7 +248,7 @@ def _process_records(run: Run) -> tuple[dict, pa.Table]:
         f"conditions ({int(table[LABEL].sum())} allowed, {int(table[FORCED].sum())} forced)",
         file=sys.stderr,
     )
-    return source, pa.Table.from_pandas(table, preserve_index=False)
+    return source, _with_load(pa.Table.from_pandas(table, preserve_index=False), run)
 
 
 def _process(
@@ -231,6 +261,8 @@ def _process(
         "category": run.category,
         "nr_cpus": run.meta.get("nr_cpus"),
         "seconds": run.meta.get("seconds"),
+        LOAD_COLUMN: run.load_pct,
+        "scalable": run.meta.get("scalable"),  # False: the workload's size ignores the load level
     }
     tables = {}
     if run.trace is not None:
@@ -339,6 +371,8 @@ def build(
                 "migration_kinds": {"0": "wakeup", "1": "preempt", "2": "new"},
                 "next_task": list(NEXT_TASK_COLUMNS),
                 "can_migrate": list(CHEN_FEATURES),
+                "run_columns": ["run_id", "workload", "category", LOAD_COLUMN],
+                LOAD_COLUMN: LOAD_NOTE,
                 "can_migrate_labels": {
                     LABEL: "can_migrate_task() returned 1",
                     FORCED: "returned 1 and set p->sched_task_hot (allowed although cache hot)",

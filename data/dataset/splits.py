@@ -8,6 +8,12 @@ the pooled tables by run_id, e.g. for a leave-one-category-out fold `data.unseen
 * every other workload, runs in natural run_id order (r2 before r10): the last -> test_seen;
   the `val_runs` before it -> val; the rest -> train. A workload with too few runs keeps them
   in train (a note says so; one run only: no test_seen either);
+* runs collected at load levels (`python -m data.collect --load 50,200`, run ids
+  `<workload>-load<P>-rNN`, read back by `run_load`) are split per workload *and level*: each
+  level of a workload gets its own test_seen (and val) run, so every split holds every level.
+  (Grouped by workload alone, natural order would put all of test_seen at the highest level.)
+  The level comes from the run id because the run id is what every caller passes;
+  data.dataset.build checks it against meta.json's load_pct;
 * `val_category`: one whole training category held out as "unseen-like" validation (all its
   runs but each workload's test_seen run). `"auto"`: the first category after the (first)
   unseen one in sorted cyclic order that is not unseen; None: none.
@@ -33,9 +39,25 @@ DEFAULT_VAL_RUNS = 1
 MIN_VAL_SHARE = 0.1  # rebalance: a validation under a tenth of train + val rows is no choice
 
 
+LOAD_IN_RUN_ID = re.compile(r"-load(\d+)-r\d+$")  # data.collect.runs.run_prefix's ids
+
+
 def natural(name) -> list:
     """Sort key that orders r2 before r10 (a run id or a path)."""
     return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", str(name))]
+
+
+def run_load(run_id: str) -> int | None:
+    """The load level (percent of the CPUs) a run id names, `hackbench-pipe-load200-r01` -> 200;
+    None for a run id without one (collected without --load: sized at 100% of the CPUs)."""
+    m = LOAD_IN_RUN_ID.search(str(run_id))
+    return int(m.group(1)) if m else None
+
+
+def _group(run_id: str, workload: str) -> str:
+    """The unit that gets its own test_seen / val runs: the workload, or the workload at one load level."""
+    load = run_load(run_id)
+    return workload if load is None else f"{workload} at load {load}%"
 
 
 def _triples(runs: Iterable) -> list[tuple[str, str, str]]:
@@ -100,9 +122,9 @@ def split_runs(runs: Iterable, unseen: Iterable[str] = (), val_category: str | N
         )
     by_workload: dict[str, list[tuple[str, str]]] = {}
     for run_id, workload, category in triples:
-        by_workload.setdefault(workload, []).append((run_id, category))
+        by_workload.setdefault(_group(run_id, workload), []).append((run_id, category))
     out: dict[str, list[str]] = {s: [] for s in SPLITS}
-    for name, wruns in sorted(by_workload.items()):
+    for name, wruns in sorted(by_workload.items(), key=lambda kv: natural(kv[0])):
         ids = sorted((r for r, _ in wruns), key=natural)
         cats = sorted({c for _, c in wruns})
         if len(cats) > 1:
@@ -144,9 +166,9 @@ def _training_workloads(runs: Iterable, unseen: list[str]) -> tuple[dict[str, in
     """({workload: number of runs}, sorted categories) of the runs outside the `unseen` categories."""
     counts: dict[str, int] = {}
     categories = set()
-    for _, workload, category in _triples(runs):
+    for run_id, workload, category in _triples(runs):
         if category not in unseen:
-            counts[workload] = counts.get(workload, 0) + 1
+            counts[_group(run_id, workload)] = counts.get(_group(run_id, workload), 0) + 1
             categories.add(category)
     return counts, sorted(categories)
 

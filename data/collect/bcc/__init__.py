@@ -42,7 +42,7 @@ import time
 from pathlib import Path
 
 from data.can_migrate.record import RECORD_SIZE, decode, records_frame
-from data.collect.runs import kernel_info, next_run_id, now_iso, run_identity, run_workload
+from data.collect.runs import kernel_info, load_meta, next_run_id, now_iso, run_identity, run_levels, run_workload
 from data.collect.workloads import nproc, resolve
 from plumbing import cli
 from plumbing.atomic import staged_dir, write_json_atomic
@@ -288,13 +288,16 @@ def _start_loader(exe: Path, out_path: Path, timeout: float = 15.0) -> subproces
     raise BccError(f"loader did not attach: {seen[-1] if seen else 'no output'}")
 
 
-def collect_run(exe: Path, w, out: Path, seconds: float, ncpu: int, argv_line: str) -> dict:
+def collect_run(
+    exe: Path, w, out: Path, seconds: float, ncpu: int, argv_line: str, load_pct: int | None = None
+) -> dict:
     import pyarrow as pa  # deferred: pyarrow only once records are written, not for --check
     import pyarrow.parquet as pq
 
-    run_id = next_run_id(out, w.name)
+    run_id = next_run_id(out, w.name, load_pct=load_pct)
+    sizing = load_meta(w, ncpu, load_pct)
     with staged_dir(out / run_id) as part:
-        command = w.command(seconds, ncpu)
+        command = w.command(seconds, sizing["workload_n"])
         raw = part / "records.bin"
         loader = _start_loader(exe, raw)
         start_time = now_iso()
@@ -319,7 +322,8 @@ def collect_run(exe: Path, w, out: Path, seconds: float, ncpu: int, argv_line: s
         meta = {
             **run_identity(run_id, w, command),
             "seconds": seconds,
-            "nproc": ncpu,
+            "nproc": ncpu,  # the CPUs the workload is sized for; load_pct of them -> workload_n
+            **sizing,
             "nr_cpus": os.cpu_count(),
             "kernel": kernel_info(),
             "collector": "bcc",
@@ -366,9 +370,9 @@ def collect_main(args, argv_line: str) -> int:
         exe = build()["loader"]
         args.out.mkdir(parents=True, exist_ok=True)
         for w in chosen:
-            for _ in range(args.runs):
+            for load_pct in run_levels(args.load, args.runs):
                 seconds = w.default_seconds if args.seconds is None else args.seconds
-                meta = collect_run(exe, w, args.out, seconds, args.nproc or nproc(), argv_line)
+                meta = collect_run(exe, w, args.out, seconds, args.nproc or nproc(), argv_line, load_pct)
                 print(f"{meta['run_id']}: {meta['records']} can_migrate_task records (lost {meta['ringbuf_lost']})")
     except (BccError, ValueError) as e:  # RecordFormatError is a ValueError
         return fail(str(e))

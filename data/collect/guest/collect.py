@@ -1,13 +1,14 @@
 """Guest collection: boot Debian's 6.1 kernel under qemu TCG and collect, in one boot, several
 runs of ftrace + can_migrate_task records; write them in the host run layout.
 
-    python -m data.collect --vm WORKLOAD... --out DIR [--runs N] [--seconds S]
+    python -m data.collect --vm WORKLOAD... --out DIR [--runs N] [--seconds S] [--load 50,100,200]
                            [--trace-seconds T] [--smp 4 | --topology 2x2x2] [--mem MB] [--kernel PATH]
 
 --topology SxCxT boots S sockets of C cores with T SMT threads, one NUMA node per socket
 (memory split evenly, NUMA balancing on; plumbing.qemu.Topology); the default is a flat guest
 of --smp vCPUs on one node. Either way every run's meta.json has the guest's own view of its
-topology under "topology" (guest/topology.py).
+topology under "topology" (guest/topology.py). --load sizes each workload for that percentage
+of the guest's vCPUs (data.collect.workloads.load_size), --runs runs per level.
 
 Why a guest: the development kernel has no kprobes; Debian's 6.1 kernel has them, and the
 can_migrate loader (static, BPF object built against the host's BTF, CO-RE) runs there as is.
@@ -42,7 +43,7 @@ from data.can_migrate.record import RECORD_SIZE, decode, records_frame
 from data.collect import tracefs
 from data.collect.bcc import BccError, build_static_loader
 from data.collect.guest import topology as guest_topology
-from data.collect.runs import REPO, TraceStreamer, next_run_id, now_iso, run_identity
+from data.collect.runs import REPO, TraceStreamer, load_meta, next_run_id, now_iso, run_identity, run_levels
 from data.collect.workloads import BUILTINS, WORKLOADS, Workload, resolve
 from plumbing import cli, initramfs, qemu
 from plumbing.atomic import file_sha256, staged_dir, write_atomic, write_json_atomic
@@ -236,11 +237,13 @@ def finish_run(spec: dict, raw: Path, out: Path, guest: dict, zstd_level: int, a
         guest_s = float(env["uptime_end"]) - float(env["uptime_start"])
         log_tail = (raw / "workload.log").read_bytes()[-2000:].decode(errors="replace")
         w = WORKLOADS[spec["workload"]]
+        sizing = load_meta(w, guest["smp"], spec.get("load_pct"))  # what collect_main sized the command by
         meta = {
             **run_identity(run_id, w, spec["command"]),
             "seconds": spec["seconds"],
             "trace_seconds": spec["trace_seconds"],
-            "nproc": guest["smp"],
+            "nproc": guest["smp"],  # the vCPUs the workload is sized for; load_pct of them -> workload_n
+            **sizing,
             "nr_cpus": guest["nr_cpus"],
             "kernel": guest["kernel"],
             "topology": guest.get("topology"),
@@ -496,18 +499,20 @@ def collect_main(args, argv_line: str) -> int:
     buffer_kb = args.buffer_kb
     specs, taken = [], set()
     for w in chosen:
-        for _ in range(args.runs):
+        for load_pct in run_levels(args.load, args.runs):
             seconds = w.default_seconds if args.seconds is None else args.seconds
-            run_id = next_run_id(args.out, w.name, taken)
+            run_id = next_run_id(args.out, w.name, taken, load_pct)
             taken.add(run_id)
             tsec = seconds if args.trace_seconds is None else min(seconds, args.trace_seconds)
+            sizing = load_meta(w, smp, load_pct)
             specs.append(
                 {
                     "run_id": run_id,
                     "workload": w.name,
                     "seconds": seconds,
                     "trace_seconds": tsec,
-                    "command": w.guest_command(seconds, smp),
+                    "command": w.guest_command(seconds, sizing["workload_n"]),
+                    **sizing,
                 }
             )
     try:
