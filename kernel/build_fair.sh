@@ -51,7 +51,11 @@ if [ $tiny = 1 ]; then
 	# Workloads (hackbench, stress-ng): UNIX sockets, SysV IPC, mqueues.
 	# Measuring: tracefs (ftrace events), schedstats, sched debugfs.
 	# The BPF collector: kprobes, BPF syscall/JIT/events, BTF (pahole).
-	scripts/config -e 64BIT -e SMP --set-val NR_CPUS 8 -e SCHED_MC \
+	# Topology (kernel.ab --topology): NUMA with balancing; the ACPI ones make
+	# it read the SRAT that qemu's -numa passes (without them: one node).
+	scripts/config -e 64BIT -e SMP --set-val NR_CPUS 8 -e SCHED_MC -e SCHED_SMT \
+		-e NUMA -e NUMA_BALANCING -e NUMA_BALANCING_DEFAULT_ENABLED \
+		-e ACPI_NUMA -e X86_64_ACPI_NUMA \
 		-e MODULES -e MODULE_UNLOAD -e PRINTK -e TTY -e SERIAL_8250 \
 		-e SERIAL_8250_CONSOLE -e BLK_DEV_INITRD -e RD_GZIP -e DEVTMPFS \
 		-e PROC_FS -e SYSFS -e BINFMT_ELF -e BINFMT_SCRIPT -e CRC32 \
@@ -65,7 +69,8 @@ if [ $tiny = 1 ]; then
 		-d DEBUG_INFO_BTF_MODULES -d DEBUG_INFO_REDUCED -d DEBUG_INFO_SPLIT \
 		-e DEBUG_KERNEL -e EXPERT
 	make -s olddefconfig
-	for opt in SMP MODULES KPROBES BPF_SYSCALL BPF_EVENTS DEBUG_INFO_BTF FTRACE SCHEDSTATS UNIX; do
+	for opt in SMP MODULES KPROBES BPF_SYSCALL BPF_EVENTS DEBUG_INFO_BTF FTRACE SCHEDSTATS UNIX \
+		SCHED_SMT NUMA NUMA_BALANCING ACPI ACPI_NUMA X86_64_ACPI_NUMA; do
 		grep -q "^CONFIG_$opt=y" .config || { echo "build_fair: CONFIG_$opt did not stick" >&2; exit 1; }
 	done
 	echo "build_fair: make bzImage modules (tinyconfig)"

@@ -31,6 +31,7 @@ SCRIPT = HERE / "build_fair.sh"
 PATCH = HERE / "patches" / "0001-sched-fair-consult-learned-model.patch"
 TARBALL = Path(os.environ.get("SRC_TAR", "/usr/src/linux-source-6.1.tar.xz"))
 DEFAULT_CACHE = Path("/var/cache/schedlearn")
+NR_CPUS = 8  # build_fair.sh --tiny's CONFIG_NR_CPUS: the most vCPUs the tiny kernel brings up
 
 
 class KernelBuildError(RuntimeError):

@@ -190,22 +190,21 @@ def test_collect_cli_runs_and_parses(tmp_path):
 @pytest.mark.root
 def test_load_levels_make_their_own_runs(tmp_path):
     """--load 50,200: a run per level, named by it, each sized for its share of the CPUs and
-    saying so in meta.json; the workload's forks in the trace follow the size."""
+    saying so in meta.json and in the command it ran; the trace shows at least its workers' forks.
+    (Fork counts of two runs are not compared: the interpreter's and tools' own forks vary with
+    the machine's load more than 1 and 4 workers differ.)"""
     need_tracefs()
     r = run_cli(
         "cpu-pool", "--out", str(tmp_path), "--seconds", "1", "--load", "50,200", "--zstd-level", "3", timeout=60
     )
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cpu-pool-load200-r01", "cpu-pool-load50-r01"]
-    forks = {}
     for load in (50, 200):
         meta = json.loads((tmp_path / f"cpu-pool-load{load}-r01" / "meta.json").read_text())
         n = load_size(meta["nproc"], load)
         assert meta["load_pct"] == load and meta["workload_n"] == n and meta["scalable"] is True
         assert meta["command"][-2:] == ["--nproc", str(n)]  # the built-in's own option: its size
-        forks[load] = meta["event_counts"]["sched_process_fork"]
-        assert forks[load] >= n  # its n workers (and more: timeout, python)
-    assert forks[200] > forks[50]
+        assert meta["event_counts"]["sched_process_fork"] >= n  # its n workers (and more: timeout, python)
 
 
 @pytest.mark.root

@@ -3,13 +3,16 @@ constructed console; then a shortened A/B in the patched tiny kernel (one worklo
 repetitions per arm, reported but not judged)."""
 
 import json
+import re
 import shutil
+import subprocess
 import time
 
 import numpy as np
 import pytest
 
 from kernel import tiny_kernel
+from kernel.ab import __main__ as ab_cli
 from kernel.ab import guest, report
 from plumbing import initramfs, qemu
 from tests.conftest import IN_CI, require
@@ -95,6 +98,100 @@ def test_summary_report_and_plot(tmp_path):
     assert (tmp_path / "ab.png").stat().st_size > 1000
 
 
+# The guest's view of 2x2x2 as kernel/ab/init.sh prints it (constructed, after the tiny kernel's debugfs).
+TOPO_CONSOLE = (
+    "SLM-AB-BOOT uptime=5.1 cpus=8\n"
+    "SLM-AB-TOPO node 0 0-3\nSLM-AB-TOPO node 1 4-7\n"
+    + "".join(f"SLM-AB-TOPO siblings {c} {c - c % 2}-{c - c % 2 + 1}\r\n" for c in range(8))
+    + "SLM-AB-TOPO domain 0 name SMT\nSLM-AB-TOPO domain 0 flags SD_BALANCE_NEWIDLE SD_SHARE_CPUCAPACITY\n"
+    "SLM-AB-TOPO domain 1 name MC\nSLM-AB-TOPO domain 2 name NUMA\n"
+    "SLM-AB-TOPO numa_balancing sysctl 1\nSLM-AB-TOPO numa_balancing scan_delay_ms 1000\n"
+    "SLM-AB-DONE uptime=9\n"
+)
+
+
+def ab_main(monkeypatch, argv: list[str]) -> dict:
+    """kernel.ab's main with run() replaced: the arguments it would boot with."""
+    seen = {}
+
+    def fake_run(export_dir, out, workloads, reps, smp, *rest, topology=None, **kw):
+        seen.update(smp=smp, topology=topology)
+        raise guest.GuestError("stop before the boot")
+
+    monkeypatch.setattr(ab_cli, "run", fake_run)
+    seen["rc"] = ab_cli.main(["E", "--out", "O", *argv])
+    return seen
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--topology", "2x2"], "--topology: topology '2x2': expected SOCKETSxCORESxTHREADS"),
+        (["--topology", "0x2x2"], "expected SOCKETSxCORESxTHREADS"),
+        (["--topology", "3x1x1"], "does not split evenly over 3 NUMA nodes"),
+        (["--topology", "2x2x2", "--smp", "4"], "--smp 4 conflicts with --topology 2x2x2 (8 CPUs)"),
+        (["--topology", "2x4x2"], f"has 16 CPUs; the tiny kernel is built with NR_CPUS={tiny_kernel.NR_CPUS}"),
+    ],
+)
+def test_bad_topology_is_one_line_and_exit_2(monkeypatch, capsys, argv, message):
+    seen = ab_main(monkeypatch, argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert seen == {"rc": 2} and len(err) == 1, (seen, err)
+    assert err[0].startswith("python -m kernel.ab: error: ") and message in err[0]
+
+
+def test_topology_sets_the_cpus_and_agrees_with_an_equal_smp(monkeypatch, capsys):
+    for argv in (["--topology", "2x2x2"], ["--topology", "2x2x2", "--smp", "8"]):
+        seen = ab_main(monkeypatch, argv)
+        assert seen["rc"] == 2 and seen["smp"] == 8 and seen["topology"] == qemu.Topology(2, 2, 2)
+    seen = ab_main(monkeypatch, [])
+    assert seen["smp"] == ab_cli.DEFAULT_SMP and seen["topology"] is None
+    assert "stop before the boot" in capsys.readouterr().err
+
+
+def test_tiny_kernel_nr_cpus_is_the_build_scripts():
+    m = re.search(r"--set-val NR_CPUS ([0-9]+)", tiny_kernel.SCRIPT.read_text())
+    assert m and int(m.group(1)) == tiny_kernel.NR_CPUS
+    for opt in ("NUMA", "NUMA_BALANCING", "ACPI_NUMA", "X86_64_ACPI_NUMA", "SCHED_SMT"):
+        # enabled and in the loop that fails the build when an option did not stick
+        assert re.search(rf"-e {opt}\b", tiny_kernel.SCRIPT.read_text()), opt
+        assert re.search(rf"for opt in [^;]*\b{opt}\b[^;]*; do", tiny_kernel.SCRIPT.read_text()), opt
+
+
+def test_topology_reaches_the_qemu_command_and_the_guest_view_is_parsed(monkeypatch, tmp_path):
+    cmds = []
+
+    def fake_run(cmd, **kw):
+        cmds.append(cmd)
+        return subprocess.CompletedProcess(cmd, 0, TOPO_CONSOLE.encode(), b"")
+
+    monkeypatch.setattr(qemu.subprocess, "run", fake_run)
+    out = guest.boot(tmp_path / "bzImage", tmp_path / "initrd.gz", 4, 60, 1024, qemu.Topology(2, 2, 2))
+    cmd = cmds[0]
+    assert cmd[cmd.index("-smp") + 1] == "8,sockets=2,cores=2,threads=2"
+    assert [cmd[i + 1] for i, a in enumerate(cmd) if a == "-numa"] == [
+        "node,nodeid=0,cpus=0-3,memdev=node0",
+        "node,nodeid=1,cpus=4-7,memdev=node1",
+    ]
+    assert "numa_balancing=enable" in cmd[cmd.index("-append") + 1]
+    assert out.done and out.trouble == []
+    topo = out.topology
+    assert topo["spec"] == "2x2x2" and topo["nodes"] == 2 and topo["cpu_node"] == [0] * 4 + [1] * 4
+    assert topo["siblings"][5] == [4, 5] and [d["name"] for d in topo["domains"]] == ["SMT", "MC", "NUMA"]
+    assert topo["numa_balancing"] == {"sysctl": 1, "scan_delay_ms": 1000}
+    assert ab_cli.topology_mismatch(qemu.Topology(2, 2, 2), topo) == []
+    assert ab_cli.topology_mismatch(None, topo) == []
+    flat = guest.guest_topology_view("SLM-AB-TOPO node 0 0-7\n", "2x2x2")
+    assert ab_cli.topology_mismatch(qemu.Topology(2, 2, 2), flat) == [
+        "topology 2x2x2: guest shows 1 NUMA nodes and 8 CPUs, not 2 and 8"
+    ]
+    # the flat guest: no -numa, its own CPU count
+    guest.boot(tmp_path / "bzImage", tmp_path / "initrd.gz", 4, 60)
+    assert "-numa" not in cmds[1] and cmds[1][cmds[1].index("-smp") + 1] == "4"
+    md = report.markdown(report.summarise([], {"smp": 8, "topology": topo}))
+    assert "8 vCPUs (topology 2x2x2: 2 NUMA nodes, domains SMT/MC/NUMA)" in md
+
+
 def test_unknown_workload_is_one_line(tmp_path):
     with pytest.raises(guest.GuestError, match="no fixed-work A/B command for nope"):
         guest.pack(tmp_path / "i.gz", tmp_path, tmp_path, ["nope"], 1, 100, None)
@@ -112,14 +209,13 @@ def test_shortened_ab_in_the_patched_kernel(tmp_path, record_property):
         IN_CI or tiny_kernel.cached() is not None,
         "patched tiny kernel not cached (python -m kernel.tiny_kernel builds it, many CPU-minutes)",
     )
-    from kernel.ab.__main__ import run
     from kernel.vm import models
 
     t0 = time.monotonic()
     tk = tiny_kernel.ensure()
     built = time.monotonic() - t0
     pair = models.make_pair(tmp_path / "models", n_vectors=200)
-    ab = run(
+    ab = ab_cli.run(
         pair.gen_dir,
         tmp_path / "ab",
         ["hackbench-socket"],
@@ -150,3 +246,45 @@ def test_shortened_ab_in_the_patched_kernel(tmp_path, record_property):
         and saved["ns_per_call_hook_with_model"] > 0
     )
     assert (tmp_path / "ab" / "report.md").is_file() and (tmp_path / "ab" / "ab.png").is_file()
+
+
+def test_numa_topology_in_the_patched_kernel(tmp_path, record_property):
+    """`--topology 2x2x2` in the tiny kernel with the module loaded and unloaded, no workload (8 vCPU
+    threads on this 2-core host make even one hackbench arm take minutes): the guest must see
+    2 NUMA nodes, 8 CPUs in SMT pairs, sched domains SMT, MC, NUMA and NUMA balancing on."""
+    require(shutil.which(qemu.QEMU) is not None, "qemu-system-x86 not installed")
+    require(initramfs.BUSYBOX.is_file(), "busybox-static not installed")
+    require(tiny_kernel.TARBALL.is_file(), f"{tiny_kernel.TARBALL} missing (apt-get install linux-source-6.1)")
+    require(
+        IN_CI or tiny_kernel.cached() is not None,
+        "patched tiny kernel not cached (python -m kernel.tiny_kernel builds it, many CPU-minutes)",
+    )
+    from kernel.vm import models
+
+    tk = tiny_kernel.ensure()
+    pair = models.make_pair(tmp_path / "models", n_vectors=200)
+    t0 = time.monotonic()
+    topo = qemu.Topology.parse("2x2x2")
+    ab = ab_cli.run(
+        pair.gen_dir,
+        tmp_path / "ab",
+        [],
+        1,
+        topo.cpus,
+        None,
+        kernel=tk.bzimage,
+        tree=tk.tree,
+        log=lambda m: None,
+        topology=topo,
+    )
+    took = time.monotonic() - t0
+    record_property("ab_numa_seconds", round(took, 1))
+    print(f"NUMA A/B: {took:.0f} s; guest topology {json.dumps(ab['topology'])}")
+    saved = json.loads((tmp_path / "ab" / "ab.json").read_text())["topology"]
+    assert saved["spec"] == "2x2x2" and saved["nodes"] == 2 and saved["cpu_node"] == [0] * 4 + [1] * 4
+    assert saved["siblings"] == [[c - c % 2, c - c % 2 + 1] for c in range(8)]
+    assert [d["name"] for d in saved["domains"]] == ["SMT", "MC", "NUMA"], saved["domains"]
+    assert saved["numa_balancing"].get("sysctl") == 1, saved["numa_balancing"]
+    console = (tmp_path / "ab" / "console.log").read_text()
+    assert "SLM-AB-INSMOD rc=0" in console and "SLM-AB-RMMOD rc=0" in console
+    assert ab["trouble"] == [], ab["trouble"]

@@ -1,10 +1,13 @@
-"""python -m kernel.ab EXPORT_DIR --out DIR [--workloads W...] [--reps N] [--smp 4] [--reload-blob B]
+"""python -m kernel.ab EXPORT_DIR --out DIR [--workloads W...] [--reps N] [--smp 4 | --topology 2x2x2] [--reload-blob B]
 
 Boots the patched tiny 6.1 kernel (built once, cached: kernel/tiny_kernel.py) with the
 schedlearn module around EXPORT_DIR's can_migrate model and interleaves the arms "cfs",
 "shadow" and "active" over fixed-work workloads in one boot; writes ab.json, report.md,
 ab.png and console.log into DIR. --reload-blob pushes a second model (same architecture,
-`python -m export ... like=EXPORT_DIR`) during a workload in active mode.
+`python -m export ... like=EXPORT_DIR`) during a workload in active mode. --topology SxCxT
+boots S sockets (NUMA nodes) x C cores x T SMT threads with NUMA balancing on, as
+`data.collect --vm --topology` does (plumbing.qemu.Topology); ab.json's "topology" holds the
+spec and the guest's own view (nodes, CPU->node map, siblings, sched domains, balancing).
 """
 
 from __future__ import annotations
@@ -21,8 +24,11 @@ import numpy as np
 from export import blob_format
 from kernel import cm_parity, kbuild, tiny_kernel
 from kernel.ab import guest, report
+from plumbing import qemu
 from plumbing.atomic import write_atomic, write_json_atomic
 
+MEM_MB = 1024  # guest memory (split evenly over the NUMA nodes of a --topology)
+DEFAULT_SMP = 4  # the flat guest's vCPUs when neither --smp nor --topology is given
 PER_RUN_S = 40  # generous seconds per run (a starved TCG guest is slow), for the boot timeout
 GUEST_RUNS = Path(__file__).resolve().parents[2] / "datasets" / "guest_runs"
 
@@ -40,6 +46,19 @@ def harness_ns(export_dir: Path, records: list[Path]) -> tuple[float | None, str
     return ns, f"native user space (gcc -O2, this host), {len(rec)} recorded calls x 20, shared machine"
 
 
+def topology_mismatch(topology: qemu.Topology | None, view: dict) -> list[str]:
+    """One trouble line when the guest did not take the topology asked for (e.g. a kernel without
+    NUMA/ACPI_NUMA shows one node); none for the flat guest."""
+    if topology is None:
+        return []
+    nodes, cpus = view.get("nodes"), len(view.get("cpu_node") or [])
+    if nodes == topology.sockets and cpus == topology.cpus:
+        return []
+    return [
+        f"topology {topology.spec}: guest shows {nodes} NUMA nodes and {cpus} CPUs, not {topology.sockets} and {topology.cpus}"
+    ]
+
+
 def run(
     export_dir: Path,
     out: Path,
@@ -52,7 +71,11 @@ def run(
     tree: Path | None = None,
     log=print,
     records: list[Path] = (GUEST_RUNS,),
+    topology: qemu.Topology | None = None,
 ) -> dict:
+    """With a topology, its CPUs are the guest's (smp must equal topology.cpus)."""
+    if topology is not None and topology.cpus != smp:
+        raise guest.GuestError(f"topology {topology.spec} has {topology.cpus} CPUs, not {smp}")
     for name in ("model.h", "model_vectors.h", "model.blob"):
         if not (export_dir / name).is_file():
             raise guest.GuestError(f"{export_dir}: no {name} (not an export directory)")
@@ -72,12 +95,15 @@ def run(
             )
         abrun = guest.build_abrun(work)
         initrd = guest.pack(work / "initrd.gz", build.ko, abrun, workloads, reps, sample_ms, reload_blob)
-        timeout = 90 + PER_RUN_S * reps * len(workloads) * len(guest.ARMS) + (60 if reload_blob else 0)
+        # more vCPU threads than the flat guest's share the same host cores: allow each run more
+        per_run = PER_RUN_S * max(1, smp / DEFAULT_SMP)
+        timeout = round(90 + per_run * reps * len(workloads) * len(guest.ARMS) + (60 if reload_blob else 0))
+        shape = f"{smp} vCPUs" if topology is None else f"topology {topology.spec} ({smp} vCPUs)"
         log(
-            f"kernel.ab: booting {smp} vCPUs, {len(workloads)} workloads x {reps} reps x {len(guest.ARMS)} arms "
+            f"kernel.ab: booting {shape}, {len(workloads)} workloads x {reps} reps x {len(guest.ARMS)} arms "
             f"(timeout {timeout} s)"
         )
-        outcome = guest.boot(kernel, initrd, smp, timeout)
+        outcome = guest.boot(kernel, initrd, smp, timeout, MEM_MB, topology)
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "console.log", outcome.console)
     if not outcome.done:
@@ -93,7 +119,8 @@ def run(
         "workloads_run": workloads,
         "sample_ms": sample_ms,
         "boot_seconds": round(outcome.boot_seconds, 1),
-        "trouble": outcome.trouble,
+        "topology": outcome.topology,
+        "trouble": outcome.trouble + topology_mismatch(topology, outcome.topology),
     }
     ab = report.summarise(outcome.runs, meta)
     ab["ns_per_call_harness"], ab["ns_per_call_harness_label"] = harness_ns(export_dir, records)
@@ -127,7 +154,11 @@ def main(argv: list[str] | None = None) -> int:
         help=f"from {', '.join(guest.AB_WORKLOADS)}",
     )
     ap.add_argument("--reps", type=int, default=15)
-    ap.add_argument("--smp", type=int, default=4)
+    ap.add_argument("--smp", type=int, help=f"vCPUs of the flat guest (default {DEFAULT_SMP})")
+    ap.add_argument(
+        "--topology",
+        help="SOCKETSxCORESxTHREADS, e.g. 2x2x2: one NUMA node per socket, SMT threads, NUMA balancing on",
+    )
     ap.add_argument(
         "--sample-ms", type=int, default=250, help="runqueue sampling period (reading sched/debug costs emulated time)"
     )
@@ -138,9 +169,32 @@ def main(argv: list[str] | None = None) -> int:
     if (args.kernel is None) != (args.tree is None):
         print("python -m kernel.ab: error: --kernel and --tree go together", file=sys.stderr)
         return 2
-    if args.reps < 1 or args.smp < 1:
+    if args.reps < 1 or (args.smp is not None and args.smp < 1):
         print("python -m kernel.ab: error: --reps and --smp must be >= 1", file=sys.stderr)
         return 2
+    smp, topology = args.smp or DEFAULT_SMP, None
+    if args.topology is not None:
+        try:
+            topology = qemu.Topology.parse(args.topology)
+            topology.node_mem_mb(MEM_MB)
+        except ValueError as e:
+            print(f"python -m kernel.ab: error: --topology: {e}", file=sys.stderr)
+            return 2
+        if args.smp is not None and args.smp != topology.cpus:
+            print(
+                f"python -m kernel.ab: error: --smp {args.smp} conflicts with --topology {topology.spec} "
+                f"({topology.cpus} CPUs); give one of them",
+                file=sys.stderr,
+            )
+            return 2
+        if args.kernel is None and topology.cpus > tiny_kernel.NR_CPUS:
+            print(
+                f"python -m kernel.ab: error: --topology {topology.spec} has {topology.cpus} CPUs; the tiny kernel "
+                f"is built with NR_CPUS={tiny_kernel.NR_CPUS} (give --kernel/--tree for more)",
+                file=sys.stderr,
+            )
+            return 2
+        smp = topology.cpus
     t0 = time.monotonic()
     try:
         ab = run(
@@ -148,11 +202,12 @@ def main(argv: list[str] | None = None) -> int:
             args.out,
             args.workloads,
             args.reps,
-            args.smp,
+            smp,
             args.reload_blob,
             args.sample_ms,
             args.kernel,
             args.tree,
+            topology=topology,
         )
     except (guest.GuestError, tiny_kernel.KernelBuildError, OSError) as e:
         print(f"python -m kernel.ab: error: {e}", file=sys.stderr)

@@ -15,6 +15,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from data.collect.guest import topology as guest_topology
 from plumbing import initramfs, qemu
 from plumbing.atomic import write_atomic
 
@@ -63,6 +64,7 @@ class Outcome:
     trouble: list[str]  # oops, BUG, WARNING lines, failed insmod
     reload: dict  # reload under load: rc, model line before/after
     model_query: list[str]
+    topology: dict  # the guest's own view (data/collect/guest/topology.py's structure)
 
 
 def build_abrun(work: Path) -> Path:
@@ -185,7 +187,17 @@ def parse(console: str) -> tuple[list[Run], dict, list[str]]:
 TROUBLE = re.compile(r"\b(BUG|Oops|WARNING|Call Trace|kernel panic|refused)\b|insmod: |rc=[1-9]")
 
 
-def boot(kernel: Path, initrd: Path, cpus: int, timeout: float, mem_mb: int = 1024) -> Outcome:
+def guest_topology_view(console: str, spec: str | None) -> dict:
+    """The SLM-AB-TOPO lines (init.sh) -> nodes, CPU->node map, siblings, sched domains, NUMA balancing."""
+    prefix = "SLM-AB-TOPO "
+    lines = [line.strip("\r")[len(prefix) :] for line in console.splitlines() if line.startswith(prefix)]
+    return guest_topology.parse("\n".join(lines), spec)
+
+
+def boot(
+    kernel: Path, initrd: Path, cpus: int, timeout: float, mem_mb: int = 1024, topology: qemu.Topology | None = None
+) -> Outcome:
+    """With a topology its CPUs replace `cpus` (qemu.command)."""
     booted = qemu.boot(
         kernel,
         initrd,
@@ -195,12 +207,14 @@ def boot(kernel: Path, initrd: Path, cpus: int, timeout: float, mem_mb: int = 10
         accel="tcg,thread=multi",
         append="schedstats=enable",
         nice=10,
+        topology=topology,
     )
     runs, reload, model = parse(booted.console)
     done = "SLM-AB-DONE" in booted.console
     trouble = [
         line.strip()
         for line in booted.console.splitlines()
-        if TROUBLE.search(line) and not line.startswith(("SLM-AB-RUN", "SLM-AB-Q"))
+        if TROUBLE.search(line) and not line.startswith(("SLM-AB-RUN", "SLM-AB-Q", "SLM-AB-TOPO"))
     ]
-    return Outcome(runs, booted.console, booted.seconds, done, trouble, reload, model)
+    view = guest_topology_view(booted.console, None if topology is None else topology.spec)
+    return Outcome(runs, booted.console, booted.seconds, done, trouble, reload, model, view)

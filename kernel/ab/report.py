@@ -130,11 +130,20 @@ def _fmt(v, spec=".3f"):
     return "n/a" if v is None or (isinstance(v, float) and np.isnan(v)) else format(v, spec)
 
 
+def _shape(ab: dict) -> str:
+    """The topology as the guest saw it, e.g. ' (topology 2x2x2: 2 NUMA nodes, domains SMT/MC/NUMA)'; '' if flat."""
+    topo = ab.get("topology") or {}
+    if not topo.get("spec"):
+        return ""
+    names = "/".join(d["name"] or "?" for d in topo.get("domains", [])) or "n/a"
+    return f" (topology {topo['spec']}: {topo.get('nodes')} NUMA nodes, domains {names})"
+
+
 def markdown(ab: dict) -> str:
     lines = [
         "# Closed loop: can_migrate model vs CFS",
         "",
-        f"Export `{ab.get('export')}`; kernel `{ab.get('kernel')}`; {ab.get('smp')} vCPUs, qemu TCG "
+        f"Export `{ab.get('export')}`; kernel `{ab.get('kernel')}`; {ab.get('smp')} vCPUs{_shape(ab)}, qemu TCG "
         f"(**emulated**: compare arms, not absolute times); {ab.get('reps')} repetitions per arm, arms "
         f"interleaved in one boot ({_fmt(ab.get('boot_seconds'), '.0f')} s).",
         "",
@@ -206,7 +215,8 @@ def plot(ab: dict, path: Path) -> None:
     ax.set_xticks(range(len(workloads)), workloads)
     ax.set_ylabel("completion time, s (emulated)")
     ax.set_title("median and range per arm")
-    ax.legend()
+    if workloads:  # a boot without workloads (a topology check) has no arms to label
+        ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -171,9 +171,12 @@ def plan_archive(runs: list[dict], buffer_kb: int, clock: str) -> bytes:
     return initramfs.gz(initramfs.newc({"plan.env": env.encode(), "plan.sh": plan.encode()}, base_dirs=False))
 
 
-def boot_timeout(runs: list[dict]) -> float:
-    """Workload time + trace read-out (~20k lines/s in the guest) + boot, with margin."""
-    return BOOT_S + sum(r["seconds"] + 30 + 2 * r["trace_seconds"] for r in runs)
+def boot_timeout(runs: list[dict], cpus: int = DEFAULT_SMP) -> float:
+    """Workload time + trace read-out (~20k lines/s in the guest) + boot, with margin; more
+    vCPUs than the default 4 share the same host cores under TCG, so the guest runs slower
+    in proportion (a 2x2x2 guest: twice the time)."""
+    base = BOOT_S + sum(r["seconds"] + 30 + 2 * r["trace_seconds"] for r in runs)
+    return base * max(1.0, cpus / DEFAULT_SMP)
 
 
 def parse_env(path: Path) -> dict[str, str]:
@@ -359,7 +362,7 @@ def collect_boot(
         b = qemu.boot(
             kernel,
             initrd,
-            timeout=boot_timeout(specs),
+            timeout=boot_timeout(specs, smp),
             mem_mb=mem_mb,
             cpus=smp,
             accel=ACCEL,
