@@ -96,6 +96,21 @@ class Topology:
         return args
 
 
+def guest_cpus(topology: str | None, smp: int | None, mem_mb: int, default_smp: int) -> tuple[int, Topology | None]:
+    """(vCPUs, Topology or None) from a command line's --topology and --smp: a topology decides
+    the CPUs, and an explicit --smp must agree with it. ValueError with one line otherwise."""
+    if topology is None:
+        return (default_smp if smp is None else smp), None
+    try:
+        shape = Topology.parse(topology)
+        shape.node_mem_mb(mem_mb)
+    except ValueError as e:
+        raise ValueError(f"--topology: {e}") from None
+    if smp is not None and smp != shape.cpus:
+        raise ValueError(f"--smp {smp} conflicts with --topology {shape.spec} ({shape.cpus} CPUs); give one of them")
+    return shape.cpus, shape
+
+
 @dataclass
 class Boot:
     console: str  # serial console, stdout of qemu

@@ -172,29 +172,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.reps < 1 or (args.smp is not None and args.smp < 1):
         print("python -m kernel.ab: error: --reps and --smp must be >= 1", file=sys.stderr)
         return 2
-    smp, topology = args.smp or DEFAULT_SMP, None
-    if args.topology is not None:
-        try:
-            topology = qemu.Topology.parse(args.topology)
-            topology.node_mem_mb(MEM_MB)
-        except ValueError as e:
-            print(f"python -m kernel.ab: error: --topology: {e}", file=sys.stderr)
-            return 2
-        if args.smp is not None and args.smp != topology.cpus:
-            print(
-                f"python -m kernel.ab: error: --smp {args.smp} conflicts with --topology {topology.spec} "
-                f"({topology.cpus} CPUs); give one of them",
-                file=sys.stderr,
-            )
-            return 2
-        if args.kernel is None and topology.cpus > tiny_kernel.NR_CPUS:
-            print(
-                f"python -m kernel.ab: error: --topology {topology.spec} has {topology.cpus} CPUs; the tiny kernel "
-                f"is built with NR_CPUS={tiny_kernel.NR_CPUS} (give --kernel/--tree for more)",
-                file=sys.stderr,
-            )
-            return 2
-        smp = topology.cpus
+    try:
+        smp, topology = qemu.guest_cpus(args.topology, args.smp, MEM_MB, DEFAULT_SMP)
+    except ValueError as e:
+        print(f"python -m kernel.ab: error: {e}", file=sys.stderr)
+        return 2
+    if topology is not None and args.kernel is None and topology.cpus > tiny_kernel.NR_CPUS:
+        print(
+            f"python -m kernel.ab: error: --topology {topology.spec} has {topology.cpus} CPUs; the tiny kernel "
+            f"is built with NR_CPUS={tiny_kernel.NR_CPUS} (give --kernel/--tree for more)",
+            file=sys.stderr,
+        )
+        return 2
     t0 = time.monotonic()
     try:
         ab = run(

@@ -88,10 +88,11 @@ def pack(
         "bin/busybox": initramfs.BUSYBOX.read_bytes(),
         "schedlearn.ko": module.read_bytes(),
         "abrun": abrun.read_bytes(),
+        guest_topology.GUEST_PATH: guest_topology.SCRIPT.read_bytes(),
         "ab.env": f"REPS={int(reps)}\nSAMPLE_MS={int(sample_ms)}\nARMS={shlex.quote(' '.join(ARMS))}\n".encode(),
         "ab.workloads": "".join(f"{w}|{AB_WORKLOADS[w][1]}\n" for w in workloads).encode(),
     }
-    exes = {"init", "bin/busybox", "abrun"}
+    exes = {"init", "bin/busybox", "abrun", guest_topology.GUEST_PATH}
     if blob_b is not None:
         files["b.blob"] = blob_b.read_bytes()
     for tool in sorted({AB_WORKLOADS[w][0] for w in workloads}):

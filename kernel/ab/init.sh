@@ -18,27 +18,8 @@ export PATH=/bin:/usr/bin:/sbin:/usr/sbin
 . /ab.env
 
 echo "SLM-AB-BOOT uptime=$(cut -d' ' -f1 /proc/uptime) cpus=$(grep -c ^processor /proc/cpuinfo)"
-# The guest's own view of its topology (--topology), in the lines of data/collect/guest/init.sh's
-# topology.txt: NUMA nodes, SMT siblings, cpu0's sched domains (debugfs), NUMA balancing.
-D=/sys/kernel/debug/sched
-{
-	for n in /sys/devices/system/node/node[0-9]*; do
-		[ -e "$n/cpulist" ] && echo "node ${n##*/node} $(cat "$n/cpulist")"
-	done
-	for c in /sys/devices/system/cpu/cpu[0-9]*; do
-		f=$c/topology/thread_siblings_list
-		[ -e "$f" ] && echo "siblings ${c##*/cpu} $(cat "$f")"
-	done
-	for d in $D/domains/cpu0/domain[0-9]*; do
-		[ -e "$d/name" ] || continue
-		echo "domain ${d##*/domain} name $(cat "$d/name")"
-		echo "domain ${d##*/domain} flags $(cat "$d/flags")"
-	done
-	[ -e /proc/sys/kernel/numa_balancing ] && echo "numa_balancing sysctl $(cat /proc/sys/kernel/numa_balancing)"
-	for f in $D/numa_balancing/*; do
-		[ -f "$f" ] && echo "numa_balancing ${f##*/} $(cat "$f")"
-	done
-} | sed 's/^/SLM-AB-TOPO /'
+# The guest's own view of its topology (--topology): data/collect/guest/topology.sh.
+/bin/slm-topology | sed 's/^/SLM-AB-TOPO /'
 echo 1 > /proc/sys/kernel/sched_schedstats || echo "SLM-AB-TROUBLE schedstats"
 insmod /schedlearn.ko hook=0
 echo "SLM-AB-INSMOD rc=$?"

@@ -130,6 +130,7 @@ def base_files(release: str) -> tuple[dict[str, bytes], set[str]]:
         "bin/busybox": initramfs.BUSYBOX.read_bytes(),
         "cm_loader": loader.read_bytes(),
         "usr/lib/schedlearn/slw": build_slw().read_bytes(),
+        guest_topology.GUEST_PATH: guest_topology.SCRIPT.read_bytes(),
     }
     exes = set(files)
     tools = sorted({t for w in WORKLOADS.values() for t in w.tools if shutil.which(t)})
@@ -477,19 +478,10 @@ def collect_main(args, argv_line: str) -> int:
         or (args.trace_seconds is not None and args.trace_seconds <= 0)
     ):
         return fail("--runs >= 1, --seconds > 0, --trace-seconds > 0, --smp >= 1, --mem >= 256", 2)
-    topology = None
-    if args.topology is not None:
-        try:
-            topology = qemu.Topology.parse(args.topology)
-            topology.node_mem_mb(args.mem)
-        except ValueError as e:
-            return fail(f"--topology: {e}", 2)
-        if args.smp is not None and args.smp != topology.cpus:
-            return fail(
-                f"--smp {args.smp} conflicts with --topology {topology.spec} ({topology.cpus} CPUs); give one of them",
-                2,
-            )
-        smp = topology.cpus
+    try:
+        smp, topology = qemu.guest_cpus(args.topology, args.smp, args.mem, DEFAULT_SMP)
+    except ValueError as e:
+        return fail(str(e), 2)
     kernel = args.kernel or qemu.find_vmlinuz()
     if missing := problems(kernel):
         return fail("; ".join(missing))

@@ -34,31 +34,9 @@ mkdir -p /out/.scratch /var/tmp && mount --bind /out/.scratch /var/tmp
 	echo "nr_cpus=$(ls -d $T/per_cpu/cpu* | wc -l)"
 	echo "boot_uptime=$(cut -d' ' -f1 /proc/uptime)"
 } > /out/guest.env
-# The guest's own view of its topology, once per boot (data/collect/guest/topology.py parses it):
-# NUMA nodes and their CPUs, SMT siblings, cpu0's sched domains per level, NUMA balancing.
-# 6.1 has the domains in debugfs only; /proc/sys/kernel/sched_domain is the pre-5.13 place.
+# The guest's own view of its topology, once per boot (data/collect/guest/topology.sh).
 mkdir -p /sys/kernel/debug && mount -t debugfs nodev /sys/kernel/debug
-D=/sys/kernel/debug/sched
-{
-	for n in /sys/devices/system/node/node[0-9]*; do
-		[ -e "$n/cpulist" ] && echo "node ${n##*/node} $(cat "$n/cpulist")"
-	done
-	for c in /sys/devices/system/cpu/cpu[0-9]*; do
-		f=$c/topology/thread_siblings_list
-		[ -e "$f" ] && echo "siblings ${c##*/cpu} $(cat "$f")"
-	done
-	sd=/proc/sys/kernel/sched_domain/cpu0
-	[ -d $sd ] || sd=$D/domains/cpu0
-	for d in $sd/domain[0-9]*; do
-		[ -e "$d/name" ] || continue
-		echo "domain ${d##*/domain} name $(cat "$d/name")"
-		echo "domain ${d##*/domain} flags $(cat "$d/flags")"
-	done
-	[ -e /proc/sys/kernel/numa_balancing ] && echo "numa_balancing sysctl $(cat /proc/sys/kernel/numa_balancing)"
-	for f in $D/numa_balancing/*; do
-		[ -f "$f" ] && echo "numa_balancing ${f##*/} $(cat "$f")"
-	done
-} > /out/topology.txt
+/bin/slm-topology > /out/topology.txt
 echo "SLG-BOOT uptime=$(cut -d' ' -f1 /proc/uptime) release=$(uname -r)"
 
 echo 0 > $T/tracing_on

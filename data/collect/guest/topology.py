@@ -1,4 +1,4 @@
-"""The guest's own view of its CPU topology, as init.sh writes it to the share (topology.txt),
+"""The guest's own view of its CPU topology, as topology.sh prints it in the guest (init.sh writes it to the share as topology.txt),
 parsed into the plain JSON structure stored under meta.json's "topology": what the kernel made of
 the -smp/-numa options, so a run says which sched domains its can_migrate calls came from.
 
@@ -12,6 +12,12 @@ topology.txt lines (space separated, written once per boot):
 """
 
 from __future__ import annotations
+
+from pathlib import Path
+
+# The script that writes those lines inside the guest, and where the initramfs holds it.
+SCRIPT = Path(__file__).with_name("topology.sh")
+GUEST_PATH = "bin/slm-topology"
 
 
 def cpulist(text: str) -> list[int]:
