@@ -13,12 +13,11 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from models.checkpoint import check_checkpoint
 from models.config import PathsConfig
-from plumbing.config_schema import check_values, register, setting, undeclared
+from plumbing.config_schema import check_values, override_key, register, setting, typed_overrides, undeclared
 from plumbing.hydra_cli import UserError
 
 
@@ -95,7 +94,7 @@ def refused(override: str) -> UserError:
 def _foreign(override: str) -> bool:
     """The override names a training setting (or none of conf/eval.yaml's), not a typo in an
     evaluation setting."""
-    key = override.lstrip("+~").split("=", 1)[0]
+    key = override_key(override)
     root = key.split(".")[0].split("/")[0]
     known = {f.name for f in fields(EvalConfig)} | {"hydra"}
     return root not in known or (root == "data" and key != "data.eval_batch_size")
@@ -115,12 +114,8 @@ def explain(exc: BaseException, argv: list[str] | None = None) -> UserError | No
 
 def _override_of(key: str) -> str:
     """The command-line override that set `key` (or a key under it), as typed."""
-    try:
-        typed = list(HydraConfig.get().overrides.task)
-    except ValueError:  # composed outside a Hydra run
-        typed = []
-    for override in typed:
-        name = override.lstrip("+~").split("=", 1)[0]
+    for override in typed_overrides() or []:  # none outside a Hydra run
+        name = override_key(override)
         if name == key or name.startswith(f"{key}."):
             return override
     return f"+{key}"

@@ -13,6 +13,7 @@ from typing import Any
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from models.checkpoint import check_file
 from plumbing.cli import unwritable
 from plumbing.config_schema import check_values, register, setting, undeclared
 from plumbing.hydra_cli import UserError
@@ -50,11 +51,7 @@ def options(cfg: DictConfig) -> ExportConfig:
     for key in ("ckpt_path", "out"):
         if OmegaConf.is_missing(cfg, key) or cfg[key] in (None, ""):
             raise UserError(f"{key}= is required ({PROG} ckpt_path=PATH out=DIR; --help for more)")
-    ckpt = Path(cfg.ckpt_path)
-    if not ckpt.is_file():
-        raise UserError(
-            f"ckpt_path={ckpt}: {'is a folder, not a checkpoint file' if ckpt.is_dir() else 'no such file'}"
-        )
+    check_file(cfg.ckpt_path)  # the rest of the checkpoint's checks come after the folders'
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"out={out}: exists and is not a folder")

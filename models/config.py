@@ -18,12 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from models.checkpoint import check_checkpoint
-from plumbing.config_schema import check_values, register, setting, undeclared
+from plumbing.config_schema import check_values, override_key, register, setting, typed_overrides, undeclared
 from plumbing.hydra_cli import UserError, type_error
 
 # ---- data/*.yaml: the DataModules of data/dataset/datamodule.py
@@ -301,11 +300,10 @@ for _name, _schema in {"migration": MigrationTask, "next_task": NextTaskTask, "c
 
 def features_given(cfg: DictConfig) -> bool:
     """data.features was set on the command line (null, "all inputs", counts as given)."""
-    try:
-        overrides = HydraConfig.get().overrides.task
-    except ValueError:  # composed outside a Hydra run (tests): only a value counts
+    typed = typed_overrides()
+    if typed is None:  # composed outside a Hydra run (tests): only a value counts
         return cfg.data.get("features") is not None
-    return any(o.lstrip("+~").split("=", 1)[0] == "data.features" for o in overrides)
+    return any(override_key(o) == "data.features" for o in typed)
 
 
 def check(cfg: DictConfig) -> None:

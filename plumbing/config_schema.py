@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from plumbing.hydra_cli import UserError
@@ -34,6 +35,20 @@ def setting(default: Any = MISSING, *, min: float | None = None, choices: tuple 
 def register(name: str, node: type, group: str = "") -> None:
     """Store a schema as `schema/<group>/<name>` for the yaml defaults lists."""
     ConfigStore.instance().store(group=f"schema/{group}".rstrip("/"), name=name, node=node)
+
+
+def typed_overrides() -> list[str] | None:
+    """The overrides typed on the command line of this Hydra run (None when the config was
+    composed outside one, as tests do)."""
+    try:
+        return list(HydraConfig.get().overrides.task)
+    except ValueError:
+        return None
+
+
+def override_key(override: str) -> str:
+    """`+data.features=[a,b]` -> `data.features`."""
+    return override.lstrip("+~").split("=", 1)[0]
 
 
 def _shown(value: Any) -> str:
