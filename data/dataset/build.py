@@ -429,12 +429,7 @@ def default_validation(card: dict, split: dict) -> list[str]:
         n = len(runs["train"])
         line = f"    {task}: training {train:,} rows ({n} run{'s' * (n != 1)}), validation {val:,} rows"
         if val > train:
-            options = splits_mod.rebalance(card["sources"], split, rows)
-            line += "; validation outweighs training: " + (
-                " or ".join(f"{o} gives {t:,} / {v:,}" for o, t, v in options[:2])
-                if options
-                else "no val_category / val_runs setting turns that round; collect more runs per workload"
-            )
+            line += "; validation outweighs training: " + splits_mod.rebalance_advice(card["sources"], split, rows)
         lines.append(line)
     for name in ("test_seen", "test_unseen"):
         lines.append(f"  {name} runs ({len(card['splits'][name])}): " + (", ".join(card["splits"][name]) or "none"))

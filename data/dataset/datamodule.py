@@ -171,17 +171,7 @@ class DecisionDataModule(pl.LightningDataModule):
             return
         real = self._rows_of(split["runs"]["train"] + split["runs"]["val"])  # synthetic rows move nowhere
         per_run = {str(k): int(v) for k, v in real["run_id"].value_counts().items()}
-        options = run_splits.rebalance(self.dataset_runs(), split, per_run)
-        if options:
-            fix = "for more training rows use " + " or ".join(
-                f"{o} (train {t:,} / validation {v:,} rows)" for o, t, v in options[:2]
-            )
-        else:
-            fix = (
-                "no data.val_category / data.val_runs setting gives training more rows with a validation left; "
-                "collect more runs per workload (python -m data.collect ... --runs N keeps N-1-val_runs of each "
-                "workload for training)"
-            )
+        fix = run_splits.rebalance_advice(self.dataset_runs(), split, per_run)
         log.warning(
             "%s: validation outweighs training: %s validation rows (%s) vs %s training rows (%s) with %s; %s",
             self.table,

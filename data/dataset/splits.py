@@ -225,3 +225,18 @@ def rebalance(runs: Iterable, split: dict, rows: Mapping[str, int]) -> list[tupl
         if train > val >= MIN_VAL_SHARE * (train + val) and val > 0:
             out.append((override, train, val))
     return out
+
+
+def rebalance_advice(runs: Iterable, split: dict, rows: Mapping[str, int]) -> str:
+    """What to do when validation outweighs training, for the builder's summary and the
+    DataModule's warning: the first two `rebalance` overrides with their rows, or that none helps."""
+    options = rebalance(runs, split, rows)
+    if options:
+        return "for more training rows use " + " or ".join(
+            f"{o} (train {t:,} / validation {v:,} rows)" for o, t, v in options[:2]
+        )
+    return (
+        "no data.val_category / data.val_runs setting gives training more rows with a validation left; "
+        "collect more runs per workload (python -m data.collect ... --runs N keeps N-1-val_runs of each "
+        "workload for training)"
+    )
