@@ -20,7 +20,7 @@ import signal
 import sys
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,15 @@ def _unwrapped(exc: BaseException) -> BaseException:
     return exc
 
 
+def _chain(exc: BaseException | None) -> Iterator[BaseException]:
+    """`exc` and the exceptions it was raised from or during, each once."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
 def advice(exc: BaseException) -> list[str]:
     """The advice lines of an error (see the module docstring), indentation kept."""
     return [line for line in str(_unwrapped(exc)).splitlines()[1:] if _ADVICE.match(line)]
@@ -82,23 +91,20 @@ def _expected(hint: Any) -> str | None:
 def type_error(exc: BaseException | None) -> str | None:
     """`key=value: expected <type>` for an OmegaConf type error of a structured-config field
     anywhere in `exc`'s chain (Hydra wraps it: "Error merging override ..."), else None."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, ValidationError) and not isinstance(exc, (ConfigKeyError, MissingMandatoryValue)):
-            if not getattr(exc, "full_key", None):
+    for link in _chain(exc):
+        if isinstance(link, ValidationError) and not isinstance(link, (ConfigKeyError, MissingMandatoryValue)):
+            if not getattr(link, "full_key", None):
                 return None
-            schema = getattr(exc, "object_type", None)
+            schema = getattr(link, "object_type", None)
             try:
-                hint = typing.get_type_hints(schema).get(exc.key) if dataclasses.is_dataclass(schema) else None
+                hint = typing.get_type_hints(schema).get(link.key) if dataclasses.is_dataclass(schema) else None
             except (NameError, TypeError):
                 hint = None
             expected = _expected(hint) if hint is not None else None
-            why = f"expected {expected}" if expected else str(exc.msg).splitlines()[0]
-            return f"{exc.full_key}={exc.value!r}: {why}"
-        if isinstance(exc, OmegaConfBaseException):
+            why = f"expected {expected}" if expected else str(link.msg).splitlines()[0]
+            return f"{link.full_key}={link.value!r}: {why}"
+        if isinstance(link, OmegaConfBaseException):
             return None
-        exc = exc.__cause__ or exc.__context__
     return None
 
 
@@ -168,15 +174,7 @@ def interrupted(exc: BaseException) -> bool:
     """Ctrl-C, also when it struck inside an import or a library that turned it into another
     error (RecursionError, AttributeError... from a half-imported module): run()'s handler
     remembers the signal, and the exception's context chain may hold the KeyboardInterrupt."""
-    if _SIGINT["seen"]:
-        return True
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, KeyboardInterrupt):
-            return True
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
-    return False
+    return _SIGINT["seen"] or any(isinstance(link, KeyboardInterrupt) for link in _chain(exc))
 
 
 def _fail(prog: str, exc: BaseException) -> None:
