@@ -17,9 +17,8 @@ import pytest
 from data import SCHED_EVENTS
 from data.collect import command as collect
 from data.collect import tracefs
-from data.collect.runs import load_meta, run_levels
+from data.collect.runs import load_meta, run_levels, run_load
 from data.collect.workloads import WORKLOADS, load_size
-from data.dataset.splits import run_load
 from tests.conftest import REPO, is_root, need_tracefs, require, tracefs_mounts
 
 TRACING = tracefs.TRACEFS

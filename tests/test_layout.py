@@ -113,7 +113,7 @@ DATA_STAGES = {
     "data.parse": set(),
     "data.can_migrate": set(),
     "data.collect": {"data.can_migrate"},
-    "data.dataset": {"data.parse", "data.can_migrate"},
+    "data.dataset": {"data.parse", "data.can_migrate", "data.collect"},  # it reads the collectors' runs
 }
 
 

@@ -2,7 +2,8 @@
 
 import pytest
 
-from data.dataset.splits import natural, rebalance, resolve_val_category, run_load, split_runs, why_no_val
+from data.collect.runs import run_load
+from data.dataset.splits import natural, rebalance, resolve_val_category, split_runs, why_no_val
 
 RUNS = [  # (run_id, workload, category): three runs per workload unless stated
     *((f"pipe-r{i}", "pipe", "messaging") for i in (1, 2, 10)),

@@ -48,8 +48,18 @@ def run_identity(run_id: str, w, command: list[str]) -> dict:
 
 def run_prefix(workload: str, load_pct: int | None = None) -> str:
     """<workload>, or <workload>-load<P> for a run at an explicit --load level P. The split rule
-    (data/dataset/splits.py, run_load) reads the level back from the run id."""
+    (data/dataset/splits.py) reads the level back from the run id with run_load."""
     return workload if load_pct is None else f"{workload}-load{load_pct}"
+
+
+LOAD_IN_RUN_ID = re.compile(r"-load(\d+)-r\d+$")  # run_prefix's ids with their run number
+
+
+def run_load(run_id: str) -> int | None:
+    """The load level (percent of the CPUs) a run id names, `hackbench-pipe-load200-r01` -> 200;
+    None for a run id without one (collected without --load: sized at 100% of the CPUs)."""
+    m = LOAD_IN_RUN_ID.search(str(run_id))
+    return int(m.group(1)) if m else None
 
 
 def next_run_id(out: Path, workload: str, taken_extra: set[str] = frozenset(), load_pct: int | None = None) -> str:

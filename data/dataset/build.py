@@ -41,6 +41,8 @@ import pyarrow.parquet as pq
 from data.can_migrate.features import CHEN_FEATURES, FORCED, LABEL, can_migrate_table, filter_counts
 from data.can_migrate.files import RECORD_FILES, read_records, run_records
 from data.can_migrate.record import RecordFormatError
+from data.collect.runs import run_load
+from data.collect.workloads import DEFAULT_LOAD_PCT
 from data.dataset import splits as splits_mod
 from data.dataset.replay import replay
 from data.dataset.splits import natural
@@ -67,10 +69,7 @@ SPLIT_RULE = (
     "the test runs (test_seen + test_unseen) of each workload."
 )
 DELTA_COLUMNS = ("ts", "line")  # near-monotonic int64: delta encoding shrinks them ~3x
-LOAD_COLUMN = "load_pct"
-# Runs collected before load levels existed (no load_pct in meta.json) were sized at 100% of the
-# CPUs ("nproc groups", ...): the same as `--load 100`.
-DEFAULT_LOAD_PCT = 100
+LOAD_COLUMN = "load_pct"  # the table column, named as meta.json's key (data.collect.runs.load_meta)
 LOAD_NOTE = (
     "load_pct (int16, every table): the run's load level, its workloads sized for load_pct% of "
     "the CPUs (python -m data.collect --load); 100 for runs whose meta.json has no load_pct "
@@ -93,7 +92,8 @@ class Run:
 
     @property
     def load_pct(self) -> int:
-        """The run's load level (meta.json's load_pct; DEFAULT_LOAD_PCT when it has none)."""
+        """The run's load level (meta.json's load_pct; DEFAULT_LOAD_PCT when it has none: runs
+        collected before load levels existed were sized at 100% of the CPUs, as `--load 100`)."""
         return self.meta.get(LOAD_COLUMN, DEFAULT_LOAD_PCT)
 
 
@@ -114,7 +114,7 @@ def find_runs(dirs: list[Path]) -> list[Run]:
                     f"{(runs[run_id].trace or runs[run_id].records).parent}"
                 )
             run = runs[run_id] = Run(run_id, meta["workload"], meta["category"], trace, meta, records)
-            load, named = run.load_pct, splits_mod.run_load(run_id)
+            load, named = run.load_pct, run_load(run_id)
             if isinstance(load, bool) or not isinstance(load, int) or not 1 <= load <= 32767:
                 raise BuildError(f"{meta_path}: load_pct {load!r} is not a whole percentage in 1..32767")
             if named is not None and named != load:

@@ -9,7 +9,7 @@ the pooled tables by run_id, e.g. for a leave-one-category-out fold `data.unseen
   the `val_runs` before it -> val; the rest -> train. A workload with too few runs keeps them
   in train (a note says so; one run only: no test_seen either);
 * runs collected at load levels (`python -m data.collect --load 50,200`, run ids
-  `<workload>-load<P>-rNN`, read back by `run_load`) are split per workload *and level*: each
+  `<workload>-load<P>-rNN`, read back by data.collect.runs.run_load) are split per workload *and level*: each
   level of a workload gets its own test_seen (and val) run, so every split holds every level.
   (Grouped by workload alone, natural order would put all of test_seen at the highest level.)
   The level comes from the run id because the run id is what every caller passes;
@@ -32,6 +32,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
+from data.collect.runs import run_load
+
 SPLITS = ("train", "val", "test_seen", "test_unseen")
 AUTO = "auto"
 DEFAULT_VAL_CATEGORY = AUTO  # every DataModule's default validation (conf/data/*.yaml)
@@ -39,19 +41,9 @@ DEFAULT_VAL_RUNS = 1
 MIN_VAL_SHARE = 0.1  # rebalance: a validation under a tenth of train + val rows is no choice
 
 
-LOAD_IN_RUN_ID = re.compile(r"-load(\d+)-r\d+$")  # data.collect.runs.run_prefix's ids
-
-
 def natural(name) -> list:
     """Sort key that orders r2 before r10 (a run id or a path)."""
     return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", str(name))]
-
-
-def run_load(run_id: str) -> int | None:
-    """The load level (percent of the CPUs) a run id names, `hackbench-pipe-load200-r01` -> 200;
-    None for a run id without one (collected without --load: sized at 100% of the CPUs)."""
-    m = LOAD_IN_RUN_ID.search(str(run_id))
-    return int(m.group(1)) if m else None
 
 
 def _group(run_id: str, workload: str) -> str:
