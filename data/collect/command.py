@@ -39,7 +39,9 @@ from data import SCHED_EVENTS
 from data.collect import bcc, tracefs
 from data.collect.guest import collect as guest
 from data.collect.runs import (
+    PROG,
     TraceStreamer,
+    fail,
     kernel_info,
     load_meta,
     next_run_id,
@@ -54,7 +56,6 @@ from plumbing import cli
 from plumbing.atomic import staged_dir, write_json_atomic
 
 REPO = Path(__file__).resolve().parents[2]
-PROG = "python -m data.collect"  # every collector's messages: `PROG: error: ...` (plumbing.cli)
 DEFAULT_BUFFER_KB = 65536
 DEFAULT_ZSTD_LEVEL = 19
 COLLECTOR_VERSION = 1
@@ -252,10 +253,6 @@ def load_levels(text: str) -> list[int]:
         return parse_loads(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def fail(msg: str, code: int = 1) -> int:
-    return cli.fail(PROG, msg, code)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,10 +18,19 @@ import time
 from pathlib import Path
 
 from data.collect.workloads import DEFAULT_LOAD_PCT, load_size
+from plumbing import cli
 from plumbing.atomic import file_sha256
 
 REPO = Path(__file__).resolve().parents[2]
 GRACE_S = 10.0  # how long past --seconds a workload may run before the collector kills it
+
+
+PROG = "python -m data.collect"  # what the user typed, for every collector (ftrace, --bcc, --vm)
+
+
+def fail(message: str, code: int = 1) -> int:
+    """`python -m data.collect: error: MESSAGE` on stderr; returns `code` (plumbing.cli.fail)."""
+    return cli.fail(PROG, message, code)
 
 
 def now_iso() -> str:

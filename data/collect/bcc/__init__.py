@@ -42,7 +42,17 @@ import time
 from pathlib import Path
 
 from data.can_migrate.record import RECORD_SIZE, decode, records_frame
-from data.collect.runs import kernel_info, load_meta, next_run_id, now_iso, run_identity, run_levels, run_workload
+from data.collect.runs import (
+    PROG,
+    fail,
+    kernel_info,
+    load_meta,
+    next_run_id,
+    now_iso,
+    run_identity,
+    run_levels,
+    run_workload,
+)
 from data.collect.workloads import nproc, resolve
 from plumbing import cli
 from plumbing.atomic import staged_dir, write_json_atomic
@@ -50,7 +60,6 @@ from plumbing.atomic import staged_dir, write_json_atomic
 SRC = Path(__file__).resolve().parent
 REPO = SRC.parents[2]
 BUILD = REPO / "data" / "_build" / "bcc"
-PROG = "python -m data.collect"  # as typed: `python -m data.collect --bcc ...`
 TARGET = "can_migrate_task"
 
 
@@ -348,9 +357,6 @@ def collect_run(
 
 def collect_main(args, argv_line: str) -> int:
     """Entry from `python -m data.collect --bcc ...`."""
-
-    def fail(msg: str, code: int = 1) -> int:
-        return cli.fail(PROG, msg, code)
 
     fatal, notes = check()
     if args.check:

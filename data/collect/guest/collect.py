@@ -43,14 +43,23 @@ from data.can_migrate.record import RECORD_SIZE, decode, records_frame
 from data.collect import tracefs
 from data.collect.bcc import BccError, build_static_loader
 from data.collect.guest import topology as guest_topology
-from data.collect.runs import REPO, TraceStreamer, load_meta, next_run_id, now_iso, run_identity, run_levels
+from data.collect.runs import (
+    PROG,
+    REPO,
+    TraceStreamer,
+    fail,
+    load_meta,
+    next_run_id,
+    now_iso,
+    run_identity,
+    run_levels,
+)
 from data.collect.workloads import BUILTINS, WORKLOADS, Workload, resolve
 from plumbing import cli, initramfs, qemu
 from plumbing.atomic import file_sha256, staged_dir, write_atomic, write_json_atomic
 
 SRC = Path(__file__).resolve().parent
 BUILD = REPO / "data" / "_build" / "guest"
-PROG = "python -m data.collect"  # as typed: `python -m data.collect --vm ...`
 MODULES = ["virtio_pci", "9pnet_virtio", "9p"]
 ACCEL = "tcg,thread=multi"
 COLLECTOR_VERSION = 1
@@ -457,9 +466,6 @@ def summary(out: Path) -> str:
 
 def collect_main(args, argv_line: str) -> int:
     """Entry from `python -m data.collect --vm ...`."""
-
-    def fail(msg: str, code: int = 1) -> int:
-        return cli.fail(PROG, msg, code)
 
     if args.check:
         kernel = args.kernel or qemu.find_vmlinuz()
