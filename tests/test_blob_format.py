@@ -34,8 +34,15 @@ LAYOUT_RE = re.compile(
 )
 
 
+def in_a_virtualenv(path: str) -> bool:
+    """Under a Python virtual environment made inside the checkout (any name: its folder holds
+    pyvenv.cfg), whose installed packages are not the project's source."""
+    parts = path.split("/")
+    return any((REPO.joinpath(*parts[:i]) / "pyvenv.cfg").is_file() for i in range(1, len(parts)))
+
+
 def source_files() -> list[str]:
-    """Tracked and new (not ignored) .py/.c/.h files, shipped data excluded."""
+    """Tracked and new (not ignored) .py/.c/.h files, shipped data and virtual environments excluded."""
     ls = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
         cwd=REPO,
@@ -48,7 +55,10 @@ def source_files() -> list[str]:
         {
             f
             for f in ls.stdout.splitlines()
-            if f.endswith(SOURCE_SUFFIXES) and not f.startswith("datasets/") and (REPO / f).is_file()
+            if f.endswith(SOURCE_SUFFIXES)
+            and not f.startswith("datasets/")
+            and not in_a_virtualenv(f)
+            and (REPO / f).is_file()
         }
     )
 
