@@ -26,20 +26,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
-import zstandard
 
 from data.can_migrate.features import hard_ok
+from data.can_migrate.files import read_records as read_record_frame
 from data.can_migrate.int_features import FEATURES, fields_from_records, raw_features
-from data.can_migrate.record import (
-    CM_MAGIC,
-    LBF_ACTIVE_LB,
-    RECORD_DTYPE,
-    RECORD_FIELDS,
-    RECORD_SIZE,
-    decode,
-    records_frame,
-)
+from data.can_migrate.record import LBF_ACTIVE_LB, RECORD_DTYPE, RecordFormatError, records_frame, to_records
 from export import blob as blobmod
 from export import blob_format
 from export.encode import Encoder, encode_ref
@@ -83,25 +74,12 @@ def record_files(paths: list[Path]) -> list[Path]:
 
 
 def read_records(path: Path) -> np.ndarray:
-    """One record file -> struct cm_record array (what the loader wrote)."""
-    name = path.name
-    if name.endswith(".parquet"):
-        df = pd.read_parquet(path)
-        arr = np.zeros(len(df), RECORD_DTYPE)
-        arr["magic"], arr["size"] = CM_MAGIC, RECORD_SIZE
-        for field, _, shape, _ in RECORD_FIELDS:
-            if field in ("magic", "size", "_pad"):
-                continue
-            cols = [f"{field}_{k}" for k in range(shape[0])] if shape else [field]
-            missing = [c for c in cols if c not in df]
-            if missing:
-                raise ParityError(f"{path}: not a record table (no column {missing[0]})")
-            arr[field] = df[cols].to_numpy() if shape else df[field].to_numpy()
-        return arr
-    data = path.read_bytes()
-    if name.endswith(".zst"):
-        data = zstandard.ZstdDecompressor().stream_reader(data).read()
-    return decode(data, str(path))
+    """One record file -> struct cm_record array as the harness reads it (version 2 layout,
+    whichever version the loader wrote; data.can_migrate.files reads every record file kind)."""
+    try:
+        return to_records(read_record_frame(path))
+    except RecordFormatError as e:
+        raise ParityError(str(e)) from None
 
 
 # -- the model from an export directory ----------------------------------------------------------

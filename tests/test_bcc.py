@@ -20,9 +20,12 @@ HEADER = REPO / "data" / "collect" / "bcc" / "can_migrate.h"
 # magic size | ts delta imbalance src_load dst_load total_faults faults[4] |
 # pid tgid curr_pid cpu src_cpu dst_cpu src_node dst_node idle pref_nid |
 # src_nr dst_nr src_numa src_pref nr_failed nice_tries env_flags sd_flags p_flags |
-# nr_cpus_allowed ret | 11 x u8 flags | pad
-C_FORMAT = "<II" + "QqqQQQ" + "4Q" + "10i" + "9I" + "2i" + "11B" + "x"
-C_NAMES = [
+# nr_cpus_allowed ret | 11 x u8 flags | pad   (version 1 ends here, 184 bytes)
+# version 2: util load vruntime min_vruntime nr_migrations src_util dst_util group_total |
+# group_faults[4] | sd_level span_weight group_id | has_group | 3 pad
+C_FORMAT_V1 = "<II" + "QqqQQQ" + "4Q" + "10i" + "9I" + "2i" + "11B" + "x"
+C_FORMAT = C_FORMAT_V1 + "8Q" + "4Q" + "iIi" + "B" + "3x"
+C_NAMES_V1 = [
     "magic",
     "size",
     "ts_ns",
@@ -68,28 +71,79 @@ C_NAMES = [
     "task_hot_after",
     "policy",
 ]
+C_NAMES = C_NAMES_V1 + [
+    "util_avg",
+    "load_avg",
+    "vruntime",
+    "cfs_min_vruntime",
+    "nr_migrations",
+    "src_util",
+    "dst_util",
+    "group_total_faults",
+    "group_faults_0",
+    "group_faults_1",
+    "group_faults_2",
+    "group_faults_3",
+    "sd_level",
+    "sd_span_weight",
+    "numa_group_id",
+    "has_numa_group",
+]
 
 
-def pack(**over) -> bytes:
+def pack(version: int = 2, **over) -> bytes:
     """One record; every field gets a distinct default value unless overridden."""
-    vals = {n: i + 1 for i, n in enumerate(C_NAMES)}
+    names, fmt = (C_NAMES, C_FORMAT) if version == 2 else (C_NAMES_V1, C_FORMAT_V1)
+    vals = {n: i + 1 for i, n in enumerate(names)}
     vals.update(
-        magic=rec.CM_MAGIC,
-        size=rec.RECORD_SIZE,
+        magic=rec.CM_MAGIC if version == 2 else rec.CM_MAGIC_V1,
+        size=rec.RECORD_SIZE if version == 2 else rec.RECORD_SIZE_V1,
         delta_ns=-(2**40) - 3,
         imbalance=-5,
         ts_ns=2**63 + 11,
         numa_preferred_nid=-1,
     )
-    for k in C_NAMES[-11:]:
+    for k in C_NAMES_V1[-11:]:
         vals[k] = 1 if k != "migration_type" else 3
     vals["policy"] = 5
+    if version == 2:
+        vals.update(sd_level=-2, has_numa_group=1, group_faults_3=2**64 - 2)
     vals.update(over)
-    return struct.pack(C_FORMAT, *(vals[n] for n in C_NAMES))
+    return struct.pack(fmt, *(vals[n] for n in names))
 
 
 def test_struct_format_size():
-    assert struct.calcsize(C_FORMAT) == rec.RECORD_SIZE == rec.RECORD_DTYPE.itemsize == 184
+    assert struct.calcsize(C_FORMAT) == rec.RECORD_SIZE == rec.RECORD_DTYPE.itemsize == 296
+    assert struct.calcsize(C_FORMAT_V1) == rec.RECORD_SIZE_V1 == rec.RECORD_DTYPE_V1.itemsize == 184
+
+
+def test_version_1_records_still_decode():
+    """The shipped flat-guest streams are CMR1: they decode into the version 2 columns, with
+    the fields version 1 lacks at their fill values; a stream may not mix versions."""
+    a, b = pack(1), pack(1, pid=77, ret=0)
+    df = frame(a, b)
+    want = dict(zip(C_NAMES_V1, struct.unpack(C_FORMAT_V1, a), strict=True))
+    for n in C_NAMES_V1[2:]:
+        assert int(df[n].iloc[0]) == want[n], n
+    assert list(df.record_version) == [1, 1] and list(df.sd_level) == [-1, -1]
+    assert (df[[c for c in C_NAMES[len(C_NAMES_V1) :] if c != "sd_level"]] == 0).all().all()
+    assert int(df.pid[1]) == 77 and int(df.ret[1]) == 0
+    assert list(frame(pack()).record_version) == [2]
+    with pytest.raises(rec.RecordFormatError, match="record 1 .*magic 0x32524d43"):
+        rec.decode(pack(1) + pack(2)[: rec.RECORD_SIZE_V1])
+    with pytest.raises(rec.RecordFormatError, match="record 0 has magic 0xdeadbeef"):
+        rec.decode(pack(magic=0xDEADBEEF))
+
+
+def test_version_1_parquet_gains_the_version_2_columns(tmp_path):
+    """A can_migrate.parquet written before version 2 reads like a version 2 frame."""
+    from data.can_migrate.files import read_records
+
+    old = frame(pack(1), pack(1, pid=9)).drop(columns=[c for c in C_NAMES[len(C_NAMES_V1) :]] + ["record_version"])
+    old.to_parquet(tmp_path / "can_migrate.parquet")
+    got = read_records(tmp_path / "can_migrate.parquet")
+    assert list(got.columns) == rec.frame_columns()
+    assert list(got.record_version) == [1, 1] and list(got.sd_level) == [-1, -1] and list(got.pid)[1] == 9
 
 
 def test_dtype_matches_c_header_offsets(tmp_path):
@@ -127,17 +181,18 @@ def test_decode_round_trips_every_field():
     want = dict(zip(C_NAMES, struct.unpack(C_FORMAT, a), strict=False))
     df = rec.records_frame(arr)
     assert "magic" not in df and "_pad" not in df and "numa_faults" not in df
-    assert list(df.columns) == C_NAMES[2:]
+    assert list(df.columns) == C_NAMES[2:] + ["record_version"]
     for n in C_NAMES[2:]:
         assert int(df[n].iloc[0]) == want[n], n
+    assert int(df.sd_level[0]) == -2 and int(df.group_faults_3[0]) == 2**64 - 2
     assert (int(df.pid[1]), int(df.ret[1]), int(df.cpu_idle[1])) == (4242, 0, 0)
     assert int(df.numa_faults_2[1]) == 2**64 - 1 and int(df.src_cpu[1]) == -1
-    assert set(rec.RECORD_DOCS) == set(rec.RECORD_DTYPE.names) - {"_pad"}
+    assert set(rec.RECORD_DOCS) == set(rec.RECORD_DTYPE.names) - {"_pad", "_pad2"} | {"record_version"}
 
 
 def test_truncated_and_misaligned_streams_raise():
     data = pack() + pack()
-    with pytest.raises(rec.RecordFormatError, match=r"truncated record: 367 bytes .* 183 stray"):
+    with pytest.raises(rec.RecordFormatError, match=r"truncated record: 591 bytes .* 295 stray"):
         rec.decode(data[:-1], "run.bin")
     with pytest.raises(rec.RecordFormatError, match="record 1 .*magic"):
         rec.decode(pack() + pack(magic=0xDEADBEEF))
@@ -190,7 +245,7 @@ def test_chen_features_values_filter_and_labels():
     assert (r0.extra_fails, r0.cpu_not_idle, r0.cpu_idle) == (1, 1, 0)
     assert list(f.can_migrate) == [1, 1, 0] and list(f.forced) == [1, 0, 0]
     assert list(f.forced_kernel) == [1, 0, 0] and f.loc[1].delta_hot == 0
-    assert len(feat.CHEN_FEATURES) == 15 and set(feat.FEATURE_DOCS) == set(feat.CHEN_FEATURES)
+    assert len(feat.CHEN_FEATURES) == 15 and set(feat.FEATURE_DOCS) == set(feat.EXTENDED_FEATURES)
     assert len(feat.chen_features(df, filter=False)) == 5
     zero_faults = feat.chen_features(frame(pack(**{**base, "total_numa_faults": 0})))
     assert zero_faults.delta_faults.iloc[0] == 5.0  # divides by 1 when there are no faults
@@ -323,3 +378,33 @@ def test_loader_ready_after_other_messages_in_one_write(tmp_path):
     finally:
         proc.kill()
         proc.communicate()
+
+
+def test_extended_features_from_version_2_fields():
+    """The domain kind comes from sd_flags; the group term weighs the numa_group's faults; the
+    vruntime lag is signed; a version 1 record gives zeros beyond its domain kind."""
+    smt, mc, numa = 0x80 | 0x100, 0x100, 0x2000
+    base = dict(p_running=0, throttled=0, dst_allowed=1, sched_delayed=0, src_node=0, dst_node=1)
+    df = frame(
+        pack(
+            **base,
+            sd_flags=smt,
+            group_total_faults=8,
+            group_faults_0=6,
+            group_faults_1=2,
+            vruntime=5,
+            cfs_min_vruntime=2_000_005,
+        ),
+        pack(**base, sd_flags=mc, util_avg=512, src_util=1024, dst_util=0, has_numa_group=0),
+        pack(**base, sd_flags=numa, vruntime=3_000_000, cfs_min_vruntime=1_000_000),
+    )
+    x = feat.extended_features(df)
+    assert list(x.columns) == list(feat.SD_LEVEL_FEATURES + feat.EXTRA_FEATURES)
+    assert x[list(feat.SD_LEVEL_FEATURES)].to_numpy().tolist() == [[1, 0, 0], [0, 1, 0], [0, 0, 1]]
+    assert x.group_delta_faults[0] == pytest.approx((2 - 6) / 8) and x.vruntime_lag[0] == pytest.approx(-2.0)
+    assert (x.util_avg[1], x.src_util[1], x.dst_util[1], x.has_numa_group[1]) == (0.5, 1.0, 0.0, 0.0)
+    assert x.vruntime_lag[2] == pytest.approx(2.0)
+    v1 = feat.extended_features(frame(pack(1, **base, sd_flags=mc)))
+    assert v1.sd_llc[0] == 1 and (v1[list(feat.EXTRA_FEATURES)] == 0).all().all()
+    for name, inputs in feat.FEATURE_SETS.items():
+        assert set(inputs) <= set(feat.FEATURE_DOCS), name

@@ -18,7 +18,7 @@ import pytest
 import zstandard
 
 from data import SCHED_EVENTS
-from data.can_migrate.record import RECORD_SIZE, decode
+from data.can_migrate.record import CM_MAGIC, RECORD_SIZE, decode
 from data.collect import command as collect
 from data.collect.guest import collect as gc
 from data.collect.guest import topology as guest_topology
@@ -471,4 +471,9 @@ def test_numa8_guest_collection(tmp_path, capsys):
     recs = decode(zstandard.ZstdDecompressor().decompress((run / "can_migrate.bin.zst").read_bytes(), 1 << 30))
     assert len(recs) == meta["records"] > 0, "no can_migrate_task call kept on the 2-node guest"
     assert ((recs["src_cpu"] >= 0) & (recs["src_cpu"] < 8)).all() and (recs["dst_cpu"] < 8).all()
-    print(f"numa8: {len(recs)} records, {_cross_node(recs, topo['cpu_node'])} across nodes")
+    # record version 2: the domain level and Pinto's attributes are measured, not filled
+    assert (recs["magic"] == CM_MAGIC).all() and (recs["sd_span_weight"] > 0).all()
+    spans = set(recs["sd_span_weight"].tolist())
+    assert spans <= {2, 4, 8} and len(spans) >= 2, spans  # SMT pairs, a socket, both nodes
+    assert recs["util_avg"].max() > 0 and recs["nr_migrations"].max() > 0 and recs["src_util"].max() > 0
+    print(f"numa8: {len(recs)} records, {_cross_node(recs, topo['cpu_node'])} across nodes, domain spans {sorted(spans)}")

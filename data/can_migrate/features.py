@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from data.can_migrate.record import CM_MAX_NODES, MIGRATE_LOAD, MIGRATION_COST_NS
-from data.can_migrate.rule import rule_context
+from data.can_migrate.record import MIGRATE_LOAD, MIGRATION_COST_NS, upgrade_frame
+from data.can_migrate.rule import SD_NUMA, SD_SHARE_CPUCAPACITY, SD_SHARE_PKG_RESOURCES, node_faults, rule_context
 
 # The 15 input features of Chen et al. (order of their final MLLB config).
 CHEN_FEATURES = (
@@ -47,6 +47,51 @@ FEATURE_DOCS = {
     "extra_fails": "1 if nr_balance_failed > cache_nice_tries (balancing has failed too often)",
     "buddy_hot": "p is the next buddy and dst has running tasks",
 }
+# The balancing domain's kind, one-hot from env->sd->flags (a record's raw sd_level counts the
+# degenerate levels the kernel removed, so it differs between topologies: 0, 2, 5 for SMT, MC,
+# NUMA on the 2x2x2 guest). In 6.1 task_hot() answers 0 on an SMT domain and cache_nice_tries
+# differs by level, so across topologies the verdict is not a function of Chen's 15 alone.
+SD_LEVEL_FEATURES = ("sd_smt", "sd_llc", "sd_numa")
+# Record version 2 inputs beyond Chen's: the numa_group's side of migrate_degrades_locality()
+# and Pinto's task and runqueue attributes.
+EXTRA_FEATURES = (
+    "has_numa_group",
+    "group_delta_faults",
+    "util_avg",
+    "load_avg",
+    "nr_migrations",
+    "vruntime_lag",
+    "src_util",
+    "dst_util",
+)
+EXTENDED_FEATURES = CHEN_FEATURES + SD_LEVEL_FEATURES + EXTRA_FEATURES
+# data.inputs: the named input sets a can_migrate model can be trained on. Only "chen" has a
+# kernel side (cm_features.h): the fair.c hook and the module compute those 15.
+FEATURE_SETS = {
+    "chen": CHEN_FEATURES,
+    "chen_level": CHEN_FEATURES + SD_LEVEL_FEATURES,
+    "extended": EXTENDED_FEATURES,
+}
+# Inputs that are 0/1 flags (the rest are numbers, standardised for training).
+FLAG_FEATURES = frozenset(CHEN_FEATURES) - {"src_len", "src_load", "dst_load", "dst_len", "delta_faults"} | {
+    *SD_LEVEL_FEATURES,
+    "has_numa_group",
+}
+FEATURE_DOCS.update(
+    {
+        "sd_smt": "balancing within SMT siblings (env->sd->flags & SD_SHARE_CPUCAPACITY)",
+        "sd_llc": "balancing within a last-level cache, above SMT (SD_SHARE_PKG_RESOURCES, not SMT)",
+        "sd_numa": "balancing across NUMA nodes (SD_NUMA)",
+        "has_numa_group": "p belongs to a numa_group (threads sharing memory): locality weighs group faults",
+        "group_delta_faults": "(group_faults[dst] - group_faults[src]) / max(group total_faults, 1)",
+        "util_avg": "p->se.avg.util_avg / 1024 (Pinto)",
+        "load_avg": "p->se.avg.load_avg / 1024 (Pinto)",
+        "nr_migrations": "p->se.nr_migrations (Pinto)",
+        "vruntime_lag": "(p->se.vruntime - its cfs_rq's min_vruntime) in ms (Pinto's vruntime, made comparable)",
+        "src_util": "src_rq->cfs.avg.util_avg / 1024 (Pinto's rq util)",
+        "dst_util": "dst_rq->cfs.avg.util_avg / 1024",
+    }
+)
 LABEL = "can_migrate"  # ret != 0
 FORCED = "forced"  # migrated although cache hot: the kernel's own p->sched_task_hot
 LABELS = (LABEL, FORCED)
@@ -89,16 +134,6 @@ def hard_ok(df):
     return (df["p_running"] == 0) & (df["throttled"] == 0) & (df["dst_allowed"] != 0) & ~delayed_block
 
 
-def _node_faults(df, node_col: str):
-    node = df[node_col].to_numpy()
-    faults = np.zeros(len(df), dtype=np.float64)
-    for k in range(CM_MAX_NODES):
-        col = f"numa_faults_{k}"
-        if col in df:
-            faults = np.where(node == k, df[col].to_numpy(dtype=np.float64), faults)
-    return faults
-
-
 def chen_features(records, migration_cost_ns: int = MIGRATION_COST_NS, filter: bool = True):
     """Decoded records (DataFrame from `records_frame`) -> Chen et al.'s 15 features + labels.
 
@@ -125,7 +160,10 @@ def chen_features(records, migration_cost_ns: int = MIGRATION_COST_NS, filter: b
     out["dst_load"] = df["dst_load"] / 1000.0
     out["dst_len"] = df["dst_nr_running"]
     total = df["total_numa_faults"].astype("float64").where(df["total_numa_faults"] != 0, 1.0)
-    out["delta_faults"] = (_node_faults(df, "dst_node") - _node_faults(df, "src_node")) / total
+    faults = {
+        end: node_faults(df, "numa_faults", df[f"{end}_node"].to_numpy()).astype(np.float64) for end in ("src", "dst")
+    }
+    out["delta_faults"] = (faults["dst"] - faults["src"]) / total
     out["extra_fails"] = df["nr_balance_failed"] > df["cache_nice_tries"]
     out["buddy_hot"] = df["buddy_hot"]
     out = out.astype("float32")
@@ -135,19 +173,54 @@ def chen_features(records, migration_cost_ns: int = MIGRATION_COST_NS, filter: b
     return out
 
 
+def extended_features(df) -> pd.DataFrame:
+    """SD_LEVEL_FEATURES + EXTRA_FEATURES (float32) of decoded records; version 1 records (no
+    level, no Pinto fields) give the domain kind from sd_flags and zeros for the rest."""
+    out = pd.DataFrame(index=df.index)
+    sd = df["sd_flags"].to_numpy()
+    smt = (sd & SD_SHARE_CPUCAPACITY) != 0
+    out["sd_smt"] = smt
+    out["sd_llc"] = ((sd & SD_SHARE_PKG_RESOURCES) != 0) & ~smt
+    out["sd_numa"] = (sd & SD_NUMA) != 0
+    out["has_numa_group"] = df["has_numa_group"] != 0
+    gtotal = df["group_total_faults"].astype("float64").where(df["group_total_faults"] != 0, 1.0)
+    group = {
+        end: node_faults(df, "group_faults", df[f"{end}_node"].to_numpy()).astype(np.float64) for end in ("src", "dst")
+    }
+    out["group_delta_faults"] = (group["dst"] - group["src"]) / gtotal
+    out["util_avg"] = df["util_avg"] / 1024.0
+    out["load_avg"] = df["load_avg"] / 1024.0
+    out["nr_migrations"] = df["nr_migrations"].astype("float64")
+    lag = df["vruntime"].to_numpy().astype(np.int64) - df["cfs_min_vruntime"].to_numpy().astype(np.int64)
+    out["vruntime_lag"] = lag / 1e6
+    out["src_util"] = df["src_util"] / 1024.0
+    out["dst_util"] = df["dst_util"] / 1024.0
+    return out.astype("float32")
+
+
 def can_migrate_table(records, migration_cost_ns: int = MIGRATION_COST_NS):
     """Rows of the dataset's can_migrate table from decoded records: the records passing the
     hard conditions, with IDENT columns, Chen's 15 features, both labels, `forced_kernel`, the
-    kernel rule's context (data.can_migrate.rule.RULE_CONTEXT) and `delta_ns`. Extra columns of
-    `records` (run_id, workload, category) are carried over."""
+    extended inputs (extended_features), the kernel rule's context
+    (data.can_migrate.rule.RULE_CONTEXT), `delta_ns`, `sd_level` and `record_version`. Extra
+    columns of `records` (run_id, workload, category) are carried over."""
+    records = upgrade_frame(records)
     feats = chen_features(records, migration_cost_ns)
     kept = records.loc[feats.index]
     carry = [c for c in ("run_id", "workload", "category") if c in kept]
     ident = kept[["ts_ns", *IDENT[1:]]].rename(columns={"ts_ns": "ts"}).astype("int64")
-    out = pd.concat([kept[carry], ident, feats, rule_context(kept), kept[["delta_ns"]]], axis=1)
+    raw = kept[["delta_ns", "sd_level", "record_version"]]
+    out = pd.concat([kept[carry], ident, feats, extended_features(kept), rule_context(kept), raw], axis=1)
+    out = out.loc[:, ~out.columns.duplicated()]  # sd_numa, has_numa_group: an input and rule context
     return out.reset_index(drop=True)
 
 
 def is_table(df) -> bool:
     """True for a can_migrate table (features + labels), False for decoded records."""
     return LABEL in df.columns and all(c in df.columns for c in CHEN_FEATURES)
+
+
+def missing_inputs(df, names) -> list[str]:
+    """Inputs of `names` a can_migrate table lacks: a table built before record version 2 has
+    Chen's 15 only (rebuild it with python -m data.build to get the rest)."""
+    return [n for n in names if n not in df.columns]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from data.can_migrate.record import RECORD_FIELDS, RecordFormatError, decode, records_frame
+from data.can_migrate.record import RecordFormatError, decode, frame_columns, records_frame, upgrade_frame, v1_columns
 
 RECORD_FILES = ("can_migrate.parquet", "can_migrate.bin.zst", "can_migrate.bin", "records.bin.zst", "records.bin")
 SUFFIXES = (".parquet", ".bin", ".bin.zst")
@@ -25,15 +25,6 @@ def run_records(run_dir: Path) -> Path | None:
     return next((run_dir / n for n in RECORD_FILES if (run_dir / n).is_file()), None)
 
 
-def _columns() -> list[str]:
-    cols = []
-    for name, _, shape, _ in RECORD_FIELDS:
-        if name in ("magic", "size", "_pad"):
-            continue
-        cols += [f"{name}_{k}" for k in range(shape[0])] if shape else [name]
-    return cols
-
-
 def read_records(path: Path):
     """Decoded records of one file. Raises RecordFormatError (one line, naming the file) on a
     damaged stream, a parquet without the record columns, or an unknown file type."""
@@ -43,13 +34,14 @@ def read_records(path: Path):
     name = path.name
     if name.endswith(".parquet"):
         df = pd.read_parquet(path)
-        missing = [c for c in _columns() if c not in df.columns]
+        missing = [c for c in v1_columns() if c not in df.columns]
         if missing:
             raise RecordFormatError(
                 f"{path}: not a can_migrate record table (missing "
                 f"{', '.join(missing[:4])}{'...' if len(missing) > 4 else ''})"
             )
-        return df.reset_index(drop=True)
+        df = upgrade_frame(df)  # a version 1 table (written before CMR2) gains the new columns
+        return df[frame_columns() + [c for c in df.columns if c not in frame_columns()]].reset_index(drop=True)
     if name.endswith(".bin.zst"):
         import zstandard
 

@@ -13,17 +13,19 @@ from __future__ import annotations
 
 import numpy as np
 
-CM_MAGIC = 0x31524D43  # b"CMR1" read as a little-endian u32
+CM_MAGIC = 0x32524D43  # b"CMR2" read as a little-endian u32: version 2, what the loader writes
+CM_MAGIC_V1 = 0x31524D43  # b"CMR1": version 1 (the shipped flat-guest records), still decoded
 CM_MAX_NODES = 4
-RECORD_SIZE = 184
+RECORD_SIZE = 296
+RECORD_SIZE_V1 = 184  # version 2 keeps version 1's layout as its prefix
 MIGRATION_COST_NS = 500_000  # sysctl_sched_migration_cost default: "cache hot" threshold
 LBF_ACTIVE_LB = 0x10  # env->flags bit: active balance (can_migrate_task returns 1 early)
 MIGRATE_LOAD = 0  # enum migration_type value of migrate_load
 
 # (name, numpy type, shape, meaning) in struct order. "<" = little-endian (x86 native).
 RECORD_FIELDS: tuple[tuple[str, str, tuple[int, ...], str], ...] = (
-    ("magic", "<u4", (), "CM_MAGIC (0x31524d43, 'CMR1'); detects a misaligned stream"),
-    ("size", "<u4", (), "sizeof(struct cm_record) = 184"),
+    ("magic", "<u4", (), "CM_MAGIC (0x32524d43, 'CMR2'; version 1: 'CMR1'); detects a misaligned stream"),
+    ("size", "<u4", (), "sizeof(struct cm_record) = 296 (version 1: 184)"),
     ("ts_ns", "<u8", (), "bpf_ktime_get_ns() at entry (CLOCK_MONOTONIC ns)"),
     (
         "delta_ns",
@@ -84,11 +86,40 @@ RECORD_FIELDS: tuple[tuple[str, str, tuple[int, ...], str], ...] = (
     ),
     ("policy", "u1", (), "p->policy (0 SCHED_NORMAL, 3 SCHED_BATCH, 5 SCHED_IDLE, ...)"),
     ("_pad", "u1", (1,), "padding"),
+    # version 2
+    ("util_avg", "<u8", (), "p->se.avg.util_avg (Pinto: the task's PELT utilisation)"),
+    ("load_avg", "<u8", (), "p->se.avg.load_avg (the task's PELT load)"),
+    ("vruntime", "<u8", (), "p->se.vruntime"),
+    ("cfs_min_vruntime", "<u8", (), "p->se.cfs_rq->min_vruntime (zero_vruntime since 6.18): vruntime's reference"),
+    ("nr_migrations", "<u8", (), "p->se.nr_migrations: migrations of p so far"),
+    ("src_util", "<u8", (), "src_rq->cfs.avg.util_avg"),
+    ("dst_util", "<u8", (), "dst_rq->cfs.avg.util_avg"),
+    ("group_total_faults", "<u8", (), "p->numa_group->total_faults (0: no numa_group)"),
+    ("group_faults", "<u8", (CM_MAX_NODES,), "group_faults(p, nid) per node 0..3: the numa_group's NUMA_MEM faults"),
+    ("sd_level", "<i4", (), "env->sd->level (0: the topology's lowest domain; -1 in version 1 records)"),
+    ("sd_span_weight", "<u4", (), "env->sd->span_weight: CPUs in the balancing domain"),
+    ("numa_group_id", "<i4", (), "p->numa_group->gid (0: no group)"),
+    ("has_numa_group", "u1", (), "p->numa_group != NULL (the locality rule then weighs group faults)"),
+    ("_pad2", "u1", (3,), "padding"),
 )
 
-RECORD_DTYPE = np.dtype([(n, t, s) if s else (n, t) for n, t, s, _ in RECORD_FIELDS])
+
+def _dtype(fields) -> np.dtype:
+    return np.dtype([(n, t, s) if s else (n, t) for n, t, s, _ in fields])
+
+
+RECORD_DTYPE = _dtype(RECORD_FIELDS)
 assert RECORD_DTYPE.itemsize == RECORD_SIZE, RECORD_DTYPE.itemsize
-RECORD_DOCS = {n: d for n, _, _, d in RECORD_FIELDS if n != "_pad"}
+_V1_FIELDS = RECORD_FIELDS[: [n for n, *_ in RECORD_FIELDS].index("_pad") + 1]
+RECORD_DTYPE_V1 = _dtype(_V1_FIELDS)
+assert RECORD_DTYPE_V1.itemsize == RECORD_SIZE_V1, RECORD_DTYPE_V1.itemsize
+V2_FIELDS = tuple(n for n, *_ in RECORD_FIELDS[len(_V1_FIELDS) :] if not n.startswith("_"))
+# What a version 1 record has for a version 2 field: nothing measured (sd_level -1: no level).
+V1_FILL = {"sd_level": -1}
+_PADDING = ("magic", "size", "_pad", "_pad2")
+VERSIONS = {CM_MAGIC_V1: (1, RECORD_SIZE_V1, RECORD_DTYPE_V1), CM_MAGIC: (2, RECORD_SIZE, RECORD_DTYPE)}
+RECORD_DOCS = {n: d for n, _, _, d in RECORD_FIELDS if n not in ("_pad", "_pad2")}
+RECORD_DOCS["record_version"] = "the record format version the loader wrote (1: CMR1, 184 bytes; 2: CMR2)"
 
 
 class RecordFormatError(ValueError):
@@ -96,35 +127,103 @@ class RecordFormatError(ValueError):
 
 
 def decode(buf: bytes | bytearray | memoryview, source: str = "record stream") -> np.ndarray:
-    """Raw loader output -> structured array (copy). Raises RecordFormatError on damage."""
-    n, rest = divmod(len(buf), RECORD_SIZE)
+    """Raw loader output -> structured array of RECORD_DTYPE (copy), whatever version wrote it
+    (the first record's magic says which; a version 1 stream gets the V1_FILL values in the
+    version 2 fields). Raises RecordFormatError on damage or a mixed stream."""
+    head = np.frombuffer(buf, dtype="<u4", count=1) if len(buf) >= 4 else np.zeros(1, "<u4") + CM_MAGIC
+    magic = int(head[0])
+    if magic not in VERSIONS:
+        raise RecordFormatError(
+            f"{source}: record 0 has magic {magic:#x}; expected {CM_MAGIC:#x} (CMR2) or {CM_MAGIC_V1:#x} (CMR1)"
+        )
+    version, size, dtype = VERSIONS[magic]
+    n, rest = divmod(len(buf), size)
     if rest:
         raise RecordFormatError(
-            f"{source}: truncated record: {len(buf)} bytes is {n} whole records of "
-            f"{RECORD_SIZE} bytes plus {rest} stray bytes"
+            f"{source}: truncated record: {len(buf)} bytes is {n} whole version {version} records of "
+            f"{size} bytes plus {rest} stray bytes"
         )
-    arr = np.frombuffer(buf, dtype=RECORD_DTYPE, count=n).copy()
-    bad = np.flatnonzero((arr["magic"] != CM_MAGIC) | (arr["size"] != RECORD_SIZE))
+    arr = np.frombuffer(buf, dtype=dtype, count=n)
+    bad = np.flatnonzero((arr["magic"] != magic) | (arr["size"] != size))
     if bad.size:
         i = int(bad[0])
         raise RecordFormatError(
-            f"{source}: record {i} (byte {i * RECORD_SIZE}) has magic {int(arr['magic'][i]):#x} "
-            f"size {int(arr['size'][i])}; expected {CM_MAGIC:#x} and {RECORD_SIZE}"
+            f"{source}: record {i} (byte {i * size}) has magic {int(arr['magic'][i]):#x} "
+            f"size {int(arr['size'][i])}; expected {magic:#x} and {size}"
         )
-    return arr
+    if version == 2:
+        return arr.copy()
+    out = np.zeros(n, dtype=RECORD_DTYPE)
+    for name in RECORD_DTYPE_V1.names:
+        out[name] = arr[name]
+    for name, value in V1_FILL.items():
+        out[name] = value
+    return out
+
+
+def record_version(arr: np.ndarray) -> np.ndarray:
+    """Per record, the format version its loader wrote (from the magic decode kept)."""
+    return np.where(arr["magic"] == CM_MAGIC_V1, 1, 2).astype(np.int8)
+
+
+def frame_columns() -> list[str]:
+    """The columns of `records_frame`, in order (numa_faults -> numa_faults_0..3)."""
+    cols = []
+    for name, _, shape, _ in RECORD_FIELDS:
+        if name not in _PADDING:
+            cols += [f"{name}_{k}" for k in range(shape[0])] if shape else [name]
+    return cols + ["record_version"]
+
+
+def v1_columns() -> list[str]:
+    """The columns every records frame has, version 1 or 2."""
+    new = {c for c in frame_columns() if c.rstrip("0123456789").rstrip("_") in V2_FIELDS}
+    return [c for c in frame_columns() if c not in new and c != "record_version"]
+
+
+def upgrade_frame(df):
+    """A records frame of version 1 (a shipped can_migrate.parquet, written before version 2)
+    -> the version 2 columns added with V1_FILL values and record_version 1. Frames that already
+    have them are returned as they are."""
+    if "record_version" in df.columns:
+        return df
+    add = {}
+    for name, typ, shape, _ in RECORD_FIELDS[len(_V1_FIELDS) :]:
+        if name in _PADDING:
+            continue
+        for col in [f"{name}_{k}" for k in range(shape[0])] if shape else [name]:
+            add[col] = np.full(len(df), V1_FILL.get(name, 0), dtype=np.dtype(typ))
+    add["record_version"] = np.ones(len(df), dtype=np.int8)
+    return df.assign(**add)
 
 
 def records_frame(arr: np.ndarray):
-    """Structured array -> DataFrame, one column per field (numa_faults -> numa_faults_0..3)."""
+    """Structured array -> DataFrame, one column per field (numa_faults -> numa_faults_0..3,
+    group_faults -> group_faults_0..3) plus record_version."""
     import pandas as pd
 
     cols = {}
     for name, _, shape, _ in RECORD_FIELDS:
-        if name in ("magic", "size", "_pad"):
+        if name in _PADDING:
             continue
         if shape:
             for k in range(shape[0]):
                 cols[f"{name}_{k}"] = arr[name][:, k]
         else:
             cols[name] = arr[name]
+    cols["record_version"] = record_version(arr)
     return pd.DataFrame(cols)
+
+
+def to_records(df) -> np.ndarray:
+    """A records frame -> struct cm_record array as today's loader writes it (version 2 magic
+    and size; the inverse of records_frame). Columns the frame lacks stay 0."""
+    arr = np.zeros(len(df), RECORD_DTYPE)
+    arr["magic"], arr["size"] = CM_MAGIC, RECORD_SIZE
+    for name, _, shape, _ in RECORD_FIELDS:
+        if name in _PADDING:
+            continue
+        cols = [f"{name}_{k}" for k in range(shape[0])] if shape else [name]
+        if all(c in df for c in cols):
+            arr[name] = df[cols].to_numpy() if shape else df[name].to_numpy()
+    return arr

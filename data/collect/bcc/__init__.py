@@ -4,7 +4,7 @@
     python -m data.collect --bcc WORKLOAD... --out DIR [--seconds N] [--runs N]
 
 Pieces (all in data/collect/bcc/):
-  can_migrate.h       struct cm_record, the fixed binary record (184 bytes)
+  can_migrate.h       struct cm_record, the fixed binary record (version 2: 296 bytes; version 1, 184)
   can_migrate.bpf.c   kprobe + kretprobe on can_migrate_task, CO-RE (vmlinux.h, libbpf macros)
   loader.c            libbpf skeleton loader: attach, copy records from the ring buffer to stdout
 The record format and its decoding live in data/can_migrate/record.py, Chen's features in

@@ -55,9 +55,11 @@ struct {
 	__type(value, __u64);
 } stats SEC(".maps");
 
-/* Old kernels (< 6.6) also had a "last" buddy; declare it so CO-RE can test for it. */
+/* Old kernels (< 6.6) also had a "last" buddy, and kept the queue's reference vruntime as
+ * min_vruntime (zero_vruntime since 6.18); declare them so CO-RE can test for them. */
 struct cfs_rq___old {
 	struct sched_entity *last;
+	u64 min_vruntime;
 } __attribute__((preserve_access_index));
 
 static __always_inline void count(__u32 idx)
@@ -97,6 +99,34 @@ static __always_inline int cpu_allowed(struct task_struct *p, int cpu)
 		return 0;
 	bpf_probe_read_kernel(&word, sizeof(word), &mask->bits[(cpu / 64) & 127]);
 	return (word >> (cpu % 64)) & 1;
+}
+
+/* migrate_degrades_locality() weighs a grouped task by its numa_group's faults:
+ * group_faults(p, nid) = ng->faults[2 * nid] + ng->faults[2 * nid + 1] (NUMA_MEM, private +
+ * shared). The group is RCU-protected; the probe reads it like any other kernel memory. */
+static __always_inline void record_numa_group(struct task_struct *p, struct cm_record *r)
+{
+	struct numa_group *ng;
+	unsigned long *faults;
+	int i;
+
+	if (!bpf_core_field_exists(p->numa_group))
+		return;
+	ng = BPF_CORE_READ(p, numa_group);
+	if (!ng)
+		return;
+	r->has_numa_group = 1;
+	r->numa_group_id = BPF_CORE_READ(ng, gid);
+	r->group_total_faults = BPF_CORE_READ(ng, total_faults);
+	faults = (unsigned long *)((char *)ng + bpf_core_field_offset(ng->faults));
+	for (i = 0; i < CM_MAX_NODES; i++) {
+		unsigned long pair[2] = {};
+
+		if (i >= nr_nodes)
+			break;
+		bpf_probe_read_kernel(pair, sizeof(pair), &faults[2 * i]);
+		r->group_faults[i] = pair[0] + pair[1];
+	}
 }
 
 SEC("kprobe/can_migrate_task")
@@ -174,6 +204,21 @@ int BPF_KPROBE(cm_entry, struct task_struct *p, struct lb_env *env)
 			 BPF_CORE_READ((struct cfs_rq___old *)cfs, last) == se_p)
 			r->buddy_hot = 1;
 	}
+
+	/* Pinto's attributes and the domain level (record version 2) */
+	r->util_avg = BPF_CORE_READ(p, se.avg.util_avg);
+	r->load_avg = BPF_CORE_READ(p, se.avg.load_avg);
+	r->vruntime = BPF_CORE_READ(p, se.vruntime);
+	r->nr_migrations = BPF_CORE_READ(p, se.nr_migrations);
+	if (cfs && bpf_core_field_exists(((struct cfs_rq___old *)cfs)->min_vruntime))
+		r->cfs_min_vruntime = BPF_CORE_READ((struct cfs_rq___old *)cfs, min_vruntime);
+	else if (cfs && bpf_core_field_exists(cfs->zero_vruntime))
+		r->cfs_min_vruntime = BPF_CORE_READ(cfs, zero_vruntime);
+	r->src_util = BPF_CORE_READ(src_rq, cfs.avg.util_avg);
+	r->dst_util = BPF_CORE_READ(dst_rq, cfs.avg.util_avg);
+	r->sd_level = BPF_CORE_READ(sd, level);
+	r->sd_span_weight = BPF_CORE_READ(sd, span_weight);
+	record_numa_group(p, r);
 
 	if (bpf_core_field_exists(p->numa_preferred_nid)) {
 		r->numa_preferred_nid = BPF_CORE_READ(p, numa_preferred_nid);

@@ -7,6 +7,10 @@
  * Layout rules: fixed size, naturally aligned, no implicit padding (explicit _pad), native
  * (little-endian on x86) byte order. The stream written by the loader is a plain sequence of
  * these records; every record starts with CM_MAGIC so a misaligned stream is detected.
+ *
+ * Versions: 1 ("CMR1", 184 bytes) ended at _pad; version 2 ("CMR2", 296 bytes) appends Pinto's
+ * task and runqueue attributes, the task's numa_group faults and the sched-domain level, and
+ * keeps version 1's layout as its prefix (data/can_migrate/record.py decodes both).
  */
 #ifndef SCHEDLEARN_CAN_MIGRATE_H
 #define SCHEDLEARN_CAN_MIGRATE_H
@@ -15,7 +19,7 @@
 #include <linux/types.h>
 #endif
 
-#define CM_MAGIC 0x31524d43u /* "CMR1" in memory on little-endian */
+#define CM_MAGIC 0x32524d43u /* "CMR2" in memory on little-endian (version 2) */
 #define CM_MAX_NODES 4       /* NUMA nodes whose fault counts are recorded */
 #define CM_MAX_CPUS 1024     /* CPUs the loader's cpu -> node table covers */
 
@@ -62,12 +66,27 @@ struct cm_record {
 	__u8 task_hot_after;            /* p->sched_task_hot at return: migrated although hot */
 	__u8 policy;                    /* p->policy (SCHED_*) */
 	__u8 _pad[1];
+	/* version 2 */
+	__u64 util_avg;                 /* p->se.avg.util_avg */
+	__u64 load_avg;                 /* p->se.avg.load_avg */
+	__u64 vruntime;                 /* p->se.vruntime */
+	__u64 cfs_min_vruntime;         /* p->se.cfs_rq->min_vruntime (vruntime's reference) */
+	__u64 nr_migrations;            /* p->se.nr_migrations */
+	__u64 src_util;                 /* src_rq->cfs.avg.util_avg */
+	__u64 dst_util;                 /* dst_rq->cfs.avg.util_avg */
+	__u64 group_total_faults;       /* p->numa_group->total_faults (0: no group) */
+	__u64 group_faults[CM_MAX_NODES];/* group_faults(p, nid): the group's NUMA_MEM faults per node */
+	__s32 sd_level;                 /* env->sd->level (0 = lowest domain of this topology) */
+	__u32 sd_span_weight;           /* env->sd->span_weight: CPUs in the domain */
+	__s32 numa_group_id;            /* p->numa_group->gid (0: no group) */
+	__u8 has_numa_group;            /* p->numa_group != NULL */
+	__u8 _pad2[3];
 };
 
 #ifdef __cplusplus
-static_assert(sizeof(struct cm_record) == 184, "cm_record layout changed");
+static_assert(sizeof(struct cm_record) == 296, "cm_record layout changed");
 #else
-_Static_assert(sizeof(struct cm_record) == 184, "cm_record layout changed");
+_Static_assert(sizeof(struct cm_record) == 296, "cm_record layout changed");
 #endif
 
 #endif
