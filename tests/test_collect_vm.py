@@ -476,4 +476,6 @@ def test_numa8_guest_collection(tmp_path, capsys):
     spans = set(recs["sd_span_weight"].tolist())
     assert spans <= {2, 4, 8} and len(spans) >= 2, spans  # SMT pairs, a socket, both nodes
     assert recs["util_avg"].max() > 0 and recs["nr_migrations"].max() > 0 and recs["src_util"].max() > 0
-    print(f"numa8: {len(recs)} records, {_cross_node(recs, topo['cpu_node'])} across nodes, domain spans {sorted(spans)}")
+    print(
+        f"numa8: {len(recs)} records, {_cross_node(recs, topo['cpu_node'])} across nodes, domain spans {sorted(spans)}"
+    )

@@ -14,7 +14,10 @@ from tests.conftest import REPO, require
 def test_registry_covers_categories_and_tools():
     assert len(wl.CATEGORIES) >= 5 and len(wl.WORKLOADS) >= 10
     cats = wl.by_category()
-    assert all(len(names) >= 2 for names in cats.values()), cats  # every category holdable-out
+    # every category holdable-out; the seeds' benchmarks (tests/test_seed_workloads.py) opened
+    # four categories of one workload each
+    assert all(names for names in cats.values()), cats
+    assert {c for c, names in cats.items() if len(names) < 2} == {"compress", "memory", "build", "affinity"}
     for name, w in wl.WORKLOADS.items():
         assert w.name == name and w.category in wl.CATEGORIES and len(w.description) > 10
         assert 0 < w.default_seconds <= 3
@@ -73,7 +76,7 @@ def test_list_cli():
         assert name in r.stdout
 
 
-@pytest.mark.parametrize("name", sorted(wl.BUILTINS))
+@pytest.mark.parametrize("name", ["cpu-pool", "io-mix", "oversub-sleep"])  # the others: test_seed_workloads.py
 def test_builtin_runs_as_process_tree(name):
     t0 = time.monotonic()
     p = subprocess.Popen(

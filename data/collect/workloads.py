@@ -8,8 +8,9 @@ load level in percent (`--load 50,100,200`; 100 by default, so N = cpus), and it
 says what N gives ("nproc groups", "nproc/2 pairs": nproc stands for N). A workload whose size
 does not depend on N says so with `scalable=False` (none does today).
 
-External tools: hackbench (Debian rt-tests) and stress-ng. Three workloads are built in and
-run as real process trees via this module:
+External tools: hackbench (Debian rt-tests), stress-ng, zstd, make and tcc (tinycc). Eight
+workloads are built in and run as real process trees via this module (compress-zstd and make-j
+generate their input, then drive zstd / make + tcc until the deadline):
 
     python -m data.collect.workloads --list
     python -m data.collect.workloads run oversub-sleep --seconds 2 [--nproc 2]
@@ -26,8 +27,10 @@ import hashlib
 import math
 import os
 import random
+import select
 import shlex
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -44,6 +47,30 @@ CATEGORIES = {
     "process": "process creation and exit (fork/clone storms)",
     "io": "file writes and fsync mixed with computation",
     "oversub": "more runnable threads than CPUs, alternating bursts and short sleeps",
+    "compress": "a multi-threaded compressor (one process, nproc worker threads) over a generated corpus",
+    "memory": "threads of one process sharing large matrices: NUMA placement and balancing",
+    "build": "a parallel build: make -j forking a short-lived compiler per source file",
+    "affinity": "tasks restricted by sched_setaffinity beside free ones: failed and forced migrations",
+}
+
+
+# Sizes of the seeds' built-ins; data/collect/guest/workloads.c has the same numbers (and the
+# tests compare what both generate byte for byte).
+FIB_K = 24  # fib(24): ~75k calls, ~0.3 ms in C, ~25 ms in CPython: the deadline is checked per call
+MM_DIM = 1024  # numa-matmul: three MM_DIM x MM_DIM uint32 matrices, 12 MiB, 3072 pages of 4 KiB
+TREE_UNITS = 64  # make-j: generated C files of ~400 lines each
+TREE_FUNCS = 10  # functions per file
+VOCAB = 4096  # compress-zstd: words of the corpus vocabulary
+VOCAB_SALT = 1 << 40  # mix() keys: the vocabulary's, the tree's, and the corpus's token counter
+TREE_SALT = 1 << 41
+MIB = 1 << 20
+TOOL_PACKAGES = {  # the Debian package of each external tool (for a one-line "install ..." hint)
+    "hackbench": "rt-tests",
+    "stress-ng": "stress-ng",
+    "timeout": "coreutils",
+    "zstd": "zstd",
+    "make": "make",
+    "tcc": "tcc",
 }
 
 
@@ -147,7 +174,8 @@ class Workload:
         if self.name not in BUILTINS:
             return self.command(seconds, ncpu)
         s = _fmt_seconds(self.default_seconds if seconds is None else seconds)
-        return [GUEST_BUILTIN, self.name, s, str(ncpu or nproc())] + ([GUEST_IO_DIR] if self.name == "io-mix" else [])
+        where = [GUEST_DIRS[self.name]] if self.name in GUEST_DIRS else []
+        return [GUEST_BUILTIN, self.name, s, str(ncpu or nproc()), *where]
 
 
 def _registry() -> dict[str, Workload]:
@@ -291,6 +319,49 @@ def _registry() -> dict[str, Workload]:
             ("stress-ng", "timeout"),
             2.0,
         ),
+        # the seeds' benchmarks (Pinto: compression; Chen: RMT fib, NUMA matmul, builds, pinning)
+        W(
+            "compress-zstd",
+            "compress",
+            "built-in: zstd -3 -T<nproc> over a generated 32-64 MiB text corpus, again and again",
+            lambda s, n: _python_builtin("compress-zstd", s, n),
+            ("zstd",),
+            3.0,
+        ),
+        W(
+            "fib-threads",
+            "cpu",
+            f"built-in: nproc workers computing naive recursive fib({FIB_K}) over and over",
+            lambda s, n: _python_builtin("fib-threads", s, n),
+            (),
+            2.0,
+        ),
+        W(
+            "numa-matmul",
+            "memory",
+            f"built-in: nproc threads of one process multiplying {MM_DIM}x{MM_DIM} uint32 matrices, "
+            "each first-touching its row block",
+            lambda s, n: _python_builtin("numa-matmul", s, n),
+            (),
+            3.0,
+        ),
+        W(
+            "make-j",
+            "build",
+            f"built-in: make -j<nproc> of {TREE_UNITS} generated header-less C files with tcc -c, then clean",
+            lambda s, n: _python_builtin("make-j", s, n),
+            ("make", "tcc"),
+            3.0,
+        ),
+        W(
+            "pinned-pingpong",
+            "affinity",
+            "built-in: nproc pairs ping-ponging bytes over pipes with 20-100 us bursts; half the pairs "
+            "pinned to the first half of the CPUs (failed balancing -> forced migrations)",
+            lambda s, n: _python_builtin("pinned-pingpong", s, n),
+            (),
+            1.5,
+        ),
     ]
     reg = {w.name: w for w in items}
     assert all(w.category in CATEGORIES for w in items)
@@ -339,8 +410,9 @@ def format_list() -> str:
 # ----- built-in workloads (run in child processes so the trace shows a real tree) --------
 
 
-def _fork_workers(count: int, body: Callable[[int], None]) -> None:
-    """Fork `count` children running body(i); wait for all; propagate failure."""
+def _fork_workers(count: int, body: Callable[[int], None], started: Callable[[], None] | None = None) -> None:
+    """Fork `count` children running body(i); wait for all; propagate failure. started(): called
+    in the parent once all are forked (to close what only the children may hold)."""
     pids = []
     for i in range(count):
         pid = os.fork()
@@ -354,6 +426,8 @@ def _fork_workers(count: int, body: Callable[[int], None]) -> None:
                 code = 1
             os._exit(code)
         pids.append(pid)
+    if started is not None:
+        started()
     failed = 0
     try:
         for pid in pids:
@@ -365,10 +439,11 @@ def _fork_workers(count: int, body: Callable[[int], None]) -> None:
         raise SystemExit(f"{failed} worker(s) failed")
 
 
-def _spin(until: float) -> int:
+def _spin(until: float, step: int = 2000) -> int:
+    """Integer arithmetic until `until`, reading the clock every `step` iterations."""
     x = 0
     while time.monotonic() < until:
-        for i in range(2000):
+        for i in range(step):
             x = (x * 1103515245 + 12345 + i) & 0xFFFFFFFF
     return x
 
@@ -417,9 +492,269 @@ def io_mix(seconds: float, n: int, directory: str | None = None, seed: int = 0) 
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+# ----- the seeds' benchmarks ------------------------------------------------------------------
+
+
+def mix(x):
+    """splitmix64's finaliser: the counter-based hash behind the generated corpus and C tree
+    (workloads.c mix). Works on a Python int or elementwise on a numpy uint64 array."""
+    z = (x + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+    return z ^ (z >> 31)
+
+
+def corpus_bytes(n: int) -> int:
+    """compress-zstd's corpus size for n threads: 4 MiB per thread, at least 32 and at most 64
+    MiB. In the guest it lies in /tmp (tmpfs, guest memory): 64 MiB plus zstd's own memory (31
+    MB peak RSS at -T16 -B1M, measured) fits the default 1024 MB guest beside the initramfs (41
+    MB unpacked) and the ftrace buffers."""
+    return min(64 * MIB, max(32 * MIB, n * 4 * MIB))
+
+
+def zstd_job_bytes(n: int) -> int:
+    """zstd's job size (-B) for n threads: at least 4 jobs per thread, whole MiB, at least 1 MiB
+    (zstd's own default job, 8 MiB at level 3, would leave threads idle on 32 MiB)."""
+    return max(MIB, corpus_bytes(n) // (4 * n) // MIB * MIB)
+
+
+def write_corpus(path: str, nbytes: int, chunk: int = 1 << 20) -> None:
+    """nbytes of text-like corpus: words of a VOCAB-word vocabulary drawn skewed (the product of
+    two uniforms), a newline after about one word in 16; so it compresses like text. Token i is
+    mix(i); workloads.c write_corpus writes the same bytes."""
+    import numpy as np  # deferred: only the corpus needs it
+
+    h = mix(np.arange(VOCAB, dtype=np.uint64) + np.uint64(VOCAB_SALT))
+    lens = (2 + h % 8).astype(np.int64)
+    shifts = (8 + 5 * np.arange(9)).astype(np.uint64)
+    letters = (97 + (h[:, None] >> shifts[None, :]) % 26).astype(np.uint8)
+    # the vocabulary as one blob, each word followed by a separator slot: a token is one slice
+    blob = np.concatenate([np.append(letters[w, : lens[w]], np.uint8(32)) for w in range(VOCAB)])
+    offset = np.cumsum(lens + 1) - (lens + 1)
+    left, first = nbytes, 0
+    with open(path, "wb") as fh:
+        while left > 0:
+            h = mix(np.arange(first, first + chunk, dtype=np.uint64))
+            first += chunk
+            word = (((h >> 48) * ((h >> 32) & 0xFFFF)) >> 20).astype(np.int64)
+            size = lens[word] + 1
+            end = np.cumsum(size)
+            out = blob[np.repeat(offset[word] - (end - size), size) + np.arange(int(end[-1]))]
+            out[end - 1] = np.where((h & 15) == 0, ord("\n"), ord(" "))
+            take = min(left, len(out))
+            fh.write(out[:take].tobytes())
+            left -= take
+
+
+def _tree_stmt(h: int) -> str:
+    k = h % 5
+    if k == 0:
+        return f"\tx = x * {((h >> 8) & 0xFFFFFF) | 1}u + {(h >> 40) & 0xFFFF}u;\n"
+    if k == 1:
+        return f"\ty ^= x >> {(h >> 8) % 31 + 1};\n"
+    if k == 2:
+        return f"\tif (x & {1 << ((h >> 8) % 32)}u)\n\t\ty += x;\n\telse\n\t\ty -= {(h >> 16) & 0xFFFF}u;\n"
+    if k == 3:
+        r = (h >> 8) % 31 + 1
+        return f"\tx = (x << {r}) | (x >> {32 - r});\n"
+    return f"\tfor (i = 0; i < {(h >> 8) % 16 + 4}u; i++)\n\t\ty = y * 31u + (x ^ i);\n"
+
+
+def write_tree(directory: str) -> None:
+    """make-j's source tree: TREE_UNITS C files (u00.c ...) of TREE_FUNCS functions of generated
+    integer code, no #include (so `tcc -c` needs nothing but its executable), and a Makefile
+    with `all` (tcc -c per file) and `clean`. workloads.c write_tree writes the same files."""
+    for u in range(TREE_UNITS):
+        text = [f"/* schedlearn make-j: generated unit {u} (no headers: tcc -c needs nothing else) */\n"]
+        for g in range(TREE_FUNCS):
+            key = TREE_SALT + (u << 20) + (g << 10)
+            h = mix(key)
+            text.append(f"\nstatic unsigned int f{u}_{g}(unsigned int x)\n{{\n\tunsigned int i, y = {h >> 32}u;\n\n")
+            text += [_tree_stmt(mix(key + s)) for s in range(1, 14 + h % 8 + 1)]
+            text.append("\t(void)i;\n\treturn x ^ y;\n}\n")
+        text.append(f"\nunsigned int u{u}(unsigned int x)\n{{\n")
+        text += [f"\tx = f{u}_{g}(x);\n" for g in range(TREE_FUNCS)]
+        text.append("\treturn x;\n}\n")
+        with open(os.path.join(directory, f"u{u:02d}.c"), "w") as fh:
+            fh.write("".join(text))
+    objs = "".join(f" u{u:02d}.o" for u in range(TREE_UNITS))
+    with open(os.path.join(directory, "Makefile"), "w") as fh:
+        fh.write(
+            f"# schedlearn make-j: {TREE_UNITS} header-less units, compiled with tcc -c\nOBJS ={objs}\n\n"
+            "all: $(OBJS)\n\n%.o: %.c\n\ttcc -c $< -o $@\n\nclean:\n\trm -f $(OBJS)\n"
+        )
+
+
+def _run_until(argv: list[str], deadline: float, quiet: bool = False) -> bool:
+    """Run argv and wait for it (a pidfd: no polling); at the deadline SIGTERM it (make passes
+    it on to its tcc children) and reap it. It stays in our process group, so the collector's
+    group kill reaches it too. True: it finished; False: the deadline came; a failure exits."""
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL if quiet else None)
+    fd = os.pidfd_open(proc.pid)
+    try:
+        done, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+    finally:
+        os.close(fd)
+    if not done:
+        proc.terminate()
+        proc.wait()
+        return False
+    if proc.wait():
+        raise SystemExit(f"{argv[0]} failed with exit status {proc.returncode}")
+    return True
+
+
+def compress_zstd(seconds: float, n: int, directory: str | None = None) -> None:
+    """Pinto's compression benchmark: the corpus (corpus_bytes(n), in a temporary folder), then
+    `zstd -3 -T<n>` over it until the deadline; one zstd process whose n worker threads share
+    its jobs. The corpus is written inside the run (~0.5 s here, under a second in the 4-vCPU guest)."""
+    deadline = time.monotonic() + seconds
+    with tempfile.TemporaryDirectory(prefix="schedlearn-zstd-", dir=directory) as tmp:
+        corpus = os.path.join(tmp, "corpus.txt")
+        write_corpus(corpus, corpus_bytes(n))
+        argv = ["zstd", "-q", "-f", "-c", "-3", f"-T{n}", f"-B{zstd_job_bytes(n)}", corpus]
+        while time.monotonic() < deadline and _run_until(argv, deadline, quiet=True):
+            pass
+
+
+def _fib(k: int) -> int:
+    return k if k < 2 else _fib(k - 1) + _fib(k - 2)
+
+
+def fib_threads(seconds: float, n: int) -> None:
+    """Chen's RMT benchmark: naive recursive fib(FIB_K) over and over in n workers. Here n
+    processes (the GIL would run n Python threads one at a time); the guest's slw runs n
+    pthreads of one process."""
+    deadline = time.monotonic() + seconds
+
+    def body(i: int) -> None:
+        while time.monotonic() < deadline:
+            _fib(FIB_K)
+
+    _fork_workers(n, body)
+
+
+def numa_matmul(seconds: float, n: int) -> None:
+    """n threads of one process (one mm, so NUMA balancing groups them) computing C = A x B on
+    MM_DIM x MM_DIM uint32 matrices, row block i*MM_DIM/n .. (i+1)*MM_DIM/n each, until the
+    deadline. Each thread first writes its own rows of A, B and C (4 KiB pages, no THP), so on a
+    2-node guest the pages land on the node it ran on; every thread then reads all of B, so
+    NUMA hinting faults hit both nodes and set numa_preferred_nid. numpy's matmul releases the
+    GIL: the threads do run in parallel."""
+    import mmap
+    import threading
+
+    import numpy as np
+
+    deadline = time.monotonic() + seconds
+    size = MM_DIM * MM_DIM * 4
+    maps = [mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE) for _ in range(3)]
+    for m in maps:
+        m.madvise(mmap.MADV_NOHUGEPAGE)
+    a, b, c = (np.frombuffer(m, dtype=np.uint32).reshape(MM_DIM, MM_DIM) for m in maps)
+    ready = threading.Barrier(n)
+    failed: list[BaseException] = []
+
+    def body(i: int) -> None:
+        lo, hi = i * MM_DIM // n, (i + 1) * MM_DIM // n
+        try:
+            x = np.arange(lo, hi, dtype=np.uint32)[:, None] * np.uint32(MM_DIM) + np.arange(MM_DIM, dtype=np.uint32)
+            a[lo:hi] = x * np.uint32(2654435761)
+            b[lo:hi] = x * np.uint32(2246822519) + np.uint32(1)
+            c[lo:hi] = 0
+        except BaseException as e:
+            failed.append(e)
+            ready.abort()
+            raise
+        ready.wait()  # B is read whole: every block first
+        while lo < hi and time.monotonic() < deadline:
+            for r in range(lo, hi):
+                if time.monotonic() >= deadline:
+                    break
+                np.matmul(a[r : r + 1], b, out=c[r : r + 1])
+
+    threads = [threading.Thread(target=body, args=(i,), name=f"matmul-{i}") for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if failed:
+        raise SystemExit(f"numa-matmul: {failed[0]!r}")
+
+
+def make_j(seconds: float, n: int, directory: str | None = None) -> None:
+    """A parallel build: write_tree into a temporary folder, then `make -j<n>` (one tcc -c per
+    file) and `make clean`, again and again until the deadline."""
+    deadline = time.monotonic() + seconds
+    with tempfile.TemporaryDirectory(prefix="schedlearn-make-", dir=directory) as tmp:
+        write_tree(tmp)
+        make = ["make", "-C", tmp, "-r", "-s", "--no-print-directory"]
+        while (
+            time.monotonic() < deadline
+            and _run_until([*make, f"-j{n}"], deadline)
+            and _run_until([*make, "clean"], deadline)
+        ):
+            pass
+
+
+def pinned_pingpong(seconds: float, n: int, seed: int = 0) -> None:
+    """n pairs of processes ping-ponging one byte over two pipes, with a 20-100 us CPU burst at
+    each hop (like hackbench: the tasks stay cache hot); the first n//2 pairs are pinned to the
+    first half of the CPUs, the others free. Why: the balancer cannot move a pinned task to a
+    CPU outside its mask, so load_balance() fails (LBF_SOME_PINNED) and sd->nr_balance_failed
+    rises; past sd->cache_nice_tries can_migrate_task() then migrates cache-hot tasks anyway.
+    Those forced migrations are rare in the other workloads and the dataset needs many."""
+    deadline = time.monotonic() + seconds
+    cpus = sorted(os.sched_getaffinity(0))
+    first_half = set(cpus[: max(1, len(cpus) // 2)])
+    pipes = [os.pipe() for _ in range(2 * n)]  # [2p]: ping -> pong, [2p+1]: pong -> ping
+
+    def body(i: int) -> None:
+        pair, ping = i // 2, i % 2 == 0
+        for k, (r, w) in enumerate(pipes):
+            if k // 2 != pair:
+                os.close(r)
+                os.close(w)
+        if pair < n // 2:
+            os.sched_setaffinity(0, first_half)
+        fwd, back = pipes[2 * pair], pipes[2 * pair + 1]
+        rfd, wfd = (back[0], fwd[1]) if ping else (fwd[0], back[1])
+        os.close(fwd[0] if ping else fwd[1])
+        os.close(back[1] if ping else back[0])
+        rng = random.Random(seed * 1000 + i)
+        try:
+            if ping:
+                os.write(wfd, b"x")
+            while time.monotonic() < deadline:
+                if not os.read(rfd, 1):
+                    break  # the partner passed the deadline first
+                _spin(time.monotonic() + rng.uniform(0.00002, 0.0001), step=16)
+                os.write(wfd, b"x")
+        except BrokenPipeError:
+            pass
+
+    def close_all() -> None:  # only the pairs hold their pipes: EOF when a partner ends
+        for r, w in pipes:
+            os.close(r)
+            os.close(w)
+
+    _fork_workers(2 * n, body, close_all)
+
+
 GUEST_BUILTIN = "/usr/lib/schedlearn/slw"  # where data/collect/guest puts workloads.c's binary
 GUEST_IO_DIR = "/var/tmp"  # in the guest: a directory on the host share (data/collect/guest/init.sh)
-BUILTINS = {"cpu-pool": cpu_pool, "oversub-sleep": oversub_sleep, "io-mix": io_mix}
+GUEST_TMP_DIR = "/tmp"  # in the guest: tmpfs, i.e. guest memory (corpus and C tree)
+GUEST_DIRS = {"io-mix": GUEST_IO_DIR, "compress-zstd": GUEST_TMP_DIR, "make-j": GUEST_TMP_DIR}  # slw's DIR
+BUILTINS = {
+    "cpu-pool": cpu_pool,
+    "oversub-sleep": oversub_sleep,
+    "io-mix": io_mix,
+    "compress-zstd": compress_zstd,
+    "fib-threads": fib_threads,
+    "numa-matmul": numa_matmul,
+    "make-j": make_j,
+    "pinned-pingpong": pinned_pingpong,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -438,6 +773,13 @@ def main(argv: list[str] | None = None) -> int:
     if a.cmd == "run":
         if a.seconds <= 0:
             p.error("--seconds must be > 0")
+        if miss := WORKLOADS[a.name].missing_tools():
+            p.error(
+                f"{a.name} needs {', '.join(miss)} (Debian: apt-get install {' '.join(TOOL_PACKAGES[t] for t in miss)})"
+            )
+        # numpy (compress-zstd's corpus, numa-matmul) would start a BLAS thread pool: threads
+        # that are no part of the workload's tree (slw has none)
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
         BUILTINS[a.name](a.seconds, a.nproc or nproc())
         return 0
     if a.cmd == "show":

@@ -54,7 +54,7 @@ from data.collect.runs import (
     run_identity,
     run_levels,
 )
-from data.collect.workloads import BUILTINS, WORKLOADS, Workload, resolve
+from data.collect.workloads import TOOL_PACKAGES, WORKLOADS, Workload, resolve
 from plumbing import cli, initramfs, qemu
 from plumbing.atomic import file_sha256, staged_dir, write_atomic, write_json_atomic
 
@@ -96,14 +96,17 @@ def problems(kernel: Path | None) -> list[str]:
 
 
 def unrunnable(chosen: list[Workload]) -> list[str]:
-    """Workloads that cannot run in the guest, one reason each."""
+    """Workloads that cannot run in the guest, one reason each: their external tools (the
+    built-ins' too: compress-zstd runs zstd, make-j make and tcc) are copied from the host."""
     out = []
     for w in chosen:
-        if w.name in BUILTINS:
-            continue
         miss = w.missing_tools()
         if miss:
-            out.append(f"{w.name}: {', '.join(miss)} not installed on the host, so it cannot be copied into the guest")
+            pkgs = " ".join(sorted({TOOL_PACKAGES.get(t, t) for t in miss}))
+            out.append(
+                f"{w.name}: {', '.join(miss)} not installed on the host, so it cannot be copied into the guest "
+                f"(Debian: apt-get install {pkgs})"
+            )
     return out
 
 
@@ -114,14 +117,17 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+SLW_CFLAGS = ["-O2", "-Wall", "-static", "-pthread"]  # -pthread: fib-threads and numa-matmul
+
+
 def build_slw(build_dir: Path = BUILD) -> Path:
     """The built-in workloads as one static program (the guest has no Python)."""
     src = SRC / "workloads.c"
-    exe = build_dir / f"slw-{_sha256(src.read_bytes())[:16]}"
+    exe = build_dir / f"slw-{_sha256(src.read_bytes() + ' '.join(SLW_CFLAGS).encode())[:16]}"
     if not exe.exists():
         build_dir.mkdir(parents=True, exist_ok=True)
         tmp = exe.with_name(exe.name + f".tmp{os.getpid()}")
-        r = subprocess.run(["cc", "-O2", "-Wall", "-static", str(src), "-o", str(tmp)], capture_output=True, text=True)
+        r = subprocess.run(["cc", *SLW_CFLAGS, str(src), "-o", str(tmp)], capture_output=True, text=True)
         if r.returncode:
             raise GuestError(f"cc workloads.c failed: {r.stderr.strip().splitlines()[0]}")
         os.replace(tmp, exe)
@@ -142,6 +148,10 @@ def base_files(release: str) -> tuple[dict[str, bytes], set[str]]:
         guest_topology.GUEST_PATH: guest_topology.SCRIPT.read_bytes(),
     }
     exes = set(files)
+    # every workload's external tools with their shared libraries; nothing else is needed: make
+    # runs its recipes through busybox sh and rm, and `tcc -c` of make-j's header-less sources
+    # opens only the source (strace: not its lib dir /usr/lib/x86_64-linux-gnu/tcc, which holds
+    # headers and libtcc1.a for linking)
     tools = sorted({t for w in WORKLOADS.values() for t in w.tools if shutil.which(t)})
     try:
         for t in tools:
