@@ -51,7 +51,7 @@ from data.collect.runs import (
     run_workload,
     wait_quiet,
 )
-from data.collect.workloads import WORKLOADS, Workload, format_list, nproc, parse_loads, resolve
+from data.collect.workloads import WORKLOADS, Workload, format_list, install_hint, nproc, parse_loads, resolve
 from plumbing import cli
 from plumbing.atomic import staged_dir, write_json_atomic
 
@@ -298,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(e), 2)
     missing = sorted({t for w in chosen for t in w.missing_tools()})
     if missing:
-        return fail(f"missing programs: {', '.join(missing)} (Debian: apt-get install rt-tests stress-ng)")
+        return fail(f"missing programs: {', '.join(missing)} {install_hint(missing)}")
     ncpu = args.nproc or nproc()
     try:
         with tracefs.TraceSession(buffer_kb=args.buffer_kb, clock=args.clock, lock_wait=args.wait) as session:

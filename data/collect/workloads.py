@@ -74,6 +74,12 @@ TOOL_PACKAGES = {  # the Debian package of each external tool (for a one-line "i
 }
 
 
+def install_hint(tools) -> str:
+    """'(Debian: apt-get install PKG...)' for missing external tools: the one line every
+    collector adds to its "missing" error."""
+    return f"(Debian: apt-get install {' '.join(sorted({TOOL_PACKAGES.get(t, t) for t in tools}))})"
+
+
 def nproc() -> int:
     """CPUs this process may run on (what `nproc` prints)."""
     return len(os.sched_getaffinity(0))
@@ -774,9 +780,7 @@ def main(argv: list[str] | None = None) -> int:
         if a.seconds <= 0:
             p.error("--seconds must be > 0")
         if miss := WORKLOADS[a.name].missing_tools():
-            p.error(
-                f"{a.name} needs {', '.join(miss)} (Debian: apt-get install {' '.join(TOOL_PACKAGES[t] for t in miss)})"
-            )
+            p.error(f"{a.name} needs {', '.join(miss)} {install_hint(miss)}")
         # numpy (compress-zstd's corpus, numa-matmul) would start a BLAS thread pool: threads
         # that are no part of the workload's tree (slw has none)
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")

@@ -54,7 +54,7 @@ from data.collect.runs import (
     run_identity,
     run_levels,
 )
-from data.collect.workloads import TOOL_PACKAGES, WORKLOADS, Workload, resolve
+from data.collect.workloads import WORKLOADS, Workload, install_hint, resolve
 from plumbing import cli, initramfs, qemu
 from plumbing.atomic import file_sha256, staged_dir, write_atomic, write_json_atomic
 
@@ -102,10 +102,9 @@ def unrunnable(chosen: list[Workload]) -> list[str]:
     for w in chosen:
         miss = w.missing_tools()
         if miss:
-            pkgs = " ".join(sorted({TOOL_PACKAGES.get(t, t) for t in miss}))
             out.append(
                 f"{w.name}: {', '.join(miss)} not installed on the host, so it cannot be copied into the guest "
-                f"(Debian: apt-get install {pkgs})"
+                f"{install_hint(miss)}"
             )
     return out
 
