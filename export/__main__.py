@@ -20,7 +20,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from export.config import PROG, ExportConfig, options  # also registers the schema conf/export.yaml is composed onto
 from models.checkpoint import check_checkpoint
-from models.config import check_trained
+from models.config import KERNEL_INPUTS, check_trained
 from plumbing.hydra_cli import UserError, entry_point, one_line, run
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -32,7 +32,12 @@ def load_source(o: ExportConfig):
     # deferred on purpose: export.source loads torch (seconds), after the quick check above
     from export.source import from_checkpoint
 
-    check_trained(o.ckpt_path)
+    meta = check_trained(o.ckpt_path)["data_meta"]
+    if meta.get("inputs", KERNEL_INPUTS) != KERNEL_INPUTS:  # the kernel computes Chen's 15 inputs only
+        raise UserError(
+            f"ckpt_path={o.ckpt_path}: trained on data.inputs={meta['inputs']}, but the kernel computes only "
+            f"Chen's 15 inputs: export a model trained with data.inputs={KERNEL_INPUTS}"
+        )
     try:
         return from_checkpoint(o.ckpt_path, o.dataset, o.splits)
     except (OSError, KeyError, ValueError) as e:

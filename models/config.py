@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from data.dataset.splits import RUN_COLUMNS
 from models.checkpoint import check_checkpoint
 from plumbing.config_schema import check_values, override_key, register, setting, typed_overrides, undeclared
 from plumbing.hydra_cli import UserError, type_error
@@ -36,11 +37,38 @@ class _DataSource:
 
 
 @dataclass
+class Shift:
+    """data.shift: train on the runs whose `by` value is in `train`, test on those in `test`
+    (test_unseen); runs in neither are dropped (data.dataset.splits.split_runs). by null: no shift"""
+
+    by: str | None = setting(None, choices=RUN_COLUMNS)
+    train: list[str] | None = None  # load_pct values as whole numbers: [100, 200]
+    test: list[str] | None = None
+
+
+@dataclass
+class Where:
+    """data.where: keep only the runs whose value of each set column is listed (before splitting);
+    all null: every run"""
+
+    category: list[str] | None = None
+    workload: list[str] | None = None
+    load_pct: list[int] | None = None
+    topology: list[str] | None = None
+
+
+@dataclass
 class _DataLoading:
     batch_size: int = setting(min=1)
     eval_batch_size: int = setting(min=1)
     num_workers: int = setting(min=0)
     unseen: Any = MISSING  # null (the dataset's own test_unseen), a category or a list of them
+    # shift, where and train_workloads default here, so a data/*.yaml need not name them. Unset,
+    # shift and where are nodes of nulls, not null: OmegaConf cannot merge an override such as
+    # data.shift={by: load_pct, train: [...], test: [...]} into a null structured node.
+    shift: Shift = field(default_factory=Shift)
+    where: Where = field(default_factory=Where)  # e.g. {topology: [2x2x2]}
+    train_workloads: list[str] | None = None  # null, or the workloads to train on (the others: test_unseen)
     val_category: str | None = MISSING  # auto, a category, or null
     val_runs: int = setting(min=0)
     test_splits: list[str] = MISSING
@@ -73,9 +101,16 @@ class NextTaskData(_DataLoading, _NextTask, _DataSource):
     """data/next_task.yaml"""
 
 
+# data.inputs: the names of data.can_migrate.features.FEATURE_SETS. The kernel computes only the
+# first (Chen's 15; data.dataset.datamodule.DEFAULT_INPUTS): python -m export refuses the others.
+CAN_MIGRATE_INPUTS = ("chen", "chen_level", "extended")
+KERNEL_INPUTS = CAN_MIGRATE_INPUTS[0]
+
+
 @dataclass
 class _CanMigrate:
     label: str = setting(choices=("can_migrate", "forced"))  # data.can_migrate.features.LABELS
+    inputs: str = setting(choices=CAN_MIGRATE_INPUTS)
     balance: str = setting(choices=BALANCE)
 
 
@@ -357,9 +392,11 @@ def run_config_error(run_config: dict | None) -> str | None:
     return None
 
 
-def check_trained(path, key: str = "ckpt_path") -> None:
-    """UserError naming `key` unless `path` is a training checkpoint whose saved config fits."""
+def check_trained(path, key: str = "ckpt_path") -> dict:
+    """UserError naming `key` unless `path` is a training checkpoint whose saved config fits;
+    returns its saved hyper-parameters (models.checkpoint.check_checkpoint: data_meta, run_config)."""
     hparams = check_checkpoint(path, key)
     why = run_config_error(hparams.get("run_config"))
     if why:
         raise UserError(f"{key}={path}: its saved config does not fit this version ({why})")
+    return hparams

@@ -34,6 +34,11 @@ RUNS = {
     "gamma-r01": ("gamma", "unseen"),
 }
 UNSEEN = ["unseen"]
+# Per workload, the run values a data.shift or data.where can use (the builder's load_pct and
+# topology columns), chosen so that the defaults of conf/experiment/can_migrate_load_shift.yaml
+# (test 50%) and loco_can_migrate_numa.yaml (2x2x2 runs only) keep gamma as test_unseen.
+LOAD_PCT = {"alpha": 100, "beta": 200, "gamma": 50}
+TOPOLOGY = {"alpha": "2x2x2", "beta": "flat4", "gamma": "2x2x2"}
 
 
 def _migration_run(rng: np.random.Generator, run_id: str, n: int) -> pd.DataFrame:
@@ -162,10 +167,11 @@ def write_synthetic_dataset(root: Path, migration_rows: int = 300, switches_per_
     tables = {"migration": {}, "next_task": {}, "can_migrate": {}}
     for run_id, (workload, category) in RUNS.items():
         extra = {"workload": workload, "category": category}
-        tables["migration"][run_id] = _migration_run(rng, run_id, migration_rows).assign(**extra)
-        tables["next_task"][run_id] = _next_task_run(rng, run_id, switches_per_cpu).assign(**extra)
-        tables["can_migrate"][run_id] = _can_migrate_run(rng, migration_rows).assign(run_id=run_id, **extra)
-    runs = [(r, w, c) for r, (w, c) in RUNS.items()]
+        values = {"load_pct": np.int16(LOAD_PCT[workload]), "topology": TOPOLOGY[workload]}
+        tables["migration"][run_id] = _migration_run(rng, run_id, migration_rows).assign(**extra, **values)
+        tables["next_task"][run_id] = _next_task_run(rng, run_id, switches_per_cpu).assign(**extra, **values)
+        tables["can_migrate"][run_id] = _can_migrate_run(rng, migration_rows).assign(run_id=run_id, **extra, **values)
+    runs = [(r, w, c, LOAD_PCT[w], TOPOLOGY[w]) for r, (w, c) in RUNS.items()]
     splits = split_runs(runs, UNSEEN)["runs"]  # the builder's rule: no val (it is in train)
     splits = {s: splits[s] + (splits["val"] if s == "train" else []) for s in ("train", "test_seen", "test_unseen")}
     splits["workload"] = {
@@ -192,6 +198,8 @@ def write_synthetic_dataset(root: Path, migration_rows: int = 300, switches_per_
                 "run_id": r,
                 "workload": v[0],
                 "category": v[1],
+                "load_pct": LOAD_PCT[v[0]],
+                "topology": TOPOLOGY[v[0]],
                 "path": "SYNTHETIC",
                 "replay": {"wakeup_event": "sched_waking"},
             }

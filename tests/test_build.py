@@ -376,3 +376,77 @@ def test_a_load_level_the_run_id_contradicts_is_refused(tmp_path):
     with pytest.raises(BuildError, match="load_pct 0 is not a whole percentage"):
         build([tmp_path / "b"], tmp_path / "d", [])
     assert not (tmp_path / "d").exists()
+
+
+# ----- topology: every row says which machine its run's kernel saw ---------------------------
+def test_topology_of_a_run_from_its_meta():
+    """The guest collector's meta.json "topology" (data.collect.guest.topology.parse) gives the spec;
+    a flat guest (spec null, or no key: runs before --topology) is flat<nr_cpus>; ftrace and --bcc
+    runs ran on the collector's own kernel."""
+    from data.dataset.build import Run
+
+    def topology(**meta):
+        return Run("r", "w", "c", None, meta).topology
+
+    numa = {"spec": "2x2x2", "nodes": 2, "cpu_node": [0, 0, 0, 0, 1, 1, 1, 1]}
+    assert topology(collector="guest", nr_cpus=8, topology=numa) == "2x2x2"
+    assert topology(collector="guest", nr_cpus=4, topology={"spec": None, "nodes": 1}) == "flat4"
+    assert (
+        topology(collector="guest", nr_cpus=4) == "flat4"
+        and topology(collector="guest", nr_cpus=2, topology=None) == "flat2"
+    )
+    assert topology(collector="ftrace", nr_cpus=2) == topology(collector="bcc") == topology() == "host"
+    assert topology(collector="guest") is None  # no spec and no nr_cpus: unknown (the builder refuses it)
+
+
+def test_every_row_carries_its_topology(dataset, load_dataset):
+    """Hand-written host traces -> host; the shipped guest runs (flat 4-vCPU) -> flat4; a
+    dictionary column beside load_pct in every table, and in the card."""
+    for ds, want in ((dataset, "host"), (load_dataset, "flat4")):
+        card = card_of(ds)
+        assert {s["topology"] for s in card["sources"]} == {want}
+        assert card["features"]["run_columns"] == ["run_id", "workload", "category", "load_pct", "topology"]
+        assert "topology" in card["features"]
+        for task in card["tasks"]:
+            for name in ("train", "test_seen", "test_unseen"):
+                t = pq.read_table(ds / task / f"{name}.parquet")
+                assert str(t.schema.field("topology").type) == "dictionary<values=string, indices=int32, ordered=0>"
+                assert set(t.column("topology").to_pylist()) <= {want}, (ds, task, name)
+                assert t.column_names[-2:] == ["load_pct", "topology"]
+
+
+def copy_topology_run(root, src: str, run_id: str, spec: str | None, nr_cpus: int | None = None):
+    """copy_guest_run with meta.json's topology spec (and nr_cpus) replaced: the files are the
+    real flat run's; only the topology is claimed, for the builder's column and split."""
+    d = copy_guest_run(root, src, run_id, None)
+    meta = json.loads((d / "meta.json").read_text())
+    meta["topology"] = {"spec": spec}
+    if nr_cpus is not None:
+        meta["nr_cpus"] = nr_cpus
+    elif spec is None:
+        del meta["nr_cpus"]
+    (d / "meta.json").write_text(json.dumps(meta))
+    return d
+
+
+def test_a_workload_on_two_topologies_is_split_per_topology(tmp_path):
+    """Three runs on the flat guest and three claimed NUMA-8 ones of the same workload, numbered
+    on in one folder as the collector does: each topology gets its own test_seen run."""
+    for i in (1, 2, 3):
+        copy_topology_run(tmp_path / "runs", f"{LOAD_SOURCE}-r0{i}", f"{LOAD_SOURCE}-r0{i}", None, 4)
+        copy_topology_run(tmp_path / "runs", f"{LOAD_SOURCE}-r0{i}", f"{LOAD_SOURCE}-r0{i + 3}", "2x2x2", 8)
+    card = build([tmp_path / "runs"], tmp_path / "ds", [], events=False)
+    assert {s["run_id"]: s["topology"] for s in card["sources"]} == {
+        **{f"{LOAD_SOURCE}-r0{i}": "flat4" for i in (1, 2, 3)},
+        **{f"{LOAD_SOURCE}-r0{i}": "2x2x2" for i in (4, 5, 6)},
+    }
+    assert card["splits"]["test_seen"] == [f"{LOAD_SOURCE}-r03", f"{LOAD_SOURCE}-r06"]
+    t = pq.read_table(tmp_path / "ds" / "can_migrate" / "train.parquet").to_pandas()
+    assert dict(zip(t.run_id, t.topology.astype(str), strict=True)) == {
+        f"{LOAD_SOURCE}-r0{i}": "flat4" if i < 4 else "2x2x2"
+        for i in (1, 2, 4, 5)
+        if f"{LOAD_SOURCE}-r0{i}" in set(t.run_id)
+    }
+    copy_topology_run(tmp_path / "bad", f"{LOAD_SOURCE}-r01", f"{LOAD_SOURCE}-r01", None)
+    with pytest.raises(BuildError, match="a guest run without a topology spec or nr_cpus"):
+        build([tmp_path / "bad"], tmp_path / "d2", [])

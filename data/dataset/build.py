@@ -16,9 +16,13 @@ for validation, with their rows. Per-workload test sets are the rows of that wor
 test tables (a `workload` column), so they get no files of their own.
 
 Every row of every table (migration, next_task, can_migrate) carries its run's `workload`,
-`category` and `load_pct` (int16: the --load level the run was collected at, in percent of the
-CPUs; 100 for runs whose meta.json has none, which were all sized at 100% of the CPUs). Runs
-collected at several load levels are split per workload and level (data/dataset/splits.py).
+`category`, `load_pct` (int16: the --load level the run was collected at, in percent of the
+CPUs; 100 for runs whose meta.json has none, which were all sized at 100% of the CPUs) and
+`topology` (dictionary string: the guest's --topology spec such as "2x2x2" for a NUMA guest,
+"flat<nr_cpus>" such as "flat4" for a flat guest, "host" for a run on the collector's own
+kernel, ftrace or --bcc). Runs collected at several load levels or topologies are split per
+workload and level or topology (data/dataset/splits.py), and a DataModule's `data.shift` can
+train on some of these values and test on the others.
 
 The dataset is written into a temporary directory beside DATASET and renamed into place, so a
 reader never sees a half-written dataset; an existing DATASET is replaced only with --force.
@@ -45,7 +49,7 @@ from data.collect.runs import run_load
 from data.collect.workloads import DEFAULT_LOAD_PCT
 from data.dataset import splits as splits_mod
 from data.dataset.replay import replay
-from data.dataset.splits import natural
+from data.dataset.splits import RUN_VALUES, natural
 from data.dataset.tables import MIGRATION_FEATURES, NEXT_TASK_COLUMNS
 from data.parse.tracefile import TraceFormatError, parse_file
 from plumbing.atomic import file_sha256, swap_dir_in
@@ -63,17 +67,26 @@ SPLIT_RULE = (
     "test_unseen. Otherwise, per workload, runs sorted by run_id (natural order): the last -> "
     "test_seen, the rest -> train; a workload with a single run -> train only. Runs of --load levels "
     "(run ids <workload>-load<P>-rNN) are split per workload and level, so each level has its own "
-    "test_seen run. No validation "
-    "split here: train holds the validation runs too, and a DataModule takes them out (its "
+    "test_seen run; a workload with runs on several topologies is split per topology the same way. "
+    "No validation split here: train holds the validation runs too, and a DataModule takes them out (its "
     "val_runs / val_category; its meta['split'] records the runs). splits.workload[name] lists "
     "the test runs (test_seen + test_unseen) of each workload."
 )
 DELTA_COLUMNS = ("ts", "line")  # near-monotonic int64: delta encoding shrinks them ~3x
-LOAD_COLUMN = "load_pct"  # the table column, named as meta.json's key (data.collect.runs.load_meta)
+# the per-run value columns every table carries, named as meta.json's keys (data.collect.runs.load_meta,
+# data.collect.guest.topology); data.dataset.splits.RUN_VALUES is their one list (a DataModule splits by them)
+LOAD_COLUMN, TOPOLOGY_COLUMN = RUN_VALUES
 LOAD_NOTE = (
     "load_pct (int16, every table): the run's load level, its workloads sized for load_pct% of "
     "the CPUs (python -m data.collect --load); 100 for runs whose meta.json has no load_pct "
     "(collected without --load, i.e. sized at 100% of the CPUs)"
+)
+HOST = "host"  # the topology of a run on the collector's own kernel (ftrace, --bcc)
+TOPOLOGY_NOTE = (
+    "topology (dictionary string, every table): the machine the run's kernel saw: a guest's "
+    "--topology spec (e.g. 2x2x2: sockets x cores x threads, one NUMA node per socket), "
+    "flat<nr_cpus> for a flat guest (python -m data.collect --vm without --topology, e.g. flat4), "
+    "host for a run on the collector's own kernel (ftrace or --bcc; its meta.json names no guest)"
 )
 
 
@@ -95,6 +108,19 @@ class Run:
         """The run's load level (meta.json's load_pct; DEFAULT_LOAD_PCT when it has none: runs
         collected before load levels existed were sized at 100% of the CPUs, as `--load 100`)."""
         return self.meta.get(LOAD_COLUMN, DEFAULT_LOAD_PCT)
+
+    @property
+    def topology(self) -> str | None:
+        """The run's topology (TOPOLOGY_NOTE): a guest's spec from meta.json's "topology" (what
+        data.collect.guest.topology.parse stored; older guest runs have no such key and were flat),
+        else flat<nr_cpus>; HOST for any other collector. None: a guest run without nr_cpus."""
+        if self.meta.get("collector") != "guest":
+            return HOST
+        spec = (self.meta.get(TOPOLOGY_COLUMN) or {}).get("spec")
+        if spec:
+            return str(spec)
+        cpus = self.meta.get("nr_cpus")
+        return f"flat{cpus}" if isinstance(cpus, int) and not isinstance(cpus, bool) and cpus > 0 else None
 
 
 def find_runs(dirs: list[Path]) -> list[Run]:
@@ -119,6 +145,10 @@ def find_runs(dirs: list[Path]) -> list[Run]:
                 raise BuildError(f"{meta_path}: load_pct {load!r} is not a whole percentage in 1..32767")
             if named is not None and named != load:
                 raise BuildError(f"{meta_path}: run id {run_id} names load {named}% but load_pct is {load}")
+            if run.topology is None:
+                raise BuildError(
+                    f"{meta_path}: a guest run without a topology spec or nr_cpus: its topology is unknown"
+                )
     if not runs:
         raise BuildError(
             f"no traces found under {', '.join(map(str, dirs))} "
@@ -159,15 +189,18 @@ def _write_parquet(table: pa.Table, path: Path) -> None:
     )
 
 
-def _with_load(t: pa.Table, run: Run) -> pa.Table:
-    return t.append_column(LOAD_COLUMN, pa.array([run.load_pct] * t.num_rows, pa.int16()))
+def _with_run_values(t: pa.Table, run: Run) -> pa.Table:
+    """The table with the run's RUN_VALUES columns appended (load_pct int16, topology dictionary string)."""
+    n = t.num_rows
+    t = t.append_column(LOAD_COLUMN, pa.array([run.load_pct] * n, pa.int16()))
+    return t.append_column(TOPOLOGY_COLUMN, pa.array([run.topology] * n, pa.string()).dictionary_encode())
 
 
 def _with_run_columns(df, run: Run) -> pa.Table:
     t = pa.Table.from_pandas(df, preserve_index=False)
     n = t.num_rows
     t = t.append_column("workload", pa.array([run.workload] * n, pa.string()))
-    return _with_load(t.append_column("category", pa.array([run.category] * n, pa.string())), run)
+    return _with_run_values(t.append_column("category", pa.array([run.category] * n, pa.string())), run)
 
 
 def _first_seconds(events: pa.Table, seconds: float) -> pa.Table:
@@ -248,7 +281,7 @@ def _process_records(run: Run) -> tuple[dict, pa.Table]:
         f"conditions ({int(table[LABEL].sum())} allowed, {int(table[FORCED].sum())} forced)",
         file=sys.stderr,
     )
-    return source, _with_load(pa.Table.from_pandas(table, preserve_index=False), run)
+    return source, _with_run_values(pa.Table.from_pandas(table, preserve_index=False), run)
 
 
 def _process(
@@ -262,6 +295,7 @@ def _process(
         "nr_cpus": run.meta.get("nr_cpus"),
         "seconds": run.meta.get("seconds"),
         LOAD_COLUMN: run.load_pct,
+        TOPOLOGY_COLUMN: run.topology,
         "scalable": run.meta.get("scalable"),  # False: the workload's size ignores the load level
     }
     tables = {}
@@ -371,8 +405,9 @@ def build(
                 "migration_kinds": {"0": "wakeup", "1": "preempt", "2": "new"},
                 "next_task": list(NEXT_TASK_COLUMNS),
                 "can_migrate": list(CHEN_FEATURES),
-                "run_columns": ["run_id", "workload", "category", LOAD_COLUMN],
+                "run_columns": ["run_id", "workload", "category", *RUN_VALUES],
                 LOAD_COLUMN: LOAD_NOTE,
+                TOPOLOGY_COLUMN: TOPOLOGY_NOTE,
                 "can_migrate_labels": {
                     LABEL: "can_migrate_task() returned 1",
                     FORCED: "returned 1 and set p->sched_task_hot (allowed although cache hot)",

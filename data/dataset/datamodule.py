@@ -11,8 +11,11 @@ and the runs the model was trained and selected on.
 Validation is whole held-out runs, never a test split: per training workload its last
 `val_runs` training runs, plus one whole "unseen-like" training category (`val_category`). The
 dataset's tables are pooled and re-split by run_id, so `unseen=[io]` is a leave-one-category-out
-fold of any dataset. Per-workload test sets (`workload/<name>`) are the rows of that workload in
-the test splits.
+fold of any dataset, `shift={by: load_pct, train: [100, 200], test: [50]}` (or by topology,
+workload, category) trains on some values of a run column and tests on the others,
+`train_workloads=[w]` trains on one benchmark and tests on the rest, and `where={topology: [2x2x2]}`
+keeps only some runs; the rule is data.dataset.splits.split_runs. Per-workload test sets
+(`workload/<name>`) are the rows of that workload in the test splits.
 
 Before training (setup "fit") the run names and row counts of train and validation are logged,
 with a warning when validation holds more rows than training that names the data.val_category
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import ClassVar
 
@@ -34,7 +38,14 @@ import torch
 from pytorch_lightning.utilities import rank_zero_only
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
-from data.can_migrate.features import CHEN_FEATURES, LABELS, can_migrate_table, is_table
+from data.can_migrate.features import (
+    FEATURE_SETS,
+    FLAG_FEATURES,
+    LABELS,
+    can_migrate_table,
+    is_table,
+    missing_inputs,
+)
 from data.can_migrate.synthetic import SyntheticSpec, synthetic_table
 from data.dataset import splits as run_splits
 from data.dataset.encoding import (
@@ -57,10 +68,21 @@ VALID = "valid"  # extra input channel: 1 for a real step, 0 for window padding
 TABLE_FILES = ("train", "test_seen", "test_unseen")  # what data.dataset.build writes per task
 TEST_SPLITS = ("test_seen", "test_unseen")
 WORKLOAD = "workload/"
+# split settings: a ValueError from data.dataset.splits that starts with one is prefixed "data."
+SPLIT_SETTINGS = ("unseen", "val_", "shift", "where", "train_workloads")
 
 
 def _runs(n: int) -> str:
     return f"{n} run{'s' * (n != 1)}"
+
+
+def _plain(value):
+    """Hydra's DictConfig / ListConfig as plain dicts and lists (they go into meta), recursively."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, Iterable) and not isinstance(value, (str, bytes)):
+        return [_plain(v) for v in value]
+    return value
 
 
 class DecisionDataModule(pl.LightningDataModule):
@@ -77,6 +99,9 @@ class DecisionDataModule(pl.LightningDataModule):
         eval_batch_size: int = 2048,
         num_workers: int = 0,
         unseen: list[str] | str | None = None,
+        shift: dict | None = None,
+        where: dict | None = None,
+        train_workloads: list[str] | None = None,
         val_category: str | None = run_splits.DEFAULT_VAL_CATEGORY,
         val_runs: int = run_splits.DEFAULT_VAL_RUNS,
         test_splits: tuple[str, ...] = TEST_SPLITS,
@@ -100,6 +125,14 @@ class DecisionDataModule(pl.LightningDataModule):
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
         self.unseen = [unseen] if isinstance(unseen, str) else (None if unseen is None else [str(u) for u in unseen])
+        try:  # the config's unset nodes ({by: null, ...}) are None here
+            self.shift = run_splits.normal_shift(_plain(shift))
+            self.where = run_splits.normal_where(_plain(where))
+        except ValueError as e:
+            raise ValueError(f"data.{e}") from None
+        self.train_workloads = (
+            _plain([train_workloads] if isinstance(train_workloads, str) else train_workloads) or None
+        )
         self.val_category = None if val_category in (None, "null", "none") else str(val_category)
         self.val_runs = val_runs
         self.test_splits = tuple(test_splits)
@@ -186,58 +219,69 @@ class DecisionDataModule(pl.LightningDataModule):
     @property
     def split(self) -> dict:
         """The resolved split (data.dataset.splits.split_runs' dict): the checkpoint's own when `data_meta`
-        holds one for this dataset's runs, else computed from unseen / val_category / val_runs."""
+        holds one for this dataset's runs, else computed from unseen / shift / where / train_workloads /
+        val_category / val_runs. unseen null: the dataset's own unseen categories, but none with a
+        shift or train_workloads (they define test_unseen themselves)."""
         if self._split is None:
             runs = self.dataset_runs()
-            ids = {r for r, _, _ in runs}
+            ids = {r.run_id for r in runs}
             saved = (self.meta or {}).get("split")
-            if saved and {r for rs in saved["runs"].values() for r in rs} == ids:
+            if saved and {r for rs in (*saved["runs"].values(), saved.get("dropped", [])) for r in rs} == ids:
                 self._split = saved
             else:
                 if saved:  # another dataset (e.g. evaluate.py data.dataset_dir=...): same settings
-                    cats = {c for _, _, c in runs}
-                    unseen, val_category, val_runs = saved["unseen"], saved["val_category"], saved["val_runs"]
-                    if not set(unseen) <= cats:
-                        unseen = self._card_unseen()
-                    if val_category is not None and (val_category not in cats or val_category in unseen):
-                        val_category = run_splits.AUTO
+                    cats = {r.category for r in runs}
+                    kwargs = run_splits.settings(saved)
+                    if not set(kwargs["unseen"]) <= cats:
+                        kwargs["unseen"] = self._card_unseen()
+                    category = kwargs["val_category"]
+                    if category is not None and (category not in cats or category in kwargs["unseen"]):
+                        kwargs["val_category"] = run_splits.AUTO
                     log.warning(
-                        "%s: the checkpoint's split names other runs than %s holds; re-split it "
-                        "(unseen=%s, val_category=%s, val_runs=%s)",
+                        "%s: the checkpoint's split names other runs than %s holds; re-split it (%s)",
                         self.table,
                         self.dataset_dir,
-                        unseen,
-                        val_category,
-                        val_runs,
+                        ", ".join(f"{k}={v}" for k, v in kwargs.items() if v is not None),
                     )
                 else:
-                    unseen, val_category, val_runs = self.unseen, self.val_category, self.val_runs
-                if unseen is None:
-                    unseen = self._card_unseen()
+                    kwargs = {
+                        "unseen": self.unseen,
+                        "val_category": self.val_category,
+                        "val_runs": self.val_runs,
+                        "shift": self.shift,
+                        "train_workloads": self.train_workloads,
+                        "where": self.where,
+                    }
+                if kwargs["unseen"] is None:  # the dataset's own test_unseen, unless the split defines its own
+                    kwargs["unseen"] = [] if kwargs["shift"] or kwargs["train_workloads"] else self._card_unseen()
                 try:
-                    self._split = run_splits.split_runs(runs, unseen, val_category, val_runs)
+                    self._split = run_splits.split_runs(runs, **kwargs)
                 except ValueError as e:
-                    raise ValueError(f"data.{e}" if str(e).startswith(("unseen", "val_")) else str(e)) from None
+                    raise ValueError(f"data.{e}" if str(e).startswith(SPLIT_SETTINGS) else str(e)) from None
                 for note in self._split["notes"]:
                     log.info("%s split: %s", self.table, note)
         return self._split
 
-    def dataset_runs(self) -> list[tuple[str, str, str]]:
-        """(run_id, workload, category) of every run of the dataset: the card's sources, else
-        the distinct values of the tables' run columns."""
+    def dataset_runs(self) -> list[run_splits.RunInfo]:
+        """Every run of the dataset with the values a split can use (data.dataset.splits.RunInfo:
+        run_id, workload, category, load_pct, topology): the card's sources, else the distinct
+        values of the tables' run columns. A dataset built before a column has none: load_pct
+        then comes from the run id (else 100) and topology is None."""
         card = self._dataset_meta()
-        runs = [
-            (s["run_id"], s["workload"], s["category"])
-            for s in card.get("sources", [])
-            if all(k in s for k in ("run_id", "workload", "category"))
-        ]
-        if not runs:
-            cols = ["run_id", "workload", "category"]
-            frames = [self.read_table(f)[cols].drop_duplicates() for f in TABLE_FILES if self.table_path(f).exists()]
+        names = ("run_id", "workload", "category")
+        sources = [s for s in card.get("sources", []) if all(k in s for k in names)]
+        if not sources:
+            frames = []
+            for f in TABLE_FILES:
+                if self.table_path(f).exists():
+                    df = self.read_table(f)
+                    frames.append(df[[c for c in (*names, *run_splits.RUN_VALUES) if c in df]].drop_duplicates())
             if not frames:
                 raise FileNotFoundError(f"no tables under {self.dataset_dir / self.table}")
-            runs = list(pd.concat(frames).drop_duplicates().itertuples(index=False, name=None))
-        self._workloads = {r: w for r, w, _ in runs}
+            table = pd.concat(frames).astype(object).drop_duplicates()
+            sources = [{k: None if pd.isna(v) else v for k, v in rec.items()} for rec in table.to_dict("records")]
+        runs = run_splits.run_infos(sources)
+        self._workloads = {r.run_id: r.workload for r in runs}
         return runs
 
     def workload_names(self) -> list[str]:
@@ -270,7 +314,7 @@ class DecisionDataModule(pl.LightningDataModule):
                     raise ValueError(
                         f"{self.table}: the {name} split has no rows ({run_splits.describe(split)}; "
                         f"{name} runs: {', '.join(runs) or 'none'}; dataset {self.dataset_dir}): "
-                        f"change data.unseen, data.val_category or data.val_runs"
+                        f"change data.unseen, data.shift, data.train_workloads, data.val_category or data.val_runs"
                     )
             elif name.startswith(WORKLOAD):
                 test = pd.concat([self.split_frame(s) for s in TEST_SPLITS], ignore_index=True)
@@ -539,6 +583,9 @@ class MigrationDataModule(BinaryDecisionDataModule):
 
 # Chen features that are numbers (standardised); the other ten are 0/1 flags.
 CHEN_COUNTS = {"src_len", "src_load", "dst_load", "dst_len", "delta_faults"}
+# data.inputs: a name in data.can_migrate.features.FEATURE_SETS; chen (Chen's 15) is the default and
+# the only set the kernel computes (python -m export refuses the others: models.config.KERNEL_INPUTS)
+DEFAULT_INPUTS = "chen"
 
 
 class CanMigrateDataModule(BinaryDecisionDataModule):
@@ -548,17 +595,24 @@ class CanMigrateDataModule(BinaryDecisionDataModule):
     hard conditions with Chen's features, both labels and the kernel rule's context
     (data.can_migrate.features.can_migrate_table); a table of decoded records is converted by the same
     function. `label`: `can_migrate` (the kernel's return value) or `forced` (allowed although
-    cache hot, Pinto). Windows run over the records of one destination CPU, in time order.
+    cache hot, Pinto). `inputs`: the feature set (data.can_migrate.features.FEATURE_SETS: chen,
+    the default and the kernel's; chen_level adds the sched-domain level flags; extended adds
+    NUMA-group, utilisation and load columns), `features` narrowing it further. Windows run over
+    the records of one destination CPU, in time order.
     """
 
     task = "can_migrate"
     table = "can_migrate"
 
-    def __init__(self, *args, label: str = "can_migrate", **kwargs):
+    def __init__(self, *args, label: str = "can_migrate", inputs: str = DEFAULT_INPUTS, **kwargs):
         if label not in LABELS:
             raise ValueError(f"label must be {' | '.join(LABELS)}, got {label!r}")
         super().__init__(*args, **kwargs)
         self.label = self.meta.get("label", label) if self.meta else label
+        # a checkpoint's meta without "inputs" predates data.inputs: Chen's 15
+        self.inputs = self.meta.get("inputs", DEFAULT_INPUTS) if self.meta else inputs
+        if not self.meta and self.inputs not in FEATURE_SETS:
+            raise ValueError(f"data.inputs={self.inputs}: no such feature set (known: {', '.join(FEATURE_SETS)})")
 
     def read_table(self, split: str) -> pd.DataFrame:
         return self.as_table(super().read_table(split))
@@ -568,12 +622,25 @@ class CanMigrateDataModule(BinaryDecisionDataModule):
         """A can_migrate table as is; decoded records through `can_migrate_table`."""
         return df if is_table(df) else can_migrate_table(df)
 
+    def input_specs(self) -> list[FeatureSpec]:
+        """The inputs of the feature set `inputs` (0/1 flags as flags, the rest standardised
+        numbers: data.can_migrate.features.FLAG_FEATURES), narrowed by `features`."""
+        columns = FEATURE_SETS[self.inputs]
+        return self.select_features([FeatureSpec(c, c, "flag" if c in FLAG_FEATURES else "identity") for c in columns])
+
     def fit_meta(self, train: pd.DataFrame) -> dict:
-        specs = [FeatureSpec(c, c, "identity" if c in CHEN_COUNTS else "flag") for c in CHEN_FEATURES]
+        specs = self.input_specs()
+        missing = missing_inputs(train, list(dict.fromkeys(s.column for s in specs)))
+        if missing:
+            raise ValueError(
+                f"data.inputs={self.inputs}: the training rows have no {', '.join(missing)} (a dataset built "
+                f"before those columns: rebuild it with python -m data.build; synthetic rows have Chen's 15 only)"
+            )
         return {
             **self._fit_features(train, specs),
             **self.class_meta(train[self.label].to_numpy()),
             "label": self.label,
+            "inputs": self.inputs,
         }
 
     def stream_keys(self) -> list[str]:
