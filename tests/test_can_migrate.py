@@ -231,6 +231,11 @@ def test_builder_writes_can_migrate_tables(cm_dataset):
     f = card["can_migrate_filter"]
     assert f["records"] == 400 * len(RUNS) and f["kept"] == sum(len(d) for d in by_split.values())
     assert all("records_sha256" in s and s["can_migrate_filter"]["records"] == 400 for s in card["sources"])
+    rates = card["can_migrate_rates"]  # per topology, load level and workload
+    assert [r["workload"] for r in rates] == ["a", "b", "c"] and sum(r["runs"] for r in rates) == len(RUNS)
+    assert sum(r["kept"] for r in rates) == f["kept"]
+    assert sum(r[FORCED] for r in rates) == sum(int(d[FORCED].sum()) for d in by_split.values())
+    assert all(r["forced_rate"] == r[FORCED] / r["kept"] for r in rates)
 
 
 def test_builder_mixes_trace_runs_and_record_runs(tmp_path):

@@ -275,6 +275,7 @@ def _process_records(run: Run) -> tuple[dict, pa.Table]:
         "records_sha256": file_sha256(run.records),
         "records_bytes": run.records.stat().st_size,
         "can_migrate_filter": filter_counts(records),
+        "can_migrate_labels": {LABEL: int(table[LABEL].sum()), FORCED: int(table[FORCED].sum())},
     }
     print(
         f"{run.run_id}: {len(records)} can_migrate records, {len(table)} pass the hard "
@@ -354,6 +355,32 @@ def _filter_total(sources: list[dict]) -> dict:
     return total
 
 
+def label_rates(sources: list[dict]) -> list[dict]:
+    """Per topology, load level and workload: runs, kept can_migrate rows, allowed and forced
+    counts and the forced rate (the card's can_migrate_rates; Pinto measured 0.003-7.02% forced
+    per benchmark)."""
+    groups: dict[tuple, dict] = {}
+    for src in sources:
+        if "can_migrate_labels" not in src:
+            continue
+        key = (str(src.get(TOPOLOGY_COLUMN)), int(src.get(LOAD_COLUMN) or 0), src["workload"])
+        g = groups.setdefault(key, {"runs": 0, "kept": 0, LABEL: 0, FORCED: 0})
+        g["runs"] += 1
+        g["kept"] += int(src["can_migrate_filter"]["kept"])
+        for label in (LABEL, FORCED):
+            g[label] += int(src["can_migrate_labels"][label])
+    return [
+        {
+            TOPOLOGY_COLUMN: t,
+            LOAD_COLUMN: load,
+            "workload": w,
+            **g,
+            "forced_rate": g[FORCED] / g["kept"] if g["kept"] else 0.0,
+        }
+        for (t, load, w), g in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], splits_mod.natural(kv[0][2])))
+    ]
+
+
 def build(
     trace_dirs: list[Path],
     out: Path,
@@ -417,6 +444,7 @@ def build(
         }
         if CM_TASK in tasks:
             card["can_migrate_filter"] = _filter_total(sources)
+            card["can_migrate_rates"] = label_rates(sources)
         (tmp / "meta.json").write_text(json.dumps(card, indent=1) + "\n")
         swap_dir_in(tmp, out)
     finally:
@@ -495,6 +523,18 @@ def _summary(card: dict) -> str:
         lines.append(
             "  can_migrate hard-condition filter: "
             + ", ".join(f"{k}={v}" for k, v in card["can_migrate_filter"].items())
+        )
+    if card.get("can_migrate_rates"):
+        totals: dict[tuple, list[int]] = {}
+        for r in card["can_migrate_rates"]:
+            t = totals.setdefault((r[TOPOLOGY_COLUMN], r[LOAD_COLUMN]), [0, 0])
+            t[0] += r["kept"]
+            t[1] += r[FORCED]
+        lines.append(
+            "  can_migrate kept / forced by topology and load: "
+            + "; ".join(
+                f"{t} {load}%: {k:,} / {f:,} ({100 * f / k if k else 0:.3f}%)" for (t, load), (k, f) in totals.items()
+            )
         )
     lines += default_validation(card, split)
     return "\n".join(lines + [f"  note: {x}" for x in card["notes"]])
