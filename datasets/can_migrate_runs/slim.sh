@@ -1,0 +1,16 @@
+#!/bin/sh
+# The shipped copy of a collection (collect.sh): per run, meta.json and can_migrate.parquet (the
+# decoded records, lossless: data.can_migrate.files reads it like the raw stream). The raw
+# stream (can_migrate.bin.zst) and the half-second ftrace excerpt stay with the collector's
+# output; together they would take the data folder past its 60 MB budget.
+set -eu
+OUT=${OUT:-/var/tmp/schedlearn/can_migrate_runs}
+SHIP=${SHIP:-datasets/can_migrate_runs}
+for d in "$OUT"/*/; do
+	[ -f "$d/meta.json" ] && [ -f "$d/can_migrate.parquet" ] || continue
+	r=$(basename "$d")
+	mkdir -p "$SHIP/.$r.part"
+	cp "$d/meta.json" "$d/can_migrate.parquet" "$SHIP/.$r.part/"
+	rm -rf "$SHIP/$r"
+	mv "$SHIP/.$r.part" "$SHIP/$r"
+done
