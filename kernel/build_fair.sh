@@ -51,6 +51,9 @@ if [ $tiny = 1 ]; then
 	# Workloads (hackbench, stress-ng): UNIX sockets, SysV IPC, mqueues.
 	# Measuring: tracefs (ftrace events), schedstats, sched debugfs.
 	# The BPF collector: kprobes, BPF syscall/JIT/events, BTF (pahole).
+	# The A/B's runqueue sampler (kernel/ab/rqsample.bpf.c) reads the per-CPU
+	# variable runqueues as a typed __ksym: the verifier finds its address in
+	# kallsyms, which lists data symbols only with KALLSYMS_ALL.
 	# Topology (kernel.ab --topology): NUMA with balancing; the ACPI ones make
 	# it read the SRAT that qemu's -numa passes (without them: one node).
 	scripts/config -e 64BIT -e SMP --set-val NR_CPUS 8 -e SCHED_MC -e SCHED_SMT \
@@ -67,10 +70,10 @@ if [ $tiny = 1 ]; then
 		-e KPROBES -e KPROBE_EVENTS -e BPF_SYSCALL -e BPF_JIT -e BPF_EVENTS \
 		-e DEBUG_INFO -e DEBUG_INFO_DWARF_TOOLCHAIN_DEFAULT -e DEBUG_INFO_BTF \
 		-d DEBUG_INFO_BTF_MODULES -d DEBUG_INFO_REDUCED -d DEBUG_INFO_SPLIT \
-		-e DEBUG_KERNEL -e EXPERT
+		-e DEBUG_KERNEL -e EXPERT -e KALLSYMS -e KALLSYMS_ALL
 	make -s olddefconfig
 	for opt in SMP MODULES KPROBES BPF_SYSCALL BPF_EVENTS DEBUG_INFO_BTF FTRACE SCHEDSTATS UNIX \
-		SCHED_SMT NUMA NUMA_BALANCING ACPI ACPI_NUMA X86_64_ACPI_NUMA; do
+		SCHED_SMT NUMA NUMA_BALANCING ACPI ACPI_NUMA X86_64_ACPI_NUMA KALLSYMS_ALL PERF_EVENTS; do
 		grep -q "^CONFIG_$opt=y" .config || { echo "build_fair: CONFIG_$opt did not stick" >&2; exit 1; }
 	done
 	echo "build_fair: make bzImage modules (tinyconfig)"

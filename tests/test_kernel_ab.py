@@ -1,12 +1,15 @@
 """The closed loop (python -m kernel.ab): console parsing, statistics and report on a
-constructed console; then a shortened A/B in the patched tiny kernel (one workload, five
-repetitions per arm, reported but not judged)."""
+constructed console; the BPF runqueue sampler builds (and, where the host kernel allows, loads);
+then a shortened A/B in the patched tiny kernel (one workload, five repetitions per arm,
+reported but not judged) and a short NUMA one that checks Chen's metrics."""
 
 import json
+import os
 import re
 import shutil
 import subprocess
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +21,12 @@ from plumbing import initramfs, qemu
 from tests.conftest import IN_CI, require
 
 DOMAIN = "domain0 0f " + " ".join(str(i) for i in range(36))  # schedstat v15: mask, 36 counters
+# abrun's sampler fields (kernel/ab/abrun.c) for one 2-second run on 4 CPUs at 20 Hz: 40 samples,
+# 160 CPU readings; spreads 0 x10, 1 x20, 2 x9, 3 x1; 6 migrations, 2 across nodes
+RQS = (
+    "rqs=ok period_ns=50000000 ncpu=4 samples=40 nr_sum=200 cfs_sum=190 rq_hist=20,60,50,30 imb_hist=10,20,9,1 "
+    "migrations=6 cross_node=2 sample_runs=40 sample_ns=80000 migrate_runs=6 migrate_ns=3000"
+)
 
 
 def console(times: dict) -> str:
@@ -38,7 +47,7 @@ def console(times: dict) -> str:
             f"SLM-AB-Q {tag} after hook={hook} mode=shadow calls={10 + n} agree={9 + n - 1} "
             f"model_migrate={5 + n // 2} cfs_migrate={6 + n // 2} hook_ns={1000 + 300 * n} "
             f"{fair.format(7 + nm, 700 + 50 * nm, 10 + n, 5000 + 500 * n)}",
-            f"SLM-AB-RUN {tag} ABRUN ns={int(sec * 1e9)} cpu_ns={int(sec * 2e9)} rc=0 samples=4 imb_sum=6 imb_max=3 nr_sum=40",
+            f"SLM-AB-RUN {tag} ABRUN ns={int(sec * 1e9)} cpu_ns={int(sec * 2e9)} rc=0 {RQS}",
         ]
     out += ["SLM-AB-RELOAD rc=0", "SLM-AB-MODEL gen=1 crc32=0x12345678 arch=0x1", "SLM-AB-DONE uptime=99"]
     return "\n".join(out) + "\n"
@@ -65,8 +74,37 @@ def test_parse_runs_counters_and_schedstat():
     assert cfs.hook["fair_calls"] == 40 and cfs.hook["fair_ns"] == 2000 and cfs.hook["fair_model_calls"] == 0
     # lb_gained of the CPU_IDLE type went 4 -> 14, lb_hot_gained 5 -> 9
     assert shadow.sched["lb_gained"] == 10 and shadow.sched["lb_hot_gained"] == 4
-    assert shadow.imb_mean == 1.5 and shadow.nr_mean == 10.0 and shadow.imb_max == 3
+    assert shadow.rqs["samples"] == 40 and shadow.rqs["nr_sum"] == 200 and shadow.rqs["ncpu"] == 4
+    assert shadow.rqs["rq_hist"] == [20, 60, 50, 30] and shadow.rqs["imb_hist"] == [10, 20, 9, 1]
+    assert shadow.rqs["cross_node"] == 2 and shadow.rqs["sample_ns"] == 80000
     assert reload == {"rc": 0} and model == ["gen=1 crc32=0x12345678 arch=0x1"]
+
+
+def test_a_run_without_the_sampler_has_no_chen_metrics():
+    line = "SLM-AB-RUN w=x arm=cfs rep=1 ABRUN ns=1000000000 cpu_ns=5 rc=0 rqs=error"
+    runs, _, _ = guest.parse(line + "\n")
+    assert runs[0].rqs == {} and runs[0].seconds == 1.0
+    assert report.chen_metrics(runs) == {"sampled_runs": 0}
+    boot = guest.TROUBLE.search("SLM-AB-TROUBLE abrun sampler: load (verifier) failed: No such file")
+    assert boot is not None
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_hist_percentiles_are_numpys_inverted_cdf(seed):
+    rng = np.random.default_rng(seed)
+    values = rng.poisson(rng.uniform(0.2, 6), int(rng.integers(1, 400)))
+    hist = np.bincount(values).tolist()
+    want = [int(v) for v in np.percentile(values, report.PCTS, method="inverted_cdf")]
+    assert report.hist_percentiles(hist) == want
+    assert 0 <= want[0] <= want[1] <= want[2]
+
+
+def test_hist_percentiles_on_exact_ties_and_empty():
+    # 20 samples: the 95th percentile is the 19th value (rank 0.95 * 20 = 19 exactly), not the 20th
+    assert report.hist_percentiles([19, 1]) == [0, 0, 1]
+    assert report.hist_percentiles([10, 10]) == [0, 1, 1]
+    assert report.hist_percentiles([0, 0, 5]) == [2, 2, 2]
+    assert report.hist_percentiles([]) == report.hist_percentiles([0, 0]) == [None, None, None]
 
 
 def test_ratio_ci_contains_one_for_equal_arms_and_not_for_a_shift():
@@ -84,7 +122,21 @@ def test_summary_report_and_plot(tmp_path):
     w = ab["workloads"]["hackbench-socket"]
     assert w["cfs_s"] == [2.0] and w["model_s"] == [2.2] and w["ratio_median"] == pytest.approx(1.1)
     assert w["shadow_agreement"] == 0.99 and w["hook_calls"] == 200 and w["hook_calls_cfs_arm"] == 0
-    assert w["migrations_cfs"] == pytest.approx(10 / 2.0) and w["rq_imbalance_model"] == 1.5
+    assert w["migrations_cfs"] == pytest.approx(10 / 2.0)
+    # Chen's metrics from the sampler's counts: spreads 0 x10, 1 x20, 2 x9, 3 x1 of 40 samples
+    chen = w["chen"]["active"]
+    assert w["rq_imbalance_model"] == pytest.approx((20 + 18 + 3) / 40) == chen["imbalance_mean"]
+    assert (chen["imbalance_p50"], chen["imbalance_p95"], chen["imbalance_p99"]) == (1, 2, 3)
+    # lengths 0 x20, 1 x60, 2 x50, 3 x30 of 160: p50 = 1 (80 of 160 reached at length 1), p95 = p99 = 3
+    assert (chen["rq_len_p50"], chen["rq_len_p95"], chen["rq_len_p99"]) == (1, 3, 3)
+    assert chen["runnable_mean"] == 5.0 and chen["cfs_runnable_mean"] == pytest.approx(4.75)
+    assert chen["sample_hz"] == pytest.approx(40 / 2.2) and chen["cross_node_migrations_per_s"] == pytest.approx(
+        2 / 2.2
+    )
+    assert chen["sampler_ns_per_sample"] == 2000 and chen["migrate_ns_per_event"] == 500
+    assert chen["sampler_cpu_pct"] == pytest.approx(100 * 83000 / (2.2e9 * 4))
+    assert chen["rq_hist"] == [20, 60, 50, 30] and chen["imb_hist"] == [10, 20, 9, 1]
+    assert ab["sampler"]["samples"] == 120 and ab["sampler"]["sampled_runs"] == ab["sampler"]["runs"] == 3
     assert ab["ns_per_call_model"] == pytest.approx(300.0) and "emulated" in ab["ns_per_call_model_label"]
     # the kernel's timing: 40 calls at 50 ns without the model (cfs arm), 200 at 500 ns with it
     assert ab["ns_per_call_no_model"] == pytest.approx(50.0) and ab["hook_calls_no_model"] == 40
@@ -93,6 +145,8 @@ def test_summary_report_and_plot(tmp_path):
     md = report.markdown(ab)
     assert "without a registered model: 50 ns over 40 calls" in md
     assert "| hackbench-socket | 2.000 | 2.200 | 1.100" in md and "emulated" in md
+    assert "| hackbench-socket | active | 2.200 | 5.00 | 1/2/3 | 1/3/3 | 0.9 | 2.7 | 40 (18.2) | 2000 | 0.00" in md
+    assert report.TCG_CAVEAT in md and "no runqueue lock" in md
     assert w["cfs_cpu_s"] == [4.0] and w["cpu_ratio_median"] == pytest.approx(1.1)
     report.plot(ab, tmp_path / "ab.png")
     assert (tmp_path / "ab.png").stat().st_size > 1000
@@ -140,6 +194,12 @@ def test_bad_topology_is_one_line_and_exit_2(monkeypatch, capsys, argv, message)
     assert err[0].startswith("python -m kernel.ab: error: ") and message in err[0]
 
 
+def test_negative_sample_period_is_one_line_and_exit_2(monkeypatch, capsys):
+    seen = ab_main(monkeypatch, ["--sample-ms", "-5"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert seen == {"rc": 2} and err == ["python -m kernel.ab: error: --sample-ms must be >= 0 (0: no sampler)"]
+
+
 def test_topology_sets_the_cpus_and_agrees_with_an_equal_smp(monkeypatch, capsys):
     for argv in (["--topology", "2x2x2"], ["--topology", "2x2x2", "--smp", "8"]):
         seen = ab_main(monkeypatch, argv)
@@ -152,7 +212,7 @@ def test_topology_sets_the_cpus_and_agrees_with_an_equal_smp(monkeypatch, capsys
 def test_tiny_kernel_nr_cpus_is_the_build_scripts():
     m = re.search(r"--set-val NR_CPUS ([0-9]+)", tiny_kernel.SCRIPT.read_text())
     assert m and int(m.group(1)) == tiny_kernel.NR_CPUS
-    for opt in ("NUMA", "NUMA_BALANCING", "ACPI_NUMA", "X86_64_ACPI_NUMA", "SCHED_SMT"):
+    for opt in ("NUMA", "NUMA_BALANCING", "ACPI_NUMA", "X86_64_ACPI_NUMA", "SCHED_SMT", "KALLSYMS_ALL"):
         # enabled and in the loop that fails the build when an option did not stick
         assert re.search(rf"-e {opt}\b", tiny_kernel.SCRIPT.read_text()), opt
         assert re.search(rf"for opt in [^;]*\b{opt}\b[^;]*; do", tiny_kernel.SCRIPT.read_text()), opt
@@ -190,6 +250,37 @@ def test_topology_reaches_the_qemu_command_and_the_guest_view_is_parsed(monkeypa
     assert "-numa" not in cmds[1] and cmds[1][cmds[1].index("-smp") + 1] == "4"
     md = report.markdown(report.summarise([], {"smp": 8, "topology": topo}))
     assert "8 vCPUs (topology 2x2x2: 2 NUMA nodes, domains SMT/MC/NUMA)" in md
+
+
+def _kallsyms_has(name: str) -> bool:
+    try:
+        return any(line.split()[2:3] == [name] for line in Path("/proc/kallsyms").read_text().splitlines())
+    except OSError:
+        return False
+
+
+def test_sampler_builds_and_loads_where_the_kernel_allows(tmp_path):
+    """abrun with the BPF sampler compiles and links statically; `abrun --check` loads it into this
+    host's kernel (verifier, CO-RE against its BTF) without attaching anything. A kernel without
+    CONFIG_KALLSYMS_ALL (this development host's) cannot resolve the runqueues ksym: then exactly
+    that must be why, i.e. libbpf relocated and resolved everything else first."""
+    for tool, pkg in (("clang", "clang"), ("bpftool", "bpftool"), ("gcc", "gcc")):
+        require(shutil.which(tool) is not None, f"{tool} not installed ({pkg})")
+    require(Path("/usr/lib/x86_64-linux-gnu/libbpf.a").exists(), "static libbpf missing (libbpf-dev)")
+    require(Path("/sys/kernel/btf/vmlinux").exists(), "no host BTF (/sys/kernel/btf/vmlinux) to build against")
+    exe = guest.build_abrun(tmp_path)
+    assert exe.stat().st_size > 100_000 and b"rqsample" in exe.read_bytes()
+    timed = subprocess.run([str(exe), "0", "true"], capture_output=True, text=True, timeout=30)
+    assert timed.returncode == 0 and re.fullmatch(r"ABRUN ns=\d+ cpu_ns=\d+ rc=0 rqs=off\n", timed.stdout), timed
+    if os.geteuid() != 0:
+        pytest.skip("loading BPF programs needs root")
+    check = subprocess.run([str(exe), "--check"], capture_output=True, text=True, timeout=60)
+    if _kallsyms_has("runqueues"):
+        assert check.returncode == 0, check.stderr
+    else:
+        assert check.returncode == 1, check.stderr
+        assert "failed to find the address for kernel symbol 'runqueues'" in check.stderr, check.stderr
+        assert check.stderr.strip().splitlines()[-1].startswith("SLM-AB-TROUBLE abrun sampler: load")
 
 
 def test_unknown_workload_is_one_line(tmp_path):
@@ -246,6 +337,28 @@ def test_shortened_ab_in_the_patched_kernel(tmp_path, record_property):
         and saved["ns_per_call_hook_with_model"] > 0
     )
     assert (tmp_path / "ab" / "report.md").is_file() and (tmp_path / "ab" / "ab.png").is_file()
+    # Chen's metrics: the lockless sampler ran in every run; one NUMA node, so no cross-node moves
+    for arm, key in zip(guest.ARMS, ("cfs_s", "shadow_s", "model_s"), strict=True):
+        chen = _assert_chen_sane(w["chen"][arm], w[key], arm)
+        assert chen["cross_node_migrations"] == 0 and chen["task_migrations"] > 0, (arm, chen)
+    assert saved["workloads"]["hackbench-socket"]["chen"]["cfs"]["rq_hist"], "raw histograms in ab.json"
+
+
+def _assert_chen_sane(chen: dict, seconds: list[float], arm: str) -> dict:
+    """The sampler's figures for one arm: every run sampled at >= 10 Hz, ordered percentiles,
+    its cost measured, cross-node moves a subset of all moves."""
+    assert chen["sampled_runs"] == len(seconds), (arm, chen)
+    assert chen["samples"] >= 10 * sum(seconds) and chen["sample_hz"] >= 10, (arm, chen["samples"], seconds)
+    for name in ("imbalance", "rq_len"):
+        p50, p95, p99 = (chen[f"{name}_p{p}"] for p in report.PCTS)
+        assert 0 <= p50 <= p95 <= p99 < 64, (arm, name, p50, p95, p99)
+    assert sum(chen["imb_hist"]) == chen["samples"] and sum(chen["rq_hist"]) == chen["samples"] * chen["ncpu"]
+    # nearly every task is a CFS one; the two counts are read one after the other without a lock,
+    # so an enqueue in between can put h_nr_running above nr_running at one sample
+    assert 0 < chen["runnable_mean"] and chen["cfs_runnable_mean"] == pytest.approx(chen["runnable_mean"], rel=0.05)
+    assert chen["sampler_ns_per_sample"] > 0 and 0 < chen["sampler_cpu_pct"] < 5, (arm, chen)
+    assert 0 <= chen["cross_node_migrations"] <= chen["task_migrations"], (arm, chen)
+    return chen
 
 
 def test_numa_topology_in_the_patched_kernel(tmp_path, record_property):
@@ -288,3 +401,50 @@ def test_numa_topology_in_the_patched_kernel(tmp_path, record_property):
     console = (tmp_path / "ab" / "console.log").read_text()
     assert "SLM-AB-INSMOD rc=0" in console and "SLM-AB-RMMOD rc=0" in console
     assert ab["trouble"] == [], ab["trouble"]
+
+
+def test_chen_metrics_in_a_short_numa_ab(tmp_path, record_property):
+    """`--topology 2x2x1` (2 NUMA nodes of 2 CPUs), one repetition of stress-ng-cpu (8 workers on
+    4 CPUs, the smallest A/B workload: hackbench takes minutes per arm on a busy host): every arm
+    sampled by the BPF sampler at >= 10 Hz with sane distributions and its cost measured, and
+    tasks moved across nodes in some arm."""
+    require(shutil.which(qemu.QEMU) is not None, "qemu-system-x86 not installed")
+    require(initramfs.BUSYBOX.is_file(), "busybox-static not installed")
+    require(shutil.which("stress-ng") is not None, "stress-ng not installed")
+    require(tiny_kernel.TARBALL.is_file(), f"{tiny_kernel.TARBALL} missing (apt-get install linux-source-6.1)")
+    require(
+        IN_CI or tiny_kernel.cached() is not None,
+        "patched tiny kernel not cached (python -m kernel.tiny_kernel builds it, many CPU-minutes)",
+    )
+    from kernel.vm import models
+
+    tk = tiny_kernel.ensure()
+    pair = models.make_pair(tmp_path / "models", n_vectors=200)
+    topo = qemu.Topology.parse("2x2x1")
+    t0 = time.monotonic()
+    ab = ab_cli.run(
+        pair.gen_dir,
+        tmp_path / "ab",
+        ["stress-ng-cpu"],
+        1,
+        topo.cpus,
+        None,
+        kernel=tk.bzimage,
+        tree=tk.tree,
+        log=lambda m: None,
+        topology=topo,
+    )
+    record_property("ab_numa_chen_seconds", round(time.monotonic() - t0, 1))
+    print(report.markdown(ab))
+    assert ab["trouble"] == [], ab["trouble"]
+    assert ab["topology"]["nodes"] == 2, ab["topology"]
+    w = ab["workloads"]["stress-ng-cpu"]
+    chen = [
+        _assert_chen_sane(w["chen"][arm], w[key], arm)
+        for arm, key in zip(guest.ARMS, ("cfs_s", "shadow_s", "model_s"), strict=True)
+    ]
+    assert sum(c["cross_node_migrations"] for c in chen) > 0, chen
+    assert ab["sampler"]["sampler_ns_per_sample"] > 0 and ab["sampler"]["samples"] == sum(c["samples"] for c in chen)
+    saved = json.loads((tmp_path / "ab" / "ab.json").read_text())
+    assert saved["workloads"]["stress-ng-cpu"]["chen"]["active"]["imb_hist"]
+    assert report.TCG_CAVEAT in (tmp_path / "ab" / "report.md").read_text()

@@ -15,6 +15,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from data.collect import bcc
 from data.collect.guest import topology as guest_topology
 from plumbing import initramfs, qemu
 from plumbing.atomic import write_atomic
@@ -22,16 +23,29 @@ from plumbing.atomic import write_atomic
 HERE = Path(__file__).resolve().parent
 INIT = HERE / "init.sh"
 ABRUN = HERE / "abrun.c"
+SAMPLER = HERE / "rqsample.bpf.c"  # the lockless runqueue sampler abrun loads (struct rqs_counts: rqsample.h)
 ARMS = ("cfs", "shadow", "active")
 
 # Fixed-work workloads (completion time is the measure), by registry name (data/collect/workloads.py).
 # Sized for a 4-vCPU TCG guest on a busy 2-core host: a few emulated seconds each (natively
-# 0.1-0.5 s); hackbench at a quarter of the issue's `-g 4 -l 100`.
+# 0.1-0.5 s); hackbench at a quarter of the issue's `-g 4 -l 100`. The last two stand in for
+# the seeds' threaded Fibonacci (Chen, RMT) and matrix multiply (RMT) with stress-ng's
+# fixed-work stressors: 8 worker processes each (not threads of one process, so no shared
+# NUMA group), stress-ng's iterative Fibonacci and a 128x128 double matrix product (384 KiB
+# per worker); natively 0.25 and 0.06 CPU-s. The registry's own fib-threads and numa-matmul
+# run until a deadline, which suits collection, not completion times.
 AB_WORKLOADS = {
     "hackbench-socket": ("hackbench", "hackbench -g 2 -l 50"),
     "hackbench-pipe": ("hackbench", "hackbench --pipe -g 2 -l 50"),
+    # a tenth of hackbench-socket's messages, for 8 vCPU threads on 2 host cores (--topology 2x2x2)
+    "hackbench-socket-small": ("hackbench", "hackbench -g 1 -l 10"),
     "stress-ng-cpu": ("stress-ng", "stress-ng --cpu 8 --cpu-ops 400 --cpu-method int64 -q"),
     "stress-ng-fork": ("stress-ng", "stress-ng --fork 4 --fork-ops 200 -q"),
+    "stress-ng-fib": ("stress-ng", "stress-ng --cpu 8 --cpu-ops 400 --cpu-method fibonacci -q"),
+    "stress-ng-matrix": (
+        "stress-ng",
+        "stress-ng --matrix 8 --matrix-method prod --matrix-size 128 --matrix-ops 50 -q",
+    ),
 }
 
 
@@ -47,10 +61,7 @@ class Run:
     seconds: float
     cpu_seconds: float | None  # user + sys of the workload's process tree (guest accounting)
     rc: int
-    samples: int
-    imb_mean: float | None  # mean over samples of max - min nr_running across CPUs
-    imb_max: int
-    nr_mean: float | None  # mean total nr_running
+    rqs: dict = field(default_factory=dict)  # the BPF sampler's counts over the run (parse_rqs); {} without
     hook: dict = field(default_factory=dict)  # HOOK_COUNTERS deltas, registered, timer_ns
     sched: dict = field(default_factory=dict)  # schedstat deltas: lb_gained, lb_hot_gained, alb_pushed, ...
 
@@ -68,12 +79,29 @@ class Outcome:
 
 
 def build_abrun(work: Path) -> Path:
-    exe = work / "abrun"
+    """abrun with its sampler, static for the guest: rqsample.bpf.c is compiled CO-RE against this
+    host's vmlinux.h (the one data.collect.bcc makes) and relocated at load against the guest
+    kernel's BTF; libbpf, libelf and zlib are linked in, as for the guest collector's loader."""
+    obj, skel, exe = work / "rqsample.bpf.o", work / "rqsample.skel.h", work / "abrun"
+    try:
+        vmlinux_h = bcc.BUILD / "vmlinux.h"
+        if not vmlinux_h.exists():  # made by the collector's build; only then, so that its own sources are not needed
+            vmlinux_h = bcc.build(loader=False)["vmlinux_h"]
+        bcc.compile_bpf(SAMPLER, obj, [vmlinux_h.parent, HERE])
+        bcc.gen_skeleton(obj, "rqsample", skel)
+    except (bcc.BccError, OSError) as e:
+        raise GuestError(f"rqsample.bpf.c: {e}") from None
     gcc = subprocess.run(
-        ["gcc", "-O2", "-Wall", "-Werror", "-static", "-o", str(exe), str(ABRUN)], capture_output=True, text=True
+        ["gcc", "-O2", "-Wall", "-Werror", "-static", f"-I{work}", f"-I{HERE}", "-o", str(exe), str(ABRUN)]
+        + ["-lbpf", "-lelf", "-lz"],
+        capture_output=True,
+        text=True,
     )
     if gcc.returncode:
-        raise GuestError(f"abrun.c does not compile: {(gcc.stderr.strip().splitlines() or ['?'])[0]}")
+        first = (gcc.stderr.strip().splitlines() or ["?"])[0]
+        raise GuestError(
+            f"abrun.c does not build: {first} (static libbpf/libelf/zlib: libbpf-dev libelf-dev zlib1g-dev)"
+        )
     return exe
 
 
@@ -125,6 +153,23 @@ _DOMAIN = {
 }
 
 
+RQS_COUNTS = (
+    "period_ns", "ncpu", "samples", "nr_sum", "cfs_sum", "migrations", "cross_node",
+    "sample_runs", "sample_ns", "migrate_runs", "migrate_ns",
+)  # fmt: skip
+
+
+def parse_rqs(kv: dict) -> dict:
+    """abrun's sampler fields (rqs=ok) -> counts and the histograms rq_hist, imb_hist (count per
+    length / spread, index = value); {} when the sampler was off or failed."""
+    if kv.get("rqs") != "ok":
+        return {}
+    out = {k: int(kv[k]) for k in RQS_COUNTS}
+    for k in ("rq_hist", "imb_hist"):
+        out[k] = [int(c) for c in kv[k].split(",")]
+    return out
+
+
 def _schedstat(lines: list[str]) -> dict:
     tot = dict.fromkeys(_DOMAIN, 0)
     for line in lines:
@@ -158,7 +203,6 @@ def parse(console: str) -> tuple[list[Run], dict, list[str]]:
         elif line.startswith("SLM-AB-RUN "):
             kv = dict(_KV.findall(line))
             key = (kv["w"], kv["arm"], int(kv["rep"]))
-            n_samples = int(kv["samples"])
             before, after = queries.get(key + ("before",), {}), queries.get(key + ("after",), {})
             hook = {k: int(after[k]) - int(before[k]) for k in HOOK_COUNTERS if k in after and k in before}
             hook["registered"] = after.get("hook") == "on"
@@ -174,10 +218,7 @@ def parse(console: str) -> tuple[list[Run], dict, list[str]]:
                     int(kv["ns"]) / 1e9,
                     int(kv["cpu_ns"]) / 1e9 if "cpu_ns" in kv else None,
                     int(kv["rc"]),
-                    n_samples,
-                    int(kv["imb_sum"]) / n_samples if n_samples else None,
-                    int(kv["imb_max"]),
-                    int(kv["nr_sum"]) / n_samples if n_samples else None,
+                    parse_rqs(kv),
                     hook,
                     {k: sched_after[k] - sched_before[k] for k in sched_after},
                 )
@@ -185,7 +226,7 @@ def parse(console: str) -> tuple[list[Run], dict, list[str]]:
     return runs, reload, model
 
 
-TROUBLE = re.compile(r"\b(BUG|Oops|WARNING|Call Trace|kernel panic|refused)\b|insmod: |rc=[1-9]")
+TROUBLE = re.compile(r"\b(BUG|Oops|WARNING|Call Trace|kernel panic|refused)\b|insmod: |rc=[1-9]|^SLM-AB-TROUBLE")
 
 
 def guest_topology_view(console: str, spec: str | None) -> dict:

@@ -1,7 +1,8 @@
 #!/bin/busybox sh
 # /init of the closed-loop guest (python -m kernel.ab): a kernel with the fair.c
 # patch, the schedlearn module holding the can_migrate model, and the workloads.
-# /ab.env sets REPS, SAMPLE_MS and ARMS; /ab.workloads has one "name|command"
+# /ab.env sets REPS, SAMPLE_MS (the BPF runqueue sampler's period, abrun.c) and
+# ARMS; /ab.workloads has one "name|command"
 # per line.  Per repetition and workload the arms run back to back, their order
 # rotated every repetition:
 #   cfs     hook=0: the model is not registered, CFS alone

@@ -3,8 +3,9 @@
 Times are emulated (qemu TCG): only ratios within one boot mean anything. The ratio is
 median(active) / median(cfs) with a percentile bootstrap (each arm resampled on its own).
 Beside it, less noisy measures: balancer migrations per second (schedstat lb_gained +
-alb_pushed), cache-hot migrations, and the runqueue-length spread across CPUs sampled
-while the workload ran.
+alb_pushed), cache-hot migrations, and Chen's metrics from abrun's lockless BPF sampler
+(kernel/ab/rqsample.bpf.c): mean runnable tasks, the max-imbalance and runqueue-length
+distributions (p50/p95/p99) and cross-node migrations per second, with the sampler's cost.
 """
 
 from __future__ import annotations
@@ -13,9 +14,17 @@ from pathlib import Path
 
 import numpy as np
 
-from kernel.ab.guest import ARMS, FAIR_COUNTERS, Run
+from kernel.ab.guest import ARMS, FAIR_COUNTERS, RQS_COUNTS, Run
 
 BOOT = 10_000
+PCTS = (50, 95, 99)
+# Beside Chen's metrics in report.md: what the emulated machine cannot show (issue 19 item 9).
+TCG_CAVEAT = (
+    "qemu TCG models no caches, no SMT sharing of a core and no NUMA latency (remote memory costs what local "
+    "memory costs), so these timings cannot show the benefit the cache-hot (task_hot) and locality "
+    "(migrate_degrades_locality) rules exist for; what the arms can differ in here is where tasks run: "
+    "migrations, imbalance, runqueue lengths."
+)
 
 
 def ratio_ci(model: list[float], cfs: list[float], seed: int = 0, n: int = BOOT) -> tuple[float, list[float]]:
@@ -29,9 +38,74 @@ def ratio_ci(model: list[float], cfs: list[float], seed: int = 0, n: int = BOOT)
     return float(np.median(model_s) / np.median(cfs_s)), [float(lo), float(hi)]
 
 
+def hist_percentiles(hist, pcts=PCTS) -> list[int | None]:
+    """Nearest-rank percentiles of a histogram whose index is the value: the smallest value whose
+    cumulative count reaches p% of all (numpy's method="inverted_cdf" on the expanded samples);
+    integer arithmetic, so a tie is never lost to rounding. None for an empty histogram."""
+    counts = np.asarray(hist, np.int64)
+    n = int(counts.sum())
+    if n == 0:
+        return [None] * len(pcts)
+    cum = np.cumsum(counts) * 100
+    return [int(np.searchsorted(cum, p * n, side="left")) for p in pcts]
+
+
+def _hist_sum(hists: list[list[int]]) -> list[int]:
+    out = [0] * max((len(h) for h in hists), default=0)
+    for h in hists:
+        for i, c in enumerate(h):
+            out[i] += c
+    return out
+
+
+def chen_metrics(runs: list[Run]) -> dict:
+    """Chen's metrics over the runs of one arm from the BPF sampler's counts (Run.rqs); the raw
+    histograms are kept. Rates are per second of the sampled runs' completion time."""
+    rqs = [(r.seconds, r.rqs) for r in runs if r.rqs]
+    if not rqs:
+        return {"sampled_runs": 0}
+    secs = sum(t for t, _ in rqs)
+    tot = {k: sum(x[k] for _, x in rqs) for k in RQS_COUNTS if k not in ("period_ns", "ncpu")}
+    rq_hist, imb_hist = _hist_sum([x["rq_hist"] for _, x in rqs]), _hist_sum([x["imb_hist"] for _, x in rqs])
+    ncpu, n = rqs[0][1]["ncpu"], tot["samples"]
+    imb_n = sum(imb_hist)
+    out = {
+        "sampled_runs": len(rqs),
+        "samples": n,
+        "sample_hz": n / secs if secs else None,
+        "period_ms": rqs[0][1]["period_ns"] / 1e6,
+        "ncpu": ncpu,
+        "runnable_mean": tot["nr_sum"] / n if n else None,
+        "cfs_runnable_mean": tot["cfs_sum"] / n if n else None,
+        "imbalance_mean": sum(i * c for i, c in enumerate(imb_hist)) / imb_n if imb_n else None,
+        **dict(zip((f"imbalance_p{p}" for p in PCTS), hist_percentiles(imb_hist), strict=True)),
+        **dict(zip((f"rq_len_p{p}" for p in PCTS), hist_percentiles(rq_hist), strict=True)),
+        "cross_node_migrations_per_s": tot["cross_node"] / secs if secs else None,
+        "task_migrations_per_s": tot["migrations"] / secs if secs else None,
+        "cross_node_migrations": tot["cross_node"],
+        "task_migrations": tot["migrations"],
+        "sampler_ns_per_sample": tot["sample_ns"] / tot["sample_runs"] if tot["sample_runs"] else None,
+        "migrate_ns_per_event": tot["migrate_ns"] / tot["migrate_runs"] if tot["migrate_runs"] else None,
+        "sampler_cpu_pct": 100 * (tot["sample_ns"] + tot["migrate_ns"]) / (secs * 1e9 * ncpu) if secs else None,
+        "rq_hist": rq_hist,
+        "imb_hist": imb_hist,
+    }
+    return out
+
+
+SAMPLER_KEYS = (
+    "sampled_runs", "samples", "sample_hz", "period_ms", "ncpu",
+    "sampler_ns_per_sample", "migrate_ns_per_event", "sampler_cpu_pct",
+)  # fmt: skip
+SAMPLER_LABEL = (
+    "emulated (TCG): the kernel's run_time_ns/run_cnt of the two BPF programs (bpf_enable_stats) while the "
+    "workloads ran; % CPU = both programs' time over all vCPUs' time; the perf hrtimer interrupt and the "
+    "tracepoint dispatch around the programs are not included"
+)
+
+
 def _arm_stats(runs: list[Run]) -> dict:
     secs = sum(r.seconds for r in runs) or float("nan")
-    imb = [r.imb_mean for r in runs if r.imb_mean is not None]
     mig = sum(r.sched.get("lb_gained", 0) + r.sched.get("alb_pushed", 0) for r in runs)
     return {
         "seconds": [round(r.seconds, 4) for r in runs],
@@ -42,7 +116,6 @@ def _arm_stats(runs: list[Run]) -> dict:
             r.sched.get("ttwu_move_affine", 0) + r.sched.get("ttwu_move_balance", 0) for r in runs
         )
         / secs,
-        "rq_imbalance": float(np.mean(imb)) if imb else None,
         "hook_calls": sum(r.hook.get("calls", 0) for r in runs),
         "agree": sum(r.hook.get("agree", 0) for r in runs),
         "model_migrate": sum(r.hook.get("model_migrate", 0) for r in runs),
@@ -63,6 +136,7 @@ def summarise(runs: list[Run], meta: dict) -> dict:
     fair = dict.fromkeys(FAIR_COUNTERS, 0)
     for workload in dict.fromkeys(r.workload for r in runs if r.arm in ARMS):
         arm = {a: _arm_stats([r for r in runs if r.workload == workload and r.arm == a]) for a in ARMS}
+        chen = {a: chen_metrics([r for r in runs if r.workload == workload and r.arm == a]) for a in ARMS}
         ratio, ci = ratio_ci(arm["active"]["seconds"], arm["cfs"]["seconds"])
         cratio, cci = ratio_ci(arm["active"]["cpu_seconds"], arm["cfs"]["cpu_seconds"])
         shadow = arm["shadow"]
@@ -94,9 +168,10 @@ def summarise(runs: list[Run], meta: dict) -> dict:
             "hot_migrations_model": arm["active"]["hot_migrations_per_s"],
             "wakeup_moves_cfs": arm["cfs"]["wakeup_moves_per_s"],
             "wakeup_moves_model": arm["active"]["wakeup_moves_per_s"],
-            "rq_imbalance_cfs": arm["cfs"]["rq_imbalance"],
-            "rq_imbalance_model": arm["active"]["rq_imbalance"],
-            "rq_imbalance_shadow": shadow["rq_imbalance"],
+            "rq_imbalance_cfs": chen["cfs"].get("imbalance_mean"),
+            "rq_imbalance_model": chen["active"].get("imbalance_mean"),
+            "rq_imbalance_shadow": chen["shadow"].get("imbalance_mean"),
+            "chen": chen,
             "failed_runs": sum(arm[a]["failed_runs"] for a in ARMS),
             "reps": min(len(arm[a]["seconds"]) for a in ARMS),
         }
@@ -106,6 +181,9 @@ def summarise(runs: list[Run], meta: dict) -> dict:
         for a in ARMS:
             for k in fair:
                 fair[k] += arm[a][k]
+    sampled = [r for r in runs if r.arm in ARMS]
+    whole = chen_metrics(sampled)
+    out["sampler"] = {k: whole.get(k) for k in SAMPLER_KEYS} | {"runs": len(sampled), "label": SAMPLER_LABEL}
     out["ns_per_call_model"] = ns / calls if calls else None
     out["ns_per_call_model_label"] = (
         "emulated (TCG): local_clock() around the module's decision "
@@ -139,6 +217,51 @@ def _shape(ab: dict) -> str:
     return f" (topology {topo['spec']}: {topo.get('nodes')} NUMA nodes, domains {names})"
 
 
+def _trio(c: dict, name: str) -> str:
+    return "/".join(_fmt(c.get(f"{name}_p{p}"), "d") for p in PCTS)
+
+
+def _chen_table(ab: dict) -> list[str]:
+    """Chen's metrics per workload and arm, the sampler's cost, and the TCG caveat beside them."""
+    rows = [(w, a, r) for w, r in ab["workloads"].items() for a in ARMS]
+    if not rows:
+        return []
+    smp = ab.get("sampler") or {}
+    lines = [
+        "",
+        f"Chen's metrics per arm. Sampled locklessly by BPF (`kernel/ab/rqsample.bpf.c`): a cpu-clock perf event on "
+        f"CPU 0 every {_fmt(smp.get('period_ms'), '.0f')} ms reads every CPU's `rq->nr_running` with no runqueue "
+        "lock; `sched_migrate_task` counts task moves between CPUs (wakeup placement, balancing, NUMA moves). "
+        "Runnable: tasks on all runqueues (running or waiting), mean over samples (what the load average "
+        "averages, without D-state tasks); imbalance: max − min runqueue length across CPUs at one sample; "
+        "rq length: every CPU at every sample.",
+        "",
+        "| workload | arm | median s | mean runnable | imbalance p50/p95/p99 | rq length p50/p95/p99 | "
+        "cross-node migr./s | task migr./s | samples (Hz) | sampler ns/sample | sampler % CPU |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for w, a, r in rows:
+        c = r.get("chen", {}).get(a, {})
+        secs = r[{"cfs": "cfs_s", "shadow": "shadow_s", "active": "model_s"}[a]]
+        lines.append(
+            f"| {w} | {a} | {_fmt(np.median(secs) if secs else None)} | {_fmt(c.get('runnable_mean'), '.2f')} | "
+            f"{_trio(c, 'imbalance')} | {_trio(c, 'rq_len')} | "
+            f"{_fmt(c.get('cross_node_migrations_per_s'), '.1f')} | {_fmt(c.get('task_migrations_per_s'), '.1f')} | "
+            f"{c.get('samples', 0)} ({_fmt(c.get('sample_hz'), '.1f')}) | {_fmt(c.get('sampler_ns_per_sample'), '.0f')} | "
+            f"{_fmt(c.get('sampler_cpu_pct'), '.3f')} |"
+        )
+    lines += [
+        "",
+        f"Sampler cost, {smp.get('label', 'n/a')}: {_fmt(smp.get('sampler_ns_per_sample'), '.0f')} ns per sample, "
+        f"{_fmt(smp.get('migrate_ns_per_event'), '.0f')} ns per migration event, "
+        f"{_fmt(smp.get('sampler_cpu_pct'), '.3f')}% of the CPU time ({smp.get('samples', 0)} samples over "
+        f"{smp.get('sampled_runs', 0)} of {smp.get('runs', 0)} runs).",
+        "",
+        f"**Not measurable here:** {TCG_CAVEAT}",
+    ]
+    return lines
+
+
 def markdown(ab: dict) -> str:
     lines = [
         "# Closed loop: can_migrate model vs CFS",
@@ -162,6 +285,7 @@ def markdown(ab: dict) -> str:
             f"{_fmt(r['hot_migrations_cfs'], '.1f')} → {_fmt(r['hot_migrations_model'], '.1f')} | "
             f"{_fmt(r['rq_imbalance_cfs'], '.2f')} → {_fmt(r['rq_imbalance_model'], '.2f')} |"
         )
+    lines += _chen_table(ab)
     lines += [
         "",
         "Cost of the hook per call, **emulated** (qemu TCG; local_clock() in the guest):",

@@ -165,6 +165,21 @@ def _run(cmd: list[str], out: Path | None = None) -> None:
         os.replace(tmp, out)
 
 
+def compile_bpf(src: Path, obj: Path, includes: list[Path]) -> None:
+    """clang -target bpf, CO-RE against a vmlinux.h on the include path: the one set of flags every
+    BPF program of the project (this collector's, kernel/ab's sampler) is built with."""
+    _run(
+        ["clang", "-target", "bpf", "-D__TARGET_ARCH_x86", "-O2", "-g", "-Wall"]
+        + [f"-I{d}" for d in includes]
+        + ["-c", str(src), "-o", str(obj)]
+    )
+
+
+def gen_skeleton(obj: Path, name: str, out: Path) -> None:
+    """bpftool's libbpf skeleton header of a BPF object (`<name>__open_and_load()` and friends)."""
+    _run(["bpftool", "gen", "skeleton", str(obj), "name", name], out)
+
+
 def build(build_dir: Path = BUILD, loader: bool = True) -> dict[str, Path]:
     """Compile the BPF object (and the loader); reuse outputs newer than their sources."""
     build_dir.mkdir(parents=True, exist_ok=True)
@@ -181,27 +196,11 @@ def build(build_dir: Path = BUILD, loader: bool = True) -> dict[str, Path]:
         _run(["bpftool", "btf", "dump", "file", str(btf), "format", "c"], vmlinux_h)
     bpf_src, header = SRC / "can_migrate.bpf.c", SRC / "can_migrate.h"
     if stale(obj, bpf_src, *sorted(SRC.glob("*.h")), vmlinux_h):  # cm_features.h too
-        _run(
-            [
-                "clang",
-                "-target",
-                "bpf",
-                "-D__TARGET_ARCH_x86",
-                "-O2",
-                "-g",
-                "-Wall",
-                f"-I{build_dir}",
-                f"-I{SRC}",
-                "-c",
-                str(bpf_src),
-                "-o",
-                str(obj),
-            ]
-        )
+        compile_bpf(bpf_src, obj, [build_dir, SRC])
     out = {"vmlinux_h": vmlinux_h, "object": obj}
     if loader:
         if stale(skel, obj):
-            _run(["bpftool", "gen", "skeleton", str(obj), "name", "can_migrate"], skel)
+            gen_skeleton(obj, "can_migrate", skel)
         if stale(exe, SRC / "loader.c", skel, header):
             _run(
                 [
