@@ -288,18 +288,24 @@ def test_unknown_workload_is_one_line(tmp_path):
         guest.pack(tmp_path / "i.gz", tmp_path, tmp_path, ["nope"], 1, 100, None)
 
 
-def test_shortened_ab_in_the_patched_kernel(tmp_path, record_property):
-    """One workload, five repetitions per arm, a tiny can_migrate model with random weights:
-    reported, not judged (only that the loop ran: hook consulted in shadow and active, not in
-    cfs, a reload under load taken over, no kernel trouble). CI builds the kernel if needed."""
+def require_ab_guest(tool: str, package: str) -> None:
+    """What a closed-loop guest test needs: qemu, busybox, the workload's tool, and the patched
+    tiny kernel (cached, or CI, which builds it)."""
     require(shutil.which(qemu.QEMU) is not None, "qemu-system-x86 not installed")
     require(initramfs.BUSYBOX.is_file(), "busybox-static not installed")
-    require(shutil.which("hackbench") is not None, "rt-tests (hackbench) not installed")
+    require(shutil.which(tool) is not None, f"{package} ({tool}) not installed")
     require(tiny_kernel.TARBALL.is_file(), f"{tiny_kernel.TARBALL} missing (apt-get install linux-source-6.1)")
     require(
         IN_CI or tiny_kernel.cached() is not None,
         "patched tiny kernel not cached (python -m kernel.tiny_kernel builds it, many CPU-minutes)",
     )
+
+
+def test_shortened_ab_in_the_patched_kernel(tmp_path, record_property):
+    """One workload, five repetitions per arm, a tiny can_migrate model with random weights:
+    reported, not judged (only that the loop ran: hook consulted in shadow and active, not in
+    cfs, a reload under load taken over, no kernel trouble). CI builds the kernel if needed."""
+    require_ab_guest("hackbench", "rt-tests")
     from kernel.vm import models
 
     t0 = time.monotonic()
@@ -408,14 +414,7 @@ def test_chen_metrics_in_a_short_numa_ab(tmp_path, record_property):
     4 CPUs, the smallest A/B workload: hackbench takes minutes per arm on a busy host): every arm
     sampled by the BPF sampler at >= 10 Hz with sane distributions and its cost measured, and
     tasks moved across nodes in some arm."""
-    require(shutil.which(qemu.QEMU) is not None, "qemu-system-x86 not installed")
-    require(initramfs.BUSYBOX.is_file(), "busybox-static not installed")
-    require(shutil.which("stress-ng") is not None, "stress-ng not installed")
-    require(tiny_kernel.TARBALL.is_file(), f"{tiny_kernel.TARBALL} missing (apt-get install linux-source-6.1)")
-    require(
-        IN_CI or tiny_kernel.cached() is not None,
-        "patched tiny kernel not cached (python -m kernel.tiny_kernel builds it, many CPU-minutes)",
-    )
+    require_ab_guest("stress-ng", "stress-ng")
     from kernel.vm import models
 
     tk = tiny_kernel.ensure()
