@@ -113,7 +113,6 @@ assert RECORD_DTYPE.itemsize == RECORD_SIZE, RECORD_DTYPE.itemsize
 _V1_FIELDS = RECORD_FIELDS[: [n for n, *_ in RECORD_FIELDS].index("_pad") + 1]
 RECORD_DTYPE_V1 = _dtype(_V1_FIELDS)
 assert RECORD_DTYPE_V1.itemsize == RECORD_SIZE_V1, RECORD_DTYPE_V1.itemsize
-V2_FIELDS = tuple(n for n, *_ in RECORD_FIELDS[len(_V1_FIELDS) :] if not n.startswith("_"))
 # What a version 1 record has for a version 2 field: nothing measured (sd_level -1: no level).
 V1_FILL = {"sd_level": -1}
 _PADDING = ("magic", "size", "_pad", "_pad2")
@@ -166,19 +165,22 @@ def record_version(arr: np.ndarray) -> np.ndarray:
     return np.where(arr["magic"] == CM_MAGIC_V1, 1, 2).astype(np.int8)
 
 
+def _field_columns(fields=RECORD_FIELDS):
+    """(name, numpy type, frame columns) of every field that is no padding: an array field
+    (numa_faults) becomes numa_faults_0..3, the one rule every frame helper below follows."""
+    for name, typ, shape, _ in fields:
+        if name not in _PADDING:
+            yield name, typ, [f"{name}_{k}" for k in range(shape[0])] if shape else [name]
+
+
 def frame_columns() -> list[str]:
     """The columns of `records_frame`, in order (numa_faults -> numa_faults_0..3)."""
-    cols = []
-    for name, _, shape, _ in RECORD_FIELDS:
-        if name not in _PADDING:
-            cols += [f"{name}_{k}" for k in range(shape[0])] if shape else [name]
-    return cols + ["record_version"]
+    return [c for _, _, cols in _field_columns() for c in cols] + ["record_version"]
 
 
 def v1_columns() -> list[str]:
     """The columns every records frame has, version 1 or 2."""
-    new = {c for c in frame_columns() if c.rstrip("0123456789").rstrip("_") in V2_FIELDS}
-    return [c for c in frame_columns() if c not in new and c != "record_version"]
+    return [c for _, _, cols in _field_columns(_V1_FIELDS) for c in cols]
 
 
 def upgrade_frame(df):
@@ -188,10 +190,8 @@ def upgrade_frame(df):
     if "record_version" in df.columns:
         return df
     add = {}
-    for name, typ, shape, _ in RECORD_FIELDS[len(_V1_FIELDS) :]:
-        if name in _PADDING:
-            continue
-        for col in [f"{name}_{k}" for k in range(shape[0])] if shape else [name]:
+    for name, typ, cols in _field_columns(RECORD_FIELDS[len(_V1_FIELDS) :]):
+        for col in cols:
             add[col] = np.full(len(df), V1_FILL.get(name, 0), dtype=np.dtype(typ))
     add["record_version"] = np.ones(len(df), dtype=np.int8)
     return df.assign(**add)
@@ -202,17 +202,14 @@ def records_frame(arr: np.ndarray):
     group_faults -> group_faults_0..3) plus record_version."""
     import pandas as pd
 
-    cols = {}
-    for name, _, shape, _ in RECORD_FIELDS:
-        if name in _PADDING:
-            continue
-        if shape:
-            for k in range(shape[0]):
-                cols[f"{name}_{k}"] = arr[name][:, k]
+    frame = {}
+    for name, _, cols in _field_columns():
+        if cols[0] != name:  # an array field
+            frame.update({c: arr[name][:, k] for k, c in enumerate(cols)})
         else:
-            cols[name] = arr[name]
-    cols["record_version"] = record_version(arr)
-    return pd.DataFrame(cols)
+            frame[name] = arr[name]
+    frame["record_version"] = record_version(arr)
+    return pd.DataFrame(frame)
 
 
 def to_records(df) -> np.ndarray:
@@ -220,10 +217,7 @@ def to_records(df) -> np.ndarray:
     and size; the inverse of records_frame). Columns the frame lacks stay 0."""
     arr = np.zeros(len(df), RECORD_DTYPE)
     arr["magic"], arr["size"] = CM_MAGIC, RECORD_SIZE
-    for name, _, shape, _ in RECORD_FIELDS:
-        if name in _PADDING:
-            continue
-        cols = [f"{name}_{k}" for k in range(shape[0])] if shape else [name]
+    for name, _, cols in _field_columns():
         if all(c in df for c in cols):
-            arr[name] = df[cols].to_numpy() if shape else df[name].to_numpy()
+            arr[name] = df[cols].to_numpy() if cols[0] != name else df[name].to_numpy()
     return arr
