@@ -26,6 +26,7 @@ from evaluation.plots import baseline_rows
 from evaluation.seeds import fmt_ms
 from evaluation.winner import describe
 from models.cost import RELATION
+from plumbing import markdown
 from plumbing.atomic import write_atomic
 
 VERSION = 1
@@ -44,9 +45,7 @@ def fmt(v, digits: int = 4) -> str:
 
 
 def table(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(fmt(c) for c in r) + " |" for r in rows]
-    return "\n".join(lines)
+    return markdown.table(header, rows, fmt)
 
 
 def split_order(models: list[dict]) -> list[str]:
@@ -136,6 +135,20 @@ def confusion_table(ms: list[dict], split: str) -> str | None:
             (tn, fp), (fn, tp) = cm
             rows.append([m["label"], tn, fp, fn, tp])
     return table(["model", "TN (stay, stay)", "FP", "FN", "TP (migrate, migrate)"], rows) if rows else None
+
+
+def branch_table(ms: list[dict], split: str) -> str | None:
+    """can_migrate: per branch of the kernel's rule, its samples and each model's accuracy."""
+    per = [(m["label"], m["branches"][split]) for m in ms if split in m.get("branches", {})]
+    if not per:
+        return None
+    names = list(dict.fromkeys(b for _, scores in per for b in scores))
+    first = {b: next(s[b] for _, s in per if b in s) for b in names}
+    rows = [
+        [b, first[b]["n"], f"{first[b]['share']:.1%}", first[b]["positive"], *(s.get(b, {}).get("acc") for _, s in per)]
+        for b in names
+    ]
+    return table(["branch", "samples", "share", "target=1 share", *(label for label, _ in per)], rows)
 
 
 def importance_table(ms: list[dict]) -> str | None:
@@ -301,6 +314,10 @@ def render(
         per = [s for s in splits if s.startswith(("workload/", "trace/"))]
         if per:
             out += [f"### Per workload and raw trace ({ms[0]['primary']})", "", workload_table(ms, per), ""]
+        for s in [s for s in splits if not s.startswith("workload/")]:
+            bt = branch_table(ms, s)
+            if bt:
+                out += [f"### Accuracy per branch of the kernel's rule ({s})", "", bt, ""]
         cm = confusion_table(ms, split)
         if cm:
             out += [f"### Confusion matrices ({split})", "", cm, ""]

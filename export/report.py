@@ -8,6 +8,7 @@ from pathlib import Path
 from export.intref import IntRef
 from export.quantize import ACT_BITS, GATE_FRAC, GATE_ONE, OUT_BITS, TABLE_INTERVALS, QModel
 from models.cost import PER_STEP, RELATION, per_decision
+from plumbing import markdown
 from plumbing.atomic import write_atomic
 
 ROUNDING = (
@@ -174,12 +175,7 @@ def _cell(v) -> str:
 
 
 def md_table(header: list[str], rows: list[list]) -> list[str]:
-    return [
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
-        *("| " + " | ".join(_cell(c) for c in r) + " |" for r in rows),
-        "",
-    ]
+    return [*markdown.table(header, rows, _cell).split("\n"), ""]
 
 
 def keyed_table(first: str, rows: dict[str, dict]) -> list[str]:

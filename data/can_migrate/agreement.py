@@ -25,6 +25,7 @@ from data.can_migrate.features import FORCED, LABEL, can_migrate_table
 from data.can_migrate.files import read_records, run_records
 from data.can_migrate.record import RecordFormatError
 from data.can_migrate.rule import BRANCHES, decision_path, kernel_verdict
+from plumbing import markdown
 from plumbing.cli import ArgParser, fail
 
 FLAT, UNKNOWN = "flat", "unknown"
@@ -151,11 +152,6 @@ def _dataset_runs(path: Path) -> list[tuple[str, dict | None, pd.DataFrame]]:
     ]
 
 
-def _table(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows])
-
-
 def _share(right: int, rows: int) -> str:
     return f"{right / rows:.4f}" if rows else "–"
 
@@ -188,7 +184,7 @@ def report(runs: list[tuple[str, str, dict, pd.DataFrame]]) -> str:
     out = [
         "# The kernel rule (data/can_migrate/rule.py) against the recorded verdicts",
         "",
-        _table(
+        markdown.table(
             [
                 "topology",
                 "nodes",
@@ -209,7 +205,7 @@ def report(runs: list[tuple[str, str, dict, pd.DataFrame]]) -> str:
             "",
             f"## {topo}: the branch that decided",
             "",
-            _table(["branch", *BRANCH_COUNTS.values()], [[b, *br[b].values()] for b in BRANCHES]),
+            markdown.table(["branch", *BRANCH_COUNTS.values()], [[b, *br[b].values()] for b in BRANCHES]),
         ]
     return "\n".join(out) + "\n"
 
