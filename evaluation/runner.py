@@ -15,6 +15,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from evaluation import plots
+from evaluation.branches import branch_scores
 from evaluation.config import check
 from evaluation.importance import permutation_importance
 from evaluation.latency import measure
@@ -104,6 +105,10 @@ def evaluate_candidate(cand: Candidate, cfg: DictConfig, cache: dict, step: str 
         "latency": None,
         "importance": None,
     }
+    if cand.task == "can_migrate":  # which branch of the kernel's rule the model misses
+        entry["branches"] = {
+            s: branch_scores(module, logits[s], cand.get_split(s)) for s in splits if not s.startswith("workload/")
+        }
     if cfg.latency.enabled:
         progress(f"{step}{cand.label}: latency ({int(cfg.latency.calls)} calls per engine)")
         entry["latency"] = measure(

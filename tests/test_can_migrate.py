@@ -26,7 +26,7 @@ from data.can_migrate.record import (
     records_frame,
     to_records,
 )
-from data.can_migrate.rule import RULE_CONTEXT, SD_NUMA, SD_SHARE_CPUCAPACITY, kernel_verdict
+from data.can_migrate.rule import BRANCHES, RULE_CONTEXT, SD_NUMA, SD_SHARE_CPUCAPACITY, kernel_verdict
 from data.can_migrate.synthetic import SyntheticSpec, synthetic_table
 from data.dataset.build import build
 from data.dataset.datamodule import CanMigrateDataModule, SyntheticCanMigrateDataModule
@@ -434,3 +434,13 @@ def test_evaluate_cli_scores_a_can_migrate_checkpoint_on_raw_records(cm_dataset,
     for name in ("trace/extra", "trace/x-r01", "test_unseen"):
         assert name in sets
     assert "trace/cpu-pool-r01" not in sets and "holds no can_migrate data" in proc.stdout + proc.stderr
+    # per branch of the kernel's rule: the branches partition each test set, and the
+    # sample-weighted branch accuracies give back the set's accuracy
+    model = result["models"][0]
+    assert "branch of the kernel's rule (test_unseen)" in (tmp_path / "eval" / "report.md").read_text()
+    for name in ("trace/extra", "test_unseen"):
+        branches = model["branches"][name]
+        assert set(branches) <= set(BRANCHES) and branches
+        assert sum(b["n"] for b in branches.values()) == model["splits"][name]["n"]
+        acc = sum(b["n"] * b["acc"] for b in branches.values()) / model["splits"][name]["n"]
+        assert acc == pytest.approx(model["splits"][name]["acc"], abs=1e-6)
