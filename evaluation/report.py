@@ -137,15 +137,26 @@ def confusion_table(ms: list[dict], split: str) -> str | None:
     return table(["model", "TN (stay, stay)", "FP", "FN", "TP (migrate, migrate)"], rows) if rows else None
 
 
+def _acc(v):
+    return fmt_ms(v) if isinstance(v, dict) else v
+
+
 def branch_table(ms: list[dict], split: str) -> str | None:
-    """can_migrate: per branch of the kernel's rule, its samples and each model's accuracy."""
+    """can_migrate: per branch of the kernel's rule, its samples and each model's (or seed
+    group's: mean ± std) accuracy."""
     per = [(m["label"], m["branches"][split]) for m in ms if split in m.get("branches", {})]
     if not per:
         return None
     names = list(dict.fromkeys(b for _, scores in per for b in scores))
     first = {b: next(s[b] for _, s in per if b in s) for b in names}
     rows = [
-        [b, first[b]["n"], f"{first[b]['share']:.1%}", first[b]["positive"], *(s.get(b, {}).get("acc") for _, s in per)]
+        [
+            b,
+            first[b]["n"],
+            f"{first[b]['share']:.1%}",
+            first[b]["positive"],
+            *(_acc(s.get(b, {}).get("acc")) for _, s in per),
+        ]
         for b in names
     ]
     return table(["branch", "samples", "share", "target=1 share", *(label for label, _ in per)], rows)
@@ -315,7 +326,7 @@ def render(
         if per:
             out += [f"### Per workload and raw trace ({ms[0]['primary']})", "", workload_table(ms, per), ""]
         for s in [s for s in splits if not s.startswith("workload/")]:
-            bt = branch_table(ms, s)
+            bt = branch_table(gs or ms, s)
             if bt:
                 out += [f"### Accuracy per branch of the kernel's rule ({s})", "", bt, ""]
         cm = confusion_table(ms, split)

@@ -140,6 +140,14 @@ def fmt_ms(s: dict | None, digits: int = 4) -> str:
     return f"{s['mean']:.{digits}f} ± {s['std']:.{digits}f} (n={s['n']})"
 
 
+def _branches(per_seed: list[dict]) -> dict:
+    """evaluation.branches scores of one split over seeds: the samples are the seeds' (the same
+    rows), the accuracy becomes mean ± std."""
+    names = list(dict.fromkeys(b for scores in per_seed for b in scores))
+    first = {b: next(s[b] for s in per_seed if b in s) for b in names}
+    return {b: {**first[b], "acc": mean_std([s.get(b, {}).get("acc") for s in per_seed])} for b in names}
+
+
 def aggregate(models: list[dict], groups: list[dict]) -> list[dict]:
     """Per group: mean ± std over its seeds of every metric on every split (model and baselines)
     and on the validation rows; the cost of its first member (the same for every seed)."""
@@ -178,5 +186,7 @@ def aggregate(models: list[dict], groups: list[dict]) -> list[dict]:
             entry["baselines"][s] = {
                 b: agg(lambda m, k, s=s, b=b: (m.get("baselines") or {}).get(s, {}).get(b, {}).get(k)) for b in names
             }
+        if any("branches" in m for m in ms):  # can_migrate: accuracy per branch of the kernel's rule
+            entry["branches"] = {s: _branches([m.get("branches", {}).get(s, {}) for m in ms]) for s in splits}
         out.append(entry)
     return out

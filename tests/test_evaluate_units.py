@@ -139,6 +139,12 @@ def test_seed_groups_mean_and_sample_std():
     assert agg[0]["validation"]["bal_acc"]["mean"] == pytest.approx(0.8)
     assert agg[0]["validation"]["bal_acc"]["std"] == pytest.approx(0.1)
     assert agg[1]["baselines"]["test_unseen"]["logreg"]["bal_acc"] == {"mean": pytest.approx(0.6), "std": 0.0, "n": 2}
+    assert "branches" not in agg[0]
+    # can_migrate: accuracy per branch of the kernel's rule, mean ± std over the group's seeds
+    for i, m in enumerate(models):
+        m["branches"] = {"test_unseen": {"cold": {"n": 10, "share": 1.0, "positive": 1.0, "acc": 0.7 + 0.1 * i}}}
+    cold = aggregate(models, groups)[0]["branches"]["test_unseen"]["cold"]
+    assert cold["n"] == 10 and cold["acc"]["mean"] == pytest.approx(0.8) and cold["acc"]["std"] == pytest.approx(0.1)
 
 
 def test_labels_are_unique_per_task():
