@@ -400,7 +400,7 @@ def test_load_levels_size_the_guest_runs(tmp_path, monkeypatch):
     guest's vCPUs (the built-in's static program and hackbench alike), and meta.json says so."""
     kernel = tmp_path / "vmlinuz-6.1.0-0-amd64"
     kernel.write_bytes(b"kernel")
-    monkeypatch.setattr(gc, "problems", lambda kernel: [])
+    monkeypatch.setattr(gc, "problems", lambda kernel, series=None: [])
     monkeypatch.setattr(gc, "unrunnable", lambda chosen: [])  # hackbench need not be installed: nothing runs
     seen = {}
 

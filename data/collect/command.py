@@ -4,7 +4,7 @@
     python -m data.collect WORKLOAD|CATEGORY|all [...] --out DIR [--seconds N] [--runs N]
                            [--buffer-kb N] [--clock mono] [--zstd-level 19]
     python -m data.collect --bcc WORKLOAD [...] --out DIR     # can_migrate_task records (bcc)
-    python -m data.collect --vm WORKLOAD [...] --out DIR [--smp 4] [--mem MB] [--kernel PATH]
+    python -m data.collect --vm WORKLOAD [...] --out DIR [--smp 4] [--mem MB] [--kernel 6.1|7.3|PATH]
                            [--trace-seconds T]  # both, inside a qemu guest (data/collect/guest/)
     python -m data.collect --vm WORKLOAD [...] --out DIR --topology 2x2x2  # 2 NUMA nodes x 2 cores x 2 SMT
     python -m data.collect [--bcc | --vm] WORKLOAD [...] --out DIR --load 50,100,200  # load levels
@@ -216,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--vm",
         action="store_true",
         help="collect ftrace + can_migrate_task records inside a qemu guest booting "
-        "Debian's 6.1 kernel (for hosts without kprobes); see data/collect/guest/",
+        "Debian's 6.1 kernel, or 7.3 with --kernel 7.3 (for hosts without kprobes); see data/collect/guest/",
     )
     p.add_argument(
         "--smp", type=int, default=None, help="--vm: guest vCPUs of the flat guest, one NUMA node (default 4)"
@@ -231,7 +231,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--mem", type=int, default=1024, help="--vm: guest memory in MB (default 1024)")
     p.add_argument(
-        "--kernel", type=Path, default=None, help="--vm: kernel image (default: the newest /boot/vmlinuz-6.1.0-*-amd64)"
+        "--kernel",
+        metavar="6.1|7.3|PATH",
+        default=None,
+        help="--vm: 6.1 (default): the newest /boot/vmlinuz-6.1.0-*-amd64; 7.3: Debian's sched_ext kernel from "
+        "trixie-backports, fetched once into $SCHEDLEARN_KERNEL_CACHE (python -m plumbing.debian_kernel); "
+        "or a kernel image PATH",
     )
     p.add_argument(
         "--trace-seconds",

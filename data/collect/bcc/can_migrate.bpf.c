@@ -187,7 +187,8 @@ int BPF_KPROBE(cm_entry, struct task_struct *p, struct lb_env *env)
 	r->p_flags = BPF_CORE_READ(p, flags);
 	r->nr_cpus_allowed = BPF_CORE_READ(p, nr_cpus_allowed);
 	r->policy = BPF_CORE_READ(p, policy);
-	r->p_running = BPF_CORE_READ(p, on_cpu) != 0;
+	/* on_cpu: an int in 6.1, a u8 in 7.3 (where a 4-byte read takes in on_rq too) */
+	r->p_running = BPF_CORE_READ_BITFIELD_PROBED(p, on_cpu) != 0;
 	if (bpf_core_field_exists(p->se.sched_delayed))
 		r->sched_delayed = BPF_CORE_READ(p, se.sched_delayed);
 	r->dst_allowed = cpu_allowed(p, r->dst_cpu);

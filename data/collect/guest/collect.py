@@ -2,7 +2,13 @@
 runs of ftrace + can_migrate_task records; write them in the host run layout.
 
     python -m data.collect --vm WORKLOAD... --out DIR [--runs N] [--seconds S] [--load 50,100,200]
-                           [--trace-seconds T] [--smp 4 | --topology 2x2x2] [--mem MB] [--kernel PATH]
+                           [--trace-seconds T] [--smp 4 | --topology 2x2x2] [--mem MB]
+                           [--kernel 6.1|7.3|PATH]
+
+--kernel 7.3 boots Debian's sched_ext kernel from trixie-backports instead of the host's 6.1
+(plumbing.debian_kernel: fetched once into $SCHEDLEARN_KERNEL_CACHE with the 9p modules it lacks
+built in; `python -m plumbing.debian_kernel fetch --series 7.3` fetches it ahead). Every run's
+meta.json names the kernel's Debian package and exact version under "kernel_package".
 
 --topology SxCxT boots S sockets of C cores with T SMT threads, one NUMA node per socket
 (memory split evenly, NUMA balancing on; plumbing.qemu.Topology); the default is a flat guest
@@ -33,6 +39,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -55,7 +62,7 @@ from data.collect.runs import (
     run_levels,
 )
 from data.collect.workloads import WORKLOADS, Workload, install_hint, resolve
-from plumbing import cli, initramfs, qemu
+from plumbing import cli, debian_kernel, initramfs, qemu
 from plumbing.atomic import file_sha256, staged_dir, write_atomic, write_json_atomic
 
 SRC = Path(__file__).resolve().parent
@@ -75,12 +82,21 @@ class GuestError(RuntimeError):
 # ----- what the host needs -------------------------------------------------------------------
 
 
-def problems(kernel: Path | None) -> list[str]:
-    """Missing host pieces, each one line naming the Debian package."""
+def problems(kernel: Path | None, series: str | None = None) -> list[str]:
+    """Missing host pieces, each one line naming the Debian package. series: the --kernel
+    7.3 (or 7, ...) whose cached image `kernel` is (None: not fetched yet)."""
     out = []
     if shutil.which(qemu.QEMU) is None:
         out.append(f"{qemu.QEMU} not found (Debian: apt-get install qemu-system-x86)")
-    if kernel is None:
+    if kernel is None and series is not None:
+        why = (
+            f"Debian's {series} kernel is not fetched yet into {debian_kernel.cache_root()} "
+            f"(run: {debian_kernel.fetch_command(series)})"
+        )
+        if net := debian_kernel.network_problem():
+            why += f" and the archive cannot be reached to fetch it: {net}"
+        out.append(why)
+    elif kernel is None:
         out.append(
             "no /boot/vmlinuz-6.1.0-*-amd64 (Debian: apt-get install linux-image-amd64 "
             "from bookworm, i.e. linux-image-6.1.0-NN-amd64)"
@@ -93,6 +109,42 @@ def problems(kernel: Path | None) -> list[str]:
         if shutil.which(exe) is None:
             out.append(f"{exe} not found (Debian: apt-get install {pkg})")
     return out
+
+
+SERIES = re.compile(r"[0-9]+(\.[0-9]+)?")
+
+
+def kernel_series(spec: str | None) -> str | None:
+    """The Debian series a --kernel value names (7.3), or None for 6.1 (the default) and a PATH."""
+    return spec if spec is not None and spec != "6.1" and SERIES.fullmatch(spec) else None
+
+
+def resolve_kernel(
+    spec: str | None, fetch: bool = True, log=print
+) -> tuple[Path | None, debian_kernel.DebianKernel | None]:
+    """--kernel: None or 6.1 -> the newest /boot/vmlinuz-6.1.0-*-amd64; 7.3 (a series) -> Debian's
+    sched_ext kernel from the cache, fetched first when absent and `fetch` (GuestError when that
+    fails), else (None, None); anything else -> that kernel image."""
+    series = kernel_series(spec)
+    if series is None:
+        return (qemu.find_vmlinuz() if spec in (None, "6.1") else Path(spec)), None
+    k = debian_kernel.find_cached(series)
+    if k is None and fetch:
+        try:
+            k = debian_kernel.fetch(series, log=log)
+        except debian_kernel.DebianKernelError as e:
+            raise GuestError(f"--kernel {spec}: {e}") from None
+    return (k.vmlinuz if k else None), k
+
+
+def host_kernel_package(release: str) -> dict | None:
+    """The installed Debian package of a host kernel (linux-image-<release>) and its version."""
+    name = f"linux-image-{release}"
+    try:
+        r = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", name], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return {"package": name, "version": r.stdout.strip()} if r.returncode == 0 and r.stdout.strip() else None
 
 
 def unrunnable(chosen: list[Workload]) -> list[str]:
@@ -133,8 +185,9 @@ def build_slw(build_dir: Path = BUILD) -> Path:
     return exe
 
 
-def base_files(release: str) -> tuple[dict[str, bytes], set[str]]:
-    """Everything the guest needs except the per-boot plan."""
+def base_files(release: str, modules: list[Path] | None = None) -> tuple[dict[str, bytes], set[str]]:
+    """Everything the guest needs except the per-boot plan. modules: the .ko files /init loads,
+    dependencies first (a cached Debian kernel's); None: MODULES from /lib/modules/<release>."""
     try:
         loader = build_static_loader()
     except BccError as e:
@@ -155,7 +208,7 @@ def base_files(release: str) -> tuple[dict[str, bytes], set[str]]:
     try:
         for t in tools:
             initramfs.add_program(files, exes, Path(shutil.which(t)))
-        mods = initramfs.module_order(release, MODULES)
+        mods = initramfs.module_order(release, MODULES) if modules is None else modules
     except initramfs.InitramfsError as e:
         raise GuestError(str(e)) from None
     for m in mods:
@@ -164,9 +217,9 @@ def base_files(release: str) -> tuple[dict[str, bytes], set[str]]:
     return files, exes
 
 
-def base_initramfs(release: str, build_dir: Path = BUILD) -> Path:
+def base_initramfs(release: str, build_dir: Path = BUILD, modules: list[Path] | None = None) -> Path:
     """The base initramfs, rebuilt only when its contents change (key: sha256 of contents)."""
-    files, exes = base_files(release)
+    files, exes = base_files(release, modules)
     key = _sha256("".join(f"{n}\0{_sha256(d)}\0{n in exes}\n" for n, d in sorted(files.items())).encode())
     path = build_dir / f"initramfs-{key[:16]}.cpio.gz"
     if not path.exists():
@@ -268,6 +321,7 @@ def finish_run(spec: dict, raw: Path, out: Path, guest: dict, zstd_level: int, a
             **sizing,
             "nr_cpus": guest["nr_cpus"],
             "kernel": guest["kernel"],
+            "kernel_package": guest.get("kernel_package"),  # the Debian package and its exact version
             "topology": guest.get("topology"),
             "collector": "guest",
             "collector_version": COLLECTOR_VERSION,
@@ -335,13 +389,19 @@ def collect_boot(
     clock: str = "mono",
     log=print,
     topology: qemu.Topology | None = None,
+    debian: debian_kernel.DebianKernel | None = None,
 ) -> list[dict]:
     """Boot once, run every spec, return the metas of the runs written to OUT. With a topology,
-    its CPUs are the guest's (smp must equal topology.cpus)."""
+    its CPUs are the guest's (smp must equal topology.cpus). debian: the cached Debian kernel
+    that `kernel` is (its release and modules come from the cache, not /lib/modules)."""
     if topology is not None and topology.cpus != smp:
         raise GuestError(f"topology {topology.spec} has {topology.cpus} CPUs, not {smp}")
-    release = qemu.kernel_release(kernel)
-    base = base_initramfs(release)
+    if debian is None:
+        release = qemu.kernel_release(kernel)
+        base = base_initramfs(release)
+    else:
+        release = debian.release
+        base = base_initramfs(release, modules=debian.module_files)
     work = out / f".guest-{os.getpid()}"
     share = work / "share"
     share.mkdir(parents=True, exist_ok=True)
@@ -359,6 +419,7 @@ def collect_boot(
             "buffer_kb": buffer_kb,
             "qemu": qemu.version(),
             "kernel_path": str(kernel),
+            "kernel_package": debian.meta() if debian else host_kernel_package(release),
             "kernel_sha256": file_sha256(kernel),
             "initramfs_sha256": _sha256(base_bytes),
             "plan_sha256": _sha256(plan),
@@ -377,7 +438,8 @@ def collect_boot(
             "virtio-9p-pci,fsdev=out,mount_tag=out",
         ]
         shape = f"smp {smp}" if topology is None else f"topology {topology.spec}, {smp} CPUs"
-        log(f"booting {kernel.name} ({shape}, {mem_mb} MB, {len(specs)} runs)")
+        name = kernel.name if debian is None else f"Debian {debian.version} ({debian.release})"
+        log(f"booting {name} ({shape}, {mem_mb} MB, {len(specs)} runs)")
         b = qemu.boot(
             kernel,
             initrd,
@@ -476,11 +538,13 @@ def summary(out: Path) -> str:
 def collect_main(args, argv_line: str) -> int:
     """Entry from `python -m data.collect --vm ...`."""
 
-    if args.check:
-        kernel = args.kernel or qemu.find_vmlinuz()
-        if missing := problems(kernel):
+    series = kernel_series(args.kernel)
+    if args.check:  # never fetches
+        kernel, debian = resolve_kernel(args.kernel, fetch=False)
+        if missing := problems(kernel, series):
             return fail("; ".join(missing))
-        print(f"guest collection possible: {kernel}, {qemu.version()}")
+        what = f"{kernel}" if debian is None else f"Debian {debian.version} ({debian.package}) {kernel}"
+        print(f"guest collection possible: {what}, {qemu.version()}")
         return 0
     if not args.workloads or args.out is None:
         return fail("name at least one workload and --out DIR", 2)
@@ -497,13 +561,16 @@ def collect_main(args, argv_line: str) -> int:
         smp, topology = qemu.guest_cpus(args.topology, args.smp, args.mem, DEFAULT_SMP)
     except ValueError as e:
         return fail(str(e), 2)
-    kernel = args.kernel or qemu.find_vmlinuz()
-    if missing := problems(kernel):
-        return fail("; ".join(missing))
     try:
         chosen = resolve(args.workloads)
     except ValueError as e:
         return fail(str(e), 2)
+    try:  # after the arguments are known good: this may fetch Debian's kernel (~120 MB)
+        kernel, debian = resolve_kernel(args.kernel)
+    except GuestError as e:
+        return fail(str(e))
+    if missing := problems(kernel, series):
+        return fail("; ".join(missing))
     if bad := unrunnable(chosen):
         return fail("; ".join(bad))
     buffer_kb = args.buffer_kb
@@ -539,6 +606,7 @@ def collect_main(args, argv_line: str) -> int:
             argv_line,
             clock=args.clock,
             topology=topology,
+            debian=debian,
         )
     except GuestError as e:
         return fail(str(e))

@@ -36,8 +36,13 @@ mkdir -p /out/.scratch /var/tmp && mount --bind /out/.scratch /var/tmp
 } > /out/guest.env
 # The guest's own view of its topology, once per boot (data/collect/guest/topology.sh).
 mkdir -p /sys/kernel/debug && mount -t debugfs nodev /sys/kernel/debug
+# Since 6.x the sched domains appear in debugfs only with sched/verbose on (6.1 has them anyway).
+[ -d /sys/kernel/debug/sched/domains ] || echo Y > /sys/kernel/debug/sched/verbose
 /bin/slm-topology > /out/topology.txt
 echo "SLG-BOOT uptime=$(cut -d' ' -f1 /proc/uptime) release=$(uname -r)"
+# The probes attach by name: a kernel that inlined (or renamed) the function cannot be probed.
+grep -q ' can_migrate_task$' /proc/kallsyms ||
+	die "can_migrate_task is not in /proc/kallsyms of $(uname -r) (inlined or renamed): no can_migrate records possible"
 
 echo 0 > $T/tracing_on
 echo nop > $T/current_tracer
