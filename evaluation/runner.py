@@ -187,7 +187,10 @@ def evaluate(cfg: DictConfig) -> dict:
     for cand in cands:
         traces.attach(cand)
     cache: dict = {}
-    models = [evaluate_candidate(c, cfg, cache, f"{i}/{len(cands)} ") for i, c in enumerate(cands, 1)]
+    models = []
+    for i, c in enumerate(cands, 1):
+        models.append(evaluate_candidate(c, cfg, cache, f"{i}/{len(cands)} "))
+        c.release()  # memory holds one candidate's windows at a time, not every checkpoint's
     setups = group_setups(
         [{"task": c.task, "backbone": c.backbone, "config": OmegaConf.to_container(c.cfg, resolve=True)} for c in cands]
     )  # runs that differ only by seed

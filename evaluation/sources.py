@@ -115,6 +115,11 @@ class Candidate:
         """Any test set by name (duck-types the DataModule for models.baselines)."""
         return self.extra[name] if name in self.extra else self.dm.get_split(name)
 
+    def release(self) -> None:
+        """Forget this candidate's windows once it is scored (the model and config stay)."""
+        self.dm.release()
+        self.extra = {}
+
     def test_sets(self, workloads: bool = True) -> list[str]:
         """Dataset test splits and per-workload sets (the datamodule's) that are not empty, then traces."""
         names = list(DATASET_SPLITS)

@@ -333,6 +333,13 @@ class DecisionDataModule(pl.LightningDataModule):
             log.info("%s/%s: %d samples", self.table, name, len(self._splits[name]))
         return self._splits[name]
 
+    def release(self) -> None:
+        """Drop the cached splits and tables (the fitted meta stays): evaluate.py scores many
+        checkpoints one after another and needs each one's windows only while scoring it."""
+        self._splits.clear()
+        self._frames.clear()
+        self._files.clear()
+
     def read_table(self, split: str) -> pd.DataFrame:
         path = self.table_path(split)
         if not path.exists():
