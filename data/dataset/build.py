@@ -113,8 +113,9 @@ class Run:
     def topology(self) -> str | None:
         """The run's topology (TOPOLOGY_NOTE): a guest's spec from meta.json's "topology" (what
         data.collect.guest.topology.parse stored; older guest runs have no such key and were flat),
-        else flat<nr_cpus>; HOST for any other collector. None: a guest run without nr_cpus."""
-        if self.meta.get("collector") != "guest":
+        else flat<nr_cpus>; HOST for any other collector. None: a guest run without nr_cpus.
+        The sched_ext scheduler's recorded runs (kernel/scx, collector "scx") are guest runs too."""
+        if self.meta.get("collector") not in ("guest", "scx"):
             return HOST
         spec = (self.meta.get(TOPOLOGY_COLUMN) or {}).get("spec")
         if spec:

@@ -1,0 +1,156 @@
+"""Build scx_schedlearn (BPF object + libbpf skeleton + static loader) with Debian's 7.3 toolchain.
+
+The toolchain (static libbpf, bpftool, vmlinux.h) and the sched_ext headers (tools/sched_ext/
+include) come from plumbing.debian_kernel's cache. The static binary is cached under
+data/_build/scx/, keyed by the sha256 of the sources, the flags, the toolchain's record and the
+compilers' versions; a variant (`stall=True`: -DSL_STALL) is a separate key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from plumbing import debian_kernel
+from plumbing.atomic import staged_dir
+
+SRC = Path(__file__).resolve().parent
+REPO = SRC.parent.parent
+BCC = REPO / "data" / "collect" / "bcc"  # can_migrate.h, cm_features.h: the record and feature contract
+BUILD = REPO / "data" / "_build" / "scx"
+SOURCES = (
+    SRC / "scx_schedlearn.bpf.c",
+    SRC / "scx_schedlearn.c",
+    SRC / "scx_schedlearn.h",
+    BCC / "can_migrate.h",
+    BCC / "cm_features.h",
+)
+BPF_CFLAGS = [
+    "-g",
+    "-O2",
+    "-mcpu=v3",
+    "-target",
+    "bpf",
+    "-D__TARGET_ARCH_x86",
+    "-mlittle-endian",
+    "-Wall",
+    "-Wno-compare-distinct-pointer-types",
+    "-Wno-microsoft-anon-tag",
+    "-fms-extensions",
+]
+CFLAGS = ["-O2", "-Wall", "-static", "-pthread"]
+LIBS = ["-lelf", "-lz", "-lpthread"]
+NAME = "scx_schedlearn"
+
+
+class ScxBuildError(RuntimeError):
+    """One-line build problem."""
+
+
+@dataclass(frozen=True)
+class Built:
+    exe: Path  # the static loader with the BPF object inside
+    obj: Path  # the BPF object (for veristat-like inspection)
+    key: str
+
+
+def _version(cmd: list[str]) -> str:
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return "missing"
+    return (r.stdout or r.stderr).splitlines()[0] if (r.stdout or r.stderr) else "unknown"
+
+
+def _run(cmd: list[str], what: str, stdout=None) -> None:
+    r = subprocess.run(["nice", "-n", "10", *cmd], stdout=stdout or subprocess.PIPE, stderr=subprocess.PIPE)
+    if r.returncode:
+        err = r.stderr.decode(errors="replace").strip().splitlines()
+        err = [ln for ln in err if "warning" not in ln]
+        first = next((ln for ln in err if "error" in ln.lower()), err[0] if err else "no output")
+        raise ScxBuildError(f"{what} failed: {first}")
+
+
+def toolchain_problem() -> str | None:
+    """Why the build cannot run here (None: it can): the cached 7.3 kernel and its toolchain."""
+    k = debian_kernel.find_cached("7.3")
+    if k is None:
+        return f"Debian's 7.3 kernel is not cached (run: {debian_kernel.fetch_command('7.3')} --toolchain)"
+    tc = debian_kernel.Toolchain(k.dir / "toolchain")
+    if not all(p.is_file() for p in (tc.libbpf_a, tc.bpftool, tc.vmlinux_h)):
+        return f"the BPF toolchain of {k.version} is not built (run: {debian_kernel.fetch_command('7.3')} --toolchain)"
+    if not (k.dir / "source" / "linux-source-7.3" / "tools" / "sched_ext" / "include").is_dir():
+        return f"linux-source-7.3 of {k.version} is not cached (run: {debian_kernel.fetch_command('7.3')} --source)"
+    for exe in (debian_kernel.CLANG, "cc"):
+        if shutil.which(exe) is None:
+            return f"{exe} not found"
+    return None
+
+
+def ensure_toolchain(log=print) -> tuple[debian_kernel.DebianKernel, debian_kernel.Toolchain, Path]:
+    """(kernel, toolchain, tools/sched_ext/include): fetched and built once when missing (network)."""
+    k = debian_kernel.ensure("7.3", log=log)
+    tc = debian_kernel.toolchain(k, log=log)
+    tree = debian_kernel.source(k, log=log)
+    return k, tc, tree / "tools" / "sched_ext" / "include"
+
+
+def build(stall: bool = False, build_dir: Path = BUILD, log=print) -> Built:
+    """The static scx_schedlearn loader (cached; rebuilt when a source, flag or tool changes)."""
+    try:
+        k, tc, scx_inc = ensure_toolchain(log)
+    except debian_kernel.DebianKernelError as e:
+        raise ScxBuildError(str(e)) from None
+    defines = ["-DSL_STALL"] if stall else []
+    h = hashlib.sha256()
+    for p in SOURCES:
+        h.update(p.name.encode() + b"\0" + p.read_bytes())
+    h.update(" ".join(BPF_CFLAGS + CFLAGS + LIBS + defines).encode())
+    h.update((tc.dir / "toolchain.json").read_bytes() if (tc.dir / "toolchain.json").exists() else b"")
+    h.update(_version([debian_kernel.CLANG, "--version"]).encode() + _version(["cc", "--version"]).encode())
+    key = h.hexdigest()[:16]
+    out = build_dir / f"{NAME}{'-stall' if stall else ''}-{key}"
+    built = Built(out / NAME, out / f"{NAME}.bpf.o", key)
+    if built.exe.is_file():
+        return built
+    build_dir.mkdir(parents=True, exist_ok=True)
+    with staged_dir(out) as part:
+        obj0 = part / f"{NAME}.bpf.unlinked.o"
+        includes = [f"-I{d}" for d in (tc.dir, scx_inc, scx_inc / "bpf-compat", tc.libbpf_include, BCC, SRC)]
+        sys_inc = ["-idirafter", "/usr/include/x86_64-linux-gnu", "-idirafter", "/usr/include"]
+        _run(
+            [debian_kernel.CLANG, *BPF_CFLAGS, *defines, *includes, *sys_inc, "-c", str(SRC / f"{NAME}.bpf.c")]
+            + ["-o", str(obj0)],
+            "clang (BPF)",
+        )
+        _run([str(tc.bpftool), "gen", "object", str(part / f"{NAME}.bpf.o"), str(obj0)], "bpftool gen object")
+        obj0.unlink()
+        with open(part / f"{NAME}.bpf.skel.h", "wb") as fh:
+            _run(
+                [str(tc.bpftool), "gen", "skeleton", str(part / f"{NAME}.bpf.o"), "name", NAME],
+                "bpftool gen skeleton",
+                stdout=fh,
+            )
+        tmp = part / f"{NAME}.tmp"
+        _run(
+            ["cc", *CFLAGS, f"-I{part}", f"-I{tc.libbpf_include}", f"-I{scx_inc}", f"-I{BCC}", f"-I{SRC}"]
+            + [str(SRC / f"{NAME}.c"), str(tc.libbpf_a), "-o", str(tmp), *LIBS],
+            "cc (loader, static)",
+        )
+        os.replace(tmp, part / NAME)
+    log(f"scx: built {built.exe} for {k.release}")
+    return built
+
+
+def main() -> int:
+    b = build()
+    print(b.exe)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
