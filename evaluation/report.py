@@ -143,23 +143,21 @@ def _acc(v):
 
 def branch_table(ms: list[dict], split: str) -> str | None:
     """can_migrate: per branch of the kernel's rule, its samples and each model's (or seed
-    group's: mean ± std) accuracy."""
+    group's: mean ± std) accuracy; one table per distinct test set of that name (a shift
+    experiment's directions test on different rows)."""
     per = [(m["label"], m["branches"][split]) for m in ms if split in m.get("branches", {})]
-    if not per:
-        return None
-    names = list(dict.fromkeys(b for _, scores in per for b in scores))
-    first = {b: next(s[b] for _, s in per if b in s) for b in names}
-    rows = [
-        [
-            b,
-            first[b]["n"],
-            f"{first[b]['share']:.1%}",
-            first[b]["positive"],
-            *(_acc(s.get(b, {}).get("acc")) for _, s in per),
+    sets: dict[tuple, list] = {}
+    for label, scores in per:
+        sets.setdefault(tuple((b, v["n"]) for b, v in scores.items()), []).append((label, scores))
+    tables = []
+    for members in sets.values():
+        first = members[0][1]
+        rows = [
+            [b, v["n"], f"{v['share']:.1%}", v["positive"], *(_acc(s[b]["acc"]) for _, s in members)]
+            for b, v in first.items()
         ]
-        for b in names
-    ]
-    return table(["branch", "samples", "share", "target=1 share", *(label for label, _ in per)], rows)
+        tables.append(table(["branch", "samples", "share", "target=1 share", *(label for label, _ in members)], rows))
+    return "\n\n".join(tables) or None
 
 
 def importance_table(ms: list[dict]) -> str | None:

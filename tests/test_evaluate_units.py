@@ -219,3 +219,21 @@ def test_every_mac_count_is_named_with_what_it_counts():
     table = models_table([{**model, "macs": 40_110, "latency": None, "ckpt_path": "x.ckpt"}])
     assert "MACs per decision (window W)" in table.splitlines()[0]
     assert per_decision(16) == "MACs per decision (window 16)" and "MACs per step" in RELATION
+
+
+def test_branch_table_has_one_table_per_distinct_test_set():
+    """A shift experiment's two directions test on different rows under one split name: their
+    branch counts must not share a table."""
+    from evaluation.report import branch_table
+
+    def model(label, n_cold, acc):
+        return {
+            "label": label,
+            "branches": {"test_unseen": {"cold": {"n": n_cold, "share": 1.0, "positive": 1.0, "acc": acc}}},
+        }
+
+    out = branch_table([model("a", 10, 0.5), model("b", 10, 0.75), model("c", 99, 1.0)], "test_unseen")
+    first, second = out.split("\n\n")
+    assert "| cold | 10 |" in first and "0.5000" in first and "0.7500" in first and "| c |" not in first
+    assert "| cold | 99 |" in second and second.splitlines()[0].endswith("| c |")
+    assert branch_table([{"label": "x"}], "test_unseen") is None
