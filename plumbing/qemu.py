@@ -119,6 +119,17 @@ class Boot:
     seconds: float
 
 
+def share_args(path: Path, tag: str = "out") -> list[str]:
+    """qemu options that share a host folder with the guest over virtio 9p, mounted there with
+    `mount -t 9p -o trans=virtio,version=9p2000.L <tag> <dir>`."""
+    return [
+        "-fsdev",
+        f"local,id={tag},path={path},security_model=none",
+        "-device",
+        f"virtio-9p-pci,fsdev={tag},mount_tag={tag}",
+    ]
+
+
 def command(
     kernel: Path,
     initrd: Path,

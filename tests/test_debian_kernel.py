@@ -318,12 +318,7 @@ def test_debian_73_boots_with_sched_ext_disabled_and_btf(tmp_path):
     initrd.write_bytes(initramfs.gz(initramfs.newc(files, {"init", "bin/busybox"})))
     share = tmp_path / "share"
     share.mkdir()
-    extra = [
-        "-fsdev",
-        f"local,id=out,path={share},security_model=none",
-        "-device",
-        "virtio-9p-pci,fsdev=out,mount_tag=out",
-    ]
+    extra = qemu.share_args(share)
     b = qemu.boot(k.vmlinuz, initrd, timeout=120, mem_mb=512, cpus=2, accel="tcg,thread=multi", extra=extra, nice=10)
     lines = dict(ln.split(" ", 1) for ln in b.console.splitlines() if ln.startswith("K-"))
     tail = (b.console + b.stderr).strip()[-600:]

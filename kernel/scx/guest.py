@@ -203,8 +203,7 @@ def run(
     try:
         initrd = work / "initrd.cpio.gz"
         initrd.write_bytes(base.read_bytes() + plan)
-        extra = ["-fsdev", f"local,id=out,path={share},security_model=none"]
-        extra += ["-device", "virtio-9p-pci,fsdev=out,mount_tag=out"]
+        extra = qemu.share_args(share)
         if timeout is None:
             timeout = BOOT_S + 60 * len(steps)
         log(f"scx: booting Debian {kernel.version} ({smp} vCPUs, {len(steps)} steps)")

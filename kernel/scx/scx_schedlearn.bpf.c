@@ -192,6 +192,15 @@ struct sl_cand {
 	u32 level, span, policy;
 };
 
+/* The fields struct cm_record and struct cm_fields share by name (cm_fields_from_record() in
+ * cm_features.h copies them the other way; that header is installed verbatim by the fair.c
+ * patch, so the list lives here). */
+#define CM_SHARED_FIELDS(X)                                                                  \
+	X(delta_ns) X(src_load) X(dst_load) X(total_numa_faults) X(src_node) X(dst_node)      \
+	X(numa_preferred_nid) X(src_nr_running) X(dst_nr_running) X(src_nr_preferred_running) \
+	X(nr_balance_failed) X(cache_nice_tries) X(cpu_idle) X(cpu_not_idle) X(cpu_newly_idle) \
+	X(buddy_hot)
+
 static void emit(const struct sl_cand *c, bool verdict, u8 path)
 {
 	const struct cm_fields *f = &c->f;
@@ -205,34 +214,21 @@ static void emit(const struct sl_cand *c, bool verdict, u8 path)
 	r->magic = CM_MAGIC;
 	r->size = sizeof(*r);
 	r->ts_ns = bpf_ktime_get_ns();
-	r->delta_ns = f->delta_ns;
-	r->src_load = f->src_load;
-	r->dst_load = f->dst_load;
-	r->total_numa_faults = f->total_numa_faults;
+#define CM_COPY(name) r->name = f->name;
+	CM_SHARED_FIELDS(CM_COPY)
+#undef CM_COPY
 	r->pid = c->pid;
 	r->tgid = c->tgid;
 	r->curr_pid = bpf_get_current_pid_tgid() & 0xffffffff;
 	r->cpu = c->cpu;
 	r->src_cpu = c->victim;
 	r->dst_cpu = c->cpu;
-	r->src_node = f->src_node;
-	r->dst_node = f->dst_node;
 	r->idle = 2;		/* CPU_NEWLY_IDLE, 2 in 6.1's and in 6.10+'s enum cpu_idle_type */
-	r->numa_preferred_nid = f->numa_preferred_nid;
-	r->src_nr_running = f->src_nr_running;
-	r->dst_nr_running = f->dst_nr_running;
-	r->src_nr_preferred_running = f->src_nr_preferred_running;
-	r->nr_balance_failed = f->nr_balance_failed;
-	r->cache_nice_tries = f->cache_nice_tries;
 	r->sd_flags = c->level == SL_LEVEL_SMT ? SL_SD_SHARE_CPUCAPACITY | SL_SD_SHARE_LLC :
 		      c->level == SL_LEVEL_LLC ? SL_SD_SHARE_LLC : c->level == SL_LEVEL_REMOTE ? SL_SD_NUMA : 0;
 	r->p_flags = c->p_flags;
 	r->nr_cpus_allowed = c->nr_cpus_allowed;
 	r->ret = verdict;
-	r->cpu_idle = f->cpu_idle;
-	r->cpu_not_idle = f->cpu_not_idle;
-	r->cpu_newly_idle = f->cpu_newly_idle;
-	r->buddy_hot = f->buddy_hot;
 	r->dst_allowed = 1;
 	r->task_hot_after = verdict && (path == SL_PATH_DELTA || path == SL_PATH_BUDDY ||
 					path == SL_PATH_LOCALITY_DEGRADES);

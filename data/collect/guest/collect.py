@@ -431,12 +431,7 @@ def collect_boot(
         }
         h = hashlib.sha256(bytes.fromhex(guest["kernel_sha256"]) + bytes.fromhex(guest["initramfs_sha256"]))
         guest["kernel_initramfs_sha256"] = h.hexdigest()
-        extra = [
-            "-fsdev",
-            f"local,id=out,path={share},security_model=none",
-            "-device",
-            "virtio-9p-pci,fsdev=out,mount_tag=out",
-        ]
+        extra = qemu.share_args(share)
         shape = f"smp {smp}" if topology is None else f"topology {topology.spec}, {smp} CPUs"
         name = kernel.name if debian is None else f"Debian {debian.version} ({debian.release})"
         log(f"booting {name} ({shape}, {mem_mb} MB, {len(specs)} runs)")
