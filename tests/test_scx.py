@@ -21,6 +21,7 @@ import pytest
 from kernel.scx import __main__ as scx_cli
 from kernel.scx import build as scx_build
 from kernel.scx import guest
+from kernel.scx import model as scx_model
 from plumbing import debian_kernel as dk
 from plumbing import initramfs, qemu
 from tests.conftest import require
@@ -72,11 +73,27 @@ def test_load_without_sched_ext_is_one_clear_line(monkeypatch, capsys, tmp_path)
     assert len(err.splitlines()) == 1 and "has no sched_ext" in err and "6.13" in err
 
 
-def test_model_mode_is_refused_until_built(capsys):
+def test_model_mode_refuses_what_is_not_an_mlp_export_in_one_line(capsys, tmp_path):
     assert scx_cli.main(["load", "some/export"]) == 2
-    assert "not implemented" in capsys.readouterr().err
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no model.h" in err
+    assert scx_cli.main(["vm", "--mode", "model"]) == 2
+    assert "needs --export" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         scx_cli.main(["load", "--mode", "nonsense"])
+    d = tmp_path / "exp"
+    d.mkdir()
+    (d / "model.blob").write_bytes(b"")
+    head = "#define SLM_WINDOW {w}\n#define SLM_N_OUT 1\n#define SLM_HAVE_ENCODE 1\n#define SLM_HAVE_IN_COLUMNS 1\n"
+    (d / "model.h").write_text(" * ops: conv conv0, dense dense0\n" + head.format(w=1))
+    assert "runs an MLP only" in scx_model.export_problem(d)
+    (d / "model.h").write_text(" * ops: window window0, dense dense0\n" + head.format(w=4))
+    assert "runs an MLP only" in scx_model.export_problem(d)
+    (d / "model.h").write_text(" * ops: dense dense0, dense dense1\n" + head.format(w=1))
+    assert scx_model.export_problem(d) is None
+    with pytest.raises(scx_build.ScxBuildError, match="MLP only"):
+        (d / "model.h").write_text(" * ops: lstm lstm0, dense dense0\n" + head.format(w=1))
+        scx_build.build(export=d)
 
 
 def fake_records(n: int) -> bytes:
@@ -217,6 +234,69 @@ def test_build_is_cached_and_keyed_on_the_variant():
     assert s.key != a.key and "stall" in s.exe.parent.name
 
 
+def mlp_export(out: Path, seed: int = 1) -> Path:
+    """A tiny can_migrate MLP over one record (window 1) from the real export pipeline."""
+    import torch
+
+    from export import pipeline
+    from export.source import Source, Split
+    from kernel.vm.models import HIDDEN, can_migrate_features
+    from models.network import SchedNet, mlp
+
+    features = can_migrate_features()
+    n_num = len(features["names"])
+    torch.manual_seed(seed)
+    net = SchedNet(mlp(n_num, 1, width=HIDDEN, depth=1), n_out=1).eval()
+    x = np.random.default_rng(seed).standard_normal((256, 1, n_num)).astype(np.float32)
+    src = Source(net, 1, n_num, 0, Split("calib", x), features=features, describe=f"tiny window-1 mlp {seed}")
+    pipeline.run(src, out, n_vectors=50, verify=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def model_export(tmp_path_factory) -> Path:
+    return mlp_export(tmp_path_factory.mktemp("scx_model") / "exp")
+
+
+def test_bad_blobs_are_refused_by_the_loader_in_one_line(model_export, tmp_path):
+    """The model build's loader validates --blob before it touches the kernel: one line, exit 2."""
+    from export import blob_format
+
+    built()  # the toolchain, or skip
+    exe = scx_build.build(export=model_export).exe
+    assert "model" in exe.parent.name and initramfs.shared_libs(exe) == []
+    good = (model_export / "model.blob").read_bytes()
+    h, params = blob_format.split(good)
+    fields = dict(arch_hash=h.arch_hash, n_in=h.n_in, n_out=h.n_out, window=h.window, macs=h.macs)
+    bad = {
+        "magic": blob_format.pack(params, **fields, magic=0x12345678),
+        "version": blob_format.pack(params, **fields, version=2),
+        "crc": good[:-1] + bytes([good[-1] ^ 1]),
+        "shape": blob_format.pack(params, **(fields | {"n_in": h.n_in + 1})),
+        "arch": blob_format.pack(params, **(fields | {"arch_hash": h.arch_hash ^ 1})),
+        "macs": blob_format.pack(params, **(fields | {"macs": 100_000})),
+        "truncated": good[:-8],
+        "empty": b"",
+    }
+    want = {"magic": "bad magic", "version": "format version", "crc": "crc32", "shape": "shape"}
+    want |= {"arch": "arch hash", "macs": "MACs", "truncated": "truncated", "empty": "shorter than"}
+    for name, data in bad.items():
+        (tmp_path / f"{name}.blob").write_bytes(data)
+        r = subprocess.run(
+            [str(exe), "--mode", "model", "--blob", str(tmp_path / f"{name}.blob")], capture_output=True, text=True
+        )
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and len(lines) == 1, (name, r.stderr)
+        assert lines[0].startswith("error: blob ") and "refused: " in lines[0] and want[name] in lines[0], lines
+    (tmp_path / "good.blob").write_bytes(good)
+    r = subprocess.run(
+        [str(exe), "--mode", "model", "--blob", str(tmp_path / "good.blob")], capture_output=True, text=True
+    )
+    assert "refused" not in r.stderr  # past the blob: on to the kernel (no sched_ext here: exit 3)
+    r = subprocess.run([str(exe), "--mode", "rule"], capture_output=True, text=True)
+    assert r.returncode == 2 and "--mode model" in r.stderr
+
+
 # ----- in Debian's 7.3 guest ------------------------------------------------------------------------
 
 
@@ -328,3 +408,25 @@ def test_load_streams_the_loader_and_reports_the_unload(monkeypatch, capsys, tmp
     assert out[1] == "stats t=1.0 steals=25 refused=1"
     assert out[2].startswith("unloaded: state disabled, 50 steals (25.0/s), 3 refused, 1 failed attempts")
     assert out[3] == "state now: disabled"
+
+
+@pytest.mark.vm
+def test_model_mode_decides_by_the_exported_mlp_equal_to_the_integer_reference(model_export, tmp_path):
+    """Model mode in the 7.3 guest: every steal decision recorded (features, verdict, logit);
+    each equals the Python integer reference on the record's features (0 differences)."""
+    guest_ready()
+    out = tmp_path / "runs"
+    args = ["vm", "--mode", "model", "--export", str(model_export), "--record", str(out)]
+    assert scx_cli.main(args) == 0
+    run = out / "hackbench-pipe-r01"
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["mode"] == "model" and meta["records"] > 0 and meta["ringbuf_lost"] == 0, meta
+    assert meta["loader_stats"]["model_err"] == 0 and meta["export"] == str(model_export)
+    rep = scx_model.parity(model_export, [out])
+    assert rep["decisions"] == meta["records"] > 0
+    assert rep["differences"] == 0 and rep["logit_differences"] == 0, rep
+    assert rep["distinct_logits"] > 1, rep  # the logits vary: the model really ran per decision
+    print(
+        f"model mode: {rep['decisions']} decisions, {rep['differences']} differences, "
+        f"{rep['distinct_logits']} distinct logits, migrate rate {rep['migrate_rate']:.3f}"
+    )

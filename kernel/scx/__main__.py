@@ -1,7 +1,7 @@
 """scx_schedlearn: a sched_ext scheduler whose task stealing asks the can_migrate decision.
 
     python -m kernel.scx load [EXPORT] [--mode rule] [--seconds N] [--record FILE]   # this machine
-    python -m kernel.scx vm [--seconds-cap S] [--record DIR] [--stall] [--smp N]     # Debian 7.3 under qemu
+    python -m kernel.scx vm [--mode model --export DIR] [--record DIR] [--stall] [--smp N]  # Debian 7.3, qemu
     python -m kernel.scx build [--stall]          # the static loader (cached in data/_build/scx/)
     python -m kernel.scx topology [--sysfs ROOT]  # each CPU's steal order, nearest domain first
 
@@ -9,8 +9,9 @@
 prints the loaded ops name and state, a stats line a second, and unloads on Ctrl-C (or after
 --seconds). `vm` boots Debian's 7.3 kernel (TCG), loads the scheduler around hackbench, and
 reports ops, state, steals/s and refusals; --stall loads the deliberately stalling build and
-reports how sched_ext's watchdog ejected it. Only the rule mode is built; the model mode
-(EXPORT) is not yet. kernel/scx/README.md has the details.
+reports how sched_ext's watchdog ejected it. The model mode (EXPORT, or vm --mode model --export
+DIR) runs an exported can_migrate MLP in BPF, weights from DIR/model.blob; `python -m
+kernel.scx.model parity DIR RUNS` checks its recorded decisions. kernel/scx/README.md has the details.
 """
 
 from __future__ import annotations
@@ -36,8 +37,15 @@ def _read(path: Path) -> str:
 
 
 def cmd_load(args) -> int:
-    if args.export is not None or args.mode != "rule":
-        return cli.fail(PROG, "only --mode rule is built; the model mode (EXPORT) is not implemented yet", 2)
+    if args.export is not None and args.mode == "rule":
+        args.mode = "model"  # an EXPORT means the model mode
+    if args.mode == "model":
+        from kernel.scx.model import export_problem
+
+        if args.export is None:
+            return cli.fail(PROG, "--mode model needs EXPORT (an export folder: python -m export ... out=DIR)", 2)
+        if why := export_problem(Path(args.export)):
+            return cli.fail(PROG, why, 2)
     if not SCX_STATE.exists():
         return cli.fail(
             PROG,
@@ -49,10 +57,12 @@ def cmd_load(args) -> int:
     from kernel.scx import build
 
     try:
-        exe = build.build(log=lambda m: print(m, file=sys.stderr)).exe
+        exe = build.build(log=lambda m: print(m, file=sys.stderr), export=args.export).exe
     except build.ScxBuildError as e:
         return cli.fail(PROG, f"build: {e}")
     cmd = [str(exe), "--mode", args.mode]
+    if args.export is not None:
+        cmd += ["--blob", str(Path(args.export) / "model.blob")]
     if args.seconds:
         cmd += ["--seconds", str(args.seconds)]
     out = open(args.record, "wb") if args.record else subprocess.DEVNULL
@@ -95,8 +105,18 @@ def cmd_vm(args) -> int:
 
     if why := guest.problem():
         return cli.fail(PROG, why)
-    loader = ("--mode", "rule") + (("--record",) if args.record else ())
-    steps = [guest.Step("rule", loader)]
+    rec = ("--record",) if args.record else ()
+    if args.mode == "model":
+        from kernel.scx.model import export_problem
+
+        if args.export is None:
+            return cli.fail(PROG, "--mode model needs --export DIR (python -m export ... out=DIR)", 2)
+        if why := export_problem(Path(args.export)):
+            return cli.fail(PROG, why, 2)
+        loader = ("--mode", "model", "--blob", guest.MODEL_BLOB) + rec
+        steps = [guest.Step("model", loader, export=Path(args.export))]
+    else:
+        steps = [guest.Step("rule", ("--mode", "rule") + rec)]
     if args.stall:
         steps.append(guest.Step("stall", ("--timeout-ms", str(args.timeout_ms)), ("sleep", "1"), stall=True))
     keep = Path(args.keep) if args.keep else None
@@ -130,7 +150,7 @@ def cmd_vm(args) -> int:
     if args.record and not bad:
         from data.collect.runs import next_run_id
 
-        r = g.steps["rule"]
+        r = g.steps[steps[0].name]
         out = Path(args.record)
         run_id = next_run_id(out, guest.RECORD_WORKLOAD, set())
         m = guest.write_run(r, out, run_id, g, steps[0], argv_line=" ".join([PROG, *sys.argv[1:]]))
@@ -172,11 +192,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = cli.ArgParser(prog=PROG, description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True, parser_class=cli.ArgParser)
     p = sub.add_parser("load", help="load on this machine (sched_ext kernel, root); Ctrl-C unloads")
-    p.add_argument("export", nargs="?", help="an export folder (model mode: not implemented yet)")
+    p.add_argument("export", nargs="?", help="an export folder: model mode, its MLP decides (weights: model.blob)")
     p.add_argument("--mode", default="rule", choices=("rule", "model"))
     p.add_argument("--seconds", type=float, default=0, help="unload after N seconds (default: at Ctrl-C)")
     p.add_argument("--record", metavar="FILE", help="write every steal decision as cm_record to FILE")
     p = sub.add_parser("vm", help="boot Debian's 7.3 under qemu, load, run hackbench, report")
+    p.add_argument("--mode", default="rule", choices=("rule", "model"))
+    p.add_argument("--export", metavar="DIR", help="model mode: the export whose MLP decides (its model.blob)")
     p.add_argument("--smp", type=int, default=4)
     p.add_argument("--topology", metavar="SxCxT", help="sockets x cores x SMT threads, one NUMA node per socket")
     p.add_argument("--record", metavar="DIR", help="write the steal decisions as a run folder in DIR")

@@ -3,7 +3,9 @@
 The toolchain (static libbpf, bpftool, vmlinux.h) and the sched_ext headers (tools/sched_ext/
 include) come from plumbing.debian_kernel's cache. The static binary is cached under
 data/_build/scx/, keyed by the sha256 of the sources, the flags, the toolchain's record and the
-compilers' versions; a variant (`stall=True`: -DSL_STALL) is a separate key.
+compilers' versions; a variant (`stall=True`: -DSL_STALL) is a separate key. `export=DIR` builds
+the model mode (-DSL_MODEL): the export's model.h goes into the build as slm_model.h (its bytes
+are part of the key), the weights come at load time from a blob (kernel/scx/model_blob.h).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from plumbing.atomic import staged_dir
 SRC = Path(__file__).resolve().parent
 REPO = SRC.parent.parent
 BCC = REPO / "data" / "collect" / "bcc"  # can_migrate.h, cm_features.h: the record and feature contract
+EXPORT_SRC = REPO / "export"  # blob_format.h
+KERNEL_SRC = REPO / "kernel"  # slm_cm_input.h: model inputs -> can_migrate features
 BUILD = REPO / "data" / "_build" / "scx"
 SOURCES = (
     SRC / "scx_schedlearn.bpf.c",
@@ -29,6 +33,7 @@ SOURCES = (
     BCC / "can_migrate.h",
     BCC / "cm_features.h",
 )
+MODEL_SOURCES = (SRC / "model.bpf.h", SRC / "model_blob.h", EXPORT_SRC / "blob_format.h", KERNEL_SRC / "slm_cm_input.h")
 BPF_CFLAGS = [
     "-g",
     "-O2",
@@ -99,21 +104,32 @@ def ensure_toolchain(log=print) -> tuple[debian_kernel.DebianKernel, debian_kern
     return k, tc, tree / "tools" / "sched_ext" / "include"
 
 
-def build(stall: bool = False, build_dir: Path = BUILD, log=print) -> Built:
-    """The static scx_schedlearn loader (cached; rebuilt when a source, flag or tool changes)."""
+def build(stall: bool = False, build_dir: Path = BUILD, log=print, export: Path | None = None) -> Built:
+    """The static scx_schedlearn loader (cached; rebuilt when a source, flag or tool changes);
+    export: an export folder whose MLP the model mode runs (kernel/scx/model.py checks it)."""
+    model_h = None
+    if export is not None:
+        from kernel.scx.model import export_problem
+
+        if why := export_problem(Path(export)):
+            raise ScxBuildError(why)
+        model_h = (Path(export) / "model.h").read_bytes()
     try:
         k, tc, scx_inc = ensure_toolchain(log)
     except debian_kernel.DebianKernelError as e:
         raise ScxBuildError(str(e)) from None
-    defines = ["-DSL_STALL"] if stall else []
+    defines = (["-DSL_STALL"] if stall else []) + (["-DSL_MODEL"] if model_h is not None else [])
     h = hashlib.sha256()
-    for p in SOURCES:
+    for p in SOURCES + (MODEL_SOURCES if model_h is not None else ()):
         h.update(p.name.encode() + b"\0" + p.read_bytes())
+    if model_h is not None:
+        h.update(b"slm_model.h\0" + model_h)
     h.update(" ".join(BPF_CFLAGS + CFLAGS + LIBS + defines).encode())
     h.update((tc.dir / "toolchain.json").read_bytes() if (tc.dir / "toolchain.json").exists() else b"")
     h.update(_version([debian_kernel.CLANG, "--version"]).encode() + _version(["cc", "--version"]).encode())
     key = h.hexdigest()[:16]
-    out = build_dir / f"{NAME}{'-stall' if stall else ''}-{key}"
+    variant = ("-stall" if stall else "") + ("-model" if model_h is not None else "")
+    out = build_dir / f"{NAME}{variant}-{key}"
     built = Built(out / NAME, out / f"{NAME}.bpf.o", key)
     if built.exe.is_file():
         return built
@@ -121,6 +137,14 @@ def build(stall: bool = False, build_dir: Path = BUILD, log=print) -> Built:
     with staged_dir(out) as part:
         obj0 = part / f"{NAME}.bpf.unlinked.o"
         includes = [f"-I{d}" for d in (tc.dir, scx_inc, scx_inc / "bpf-compat", tc.libbpf_include, BCC, SRC)]
+        loader_inc = []
+        if model_h is not None:
+            (part / "slm_model.h").write_bytes(model_h)
+            # model.h includes <linux/types.h> under __KERNEL__; in BPF vmlinux.h has the types
+            (part / "bpfstub" / "linux").mkdir(parents=True)
+            (part / "bpfstub" / "linux" / "types.h").write_text("/* types: vmlinux.h */\n")
+            includes += [f"-I{part}", f"-I{part / 'bpfstub'}"]
+            loader_inc = [f"-I{EXPORT_SRC}", f"-I{KERNEL_SRC}"]
         sys_inc = ["-idirafter", "/usr/include/x86_64-linux-gnu", "-idirafter", "/usr/include"]
         _run(
             [debian_kernel.CLANG, *BPF_CFLAGS, *defines, *includes, *sys_inc, "-c", str(SRC / f"{NAME}.bpf.c")]
@@ -137,7 +161,8 @@ def build(stall: bool = False, build_dir: Path = BUILD, log=print) -> Built:
             )
         tmp = part / f"{NAME}.tmp"
         _run(
-            ["cc", *CFLAGS, f"-I{part}", f"-I{tc.libbpf_include}", f"-I{scx_inc}", f"-I{BCC}", f"-I{SRC}"]
+            ["cc", *CFLAGS, *defines, f"-I{part}", f"-I{tc.libbpf_include}", f"-I{scx_inc}", f"-I{BCC}", f"-I{SRC}"]
+            + loader_inc
             + [str(SRC / f"{NAME}.c"), str(tc.libbpf_a), "-o", str(tmp), *LIBS],
             "cc (loader, static)",
         )

@@ -35,7 +35,8 @@ NICE = 10
 BOOT_S = 40  # boot to /init: about 7 s on an idle host, more beside a training run
 # hackbench for a 4-vCPU TCG guest: a few guest seconds with several hundred steals
 DEFAULT_WORKLOAD = ("hackbench", "-p", "-g", "2", "-l", "200")
-EXES = {"normal": "/scx_schedlearn", "stall": "/scx_schedlearn_stall"}
+EXES = {"normal": "/scx_schedlearn", "stall": "/scx_schedlearn_stall", "model": "/scx_schedlearn_model"}
+MODEL_BLOB = "/model.blob"  # a model step's weights in the guest (the export's model.blob)
 
 
 class GuestError(RuntimeError):
@@ -48,6 +49,10 @@ class Step:
     loader_args: tuple[str, ...] = ("--mode", "rule")
     workload: tuple[str, ...] = DEFAULT_WORKLOAD
     stall: bool = False  # the -DSL_STALL build
+    export: Path | None = None  # model mode: the export whose MLP the build runs (one per boot)
+
+    def exe_key(self) -> str:
+        return "stall" if self.stall else "model" if self.export is not None else "normal"
 
 
 @dataclass
@@ -130,7 +135,7 @@ def plan_script(steps: list[Step]) -> str:
     for s in steps:
         if not re.fullmatch(r"[a-z0-9_-]+", s.name):
             raise GuestError(f"step name {s.name!r}: use [a-z0-9_-]")
-        exe = EXES["stall" if s.stall else "normal"]
+        exe = EXES[s.exe_key()]
         out.append(f"scx_run {s.name} {exe} {shlex.join(s.loader_args)} -- {shlex.join(s.workload)}\n")
     return "".join(out)
 
@@ -184,13 +189,20 @@ def run(
     kernel = debian_kernel.ensure("7.3", log=log)
     exes = {}
     try:
-        if any(not s.stall for s in steps):
+        if any(s.exe_key() == "normal" for s in steps):
             exes["normal"] = scx_build.build(stall=False, log=log).exe
         if any(s.stall for s in steps):
             exes["stall"] = scx_build.build(stall=True, log=log).exe
+        exports = {Path(s.export).resolve() for s in steps if s.exe_key() == "model"}
+        if len(exports) > 1:
+            raise GuestError("one export per boot (the model build and /model.blob are per boot)")
+        if exports:
+            exes["model"] = scx_build.build(export=next(iter(exports)), log=log).exe
     except scx_build.ScxBuildError as e:
         raise GuestError(f"build: {e}") from None
     files, execs = base_files(kernel, exes)
+    if exports:
+        files[MODEL_BLOB.lstrip("/")] = (next(iter(exports)) / "model.blob").read_bytes()
     key = hashlib.sha256("".join(f"{n}\0{hashlib.sha256(d).hexdigest()}\n" for n, d in sorted(files.items())).encode())
     BUILD.mkdir(parents=True, exist_ok=True)
     base = BUILD / f"initramfs-{key.hexdigest()[:16]}.cpio.gz"
@@ -306,7 +318,12 @@ def write_run(
             "probe": "scx_schedlearn steal decisions (ops.dispatch), not can_migrate_task",
             "loader": "kernel/scx/scx_schedlearn.c (libbpf skeleton, static)",
             "loader_stats": r.stats,
-            "verdict_source": "the scheduler's decision (ret), rule mode: the BPF twin of can_migrate_task",
+            "verdict_source": (
+                f"the scheduler's decision (ret), model mode: the MLP of {step.export} (model.blob) in BPF"
+                if step.export is not None
+                else "the scheduler's decision (ret), rule mode: the BPF twin of can_migrate_task"
+            ),
+            **({"export": str(step.export)} if step.export is not None else {}),
             "scx_fields": {
                 "delta_ns": "now - the task's last ops.stopping (1<<40: never ran under scx)",
                 "src_load/dst_load": "per-CPU average of nr_running*1024 (1/8 step per dispatch or tick)",

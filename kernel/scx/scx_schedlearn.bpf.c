@@ -11,7 +11,8 @@
  *   candidate (at most SL_MAX_CANDIDATES per victim) fills struct cm_fields from the
  *   scheduler's own analogues of CFS's state and asks decide().
  * - decide(): mode SL_MODE_RULE is the BPF twin of can_migrate_task()'s verdict on those fields
- *   (data/can_migrate/rule.py); the model mode (the exported MLP) is not built yet.
+ *   (data/can_migrate/rule.py); SL_MODE_MODEL (the build with -DSL_MODEL) is the exported MLP,
+ *   model.bpf.h: the export's forward pass, weights and activations in maps; logit > 0 moves.
  * - With `record` set every decision goes to the ring buffer `records` as a struct cm_record
  *   (data/collect/bcc/can_migrate.h), so data.build reads it like a kprobe record.
  * - Built with -DSL_STALL the scheduler never dispatches (a deliberate stall): sched_ext's
@@ -27,6 +28,9 @@
 #include "can_migrate.h"
 #include "cm_features.h"
 #include "scx_schedlearn.h"
+#ifdef SL_MODEL
+#include "model.bpf.h"	/* the exported MLP: weights and activations in maps */
+#endif
 
 char _license[] SEC("license") = "GPL";
 
@@ -201,7 +205,7 @@ struct sl_cand {
 	X(nr_balance_failed) X(cache_nice_tries) X(cpu_idle) X(cpu_not_idle) X(cpu_newly_idle) \
 	X(buddy_hot)
 
-static void emit(const struct sl_cand *c, bool verdict, u8 path)
+static void emit(const struct sl_cand *c, bool verdict, u8 path, s64 logit)
 {
 	const struct cm_fields *f = &c->f;
 	struct cm_record *r = bpf_ringbuf_reserve(&records, sizeof(*r), 0);
@@ -240,6 +244,7 @@ static void emit(const struct sl_cand *c, bool verdict, u8 path)
 	r->sd_level = c->level;
 	r->sd_span_weight = c->span;
 	r->_pad[0] = path;	/* scx: the deciding branch of the rule (enum sl_path) */
+	r->imbalance = logit;	/* scx, model mode: the model's logit (rule mode: 0) */
 	bpf_ringbuf_submit(r, 0);
 }
 
@@ -249,19 +254,31 @@ __noinline int sl_judge(struct sl_cand *c)
 {
 	s64 raw[CMF_N];
 	u8 path = SL_PATH_COLD;
+	s64 out = 0;
 	bool ok;
 
 	if (!c)
 		return 0;
 	cm_features_raw(&c->f, raw);
-	/* SL_MODE_MODEL: the exported MLP (kernel/scx/README.md: not built yet) -> the rule */
+	/* the rule always runs: its branch is counted and recorded in both modes */
 	ok = rule_verdict(&c->f, raw, c->level, c->policy, &path);
+#ifdef SL_MODEL
+	if (mode == SL_MODE_MODEL) {
+		s32 logit = 0;
+
+		/* no weights (cannot happen once loaded): refuse, and count it as a model error */
+		if (sl_model_logit(raw, &logit))
+			stat_add(SL_STAT_MODEL_ERR, 1);
+		ok = logit > 0;
+		out = logit;
+	}
+#endif
 	stat_add(SL_STAT_CANDIDATES, 1);
 	stat_add(SL_STAT_PATH0 + (path < SL_NR_PATHS ? path : 0), 1);
 	if (!ok)
 		stat_add(SL_STAT_REFUSED, 1);
 	if (record)
-		emit(c, ok, path);
+		emit(c, ok, path, out);
 	return ok;
 }
 

@@ -3,7 +3,7 @@
  * Loader of scx_schedlearn (kernel/scx/README.md). Statically linked, so it runs in a busybox
  * guest as well as on a real machine.
  *
- *   scx_schedlearn [--mode rule|model] [--seconds N] [--record] [--timeout-ms MS] [--interval S]
+ *   scx_schedlearn [--mode rule|model] [--blob FILE] [--seconds N] [--record] [--timeout-ms MS] [--interval S]
  *   scx_schedlearn --print-topology [--sysfs ROOT]
  *
  * Reads the CPU topology from sysfs (ROOT/devices/system/cpu/cpuN/{topology,nodeM}), derives each
@@ -13,6 +13,10 @@
  * detaches and prints one JSON line on stderr (counters, state before and after, the exit kind,
  * reason and message sched_ext reported). With --record every steal decision goes to stdout as
  * a struct cm_record (data/collect/bcc/can_migrate.h).
+ *
+ * --mode model needs the build with an export (-DSL_MODEL, kernel/scx/build.py) and --blob: the
+ * blob is validated (kernel/scx/model_blob.h) before anything is loaded, refused in one line
+ * (exit 2), and its weights go into the map model_params.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -29,6 +33,13 @@
 #include "can_migrate.h"
 #include "scx_schedlearn.h"
 #include "scx_schedlearn.bpf.skel.h"
+#ifdef SL_MODEL
+#include <zlib.h>
+#include "slm_model.h"
+#include "cm_features.h"
+#include "blob_format.h"
+#include "model_blob.h"
+#endif
 
 struct topo {
 	int n;
@@ -265,13 +276,13 @@ static double now_s(void)
 static const char *const stat_name[SL_NR_STATS] = {
 	"enqueue", "direct", "local", "candidates", "steals", "refused", "failed", "move_lost", "ring_full",
 	"steal_smt", "steal_llc", "steal_node", "steal_remote", "path_locality_degrades",
-	"path_locality_improves", "path_smt_or_class", "path_buddy", "path_delta", "path_cold",
+	"path_locality_improves", "path_smt_or_class", "path_buddy", "path_delta", "path_cold", "model_err",
 };
 
 static void usage(FILE *f, const char *prog)
 {
 	fprintf(f,
-		"usage: %s [--mode rule|model] [--seconds N] [--record] [--timeout-ms MS] [--interval S] [-v]\n"
+		"usage: %s [--mode rule|model] [--blob FILE] [--seconds N] [--record] [--timeout-ms MS] [--interval S] [-v]\n"
 		"       %s --print-topology [--sysfs ROOT]\n",
 		prog, prog);
 }
@@ -283,9 +294,10 @@ int main(int argc, char **argv)
 		{ "record", no_argument, 0, 'r' },	   { "timeout-ms", required_argument, 0, 't' },
 		{ "interval", required_argument, 0, 'i' }, { "print-topology", no_argument, 0, 'p' },
 		{ "sysfs", required_argument, 0, 'S' },	   { "verbose", no_argument, 0, 'v' },
-		{ "help", no_argument, 0, 'h' },	   { 0 },
+		{ "help", no_argument, 0, 'h' },	   { "blob", required_argument, 0, 'b' },
+		{ 0 },
 	};
-	const char *sysfs = "/sys", *mode = "rule";
+	const char *sysfs = "/sys", *mode = "rule", *blob = NULL;
 	double seconds = 0, interval = 1;
 	unsigned int timeout_ms = 0;
 	bool do_record = false, topo_only = false;
@@ -298,9 +310,10 @@ int main(int argc, char **argv)
 	double t0, last;
 	int opt;
 
-	while ((opt = getopt_long(argc, argv, "m:s:rt:i:pS:vh", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "m:s:rt:i:pS:vhb:", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'm': mode = optarg; break;
+		case 'b': blob = optarg; break;
 		case 's': seconds = atof(optarg); break;
 		case 'r': do_record = true; break;
 		case 't': timeout_ms = (unsigned int)atoi(optarg); break;
@@ -320,10 +333,33 @@ int main(int argc, char **argv)
 		print_topology(&topo);
 		return 0;
 	}
-	if (strcmp(mode, "rule") != 0) {
-		fprintf(stderr, "error: --mode %s: only the rule mode is built (model mode: not yet)\n", mode);
+#ifdef SL_MODEL
+	static struct slm_params params;
+	s8 col[SLM_N_IN];
+	char why[256];
+
+	if (strcmp(mode, "model") != 0) {
+		fprintf(stderr, "error: --mode %s: this build runs the exported model (--mode model)\n", mode);
 		return 2;
 	}
+	if (!blob) {
+		fprintf(stderr, "error: --mode model needs --blob FILE (the export's model.blob)\n");
+		return 2;
+	}
+	if (sl_blob_load(blob, &params, why, sizeof(why))) {
+		fprintf(stderr, "error: blob %s refused: %s\n", blob, why);
+		return 2;
+	}
+	if (sl_model_columns(col, why, sizeof(why))) {
+		fprintf(stderr, "error: blob %s refused: %s\n", blob, why);
+		return 2;
+	}
+#else
+	if (strcmp(mode, "rule") != 0) {
+		fprintf(stderr, "error: --mode %s: this build has no model (build it with an export)\n", mode);
+		return 2;
+	}
+#endif
 	if (access("/sys/kernel/sched_ext/state", R_OK) != 0) {
 		fprintf(stderr, "error: this kernel has no sched_ext (/sys/kernel/sched_ext/state missing; "
 				"CONFIG_SCHED_CLASS_EXT=y and Linux >= 6.13 needed)\n");
@@ -335,7 +371,12 @@ int main(int argc, char **argv)
 
 	skel = SCX_OPS_OPEN(schedlearn_ops, scx_schedlearn);
 	skel->rodata->nr_cpus = topo.n;
+#ifdef SL_MODEL
+	skel->rodata->mode = SL_MODE_MODEL;
+	memcpy((void *)skel->rodata->model_col, col, sizeof(col));
+#else
 	skel->rodata->mode = SL_MODE_RULE;
+#endif
 	skel->rodata->record = do_record;
 	if (timeout_ms)
 		skel->struct_ops.schedlearn_ops->timeout_ms = timeout_ms;
@@ -361,8 +402,17 @@ int main(int argc, char **argv)
 
 			if (k >= MAX_PROGS)
 				break;
+			struct bpf_prog_info info;
+			__u32 info_len = sizeof(info);
+
 			line = strstr(vlog[k], "processed ");
-			if (line)
+			memset(&info, 0, sizeof(info));
+			if (line && bpf_program__fd(prog) >= 0 &&
+			    !bpf_prog_get_info_by_fd(bpf_program__fd(prog), &info, &info_len))
+				fprintf(stderr, "verifier %s: %.*s; jited %u bytes, xlated %u bytes\n",
+					bpf_program__name(prog), (int)strcspn(line, "\n"), line, info.jited_prog_len,
+					info.xlated_prog_len);
+			else if (line)
 				fprintf(stderr, "verifier %s: %.*s\n", bpf_program__name(prog), (int)strcspn(line, "\n"), line);
 			k++;
 		}
@@ -376,6 +426,16 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
+#ifdef SL_MODEL
+	{
+		__u32 zero = 0;
+
+		if (bpf_map_update_elem(bpf_map__fd(skel->maps.model_params), &zero, &params, 0)) {
+			fprintf(stderr, "error: model_params update: %s\n", strerror(errno));
+			return 1;
+		}
+	}
+#endif
 	if (do_record) {
 		rb = ring_buffer__new(bpf_map__fd(skel->maps.records), on_record, NULL, NULL);
 		if (!rb) {

@@ -49,7 +49,8 @@ enum sl_stat {
 	SL_STAT_STEAL_L2,
 	SL_STAT_STEAL_L3,
 	SL_STAT_PATH0,		/* decisions per rule branch (enum sl_path) */
-	SL_NR_STATS = SL_STAT_PATH0 + SL_NR_PATHS,
+	SL_STAT_MODEL_ERR = SL_STAT_PATH0 + SL_NR_PATHS,	/* model mode: no weights map entry */
+	SL_NR_STATS,
 };
 
 /* Per stealing CPU: the other CPUs nearest first, as the loader derived them from sysfs. */
