@@ -288,12 +288,13 @@ def test_unknown_workload_is_one_line(tmp_path):
         guest.pack(tmp_path / "i.gz", tmp_path, tmp_path, ["nope"], 1, 100, None)
 
 
-def require_ab_guest(tool: str, package: str) -> None:
-    """What a closed-loop guest test needs: qemu, busybox, the workload's tool, and the patched
-    tiny kernel (cached, or CI, which builds it)."""
+def require_ab_guest(tool: str | None, package: str | None) -> None:
+    """What a closed-loop guest test needs: qemu, busybox, the workload's tool (None: no
+    workload), and the patched tiny kernel (cached, or CI, which builds it)."""
     require(shutil.which(qemu.QEMU) is not None, "qemu-system-x86 not installed")
     require(initramfs.BUSYBOX.is_file(), "busybox-static not installed")
-    require(shutil.which(tool) is not None, f"{package} ({tool}) not installed")
+    if tool is not None:
+        require(shutil.which(tool) is not None, f"{package} ({tool}) not installed")
     require(tiny_kernel.TARBALL.is_file(), f"{tiny_kernel.TARBALL} missing (apt-get install linux-source-6.1)")
     require(
         IN_CI or tiny_kernel.cached() is not None,
@@ -367,27 +368,19 @@ def _assert_chen_sane(chen: dict, seconds: list[float], arm: str) -> dict:
     return chen
 
 
-def test_numa_topology_in_the_patched_kernel(tmp_path, record_property):
-    """`--topology 2x2x2` in the tiny kernel with the module loaded and unloaded, no workload (8 vCPU
-    threads on this 2-core host make even one hackbench arm take minutes): the guest must see
-    2 NUMA nodes, 8 CPUs in SMT pairs, sched domains SMT, MC, NUMA and NUMA balancing on."""
-    require(shutil.which(qemu.QEMU) is not None, "qemu-system-x86 not installed")
-    require(initramfs.BUSYBOX.is_file(), "busybox-static not installed")
-    require(tiny_kernel.TARBALL.is_file(), f"{tiny_kernel.TARBALL} missing (apt-get install linux-source-6.1)")
-    require(
-        IN_CI or tiny_kernel.cached() is not None,
-        "patched tiny kernel not cached (python -m kernel.tiny_kernel builds it, many CPU-minutes)",
-    )
+def numa_ab(tmp_path, spec: str, workloads: list[str]) -> tuple[dict, float]:
+    """One repetition of `workloads` in the patched tiny kernel booted `--topology spec`, with a
+    tiny model (the module loaded and unloaded even with no workload); (ab, seconds)."""
     from kernel.vm import models
 
     tk = tiny_kernel.ensure()
     pair = models.make_pair(tmp_path / "models", n_vectors=200)
+    topo = qemu.Topology.parse(spec)
     t0 = time.monotonic()
-    topo = qemu.Topology.parse("2x2x2")
     ab = ab_cli.run(
         pair.gen_dir,
         tmp_path / "ab",
-        [],
+        workloads,
         1,
         topo.cpus,
         None,
@@ -396,7 +389,15 @@ def test_numa_topology_in_the_patched_kernel(tmp_path, record_property):
         log=lambda m: None,
         topology=topo,
     )
-    took = time.monotonic() - t0
+    return ab, time.monotonic() - t0
+
+
+def test_numa_topology_in_the_patched_kernel(tmp_path, record_property):
+    """`--topology 2x2x2` in the tiny kernel with the module loaded and unloaded, no workload (8 vCPU
+    threads on this 2-core host make even one hackbench arm take minutes): the guest must see
+    2 NUMA nodes, 8 CPUs in SMT pairs, sched domains SMT, MC, NUMA and NUMA balancing on."""
+    require_ab_guest(None, None)
+    ab, took = numa_ab(tmp_path, "2x2x2", [])
     record_property("ab_numa_seconds", round(took, 1))
     print(f"NUMA A/B: {took:.0f} s; guest topology {json.dumps(ab['topology'])}")
     saved = json.loads((tmp_path / "ab" / "ab.json").read_text())["topology"]
@@ -415,25 +416,8 @@ def test_chen_metrics_in_a_short_numa_ab(tmp_path, record_property):
     sampled by the BPF sampler at >= 10 Hz with sane distributions and its cost measured, and
     tasks moved across nodes in some arm."""
     require_ab_guest("stress-ng", "stress-ng")
-    from kernel.vm import models
-
-    tk = tiny_kernel.ensure()
-    pair = models.make_pair(tmp_path / "models", n_vectors=200)
-    topo = qemu.Topology.parse("2x2x1")
-    t0 = time.monotonic()
-    ab = ab_cli.run(
-        pair.gen_dir,
-        tmp_path / "ab",
-        ["stress-ng-cpu"],
-        1,
-        topo.cpus,
-        None,
-        kernel=tk.bzimage,
-        tree=tk.tree,
-        log=lambda m: None,
-        topology=topo,
-    )
-    record_property("ab_numa_chen_seconds", round(time.monotonic() - t0, 1))
+    ab, took = numa_ab(tmp_path, "2x2x1", ["stress-ng-cpu"])
+    record_property("ab_numa_chen_seconds", round(took, 1))
     print(report.markdown(ab))
     assert ab["trouble"] == [], ab["trouble"]
     assert ab["topology"]["nodes"] == 2, ab["topology"]
