@@ -159,14 +159,35 @@ _DEBUG = os.environ.get("HYDRA_FULL_ERROR") == "1"  # the user asked for traceba
 _SIGINT = {"seen": False}  # set by run()'s SIGINT handler
 
 
+def _say_interrupted(prog: str) -> None:
+    os.write(_SIGINT.get("stderr", 2), f"{prog}: interrupted\n".encode())
+
+
+def _quiet_stderr() -> None:
+    """After Ctrl-C the one line must be all the user sees, but the interpreter and libraries
+    may still print while unwinding (a KeyboardInterrupt that lands in an import lock or a
+    finalizer is printed as a bare traceback): fd 2 goes to /dev/null, the line to a copy."""
+    if "stderr" in _SIGINT:
+        return
+    try:
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    _SIGINT["stderr"] = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    os.close(null)
+
+
 def _on_sigint(signum, frame):
     """First Ctrl-C: KeyboardInterrupt, unwinding normally. A second one (the first was
     swallowed by a library, or unwinding hangs): leave at once, still tidy and in one line."""
     if _SIGINT["seen"]:
         remove_if_unwritten(hydra_output_dir())
-        os.write(2, f"{_SIGINT.get('prog', sys.argv[0])}: interrupted\n".encode())
+        _say_interrupted(_SIGINT.get("prog", sys.argv[0]))
         os._exit(130)
     _SIGINT["seen"] = True
+    _quiet_stderr()
     raise KeyboardInterrupt
 
 
@@ -179,7 +200,7 @@ def interrupted(exc: BaseException) -> bool:
 
 def _fail(prog: str, exc: BaseException) -> None:
     if interrupted(exc):
-        print(f"{prog}: interrupted", file=sys.stderr)
+        _say_interrupted(prog)
         sys.exit(130)
     print(f"{prog}: error: {one_line(exc)}", file=sys.stderr)
     for line in advice(exc):

@@ -650,7 +650,7 @@ def test_bad_input(case: Case, fx: Fixtures, plain_results):
     if case.kind == "ctrl-c":  # progress lines written before the interrupt may precede it
         lines = lines[-1:]
     assert len(lines) == (1 if case.advice is None else 2), err  # the error, and a declared advice line
-    assert re.search(case.pattern, lines[0]), lines[0]
+    assert re.search(case.pattern, lines[0]), err
     assert case.advice is None or re.search(case.advice, lines[1]), lines[1]
     assert lines[0].startswith(f"{PROG[case.cli]}: {'interrupted' if case.kind == 'ctrl-c' else 'error: '}"), lines[0]
     assert rc != 0 and (case.rc is None or rc == case.rc), (rc, lines[0])

@@ -181,9 +181,11 @@ def run(
     keep: Path | None = None,
     log=print,
     topology: qemu.Topology | None = None,
+    extra_files: dict[str, bytes] | None = None,
 ) -> GuestRun:
     """Boot once and run the steps. keep: a folder that receives the share (the steps' files);
-    topology: sockets x cores x threads (plumbing.qemu.Topology; its CPUs replace smp)."""
+    topology: sockets x cores x threads (plumbing.qemu.Topology; its CPUs replace smp);
+    extra_files: more initramfs files, guest path (no leading /) -> bytes (e.g. a second blob)."""
     if topology is not None:
         smp = topology.cpus
     kernel = debian_kernel.ensure("7.3", log=log)
@@ -203,6 +205,7 @@ def run(
     files, execs = base_files(kernel, exes)
     if exports:
         files[MODEL_BLOB.lstrip("/")] = (next(iter(exports)) / "model.blob").read_bytes()
+    files.update(extra_files or {})
     key = hashlib.sha256("".join(f"{n}\0{hashlib.sha256(d).hexdigest()}\n" for n, d in sorted(files.items())).encode())
     BUILD.mkdir(parents=True, exist_ok=True)
     base = BUILD / f"initramfs-{key.hexdigest()[:16]}.cpio.gz"
