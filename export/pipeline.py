@@ -305,6 +305,7 @@ def _run(
 
     result = {
         "source": src.describe,
+        "trained_on": src.trained_on,
         "prefix": prefix,
         "arch_hash": blob.arch_hash(qmodel),
         "macs": qmodel.macs(),

@@ -61,6 +61,7 @@ class Source:
     unknown_token: int | None = None  # next_task: never a valid prediction
     features: list[dict] | None = None  # FeatureSpec dicts + mean/std, for slm_encode
     describe: str = ""
+    trained_on: dict | None = None  # the checkpoint's data_meta["dataset"]: dir, train runs, collectors
 
 
 def split_from_data(sd) -> Split:
@@ -111,4 +112,5 @@ def from_checkpoint(ckpt_path: str, dataset_dir: str | None = None, splits: list
         unknown_token=meta.get("unknown_token"),
         features=feats,
         describe=f"{ckpt_path} ({meta['task']}, {type(module.net.backbone).__name__})",
+        trained_on=meta.get("dataset"),
     )

@@ -117,6 +117,9 @@ def test_cli_exports_a_checkpoint(trained, tmp_path, capsys):
     rep = json.loads((out / "report.json").read_text())
     assert rep["c_bit_exact"]["total"]["mismatches"] == 0 and rep["kernel_object"]["ok"]
     assert set(rep["float_vs_int"]) == {"test_seen", "test_unseen"}
+    # what it learned from: the training runs and their collectors (synthetic runs name none)
+    assert rep["trained_on"]["train_runs"] == dm.split["runs"]["train"]
+    assert rep["trained_on"]["collectors"] == ["unknown"]
     # the last line names both MAC counts and each split's overflows and worst logit difference
     assert f"{rep['macs']:,} MACs per step ({rep['macs_per_decision']:,} MACs per decision (window 8))" in last
     for split, r in rep["float_vs_int"].items():

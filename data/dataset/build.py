@@ -299,6 +299,8 @@ def _process(
         LOAD_COLUMN: run.load_pct,
         TOPOLOGY_COLUMN: run.topology,
         "scalable": run.meta.get("scalable"),  # False: the workload's size ignores the load level
+        # what recorded it (ftrace, bcc, guest: CFS's own state; scx: scx_schedlearn's analogues)
+        "collector": run.meta.get("collector"),
     }
     tables = {}
     if run.trace is not None:

@@ -419,10 +419,16 @@ class DecisionDataModule(pl.LightningDataModule):
 
     def _dataset_card(self) -> dict:
         card = self._dataset_meta()
+        train = set(self.split["runs"]["train"])
         return {
             "dir": str(self.dataset_dir),
             "version": card.get("version"),
             "train_runs": self.split["runs"]["train"],
+            # whose state the inputs describe: a model trained on CFS's (ftrace/bcc/guest) runs
+            # means something else under scx_schedlearn (kernel/scx/README.md)
+            "collectors": sorted(
+                {s.get("collector") or "unknown" for s in card.get("sources", []) if s.get("run_id") in train}
+            ),
         }
 
     def _check_meta(self, meta: dict) -> None:
