@@ -440,6 +440,7 @@ def test_a_workload_on_two_topologies_is_split_per_topology(tmp_path):
         **{f"{LOAD_SOURCE}-r0{i}": "flat4" for i in (1, 2, 3)},
         **{f"{LOAD_SOURCE}-r0{i}": "2x2x2" for i in (4, 5, 6)},
     }
+    assert {s["collector"] for s in card["sources"]} == {"guest"}  # whose state the inputs describe
     assert card["splits"]["test_seen"] == [f"{LOAD_SOURCE}-r03", f"{LOAD_SOURCE}-r06"]
     t = pq.read_table(tmp_path / "ds" / "can_migrate" / "train.parquet").to_pandas()
     assert dict(zip(t.run_id, t.topology.astype(str), strict=True)) == {
