@@ -96,6 +96,32 @@ def test_model_mode_refuses_what_is_not_an_mlp_export_in_one_line(capsys, tmp_pa
         scx_build.build(export=d)
 
 
+def test_a_model_trained_on_cfs_records_runs_only_when_the_user_says_so(tmp_path, capsys):
+    """The model mode's inputs are scx_schedlearn's analogues: an export trained on CFS's records
+    (or one that does not say) is refused in one line unless --cfs-model, and then labelled."""
+    d = tmp_path / "exp"
+    d.mkdir()
+    (d / "model.blob").write_bytes(b"")
+    (d / "model.h").write_text(
+        " * ops: dense dense0, dense dense1\n#define SLM_WINDOW 1\n#define SLM_N_OUT 1\n"
+        "#define SLM_HAVE_ENCODE 1\n#define SLM_HAVE_IN_COLUMNS 1\n"
+    )
+    for collectors, ok in ((None, False), (["guest"], False), (["guest", "scx"], False), (["scx"], True)):
+        trained = None if collectors is None else {"collectors": collectors}
+        (d / "report.json").write_text(json.dumps({"trained_on": trained}))
+        why, meaning = scx_model.runnable(d)
+        assert (why is None) == ok, (collectors, why)
+        assert ("scx_schedlearn's own records" in meaning) == ok and ("CFS's state" in meaning) != ok, meaning
+        why, meaning = scx_model.runnable(d, cfs_model=True)
+        assert why is None and ("CFS's state" in meaning) != ok
+    (d / "report.json").write_text(json.dumps({"trained_on": {"collectors": ["guest"]}}))
+    assert scx_cli.main(["vm", "--mode", "model", "--export", str(d)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "trained on guest records" in err[0] and "--cfs-model" in err[0], err
+    assert scx_cli.main(["ab", str(d), "--out", str(tmp_path / "o")]) == 2
+    assert "--cfs-model" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
 def fake_records(n: int) -> bytes:
     from data.can_migrate.record import CM_MAGIC, RECORD_DTYPE, RECORD_SIZE
 
@@ -416,7 +442,7 @@ def test_model_mode_decides_by_the_exported_mlp_equal_to_the_integer_reference(m
     each equals the Python integer reference on the record's features (0 differences)."""
     guest_ready()
     out = tmp_path / "runs"
-    args = ["vm", "--mode", "model", "--export", str(model_export), "--record", str(out)]
+    args = ["vm", "--mode", "model", "--export", str(model_export), "--cfs-model", "--record", str(out)]
     assert scx_cli.main(args) == 0
     run = out / "hackbench-pipe-r01"
     meta = json.loads((run / "meta.json").read_text())
@@ -430,3 +456,160 @@ def test_model_mode_decides_by_the_exported_mlp_equal_to_the_integer_reference(m
         f"model mode: {rep['decisions']} decisions, {rep['differences']} differences, "
         f"{rep['distinct_logits']} distinct logits, migrate rate {rep['migrate_rate']:.3f}"
     )
+
+
+# ===== hot swap (issue 20, item 5): whole models swapped under load, no torn decision =========
+# The loader alternates two blobs every --swap-ms (generation g runs blob g % 2, model.bpf.h's
+# latch); every record carries its generation (numa_group_id) and passes (src_nr_numa_running);
+# scx_model.parity checks each against the reference of its generation's model.
+
+
+@pytest.fixture(scope="module")
+def swap_blob(model_export, tmp_path_factory) -> Path:
+    """The second model: model_export's architecture, perturbed dense weights."""
+    path = tmp_path_factory.mktemp("scx_swap") / "sibling.blob"
+    path.write_bytes(scx_model.sibling_blob(model_export, seed=7))
+    return path
+
+
+def test_parity_sorts_decisions_by_generation_and_finds_torn_ones(model_export, swap_blob):
+    """Without a guest: records whose logits are model A's (even generations) and B's (odd) pass;
+    B's logit under an even generation is another generation's decision; a logit of neither
+    model is torn; a record that gave up (passes > SL_MODEL_TRIES) is not judged."""
+    from data.can_migrate.record import decode
+    from kernel import cm_parity
+
+    rec = decode(fake_records(40)).copy()
+    rec["cpu"] = np.arange(40) % 4
+    a = cm_parity.reference_logits(cm_parity.load_export(model_export), rec)
+    b = cm_parity.reference_logits(cm_parity.load_export(model_export, blob_path=swap_blob), rec)
+    assert (a != b).mean() > 0.8, "the sibling must give other logits on most records"
+    assert a[3] != b[3]
+    gen = np.arange(40) // 5  # generations 0..7, five decisions each
+    rec["numa_group_id"] = gen
+    rec["src_nr_numa_running"] = 1
+    logit = np.where(gen % 2 == 0, a, b)
+    logit[3] = b[3]  # generation 0 decided by B: another generation's weights
+    logit[12] = max(a[12], b[12]) + 1000  # neither: torn
+    rec["src_nr_numa_running"][20] = 2  # retried once, then fine
+    rec["src_nr_numa_running"][30] = scx_model.SL_MODEL_TRIES + 1  # gave up: refused, logit 0
+    logit[30] = 0
+    rec["imbalance"] = logit
+    rec["ret"] = logit > 0
+    run = model_export.parent / "fake-run"
+    run.mkdir(exist_ok=True)
+    (run / "records.bin").write_bytes(rec.tobytes())
+    rep = scx_model.parity(model_export, [run], [swap_blob])
+    assert rep["decisions"] == 40 and rep["generations"] == 8, rep
+    assert rep["models_agree"] == int((a == b).sum()), rep
+    assert rep["torn"] == 1 and rep["other_generation"] == 1 and rep["gave_up"] == 1, rep
+    assert rep["retried"] == 1 and rep["logit_differences"] == 2, rep
+    assert [m["decisions"] for m in rep["per_model"]] == [19, 20], rep  # record 30 not judged
+    assert rep["per_model"][0]["torn"] == 1 and rep["first_differences"] == [3, 12], rep
+    # one model: every B decision is a difference; the default, single-model report is unchanged
+    one = scx_model.parity(model_export, [run])
+    assert one["logit_differences"] > 15 and "torn" in one and one["swap"] == []
+    # the loader's blob list (meta.json) must match the models given
+    (run / "meta.json").write_text(json.dumps({"loader_stats": {"blobs": ["/model.blob", "/model2.blob"]}}))
+    with pytest.raises(scx_model.ModelError, match="2 blobs"):
+        scx_model.parity(model_export, [run])
+    assert scx_model.main(["parity", str(model_export), str(run), "--swap", str(swap_blob)]) == 1  # torn
+    with pytest.raises(scx_model.ModelError, match="no such export"):
+        scx_model.parity(model_export, [run], [run / "nothing.blob"])
+
+
+def test_loader_refuses_a_bad_swap_blob_in_one_line(model_export, swap_blob, tmp_path):
+    built()  # the toolchain, or skip
+    exe = scx_build.build(export=model_export).exe
+    good = str(model_export / "model.blob")
+    (tmp_path / "bad.blob").write_bytes(swap_blob.read_bytes()[:-4])
+    r = subprocess.run(
+        [str(exe), "--mode", "model", "--blob", good, "--blob", str(tmp_path / "bad.blob"), "--swap-ms", "10"],
+        capture_output=True,
+        text=True,
+    )
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and "bad.blob refused: " in lines[0], r.stderr
+    r = subprocess.run(
+        [str(exe), "--mode", "model", "--blob", good, "--blob", str(swap_blob), "--swap-ms", "10"],
+        capture_output=True,
+        text=True,
+    )
+    assert "refused" not in r.stderr  # both valid: on to the kernel
+    r = subprocess.run([str(built().exe), "--blob", good], capture_output=True, text=True)
+    assert r.returncode == 2 and "no model" in r.stderr
+
+
+def swap_steps(export: Path, workload: tuple[str, ...], swap_ms: int, pause_us: int) -> list[guest.Step]:
+    """Two steps, one boot: the latch (guarded) and the unprotected scheme (--swap-unguarded:
+    one slot rewritten in place), with the same writer (each write half done for pause_us)."""
+    base = ("--mode", "model", "--blob", guest.MODEL_BLOB, "--blob", guest.SWAP_BLOB, "--record")
+    base += ("--swap-ms", str(swap_ms), "--swap-pause-us", str(pause_us))
+    return [
+        guest.Step("guarded", base, workload, export=export),
+        guest.Step("unguarded", base + ("--swap-unguarded",), workload, export=export),
+    ]
+
+
+def run_swaps(export: Path, blob: Path, steps: list[guest.Step], tmp_path: Path) -> dict[str, tuple[dict, dict]]:
+    """Boot, run the steps, write each as a run; {step: (loader stats, parity report)}."""
+    guest_ready()
+    g = guest.run(
+        steps,
+        keep=tmp_path / "share",
+        log=print,
+        extra_files={guest.SWAP_BLOB.lstrip("/"): blob.read_bytes()},
+        timeout=guest.BOOT_S + 150 * len(steps),
+    )
+    out = {}
+    for s in steps:
+        r = g.steps.get(s.name)
+        assert r is not None and r.stats is not None, g.console[-1500:]
+        assert r.stats["state_loaded"] == "enabled" and r.stats["ring_full"] == 0, r.stats
+        runs = tmp_path / f"runs-{s.name}"
+        guest.write_run(r, runs, "hackbench-pipe-r01", g, s)
+        out[s.name] = (r.stats, scx_model.parity(export, [runs], [blob]))
+        rep = out[s.name][1]
+        print(
+            f"{s.name}: {r.stats['swaps']} swaps in {r.stats['seconds']:.1f} s, {rep['decisions']} decisions "
+            f"({[m['decisions'] for m in rep['per_model']]} per model, {rep['generations']} generations), "
+            f"{rep['differences']} verdict / {rep['logit_differences']} logit differences, {rep['torn']} torn, "
+            f"{rep['other_generation']} other generation, {rep['retried']} retried, {rep['gave_up']} gave up, "
+            f"models agree on {rep['models_agree']}; "
+            f"boot {g.seconds:.1f} s wall"
+        )
+    return out
+
+
+def assert_clean_swaps(stats: dict, rep: dict, min_swaps: int) -> None:
+    assert stats["swaps"] >= min_swaps and stats["model_gen"] == stats["swaps"], stats
+    assert stats["blobs"] == [guest.MODEL_BLOB, guest.SWAP_BLOB] and stats["swap_guard"] is True, stats
+    assert rep["decisions"] == stats["written"] > 0, rep
+    assert rep["differences"] == rep["logit_differences"] == rep["torn"] == rep["other_generation"] == 0, rep
+    assert rep["gave_up"] == stats["model_gave_up"] == 0 and stats["model_err"] == 0, (rep, stats)
+    assert all(m["decisions"] >= 10 for m in rep["per_model"]), rep  # both models decided
+    assert rep["models_agree"] < rep["decisions"] // 10, rep  # the check tells the models apart
+    assert rep["generations"] >= 4, rep
+
+
+@pytest.mark.vm
+def test_hot_swap_under_hackbench_has_no_torn_decision(model_export, swap_blob, tmp_path):
+    """>= 20 swaps during hackbench (about 100 on an idle host; the slow variant asserts >= 100),
+    each slot write held half done for 3 ms: the latch's decisions all equal their generation's
+    reference (0 torn) while the unprotected scheme, same writer, tears (what the guard
+    prevents; without the widened window it rarely shows). ~35 s."""
+    workload = ("hackbench", "-p", "-g", "2", "-l", "400")
+    res = run_swaps(model_export, swap_blob, swap_steps(model_export, workload, 10, 3000), tmp_path)
+    assert_clean_swaps(*res["guarded"], min_swaps=20)
+    stats, rep = res["unguarded"]
+    assert stats["swap_guard"] is False and stats["swaps"] >= 20, stats
+    assert rep["torn"] > 0, rep  # the test sees a torn read when the protection is off
+
+
+@pytest.mark.slow
+@pytest.mark.vm
+def test_hot_swap_100_swaps_under_hackbench(model_export, swap_blob, tmp_path):
+    """The acceptance figure: >= 100 hot swaps under hackbench, 0 torn decisions."""
+    workload = ("hackbench", "-p", "-g", "2", "-l", "2000")
+    res = run_swaps(model_export, swap_blob, swap_steps(model_export, workload, 5, 3000)[:1], tmp_path)
+    assert_clean_swaps(*res["guarded"], min_swaps=100)

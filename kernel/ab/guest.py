@@ -108,9 +108,7 @@ def build_abrun(work: Path) -> Path:
 def pack(
     path: Path, module: Path, abrun: Path, workloads: list[str], reps: int, sample_ms: int, blob_b: Path | None
 ) -> Path:
-    unknown = [w for w in workloads if w not in AB_WORKLOADS]
-    if unknown:
-        raise GuestError(f"no fixed-work A/B command for {unknown[0]} (have: {', '.join(AB_WORKLOADS)})")
+    lines = workload_lines(workloads)  # an unknown name first, before any file is read
     files = {
         "init": INIT.read_bytes(),
         "bin/busybox": initramfs.BUSYBOX.read_bytes(),
@@ -118,11 +116,27 @@ def pack(
         "abrun": abrun.read_bytes(),
         guest_topology.GUEST_PATH: guest_topology.SCRIPT.read_bytes(),
         "ab.env": f"REPS={int(reps)}\nSAMPLE_MS={int(sample_ms)}\nARMS={shlex.quote(' '.join(ARMS))}\n".encode(),
-        "ab.workloads": "".join(f"{w}|{AB_WORKLOADS[w][1]}\n" for w in workloads).encode(),
+        "ab.workloads": lines,
     }
     exes = {"init", "bin/busybox", "abrun", guest_topology.GUEST_PATH}
     if blob_b is not None:
         files["b.blob"] = blob_b.read_bytes()
+    add_tools(files, exes, workloads)
+    return write_atomic(path, initramfs.gz(initramfs.newc(files, exes)))
+
+
+def workload_lines(workloads: list[str]) -> bytes:
+    """The guest's /ab.workloads: one "name|command" line per workload; GuestError (one line)
+    for a name without a fixed-work command."""
+    unknown = [w for w in workloads if w not in AB_WORKLOADS]
+    if unknown:
+        raise GuestError(f"no fixed-work A/B command for {unknown[0]} (have: {', '.join(AB_WORKLOADS)})")
+    return "".join(f"{w}|{AB_WORKLOADS[w][1]}\n" for w in workloads).encode()
+
+
+def add_tools(files: dict[str, bytes], exes: set[str], workloads: list[str]) -> None:
+    """The host programs the workloads run (hackbench, stress-ng), with their shared libraries,
+    into an initramfs file map (also kernel/scx/ab.py's)."""
     for tool in sorted({AB_WORKLOADS[w][0] for w in workloads}):
         exe = shutil.which(tool)
         if exe is None:
@@ -131,7 +145,6 @@ def pack(
             initramfs.add_program(files, exes, Path(exe))
         except initramfs.InitramfsError as e:
             raise GuestError(str(e)) from None
-    return write_atomic(path, initramfs.gz(initramfs.newc(files, exes)))
 
 
 _KV = re.compile(r"(\w+)=(\S+)")
@@ -150,6 +163,17 @@ _DOMAIN = {
     "alb_pushed": (26,),
     "ttwu_move_affine": (34,),
     "ttwu_move_balance": (35,),
+}
+# v17 (6.14+, e.g. Debian's 7.3) after "domainN NAME MASK": 3 idle types x 11 lb_* fields
+# (lb_imbalance split into load/util/task/misfit), then the same 12 as v15
+_DOMAIN_V17 = {
+    "lb_gained": (7, 18, 29),
+    "lb_hot_gained": (8, 19, 30),
+    "lb_failed": (2, 13, 24),
+    "lb_count": (0, 11, 22),
+    "alb_pushed": (35,),
+    "ttwu_move_affine": (43,),
+    "ttwu_move_balance": (44,),
 }
 
 
@@ -171,13 +195,21 @@ def parse_rqs(kv: dict) -> dict:
 
 
 def _schedstat(lines: list[str]) -> dict:
+    """Domain counters summed over the lines; v15 (6.1: "domainN MASK" + 36) or v17 (6.14+:
+    "domainN NAME MASK" + 45), told apart by the field count."""
     tot = dict.fromkeys(_DOMAIN, 0)
     for line in lines:
         parts = line.split()
-        if parts and parts[0].startswith("domain") and len(parts) >= 2 + 36:
-            vals = list(map(int, parts[2:]))
-            for k, idx in _DOMAIN.items():
-                tot[k] += sum(vals[i] for i in idx)
+        if not parts or not parts[0].startswith("domain"):
+            continue
+        if len(parts) == 3 + 45:
+            vals, layout = list(map(int, parts[3:])), _DOMAIN_V17
+        elif len(parts) >= 2 + 36:
+            vals, layout = list(map(int, parts[2 : 2 + 36])), _DOMAIN
+        else:
+            continue
+        for k, idx in layout.items():
+            tot[k] += sum(vals[i] for i in idx)
     return tot
 
 

@@ -27,6 +27,11 @@ TCG_CAVEAT = (
 )
 
 
+# The arms of kernel.ab and the key of each one's completion times in a workload's row;
+# kernel/scx/ab.py passes its own (eevdf, rule, model) to chen_table and plot.
+ARM_SECONDS = {"cfs": "cfs_s", "shadow": "shadow_s", "active": "model_s"}
+
+
 def ratio_ci(model: list[float], cfs: list[float], seed: int = 0, n: int = BOOT) -> tuple[float, list[float]]:
     model_s, cfs_s = np.asarray(model, float), np.asarray(cfs, float)
     if not len(model_s) or not len(cfs_s):
@@ -221,9 +226,35 @@ def _trio(c: dict, name: str) -> str:
     return "/".join(_fmt(c.get(f"{name}_p{p}"), "d") for p in PCTS)
 
 
-def _chen_table(ab: dict) -> list[str]:
-    """Chen's metrics per workload and arm, the sampler's cost, and the TCG caveat beside them."""
-    rows = [(w, a, r) for w, r in ab["workloads"].items() for a in ARMS]
+def ratio_summary(num: list[float], den: list[float]) -> dict:
+    """median(num) / median(den) with its 95% percentile-bootstrap CI (ratio_ci) and the CI's
+    half-width, in ratio units (0.05: +-5%)."""
+    ratio, ci = ratio_ci(num, den)
+    return {"median": ratio, "ci95": ci, "ci_halfwidth": (ci[1] - ci[0]) / 2}
+
+
+def paired_ratio_summary(num: list[float], den: list[float], seed: int = 0, n: int = BOOT) -> dict:
+    """Paired runs (num[i] and den[i] ran back to back: one repetition of interleaved arms): the
+    median of the per-pair ratios with a 95% percentile bootstrap over the pairs, and the CI's
+    half-width. A slow spell of the emulated machine falls on both runs of a pair, so with
+    correlated pairs this CI is narrower than ratio_ci's, which resamples each arm on its own."""
+    q = np.asarray(num, float) / np.asarray(den, float)
+    if not len(q):
+        return {"median": float("nan"), "ci95": [float("nan"), float("nan")], "ci_halfwidth": float("nan"), "pairs": 0}
+    rng = np.random.default_rng(seed)
+    lo, hi = np.percentile(np.median(q[rng.integers(0, len(q), (n, len(q)))], axis=1), [2.5, 97.5])
+    return {
+        "median": float(np.median(q)),
+        "ci95": [float(lo), float(hi)],
+        "ci_halfwidth": float(hi - lo) / 2,
+        "pairs": len(q),
+    }
+
+
+def chen_table(ab: dict, arm_seconds: dict[str, str] = ARM_SECONDS) -> list[str]:
+    """Chen's metrics per workload and arm, the sampler's cost, and the TCG caveat beside them;
+    arm_seconds: arm -> the key of its completion times in a workload's row."""
+    rows = [(w, a, r) for w, r in ab["workloads"].items() for a in arm_seconds]
     if not rows:
         return []
     smp = ab.get("sampler") or {}
@@ -242,7 +273,7 @@ def _chen_table(ab: dict) -> list[str]:
     ]
     for w, a, r in rows:
         c = r.get("chen", {}).get(a, {})
-        secs = r[{"cfs": "cfs_s", "shadow": "shadow_s", "active": "model_s"}[a]]
+        secs = r[arm_seconds[a]]
         lines.append(
             f"| {w} | {a} | {_fmt(np.median(secs) if secs else None)} | {_fmt(c.get('runnable_mean'), '.2f')} | "
             f"{_trio(c, 'imbalance')} | {_trio(c, 'rq_len')} | "
@@ -285,7 +316,7 @@ def markdown(ab: dict) -> str:
             f"{_fmt(r['hot_migrations_cfs'], '.1f')} → {_fmt(r['hot_migrations_model'], '.1f')} | "
             f"{_fmt(r['rq_imbalance_cfs'], '.2f')} → {_fmt(r['rq_imbalance_model'], '.2f')} |"
         )
-    lines += _chen_table(ab)
+    lines += chen_table(ab)
     lines += [
         "",
         "Cost of the hook per call, **emulated** (qemu TCG; local_clock() in the guest):",
@@ -311,7 +342,7 @@ def markdown(ab: dict) -> str:
     return "\n".join(lines)
 
 
-def plot(ab: dict, path: Path) -> None:
+def plot(ab: dict, path: Path, arm_seconds: dict[str, str] = ARM_SECONDS) -> None:
     # matplotlib is deferred on purpose: slow to import, and only the figure needs it
     import matplotlib
 
@@ -322,11 +353,11 @@ def plot(ab: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(max(4, 2.5 * len(workloads)), 3.5))
     for i, workload in enumerate(workloads):
         row = ab["workloads"][workload]
-        for k, (arm, key) in enumerate((("cfs", "cfs_s"), ("shadow", "shadow_s"), ("active", "model_s"))):
+        for k, (arm, key) in enumerate(arm_seconds.items()):
             secs = np.asarray(row[key], float)
             if not len(secs):
                 continue
-            xpos = i + (k - 1) * 0.25
+            xpos = i + (k - (len(arm_seconds) - 1) / 2) * 0.25
             ax.errorbar(
                 [xpos],
                 [np.median(secs)],

@@ -4,6 +4,8 @@
     python -m kernel.scx vm [--mode model --export DIR] [--record DIR] [--stall] [--smp N]  # Debian 7.3, qemu
     python -m kernel.scx build [--stall]          # the static loader (cached in data/_build/scx/)
     python -m kernel.scx topology [--sysfs ROOT]  # each CPU's steal order, nearest domain first
+    python -m kernel.scx cost [EXPORT] [--repeat N] [--json FILE]  # native ns per decision (root)
+    python -m kernel.scx ab EXPORT --out DIR [--workloads W..] [--reps N] [--topology SxCxT]  # EEVDF/rule/model
 
 `load` needs a kernel with sched_ext (CONFIG_SCHED_CLASS_EXT=y, Linux >= 6.13) and root; it
 prints the loaded ops name and state, a stats line a second, and unloads on Ctrl-C (or after
@@ -26,6 +28,7 @@ from pathlib import Path
 from plumbing import cli
 
 PROG = "python -m kernel.scx"
+CFS_MODEL_HELP = "run a model trained on CFS's records (its inputs meant CFS's state; here scx's analogues)"
 SCX_STATE = Path("/sys/kernel/sched_ext/state")
 
 
@@ -40,12 +43,14 @@ def cmd_load(args) -> int:
     if args.export is not None and args.mode == "rule":
         args.mode = "model"  # an EXPORT means the model mode
     if args.mode == "model":
-        from kernel.scx.model import export_problem
+        from kernel.scx.model import runnable
 
         if args.export is None:
             return cli.fail(PROG, "--mode model needs EXPORT (an export folder: python -m export ... out=DIR)", 2)
-        if why := export_problem(Path(args.export)):
+        why, meaning = runnable(Path(args.export), args.cfs_model)
+        if why:
             return cli.fail(PROG, why, 2)
+        print(f"model: {meaning}")
     if not SCX_STATE.exists():
         return cli.fail(
             PROG,
@@ -106,14 +111,24 @@ def cmd_vm(args) -> int:
     if why := guest.problem():
         return cli.fail(PROG, why)
     rec = ("--record",) if args.record else ()
+    extra_files: dict[str, bytes] = {}
     if args.mode == "model":
-        from kernel.scx.model import export_problem
+        from kernel.scx.model import runnable
 
         if args.export is None:
             return cli.fail(PROG, "--mode model needs --export DIR (python -m export ... out=DIR)", 2)
-        if why := export_problem(Path(args.export)):
+        why, meaning = runnable(Path(args.export), args.cfs_model)
+        if why:
             return cli.fail(PROG, why, 2)
+        print(f"model: {meaning}")
         loader = ("--mode", "model", "--blob", guest.MODEL_BLOB) + rec
+        if args.swap_export is not None:  # hot swap: a second blob, alternated every --swap-ms
+            blob = Path(args.swap_export)
+            blob = blob / "model.blob" if blob.is_dir() else blob
+            if not blob.is_file():
+                return cli.fail(PROG, f"--swap-export {args.swap_export}: no export folder or blob there", 2)
+            extra_files[guest.SWAP_BLOB.lstrip("/")] = blob.read_bytes()
+            loader += ("--blob", guest.SWAP_BLOB, "--swap-ms", str(args.swap_ms))
         steps = [guest.Step("model", loader, export=Path(args.export))]
     else:
         steps = [guest.Step("rule", ("--mode", "rule") + rec)]
@@ -129,7 +144,14 @@ def cmd_vm(args) -> int:
     except ValueError as e:
         return cli.fail(PROG, str(e), 2)
     try:
-        g = guest.run(steps, smp=smp, keep=keep, log=lambda m: print(m, file=sys.stderr), topology=topology)
+        g = guest.run(
+            steps,
+            smp=smp,
+            keep=keep,
+            log=lambda m: print(m, file=sys.stderr),
+            topology=topology,
+            extra_files=extra_files,
+        )
     except guest.GuestError as e:
         return cli.fail(PROG, str(e))
     except KeyboardInterrupt:
@@ -147,6 +169,10 @@ def cmd_vm(args) -> int:
         print(guest.summary_line(r) + ("; guest alive after" if r.alive else "; guest NOT alive after"))
         for name, val in r.verifier.items():
             print(f"  verifier {name}: {val}")
+        if r.stats.get("swaps"):
+            print(
+                f"  hot swap: {r.stats['swaps']} swaps, last generation {r.stats.get('model_gen')}, blobs {r.stats.get('blobs')}"
+            )
     if args.record and not bad:
         from data.collect.runs import next_run_id
 
@@ -188,6 +214,80 @@ def cmd_topology(args) -> int:
     return 0
 
 
+def cmd_cost(args) -> int:
+    from kernel.scx import cost
+
+    if args.export is not None:
+        from kernel.scx.model import export_problem
+
+        if why := export_problem(Path(args.export)):
+            return cli.fail(PROG, why, 2)
+    try:
+        rep = cost.measure(
+            Path(args.export) if args.export else None,
+            args.repeat,
+            args.trials,
+            [Path(r) for r in args.runs] if args.runs else None,
+            log=lambda m: print(m, file=sys.stderr),
+            bpf_cpu=args.bpf_cpu,
+        )
+    except cost.CostError as e:
+        return cli.fail(PROG, str(e))
+    except KeyboardInterrupt:
+        return cli.interrupted(PROG)
+    print("\n".join(cost.report_lines(rep)))
+    if args.json:
+        from plumbing.atomic import write_json_atomic
+
+        write_json_atomic(Path(args.json), rep)
+    return 0 if rep["correct"] else 1
+
+
+def cmd_ab(args) -> int:
+    from kernel.ab import guest as abguest
+    from kernel.scx import ab, guest
+    from kernel.scx.model import runnable
+
+    why, _ = runnable(Path(args.export), args.cfs_model)
+    if why:
+        return cli.fail(PROG, why, 2)
+    try:
+        abguest.workload_lines(args.workloads)
+    except abguest.GuestError as e:
+        return cli.fail(PROG, str(e), 2)
+    if len(args.workloads) != len(set(args.workloads)):
+        return cli.fail(PROG, "--workloads: a workload is named twice", 2)
+    if args.reps < 1 or args.sample_ms < 1:
+        return cli.fail(PROG, "--reps and --sample-ms must be >= 1", 2)
+    try:
+        from plumbing import qemu
+
+        smp, topology = qemu.guest_cpus(args.topology, args.smp, ab.MEM_MB, 4)
+    except ValueError as e:
+        return cli.fail(PROG, str(e), 2)
+    if why := guest.problem():
+        return cli.fail(PROG, why)
+    try:
+        rep = ab.run(
+            Path(args.export),
+            Path(args.out),
+            args.workloads,
+            args.reps,
+            smp,
+            topology,
+            args.sample_ms,
+            log=lambda m: print(m, file=sys.stderr),
+            cfs_model=args.cfs_model,
+        )
+    except ab.AbError as e:
+        return cli.fail(PROG, str(e))
+    except KeyboardInterrupt:
+        return cli.interrupted(PROG)
+    print(ab.markdown(rep))
+    print(f"{PROG} ab: wrote {args.out}/ab.json, report.md, ab.png, console.log and steps/")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = cli.ArgParser(prog=PROG, description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True, parser_class=cli.ArgParser)
@@ -196,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mode", default="rule", choices=("rule", "model"))
     p.add_argument("--seconds", type=float, default=0, help="unload after N seconds (default: at Ctrl-C)")
     p.add_argument("--record", metavar="FILE", help="write every steal decision as cm_record to FILE")
+    p.add_argument("--cfs-model", action="store_true", help=CFS_MODEL_HELP)
     p = sub.add_parser("vm", help="boot Debian's 7.3 under qemu, load, run hackbench, report")
     p.add_argument("--mode", default="rule", choices=("rule", "model"))
     p.add_argument("--export", metavar="DIR", help="model mode: the export whose MLP decides (its model.blob)")
@@ -205,12 +306,33 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stall", action="store_true", help="also load the stalling build: the watchdog must eject it")
     p.add_argument("--timeout-ms", type=int, default=3000, help="the stalling build's watchdog timeout")
     p.add_argument("--keep", metavar="DIR", help="keep the share (loader output, console log) in DIR")
+    p.add_argument("--swap-export", metavar="DIR|BLOB", help="model mode: hot-swap to this export's blob and back")
+    p.add_argument("--swap-ms", type=int, default=20, help="with --swap-export: a swap every N ms")
+    p.add_argument("--cfs-model", action="store_true", help=CFS_MODEL_HELP)
     p = sub.add_parser("build", help="build the static loader (cached)")
     p.add_argument("--stall", action="store_true", help="the deliberately stalling variant (-DSL_STALL)")
     p = sub.add_parser("topology", help="each CPU's steal order from sysfs")
     p.add_argument("--sysfs", default="/sys", help="a sysfs root (default /sys)")
+    p = sub.add_parser("cost", help="native ns per decision: BPF_PROG_TEST_RUN on this kernel (root)")
+    p.add_argument("export", nargs="?", help="an export folder: also time its MLP (default: baseline and rule)")
+    p.add_argument("--repeat", type=int, default=1_000_000, help="runs per trial (default 1000000)")
+    p.add_argument("--trials", type=int, default=5, help="trials per program (default 5)")
+    p.add_argument("--runs", action="append", metavar="RUN", help="candidates: recorded decisions (repeatable)")
+    p.add_argument("--json", metavar="FILE", help="write the report as JSON")
+    p.add_argument("--bpf-cpu", choices=("v3", "v4"), help="clang -mcpu (default: the scheduler's, v4)")
+    p = sub.add_parser("ab", help="A/B in Debian 7.3 (qemu): EEVDF vs rule vs model, interleaved in one boot")
+    p.add_argument("export", help="the model arm's export folder (an MLP over one can_migrate record)")
+    p.add_argument("--out", required=True, metavar="DIR", help="ab.json, report.md, ab.png, console.log, steps/")
+    p.add_argument("--workloads", nargs="+", default=["hackbench-pipe", "stress-ng-fib", "stress-ng-matrix"])
+    p.add_argument("--reps", type=int, default=10, help="repetitions per arm and workload (default 10)")
+    p.add_argument("--smp", type=int, help="vCPUs of the flat guest (default 4)")
+    p.add_argument("--topology", metavar="SxCxT", help="sockets x cores x SMT threads, one NUMA node per socket")
+    p.add_argument("--sample-ms", type=int, default=25, help="the runqueue sampler's period (kernel/ab/abrun.c)")
+    p.add_argument("--cfs-model", action="store_true", help=CFS_MODEL_HELP)
     args = ap.parse_args(argv)
-    return {"load": cmd_load, "vm": cmd_vm, "build": cmd_build, "topology": cmd_topology}[args.cmd](args)
+    cmds = {"load": cmd_load, "vm": cmd_vm, "build": cmd_build, "topology": cmd_topology, "cost": cmd_cost}
+    cmds["ab"] = cmd_ab
+    return cmds[args.cmd](args)
 
 
 if __name__ == "__main__":

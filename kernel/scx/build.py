@@ -6,6 +6,8 @@ data/_build/scx/, keyed by the sha256 of the sources, the flags, the toolchain's
 compilers' versions; a variant (`stall=True`: -DSL_STALL) is a separate key. `export=DIR` builds
 the model mode (-DSL_MODEL): the export's model.h goes into the build as slm_model.h (its bytes
 are part of the key), the weights come at load time from a blob (kernel/scx/model_blob.h).
+`build_cost()` builds the native-cost programs (cost.bpf.c) and their static loader cost_run
+the same way (kernel/scx/cost.py, `python -m kernel.scx cost`).
 """
 
 from __future__ import annotations
@@ -30,14 +32,18 @@ SOURCES = (
     SRC / "scx_schedlearn.bpf.c",
     SRC / "scx_schedlearn.c",
     SRC / "scx_schedlearn.h",
+    SRC / "rule.bpf.h",  # rule_verdict(), shared with the native-cost programs
     BCC / "can_migrate.h",
     BCC / "cm_features.h",
 )
 MODEL_SOURCES = (SRC / "model.bpf.h", SRC / "model_blob.h", EXPORT_SRC / "blob_format.h", KERNEL_SRC / "slm_cm_input.h")
+# BPF ISA v4 (sign-extending loads, Linux >= 6.6, below sched_ext's >= 6.13): the model's s16
+# weights load in one instruction instead of a load and two shifts (the native cost's figures)
+BPF_CPU = "v4"
 BPF_CFLAGS = [
     "-g",
     "-O2",
-    "-mcpu=v3",
+    f"-mcpu={BPF_CPU}",
     "-target",
     "bpf",
     "-D__TARGET_ARCH_x86",
@@ -107,6 +113,56 @@ def ensure_toolchain(log=print) -> tuple[debian_kernel.DebianKernel, debian_kern
 def build(stall: bool = False, build_dir: Path = BUILD, log=print, export: Path | None = None) -> Built:
     """The static scx_schedlearn loader (cached; rebuilt when a source, flag or tool changes);
     export: an export folder whose MLP the model mode runs (kernel/scx/model.py checks it)."""
+    return _build(
+        NAME,
+        NAME,
+        NAME,
+        SOURCES,
+        ["-DSL_STALL"] if stall else [],
+        BPF_CFLAGS,
+        "-stall" if stall else "",
+        export,
+        build_dir,
+        log,
+    )
+
+
+COST_SOURCES = (
+    SRC / "cost.bpf.c",
+    SRC / "cost_run.c",
+    SRC / "cost.h",
+    SRC / "rule.bpf.h",
+    SRC / "scx_schedlearn.h",
+    BCC / "cm_features.h",
+)
+COST_NAME = "scx_cost"
+
+
+def build_cost(export: Path | None = None, build_dir: Path = BUILD, log=print, bpf_cpu: str = BPF_CPU) -> Built:
+    """The native-cost programs (cost.bpf.c) and their static loader cost_run (cached like
+    build()); export: also the model's program, built with the export's model.h as slm_model.h;
+    bpf_cpu: clang's -mcpu (the scheduler's is BPF_CPU; the other only to see what it changes)."""
+    if bpf_cpu not in ("v3", "v4"):
+        raise ScxBuildError(f"bpf_cpu {bpf_cpu}: v3 or v4 (the scheduler's: {BPF_CPU})")
+    bpf_cflags = [f"-mcpu={bpf_cpu}" if f.startswith("-mcpu=") else f for f in BPF_CFLAGS]
+    variant = "" if bpf_cpu == BPF_CPU else f"-{bpf_cpu}"
+    return _build("cost", "cost_run", COST_NAME, COST_SOURCES, [], bpf_cflags, variant, export, build_dir, log)
+
+
+def _build(
+    stem: str,
+    loader: str,
+    skel: str,
+    sources: tuple[Path, ...],
+    defines: list[str],
+    bpf_cflags: list[str],
+    variant: str,
+    export: Path | None,
+    build_dir: Path,
+    log,
+) -> Built:
+    """SRC/<stem>.bpf.c -> <stem>.bpf.o and its skeleton <stem>.bpf.skel.h (struct <skel>), and
+    SRC/<loader>.c linked statically with libbpf, in build_dir/<skel><variant>[-model]-<key>/."""
     model_h = None
     if export is not None:
         from kernel.scx.model import export_problem
@@ -118,24 +174,25 @@ def build(stall: bool = False, build_dir: Path = BUILD, log=print, export: Path 
         k, tc, scx_inc = ensure_toolchain(log)
     except debian_kernel.DebianKernelError as e:
         raise ScxBuildError(str(e)) from None
-    defines = (["-DSL_STALL"] if stall else []) + (["-DSL_MODEL"] if model_h is not None else [])
+    defines = defines + (["-DSL_MODEL"] if model_h is not None else [])
     h = hashlib.sha256()
-    for p in SOURCES + (MODEL_SOURCES if model_h is not None else ()):
+    for p in sources + (MODEL_SOURCES if model_h is not None else ()):
         h.update(p.name.encode() + b"\0" + p.read_bytes())
     if model_h is not None:
         h.update(b"slm_model.h\0" + model_h)
-    h.update(" ".join(BPF_CFLAGS + CFLAGS + LIBS + defines).encode())
+    h.update(" ".join(bpf_cflags + CFLAGS + LIBS + defines).encode())
     h.update((tc.dir / "toolchain.json").read_bytes() if (tc.dir / "toolchain.json").exists() else b"")
     h.update(_version([debian_kernel.CLANG, "--version"]).encode() + _version(["cc", "--version"]).encode())
     key = h.hexdigest()[:16]
-    variant = ("-stall" if stall else "") + ("-model" if model_h is not None else "")
-    out = build_dir / f"{NAME}{variant}-{key}"
-    built = Built(out / NAME, out / f"{NAME}.bpf.o", key)
+    if model_h is not None:
+        variant += "-model"
+    out = build_dir / f"{skel}{variant}-{key}"
+    built = Built(out / loader, out / f"{stem}.bpf.o", key)
     if built.exe.is_file():
         return built
     build_dir.mkdir(parents=True, exist_ok=True)
     with staged_dir(out) as part:
-        obj0 = part / f"{NAME}.bpf.unlinked.o"
+        obj0 = part / f"{stem}.bpf.unlinked.o"
         includes = [f"-I{d}" for d in (tc.dir, scx_inc, scx_inc / "bpf-compat", tc.libbpf_include, BCC, SRC)]
         loader_inc = []
         if model_h is not None:
@@ -147,26 +204,26 @@ def build(stall: bool = False, build_dir: Path = BUILD, log=print, export: Path 
             loader_inc = [f"-I{EXPORT_SRC}", f"-I{KERNEL_SRC}"]
         sys_inc = ["-idirafter", "/usr/include/x86_64-linux-gnu", "-idirafter", "/usr/include"]
         _run(
-            [debian_kernel.CLANG, *BPF_CFLAGS, *defines, *includes, *sys_inc, "-c", str(SRC / f"{NAME}.bpf.c")]
+            [debian_kernel.CLANG, *bpf_cflags, *defines, *includes, *sys_inc, "-c", str(SRC / f"{stem}.bpf.c")]
             + ["-o", str(obj0)],
-            "clang (BPF)",
+            f"clang (BPF, {stem})",
         )
-        _run([str(tc.bpftool), "gen", "object", str(part / f"{NAME}.bpf.o"), str(obj0)], "bpftool gen object")
+        _run([str(tc.bpftool), "gen", "object", str(part / f"{stem}.bpf.o"), str(obj0)], "bpftool gen object")
         obj0.unlink()
-        with open(part / f"{NAME}.bpf.skel.h", "wb") as fh:
+        with open(part / f"{stem}.bpf.skel.h", "wb") as fh:
             _run(
-                [str(tc.bpftool), "gen", "skeleton", str(part / f"{NAME}.bpf.o"), "name", NAME],
+                [str(tc.bpftool), "gen", "skeleton", str(part / f"{stem}.bpf.o"), "name", skel],
                 "bpftool gen skeleton",
                 stdout=fh,
             )
-        tmp = part / f"{NAME}.tmp"
+        tmp = part / f"{loader}.tmp"
         _run(
             ["cc", *CFLAGS, *defines, f"-I{part}", f"-I{tc.libbpf_include}", f"-I{scx_inc}", f"-I{BCC}", f"-I{SRC}"]
             + loader_inc
-            + [str(SRC / f"{NAME}.c"), str(tc.libbpf_a), "-o", str(tmp), *LIBS],
-            "cc (loader, static)",
+            + [str(SRC / f"{loader}.c"), str(tc.libbpf_a), "-o", str(tmp), *LIBS],
+            f"cc ({loader}, static)",
         )
-        os.replace(tmp, part / NAME)
+        os.replace(tmp, part / loader)
     log(f"scx: built {built.exe} for {k.release}")
     return built
 

@@ -37,6 +37,7 @@ BOOT_S = 40  # boot to /init: about 7 s on an idle host, more beside a training 
 DEFAULT_WORKLOAD = ("hackbench", "-p", "-g", "2", "-l", "200")
 EXES = {"normal": "/scx_schedlearn", "stall": "/scx_schedlearn_stall", "model": "/scx_schedlearn_model"}
 MODEL_BLOB = "/model.blob"  # a model step's weights in the guest (the export's model.blob)
+SWAP_BLOB = "/model2.blob"  # hot swap: the second model's weights (an extra_files entry)
 
 
 class GuestError(RuntimeError):
@@ -182,10 +183,15 @@ def run(
     log=print,
     topology: qemu.Topology | None = None,
     extra_files: dict[str, bytes] | None = None,
+    extra_execs: dict[str, bytes] | None = None,
+    plan: str | None = None,
 ) -> GuestRun:
     """Boot once and run the steps. keep: a folder that receives the share (the steps' files);
     topology: sockets x cores x threads (plumbing.qemu.Topology; its CPUs replace smp);
-    extra_files: more initramfs files, guest path (no leading /) -> bytes (e.g. a second blob)."""
+    extra_files: more initramfs files, guest path (no leading /) -> bytes (e.g. a second blob);
+    extra_execs: the same, executable (kernel/scx/ab.py: abrun, stress-ng and its libraries);
+    plan: the /plan.sh to run instead of one scx_run per step (kernel/scx/ab.py interleaves
+    scx_run steps with runs without a scheduler); the steps still decide the builds."""
     if topology is not None:
         smp = topology.cpus
     kernel = debian_kernel.ensure("7.3", log=log)
@@ -206,12 +212,17 @@ def run(
     if exports:
         files[MODEL_BLOB.lstrip("/")] = (next(iter(exports)) / "model.blob").read_bytes()
     files.update(extra_files or {})
-    key = hashlib.sha256("".join(f"{n}\0{hashlib.sha256(d).hexdigest()}\n" for n, d in sorted(files.items())).encode())
+    files.update(extra_execs or {})
+    execs |= set(extra_execs or {})
+    key = hashlib.sha256(
+        "".join(f"{n}\0{n in execs}\0{hashlib.sha256(d).hexdigest()}\n" for n, d in sorted(files.items())).encode()
+    )
     BUILD.mkdir(parents=True, exist_ok=True)
     base = BUILD / f"initramfs-{key.hexdigest()[:16]}.cpio.gz"
     if not base.exists():
         write_atomic(base, initramfs.gz(initramfs.newc(files, execs)))
-    plan = initramfs.gz(initramfs.newc({"plan.sh": plan_script(steps).encode()}, base_dirs=False))
+    plan_sh = plan_script(steps) if plan is None else plan
+    plan = initramfs.gz(initramfs.newc({"plan.sh": plan_sh.encode()}, base_dirs=False))
     work = BUILD / f".guest-{os.getpid()}-{time.monotonic_ns()}"
     share = work / "share"
     share.mkdir(parents=True)
@@ -337,6 +348,8 @@ def write_run(
                 "nr_migrations": "times the task was stolen",
                 "vruntime/cfs_min_vruntime": "p->scx.dsq_vtime and the scheduler's vtime_now",
                 "_pad[0]": "the deciding rule branch (enum sl_path)",
+                "numa_group_id": "model mode: the model generation that decided (hot swap: blob gen % K)",
+                "src_nr_numa_running": "model mode: forward passes the decision took (> 4: gave up, refused)",
             },
             "record_size": RECORD_SIZE,
             "records": int(len(df)),

@@ -28,6 +28,7 @@
 #include "can_migrate.h"
 #include "cm_features.h"
 #include "scx_schedlearn.h"
+#include "rule.bpf.h"	/* rule_verdict(): the rule mode's decision */
 #ifdef SL_MODEL
 #include "model.bpf.h"	/* the exported MLP: weights and activations in maps */
 #endif
@@ -150,44 +151,6 @@ void BPF_STRUCT_OPS(schedlearn_enqueue, struct task_struct *p, u64 enq_flags)
 		scx_bpf_kick_cpu(idle, SCX_KICK_IDLE);
 }
 
-/* The BPF twin of can_migrate_task()'s verdict (Linux 6.1 fair.c, data/can_migrate/rule.py
- * kernel_verdict) for a candidate that passed the hard conditions (not running, dst allowed),
- * not an active balance: hot = migrate_degrades_locality(); if -1, task_hot(); allow when not
- * hot or after more failed attempts than cache_nice_tries. *path: the deciding branch
- * (rule.py BRANCHES order). */
-static bool rule_verdict(const struct cm_fields *f, const s64 raw[CMF_N], u32 level, u32 policy, u8 *path)
-{
-	int hot = -1;
-
-	/* migrate_degrades_locality(): needs NUMA faults and two nodes */
-	if (f->total_numa_faults && f->src_node != f->dst_node && f->numa_preferred_nid >= 0) {
-		if (raw[CMF_PREFER_SRC])
-			hot = raw[CMF_SRC_NON_PREF_NR] ? 1 : -1;
-		else if (raw[CMF_PREFER_DST])
-			hot = 0;
-		else if (!f->cpu_idle)
-			hot = raw[CMF_DELTA_FAULTS] < 0;
-		if (hot >= 0)
-			*path = hot ? SL_PATH_LOCALITY_DEGRADES : SL_PATH_LOCALITY_IMPROVES;
-	}
-	if (hot < 0) {
-		if (policy == SL_SCHED_IDLE || level == SL_LEVEL_SMT) {
-			hot = 0;
-			*path = SL_PATH_SMT_OR_CLASS;
-		} else if (raw[CMF_BUDDY_HOT]) {
-			hot = 1;
-			*path = SL_PATH_BUDDY;
-		} else if (raw[CMF_DELTA_HOT]) {
-			hot = 1;
-			*path = SL_PATH_DELTA;
-		} else {
-			hot = 0;
-			*path = SL_PATH_COLD;
-		}
-	}
-	return hot <= 0 || raw[CMF_EXTRA_FAILS];
-}
-
 /* One steal candidate: the contract's fields plus what a record carries beyond them. */
 struct sl_cand {
 	struct cm_fields f;
@@ -205,7 +168,7 @@ struct sl_cand {
 	X(nr_balance_failed) X(cache_nice_tries) X(cpu_idle) X(cpu_not_idle) X(cpu_newly_idle) \
 	X(buddy_hot)
 
-static void emit(const struct sl_cand *c, bool verdict, u8 path, s64 logit)
+static void emit(const struct sl_cand *c, bool verdict, u8 path, s64 logit, u32 gen, u32 tries)
 {
 	const struct cm_fields *f = &c->f;
 	struct cm_record *r = bpf_ringbuf_reserve(&records, sizeof(*r), 0);
@@ -245,6 +208,8 @@ static void emit(const struct sl_cand *c, bool verdict, u8 path, s64 logit)
 	r->sd_span_weight = c->span;
 	r->_pad[0] = path;	/* scx: the deciding branch of the rule (enum sl_path) */
 	r->imbalance = logit;	/* scx, model mode: the model's logit (rule mode: 0) */
+	r->numa_group_id = gen;	/* scx, model mode: the model generation that decided (hot swap) */
+	r->src_nr_numa_running = tries;	/* scx, model mode: forward passes it took (rule mode: 0) */
 	bpf_ringbuf_submit(r, 0);
 }
 
@@ -255,6 +220,7 @@ __noinline int sl_judge(struct sl_cand *c)
 	s64 raw[CMF_N];
 	u8 path = SL_PATH_COLD;
 	s64 out = 0;
+	u32 gen = 0, tries = 0;
 	bool ok;
 
 	if (!c)
@@ -265,10 +231,16 @@ __noinline int sl_judge(struct sl_cand *c)
 #ifdef SL_MODEL
 	if (mode == SL_MODE_MODEL) {
 		s32 logit = 0;
+		int err = sl_model_logit(raw, &logit, &gen, &tries);
 
-		/* no weights (cannot happen once loaded): refuse, and count it as a model error */
-		if (sl_model_logit(raw, &logit))
-			stat_add(SL_STAT_MODEL_ERR, 1);
+		/* no weights (cannot happen once loaded): refuse, and count it as a model error;
+		 * a swap during every pass: refuse, counted apart */
+		if (err)
+			stat_add(err == -2 ? SL_STAT_MODEL_GAVE_UP : SL_STAT_MODEL_ERR, 1);
+		else if (tries > 1)
+			stat_add(SL_STAT_MODEL_RETRIED, 1);
+		if (err)
+			logit = 0;
 		ok = logit > 0;
 		out = logit;
 	}
@@ -278,7 +250,7 @@ __noinline int sl_judge(struct sl_cand *c)
 	if (!ok)
 		stat_add(SL_STAT_REFUSED, 1);
 	if (record)
-		emit(c, ok, path, out);
+		emit(c, ok, path, out, gen, tries);
 	return ok;
 }
 

@@ -3,7 +3,8 @@
  * Loader of scx_schedlearn (kernel/scx/README.md). Statically linked, so it runs in a busybox
  * guest as well as on a real machine.
  *
- *   scx_schedlearn [--mode rule|model] [--blob FILE] [--seconds N] [--record] [--timeout-ms MS] [--interval S]
+ *   scx_schedlearn [--mode rule|model] [--blob FILE]... [--swap-ms N] [--seconds N] [--record]
+ *                  [--timeout-ms MS] [--interval S]
  *   scx_schedlearn --print-topology [--sysfs ROOT]
  *
  * Reads the CPU topology from sysfs (ROOT/devices/system/cpu/cpuN/{topology,nodeM}), derives each
@@ -17,6 +18,13 @@
  * --mode model needs the build with an export (-DSL_MODEL, kernel/scx/build.py) and --blob: the
  * blob is validated (kernel/scx/model_blob.h) before anything is loaded, refused in one line
  * (exit 2), and its weights go into the map model_params.
+ *
+ * Hot swap: --blob given K times and --swap-ms N: every N ms the next generation's blob
+ * (generation g runs blob g % K) is written into the slot no current reader uses, then the
+ * generation is published with one store (model.bpf.h explains the latch). The final JSON line
+ * has "swaps", "model_gen" and "blobs" (the generation -> blob mapping). Test only:
+ * --swap-unguarded (one slot rewritten in place: the scheme that tears) and --swap-pause-us U
+ * (each slot write stays half done for U us, widening the window a torn read needs).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -27,6 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <dirent.h>
+#include <pthread.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <scx/common.h>
@@ -48,10 +57,12 @@ struct topo {
 };
 
 #define MAX_PROGS 16
+#define SL_MAX_BLOBS 8		/* --blob given at most this often (hot swap) */
 
 static volatile sig_atomic_t exit_req;
 static char vlog[MAX_PROGS][4096];	/* the verifier's statistics of each program */
 static bool verbose;
+static unsigned long long swaps;	/* model generations published after the first */
 static unsigned long long rec_written, rec_bad;
 
 static void on_signal(int sig)
@@ -277,12 +288,93 @@ static const char *const stat_name[SL_NR_STATS] = {
 	"enqueue", "direct", "local", "candidates", "steals", "refused", "failed", "move_lost", "ring_full",
 	"steal_smt", "steal_llc", "steal_node", "steal_remote", "path_locality_degrades",
 	"path_locality_improves", "path_smt_or_class", "path_buddy", "path_delta", "path_cold", "model_err",
+	"model_retried", "model_gave_up",
 };
+
+#ifdef SL_MODEL
+/* The hot swap's state: the validated blobs and the generation published. */
+struct sl_swap {
+	int fd;					/* the map model_params */
+	int n;					/* blobs given */
+	const char *path[SL_MAX_BLOBS];
+	struct slm_params params[SL_MAX_BLOBS];
+	unsigned int ms, pause_us;		/* --swap-ms, --swap-pause-us */
+	bool unguarded;				/* --swap-unguarded (test only) */
+	__u32 gen;				/* the generation published */
+	__u32 *model_gen;			/* the BPF side's, in the skeleton's mmapped bss */
+	int stop;				/* set by main: the swap thread ends */
+	int err;				/* errno of a failed swap (the thread ended) */
+};
+
+/* Write one slot; with pause_us the slot stays half new, half `old` that long first (a spin,
+ * not a sleep: under load a sleeping loader would wait far longer than asked to run again). */
+static int write_slot(int fd, __u32 slot, const struct slm_params *old, const struct slm_params *p,
+		      unsigned int pause_us)
+{
+	static struct slm_params mix;
+
+	if (pause_us) {
+		double end = now_s() + pause_us / 1e6;
+
+		mix = *old;
+		memcpy(&mix, p, sizeof(mix) / 2);
+		if (bpf_map_update_elem(fd, &slot, &mix, 0))
+			return -1;
+		while (now_s() < end)
+			;
+	}
+	return bpf_map_update_elem(fd, &slot, p, 0);
+}
+
+/* Publish generation gen + 1: its blob fully into the slot readers of gen do not use (guarded:
+ * slot (gen + 1) & 1, which held gen - 1; unguarded: slot 0 in place), then one store. */
+static int swap_model(struct sl_swap *sw)
+{
+	static const struct slm_params none;
+	__u32 g = sw->gen + 1, slot = sw->unguarded ? 0 : g & 1;
+	__u32 before = sw->unguarded ? g - 1 : g - 2;	/* the generation the slot held */
+	const struct slm_params *old = sw->unguarded || g >= 2 ? &sw->params[before % sw->n] : &none;
+
+	if (write_slot(sw->fd, slot, old, &sw->params[g % sw->n], sw->pause_us))
+		return -1;
+	__atomic_store_n(sw->model_gen, g, __ATOMIC_SEQ_CST);
+	sw->gen = g;
+	swaps++;
+	return 0;
+}
+
+/* A swap every sw->ms on its own thread: the main loop may spend long stretches writing
+ * records, and the swaps must keep their pace under load. */
+static void *swap_thread(void *arg)
+{
+	struct sl_swap *sw = arg;
+	struct timespec next, now;
+
+	clock_gettime(CLOCK_MONOTONIC, &next);
+	while (!__atomic_load_n(&sw->stop, __ATOMIC_ACQUIRE)) {
+		next.tv_nsec += (long)(sw->ms % 1000) * 1000000L;
+		next.tv_sec += sw->ms / 1000 + next.tv_nsec / 1000000000L;
+		next.tv_nsec %= 1000000000L;
+		clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL);
+		if (__atomic_load_n(&sw->stop, __ATOMIC_ACQUIRE))
+			break;
+		if (swap_model(sw)) {
+			sw->err = errno;
+			break;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (now.tv_sec > next.tv_sec || (now.tv_sec == next.tv_sec && now.tv_nsec > next.tv_nsec))
+			next = now;	/* fell behind: no burst of swaps */
+	}
+	return NULL;
+}
+#endif
 
 static void usage(FILE *f, const char *prog)
 {
 	fprintf(f,
-		"usage: %s [--mode rule|model] [--blob FILE] [--seconds N] [--record] [--timeout-ms MS] [--interval S] [-v]\n"
+		"usage: %s [--mode rule|model] [--blob FILE]... [--swap-ms N] [--seconds N] [--record] [--timeout-ms MS]\n"
+		"       [--interval S] [-v] [--swap-unguarded] [--swap-pause-us U]\n"
 		"       %s --print-topology [--sysfs ROOT]\n",
 		prog, prog);
 }
@@ -295,9 +387,14 @@ int main(int argc, char **argv)
 		{ "interval", required_argument, 0, 'i' }, { "print-topology", no_argument, 0, 'p' },
 		{ "sysfs", required_argument, 0, 'S' },	   { "verbose", no_argument, 0, 'v' },
 		{ "help", no_argument, 0, 'h' },	   { "blob", required_argument, 0, 'b' },
+		{ "swap-ms", required_argument, 0, 'w' },  { "swap-unguarded", no_argument, 0, 'U' },
+		{ "swap-pause-us", required_argument, 0, 'P' },
 		{ 0 },
 	};
-	const char *sysfs = "/sys", *mode = "rule", *blob = NULL;
+	const char *sysfs = "/sys", *mode = "rule", *blobs[SL_MAX_BLOBS];
+	int nblobs = 0;
+	unsigned int swap_ms = 0, swap_pause_us = 0;
+	bool swap_unguarded = false;
 	double seconds = 0, interval = 1;
 	unsigned int timeout_ms = 0;
 	bool do_record = false, topo_only = false;
@@ -310,10 +407,30 @@ int main(int argc, char **argv)
 	double t0, last;
 	int opt;
 
-	while ((opt = getopt_long(argc, argv, "m:s:rt:i:pS:vhb:", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "m:s:rt:i:pS:vhb:w:UP:", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'm': mode = optarg; break;
-		case 'b': blob = optarg; break;
+		case 'b':
+			if (nblobs >= SL_MAX_BLOBS) {
+				fprintf(stderr, "error: at most %d --blob\n", SL_MAX_BLOBS);
+				return 2;
+			}
+			blobs[nblobs++] = optarg;
+			break;
+		case 'w':
+		case 'P': {
+			char *end;
+			long v = strtol(optarg, &end, 10);
+
+			if (*optarg == 0 || *end || v < 0 || v > 3600000) {
+				fprintf(stderr, "error: --%s %s: a whole number 0..3600000\n",
+					opt == 'w' ? "swap-ms" : "swap-pause-us", optarg);
+				return 2;
+			}
+			*(opt == 'w' ? &swap_ms : &swap_pause_us) = (unsigned int)v;
+			break;
+		}
+		case 'U': swap_unguarded = true; break;
 		case 's': seconds = atof(optarg); break;
 		case 'r': do_record = true; break;
 		case 't': timeout_ms = (unsigned int)atoi(optarg); break;
@@ -334,7 +451,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 #ifdef SL_MODEL
-	static struct slm_params params;
+	static struct sl_swap sw;
 	s8 col[SLM_N_IN];
 	char why[256];
 
@@ -342,19 +459,31 @@ int main(int argc, char **argv)
 		fprintf(stderr, "error: --mode %s: this build runs the exported model (--mode model)\n", mode);
 		return 2;
 	}
-	if (!blob) {
+	if (!nblobs) {
 		fprintf(stderr, "error: --mode model needs --blob FILE (the export's model.blob)\n");
 		return 2;
 	}
-	if (sl_blob_load(blob, &params, why, sizeof(why))) {
-		fprintf(stderr, "error: blob %s refused: %s\n", blob, why);
-		return 2;
+	for (int i = 0; i < nblobs; i++) {
+		if (sl_blob_load(blobs[i], &sw.params[i], why, sizeof(why))) {
+			fprintf(stderr, "error: blob %s refused: %s\n", blobs[i], why);
+			return 2;
+		}
+		sw.path[i] = blobs[i];
 	}
+	sw.n = nblobs;
+	sw.ms = swap_ms;
+	sw.pause_us = swap_pause_us;
+	sw.unguarded = swap_unguarded;
 	if (sl_model_columns(col, why, sizeof(why))) {
-		fprintf(stderr, "error: blob %s refused: %s\n", blob, why);
+		fprintf(stderr, "error: blob %s refused: %s\n", blobs[0], why);
 		return 2;
 	}
 #else
+	(void)blobs;
+	if (nblobs || swap_ms || swap_unguarded || swap_pause_us) {
+		fprintf(stderr, "error: --blob/--swap-*: this build has no model (build it with an export)\n");
+		return 2;
+	}
 	if (strcmp(mode, "rule") != 0) {
 		fprintf(stderr, "error: --mode %s: this build has no model (build it with an export)\n", mode);
 		return 2;
@@ -373,6 +502,7 @@ int main(int argc, char **argv)
 	skel->rodata->nr_cpus = topo.n;
 #ifdef SL_MODEL
 	skel->rodata->mode = SL_MODE_MODEL;
+	skel->rodata->swap_guard = !sw.unguarded;
 	memcpy((void *)skel->rodata->model_col, col, sizeof(col));
 #else
 	skel->rodata->mode = SL_MODE_RULE;
@@ -430,10 +560,14 @@ int main(int argc, char **argv)
 	{
 		__u32 zero = 0;
 
-		if (bpf_map_update_elem(bpf_map__fd(skel->maps.model_params), &zero, &params, 0)) {
+		/* generation 0: blob 0 in slot 0 (model_gen starts at 0) */
+		sw.fd = bpf_map__fd(skel->maps.model_params);
+		if (bpf_map_update_elem(sw.fd, &zero, &sw.params[0], 0)) {
 			fprintf(stderr, "error: model_params update: %s\n", strerror(errno));
 			return 1;
 		}
+		for (int i = 0; i < sw.n; i++)
+			fprintf(stderr, "model generation %% %d == %d: blob %s\n", sw.n, i, sw.path[i]);
 	}
 #endif
 	if (do_record) {
@@ -448,6 +582,21 @@ int main(int argc, char **argv)
 	read_line("/sys/kernel/sched_ext/state", state, sizeof(state));
 	fprintf(stderr, "ready ops=%s state=%s cpus=%d mode=%s record=%d\n", ops_name, state, topo.n, mode, do_record);
 	t0 = last = now_s();
+#ifdef SL_MODEL
+	pthread_t swapper;
+	bool swapping = false;
+
+	sw.model_gen = &skel->bss->model_gen;
+	if (sw.ms) {
+		int err = pthread_create(&swapper, NULL, swap_thread, &sw);
+
+		if (err) {
+			fprintf(stderr, "error: swap thread: %s\n", strerror(err));
+			exit_req = 1;
+		}
+		swapping = !err;
+	}
+#endif
 	while (!exit_req && !UEI_EXITED(skel, uei)) {
 		double t;
 
@@ -466,6 +615,14 @@ int main(int argc, char **argv)
 			last = t;
 		}
 	}
+#ifdef SL_MODEL
+	if (swapping) {	/* no swap after this point: the final figures are complete */
+		__atomic_store_n(&sw.stop, 1, __ATOMIC_RELEASE);
+		pthread_join(swapper, NULL);
+		if (sw.err)
+			fprintf(stderr, "error: model_params update (swap %llu): %s\n", swaps + 1, strerror(sw.err));
+	}
+#endif
 	if (rb)
 		ring_buffer__consume(rb);
 	read_stats(skel, st);
@@ -500,7 +657,16 @@ int main(int argc, char **argv)
 		json_str(stderr, kind >= 0 ? u->reason : "");
 		fprintf(stderr, ", \"exit_msg\": ");
 		json_str(stderr, kind >= 0 ? u->msg : "");
-		fprintf(stderr, ", \"written\": %llu, \"bad_size\": %llu", rec_written, rec_bad);
+		fprintf(stderr, ", \"written\": %llu, \"bad_size\": %llu, \"swaps\": %llu", rec_written, rec_bad, swaps);
+#ifdef SL_MODEL
+		fprintf(stderr, ", \"model_gen\": %u, \"swap_ms\": %u, \"swap_guard\": %s, \"blobs\": [", sw.gen, sw.ms,
+			sw.unguarded ? "false" : "true");
+		for (int i = 0; i < sw.n; i++) {
+			fputs(i ? ", " : "", stderr);
+			json_str(stderr, sw.path[i]);
+		}
+		fprintf(stderr, "]");
+#endif
 		for (int i = 0; i < SL_NR_STATS; i++)
 			fprintf(stderr, ", \"%s\": %llu", stat_name[i], st[i]);
 		fprintf(stderr, "}\n");

@@ -50,6 +50,8 @@ enum sl_stat {
 	SL_STAT_STEAL_L3,
 	SL_STAT_PATH0,		/* decisions per rule branch (enum sl_path) */
 	SL_STAT_MODEL_ERR = SL_STAT_PATH0 + SL_NR_PATHS,	/* model mode: no weights map entry */
+	SL_STAT_MODEL_RETRIED,	/* model mode: a swap landed during the pass, which was redone */
+	SL_STAT_MODEL_GAVE_UP,	/* model mode: a swap landed during every pass (refused) */
 	SL_NR_STATS,
 };
 
