@@ -39,18 +39,27 @@ def _read(path: Path) -> str:
         return "-"
 
 
+def _model_refused(args, needs: str) -> int:
+    """The model mode's checks (kernel.scx.model.runnable): exit status 2 after one line when
+    refused, else 0 after printing what the model's inputs mean."""
+    from kernel.scx.model import runnable
+
+    if args.export is None:
+        return cli.fail(PROG, f"--mode model needs {needs}", 2)
+    why, meaning = runnable(Path(args.export), args.cfs_model)
+    if why:
+        return cli.fail(PROG, why, 2)
+    print(f"model: {meaning}")
+    return 0
+
+
 def cmd_load(args) -> int:
     if args.export is not None and args.mode == "rule":
         args.mode = "model"  # an EXPORT means the model mode
-    if args.mode == "model":
-        from kernel.scx.model import runnable
-
-        if args.export is None:
-            return cli.fail(PROG, "--mode model needs EXPORT (an export folder: python -m export ... out=DIR)", 2)
-        why, meaning = runnable(Path(args.export), args.cfs_model)
-        if why:
-            return cli.fail(PROG, why, 2)
-        print(f"model: {meaning}")
+    if args.mode == "model" and (
+        refused := _model_refused(args, "EXPORT (an export folder: python -m export ... out=DIR)")
+    ):
+        return refused
     if not SCX_STATE.exists():
         return cli.fail(
             PROG,
@@ -113,14 +122,8 @@ def cmd_vm(args) -> int:
     rec = ("--record",) if args.record else ()
     extra_files: dict[str, bytes] = {}
     if args.mode == "model":
-        from kernel.scx.model import runnable
-
-        if args.export is None:
-            return cli.fail(PROG, "--mode model needs --export DIR (python -m export ... out=DIR)", 2)
-        why, meaning = runnable(Path(args.export), args.cfs_model)
-        if why:
-            return cli.fail(PROG, why, 2)
-        print(f"model: {meaning}")
+        if refused := _model_refused(args, "--export DIR (python -m export ... out=DIR)"):
+            return refused
         loader = ("--mode", "model", "--blob", guest.MODEL_BLOB) + rec
         if args.swap_export is not None:  # hot swap: a second blob, alternated every --swap-ms
             blob = Path(args.swap_export)

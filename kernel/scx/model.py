@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 
+from plumbing import cli
+
+PROG = "python -m kernel.scx.model"
 NEEDED = ("model.h", "model.blob")
 MLP_OPS = {"dense", "relu"}  # the ops an MLP over one record lowers to
 
@@ -243,15 +245,13 @@ def main(argv: list[str] | None = None) -> int:
         try:
             args.out.write_bytes(sibling_blob(args.export_dir, args.seed))
         except (ParityError, OSError) as e:
-            print(f"python -m kernel.scx.model: error: {e}", file=sys.stderr)
-            return 2
+            return cli.fail(PROG, str(e), 2)
         print(args.out)
         return 0
     try:
         rep = parity(args.export_dir, args.runs, args.swap)
     except (ModelError, ParityError, OSError) as e:
-        print(f"python -m kernel.scx.model: error: {e}", file=sys.stderr)
-        return 2
+        return cli.fail(PROG, str(e), 2)
     print(json.dumps(rep, indent=2))
     return 0 if rep["differences"] == rep["logit_differences"] == rep["torn"] == 0 else 1
 
