@@ -19,8 +19,8 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig
 
-from data.can_migrate.features import can_migrate_table
-from data.can_migrate.files import RECORD_FILES, is_record_file, read_records, run_records
+from data.can_migrate.features import can_migrate_table, migration_cost_of
+from data.can_migrate.files import RECORD_FILES, is_record_file, read_meta, read_records, run_records
 from data.can_migrate.record import RecordFormatError
 from data.dataset.build import TRACE_NAMES
 from data.dataset.replay import replay
@@ -269,11 +269,12 @@ class TraceTables:
         if name not in self._records:
             try:
                 records = read_records(path)
+                meta = read_meta(path.parent / "meta.json")  # the run's task_hot window, if it has one
             except RecordFormatError as e:
                 raise EvaluationError(f"traces: {e}") from e
             except OSError as e:
                 raise EvaluationError(f"traces: cannot read {path}: {e}") from e
-            table = can_migrate_table(records.assign(run_id=name.split("/", 1)[1]))
+            table = can_migrate_table(records.assign(run_id=name.split("/", 1)[1]), migration_cost_of(meta))
             log.info("%s: %s -> %d records, %d pass the hard conditions", name, path, len(records), len(table))
             self._records[name] = table
         return self._records[name]

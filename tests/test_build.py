@@ -5,6 +5,7 @@ import hashlib
 import json
 import shutil
 
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import zstandard
@@ -376,6 +377,39 @@ def test_a_load_level_the_run_id_contradicts_is_refused(tmp_path):
     with pytest.raises(BuildError, match="load_pct 0 is not a whole percentage"):
         build([tmp_path / "b"], tmp_path / "d", [])
     assert not (tmp_path / "d").exists()
+
+
+def test_delta_hot_uses_each_runs_migration_cost(tmp_path):
+    """task_hot()'s window is the run's own (meta.json topology.sched.migration_cost_ns, set by
+    --migration-cost-ns): the same records give delta_hot by 500 us without it and by 50 ms
+    with it, so the kernel rule still reproduces the recorded verdicts."""
+    from data.can_migrate.features import migration_cost_of
+    from data.can_migrate.rule import kernel_verdict
+
+    assert migration_cost_of(None) == migration_cost_of({"topology": {"sched": {}}}) == 500_000
+    for i in (1, 2, 3):
+        d = copy_guest_run(tmp_path / "runs", f"{LOAD_SOURCE}-r0{i}", f"{LOAD_SOURCE}-r0{i}", None)
+        meta = json.loads((d / "meta.json").read_text())
+        meta["topology"] = {"spec": None, "sched": {"migration_cost_ns": 50_000_000}}
+        (d / "meta.json").write_text(json.dumps(meta))
+        assert migration_cost_of(meta) == 50_000_000
+        copy_guest_run(tmp_path / "default", f"{LOAD_SOURCE}-r0{i}", f"{LOAD_SOURCE}-r0{i}", None)
+    tables = {}
+    for name in ("runs", "default"):
+        build([tmp_path / name], tmp_path / f"ds-{name}", [], events=False)
+        parts = [
+            pq.read_table(f).to_pandas() for f in sorted((tmp_path / f"ds-{name}" / "can_migrate").glob("*.parquet"))
+        ]
+        tables[name] = t = pd.concat(parts, ignore_index=True)
+        threshold = 50_000_000 if name == "runs" else 500_000
+        assert ((t["delta_ns"] < threshold) == (t["delta_hot"] != 0)).all(), name
+    between = (tables["runs"]["delta_ns"] >= 500_000) & (tables["runs"]["delta_ns"] < 50_000_000)
+    assert between.any()  # rows the two windows judge differently exist, so the test can fail
+    # the records were made under 500 us: claiming 50 ms makes the rule disagree with them
+    allow, _ = kernel_verdict(tables["default"])
+    assert (allow == tables["default"]["can_migrate"].to_numpy()).all()
+    allow, _ = kernel_verdict(tables["runs"])
+    assert (allow != tables["runs"]["can_migrate"].to_numpy()).any()
 
 
 # ----- topology: every row says which machine its run's kernel saw ---------------------------

@@ -86,6 +86,8 @@ def test_plan_archive_is_an_overlay_with_quoted_commands():
     text = data.decode(errors="replace")
     assert "run_one a-r01 2.5 sh -c 'echo '\"'\"'x y'\"'\"''" in text
     assert "BUFFER_KB=4096" in text and "sched_switch" in text and "TRACE_CLOCK=mono" in text
+    assert "MIGRATION_COST_NS=\n" in text  # empty: init.sh leaves the kernel's own value
+    assert "MIGRATION_COST_NS=5000000\n" in gzip.decompress(gc.plan_archive(specs, 4096, "mono", 5_000_000)).decode()
 
 
 def test_missing_host_pieces_name_the_debian_package(monkeypatch, tmp_path):
@@ -325,6 +327,10 @@ def test_cli_refuses_bad_topology_in_one_line(capsys, tmp_path):
     assert "expected SOCKETSxCORESxTHREADS" in err[0] and "'0x2x2'" in err[1]
     assert "--smp 4 conflicts with --topology 2x2x2 (8 CPUs)" in err[3] and "split evenly" in err[4]
     assert "--topology needs --vm" in err[5]
+    assert collect.main([*base, "--migration-cost-ns", "-1"]) == 2
+    assert collect.main(["hackbench-pipe", "--out", str(tmp_path), "--migration-cost-ns", "5000000"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "--migration-cost-ns >= 0" in err[0] and "--migration-cost-ns needs --vm" in err[1]
     assert list(tmp_path.iterdir()) == []
 
 
@@ -347,6 +353,8 @@ domain 2 name NUMA
 domain 2 flags SD_BALANCE_NEWIDLE SD_SERIALIZE SD_NUMA
 numa_balancing sysctl 1
 numa_balancing scan_delay_ms 1000
+sched migration_cost_ns 500000
+sched nr_migrate 32
 """
 
 
@@ -357,6 +365,7 @@ def test_guest_topology_view_parses():
     assert [(d["level"], d["name"]) for d in got["domains"]] == [(0, "SMT"), (1, "MC"), (2, "NUMA")]
     assert "SD_NUMA" in got["domains"][2]["flags"] and "SD_NUMA" not in got["domains"][1]["flags"]
     assert got["numa_balancing"] == {"sysctl": 1, "scan_delay_ms": 1000}
+    assert got["sched"] == {"migration_cost_ns": 500_000, "nr_migrate": 32}
     assert guest_topology.cpulist("0-2,5,7-8\n") == [0, 1, 2, 5, 7, 8]
     empty = guest_topology.parse("", None)
     assert empty["nodes"] is None and empty["cpu_node"] == [] and empty["domains"] == []
@@ -457,12 +466,13 @@ def test_numa8_guest_collection(tmp_path, capsys):
     require_guest()
     out = tmp_path / "runs"
     argv = ["--vm", "oversub-sleep", "--out", str(out), "--seconds", "2", "--trace-seconds", "0.5"]
-    rc = collect.main([*argv, "--topology", "2x2x2"])
+    rc = collect.main([*argv, "--topology", "2x2x2", "--migration-cost-ns", "4000000"])
     cap = capsys.readouterr()
     assert rc == 0, cap.err
     run = out / "oversub-sleep-r01"
     meta = json.loads((run / "meta.json").read_text())
     topo = meta["topology"]
+    assert topo["sched"]["migration_cost_ns"] == 4_000_000 and topo["sched"]["nr_migrate"] > 0  # the guest's value
     assert meta["nr_cpus"] == meta["nproc"] == 8 and meta["guest"]["cpu"] == qemu.TOPOLOGY_CPU
     assert topo["spec"] == "2x2x2" and topo["nodes"] == 2 and topo["cpu_node"] == [0] * 4 + [1] * 4
     assert all(len(s) == 2 and c in s for c, s in enumerate(topo["siblings"])), topo["siblings"]

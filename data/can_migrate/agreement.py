@@ -15,14 +15,13 @@ the verdicts each decided and its disagreements.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 
-from data.can_migrate.features import FORCED, LABEL, can_migrate_table
-from data.can_migrate.files import read_records, run_records
+from data.can_migrate.features import FORCED, LABEL, can_migrate_table, migration_cost_of
+from data.can_migrate.files import read_meta, read_records, run_records
 from data.can_migrate.record import RecordFormatError
 from data.can_migrate.rule import BRANCHES, decision_path, kernel_verdict
 from plumbing import markdown
@@ -106,18 +105,12 @@ def disagreements(table: pd.DataFrame) -> dict:
     return c
 
 
-def _read_meta(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text()) if path.is_file() else None
-    except (OSError, ValueError) as e:
-        raise RecordFormatError(f"{path}: unreadable meta.json ({e})") from e
-
-
 def runs_of(path: Path) -> list[tuple[str, str, dict, pd.DataFrame]]:
     """(topology, run, settings, can_migrate table) for every run a PATH argument holds."""
     if path.is_file():
-        meta = _read_meta(path.parent / "meta.json")
-        tables = [(path.parent.name if meta else path.name, meta, can_migrate_table(read_records(path)))]
+        meta = read_meta(path.parent / "meta.json")
+        table = can_migrate_table(read_records(path), migration_cost_of(meta))
+        tables = [(path.parent.name if meta else path.name, meta, table)]
     elif (path / "can_migrate").is_dir():
         tables = _dataset_runs(path)
     elif path.is_dir():
@@ -129,9 +122,9 @@ def runs_of(path: Path) -> list[tuple[str, str, dict, pd.DataFrame]]:
             )
         tables = []
         for run_dir, file in found:
-            meta = _read_meta(run_dir / "meta.json")
+            meta = read_meta(run_dir / "meta.json")
             records = read_records(file).assign(**run_settings(meta))
-            tables.append((run_dir.name, meta, can_migrate_table(records)))
+            tables.append((run_dir.name, meta, can_migrate_table(records, migration_cost_of(meta))))
     else:
         raise FileNotFoundError(f"{path}: no such file or folder")
     return [(topology_of(meta), run, run_settings(meta), table) for run, meta, table in tables]
@@ -143,11 +136,11 @@ def _dataset_runs(path: Path) -> list[tuple[str, dict | None, pd.DataFrame]]:
     parts = [pd.read_parquet(p) for p in sorted((path / "can_migrate").glob("*.parquet"))]
     if not parts:
         raise FileNotFoundError(f"{path}: no can_migrate/*.parquet (build it with python -m data.build)")
-    card = _read_meta(path / "meta.json") or {}
+    card = read_meta(path / "meta.json") or {}
     source = {s["run_id"]: Path(s["path"]).parent / "meta.json" for s in card.get("sources", []) if "path" in s}
     rows = pd.concat(parts, ignore_index=True)
     return [
-        (str(run), _read_meta(source[run]) if run in source else None, t.reset_index(drop=True))
+        (str(run), read_meta(source[run]) if run in source else None, t.reset_index(drop=True))
         for run, t in rows.groupby("run_id", sort=True)
     ]
 

@@ -198,6 +198,14 @@ def extended_features(df) -> pd.DataFrame:
     return out.astype("float32")
 
 
+def migration_cost_of(meta: dict | None) -> int:
+    """The task_hot() window a run's kernel used: meta.json's topology.sched.migration_cost_ns
+    (the guest probe reads it; `data.collect --vm --migration-cost-ns` sets it), else the
+    kernel's default. delta_hot must use the run's own value, or the rule and the labels part."""
+    value = (((meta or {}).get("topology") or {}).get("sched") or {}).get("migration_cost_ns")
+    return value if isinstance(value, int) else MIGRATION_COST_NS
+
+
 def can_migrate_table(records, migration_cost_ns: int = MIGRATION_COST_NS):
     """Rows of the dataset's can_migrate table from decoded records: the records passing the
     hard conditions, with IDENT columns, Chen's 15 features, both labels, `forced_kernel`, the

@@ -231,6 +231,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--mem", type=int, default=1024, help="--vm: guest memory in MB (default 1024)")
     p.add_argument(
+        "--migration-cost-ns",
+        type=int,
+        default=None,
+        metavar="NS",
+        help="--vm: set the guest's sched/migration_cost_ns (task_hot's cache-hot window; the kernel's "
+        "default 500000) before the runs; meta.json's topology.sched records the value in force",
+    )
+    p.add_argument(
         "--kernel",
         metavar="6.1|7.3|PATH",
         default=None,
@@ -282,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
         return guest.collect_main(args, argv_line)
     if args.topology is not None:
         return fail("--topology needs --vm (it shapes the qemu guest)", 2)
+    if args.migration_cost_ns is not None:
+        return fail("--migration-cost-ns needs --vm (it sets the guest kernel's tunable)", 2)
     if args.bcc:
         return bcc.collect_main(args, argv_line)
     if args.check:

@@ -42,7 +42,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from data.can_migrate.features import CHEN_FEATURES, FORCED, LABEL, can_migrate_table, filter_counts
+from data.can_migrate.features import (
+    CHEN_FEATURES,
+    FORCED,
+    LABEL,
+    can_migrate_table,
+    filter_counts,
+    migration_cost_of,
+)
 from data.can_migrate.files import RECORD_FILES, read_records, run_records
 from data.can_migrate.record import RecordFormatError
 from data.collect.runs import run_load
@@ -270,7 +277,9 @@ def _process_records(run: Run) -> tuple[dict, pa.Table]:
         records = read_records(run.records)
     except RecordFormatError as e:
         raise BuildError(str(e)) from e
-    table = can_migrate_table(records.assign(run_id=run.run_id, workload=run.workload, category=run.category))
+    table = can_migrate_table(
+        records.assign(run_id=run.run_id, workload=run.workload, category=run.category), migration_cost_of(run.meta)
+    )
     source = {
         "records_path": str(run.records),
         "records_sha256": file_sha256(run.records),

@@ -290,10 +290,9 @@ def write_run(
 ) -> dict:
     """OUT/<run_id>/ with can_migrate.bin.zst (the loader's raw stream), can_migrate.parquet and
     meta.json ("collector": "scx"), written aside and renamed in. Returns the meta."""
-    import pyarrow as pa  # deferred: only a --record run needs them
-    import pyarrow.parquet as pq
     import zstandard
 
+    from data.can_migrate.files import write_records_parquet
     from data.can_migrate.record import RECORD_SIZE, decode, records_frame
     from data.collect.runs import now_iso, run_identity
     from data.collect.workloads import WORKLOADS
@@ -312,9 +311,7 @@ def write_run(
     with staged_dir(out / run_id) as part:
         cctx = zstandard.ZstdCompressor(level=10, write_checksum=True)
         write_atomic(part / "can_migrate.bin.zst", cctx.compress(blob))
-        tmp = part / ".can_migrate.parquet.tmp"
-        pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tmp, compression="zstd")
-        os.replace(tmp, part / "can_migrate.parquet")
+        write_records_parquet(df, part / "can_migrate.parquet")
         secs = float(r.stats.get("seconds") or 0)
         meta = {
             **run_identity(run_id, w, list(step.workload)),

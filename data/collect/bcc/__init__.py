@@ -41,6 +41,7 @@ import sys
 import time
 from pathlib import Path
 
+from data.can_migrate.files import write_records_parquet
 from data.can_migrate.record import RECORD_SIZE, decode, records_frame
 from data.collect.runs import (
     PROG,
@@ -299,9 +300,6 @@ def _start_loader(exe: Path, out_path: Path, timeout: float = 15.0) -> subproces
 def collect_run(
     exe: Path, w, out: Path, seconds: float, ncpu: int, argv_line: str, load_pct: int | None = None
 ) -> dict:
-    import pyarrow as pa  # deferred: pyarrow only once records are written, not for --check
-    import pyarrow.parquet as pq
-
     run_id = next_run_id(out, w.name, load_pct=load_pct)
     sizing = load_meta(w, ncpu, load_pct)
     with staged_dir(out / run_id) as part:
@@ -322,9 +320,7 @@ def collect_run(
         stats = json.loads(err.strip().splitlines()[-1]) if err.strip() else {}
         arr = decode(raw.read_bytes(), str(raw))
         df = records_frame(arr)
-        tmp = part / ".can_migrate.parquet.tmp"
-        pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tmp)
-        os.replace(tmp, part / "can_migrate.parquet")
+        write_records_parquet(df, part / "can_migrate.parquet")
         raw.unlink()
         (part / "workload.log").unlink(missing_ok=True)
         meta = {

@@ -46,6 +46,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from data.can_migrate.files import write_records_parquet
 from data.can_migrate.record import RECORD_SIZE, decode, records_frame
 from data.collect import tracefs
 from data.collect.bcc import BccError, build_static_loader
@@ -231,11 +232,14 @@ def base_initramfs(release: str, build_dir: Path = BUILD, modules: list[Path] | 
 # ----- one boot --------------------------------------------------------------------------------
 
 
-def plan_archive(runs: list[dict], buffer_kb: int, clock: str) -> bytes:
+def plan_archive(runs: list[dict], buffer_kb: int, clock: str, migration_cost_ns: int | None = None) -> bytes:
+    """The per-boot plan: plan.env (trace settings; MIGRATION_COST_NS empty = the kernel's own)
+    and plan.sh (one run_one line per run)."""
     env = (
         f"EVENTS={shlex.quote(' '.join(tracefs.SCHED_EVENTS))}\n"
         f"OPTIONS={shlex.quote(' '.join(f'{k}={v}' for k, v in tracefs.PINNED_OPTIONS.items()))}\n"
         f"BUFFER_KB={int(buffer_kb)}\nTRACE_CLOCK={shlex.quote(clock)}\n"
+        f"MIGRATION_COST_NS={'' if migration_cost_ns is None else int(migration_cost_ns)}\n"
     )
     plan = "".join(
         f"run_one {shlex.quote(r['run_id'])} {r['trace_seconds']:g} {shlex.join(r['command'])}\n" for r in runs
@@ -279,9 +283,7 @@ def cpu_overruns(rundir: Path) -> dict[str, dict[str, int]]:
 
 def finish_run(spec: dict, raw: Path, out: Path, guest: dict, zstd_level: int, argv_line: str) -> dict:
     """Turn the share's raw run directory into OUT/<run_id>/ (written aside, renamed in)."""
-    import pyarrow as pa  # deferred: pyarrow and zstandard only once a boot has runs to write
-    import pyarrow.parquet as pq
-    import zstandard
+    import zstandard  # deferred: zstandard (and pyarrow) only once a boot has runs to write
 
     env = parse_env(raw / "guest_run.env")
     err_lines = (raw / "loader.err").read_text(errors="replace").strip().splitlines()
@@ -303,11 +305,7 @@ def finish_run(spec: dict, raw: Path, out: Path, guest: dict, zstd_level: int, a
         cctx = zstandard.ZstdCompressor(level=zstd_level, write_checksum=True)
         write_atomic(part / "can_migrate.bin.zst", cctx.compress(blob))
         df = records_frame(arr)
-        tmp = part / ".can_migrate.parquet.tmp"
-        pq.write_table(
-            pa.Table.from_pandas(df, preserve_index=False), tmp, compression="zstd", compression_level=zstd_level
-        )
-        os.replace(tmp, part / "can_migrate.parquet")
+        write_records_parquet(df, part / "can_migrate.parquet", zstd_level)
         ring = cpu_overruns(raw)
         guest_s = float(env["uptime_end"]) - float(env["uptime_start"])
         log_tail = (raw / "workload.log").read_bytes()[-2000:].decode(errors="replace")
@@ -390,6 +388,7 @@ def collect_boot(
     log=print,
     topology: qemu.Topology | None = None,
     debian: debian_kernel.DebianKernel | None = None,
+    migration_cost_ns: int | None = None,
 ) -> list[dict]:
     """Boot once, run every spec, return the metas of the runs written to OUT. With a topology,
     its CPUs are the guest's (smp must equal topology.cpus). debian: the cached Debian kernel
@@ -406,7 +405,7 @@ def collect_boot(
     share = work / "share"
     share.mkdir(parents=True, exist_ok=True)
     try:
-        plan = plan_archive(specs, buffer_kb, clock)
+        plan = plan_archive(specs, buffer_kb, clock, migration_cost_ns)
         initrd = work / "initrd.cpio.gz"
         base_bytes = base.read_bytes()
         initrd.write_bytes(base_bytes + plan)
@@ -550,8 +549,11 @@ def collect_main(args, argv_line: str) -> int:
         or smp < 1
         or args.mem < 256
         or (args.trace_seconds is not None and args.trace_seconds <= 0)
+        or (args.migration_cost_ns is not None and args.migration_cost_ns < 0)
     ):
-        return fail("--runs >= 1, --seconds > 0, --trace-seconds > 0, --smp >= 1, --mem >= 256", 2)
+        return fail(
+            "--runs >= 1, --seconds > 0, --trace-seconds > 0, --smp >= 1, --mem >= 256, --migration-cost-ns >= 0", 2
+        )
     try:
         smp, topology = qemu.guest_cpus(args.topology, args.smp, args.mem, DEFAULT_SMP)
     except ValueError as e:
@@ -602,6 +604,7 @@ def collect_main(args, argv_line: str) -> int:
             clock=args.clock,
             topology=topology,
             debian=debian,
+            migration_cost_ns=args.migration_cost_ns,
         )
     except GuestError as e:
         return fail(str(e))

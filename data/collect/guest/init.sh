@@ -38,6 +38,11 @@ mkdir -p /out/.scratch /var/tmp && mount --bind /out/.scratch /var/tmp
 mkdir -p /sys/kernel/debug && mount -t debugfs nodev /sys/kernel/debug
 # Since 6.x the sched domains appear in debugfs only with sched/verbose on (6.1 has them anyway).
 [ -d /sys/kernel/debug/sched/domains ] || echo Y > /sys/kernel/debug/sched/verbose
+# --migration-cost-ns: task_hot()'s cache-hot window, set before any run (the probe records it).
+if [ -n "$MIGRATION_COST_NS" ]; then
+	echo "$MIGRATION_COST_NS" > /sys/kernel/debug/sched/migration_cost_ns ||
+		die "sched/migration_cost_ns $MIGRATION_COST_NS refused"
+fi
 /bin/slm-topology > /out/topology.txt
 echo "SLG-BOOT uptime=$(cut -d' ' -f1 /proc/uptime) release=$(uname -r)"
 # The probes attach by name: a kernel that inlined (or renamed) the function cannot be probed.

@@ -9,6 +9,7 @@ topology.txt lines (space separated, written once per boot):
     domain LEVEL flags FLAG...
     numa_balancing sysctl V          /proc/sys/kernel/numa_balancing
     numa_balancing KEY V             debugfs sched/numa_balancing/KEY
+    sched KEY V                      debugfs sched/KEY: migration_cost_ns, nr_migrate
 """
 
 from __future__ import annotations
@@ -39,13 +40,14 @@ def _value(text: str) -> int | str:
 
 
 def parse(text: str, spec: str | None) -> dict:
-    """topology.txt -> {"spec", "nodes", "cpu_node", "siblings", "domains", "numa_balancing"}.
+    """topology.txt -> {"spec", "nodes", "cpu_node", "siblings", "domains", "numa_balancing", "sched"}.
     cpu_node[c] is CPU c's node and siblings[c] its SMT siblings (CPU c included); nodes is None
     when the guest wrote nothing (an older init, or a boot that died first)."""
     node_cpus: dict[int, list[int]] = {}
     siblings: dict[int, list[int]] = {}
     domains: dict[int, dict] = {}
     balancing: dict[str, int | str] = {}
+    sched: dict[str, int | str] = {}
     for line in text.splitlines():
         kind, _, rest = line.strip().partition(" ")
         key, _, val = rest.partition(" ")
@@ -62,6 +64,8 @@ def parse(text: str, spec: str | None) -> dict:
                 d["flags"] = val.split()
         elif kind == "numa_balancing" and key:
             balancing[key] = _value(val.strip())
+        elif kind == "sched" and key:
+            sched[key] = _value(val.strip())
     ncpu = max([c for cpus in node_cpus.values() for c in cpus] + list(siblings), default=-1) + 1
     cpu_node: list[int | None] = [None] * ncpu
     for node, cpus in node_cpus.items():
@@ -74,4 +78,5 @@ def parse(text: str, spec: str | None) -> dict:
         "siblings": [siblings.get(c) for c in range(ncpu)] if siblings else [],
         "domains": [domains[k] for k in sorted(domains)],
         "numa_balancing": balancing,
+        "sched": sched,
     }

@@ -20,6 +20,11 @@ for d in $sd/domain[0-9]*; do
 	echo "domain ${d##*/domain} flags $(cat "$d/flags")"
 done
 [ -e /proc/sys/kernel/numa_balancing ] && echo "numa_balancing sysctl $(cat /proc/sys/kernel/numa_balancing)"
+for f in migration_cost_ns nr_migrate; do  # the balancer's tunables (pre-5.13: /proc/sys/kernel/sched_*)
+	v=$D/$f
+	[ -f $v ] || v=/proc/sys/kernel/sched_$f
+	[ -f $v ] && echo "sched $f $(cat $v)"
+done
 for f in $D/numa_balancing/*; do
 	[ -f "$f" ] && echo "numa_balancing ${f##*/} $(cat "$f")"
 done
