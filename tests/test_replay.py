@@ -468,7 +468,9 @@ def test_switch_missing_from_the_trace_is_inferred_from_the_running_task():
         )
     )
     assert [(x["ts"], x["tid"], x["migrated"], x["next_cpu"]) for x in rows(r)] == [(10, 1, 1, 1), (20, 2, 0, 1)]
-    assert r.stats["missed_switches"] == 1 and r.stats["inconsistencies"] == 0
+    # idle ran a line in its stint (at 10; a line without flags counts as task context)
+    assert r.stats["missed_switches"] == 1 and r.stats["hidden_switch_outs"] == 0
+    assert r.stats["inconsistencies"] == 0
     assert len(r.next_task) == 3  # only real sched_switch lines are next_task rows
 
 
@@ -498,8 +500,76 @@ def test_missing_switch_out_forgets_the_task():
         )
     )
     assert [x["ts"] for x in rows(r)] == [10]  # 20 never runs again: its waking is dropped
-    assert r.stats["missed_switches"] == 1 and r.stats["inconsistencies"] == 1
+    # 10 ran no line at all between its switch-in and 30's line: a hidden switch-out
+    assert r.stats["hidden_switch_outs"] == 1 and r.stats["missed_switches"] == 0
+    assert r.stats["inconsistencies"] == 1
     assert r.stats["skipped_unknown_task"] == 1 and r.stats["dropped_unknown_outcome"] == 1
+
+
+def _require_engine(engine):
+    if engine == "c":
+        from tests.conftest import require
+
+        require(replay_mod.CORE.load() is not None, f"C compiler for the replay core: {replay_mod.CORE.reason}")
+
+
+@pytest.mark.parametrize("engine", ["c", "python"])
+def test_switch_out_of_a_task_seen_only_in_irq_context_is_hidden(engine):
+    """The shipped traces' kernel traces no task-context line while some tasks are current (CPU
+    1's idle task, the sandbox agent's threads): they show only in irq context (flags' third
+    character 'h' or 's'), and every switch out of them is missing. Such a missing switch-out,
+    one whose task ran no task-context line in its stint, is hidden_switch_outs, not
+    missed_switches; idle counts like any task."""
+    _require_engine(engine)
+    r = replay(
+        table(
+            BOOT
+            + [
+                dict(waking(10, 1, 10), flags="d.h3."),  # idle cpu1 in hardirq context wakes 10
+                dict(wakeup(11, 1, 10, 1), flags="dNh4."),
+                # no "swapper/1 ==> t10": idle ran no task-context line since its switch-in at 1
+                dict(waking(20, 1, 20), common_pid=10, flags="d..3."),
+                dict(wakeup(21, 1, 20, 1), common_pid=10, flags="d..4."),
+                sw(30, 1, 10, 20, state="R+"),
+                dict(waking(40, 1, 30), common_pid=20, flags="d.s3."),  # 20 seen in softirq context only
+                dict(waking(50, 1, 40), common_pid=10, flags="d..3."),  # "t20 ==> t10" is missing
+            ]
+        ),
+        engine=engine,
+    )
+    assert r.stats["hidden_switch_outs"] == 2 and r.stats["missed_switches"] == 0
+    assert r.stats["inconsistencies"] == 1  # 20's state is lost all the same
+    want = [(10, KIND_WAKEUP, 1), (20, KIND_WAKEUP, 1), (30, KIND_PREEMPT, 1)]  # 10 seen running at 20 and 50
+    assert [(x["ts"], x["kind"], x["next_cpu"]) for x in rows(r)] == want
+
+
+@pytest.mark.parametrize("engine", ["c", "python"])
+def test_switch_out_of_a_task_seen_in_task_context_is_missed(engine):
+    """A missing switch-out whose task did run a task-context line in its stint on that CPU is
+    a real gap: missed_switches. The rule is per stint: such a line in an earlier stint of the
+    task does not count."""
+    _require_engine(engine)
+    r = replay(
+        table(
+            BOOT
+            + [
+                dict(waking(10, 1, 10), flags="d..2."),  # idle cpu1 runs in task context
+                dict(wakeup(11, 1, 10, 1), flags="dN.3."),
+                dict(waking(20, 1, 20), common_pid=10, flags="d..3."),  # "swapper/1 ==> t10" is missing
+                dict(wakeup(21, 1, 20, 1), common_pid=10, flags="d..4."),
+                sw(30, 1, 10, 20, state="R+"),
+                dict(waking(40, 1, 30), common_pid=20, flags="d.s3."),
+                dict(waking(41, 1, 31), common_pid=20, flags="....."),  # 20 in task context
+                dict(waking(50, 1, 40), common_pid=10, flags="d..3."),  # "t20 ==> t10" is missing
+                sw(60, 1, 10, 20),
+                dict(waking(70, 1, 50), common_pid=20, flags="dNh4."),  # this stint: irq context only
+                dict(waking(80, 1, 60), common_pid=10, flags="d..3."),  # "t20 ==> t10" is missing
+            ]
+        ),
+        engine=engine,
+    )
+    assert r.stats["missed_switches"] == 2 and r.stats["hidden_switch_outs"] == 1
+    assert r.stats["inconsistencies"] == 2
 
 
 def test_next_task_rows():

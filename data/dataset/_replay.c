@@ -26,19 +26,22 @@ enum { KIND_WAKEUP, KIND_PREEMPT, KIND_NEW };
 /* Counters, in the order of data/dataset/replay.py's STAT_NAMES. */
 const char rp_stats[] =
     "lost_markers,pid_reuse,skipped_unknown_task,skipped_untrusted_cpu,waking_not_sleeping,"
-    "dropped_unknown_outcome,dropped_lost,missed_switches,inconsistencies";
+    "dropped_unknown_outcome,dropped_lost,missed_switches,hidden_switch_outs,inconsistencies";
 enum { ST_LOST, ST_PID_REUSE, ST_SKIP_UNKNOWN, ST_SKIP_UNTRUSTED, ST_WAKING_NOT_SLEEPING,
-       ST_DROPPED_UNKNOWN, ST_DROPPED_LOST, ST_MISSED_SWITCHES, ST_INCONSISTENCIES, NSTATS };
+       ST_DROPPED_UNKNOWN, ST_DROPPED_LOST, ST_MISSED_SWITCHES, ST_HIDDEN_SWITCH_OUTS,
+       ST_INCONSISTENCIES, NSTATS };
 
 /*
- * The columns read and written, in order, with their types (i8..i64 = int8_t..int64_t):
+ * The columns read and written, in order, with their types (i8..i64 = int8_t..int64_t,
+ * u8 = uint8_t):
  * data/dataset/replay.py reads these strings, passes arrays of these types, and checks the
  * output names against data/dataset/tables.py MIG_LOOP_COLS / NT_LOOP_COLS. The inputs have the
  * event table's own types (nulls as -1); the outputs have the decision tables' types, so the
  * tables take them without conversion.
  */
 const char rp_in_columns[] = "code:i8,ts:i64,cpu:i16,common_pid:i32,prev_pid:i32,prev_state:i8,"
-                             "next_pid:i32,pid:i32,target_cpu:i16,dest_cpu:i16,child_pid:i32";
+                             "next_pid:i32,pid:i32,target_cpu:i16,dest_cpu:i16,child_pid:i32,"
+                             "task_ctx:u8";
 const char rp_mig_columns[] = "row:i64,tid:i64,segment:i32,src_cpu:i16,kind:i8,since_last_ran_ns:i64,"
                               "src_nr_running:i16,min_other_nr_running:i16,max_other_nr_running:i16,"
                               "src_idle:i8,other_idle:i8,waker_same_cpu:i8,recent_migrations:i8";
@@ -51,6 +54,7 @@ struct in {
     const int64_t *ts;
     const int16_t *cpu, *target, *dest;
     const int32_t *common, *prev, *next, *pid, *child;
+    const uint8_t *task_ctx; /* 1: the line ran in task context (tables.task_context_array) */
 };
 
 struct mig_out { /* rp_mig_columns; one row per decision, and next_cpu beside them */
@@ -87,6 +91,7 @@ struct rp {
     struct task *t;
     int64_t ntids, cap_tids;
     int64_t *cur, *cur_pid, *nr, *first_ts, *last_switch;
+    uint8_t *ctx_seen; /* per CPU: its current task ran a task-context line in this stint */
     int64_t *qhead; /* per CPU: first tid of its queued list, -1 empty */
     uint8_t *trusted;
     int64_t n_untrusted;
@@ -110,6 +115,7 @@ static void reset_cpus(struct rp *r)
         r->first_ts[c] = -1;
         r->last_switch[c] = -1;
         r->qhead[c] = -1;
+        r->ctx_seen[c] = 0;
     }
     for (int64_t k = 0; k < r->ncpus_seen; k++)
         r->trusted[r->cpus[k]] = 0;
@@ -296,7 +302,8 @@ static void observe_current(struct rp *r, int64_t c, int64_t pid)
 {
     int64_t old = r->cur[c];
     if (old >= 0) {
-        r->stats[ST_MISSED_SWITCHES]++;
+        /* the old task ran no task-context line in its stint on c: one the kernel does not trace */
+        r->stats[r->ctx_seen[c] ? ST_MISSED_SWITCHES : ST_HIDDEN_SWITCH_OUTS]++;
         if (old)
             forget(r, &r->t[old]);
     }
@@ -305,6 +312,7 @@ static void observe_current(struct rp *r, int64_t c, int64_t pid)
         switch_in(r, tid, c);
     r->cur[c] = tid;
     r->cur_pid[c] = pid;
+    r->ctx_seen[c] = 0;
 }
 
 static void go_idle(struct rp *r, int64_t c)
@@ -347,6 +355,7 @@ static void on_switch(struct rp *r, int64_t i)
         go_idle(r, c);
     r->cur[c] = nt;
     r->cur_pid[c] = nxt;
+    r->ctx_seen[c] = 0;
     int64_t last = r->last_switch[c], woke = nt ? r->t[nt].last_wake : -1, j = r->nnt++;
     struct nt_out *o = &r->nt;
     o->row[j] = i;
@@ -467,7 +476,7 @@ int rp_replay(int64_t n, const void *const *in, int64_t npid, int64_t ncpu, cons
     int rc = -1;
     r.in = (struct in){.n = n, .code = in[0], .ts = in[1], .cpu = in[2], .common = in[3], .prev = in[4],
                        .prev_state = in[5], .next = in[6], .pid = in[7], .target = in[8], .dest = in[9],
-                       .child = in[10]};
+                       .child = in[10], .task_ctx = in[11]};
     r.mig = (struct mig_out){mig[0], mig[1], mig[2], mig[3], mig[4], mig[5], mig[6],
                              mig[7], mig[8], mig[9], mig[10], mig[11], mig[12], mig[13]};
     r.nt = (struct nt_out){nt[0], nt[1], nt[2], nt[3], nt[4], nt[5]};
@@ -482,7 +491,8 @@ int rp_replay(int64_t n, const void *const *in, int64_t npid, int64_t ncpu, cons
     r.t = malloc(r.cap_tids * sizeof(*r.t));
     r.cur = malloc(6 * ncpu * sizeof(int64_t));
     r.trusted = malloc(ncpu);
-    if (!r.tids || !r.t || !r.cur || !r.trusted)
+    r.ctx_seen = malloc(ncpu);
+    if (!r.tids || !r.t || !r.cur || !r.trusted || !r.ctx_seen)
         goto out;
     r.cur_pid = r.cur + ncpu;
     r.nr = r.cur_pid + ncpu;
@@ -503,6 +513,8 @@ int rp_replay(int64_t n, const void *const *in, int64_t npid, int64_t ncpu, cons
             int64_t c = r.in.cpu[i], p = r.in.common[i];
             if (p != r.cur_pid[c] && p >= 0)
                 observe_current(&r, c, p);
+            if (p >= 0 && r.in.task_ctx[i]) /* p is current on c now */
+                r.ctx_seen[c] = 1;
             if (r.n_untrusted)
                 warm(&r, c, r.in.ts[i]);
         }
@@ -552,5 +564,6 @@ out:
     free(r.t);
     free(r.cur);
     free(r.trusted);
+    free(r.ctx_seen);
     return rc;
 }

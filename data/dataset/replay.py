@@ -29,12 +29,16 @@ CPU it last ran on; for wakeup_new, the CPU it was forked on). next_task's next_
 is the time since the incoming task's last waking/wakeup_new in the segment (for a preempted
 task, since the wakeup before its preemption).
 
-Switches can be missing from a trace without any LOST marker (the shipped traces, from a
-Firecracker VM, never show the switch-outs of the sandbox agent's threads and miss some switches
-out of idle). Every line names the task running on its CPU (common_pid), so a line run by another
-task than the replayed one reveals the gap: the named task is switched in there (counted in
-`missed_switches`) and the one it replaced becomes UNKNOWN (`inconsistencies`, which also counts
-tasks found queued on a CPU that went idle).
+Switches can be missing from a trace without any LOST marker. The shipped traces' kernel (a
+Firecracker/PVM guest build) traces nothing in task context while CPU 1's idle task, a PID 1
+thread (the sandbox agent) or a not yet exec'd child of one is current, so every switch out of
+those is absent (docs/data.md). Every line names the task running on its CPU (common_pid), so a
+line run by another task than the replayed one reveals the gap: the named task is switched in
+there and the one it replaced becomes UNKNOWN (`inconsistencies`, which also counts tasks found
+queued on a CPU that went idle). The gap is counted in `hidden_switch_outs` when the replaced
+task (idle included) ran no task-context line during its stint on that CPU (none whose `flags`
+hardirq/softirq character is '.'; a line without flags counts as task context), and otherwise
+in `missed_switches`, a real, unexplained gap: 0 on the shipped and the guest traces.
 
 Implementation: the state machine runs in C (data/dataset/_replay.c, built and loaded by data/parse/native.py
 like the parser's core) over the event columns, read here straight from the Arrow buffers; the
@@ -66,6 +70,7 @@ from data.dataset.tables import (
     ReplayResult,
     event_codes,
     prev_state_array,
+    task_context_array,
 )
 from data.parse.schema import EVENT_KINDS
 from plumbing import shared_lib
@@ -76,7 +81,7 @@ _SWITCH, _WAKING, _WAKEUP, _WAKEUP_NEW, _LOST = (
 )
 _PID_COLUMNS = ("common_pid", "prev_pid", "next_pid", "pid", "child_pid")
 _INT_COLUMNS = ("cpu", *_PID_COLUMNS, "target_cpu", "dest_cpu", "prev_prio", "prio", "next_prio", "lost_count")
-_C_TYPES = {"i8": np.int8, "i16": np.int16, "i32": np.int32, "i64": np.int64}
+_C_TYPES = {"i8": np.int8, "i16": np.int16, "i32": np.int32, "i64": np.int64, "u8": np.uint8}
 _PID_MAX_LIMIT = 1 << 22  # include/linux/threads.h, 64-bit
 
 
@@ -166,6 +171,7 @@ def _replay_c(lib, cols: dict, n: int, codes: np.ndarray, wakeup_decides: bool, 
         target_cpu=target,
         dest_cpu=dest,
         child_pid=child,
+        task_ctx=cols["task_ctx"],
     )
     inputs = [np.ascontiguousarray(given[name], dtype) for name, dtype in lib.columns["in"].items()]
     kinds = np.bincount(codes[codes >= 0], minlength=len(EVENT_KINDS))
@@ -284,6 +290,7 @@ def replay(
     cols = {name: _ints(events, name) for name in _INT_COLUMNS}
     cols["ts"] = ts
     cols["prev_state"] = prev_state_array(events)
+    cols["task_ctx"] = task_context_array(events)
     codes = _codes(events)
     wakeup_decides = not np.any(codes == _WAKING)
     mig, next_cpu, nt, counters, ncpus_seen, ntids, segment = _replay_c(lib, cols, n, codes, wakeup_decides, warmup_ns)

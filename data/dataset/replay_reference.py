@@ -6,7 +6,7 @@ of both learning tasks (migration, next_task) from that one pass. About 0.3M eve
 core does the same in one pass at several million.
 
 What the replay decides, trusts and counts (decision points, UNKNOWN states, trusted
-nr_running, LOST segments, missed switches) is stated once, in data/dataset/replay.py's docstring;
+nr_running, LOST segments, missed and hidden switches) is stated once, in data/dataset/replay.py's docstring;
 this file implements exactly that, line for line readable.
 """
 
@@ -35,6 +35,7 @@ from data.dataset.tables import (
     ReplayResult,
     event_codes,
     prev_state_codes,
+    task_context_array,
 )
 from data.parse.schema import EVENT_KINDS
 
@@ -62,6 +63,7 @@ class _Replayer:
         self.target_cpu = _int_list(events, "target_cpu")
         self.dest_cpu = _int_list(events, "dest_cpu")
         self.child_pid = _int_list(events, "child_pid")
+        self.task_ctx = task_context_array(events).tolist()
         self.warmup_ns = warmup_ns
         self.wakeup_decides = False  # run() sets it: True when the trace has no sched_waking
         self.cpus = sorted({c for c in self.cpu if c >= 0})
@@ -93,6 +95,7 @@ class _Replayer:
         self.n_untrusted = len(self.cpus)
         self.first_ts = [-1] * n
         self.last_switch = [-1] * n
+        self.ctx_seen = [False] * n  # the current task ran a task-context line in this stint
 
     def _reset_all(self) -> None:
         """Forget every task's state (after lost events); tid identities are kept."""
@@ -215,6 +218,7 @@ class _Replayer:
         else:
             self._go_idle(c)
         self.cur[c], self.cur_pid[c] = nt, nxt
+        self.ctx_seen[c] = False
         last = self.last_switch[c]
         woke = self.last_wake[nt] if nt else -1
         self.nt.append((i, self.segment, pt, nt, ts - last if last >= 0 else -1, ts - woke if woke >= 0 else -1))
@@ -248,16 +252,19 @@ class _Replayer:
         """Every event line names the task current on its CPU (common_pid). When that is not
         the task the replay holds there, the switch to it is missing from the trace (the
         shipped traces lack some switches with no LOST marker): the old task's state is lost,
-        and the named task is switched in now, which is where its next run was observed."""
+        and the named task is switched in now, which is where its next run was observed.
+        The missing switch-out is `hidden_switch_outs` when the old task ran no task-context
+        line in this stint on c (a task the kernel does not trace), else `missed_switches`."""
         old = self.cur[c]
         if old >= 0:
-            self.stats["missed_switches"] += 1
+            self.stats["missed_switches" if self.ctx_seen[c] else "hidden_switch_outs"] += 1
             if old:
                 self._forget(old)
         t = self._tid(pid) if pid else 0
         if t:
             self._switch_in(t, c)
         self.cur[c], self.cur_pid[c] = t, pid
+        self.ctx_seen[c] = False
 
     def _go_idle(self, c: int) -> None:
         """Idle is only picked with an empty runqueue: anything we still hold there is stale."""
@@ -343,12 +350,14 @@ class _Replayer:
         handlers[_MIGRATE] = self.migrate
         handlers[_FORK] = self.fork
         handlers[_LOST] = self.lost
-        cpu, ts, common = self.cpu, self.ts, self.common_pid
+        cpu, ts, common, task_ctx = self.cpu, self.ts, self.common_pid, self.task_ctx
         for i, k in enumerate(codes):
             if k != _LOST:
                 c, p = cpu[i], common[i]
                 if p != self.cur_pid[c] and p >= 0:
                     self._observe_current(c, p)
+                if p >= 0 and task_ctx[i]:  # p is current on c now
+                    self.ctx_seen[c] = True
                 if self.n_untrusted:
                     self._warm(c, ts[i])
             handlers[k](i)

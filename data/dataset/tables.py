@@ -63,6 +63,7 @@ STAT_NAMES = (
     "dropped_unknown_outcome",
     "dropped_lost",
     "missed_switches",
+    "hidden_switch_outs",
     "inconsistencies",
 )
 
@@ -121,3 +122,35 @@ def prev_state_array(table: pa.Table) -> np.ndarray:
 
 def prev_state_codes(table: pa.Table) -> list[int]:
     return prev_state_array(table).tolist()
+
+
+def task_context_array(table: pa.Table) -> np.ndarray:
+    """1 where the line ran in task context, as uint8: the hardirq/softirq character of its flags
+    column (the third, as in "d..2." / "dNh4." / "d.s3.") is '.', i.e. neither hardirq nor
+    softirq (nor NMI). A line without flags (or a shorter column) counts as task context: the
+    replay cannot tell, and then errs to `missed_switches` (replay.py's docstring)."""
+    if "flags" not in table.column_names:
+        return np.ones(table.num_rows, np.uint8)
+    parts = [_task_context_chunk(chunk) for chunk in table.column("flags").chunks]
+    return np.concatenate(parts) if parts else np.zeros(0, np.uint8)
+
+
+def _task_context_chunk(chunk: pa.Array) -> np.ndarray:
+    """task_context_array of one chunk: of a plain string array, read from its offsets and bytes."""
+    if chunk.type != pa.string():
+        enc = pc.dictionary_encode(chunk.cast(pa.string()))
+        lookup = np.array([len(f) < 3 or f[2] == "." for f in enc.dictionary.to_pylist()] + [True], np.uint8)
+        return lookup[pc.fill_null(enc.indices, len(enc.dictionary)).to_numpy()]
+    n, off = len(chunk), chunk.offset
+    valid_buf, offsets_buf, data_buf = chunk.buffers()
+    if n == 0 or data_buf is None:
+        return np.ones(n, np.uint8)
+    offsets = np.frombuffer(offsets_buf, np.int32)[off : off + n + 1]
+    data = np.frombuffer(data_buf, np.uint8)
+    start, length = offsets[:-1], np.diff(offsets)
+    third = data[np.minimum(start + 2, max(len(data) - 1, 0))] if len(data) else np.zeros(n, np.uint8)
+    ctx = (length < 3) | (third == ord("."))
+    if chunk.null_count:
+        valid = np.unpackbits(np.frombuffer(valid_buf, np.uint8), count=off + n, bitorder="little")[off:].view(bool)
+        ctx |= ~valid
+    return ctx.astype(np.uint8)
