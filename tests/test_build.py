@@ -403,6 +403,7 @@ def test_delta_hot_uses_each_runs_migration_cost(tmp_path):
         tables[name] = t = pd.concat(parts, ignore_index=True)
         threshold = 50_000_000 if name == "runs" else 500_000
         assert ((t["delta_ns"] < threshold) == (t["delta_hot"] != 0)).all(), name
+        assert {s["migration_cost_ns"] for s in card_of(tmp_path / f"ds-{name}")["sources"]} == {threshold}
     between = (tables["runs"]["delta_ns"] >= 500_000) & (tables["runs"]["delta_ns"] < 50_000_000)
     assert between.any()  # rows the two windows judge differently exist, so the test can fail
     # the records were made under 500 us: claiming 50 ms makes the rule disagree with them

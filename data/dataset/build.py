@@ -277,10 +277,10 @@ def _process_records(run: Run) -> tuple[dict, pa.Table]:
         records = read_records(run.records)
     except RecordFormatError as e:
         raise BuildError(str(e)) from e
-    table = can_migrate_table(
-        records.assign(run_id=run.run_id, workload=run.workload, category=run.category), migration_cost_of(run.meta)
-    )
+    cost = migration_cost_of(run.meta)
+    table = can_migrate_table(records.assign(run_id=run.run_id, workload=run.workload, category=run.category), cost)
     source = {
+        "migration_cost_ns": cost,  # task_hot()'s window delta_hot was built with
         "records_path": str(run.records),
         "records_sha256": file_sha256(run.records),
         "records_bytes": run.records.stat().st_size,
