@@ -6,6 +6,7 @@ checksum of a finished file lives here too, so the collectors and the builder sh
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -62,8 +63,35 @@ def staged_dir(final) -> Iterator[Path]:
     os.rename(part, final)
 
 
+_RENAME_EXCHANGE = 2  # linux/fs.h: renameat2() swaps the two names in one step
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap the names of two existing paths atomically (Linux renameat2 RENAME_EXCHANGE); False
+    where the C library or the filesystem cannot, so the caller falls back to two renames."""
+    import ctypes
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
 def swap_dir_in(tmp: Path, out: Path) -> None:
-    """Move the finished folder `tmp` to `out`, replacing any old `out` as late as possible."""
+    """Move the finished folder `tmp` to `out`, replacing any old `out`. Where Linux can swap the
+    two names in one step, `out` is the old or the new folder at every moment, and the old one is
+    removed under tmp's name after; elsewhere two renames leave a moment without `out`."""
+    if out.exists() and _exchange(tmp, out):
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
     old = out.parent / f".{out.name}.old-{os.getpid()}"
     if out.exists():
         out.rename(old)
