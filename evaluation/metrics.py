@@ -11,7 +11,7 @@ import torch
 from torchmetrics.classification import BinaryConfusionMatrix, MulticlassConfusionMatrix
 
 from data.dataset.windows import SplitData
-from models.baselines import baselines_for
+from models.baselines import fit_baselines
 
 CHUNK = 4096
 MAX_CONFUSION_CLASSES = 32  # next_task: a token confusion matrix only for small encodings (MTF)
@@ -66,6 +66,7 @@ def baseline_key(cand) -> tuple:
         len(m.get("vocab") or []),
         m.get("window_by"),
         m.get("label"),
+        repr(m.get("future")),  # label forced_future: its calls and horizon define the targets
     )
 
 
@@ -83,7 +84,7 @@ def baseline_scores(cand, splits: list[str], cache: dict, chunk: int = CHUNK) ->
     key = baseline_key(cand)
     if key not in cache:
         train = cand.dm.get_split("train")
-        cache[key] = {"fitted": [b.fit(train, cand.meta) for b in baselines_for(cand.task)], "scores": {}}
+        cache[key] = {"fitted": fit_baselines(cand.task, train, cand.meta), "scores": {}}
     entry = cache[key]
     todo = [n for n in splits if n not in entry["scores"]]
     derived = cand.derived(todo)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from evaluation.lead_time import lead_time_table
 from evaluation.plots import baseline_rows
 from evaluation.seeds import fmt_ms
 from evaluation.winner import describe
@@ -327,6 +328,10 @@ def render(
             bt = branch_table(gs or ms, s)
             if bt:
                 out += [f"### Accuracy per branch of the kernel's rule ({s})", "", bt, ""]
+        for s in [s for s in splits if not s.startswith("workload/")]:
+            lt = lead_time_table(ms, s, table)
+            if lt:
+                out += [f"### Lead time of correct positives ({s}, forced_future; per run)", "", lt, ""]
         cm = confusion_table(ms, split)
         if cm:
             out += [f"### Confusion matrices ({split})", "", cm, ""]

@@ -19,6 +19,8 @@ from evaluation.branches import branch_scores
 from evaluation.config import check
 from evaluation.importance import permutation_importance
 from evaluation.latency import measure
+from evaluation.lead_time import applies as lead_time_applies
+from evaluation.lead_time import lead_time_scores
 from evaluation.loco import is_loco, loco_tables, read_results, render_loco
 from evaluation.metrics import baseline_scores, lift, predict, primary_metric, score, split_logits
 from evaluation.report import VERSION, ranking, render, split_order, write_json
@@ -108,6 +110,10 @@ def evaluate_candidate(cand: Candidate, cfg: DictConfig, cache: dict, step: str 
     if cand.task == "can_migrate":  # which branch of the kernel's rule the model misses
         entry["branches"] = {
             s: branch_scores(module, logits[s], cand.get_split(s)) for s in splits if not s.startswith("workload/")
+        }
+    if lead_time_applies(cand.meta):  # forced_future: how far ahead of the forced call
+        entry["lead_time"] = {
+            s: lead_time_scores(module, logits[s], cand.get_split(s)) for s in splits if not s.startswith("workload/")
         }
     if cfg.latency.enabled:
         progress(f"{step}{cand.label}: latency ({int(cfg.latency.calls)} calls per engine)")

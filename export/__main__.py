@@ -38,6 +38,11 @@ def load_source(o: ExportConfig):
             f"ckpt_path={o.ckpt_path}: trained on data.inputs={meta['inputs']}, but the kernel computes only "
             f"Chen's 15 inputs: export a model trained with data.inputs={KERNEL_INPUTS}"
         )
+    if meta.get("label") == "forced_future":  # its steps read the task's own call history
+        raise UserError(
+            f"ckpt_path={o.ckpt_path}: label forced_future needs per-task state (the time since the task's "
+            "previous call), which the kernel's model.h does not keep: not exportable yet (issue 22, item 4)"
+        )
     try:
         return from_checkpoint(o.ckpt_path, o.dataset, o.splits)
     except (OSError, KeyError, ValueError) as e:

@@ -7,14 +7,19 @@ callback, on by default) logs them at the end of testing as `<split>/baseline/<n
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from data.can_migrate.rule import kernel_verdict
+from data.can_migrate.forced_future import FORCED_FUTURE, PAST_RATE, PREV_FORCED
+from data.can_migrate.rule import kernel_verdict, task_hot
 from data.dataset.windows import SplitData
+
+log = logging.getLogger(__name__)
 
 CACHE_HOT_NS = 500_000  # the kernel's sysctl_sched_migration_cost (500 us)
 CONFIDENT = 20.0  # logit used for hard yes/no rules
@@ -22,6 +27,7 @@ CONFIDENT = 20.0  # logit used for hard yes/no rules
 
 class Baseline:
     name: str = ""
+    skip: str | None = None  # set by fit: why this baseline cannot be scored here (it is left out)
 
     def fit(self, train: SplitData, meta: dict) -> Baseline:
         self.meta = meta
@@ -133,6 +139,79 @@ class LogisticRegression(Baseline):
         return self.linear(self.current(split, rows))
 
 
+# ------------------------------------------------------------------------ can_migrate, label forced_future
+# (data/can_migrate/forced_future.py: will one of the task's next calls be forced?). The rows'
+# prev_forced and past_forced_rate read only the task's calls before the current one.
+class ForcedLastCall(Baseline):
+    """forced_future: yes iff the task's previous call was forced."""
+
+    name = "forced_last_call"
+
+    def logits(self, split, rows):
+        return _hard(split.rows.iloc[rows][PREV_FORCED].to_numpy() != 0)
+
+
+def best_threshold(score: np.ndarray, y: np.ndarray) -> float:
+    """The cut t maximising the balanced accuracy of `score > t` on (score, y), halfway between
+    two distinct scores (0.5 when y holds one class only)."""
+    y = y != 0
+    if not len(y) or y.all() or not y.any():
+        return 0.5
+    values = np.unique(score)
+    cuts = np.concatenate([[values[0] - 1.0], (values[:-1] + values[1:]) / 2])
+    order = np.argsort(score, kind="stable")
+    s, ys = score[order], y[order]
+    below = np.searchsorted(s, cuts, side="right")  # rows with score <= cut: predicted no
+    neg_below = np.concatenate([[0], np.cumsum(~ys)])[below]
+    pos_below = np.concatenate([[0], np.cumsum(ys)])[below]
+    bal = (neg_below / (~y).sum() + (y.sum() - pos_below) / y.sum()) / 2
+    return float(cuts[int(np.argmax(bal))])
+
+
+class TaskForcedRate(Baseline):
+    """forced_future: the task's forced share over its past calls, cut at the threshold that
+    maximises balanced accuracy on the training split (best_threshold; 0.5 when training holds
+    one class); the logit grows with the rate, so AP ranks by it."""
+
+    name = "task_forced_rate"
+
+    def fit(self, train, meta):
+        super().fit(train, meta)
+        self.threshold = best_threshold(
+            train.rows[PAST_RATE].to_numpy(dtype=np.float64), train.target.numpy() if len(train.target) else np.zeros(0)
+        )
+        return self
+
+    def logits(self, split, rows):
+        rate = split.rows.iloc[rows][PAST_RATE].to_numpy(dtype=np.float64)
+        return torch.as_tensor(10.0 * (rate - self.threshold), dtype=torch.float32)[:, None]
+
+
+class HotAndFailing(Baseline):
+    """forced_future: the task is hot at this call (task_hot(): delta_hot or buddy_hot, 0 on an
+    SMT domain or outside CFS) and its domain has failed exactly cache_nice_tries times, so one
+    more failure makes the next call forced. Needs the raw nr_balance_failed and
+    cache_nice_tries columns (tables built before them: skipped with the reason)."""
+
+    name = "hot_and_failing"
+    NEEDS = ("nr_balance_failed", "cache_nice_tries")
+
+    def fit(self, train, meta):
+        super().fit(train, meta)
+        missing = [c for c in self.NEEDS if c not in train.rows]
+        self.skip = (
+            f"the table has no {', '.join(missing)} (built before they were carried: rebuild with python -m data.build)"
+            if missing
+            else None
+        )
+        return self
+
+    def logits(self, split, rows):
+        r = split.rows.iloc[rows]
+        failing = r["nr_balance_failed"].to_numpy() == r["cache_nice_tries"].to_numpy()
+        return _hard((task_hot(r) != 0) & failing)
+
+
 # ------------------------------------------------------------------------ next_task
 class TokenBaseline(Baseline):
     """Token predictors rank every class: their own guesses first, then by training frequency."""
@@ -221,7 +300,12 @@ class Markov(TokenBaseline):
         return out
 
 
-def baselines_for(task: str) -> list[Baseline]:
+def baselines_for(task: str, meta: dict | None = None) -> list[Baseline]:
+    """The baselines of a task; can_migrate with label forced_future (meta["label"]) has its own:
+    always-no (its accuracy is the one to read a model's beside), the task's previous call, its
+    past forced rate, hot-and-failing, and logistic regression on the current call."""
+    if task == "can_migrate" and (meta or {}).get("label") == FORCED_FUTURE:
+        return [Constant(False, "always_no"), ForcedLastCall(), TaskForcedRate(), HotAndFailing(), LogisticRegression()]
     return {
         "migration": [Constant(False, "always_stay"), LoadHeuristic(), LogisticRegression()],
         "can_migrate": [Majority(), KernelRule(), CacheCold(), LogisticRegression()],
@@ -229,13 +313,25 @@ def baselines_for(task: str) -> list[Baseline]:
     }[task]
 
 
+def fit_baselines(task: str, train: SplitData, meta: dict) -> list[Baseline]:
+    """The task's baselines fitted on `train`; one that cannot be scored on these rows (its
+    `skip`) is left out with a logged reason."""
+    fitted = []
+    for b in baselines_for(task, meta):
+        b.fit(train, meta)
+        if b.skip:
+            log.warning("baseline %s skipped: %s", b.name, b.skip)
+        else:
+            fitted.append(b)
+    return fitted
+
+
 def evaluate_baselines(module, datamodule, splits: list[str], chunk: int = 4096) -> dict[str, float]:
     """{"<split>/baseline/<name>/<metric>": value} for every baseline of the module's task."""
     meta = module.meta
     train = datamodule.get_split("train")
     out = {}
-    for baseline in baselines_for(meta["task"]):
-        baseline.fit(train, meta)
+    for baseline in fit_baselines(meta["task"], train, meta):
         for name in splits:
             split = datamodule.get_split(name)
             metrics = module.make_metrics()

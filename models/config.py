@@ -108,9 +108,22 @@ KERNEL_INPUTS = CAN_MIGRATE_INPUTS[0]
 
 
 @dataclass
+class Future:
+    """data.future: label forced_future's window (data/can_migrate/forced_future.py): the task's
+    next `calls` calls strictly after the current one, within `horizon_ms` guest milliseconds"""
+
+    calls: int = setting(8, min=1)
+    horizon_ms: float = setting(100.0, min=0.001)
+
+
+@dataclass
 class _CanMigrate:
-    label: str = setting(choices=("can_migrate", "forced"))  # data.can_migrate.features.LABELS
+    # data.can_migrate.features.LABELS, and forced_future (data.dataset.datamodule.CAN_MIGRATE_LABELS)
+    label: str = setting(choices=("can_migrate", "forced", "forced_future"))
     inputs: str = setting(choices=CAN_MIGRATE_INPUTS)
+    # window_by and future default here, so that a run config saved before them still fits
+    window_by: str = setting("cpu", choices=("cpu", "task"))
+    future: Future = field(default_factory=Future)
     balance: str = setting(choices=BALANCE)
 
 

@@ -97,6 +97,8 @@ FORCED = "forced"  # migrated although cache hot: the kernel's own p->sched_task
 LABELS = (LABEL, FORCED)
 # Columns that identify a row of the can_migrate table (besides run_id, workload, category).
 IDENT = ("ts", "cpu", "src_cpu", "dst_cpu", "pid")
+# Raw record fields the table carries besides the inputs (tables built before the last two lack them).
+RAW = ("delta_ns", "sd_level", "record_version", "nr_balance_failed", "cache_nice_tries")
 # Why a record fails can_migrate_task's hard conditions, in the kernel's order of checks.
 HARD_REASONS = ("throttled", "dst_not_allowed", "running", "delayed")
 
@@ -210,14 +212,16 @@ def can_migrate_table(records, migration_cost_ns: int = MIGRATION_COST_NS):
     """Rows of the dataset's can_migrate table from decoded records: the records passing the
     hard conditions, with IDENT columns, Chen's 15 features, both labels, `forced_kernel`, the
     extended inputs (extended_features), the kernel rule's context
-    (data.can_migrate.rule.RULE_CONTEXT), `delta_ns`, `sd_level` and `record_version`. Extra
-    columns of `records` (run_id, workload, category) are carried over."""
+    (data.can_migrate.rule.RULE_CONTEXT), the RAW columns (`delta_ns`, `sd_level`,
+    `record_version`, and the domain's `nr_balance_failed` and `cache_nice_tries`: the
+    hot-and-failing baseline of label forced_future reads them). Extra columns of `records`
+    (run_id, workload, category) are carried over."""
     records = upgrade_frame(records)
     feats = chen_features(records, migration_cost_ns)
     kept = records.loc[feats.index]
     carry = [c for c in ("run_id", "workload", "category") if c in kept]
     ident = kept[["ts_ns", *IDENT[1:]]].rename(columns={"ts_ns": "ts"}).astype("int64")
-    raw = kept[["delta_ns", "sd_level", "record_version"]]
+    raw = kept[list(RAW)]
     out = pd.concat([kept[carry], ident, feats, extended_features(kept), rule_context(kept), raw], axis=1)
     out = out.loc[:, ~out.columns.duplicated()]  # sd_numa, has_numa_group: an input and rule context
     return out.reset_index(drop=True)

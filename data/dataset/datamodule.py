@@ -46,6 +46,14 @@ from data.can_migrate.features import (
     is_table,
     missing_inputs,
 )
+from data.can_migrate.forced_future import (
+    DEFAULT_CALLS,
+    DEFAULT_HORIZON_MS,
+    DT_PREV,
+    FORCED_FUTURE,
+    HAS_PREV,
+    with_forced_future,
+)
 from data.can_migrate.synthetic import SyntheticSpec, synthetic_table
 from data.dataset import splits as run_splits
 from data.dataset.encoding import (
@@ -599,6 +607,15 @@ CHEN_COUNTS = {"src_len", "src_load", "dst_load", "dst_len", "delta_faults"}
 # data.inputs: a name in data.can_migrate.features.FEATURE_SETS; chen (Chen's 15) is the default and
 # the only set the kernel computes (python -m export refuses the others: models.config.KERNEL_INPUTS)
 DEFAULT_INPUTS = "chen"
+# data.label: the table's two labels, and forced_future (data/can_migrate/forced_future.py), which
+# is computed from each split's own rows when they are read (a split holds whole runs)
+CAN_MIGRATE_LABELS = (*LABELS, FORCED_FUTURE)
+# the per-step inputs label forced_future adds: the time since the task's previous call
+FUTURE_SPECS = (
+    FeatureSpec("log_dt_prev_call", DT_PREV, "log1p_us"),
+    FeatureSpec(HAS_PREV, HAS_PREV, "flag"),
+)
+MIN_TEST_POSITIVES = 100  # issue 22: every reported test fold of forced_future holds at least this many
 
 
 class CanMigrateDataModule(BinaryDecisionDataModule):
@@ -610,25 +627,86 @@ class CanMigrateDataModule(BinaryDecisionDataModule):
     function. `label`: `can_migrate` (the kernel's return value) or `forced` (allowed although
     cache hot, Pinto). `inputs`: the feature set (data.can_migrate.features.FEATURE_SETS: chen,
     the default and the kernel's; chen_level adds the sched-domain level flags; extended adds
-    NUMA-group, utilisation and load columns), `features` narrowing it further. Windows run over
-    the records of one destination CPU, in time order.
+    NUMA-group, utilisation and load columns), `features` narrowing it further. `window_by`:
+    windows run over the records of one destination CPU (`cpu`, the default) or of one task
+    (`task`: run_id, pid), in time order.
+
+    `label: forced_future` (issue 22): will one of the task's next `future.calls` calls within
+    `future.horizon_ms` guest ms be forced (data.can_migrate.forced_future)? The label, its lead
+    time and the time since the task's previous call are computed from each split's own rows
+    when they are read; the steps gain `log_dt_prev_call` and `has_prev_call`.
     """
 
     task = "can_migrate"
     table = "can_migrate"
 
-    def __init__(self, *args, label: str = "can_migrate", inputs: str = DEFAULT_INPUTS, **kwargs):
-        if label not in LABELS:
-            raise ValueError(f"label must be {' | '.join(LABELS)}, got {label!r}")
+    def __init__(
+        self,
+        *args,
+        label: str = "can_migrate",
+        inputs: str = DEFAULT_INPUTS,
+        window_by: str = "cpu",
+        future: dict | None = None,
+        **kwargs,
+    ):
+        if label not in CAN_MIGRATE_LABELS:
+            raise ValueError(f"label must be {' | '.join(CAN_MIGRATE_LABELS)}, got {label!r}")
+        if window_by not in ("cpu", "task"):
+            raise ValueError(f"window_by must be cpu | task, got {window_by!r}")
         super().__init__(*args, **kwargs)
         self.label = self.meta.get("label", label) if self.meta else label
         # a checkpoint's meta without "inputs" predates data.inputs: Chen's 15
         self.inputs = self.meta.get("inputs", DEFAULT_INPUTS) if self.meta else inputs
         if not self.meta and self.inputs not in FEATURE_SETS:
             raise ValueError(f"data.inputs={self.inputs}: no such feature set (known: {', '.join(FEATURE_SETS)})")
+        # a checkpoint's meta without these predates them: windows by destination CPU, no future
+        self.window_by = self.meta.get("window_by", "cpu") if self.meta else window_by
+        future = self.meta.get("future") if self.meta else _plain(future)
+        future = dict(future or {})
+        self.future = {
+            "calls": int(future.get("calls") or DEFAULT_CALLS),
+            "horizon_ms": float(future.get("horizon_ms") or DEFAULT_HORIZON_MS),
+        }
+        if self.future["calls"] < 1 or self.future["horizon_ms"] <= 0:
+            raise ValueError(f"data.future: calls must be >= 1 and horizon_ms > 0, got {self.future}")
 
     def read_table(self, split: str) -> pd.DataFrame:
         return self.as_table(super().read_table(split))
+
+    def with_label(self, df: pd.DataFrame) -> pd.DataFrame:
+        """`df` with label forced_future's columns (data.can_migrate.forced_future.COLUMNS) when
+        that is the label; `df` holds whole runs (a split, a workload's test runs, a trace)."""
+        if self.label != FORCED_FUTURE or FORCED_FUTURE in df:
+            return df
+        missing = [c for c in ("run_id", "pid", "ts", "forced") if c not in df]
+        if missing:
+            raise ValueError(f"data.label={FORCED_FUTURE}: the rows have no {', '.join(missing)} (synthetic rows?)")
+        return with_forced_future(df, self.future["calls"], self.future["horizon_ms"])
+
+    def split_frame(self, name: str) -> pd.DataFrame:
+        if name not in self._frames:
+            self._frames[name] = self.with_label(super().split_frame(name))
+        return self._frames[name]
+
+    def make_split(self, df: pd.DataFrame, name: str) -> SplitData:
+        return super().make_split(self.with_label(df), name)
+
+    def get_split(self, name: str) -> SplitData:
+        fresh = name not in self._splits
+        split = super().get_split(name)
+        if fresh and self.label == FORCED_FUTURE:
+            pos = int(split.target.sum())
+            log.info("%s/%s: %d %s positives of %d", self.table, name, pos, FORCED_FUTURE, len(split))
+            if name in TEST_SPLITS and len(split) and pos < MIN_TEST_POSITIVES:
+                log.warning(
+                    "%s/%s: %d %s positives, fewer than the %d a reported test fold needs",
+                    self.table,
+                    name,
+                    pos,
+                    FORCED_FUTURE,
+                    MIN_TEST_POSITIVES,
+                )
+        return split
 
     @staticmethod
     def as_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -639,7 +717,10 @@ class CanMigrateDataModule(BinaryDecisionDataModule):
         """The inputs of the feature set `inputs` (0/1 flags as flags, the rest standardised
         numbers: data.can_migrate.features.FLAG_FEATURES), narrowed by `features`."""
         columns = FEATURE_SETS[self.inputs]
-        return self.select_features([FeatureSpec(c, c, "flag" if c in FLAG_FEATURES else "identity") for c in columns])
+        specs = [FeatureSpec(c, c, "flag" if c in FLAG_FEATURES else "identity") for c in columns]
+        if self.label == FORCED_FUTURE:
+            specs += FUTURE_SPECS
+        return self.select_features(specs)
 
     def fit_meta(self, train: pd.DataFrame) -> dict:
         specs = self.input_specs()
@@ -654,10 +735,12 @@ class CanMigrateDataModule(BinaryDecisionDataModule):
             **self.class_meta(train[self.label].to_numpy()),
             "label": self.label,
             "inputs": self.inputs,
+            "window_by": self.window_by,
+            **({"future": dict(self.future)} if self.label == FORCED_FUTURE else {}),
         }
 
     def stream_keys(self) -> list[str]:
-        return ["run_id", "dst_cpu"]
+        return ["run_id", "dst_cpu" if self.window_by == "cpu" else "pid"]
 
 
 class SyntheticCanMigrateDataModule(CanMigrateDataModule):
@@ -671,6 +754,10 @@ class SyntheticCanMigrateDataModule(CanMigrateDataModule):
     def __init__(self, *args, source: str = "synthetic", synthetic: dict | None = None, **kwargs):
         if source not in self.SOURCES:
             raise ValueError(f"source must be {' | '.join(self.SOURCES)}, got {source!r}")
+        if kwargs.get("label") == FORCED_FUTURE:
+            raise ValueError(
+                f"data.label={FORCED_FUTURE}: synthetic rows have no tasks and no time (use data=can_migrate)"
+            )
         super().__init__(*args, **kwargs)
         self.source = self.meta.get("source", source) if self.meta else source
         spec = self.meta.get("synthetic") if self.meta else None
