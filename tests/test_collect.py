@@ -162,6 +162,9 @@ def test_collect_cli_runs_and_parses(tmp_path):
             assert key in meta, key
         assert meta["run_id"] == run and meta["collector"] == "ftrace"
         assert meta["category"] == "oversub" and meta["clock"] == "mono"
+        topo = meta["topology"]  # the host's own view, by the guest's probe script
+        assert topo["spec"] is None and topo["nodes"] >= 1 and len(topo["cpu_node"]) == meta["nr_cpus"]
+        assert all(c in s for c, s in enumerate(topo["siblings"])), topo["siblings"]
         assert set(meta["overruns"]) == {str(c) for c in tracefs.online_cpus()}
         assert sum(meta["overruns"].values()) == 0 and meta["lost_markers"] == 0
         assert 0.9 < meta["duration_s"] < 6

@@ -38,6 +38,7 @@ from pathlib import Path
 from data import SCHED_EVENTS
 from data.collect import bcc, tracefs
 from data.collect.guest import collect as guest
+from data.collect.guest import topology as guest_topology
 from data.collect.runs import (
     PROG,
     TraceStreamer,
@@ -106,6 +107,7 @@ def collect_run(
             **sizing,
             "nr_cpus": len(tracefs.online_cpus()),
             "kernel": kernel_info(),
+            "topology": guest_topology.local_view(),  # nodes, SMT siblings (domains where debugfs is mounted)
             "collector": "ftrace",
             "collector_version": COLLECTOR_VERSION,
             "collected_with": argv_line,

@@ -43,6 +43,7 @@ from pathlib import Path
 
 from data.can_migrate.files import write_records_parquet
 from data.can_migrate.record import RECORD_SIZE, decode, records_frame
+from data.collect.guest import topology as guest_topology
 from data.collect.runs import (
     PROG,
     fail,
@@ -330,6 +331,7 @@ def collect_run(
             **sizing,
             "nr_cpus": os.cpu_count(),
             "kernel": kernel_info(),
+            "topology": guest_topology.local_view(),  # nodes, SMT siblings (domains where debugfs is mounted)
             "collector": "bcc",
             "collected_with": argv_line,
             "probe": f"kprobe+kretprobe {TARGET}",

@@ -1,6 +1,8 @@
 """The guest's own view of its CPU topology, as topology.sh prints it in the guest (init.sh writes it to the share as topology.txt),
 parsed into the plain JSON structure stored under meta.json's "topology": what the kernel made of
-the -smp/-numa options, so a run says which sched domains its can_migrate calls came from.
+the -smp/-numa options, so a run says which sched domains its can_migrate calls came from. The
+host collectors run the same script on the host (`local_view`): its nodes and SMT siblings, and
+its sched domains and tunables where debugfs is mounted.
 
 topology.txt lines (space separated, written once per boot):
     node N CPULIST                   /sys/devices/system/node/nodeN/cpulist
@@ -14,6 +16,7 @@ topology.txt lines (space separated, written once per boot):
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 # The script that writes those lines inside the guest, and where the initramfs holds it.
@@ -80,3 +83,13 @@ def parse(text: str, spec: str | None) -> dict:
         "numa_balancing": balancing,
         "sched": sched,
     }
+
+
+def local_view() -> dict:
+    """This machine's view, by the same script (spec None: the host's topology is not a --topology
+    spec). Parts the script cannot read here (debugfs not mounted) are simply absent."""
+    try:
+        text = subprocess.run(["sh", str(SCRIPT)], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        text = ""
+    return parse(text, None)
