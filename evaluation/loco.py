@@ -30,6 +30,16 @@ log = logging.getLogger(__name__)
 
 SPLIT = "test_unseen"
 METRICS = {"migration": ["bal_acc", "ap"], "next_task": ["top1", "top3"], "can_migrate": ["bal_acc"]}
+RARE_LABELS = ("forced", "forced_future")  # can_migrate labels with few positives: AP and F1 beside bal_acc
+
+
+def metrics_of(task: str, rs: list[dict]) -> list[str]:
+    """The LOCO table's metrics of a task's runs (can_migrate's rare labels add AP and F1)."""
+    labels = {((r.get("config") or {}).get("data") or {}).get("label") for r in rs}
+    rare = task == "can_migrate" and labels & set(RARE_LABELS)
+    return METRICS.get(task, []) + (["ap", "f1"] if rare else [])
+
+
 CEILING = {"next_task": "ceiling"}  # a property of the data, shown beside the table
 SEQUENCE = ("lstm", "tcn")
 MEAN_ROW = "mean over categories"
@@ -73,7 +83,7 @@ def loco_tables(results: list[dict]) -> list[dict]:
     keys = list(dict.fromkeys((r["task"], str(r["config"]["data"].get("dataset_dir"))) for r in results))
     for task, dataset in keys:
         rs = [r for r in results if r["task"] == task and str(r["config"]["data"].get("dataset_dir")) == dataset]
-        metrics = METRICS.get(task, [])
+        metrics = metrics_of(task, rs)
         groups = group_setups(rs, exclude=("data.unseen",))
         folds = sorted(dict.fromkeys(fold_of(r) for r in rs))
         # values[column][metric][fold][seed]

@@ -142,3 +142,19 @@ def test_a_tie_or_a_gap_within_the_spread_is_no_difference():
     assert _significance(row(0.90, 0.91, sd=0.01), kinds, "migration")["verdict"] == NO_DIFFERENCE
     assert _significance(row(0.80, 0.91, sd=0.01), kinds, "migration")["verdict"] == "below"
     assert _significance(row(0.95, 0.91, sd=0.01), kinds, "migration")["verdict"] == "beats"
+
+
+def test_rare_can_migrate_labels_add_ap_and_f1(sweep):
+    """forced / forced_future: AP and F1 beside bal_acc (issue 22 reports all three); the
+    kernel's verdict label keeps bal_acc alone."""
+    results = read_results(sweep)
+    for r in results:
+        r["task"] = "can_migrate"
+        r["config"]["data"]["label"] = "forced_future"
+        r["metrics"]["test_unseen/f1"] = r["metrics"]["test_unseen/bal_acc"] / 4
+    (t,) = loco_tables(results)
+    assert t["metrics"] == ["bal_acc", "ap", "f1"]
+    assert t["cells"]["f1"]["io"]["mlp"]["mean"] == pytest.approx(value("mlp", 16, "io", 2) / 4)
+    for r in results:
+        r["config"]["data"]["label"] = "can_migrate"
+    assert loco_tables(results)[0]["metrics"] == ["bal_acc"]
