@@ -18,7 +18,7 @@ from data import SCHED_EVENTS
 from data.collect import command as collect
 from data.collect import tracefs
 from data.collect.runs import load_meta, run_levels, run_load
-from data.collect.workloads import WORKLOADS, load_size
+from data.collect.workloads import WORKLOADS, custom, load_size
 from tests.conftest import REPO, is_root, need_tracefs, require, tracefs_mounts
 
 TRACING = tracefs.TRACEFS
@@ -319,6 +319,44 @@ def test_cli_usage_errors(tmp_path):
     assert r.returncode == 2 and "unknown workload" in r.stderr and "Traceback" not in r.stderr
     r = run_cli("--list")
     assert r.returncode == 0 and "hackbench-pipe" in r.stdout and "oversub:" in r.stdout
+
+
+def test_command_settings_are_checked_in_one_line(capsys, tmp_path):
+    """--command (a user's own program) needs a --name the run ids can carry and no registry name,
+    and goes with nothing that picks or sizes registry workloads; nothing is written."""
+    out = ["--out", str(tmp_path / "out")]
+    for argv, why in (
+        (["--command", "true"], "--command needs --name NAME"),
+        (["--command", "true", "--name", "hackbench-pipe"], "is a registry workload or category"),
+        (["--command", "true", "--name", "io"], "is a registry workload or category"),
+        (["--command", "true", "--name", "My App"], "lower-case letters, digits"),
+        (["--command", " ", "--name", "x"], "--command is empty"),
+        (["--name", "x"], "--name and --category go with --command"),
+        (["--command", "true", "--name", "x", "--vm"], "no workload names, --vm, --bcc or --load"),
+        (["cpu-pool", "--command", "true", "--name", "x"], "no workload names, --vm, --bcc or --load"),
+        (["--command", "true", "--name", "x", "--load", "50"], "no workload names, --vm, --bcc or --load"),
+    ):
+        assert collect.main([*argv, *out]) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("python -m data.collect: error: ") and why in err[0], (argv, err)
+    assert not (tmp_path / "out").exists()
+    w = custom("xz-pack", "xz -T2 -9 a.tar", cwd=tmp_path)
+    assert w.category == "foreign" and not w.scalable and w.cwd == tmp_path
+    assert w.command(3.0)[-3:] == ["sh", "-c", "xz -T2 -9 a.tar"] and w.command(3.0)[0] == "timeout"
+
+
+def test_command_traces_a_users_program(tmp_path):
+    """A foreign program traced like a registry workload: run in the caller's folder (the
+    repository root, where the CLI runs), its meta says what ran where (category foreign)."""
+    need_tracefs()
+    (tmp_path / "in.txt").write_text("x" * 100_000)
+    cmd = f"for i in 1 2 3 4 5 6; do gzip -9 -c {tmp_path / 'in.txt'} > /dev/null; sleep 0.02; done"
+    r = run_cli("--command", cmd, "--name", "gzip-loop", "--out", str(tmp_path / "runs"), "--seconds", "2", timeout=60)
+    assert r.returncode == 0, r.stderr
+    meta = json.loads((tmp_path / "runs" / "gzip-loop-r01" / "meta.json").read_text())
+    assert meta["workload"] == "gzip-loop" and meta["category"] == "foreign" and meta["scalable"] is False
+    assert meta["command"][-3:] == ["sh", "-c", cmd] and meta["cwd"] == str(REPO)
+    assert meta["workload_returncode"] == 0 and meta["event_counts"]["sched_process_fork"] >= 6
 
 
 def test_load_is_validated_in_one_line(capsys, tmp_path):

@@ -11,6 +11,7 @@
     python -m data.collect --vm --summary DIR                 # per-run table of guest runs
     python -m data.collect --vm --check                       # can a guest boot here?
     python -m data.collect --check [--bcc]                    # capability report only
+    python -m data.collect --command "xz -T2 -9 big.tar" --name xz --out DIR  # your own program (foreign)
 
 Each run becomes OUT/<workload>-rNN/ (OUT/<workload>-load<P>-rNN/ with --load) with trace.txt.zst (the kernel's own `trace` text,
 zstd-compressed) and meta.json (workload, command, kernel, buffer, clock, per-CPU ring-buffer
@@ -52,7 +53,17 @@ from data.collect.runs import (
     run_workload,
     wait_quiet,
 )
-from data.collect.workloads import WORKLOADS, Workload, format_list, install_hint, nproc, parse_loads, resolve
+from data.collect.workloads import (
+    CUSTOM_CATEGORY,
+    WORKLOADS,
+    Workload,
+    custom,
+    format_list,
+    install_hint,
+    nproc,
+    parse_loads,
+    resolve,
+)
 from plumbing import cli
 from plumbing.atomic import staged_dir, write_json_atomic
 
@@ -86,7 +97,7 @@ def collect_run(
         start_time, mono0 = now_iso(), time.clock_gettime_ns(time.CLOCK_MONOTONIC)
         session.on()
         try:
-            result = run_workload(command, seconds, part / "workload.log")
+            result = run_workload(command, seconds, part / "workload.log", w.cwd)
         finally:
             session.off()
         mono1, end_time = time.clock_gettime_ns(time.CLOCK_MONOTONIC), now_iso()
@@ -167,6 +178,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("workloads", nargs="*", metavar="WORKLOAD", help="workload name, category name, or 'all'")
     p.add_argument("--list", action="store_true", help="list workloads and categories, then exit")
+    p.add_argument(
+        "--command",
+        metavar="CMD",
+        default=None,
+        help="trace your own program instead of registry workloads: sh -c CMD in this folder, "
+        "ended after --seconds (default 10); with --name (and --category, default foreign)",
+    )
+    p.add_argument("--name", default=None, help="--command: the workload name its runs are called by")
+    p.add_argument("--category", default=None, help="--command: its category (default foreign)")
     p.add_argument("--out", type=Path, help="output directory (one sub-directory per run)")
     p.add_argument(
         "--seconds", type=float, default=None, help="run length per run (default: each workload's own, 0.15-2 s)"
@@ -288,6 +308,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(summary(args.summary))
         return 0
+    if (args.name or args.category) and args.command is None:
+        return fail("--name and --category go with --command", 2)
+    if args.command is not None and (args.vm or args.bcc or args.workloads or args.load):
+        return fail("--command traces one program with ftrace: no workload names, --vm, --bcc or --load beside it", 2)
     if args.vm:
         return guest.collect_main(args, argv_line)
     if args.topology is not None:
@@ -298,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         return bcc.collect_main(args, argv_line)
     if args.check:
         return check_ftrace()
-    if not args.workloads:
+    if not args.workloads and args.command is None:
         return fail("name at least one workload (see --list)", 2)
     if args.out is None:
         return fail("--out DIR is required", 2)
@@ -310,7 +334,12 @@ def main(argv: list[str] | None = None) -> int:
         if why := cli.unwritable(args.out):
             return fail(f"--out {args.out}: {why}", 2)
     try:
-        chosen = resolve(args.workloads)
+        if args.command is not None:
+            if not args.name:
+                raise ValueError("--command needs --name NAME (its runs are NAME-rNN)")
+            chosen = [custom(args.name, args.command, args.category or CUSTOM_CATEGORY)]
+        else:
+            chosen = resolve(args.workloads)
     except ValueError as e:
         return fail(str(e), 2)
     missing = sorted({t for w in chosen for t in w.missing_tools()})

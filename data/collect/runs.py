@@ -52,6 +52,7 @@ def run_identity(run_id: str, w, command: list[str]) -> dict:
         "description": w.description,
         "command": command,
         "command_line": shlex.join(command),
+        **({"cwd": str(w.cwd)} if w.cwd is not None else {}),
     }
 
 
@@ -96,12 +97,17 @@ def load_meta(w, cpus: int, load_pct: int | None) -> dict:
     return {"load_pct": pct, "workload_n": load_size(cpus, pct), "scalable": w.scalable}
 
 
-def run_workload(argv: list[str], seconds: float, log_path: Path) -> dict:
-    """Run argv in its own session (process group) from the repo root; always reap it."""
+def run_workload(argv: list[str], seconds: float, log_path: Path, cwd: Path | None = None) -> dict:
+    """Run argv in its own session (process group) from `cwd` (default the repo root); always reap it."""
     t0 = time.monotonic()
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            argv, cwd=REPO, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            argv,
+            cwd=REPO if cwd is None else cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         stopped_by = "exit"
         try:

@@ -27,6 +27,7 @@ import hashlib
 import math
 import os
 import random
+import re
 import select
 import shlex
 import shutil
@@ -36,6 +37,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from plumbing.cli import ArgParser
 
@@ -166,6 +168,7 @@ class Workload:
     tools: tuple[str, ...] = ()  # external executables it needs
     default_seconds: float = 1.5  # what the shipped sample traces use
     scalable: bool = True  # its size follows n (the CPUs at the load level)
+    cwd: Path | None = None  # where it runs (None: the repository root; a user's --command: their folder)
 
     def command(self, seconds: float | None = None, ncpu: int | None = None) -> list[str]:
         return self.build(self.default_seconds if seconds is None else seconds, ncpu or nproc())
@@ -382,6 +385,35 @@ def by_category() -> dict[str, list[str]]:
     for w in WORKLOADS.values():
         out[w.category].append(w.name)
     return out
+
+
+CUSTOM_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]*$")
+CUSTOM_CATEGORY = "foreign"  # a user's own program: no registry category, no model trained near it
+
+
+def custom(name: str, command: str, category: str = CUSTOM_CATEGORY, cwd: Path | None = None) -> Workload:
+    """A user's own program as a workload (`python -m data.collect --command CMD --name NAME`):
+    `sh -c CMD` in the caller's folder, ended by timeout(1) after the run's seconds; its size is
+    its own (not scalable). ValueError for a name the run ids cannot carry or a registry name."""
+    for what, value in (("--name", name), ("--category", category)):
+        if not CUSTOM_NAME.match(value):
+            raise ValueError(
+                f"{what} {value!r}: lower-case letters, digits, '.', '_' or '-' (a run id is built from it)"
+            )
+    if name in WORKLOADS or name in CATEGORIES:
+        raise ValueError(f"--name {name!r} is a registry workload or category: name your program otherwise")
+    if not command.strip():
+        raise ValueError("--command is empty")
+    return Workload(
+        name,
+        category,
+        f"user command: {command}",
+        lambda s, n: _timeout(s, ["sh", "-c", command]),
+        tools=("timeout", "sh"),
+        default_seconds=10.0,
+        scalable=False,
+        cwd=Path.cwd() if cwd is None else cwd,
+    )
 
 
 def resolve(names: list[str]) -> list[Workload]:
