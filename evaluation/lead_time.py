@@ -1,11 +1,11 @@
 """can_migrate with label forced_future (issue 22): how far ahead of the forced call a model's
-correct positives come (data.can_migrate.forced_future.lead_times), per test set."""
+correct positives come (data.dataset.forced_future.lead_times), per test set."""
 
 from __future__ import annotations
 
 import torch
 
-from data.can_migrate.forced_future import FORCED_FUTURE, LEAD, lead_times
+from data.dataset.forced_future import FORCED_FUTURE, LEAD, lead_times
 from data.dataset.windows import SplitData
 
 

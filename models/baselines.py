@@ -15,8 +15,8 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from data.can_migrate.forced_future import FORCED_FUTURE, PAST_RATE, PREV_FORCED
 from data.can_migrate.rule import kernel_verdict, task_hot
+from data.dataset.forced_future import FORCED_FUTURE, PAST_RATE, PREV_FORCED
 from data.dataset.windows import SplitData
 
 log = logging.getLogger(__name__)
@@ -140,7 +140,7 @@ class LogisticRegression(Baseline):
 
 
 # ------------------------------------------------------------------------ can_migrate, label forced_future
-# (data/can_migrate/forced_future.py: will one of the task's next calls be forced?). The rows'
+# (data/dataset/forced_future.py: will one of the task's next calls be forced?). The rows'
 # prev_forced and past_forced_rate read only the task's calls before the current one.
 class ForcedLastCall(Baseline):
     """forced_future: yes iff the task's previous call was forced."""

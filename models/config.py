@@ -109,7 +109,7 @@ KERNEL_INPUTS = CAN_MIGRATE_INPUTS[0]
 
 @dataclass
 class Future:
-    """data.future: label forced_future's window (data/can_migrate/forced_future.py): the task's
+    """data.future: label forced_future's window (data/dataset/forced_future.py): the task's
     next `calls` calls strictly after the current one, within `horizon_ms` guest milliseconds"""
 
     calls: int = setting(8, min=1)

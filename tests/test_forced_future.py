@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from data.can_migrate.features import can_migrate_table
-from data.can_migrate.forced_future import (
+from data.dataset.datamodule import CanMigrateDataModule
+from data.dataset.forced_future import (
     DT_PREV,
     FORCED_FUTURE,
     HAS_PREV,
@@ -22,7 +23,6 @@ from data.can_migrate.forced_future import (
     forced_future,
     lead_times,
 )
-from data.dataset.datamodule import CanMigrateDataModule
 from tests.test_can_migrate import random_records
 
 RUNS = [

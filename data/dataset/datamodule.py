@@ -46,14 +46,6 @@ from data.can_migrate.features import (
     is_table,
     missing_inputs,
 )
-from data.can_migrate.forced_future import (
-    DEFAULT_CALLS,
-    DEFAULT_HORIZON_MS,
-    DT_PREV,
-    FORCED_FUTURE,
-    HAS_PREV,
-    with_forced_future,
-)
 from data.can_migrate.synthetic import SyntheticSpec, synthetic_table
 from data.dataset import splits as run_splits
 from data.dataset.encoding import (
@@ -65,6 +57,14 @@ from data.dataset.encoding import (
     mtf_encode,
     standardise,
     vocab_encode,
+)
+from data.dataset.forced_future import (
+    DEFAULT_CALLS,
+    DEFAULT_HORIZON_MS,
+    DT_PREV,
+    FORCED_FUTURE,
+    HAS_PREV,
+    with_forced_future,
 )
 from data.dataset.tables import MIGRATION_FEATURES
 from data.dataset.windows import SplitData, WindowDataset, collate_batch, stream_order, stream_starts, window_index
@@ -607,7 +607,7 @@ CHEN_COUNTS = {"src_len", "src_load", "dst_load", "dst_len", "delta_faults"}
 # data.inputs: a name in data.can_migrate.features.FEATURE_SETS; chen (Chen's 15) is the default and
 # the only set the kernel computes (python -m export refuses the others: models.config.KERNEL_INPUTS)
 DEFAULT_INPUTS = "chen"
-# data.label: the table's two labels, and forced_future (data/can_migrate/forced_future.py), which
+# data.label: the table's two labels, and forced_future (data/dataset/forced_future.py), which
 # is computed from each split's own rows when they are read (a split holds whole runs)
 CAN_MIGRATE_LABELS = (*LABELS, FORCED_FUTURE)
 # the per-step inputs label forced_future adds: the time since the task's previous call
@@ -632,7 +632,7 @@ class CanMigrateDataModule(BinaryDecisionDataModule):
     (`task`: run_id, pid), in time order.
 
     `label: forced_future` (issue 22): will one of the task's next `future.calls` calls within
-    `future.horizon_ms` guest ms be forced (data.can_migrate.forced_future)? The label, its lead
+    `future.horizon_ms` guest ms be forced (data.dataset.forced_future)? The label, its lead
     time and the time since the task's previous call are computed from each split's own rows
     when they are read; the steps gain `log_dt_prev_call` and `has_prev_call`.
     """
@@ -674,7 +674,7 @@ class CanMigrateDataModule(BinaryDecisionDataModule):
         return self.as_table(super().read_table(split))
 
     def with_label(self, df: pd.DataFrame) -> pd.DataFrame:
-        """`df` with label forced_future's columns (data.can_migrate.forced_future.COLUMNS) when
+        """`df` with label forced_future's columns (data.dataset.forced_future.COLUMNS) when
         that is the label; `df` holds whole runs (a split, a workload's test runs, a trace)."""
         if self.label != FORCED_FUTURE or FORCED_FUTURE in df:
             return df

@@ -29,6 +29,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from data.dataset.windows import stream_order, stream_starts
+
 FORCED_FUTURE = "forced_future"
 LEAD = "forced_lead_ns"
 DT_PREV = "dt_prev_call_ns"
@@ -43,19 +45,9 @@ DEFAULT_HORIZON_MS = 100.0
 
 
 def task_order(df: pd.DataFrame, keys=TASK_KEYS) -> np.ndarray:
-    """Row order grouping each task's calls, in time order, ties in table order (the order of
-    data.dataset.windows.stream_order with keys run_id, pid)."""
-    return np.lexsort([np.arange(len(df)), df["ts"].to_numpy()] + [df[k].to_numpy() for k in reversed(keys)])
-
-
-def _group_starts(df: pd.DataFrame, keys) -> np.ndarray:
-    start = np.zeros(len(df), dtype=bool)
-    if len(df):
-        start[0] = True
-        for k in keys:
-            v = df[k].to_numpy()
-            start[1:] |= v[1:] != v[:-1]
-    return start
+    """Row order grouping each task's calls, in time order, ties in table order: the windows'
+    stream order with keys run_id, pid."""
+    return stream_order(df, list(keys))
 
 
 def forced_future(
@@ -77,7 +69,7 @@ def forced_future(
     s = df.iloc[order]
     ts = s["ts"].to_numpy(dtype=np.int64)
     f = s[forced].to_numpy() != 0
-    start = _group_starts(s, keys)
+    start = stream_starts(s, keys)
     gid = np.cumsum(start) - 1  # task group of each sorted row
     pos = np.arange(n)
     first = np.maximum.accumulate(np.where(start, pos, 0)) if n else pos  # group's first row
