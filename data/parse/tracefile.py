@@ -30,8 +30,9 @@ Rules, each provably right for comms of at most 15 bytes:
     comm would have to hold all of `-0 [000] 0.000000: ` (19 bytes) within the comm, or
     straddle into the real header, which is impossible because every token boundary of the
     layout would then have to line up with the real one. Leading spaces of the header comm
-    cannot be told from the kernel's right-aligned padding and are dropped (field comms are
-    exact).
+    cannot be told from the kernel's right-aligned padding and are dropped (field comms of
+    the kernel formats are exact; trace-cmd's short formats start a comm after its padding,
+    so there too leading spaces are dropped).
   * Fields (kernel formats): each comm ends at the leftmost space from which the rest of the
     event's key sequence matches, through to the end of the line for the last comm (e.g.
     ` prev_pid=N prev_prio=N prev_state=S ==> next_comm=` then ` next_pid=N next_prio=N$`).
