@@ -481,13 +481,18 @@ class DecisionDataModule(pl.LightningDataModule):
 
 
 class BinaryDecisionDataModule(DecisionDataModule):
-    """Binary decision tables (migration, can_migrate): class balance by loss weight or sampler."""
+    """Binary decision tables (migration, can_migrate): class balance by loss weight or sampler;
+    windows over the decisions of one CPU or of one task (`window_by`, each table's stream_keys)."""
 
-    def __init__(self, *args, balance: str = "loss", **kwargs):
+    def __init__(self, *args, balance: str = "loss", window_by: str = "cpu", **kwargs):
         if balance not in ("loss", "sampler", "none"):
             raise ValueError(f"balance must be loss | sampler | none, got {balance!r}")
+        if window_by not in ("cpu", "task"):
+            raise ValueError(f"window_by must be cpu | task, got {window_by!r}")
         super().__init__(*args, **kwargs)
         self.balance = self.meta.get("balance", balance) if self.meta else balance
+        # a checkpoint's meta without window_by predates it: windows by CPU
+        self.window_by = self.meta.get("window_by", "cpu") if self.meta else window_by
 
     def class_meta(self, y: np.ndarray) -> dict:
         pos = float(y.sum())
@@ -496,6 +501,7 @@ class BinaryDecisionDataModule(DecisionDataModule):
             "n_out": 1,
             "n_tokens": 0,
             "balance": self.balance,
+            "window_by": self.window_by,
             "train_positive_rate": pos / max(len(y), 1),
             # BCE weight for positives: n_neg / n_pos makes both classes weigh the same.
             "pos_weight": (neg / pos if pos > 0 else 1.0) if self.balance == "loss" else 1.0,
@@ -538,12 +544,6 @@ class MigrationDataModule(BinaryDecisionDataModule):
     task = "migration"
     table = "migration"
     label = "migrated"
-
-    def __init__(self, *args, window_by: str = "cpu", **kwargs):
-        if window_by not in ("cpu", "task"):
-            raise ValueError(f"window_by must be cpu | task, got {window_by!r}")
-        super().__init__(*args, **kwargs)
-        self.window_by = self.meta.get("window_by", window_by) if self.meta else window_by
 
     def stream_keys(self) -> list[str]:
         return ["run_id", "segment", "src_cpu" if self.window_by == "cpu" else "tid"]
@@ -597,7 +597,6 @@ class MigrationDataModule(BinaryDecisionDataModule):
         return {
             **self._fit_features(train, specs),
             **self.class_meta(train[self.label].to_numpy()),
-            "window_by": self.window_by,
             "label": self.label,
         }
 
@@ -645,22 +644,18 @@ class CanMigrateDataModule(BinaryDecisionDataModule):
         *args,
         label: str = "can_migrate",
         inputs: str = DEFAULT_INPUTS,
-        window_by: str = "cpu",
         future: dict | None = None,
         **kwargs,
     ):
         if label not in CAN_MIGRATE_LABELS:
             raise ValueError(f"label must be {' | '.join(CAN_MIGRATE_LABELS)}, got {label!r}")
-        if window_by not in ("cpu", "task"):
-            raise ValueError(f"window_by must be cpu | task, got {window_by!r}")
         super().__init__(*args, **kwargs)
         self.label = self.meta.get("label", label) if self.meta else label
         # a checkpoint's meta without "inputs" predates data.inputs: Chen's 15
         self.inputs = self.meta.get("inputs", DEFAULT_INPUTS) if self.meta else inputs
         if not self.meta and self.inputs not in FEATURE_SETS:
             raise ValueError(f"data.inputs={self.inputs}: no such feature set (known: {', '.join(FEATURE_SETS)})")
-        # a checkpoint's meta without these predates them: windows by destination CPU, no future
-        self.window_by = self.meta.get("window_by", "cpu") if self.meta else window_by
+        # a checkpoint's meta without "future" predates it (label forced_future did not exist)
         future = self.meta.get("future") if self.meta else _plain(future)
         future = dict(future or {})
         self.future = {
@@ -735,7 +730,6 @@ class CanMigrateDataModule(BinaryDecisionDataModule):
             **self.class_meta(train[self.label].to_numpy()),
             "label": self.label,
             "inputs": self.inputs,
-            "window_by": self.window_by,
             **({"future": dict(self.future)} if self.label == FORCED_FUTURE else {}),
         }
 
