@@ -324,11 +324,12 @@ def render(
         per = [s for s in splits if s.startswith(("workload/", "trace/"))]
         if per:
             out += [f"### Per workload and raw trace ({ms[0]['primary']})", "", workload_table(ms, per), ""]
-        for s in [s for s in splits if not s.startswith("workload/")]:
+        whole = [s for s in splits if not s.startswith("workload/")]
+        for s in whole:
             bt = branch_table(gs or ms, s)
             if bt:
                 out += [f"### Accuracy per branch of the kernel's rule ({s})", "", bt, ""]
-        for s in [s for s in splits if not s.startswith("workload/")]:
+        for s in whole:
             lt = lead_time_table(ms, s, table)
             if lt:
                 out += [f"### Lead time of correct positives ({s}, forced_future; per run)", "", lt, ""]

@@ -107,14 +107,11 @@ def evaluate_candidate(cand: Candidate, cfg: DictConfig, cache: dict, step: str 
         "latency": None,
         "importance": None,
     }
+    whole = [s for s in splits if not s.startswith("workload/")]  # test sets, not their per-workload parts
     if cand.task == "can_migrate":  # which branch of the kernel's rule the model misses
-        entry["branches"] = {
-            s: branch_scores(module, logits[s], cand.get_split(s)) for s in splits if not s.startswith("workload/")
-        }
+        entry["branches"] = {s: branch_scores(module, logits[s], cand.get_split(s)) for s in whole}
     if lead_time_applies(cand.meta):  # forced_future: how far ahead of the forced call
-        entry["lead_time"] = {
-            s: lead_time_scores(module, logits[s], cand.get_split(s)) for s in splits if not s.startswith("workload/")
-        }
+        entry["lead_time"] = {s: lead_time_scores(module, logits[s], cand.get_split(s)) for s in whole}
     if cfg.latency.enabled:
         progress(f"{step}{cand.label}: latency ({int(cfg.latency.calls)} calls per engine)")
         entry["latency"] = measure(
