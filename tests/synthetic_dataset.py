@@ -16,7 +16,14 @@ import pandas as pd
 
 from data.can_migrate.record import CM_MAGIC, RECORD_DTYPE, RECORD_SIZE, records_frame
 from data.dataset.splits import split_runs
-from data.dataset.tables import MIGRATION_COLUMNS, MIGRATION_FEATURES, NEXT_TASK_COLUMNS
+from data.dataset.tables import (
+    BALANCER_LABEL,
+    MIGRATION_COLUMNS,
+    MIGRATION_FEATURES,
+    MIGRATION_STATE_FEATURES,
+    NEXT_TASK_COLUMNS,
+    STATE_FEATURE_TYPES,
+)
 
 # run_id -> (workload, category); "unseen" is the held-out category. Splits follow data.dataset.build
 # (data/dataset/splits.py): gamma -> test_unseen; alpha-r04, beta-r01 -> test_seen; the rest -> train.
@@ -39,6 +46,27 @@ UNSEEN = ["unseen"]
 # (test 50%) and loco_can_migrate_numa.yaml (2x2x2 runs only) keep gamma as test_unseen.
 LOAD_PCT = {"alpha": 100, "beta": 200, "gamma": 50}
 TOPOLOGY = {"alpha": "2x2x2", "beta": "flat4", "gamma": "2x2x2"}
+
+
+def _state_features(kind: np.ndarray, src_nr: np.ndarray, other_idle: np.ndarray, since: np.ndarray) -> dict:
+    """MIGRATION_STATE_FEATURES of the synthetic rows (tables.STATE_FEATURE_TYPES)."""
+    preempt = kind == 1
+    values = {
+        "waker_cpu_nr_running": np.where(preempt, -1, src_nr),
+        "waker_flips": np.where(preempt, -1, src_nr * 3),
+        "wakee_flips": src_nr + 1,
+        "last_run_ns": since // 2,
+        "idle_smt": 0,
+        "idle_llc": other_idle,
+        "idle_node": 0,
+        "idle_remote": 0,
+        "min_nr_smt": -1,
+        "min_nr_llc": np.where(other_idle, 0, 1),
+        "min_nr_node": -1,
+        "min_nr_remote": -1,
+    }
+    n = len(kind)
+    return {f: np.broadcast_to(values[f], n).astype(STATE_FEATURE_TYPES[f]) for f in MIGRATION_STATE_FEATURES}
 
 
 def _migration_run(rng: np.random.Generator, run_id: str, n: int) -> pd.DataFrame:
@@ -70,8 +98,12 @@ def _migration_run(rng: np.random.Generator, run_id: str, n: int) -> pd.DataFram
             "waker_same_cpu": (rng.random(n) < 0.5).astype(np.int8),
             "recent_migrations": rng.integers(0, 9, n).astype(np.int8),
             "prio": rng.choice([120, 120, 120, 100], n).astype(np.int16),
+            # the replay's state reconstruction, derived from the columns above (no draws: the
+            # other columns' random stream stays as it was); a 2-CPU machine in the LLC class
+            **_state_features(kind, src_nr, other_idle, since),
             "migrated": migrated,
             "next_cpu": np.where(migrated == 1, 1 - src_cpu, src_cpu).astype(np.int16),
+            BALANCER_LABEL: np.zeros(n, np.int8),
         }
     )
     assert tuple(df.columns) == MIGRATION_COLUMNS and set(MIGRATION_FEATURES) <= set(df.columns)

@@ -119,8 +119,21 @@ def test_sleep_on_cpu0_wake_and_run_on_cpu1_is_a_migration():
             waker_same_cpu=0,
             recent_migrations=0,
             prio=120,
+            waker_cpu_nr_running=0,  # cpu1 idle
+            waker_flips=1,  # cpu1's idle task: its first wakee
+            wakee_flips=0,
+            last_run_ns=-1,  # 10's run before the trace began: its switch-in is not seen
+            idle_smt=0,  # no topology: every other CPU is in the LLC class
+            idle_llc=1,
+            idle_node=0,
+            idle_remote=0,
+            min_nr_smt=-1,
+            min_nr_llc=0,
+            min_nr_node=-1,
+            min_nr_remote=-1,
             migrated=1,
             next_cpu=1,
+            balancer_migrated=0,
         )
     ]
     assert r.stats["migration_positives"] == 1
@@ -185,8 +198,21 @@ def test_preemption_features_and_label():
             waker_same_cpu=0,
             recent_migrations=0,
             prio=120,
+            waker_cpu_nr_running=WAKER_UNKNOWN,  # a preemption has no waker
+            waker_flips=WAKER_UNKNOWN,
+            wakee_flips=0,  # 10's waking of 30 (unknown state) is no decision: not recorded
+            last_run_ns=28,  # the run this switch-out ends: 12 -> 40
+            idle_smt=0,
+            idle_llc=0,
+            idle_node=0,
+            idle_remote=0,
+            min_nr_smt=-1,
+            min_nr_llc=1,  # cpu1 runs 20
+            min_nr_node=-1,
+            min_nr_remote=-1,
             migrated=1,
             next_cpu=1,
+            balancer_migrated=0,
         )
     ]
     assert r.stats["skipped_unknown_task"] == 1
@@ -247,6 +273,8 @@ def test_nr_running_counts_queued_tasks_and_follows_migrations():
         if x["kind"] == KIND_NEW
     ]
     assert new == [(14, 0, 1, 0, 0), (16, 0, 1, 1, 1)]
+    # 41 was queued on cpu0 when cpu1 pulled it: a balancer's migration, not the placement's
+    assert {x["ts"]: x["balancer_migrated"] for x in rows(r)} == {10: 0, 14: 0, 16: 1, 18: 0}
 
 
 def test_pid_reuse_after_exit_and_fork_gives_a_new_tid():
@@ -432,6 +460,9 @@ def test_sched_wakeup_is_the_decision_when_the_trace_has_no_waking(engine):
         (12, 1, KIND_WAKEUP, 0, WAKER_UNKNOWN),
         (20, 1, KIND_PREEMPT, 0, 0),
     ]
+    # the waker is unknown at a sched_wakeup line: its CPU's load and every flip count with it
+    waker = ("waker_cpu_nr_running", "waker_flips", "wakee_flips")
+    assert [tuple(x[k] for k in waker) for x in rows(r)] == [(WAKER_UNKNOWN,) * 3] * 3
     assert WAKER_UNKNOWN == -1
     with_waking = replay(table(BOOT + [waking(9, 1, 10), wakeup(10, 1, 10, 1), sw(11, 1, 0, 10)]), engine=engine)
     assert [x["waker_same_cpu"] for x in rows(with_waking)] == [0]
@@ -822,3 +853,168 @@ def test_replay_falls_back_to_the_reference_without_a_compiler(monkeypatch, caps
     assert capsys.readouterr().err.count("fast C replay unavailable") == 1
     with pytest.raises(RuntimeError):
         replay(events, engine="c")
+
+
+# ----- state reconstruction: waker load and flips, last run, idle CPUs by topology distance -------------------------
+ENGINES = pytest.mark.parametrize("engine", ["c", "python"])
+
+
+def _engine(engine):
+    if engine == "c":
+        from tests.conftest import require
+
+        require(replay_mod.CORE.load() is not None, f"C compiler for the replay core: {replay_mod.CORE.reason}")
+    return engine
+
+
+SECOND = 1_000_000_000
+
+
+@ENGINES
+def test_flips_follow_record_wakee_with_its_halving_each_second(engine):
+    """10 runs on cpu0 and wakes 20 and 30 (which run on cpu1 and sleep again). Its flips count
+    +1 per change of wakee, halve once when more than a second passed since the last halving
+    (not at exactly one second), and a CPU's idle task keeps a count of its own."""
+    t2 = 400 + SECOND - 250  # more than a second after the first halving at 100
+    t3 = t2 + SECOND  # exactly a second after t2's halving: none
+    t4 = t3 + 10
+    t5 = t4 + 1_000
+
+    def run_on_cpu1(ts, pid, length=1):  # woken by 10 on cpu0 at ts, runs on cpu1, sleeps
+        return [waking(ts, 0, pid), wakeup(ts + 1, 0, pid, 1), sw(ts + 2, 1, 0, pid), sw(ts + 2 + length, 1, pid, 0)]
+
+    ev = BOOT + [sw(2, 1, 0, 30), sw(3, 1, 30, 0)]  # 30 runs 2 -> 3 and sleeps
+    ev += [waking(10, 1, 10), wakeup(11, 1, 10, 0), sw(12, 0, 0, 10)]  # cpu1's idle task wakes 10
+    ev += run_on_cpu1(100, 20, length=3) + run_on_cpu1(200, 30) + run_on_cpu1(300, 30) + run_on_cpu1(400, 20)
+    ev += run_on_cpu1(t2, 30) + run_on_cpu1(t3, 20) + run_on_cpu1(t4, 30)
+    ev += [sw(t5, 0, 10, 0), waking(t5 + 10, 1, 10), wakeup(t5 + 11, 1, 10, 1), sw(t5 + 12, 1, 0, 10)]
+    r = replay(table(ev), engine=_engine(engine))
+    got = [(x["ts"], x["waker_flips"], x["wakee_flips"], x["waker_cpu_nr_running"], x["last_run_ns"]) for x in rows(r)]
+    assert got == [
+        (10, 1, 0, 0, -1),  # cpu1 idle: its idle task's first wakee; 10's run before the trace unseen
+        (100, 1, 0, 1, -1),  # 10's first wakee (its halving of 0 sets the decay clock to 100)
+        (200, 2, 0, 1, 1),  # 30 ran 2 -> 3
+        (300, 2, 0, 1, 1),  # the same wakee again: no flip
+        (400, 3, 0, 1, 3),  # 20 ran 102 -> 105
+        (t2, 2, 0, 1, 1),  # > 1 s since 100: 3 >> 1 = 1, then a flip
+        (t3, 3, 0, 1, 1),  # exactly 1 s since t2: no halving
+        (t4, 2, 0, 1, 1),  # 1 s + 10 ns: 3 >> 1, then a flip
+        (t5 + 10, 0, 2, 0, t5 - 12),  # cpu1's idle task: 1 >> 1, same wakee (10); 10's own count read raw
+    ]
+
+
+@ENGINES
+def test_a_migration_of_a_queued_task_is_a_balancers_and_ttwus_own_is_not(engine):
+    ev = BOOT + [
+        waking(100, 1, 10),
+        migrate(101, 1, 10, 0, 1),  # ttwu's set_task_cpu(): before sched_wakeup queues it
+        wakeup(102, 1, 10, 1),
+        sw(110, 1, 0, 10),
+        sw(120, 1, 10, 0),
+        waking(130, 1, 10),  # back to cpu1's queue (last ran there), then pulled to cpu0
+        wakeup(131, 1, 10, 1),
+        migrate(132, 0, 10, 1, 0),
+        sw(133, 0, 0, 10),
+    ]
+    r = replay(table(ev), engine=_engine(engine))
+    assert [(x["ts"], x["migrated"], x["balancer_migrated"]) for x in rows(r)] == [(100, 1, 0), (130, 1, 1)]
+
+
+# A 2x2x2 guest as data.collect.guest.topology.parse stores it in meta.json: 2 nodes x 2 cores x 2 SMT.
+TOPO_2X2X2 = {
+    "spec": "2x2x2",
+    "nodes": 2,
+    "cpu_node": [0, 0, 0, 0, 1, 1, 1, 1],
+    "siblings": [[0, 1], [0, 1], [2, 3], [2, 3], [4, 5], [4, 5], [6, 7], [6, 7]],
+}
+
+
+def test_topology_classes_of_a_2x2x2_guest_flat_and_partial_meta():
+    import numpy as np
+
+    from data.dataset.tables import CLASS_LLC as L
+    from data.dataset.tables import CLASS_REMOTE as R
+    from data.dataset.tables import CLASS_SELF as O
+    from data.dataset.tables import CLASS_SMT as S
+    from data.dataset.tables import topology_classes
+
+    want = np.array(
+        [
+            [O, S, L, L, R, R, R, R],
+            [S, O, L, L, R, R, R, R],
+            [L, L, O, S, R, R, R, R],
+            [L, L, S, O, R, R, R, R],
+            [R, R, R, R, O, S, L, L],
+            [R, R, R, R, S, O, L, L],
+            [R, R, R, R, L, L, O, S],
+            [R, R, R, R, L, L, S, O],
+        ]
+    )
+    assert (topology_classes(TOPO_2X2X2, 8) == want).all()
+    flat = np.full((3, 3), L)
+    np.fill_diagonal(flat, O)
+    for meta in (None, {}, {"spec": None, "nodes": None, "cpu_node": [], "siblings": []}):
+        assert (topology_classes(meta, 3) == flat).all()
+    # a trace CPU beyond the meta's lists (9 here) is in the LLC class of every other CPU
+    wide = topology_classes(TOPO_2X2X2, 10)
+    assert (wide[:8, :8] == want).all() and set(wide[9, :9]) == {L} and set(wide[:9, 9]) == {L}
+    with pytest.raises(ValueError, match="siblings"):
+        topology_classes({"siblings": [[0, "x"]], "cpu_node": [0]}, 2)
+    # a hostile CPU number (the parser admits int16) must not size a 1 GiB matrix
+    with pytest.raises(ValueError, match="NR_CPUS"):
+        topology_classes(None, 32768)
+
+
+@ENGINES
+def test_a_cpu_number_no_kernel_has_is_refused_in_one_line(engine):
+    events = table([sw(1_000, 9000, 0, 5)])
+    with pytest.raises(ValueError, match="CPU number 9000 beyond the kernel's NR_CPUS"):
+        replay(events, "r", engine=engine)
+
+
+@ENGINES
+def test_idle_counts_and_least_load_by_distance_on_a_2x2x2_guest(engine):
+    """Every CPU goes idle at the start; cpu2 and cpu3 (cpu0's LLC, not its core) then run a
+    task each, cpu5 one and a queued one. 100 (last on cpu0) is woken from cpu1, its sibling."""
+    ev = [sw(k, k, 100 + k, 0) for k in range(8)]
+    for k, ts in ((2, 10), (3, 20), (5, 30)):
+        ev += [waking(ts, k, 100 + k), wakeup(ts + 1, k, 100 + k, k), sw(ts + 2, k, 0, 100 + k)]
+    ev += [waking(40, 5, 106), wakeup(41, 5, 106, 5)]  # 106 queued behind 105 on cpu5
+    ev += [waking(50, 1, 100), wakeup(51, 1, 100, 1), sw(52, 1, 0, 100)]
+    ev += [sw(60, 5, 105, 106)]  # 106 runs: its row is kept too
+    cols = [f"{k}_{c}" for k in ("idle", "min_nr") for c in ("smt", "llc", "node", "remote")]
+    r = replay(table(ev), engine=_engine(engine), topology=TOPO_2X2X2)
+    got = {x["ts"]: tuple(x[c] for c in cols) for x in rows(r)}
+    # idle smt, llc, node, remote; least nr_running smt, llc, node (none: -1), remote
+    assert got[50] == (1, 0, 0, 3, 0, 1, -1, 0)  # cpu1 idle; cpu2, 3 run one; 4, 6, 7 idle, 5 runs two
+    # 106 (last on cpu6) woken on cpu5: its sibling cpu7 idle, cpu4 idle and cpu5 running 105
+    assert got[40] == (1, 1, 0, 2, 0, 0, -1, 0)  # cpu0 and cpu1 idle, cpu2 and cpu3 busy
+    assert [x["waker_cpu_nr_running"] for x in rows(r) if x["ts"] in (40, 50)] == [1, 0]
+    flat = {x["ts"]: tuple(x[c] for c in cols) for x in rows(replay(table(ev), engine=engine))}
+    assert flat[50] == (0, 4, 0, 0, -1, 0, -1, -1)  # one class: cpus 1, 4, 6, 7 idle
+
+
+GUEST_RUNS = sorted(
+    (__import__("pathlib").Path(__file__).resolve().parents[1] / "datasets" / "guest_runs").glob("*/trace.txt.zst")
+)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in GUEST_RUNS if p.parent.name in ("stress-ng-fork-r01", "io-mix-r01")],
+    ids=lambda p: p.parent.name,
+)
+def test_c_core_matches_reference_with_a_topology(path):
+    """Shipped 4-CPU guest runs replayed as if their CPUs were 2 nodes of an SMT pair (a test
+    input: those runs were flat), so every class occurs; the engines must agree."""
+    import data.dataset.replay_reference as ref
+    from data.parse.tracefile import parse_file
+
+    topo = {"cpu_node": [0, 0, 1, 1], "siblings": [[0, 1], [0, 1], [2, 3], [2, 3]]}
+    events = parse_file(path)[0]
+    got, want = replay(events, "run", engine=_engine("c"), topology=topo), ref.replay(events, "run", topology=topo)
+    assert got.stats == want.stats
+    assert got.migration.equals(want.migration) and got.next_task.equals(want.next_task)
+    m = got.migration
+    assert (m.idle_smt > 0).any() and (m.idle_remote > 0).any() and (m.min_nr_node == -1).all()
+    assert (m.waker_flips > 1).any() and (m.last_run_ns > 0).any() and (m.balancer_migrated == 1).any()

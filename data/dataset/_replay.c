@@ -22,6 +22,8 @@ enum { PREV_RUNNABLE, PREV_DEAD, PREV_SLEEP };
 enum { KIND_WAKEUP, KIND_PREEMPT, KIND_NEW };
 #define HISTORY_MASK ((1 << 8) - 1)
 #define WAKER_UNKNOWN (-1) /* data/dataset/tables.py WAKER_UNKNOWN */
+#define FLIP_DECAY_NS 1000000000LL /* tables.py FLIP_DECAY_NS: record_wakee()'s HZ */
+enum { CLASS_SELF, CLASS_SMT, CLASS_LLC, CLASS_NODE, CLASS_REMOTE, NCLASS }; /* tables.py CLASS_* */
 
 /* Counters, in the order of data/dataset/replay.py's STAT_NAMES. */
 const char rp_stats[] =
@@ -44,7 +46,10 @@ const char rp_in_columns[] = "code:i8,ts:i64,cpu:i16,common_pid:i32,prev_pid:i32
                              "task_ctx:u8";
 const char rp_mig_columns[] = "row:i64,tid:i64,segment:i32,src_cpu:i16,kind:i8,since_last_ran_ns:i64,"
                               "src_nr_running:i16,min_other_nr_running:i16,max_other_nr_running:i16,"
-                              "src_idle:i8,other_idle:i8,waker_same_cpu:i8,recent_migrations:i8";
+                              "src_idle:i8,other_idle:i8,waker_same_cpu:i8,recent_migrations:i8,"
+                              "waker_cpu_nr_running:i16,waker_flips:i32,wakee_flips:i32,last_run_ns:i64,"
+                              "idle_smt:i16,idle_llc:i16,idle_node:i16,idle_remote:i16,"
+                              "min_nr_smt:i16,min_nr_llc:i16,min_nr_node:i16,min_nr_remote:i16";
 const char rp_nt_columns[] = "row:i64,segment:i32,prev_tid:i64,next_tid:i64,dt_prev_switch_ns:i64,"
                              "next_since_wakeup_ns:i64";
 
@@ -57,7 +62,7 @@ struct in {
     const uint8_t *task_ctx; /* 1: the line ran in task context (tables.task_context_array) */
 };
 
-struct mig_out { /* rp_mig_columns; one row per decision, and next_cpu beside them */
+struct mig_out { /* rp_mig_columns; one row per decision, and next_cpu, balanced beside them */
     int64_t *row, *tid;
     int32_t *segment;
     int16_t *src_cpu;
@@ -65,7 +70,12 @@ struct mig_out { /* rp_mig_columns; one row per decision, and next_cpu beside th
     int64_t *since;
     int16_t *nr, *lo, *hi;
     int8_t *src_idle, *other_idle, *waker_same, *recent;
+    int16_t *waker_nr;
+    int32_t *waker_flips, *wakee_flips;
+    int64_t *last_run;
+    int16_t *idle_by[NCLASS - 1], *min_by[NCLASS - 1]; /* CLASS_SMT.. CLASS_REMOTE */
     int16_t *next_cpu;
+    int8_t *balanced; /* tables.py BALANCER_LABEL */
 };
 
 struct nt_out { /* rp_nt_columns; one row per switch */
@@ -74,11 +84,17 @@ struct nt_out { /* rp_nt_columns; one row per switch */
     int64_t *prev_tid, *next_tid, *dt_prev_switch, *since_wakeup;
 };
 
+struct flips { /* record_wakee() state of one waker */
+    int64_t flips, last_wakee, decay_ts;
+};
+
 struct task { /* per tid */
     int8_t state;
     int32_t rq, last_cpu, pending;
     int32_t qprev, qnext; /* neighbours on the list of tasks queued on CPU rq */
     int64_t last_end, last_wake, fork_cpu, fork_ts;
+    int64_t run_start, last_run; /* last switch-in (-1: not seen), the previous run's length */
+    struct flips fl;
     uint32_t hist;
 };
 
@@ -95,6 +111,8 @@ struct rp {
     int64_t *qhead; /* per CPU: first tid of its queued list, -1 empty */
     uint8_t *trusted;
     int64_t n_untrusted;
+    const int8_t *cls; /* ncpu x ncpu CLASS_* (tables.topology_classes) */
+    struct flips *idle_fl; /* per CPU: its idle task's record_wakee() state */
     struct mig_out mig;
     struct nt_out nt;
     int64_t nmig, nnt;
@@ -116,6 +134,7 @@ static void reset_cpus(struct rp *r)
         r->last_switch[c] = -1;
         r->qhead[c] = -1;
         r->ctx_seen[c] = 0;
+        r->idle_fl[c] = (struct flips){0, -1, -1};
     }
     for (int64_t k = 0; k < r->ncpus_seen; k++)
         r->trusted[r->cpus[k]] = 0;
@@ -128,6 +147,8 @@ static void clear_task(struct task *t, int8_t state)
     t->rq = t->last_cpu = t->pending = -1;
     t->qprev = t->qnext = -1;
     t->last_end = t->last_wake = t->fork_cpu = t->fork_ts = -1;
+    t->run_start = t->last_run = -1;
+    t->fl = (struct flips){0, -1, -1};
     t->hist = 0;
 }
 
@@ -244,24 +265,31 @@ static inline void warm(struct rp *r, int64_t c, int64_t ts)
 }
 
 static void decide(struct rp *r, int64_t i, int64_t tid, int64_t kind, int64_t src, int64_t since,
-                   int64_t waker_same)
+                   int64_t waker_same, int64_t waker_nr, int64_t waker_flips)
 {
     if (r->n_untrusted) {
         r->stats[ST_SKIP_UNTRUSTED]++;
         return;
     }
     int64_t lo = -1, hi = 0, other_idle = 0, nothers = 0;
+    int64_t idle_by[NCLASS] = {0}, min_by[NCLASS] = {-1, -1, -1, -1, -1};
+    const int8_t *cls = r->cls + cpu_slot(r, src) * r->ncpu;
     for (int64_t k = 0; k < r->ncpus_seen; k++) {
-        int64_t o = r->cpus[k], n;
+        int64_t o = r->cpus[k], n, c;
         if (o == src)
             continue;
         n = r->nr[o];
+        c = cls[o];
         if (!nothers++ || n < lo)
             lo = n;
         if (n > hi)
             hi = n;
-        if (!n && r->cur[o] == 0)
+        if (!n && r->cur[o] == 0) {
             other_idle = 1;
+            idle_by[c]++;
+        }
+        if (min_by[c] < 0 || n < min_by[c])
+            min_by[c] = n;
     }
     if (!nothers)
         lo = 0;
@@ -280,13 +308,24 @@ static void decide(struct rp *r, int64_t i, int64_t tid, int64_t kind, int64_t s
     o->other_idle[j] = (int8_t)other_idle;
     o->waker_same[j] = (int8_t)waker_same;
     o->recent[j] = (int8_t)__builtin_popcount(r->t[tid].hist);
+    o->waker_nr[j] = (int16_t)waker_nr;
+    o->waker_flips[j] = (int32_t)waker_flips;
+    o->wakee_flips[j] = (int32_t)(r->wakeup_decides ? WAKER_UNKNOWN : r->t[tid].fl.flips);
+    o->last_run[j] = r->t[tid].last_run;
+    for (int k = 1; k < NCLASS; k++) {
+        o->idle_by[k - 1][j] = (int16_t)idle_by[k];
+        o->min_by[k - 1][j] = (int16_t)min_by[k];
+    }
     o->next_cpu[j] = -1;
+    o->balanced[j] = 0;
     r->t[tid].pending = (int32_t)r->nmig++;
 }
 
-static void switch_in(struct rp *r, int64_t tid, int64_t c)
+/* tid runs on c from start (-1: its switch-in is not in the trace, only inferred). */
+static void switch_in(struct rp *r, int64_t tid, int64_t c, int64_t start)
 {
     struct task *t = &r->t[tid];
+    t->run_start = start;
     if (t->pending >= 0) {
         r->mig.next_cpu[t->pending] = (int16_t)c;
         t->pending = -1;
@@ -309,7 +348,7 @@ static void observe_current(struct rp *r, int64_t c, int64_t pid)
     }
     int64_t tid = pid ? tid_of(r, pid) : 0;
     if (tid)
-        switch_in(r, tid, c);
+        switch_in(r, tid, c, -1);
     r->cur[c] = tid;
     r->cur_pid[c] = pid;
     r->ctx_seen[c] = 0;
@@ -327,9 +366,11 @@ static void switch_out(struct rp *r, int64_t i, int64_t tid, int64_t c, int64_t 
 {
     int64_t how = r->in.prev_state[i];
     struct task *t = &r->t[tid];
+    t->last_run = t->run_start >= 0 ? ts - t->run_start : -1;
+    t->run_start = -1;
     if (how == PREV_RUNNABLE) {
         enqueue(r, t, c);
-        decide(r, i, tid, KIND_PREEMPT, c, 0, 0);
+        decide(r, i, tid, KIND_PREEMPT, c, 0, 0, WAKER_UNKNOWN, WAKER_UNKNOWN);
         t->state = RUNNABLE;
     } else {
         dequeue(r, t);
@@ -350,7 +391,7 @@ static void on_switch(struct rp *r, int64_t i)
     int64_t nxt = r->in.next[i];
     int64_t nt = nxt ? tid_of(r, nxt) : 0;
     if (nt)
-        switch_in(r, nt, c);
+        switch_in(r, nt, c, ts);
     else
         go_idle(r, c);
     r->cur[c] = nt;
@@ -367,17 +408,48 @@ static void on_switch(struct rp *r, int64_t i)
     r->last_switch[c] = ts;
 }
 
+/* The record_wakee() state of the task current on c (its idle task's when idle); NULL: unknown. */
+static inline struct flips *waker_flips(struct rp *r, int64_t c)
+{
+    int64_t w = r->cur[c];
+    if (w < 0)
+        return NULL;
+    return w ? &r->t[w].fl : &r->idle_fl[c];
+}
+
+/* kernel/sched/fair.c record_wakee() for the waker current on c; its flips after it. */
+static int64_t record_wakee(struct rp *r, int64_t c, int64_t wakee, int64_t ts)
+{
+    struct flips *f = waker_flips(r, c);
+    if (!f)
+        return WAKER_UNKNOWN;
+    if (f->decay_ts < 0 || ts - f->decay_ts > FLIP_DECAY_NS) {
+        f->flips >>= 1;
+        f->decay_ts = ts;
+    }
+    if (f->last_wakee != wakee) {
+        f->last_wakee = wakee;
+        f->flips++;
+    }
+    return f->flips;
+}
+
 static void on_waking(struct rp *r, int64_t i)
 {
     int64_t tid = tid_of(r, r->in.pid[i]);
     struct task *t = &r->t[tid];
     t->last_wake = r->in.ts[i];
     if (t->state == SLEEPING) {
-        int64_t src = t->last_cpu;
+        int64_t src = t->last_cpu, c = r->in.cpu[i];
+        int64_t same = WAKER_UNKNOWN, nr = WAKER_UNKNOWN, flips = WAKER_UNKNOWN;
         /* sched_wakeup may be logged on the target CPU: its CPU says nothing about the waker
-         * and would leak the label, so waker_same_cpu is unknown (WAKER_UNKNOWN) then. */
-        decide(r, i, tid, KIND_WAKEUP, src, r->in.ts[i] - t->last_end,
-               r->wakeup_decides ? WAKER_UNKNOWN : r->in.cpu[i] == src);
+         * and would leak the label, so the waker's features are unknown (WAKER_UNKNOWN) then. */
+        if (!r->wakeup_decides) {
+            same = c == src;
+            nr = r->nr[c];
+            flips = record_wakee(r, c, tid, r->in.ts[i]);
+        }
+        decide(r, i, tid, KIND_WAKEUP, src, r->in.ts[i] - t->last_end, same, nr, flips);
         r->t[tid].state = RUNNABLE;
     } else if (t->state == UNKNOWN) {
         r->stats[ST_SKIP_UNKNOWN]++;
@@ -402,8 +474,9 @@ static void on_wakeup_new(struct rp *r, int64_t i)
     struct task *t = &r->t[tid];
     t->last_wake = ts;
     if (t->state == NEW) {
-        int64_t src = t->fork_cpu;
-        decide(r, i, tid, KIND_NEW, src, ts - t->fork_ts, r->in.cpu[i] == src);
+        int64_t src = t->fork_cpu, c = r->in.cpu[i];
+        struct flips *f = r->wakeup_decides ? NULL : waker_flips(r, c);
+        decide(r, i, tid, KIND_NEW, src, ts - t->fork_ts, c == src, r->nr[c], f ? f->flips : WAKER_UNKNOWN);
     } else {
         r->stats[ST_SKIP_UNKNOWN]++;
     }
@@ -415,8 +488,11 @@ static void on_wakeup_new(struct rp *r, int64_t i)
 static void on_migrate(struct rp *r, int64_t i)
 {
     struct task *t = &r->t[tid_of(r, r->in.pid[i])];
-    if (t->rq >= 0)
+    if (t->rq >= 0) {
+        if (t->pending >= 0 && r->in.dest[i] != t->rq)
+            r->mig.balanced[t->pending] = 1;
         enqueue(r, t, r->in.dest[i]);
+    }
 }
 
 static void on_fork(struct rp *r, int64_t i)
@@ -453,7 +529,16 @@ static int64_t keep_decided(struct rp *r)
             o->other_idle[kept] = o->other_idle[j];
             o->waker_same[kept] = o->waker_same[j];
             o->recent[kept] = o->recent[j];
+            o->waker_nr[kept] = o->waker_nr[j];
+            o->waker_flips[kept] = o->waker_flips[j];
+            o->wakee_flips[kept] = o->wakee_flips[j];
+            o->last_run[kept] = o->last_run[j];
+            for (int k = 0; k < NCLASS - 1; k++) {
+                o->idle_by[k][kept] = o->idle_by[k][j];
+                o->min_by[k][kept] = o->min_by[k][j];
+            }
             o->next_cpu[kept] = o->next_cpu[j];
+            o->balanced[kept] = o->balanced[j];
         }
         kept++;
     }
@@ -462,23 +547,34 @@ static int64_t keep_decided(struct rp *r)
 
 /*
  * Replay n events. in[]: the rp_in_columns (prev_state as its class, pids dense, see above).
- * cpus: the sorted CPUs of the cpu column. Outputs, each a column of its own: mig[] the
- * rp_mig_columns and then next_cpu (int16), one row per decision whose outcome was seen;
+ * cpus: the sorted CPUs of the cpu column; cls: the ncpu x ncpu CLASS_* matrix. Outputs, each a
+ * column of its own: mig[] the rp_mig_columns, then next_cpu (int16) and balancer_migrated
+ * (int8), one row per decision whose outcome was seen;
  * nt[] the rp_nt_columns, one row per switch; stats (NSTATS counters);
  * counts = {migration rows, switches, tids, segments}.
  * Returns 0, or -1 when memory ran out.
  */
 int rp_replay(int64_t n, const void *const *in, int64_t npid, int64_t ncpu, const int64_t *cpus,
-              int64_t ncpus_seen, int64_t warmup_ns, int64_t wakeup_decides, void *const *mig,
-              void *const *nt, int64_t *stats, int64_t *counts)
+              int64_t ncpus_seen, const int8_t *cls, int64_t warmup_ns, int64_t wakeup_decides,
+              void *const *mig, void *const *nt, int64_t *stats, int64_t *counts)
 {
     struct rp r = {0};
     int rc = -1;
     r.in = (struct in){.n = n, .code = in[0], .ts = in[1], .cpu = in[2], .common = in[3], .prev = in[4],
                        .prev_state = in[5], .next = in[6], .pid = in[7], .target = in[8], .dest = in[9],
                        .child = in[10], .task_ctx = in[11]};
-    r.mig = (struct mig_out){mig[0], mig[1], mig[2], mig[3], mig[4], mig[5], mig[6],
-                             mig[7], mig[8], mig[9], mig[10], mig[11], mig[12], mig[13]};
+    r.mig = (struct mig_out){.row = mig[0], .tid = mig[1], .segment = mig[2], .src_cpu = mig[3],
+                             .kind = mig[4], .since = mig[5], .nr = mig[6], .lo = mig[7], .hi = mig[8],
+                             .src_idle = mig[9], .other_idle = mig[10], .waker_same = mig[11],
+                             .recent = mig[12], .waker_nr = mig[13], .waker_flips = mig[14],
+                             .wakee_flips = mig[15], .last_run = mig[16]};
+    for (int k = 0; k < NCLASS - 1; k++) {
+        r.mig.idle_by[k] = mig[17 + k];
+        r.mig.min_by[k] = mig[17 + NCLASS - 1 + k];
+    }
+    r.mig.next_cpu = mig[17 + 2 * (NCLASS - 1)];
+    r.mig.balanced = mig[18 + 2 * (NCLASS - 1)];
+    r.cls = cls;
     r.nt = (struct nt_out){nt[0], nt[1], nt[2], nt[3], nt[4], nt[5]};
     r.ncpu = ncpu;
     r.cpus = cpus;
@@ -492,7 +588,8 @@ int rp_replay(int64_t n, const void *const *in, int64_t npid, int64_t ncpu, cons
     r.cur = malloc(6 * ncpu * sizeof(int64_t));
     r.trusted = malloc(ncpu);
     r.ctx_seen = malloc(ncpu);
-    if (!r.tids || !r.t || !r.cur || !r.trusted || !r.ctx_seen)
+    r.idle_fl = malloc(ncpu * sizeof(*r.idle_fl));
+    if (!r.tids || !r.t || !r.cur || !r.trusted || !r.ctx_seen || !r.idle_fl)
         goto out;
     r.cur_pid = r.cur + ncpu;
     r.nr = r.cur_pid + ncpu;
@@ -565,5 +662,6 @@ out:
     free(r.cur);
     free(r.trusted);
     free(r.ctx_seen);
+    free(r.idle_fl);
     return rc;
 }

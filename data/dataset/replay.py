@@ -29,6 +29,11 @@ CPU it last ran on; for wakeup_new, the CPU it was forked on). next_task's next_
 is the time since the incoming task's last waking/wakeup_new in the segment (for a preempted
 task, since the wakeup before its preemption).
 
+Each migration row also carries the state reconstruction of tables.MIGRATION_STATE_FEATURES (the
+waker CPU's load, record_wakee()'s flips, the task's last run, idle CPUs and least load by
+topology distance from src_cpu, the classes from the run's meta.json topology) and the label
+tables.BALANCER_LABEL; tables.py says where each departs from the kernel.
+
 Switches can be missing from a trace without any LOST marker. The shipped traces' kernel (a
 Firecracker/PVM guest build) traces nothing in task context while CPU 1's idle task, a PID 1
 thread (the sandbox agent) or a not yet exec'd child of one is current, so every switch out of
@@ -59,18 +64,22 @@ import pyarrow as pa
 from data import BUILD_DIR
 from data.dataset import replay_reference
 from data.dataset.tables import (
+    BALANCER_LABEL,
     DEFAULT_WARMUP_NS,
     KIND_PREEMPT,
     MIG_LOOP_COLS,
     MIGRATION_COLUMNS,
     MIGRATION_FEATURES,
+    MIGRATION_STATE_FEATURES,
     NEXT_TASK_COLUMNS,
     NT_LOOP_COLS,
     STAT_NAMES,
+    STATE_FEATURE_TYPES,
     ReplayResult,
     event_codes,
     prev_state_array,
     task_context_array,
+    topology_classes,
 )
 from data.parse.schema import EVENT_KINDS
 from plumbing import shared_lib
@@ -95,6 +104,7 @@ def _setup(lib: ctypes.CDLL) -> ctypes.CDLL:
         ctypes.c_int64,
         ctypes.c_void_p,
         ctypes.c_int64,
+        ctypes.c_void_p,
         ctypes.c_int64,
         ctypes.c_int64,
     ] + [ctypes.c_void_p] * 4
@@ -154,11 +164,12 @@ def _pid_slots(pids: list[np.ndarray]) -> tuple[list[np.ndarray], int]:
     return [np.where(p > 0, np.searchsorted(positive, p) + 1, np.minimum(p, 0)) for p in pids], len(positive) + 1
 
 
-def _replay_c(lib, cols: dict, n: int, codes: np.ndarray, wakeup_decides: bool, warmup_ns: int):
+def _replay_c(lib, cols: dict, n: int, codes: np.ndarray, wakeup_decides: bool, warmup_ns: int, topology):
     (common, prev, nxt, pid, child), npid = _pid_slots([cols[c] for c in _PID_COLUMNS])
     cpu, target, dest = cols["cpu"], cols["target_cpu"], cols["dest_cpu"]
     cpus = np.flatnonzero(np.bincount(cpu[cpu >= 0])).astype(np.int64) if n else np.zeros(0, np.int64)
     ncpu = int(max(cpus.max(initial=0), target.max(initial=0), dest.max(initial=0), 0)) + 1
+    cls = np.ascontiguousarray(topology_classes(topology, ncpu))
     given = dict(
         code=codes,
         ts=cols["ts"],
@@ -180,6 +191,7 @@ def _replay_c(lib, cols: dict, n: int, codes: np.ndarray, wakeup_decides: bool, 
     # one array per output column, in the tables' types: the DataFrames take them as they are
     mig = {name: np.empty(cap, dtype) for name, dtype in lib.columns["mig"].items()}
     next_cpu = np.empty(cap, np.int16)
+    balanced = np.empty(cap, np.int8)
     nt = {name: np.empty(max(n_switch, 1), dtype) for name, dtype in lib.columns["nt"].items()}
     stats = np.zeros(len(STAT_NAMES), np.int64)
     counts = np.zeros(4, np.int64)
@@ -190,9 +202,10 @@ def _replay_c(lib, cols: dict, n: int, codes: np.ndarray, wakeup_decides: bool, 
         ncpu,
         cpus.ctypes.data,
         len(cpus),
+        cls.ctypes.data,
         warmup_ns,
         int(wakeup_decides),
-        _pointers([*mig.values(), next_cpu]),
+        _pointers([*mig.values(), next_cpu, balanced]),
         _pointers(list(nt.values())),
         stats.ctypes.data,
         counts.ctypes.data,
@@ -203,6 +216,7 @@ def _replay_c(lib, cols: dict, n: int, codes: np.ndarray, wakeup_decides: bool, 
     return (
         {name: c[:nmig] for name, c in mig.items()},
         next_cpu[:nmig],
+        balanced[:nmig],
         {name: c[:nnt] for name, c in nt.items()},
         dict(zip(STAT_NAMES, (int(x) for x in stats), strict=False)),
         len(cpus),
@@ -222,7 +236,7 @@ def _frame(columns: dict, names: tuple[str, ...]) -> pd.DataFrame:
     return pd.DataFrame(columns, columns=list(names), copy=False)
 
 
-def _migration_frame_c(loop: dict, nxt: np.ndarray, cols: dict, run_id: str) -> pd.DataFrame:
+def _migration_frame_c(loop: dict, nxt: np.ndarray, balanced: np.ndarray, cols: dict, run_id: str) -> pd.DataFrame:
     """replay_reference._migration_frame, from the C core's kept rows (already in the table's types:
     astype(copy=False) changes nothing then) and the event columns already in numpy."""
     row = loop["row"]
@@ -241,8 +255,10 @@ def _migration_frame_c(loop: dict, nxt: np.ndarray, cols: dict, run_id: str) -> 
             **{f: loop[f].astype(np.int16, copy=False) for f in MIGRATION_FEATURES[1:4]},
             **{f: loop[f].astype(np.int8, copy=False) for f in MIGRATION_FEATURES[4:8]},
             "prio": np.where(preempt, cols["prev_prio"][row], cols["prio"][row]).astype(np.int16, copy=False),
+            **{f: loop[f].astype(STATE_FEATURE_TYPES[f], copy=False) for f in MIGRATION_STATE_FEATURES},
             "migrated": (nxt != src).astype(np.int8, copy=False),
             "next_cpu": nxt.astype(np.int16, copy=False),
+            BALANCER_LABEL: balanced,
         },
         MIGRATION_COLUMNS,
     )
@@ -275,13 +291,19 @@ def _next_task_frame_c(loop: dict, events: pa.Table, cols: dict, run_id: str) ->
 
 
 def replay(
-    events: pa.Table, run_id: str = "", *, warmup_ns: int = DEFAULT_WARMUP_NS, engine: str = "auto"
+    events: pa.Table,
+    run_id: str = "",
+    *,
+    warmup_ns: int = DEFAULT_WARMUP_NS,
+    engine: str = "auto",
+    topology: dict | None = None,
 ) -> ReplayResult:
     """Replay one trace's events (EVENT_SCHEMA) and return its migration and next_task rows.
-    engine: "auto" (C, else the Python reference with a warning) | "c" | "python"."""
+    engine: "auto" (C, else the Python reference with a warning) | "c" | "python".
+    topology: the run's meta.json "topology" (tables.topology_classes; None: flat)."""
     lib = CORE.select(engine)
     if lib is None:
-        return replay_reference.replay(events, run_id, warmup_ns=warmup_ns)
+        return replay_reference.replay(events, run_id, warmup_ns=warmup_ns, topology=topology)
     ts = _ints(events, "ts")
     if np.any(ts[1:] < ts[:-1]):  # a stable sort of sorted rows changes nothing: skip it then
         events = events.take(pa.array(np.argsort(ts, kind="stable")))
@@ -293,8 +315,10 @@ def replay(
     cols["task_ctx"] = task_context_array(events)
     codes = _codes(events)
     wakeup_decides = not np.any(codes == _WAKING)
-    mig, next_cpu, nt, counters, ncpus_seen, ntids, segment = _replay_c(lib, cols, n, codes, wakeup_decides, warmup_ns)
-    migration = _migration_frame_c(mig, next_cpu, cols, run_id)
+    mig, next_cpu, balanced, nt, counters, ncpus_seen, ntids, segment = _replay_c(
+        lib, cols, n, codes, wakeup_decides, warmup_ns, topology
+    )
+    migration = _migration_frame_c(mig, next_cpu, balanced, cols, run_id)
     next_task = _next_task_frame_c(nt, events, cols, run_id)
     lost_counts = cols["lost_count"][codes == _LOST]
     kind = migration["kind"].to_numpy()

@@ -18,7 +18,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from data.dataset.tables import (
+    BALANCER_LABEL,
+    CLASS_REMOTE,
+    CLASS_SELF,
     DEFAULT_WARMUP_NS,
+    FLIP_DECAY_NS,
     HISTORY_RUNS,
     KIND_NEW,
     KIND_PREEMPT,
@@ -26,16 +30,19 @@ from data.dataset.tables import (
     MIG_LOOP_COLS,
     MIGRATION_COLUMNS,
     MIGRATION_FEATURES,
+    MIGRATION_STATE_FEATURES,
     NEXT_TASK_COLUMNS,
     NT_LOOP_COLS,
     PREV_DEAD,
     PREV_RUNNABLE,
     STAT_NAMES,
+    STATE_FEATURE_TYPES,
     WAKER_UNKNOWN,
     ReplayResult,
     event_codes,
     prev_state_codes,
     task_context_array,
+    topology_classes,
 )
 from data.parse.schema import EVENT_KINDS
 
@@ -52,7 +59,7 @@ def _int_list(table: pa.Table, name: str) -> list[int]:
 class _Replayer:
     """Scheduler state machine; one handler per event kind, all reading row i of the columns."""
 
-    def __init__(self, events: pa.Table, warmup_ns: int):
+    def __init__(self, events: pa.Table, warmup_ns: int, topology: dict | None = None):
         self.ts = _int_list(events, "ts")
         self.cpu = _int_list(events, "cpu")
         self.common_pid = _int_list(events, "common_pid")
@@ -70,14 +77,18 @@ class _Replayer:
         ncpu = max([*self.cpus, *self.target_cpu, *self.dest_cpu, 0]) + 1
         self.ncpu = ncpu
         self.others = {c: [o for o in self.cpus if o != c] for c in range(ncpu)}
+        self.cls = topology_classes(topology, ncpu).tolist()  # cls[a][b]: CLASS_* of b seen from a
         # pid -> current tid; per-tid state lists (tid 0 = idle, never tracked as a task).
         self.tids: dict[int, int] = {0: 0}
         self.state, self.rq, self.last_cpu, self.last_end = [DEAD], [-1], [-1], [-1]
         self.hist, self.last_wake, self.pending = [0], [-1], [-1]
         self.fork_cpu, self.fork_ts = [-1], [-1]
+        self.run_start, self.last_run = [-1], [-1]  # last switch-in (-1: not seen), last run's length
+        self.flips, self.last_wakee, self.flip_decay = [0], [-1], [-1]  # record_wakee() state, per task
         self.segment = 0
         self.mig: list[tuple] = []  # one tuple per decision, fields as MIG_LOOP_COLS
         self.next_cpu: list[int] = []  # label of each decision, -1 until resolved
+        self.balanced: list[int] = []  # BALANCER_LABEL of each decision
         self.nt: list[tuple] = []  # one tuple per sched_switch, fields as NT_LOOP_COLS
         self.stats = dict.fromkeys(STAT_NAMES, 0)
         self._reset_cpus()
@@ -96,6 +107,8 @@ class _Replayer:
         self.first_ts = [-1] * n
         self.last_switch = [-1] * n
         self.ctx_seen = [False] * n  # the current task ran a task-context line in this stint
+        # record_wakee() state of each CPU's idle task (a waker in interrupt context on an idle CPU)
+        self.idle_flips, self.idle_last_wakee, self.idle_flip_decay = [0] * n, [-1] * n, [-1] * n
 
     def _reset_all(self) -> None:
         """Forget every task's state (after lost events); tid identities are kept."""
@@ -107,6 +120,8 @@ class _Replayer:
         self.rq, self.last_cpu, self.last_end = [-1] * n, [-1] * n, [-1] * n
         self.hist, self.last_wake = [0] * n, [-1] * n
         self.fork_cpu, self.fork_ts = [-1] * n, [-1] * n
+        self.run_start, self.last_run = [-1] * n, [-1] * n
+        self.flips, self.last_wakee, self.flip_decay = [0] * n, [-1] * n, [-1] * n
         self.stats["dropped_lost"] += sum(p >= 0 for p in self.pending)
         self.pending = [-1] * n
         self._reset_cpus()
@@ -114,10 +129,23 @@ class _Replayer:
     def _new_tid(self, pid: int) -> int:
         t = len(self.state)
         self.tids[pid] = t
-        for lst in (self.rq, self.last_cpu, self.last_end, self.last_wake, self.pending, self.fork_cpu, self.fork_ts):
+        for lst in (
+            self.rq,
+            self.last_cpu,
+            self.last_end,
+            self.last_wake,
+            self.pending,
+            self.fork_cpu,
+            self.fork_ts,
+            self.run_start,
+            self.last_run,
+            self.last_wakee,
+            self.flip_decay,
+        ):
             lst.append(-1)
         self.state.append(UNKNOWN)
         self.hist.append(0)
+        self.flips.append(0)
         return t
 
     def _tid(self, pid: int) -> int:
@@ -166,20 +194,27 @@ class _Replayer:
 
     # --- decisions -----------------------------------------------------------------------
 
-    def _decide(self, i: int, t: int, kind: int, src: int, since: int, waker_same: int) -> None:
+    def _decide(
+        self, i: int, t: int, kind: int, src: int, since: int, waker_same: int, waker_nr: int, waker_flips: int
+    ) -> None:
         if self.n_untrusted:
             self.stats["skipped_untrusted_cpu"] += 1
             return
-        nr, cur, others = self.nr, self.cur, self.others[src]
+        nr, cur, others, cls = self.nr, self.cur, self.others[src], self.cls[src]
         lo, hi, other_idle = (1 << 30) if others else 0, 0, 0
+        idle_by, min_by = [0] * (CLASS_REMOTE + 1), [-1] * (CLASS_REMOTE + 1)  # per CLASS_*
         for o in others:
             n = nr[o]
             if n < lo:
                 lo = n
             if n > hi:
                 hi = n
+            k = cls[o]
             if not n and cur[o] == 0:
                 other_idle = 1
+                idle_by[k] += 1
+            if min_by[k] < 0 or n < min_by[k]:
+                min_by[k] = n
         n = nr[src]
         self.mig.append(
             (
@@ -196,9 +231,16 @@ class _Replayer:
                 other_idle,
                 waker_same,
                 self.hist[t].bit_count(),
+                waker_nr,
+                waker_flips,
+                WAKER_UNKNOWN if self.wakeup_decides else self.flips[t],
+                self.last_run[t],
+                *idle_by[CLASS_SELF + 1 :],
+                *min_by[CLASS_SELF + 1 :],
             )
         )
         self.next_cpu.append(-1)
+        self.balanced.append(0)
         self.pending[t] = len(self.next_cpu) - 1
 
     # --- event handlers ----------------------------------------------------------------
@@ -214,7 +256,7 @@ class _Replayer:
         nxt = self.next_pid[i]
         nt = self._tid(nxt) if nxt else 0
         if nt:
-            self._switch_in(nt, c)
+            self._switch_in(nt, c, ts)
         else:
             self._go_idle(c)
         self.cur[c], self.cur_pid[c] = nt, nxt
@@ -226,9 +268,12 @@ class _Replayer:
 
     def _switch_out(self, i: int, t: int, c: int, ts: int) -> None:
         how = self.prev_state[i]
+        start = self.run_start[t]
+        self.last_run[t] = ts - start if start >= 0 else -1
+        self.run_start[t] = -1
         if how == PREV_RUNNABLE:  # t is still current on c (switch() has not moved cur yet)
             self._enqueue(t, c)
-            self._decide(i, t, KIND_PREEMPT, c, 0, 0)
+            self._decide(i, t, KIND_PREEMPT, c, 0, 0, WAKER_UNKNOWN, WAKER_UNKNOWN)
             self.state[t] = RUNNABLE
         else:
             self._dequeue(t)
@@ -236,7 +281,9 @@ class _Replayer:
         self.last_cpu[t] = c
         self.last_end[t] = ts
 
-    def _switch_in(self, t: int, c: int) -> None:
+    def _switch_in(self, t: int, c: int, start: int) -> None:
+        """t runs on c from `start` (-1: its switch-in is not in the trace, only inferred)."""
+        self.run_start[t] = start
         p = self.pending[t]
         if p >= 0:
             self.next_cpu[p] = c
@@ -262,7 +309,7 @@ class _Replayer:
                 self._forget(old)
         t = self._tid(pid) if pid else 0
         if t:
-            self._switch_in(t, c)
+            self._switch_in(t, c, -1)
         self.cur[c], self.cur_pid[c] = t, pid
         self.ctx_seen[c] = False
 
@@ -279,20 +326,41 @@ class _Replayer:
         self.last_wake[t] = self.ts[i]
         st = self.state[t]
         if st == SLEEPING:
-            src = self.last_cpu[t]
-            self._decide(
-                i,
-                t,
-                KIND_WAKEUP,
-                src,
-                self.ts[i] - self.last_end[t],
-                WAKER_UNKNOWN if self.wakeup_decides else int(self.cpu[i] == src),
-            )
+            src, c = self.last_cpu[t], self.cpu[i]
+            if self.wakeup_decides:
+                waker_same = waker_nr = waker_flips = WAKER_UNKNOWN
+            else:
+                waker_same, waker_nr, waker_flips = int(c == src), self.nr[c], self._record_wakee(c, t, self.ts[i])
+            self._decide(i, t, KIND_WAKEUP, src, self.ts[i] - self.last_end[t], waker_same, waker_nr, waker_flips)
             self.state[t] = RUNNABLE  # on no runqueue until sched_wakeup places it
         elif st == UNKNOWN:
             self.stats["skipped_unknown_task"] += 1
         else:
             self.stats["waking_not_sleeping"] += 1
+
+    def _waker_flips(self, c: int) -> tuple[list, list, list, int] | None:
+        """The record_wakee() state of the task current on c (its idle task's when idle), as
+        (flips, last_wakee, decay_ts, index) lists; None when the current task is unknown."""
+        w = self.cur[c]
+        if w < 0:
+            return None
+        if w == 0:
+            return self.idle_flips, self.idle_last_wakee, self.idle_flip_decay, c
+        return self.flips, self.last_wakee, self.flip_decay, w
+
+    def _record_wakee(self, c: int, wakee: int, ts: int) -> int:
+        """kernel/sched/fair.c record_wakee() for the waker current on c; its flips after it."""
+        state = self._waker_flips(c)
+        if state is None:
+            return WAKER_UNKNOWN
+        flips, last, decay, w = state
+        if decay[w] < 0 or ts - decay[w] > FLIP_DECAY_NS:
+            flips[w] >>= 1
+            decay[w] = ts
+        if last[w] != wakee:
+            last[w] = wakee
+            flips[w] += 1
+        return flips[w]
 
     def wakeup(self, i: int) -> None:
         t = self._tid(self.pid[i])
@@ -309,8 +377,10 @@ class _Replayer:
         ts = self.ts[i]
         self.last_wake[t] = ts
         if self.state[t] == NEW:
-            src = self.fork_cpu[t]
-            self._decide(i, t, KIND_NEW, src, ts - self.fork_ts[t], int(self.cpu[i] == src))
+            src, c = self.fork_cpu[t], self.cpu[i]
+            state = None if self.wakeup_decides else self._waker_flips(c)
+            waker_flips = WAKER_UNKNOWN if state is None else state[0][state[3]]
+            self._decide(i, t, KIND_NEW, src, ts - self.fork_ts[t], int(c == src), self.nr[c], waker_flips)
         else:
             self.stats["skipped_unknown_task"] += 1
         self.state[t] = RUNNABLE
@@ -319,6 +389,8 @@ class _Replayer:
     def migrate(self, i: int) -> None:
         t = self._tid(self.pid[i])
         if self.rq[t] >= 0:  # queued; a waking task is placed by its sched_wakeup instead
+            if self.pending[t] >= 0 and self.dest_cpu[i] != self.rq[t]:
+                self.balanced[self.pending[t]] = 1
             self._enqueue(t, self.dest_cpu[i])
 
     def fork(self, i: int) -> None:
@@ -376,6 +448,7 @@ def _loop_columns(rows: list[tuple], names: tuple[str, ...]) -> dict[str, np.nda
 def _migration_frame(r: _Replayer, events: pa.Table, run_id: str) -> pd.DataFrame:
     next_cpu = np.asarray(r.next_cpu, dtype=np.int64)
     keep = next_cpu >= 0
+    balanced = np.asarray(r.balanced, dtype=np.int64)[keep]
     loop = {k: v[keep] for k, v in _loop_columns(r.mig, MIG_LOOP_COLS).items()}
     take = events.take(pa.array(loop["row"]))
     preempt = loop["kind"] == KIND_PREEMPT
@@ -393,8 +466,10 @@ def _migration_frame(r: _Replayer, events: pa.Table, run_id: str) -> pd.DataFram
             **{f: loop[f].astype(np.int16) for f in MIGRATION_FEATURES[1:4]},
             **{f: loop[f].astype(np.int8) for f in MIGRATION_FEATURES[4:8]},
             "prio": np.where(preempt, _col(take, "prev_prio"), _col(take, "prio")).astype(np.int16),
+            **{f: loop[f].astype(STATE_FEATURE_TYPES[f]) for f in MIGRATION_STATE_FEATURES},
             "migrated": (nxt != src).astype(np.int8),
             "next_cpu": nxt.astype(np.int16),
+            BALANCER_LABEL: balanced.astype(np.int8),
         },
         columns=list(MIGRATION_COLUMNS),
     )
@@ -426,14 +501,17 @@ def _next_task_frame(r: _Replayer, events: pa.Table, run_id: str) -> pd.DataFram
     )
 
 
-def replay(events: pa.Table, run_id: str = "", *, warmup_ns: int = DEFAULT_WARMUP_NS) -> ReplayResult:
-    """Replay one trace's events (EVENT_SCHEMA) and return its migration and next_task rows."""
+def replay(
+    events: pa.Table, run_id: str = "", *, warmup_ns: int = DEFAULT_WARMUP_NS, topology: dict | None = None
+) -> ReplayResult:
+    """Replay one trace's events (EVENT_SCHEMA) and return its migration and next_task rows.
+    topology: the run's meta.json "topology" (tables.topology_classes; None: flat)."""
     order = np.argsort(_col(events, "ts"), kind="stable")
     if np.any(order[1:] < order[:-1]):
         events = events.take(pa.array(order))
     codes = event_codes(events)
     wakeup_decides = not np.any(codes == _WAKING)
-    r = _Replayer(events, warmup_ns)
+    r = _Replayer(events, warmup_ns, topology)
     r.run(codes.tolist(), wakeup_decides)
     migration = _migration_frame(r, events, run_id)
     next_task = _next_task_frame(r, events, run_id)

@@ -24,6 +24,61 @@ MIGRATION_FEATURES = (
     "recent_migrations",  # CPU changes among the task's last 8 observed runs
     "prio",  # kernel prio (0-99 rt, 100-139 normal, -1 deadline)
 )
+# The replay's fuller reconstruction of the state select_task_rq_fair() decides from (docs/data.md
+# "State reconstruction"). Kept out of MIGRATION_FEATURES (every model's default inputs, and the
+# shipped datasets' columns) until a feature set names them; each comment says where the value
+# departs from the kernel's. src_cpu is already the kernel's prev_cpu (the CPU the task last ran
+# on), so src_idle is prev_cpu's idle_cpu() and there is no separate prev_cpu_idle.
+MIGRATION_STATE_FEATURES = (
+    # nr_running of the waking line's CPU at the waking (running task included). Kernel: the
+    # waker's rq, read by wake_affine(). WAKER_UNKNOWN without sched_waking (the sched_wakeup line
+    # may be on the target CPU) and on preemptions (no waker); wakeup_new: the forking parent's CPU.
+    "waker_cpu_nr_running",
+    # The waker's wakee_flips after record_wakee() (kernel/sched/fair.c): +1 when its last wakee
+    # changes, halved once when more than FLIP_DECAY_NS passed since the last halving; trace time
+    # stands for jiffies. The waker is the task current on the waking line's CPU (a CPU's idle
+    # task has its own count, as in the kernel). Recorded only at the wakings the replay decides
+    # on (a task it saw sleep), counted from 0 at the trace start and after a LOST marker, so it
+    # undercounts the kernel's. wakeup_new: the parent's count (the kernel records no fork).
+    # WAKER_UNKNOWN on preemptions (no waker) and on every row of a trace
+    # without sched_waking.
+    "waker_flips",
+    # The task's own wakee_flips, as the kernel's wake_wide() reads p->wakee_flips (not decayed
+    # at the read); a new task starts from 0 (the kernel copies the parent's). WAKER_UNKNOWN on
+    # every row of a trace without sched_waking.
+    "wakee_flips",
+    # Duration of the task's previous run: its last switch-in to its last switch-out (for a
+    # preemption, the run this switch-out ends). -1 when not observed: a new task, a run whose
+    # switch-in the trace lacks, and after a LOST marker. The kernel keeps no such field
+    # (sum_exec_runtime - prev_sum_exec_runtime is the closest).
+    "last_run_ns",
+    # Idle CPUs (idle task current, nothing queued: src_idle's rule) among the other CPUs of the
+    # trace, by topology distance from src_cpu (topology_classes): SMT siblings; the same LLC but
+    # not the core; the same node but not the LLC; another node. The kernel scans these in
+    # select_idle_sibling() (SMT, LLC) and find_idlest_cpu() (wider); the replay counts them all.
+    "idle_smt",
+    "idle_llc",
+    "idle_node",
+    "idle_remote",
+    # The least nr_running in each class, -1 where the class has no CPU.
+    "min_nr_smt",
+    "min_nr_llc",
+    "min_nr_node",
+    "min_nr_remote",
+)
+# The decision tables' types of MIGRATION_STATE_FEATURES (both cores' frames cast to them).
+STATE_FEATURE_TYPES = {
+    "waker_cpu_nr_running": np.int16,
+    "waker_flips": np.int32,
+    "wakee_flips": np.int32,
+    "last_run_ns": np.int64,
+    **{f: np.int16 for f in MIGRATION_STATE_FEATURES[4:]},
+}
+# A label beside `migrated`, never an input (it looks past the decision): 1 when a
+# sched_migrate_task moved the task while it was queued, between the decision and its next
+# switch-in: the load balancer (or NUMA balancing, an affinity change) moved it, not the wakeup
+# placement. ttwu's own migration comes before sched_wakeup queues the task, so it never counts.
+BALANCER_LABEL = "balancer_migrated"
 MIGRATION_COLUMNS = (
     "run_id",
     "ts",
@@ -33,8 +88,10 @@ MIGRATION_COLUMNS = (
     "src_cpu",
     "kind",
     *MIGRATION_FEATURES,
+    *MIGRATION_STATE_FEATURES,
     "migrated",
     "next_cpu",
+    BALANCER_LABEL,
 )
 NEXT_TASK_COLUMNS = (
     "run_id",
@@ -77,7 +134,12 @@ DEFAULT_WARMUP_NS = 50_000_000
 # prev_state classes of a sched_switch.
 PREV_RUNNABLE, PREV_DEAD, PREV_SLEEP = 0, 1, 2
 
-MIG_LOOP_COLS = ("row", "tid", "segment", "src_cpu", "kind", *MIGRATION_FEATURES[:-1])
+# Topology distance classes of a CPU pair (topology_classes), in MIGRATION_STATE_FEATURES order.
+CLASS_SELF, CLASS_SMT, CLASS_LLC, CLASS_NODE, CLASS_REMOTE = range(5)
+# record_wakee()'s decay period: HZ jiffies, one second, on trace time.
+FLIP_DECAY_NS = 1_000_000_000
+
+MIG_LOOP_COLS = ("row", "tid", "segment", "src_cpu", "kind", *MIGRATION_FEATURES[:-1], *MIGRATION_STATE_FEATURES)
 NT_LOOP_COLS = ("row", "segment", "prev_tid", "next_tid", "dt_prev_switch_ns", "next_since_wakeup_ns")
 
 
@@ -88,6 +150,49 @@ class ReplayResult:
     migration: pd.DataFrame
     next_task: pd.DataFrame
     stats: dict
+
+
+NR_CPUS_MAX = 8192  # arch/x86/Kconfig NR_CPUS_RANGE_END with MAXSMP: no Linux trace names a CPU beyond
+
+
+def topology_classes(topology: dict | None, ncpu: int) -> np.ndarray:
+    """(ncpu, ncpu) int8: CLASS_* of CPU b seen from CPU a, the one matrix both replay cores read.
+    topology: a run's meta.json "topology" (data.collect.guest.topology.parse: `siblings`,
+    `cpu_node`; guest runs and host runs with local_view). meta records no cache topology, so the
+    LLC is taken to be the NUMA node (a qemu --topology socket is one node with one L3), and
+    CLASS_NODE never occurs from today's meta. A pair the topology does not describe (no
+    topology: a flat guest, an older host run; a CPU beyond its lists) is CLASS_LLC: one class
+    for every other CPU. Raises ValueError (one line) for a topology that is not that structure."""
+    if ncpu > NR_CPUS_MAX:  # the matrix is ncpu^2 bytes: a hostile CPU number must not size it
+        raise ValueError(f"CPU number {ncpu - 1} beyond the kernel's NR_CPUS limit ({NR_CPUS_MAX - 1} at most)")
+    cls = np.full((ncpu, ncpu), CLASS_LLC, np.int8)
+    np.fill_diagonal(cls, CLASS_SELF)
+    if not topology:
+        return cls
+    if not isinstance(topology, dict):
+        raise ValueError(f"meta.json topology: not an object but {type(topology).__name__}")
+    siblings, nodes = topology.get("siblings") or [], topology.get("cpu_node") or []
+    if not isinstance(siblings, list) or not isinstance(nodes, list):
+        raise ValueError("meta.json topology: siblings and cpu_node must be lists")
+    if not all(n is None or _cpu_number(n) for n in nodes):
+        raise ValueError("meta.json topology: cpu_node holds something other than node numbers")
+    for a, sib in enumerate(siblings):
+        if sib is not None and (not isinstance(sib, list) or not all(_cpu_number(b) for b in sib)):
+            raise ValueError(f"meta.json topology: siblings[{a}] is not a list of CPU numbers")
+    described = min(ncpu, len(nodes))
+    for a in range(described):
+        for b in range(described):
+            if a != b and nodes[a] is not None and nodes[b] is not None and nodes[a] != nodes[b]:
+                cls[a, b] = CLASS_REMOTE
+    for a, sib in enumerate(siblings[:ncpu]):
+        for b in sib or []:
+            if b < ncpu and b != a:
+                cls[a, b] = CLASS_SMT
+    return cls
+
+
+def _cpu_number(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 
 
 def event_codes(table: pa.Table) -> np.ndarray:
