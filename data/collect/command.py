@@ -16,7 +16,8 @@
 Each run becomes OUT/<workload>-rNN/ (OUT/<workload>-load<P>-rNN/ with --load) with trace.txt.zst (the kernel's own `trace` text,
 zstd-compressed) and meta.json (workload, command, kernel, buffer, clock, per-CPU ring-buffer
 stats incl. overruns, event counts, times, load level). A run directory appears only when complete: it is
-written under OUT/.<run_id>.partial-<pid>/ and renamed at the end.
+written under OUT/.<run_id>.partial-<pid>/ and renamed at the end; one a killed collector left is
+removed by the next collection into OUT (plumbing.atomic.recover) and never read by data.build.
 
 Buffer: 65536 KiB (64 MiB) per CPU by default. Sched events take ~52 bytes in the ring
 buffer, so that is ~1.2 M events per CPU: several seconds at the ~300k events/s (both CPUs
@@ -29,6 +30,7 @@ Tracing needs root; all tracefs settings are restored afterwards (see data/colle
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import shlex
@@ -65,7 +67,7 @@ from data.collect.workloads import (
     resolve,
 )
 from plumbing import cli
-from plumbing.atomic import staged_dir, write_json_atomic
+from plumbing.atomic import recover, staged_dir, write_json_atomic
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_BUFFER_KB = 65536
@@ -312,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
         return fail("--name and --category go with --command", 2)
     if args.command is not None and (args.vm or args.bcc or args.workloads or args.load):
         return fail("--command traces one program with ftrace: no workload names, --vm, --bcc or --load beside it", 2)
+    if args.out is not None and args.out.is_dir() and not args.check:
+        recover(args.out)  # run folders of collectors killed midway (.RUN.partial-PID): removed
     if args.vm:
         return guest.collect_main(args, argv_line)
     if args.topology is not None:
@@ -348,6 +352,10 @@ def main(argv: list[str] | None = None) -> int:
     ncpu = args.nproc or nproc()
     try:
         with tracefs.TraceSession(buffer_kb=args.buffer_kb, clock=args.clock, lock_wait=args.wait) as session:
+            if session.recovered:
+                print(
+                    f"{PROG}: put back {session.recovered} tracefs settings a killed collection left", file=sys.stderr
+                )
             args.out.mkdir(parents=True, exist_ok=True)
             for w in chosen:
                 for load_pct in run_levels(args.load, args.runs):
@@ -367,7 +375,9 @@ def main(argv: list[str] | None = None) -> int:
             return fail("could not restore: " + "; ".join(session.restore_errors))
     except tracefs.TracefsError as e:
         return fail(str(e))
-    except OSError as e:  # e.g. --out not writable
+    except OSError as e:  # e.g. --out not writable, or full
+        if e.errno == errno.ENOSPC and e.filename is None:  # a write under --out, the one place it writes
+            return fail(f"--out {args.out}: {e.strerror}; tracing settings restored, partial run discarded")
         return fail(f"{e.strerror}: {e.filename}" if e.filename else str(e))
     except KeyboardInterrupt:
         return cli.interrupted(PROG, "tracing settings restored, partial run discarded", by="SIGINT")

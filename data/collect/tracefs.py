@@ -4,7 +4,9 @@ Why: ftrace is global machine state. A collector that dies half-way (exception, 
 SIGTERM from a CI runner) must not leave sched events enabled, a 64 MB buffer allocated or
 another user's trace clock changed. `TraceSession` records the old value of every tracefs file
 before its first write and writes them all back, newest first, on every way out of the `with`
-block; it also unmounts tracefs if it had to mount it.
+block; it also unmounts tracefs if it had to mount it. SIGKILL leaves no way out: the saved
+values are also kept in `JOURNAL` (written before each change, removed after the restore), and
+the next session puts a killed one's values back first, under the same lock.
 
 Files it may touch (each saved and restored): tracing_on, current_tracer, trace_clock,
 buffer_size_kb (or per_cpu/cpuN/buffer_size_kb when they differ), tracing_cpumask,
@@ -20,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import json
 import os
 import re
 import signal
@@ -30,9 +33,11 @@ import time
 from pathlib import Path
 
 from data import SCHED_EVENTS
+from plumbing.atomic import write_json_atomic
 
 TRACEFS = Path("/sys/kernel/tracing")
 LOCK_FILE = Path("/run/lock/schedlearn-tracefs.lock")
+JOURNAL = LOCK_FILE.with_name("schedlearn-tracefs.saved.json")  # a running session's saved values
 
 
 # Options that change the text format of `trace`; pinned so that every collected file has
@@ -213,6 +218,7 @@ class TraceSession:
         self._old_handlers: dict[int, object] = {}
         self._excl = None
         self.restore_errors: list[str] = []
+        self.recovered = 0  # settings a killed session left changed, put back on entry
 
     # ----- low-level file access -------------------------------------------------------
     def path(self, rel: str) -> Path:
@@ -236,7 +242,25 @@ class TraceSession:
         if rel not in self._saved_paths:
             self.saved.append((rel, self.read(rel)))
             self._saved_paths.add(rel)
+            self._journal()
         self._write(rel, value)
+
+    def _journal(self) -> None:
+        """Keep the saved values on disk before a change (the lock is held: one session at a time)."""
+        write_json_atomic(JOURNAL, {"pid": os.getpid(), "saved": self.saved})
+
+    def _recover(self) -> None:
+        """Put back what a session killed with SIGKILL left changed (its JOURNAL; the lock is ours,
+        so its owner is gone)."""
+        try:
+            saved = json.loads(JOURNAL.read_text())["saved"]
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise TracefsError(f"{JOURNAL}: unreadable ({e}); check tracefs by hand, then delete it") from None
+        self.saved = [(str(rel), str(old)) for rel, old in saved]
+        self.restore()
+        self.recovered = len(saved)
 
     # ----- entering ----------------------------------------------------------------------
     def _check_access(self) -> bool:
@@ -327,6 +351,7 @@ class TraceSession:
         else:
             self.saved.append(("buffer_size_kb", _first_int(top)))
             self._saved_paths.add("buffer_size_kb")
+        self._journal()
         try:
             self._write("buffer_size_kb", str(self.buffer_kb))
         except TracefsError as e:
@@ -342,6 +367,7 @@ class TraceSession:
             if need_mount:
                 self._mount()
                 self._check_writable()
+            self._recover()
             self._configure()
         except BaseException:
             self.__exit__(None, None, None)
@@ -375,6 +401,8 @@ class TraceSession:
                 self.restore_errors.append(f"{rel}: {e}")
         self.saved.clear()
         self._saved_paths.clear()
+        if self._excl is not None:  # only the lock holder's journal is ours to drop
+            JOURNAL.unlink(missing_ok=True)
 
     def __exit__(self, exc_type, exc, tb) -> None:
         blocked = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}

@@ -26,12 +26,13 @@ train on some of these values and test on the others.
 
 The dataset is written into a temporary directory beside DATASET and renamed into place, so a
 reader never sees a half-written dataset; an existing DATASET is replaced only with --force.
+Run folders under a staging name (`.RUN.partial-PID`: a collector killed midway) are never
+runs: they are skipped and counted in the summary and the card (`incomplete_runs_skipped`).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 import time
@@ -57,9 +58,9 @@ from data.collect.workloads import DEFAULT_LOAD_PCT
 from data.dataset import splits as splits_mod
 from data.dataset.replay import replay
 from data.dataset.splits import RUN_VALUES, natural
-from data.dataset.tables import MIGRATION_FEATURES, NEXT_TASK_COLUMNS
+from data.dataset.tables import MIGRATION_FEATURES, NEXT_TASK_COLUMNS, topology_classes
 from data.parse.tracefile import TraceFormatError, parse_file
-from plumbing.atomic import file_sha256, swap_dir_in
+from plumbing.atomic import STAGING, file_sha256, recover, staging_path, swap_dir_in
 from plumbing.cli import ArgParser, bad_json, fail, interrupted, os_error, unwritable
 
 PROG = "python -m data.build"
@@ -131,10 +132,24 @@ class Run:
         return f"flat{cpus}" if isinstance(cpus, int) and not isinstance(cpus, bool) and cpus > 0 else None
 
 
+def incomplete_runs(dirs: list[Path]) -> list[str]:
+    """Run folders a collector was killed in the middle of (plumbing.atomic staging names, e.g.
+    `.RUN.partial-PID`): never runs, however complete their files look; `--traces`-relative."""
+    found = []
+    for d in dirs:
+        for p in sorted(Path(d).rglob(".*")):
+            rel = p.relative_to(d)
+            if p.is_dir() and STAGING.match(p.name) and not any(STAGING.match(x) for x in rel.parts[:-1]):
+                found.append(str(Path(d).name / rel))
+    return found
+
+
 def find_runs(dirs: list[Path]) -> list[Run]:
     runs: dict[str, Run] = {}
     for d in dirs:
         for meta_path in sorted(Path(d).rglob("meta.json")):
+            if any(STAGING.match(x) for x in meta_path.relative_to(d).parts[:-1]):
+                continue  # an incomplete run (incomplete_runs)
             meta = json.loads(meta_path.read_text())
             names = [meta["trace_file"]] if "trace_file" in meta else list(TRACE_NAMES)
             trace = next((meta_path.parent / n for n in names if (meta_path.parent / n).is_file()), None)
@@ -153,14 +168,20 @@ def find_runs(dirs: list[Path]) -> list[Run]:
                 raise BuildError(f"{meta_path}: load_pct {load!r} is not a whole percentage in 1..32767")
             if named is not None and named != load:
                 raise BuildError(f"{meta_path}: run id {run_id} names load {named}% but load_pct is {load}")
+            try:  # the replay's topology classes (a flat run has none)
+                topology_classes(meta.get(TOPOLOGY_COLUMN), 0)
+            except ValueError as e:
+                raise BuildError(f"{meta_path}: {e}") from e
             if run.topology is None:
                 raise BuildError(
                     f"{meta_path}: a guest run without a topology spec or nr_cpus: its topology is unknown"
                 )
     if not runs:
+        skipped = incomplete_runs(dirs)
         raise BuildError(
             f"no traces found under {', '.join(map(str, dirs))} "
-            f"(looking for <run>/meta.json beside one of {', '.join(TRACE_NAMES)} "
+            + (f"({len(skipped)} incomplete runs skipped: {', '.join(skipped)}) " if skipped else "")
+            + f"(looking for <run>/meta.json beside one of {', '.join(TRACE_NAMES)} "
             f"or {', '.join(RECORD_FILES)})"
         )
     return sorted(runs.values(), key=lambda r: natural(r.run_id))
@@ -240,7 +261,10 @@ def _process_trace(
     events = _cut(events, trace_seconds, max_events)
     if events_dir is not None:
         _write_parquet(events, events_dir / f"{run.run_id}.parquet")
-    result = replay(events, run.run_id)
+    try:
+        result = replay(events, run.run_id, topology=run.meta.get(TOPOLOGY_COLUMN))  # None: flat
+    except ValueError as e:  # a CPU number no kernel has (tables.NR_CPUS_MAX)
+        raise TraceFormatError(f"{run.trace}: {e}") from e
     lossy = {
         key: {str(k): int(v) for k, v in (run.meta.get(key) or {}).items()}
         for key in ("overruns", "dropped_events", "commit_overruns")
@@ -410,12 +434,14 @@ def build(
     if max_events is not None and max_events < 1:
         raise BuildError(f"max_events must be >= 1, got {max_events}")
     out = Path(out)
+    recover(out.parent, out.name)  # what a killed build left: its old dataset back, staging removed
     if out.exists() and not force:
         raise BuildError(f"{out} exists (use --force to replace it)")
     runs = find_runs(trace_dirs)
+    skipped = incomplete_runs(trace_dirs)
     splits, notes = split_runs(runs, unseen)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    tmp = staging_path(out, "tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tmp.mkdir(parents=True)
@@ -454,6 +480,8 @@ def build(
             },
             "sources": sources,
         }
+        if skipped:  # killed collections' run folders (incomplete_runs), left out
+            card["incomplete_runs_skipped"] = skipped
         if CM_TASK in tasks:
             card["can_migrate_filter"] = _filter_total(sources)
             card["can_migrate_rates"] = label_rates(sources)
@@ -514,6 +542,8 @@ def default_validation(card: dict, split: dict) -> list[str]:
 def _summary(card: dict) -> str:
     split = default_split(card)
     lines = [f"{len(card['sources'])} runs; unseen categories: {', '.join(card['unseen_categories']) or '(none)'}"]
+    if skipped := card.get("incomplete_runs_skipped"):
+        lines[0] += f"; {len(skipped)} incomplete runs skipped ({', '.join(skipped)})"
     counts = card["counts"]
     for s in SPLITS:
         parts = [f"  {s:11s} runs={len(card['splits'][s]):3d}"]

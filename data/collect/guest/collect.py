@@ -64,7 +64,7 @@ from data.collect.runs import (
 )
 from data.collect.workloads import WORKLOADS, Workload, install_hint, resolve
 from plumbing import cli, debian_kernel, initramfs, qemu
-from plumbing.atomic import file_sha256, staged_dir, write_atomic, write_json_atomic
+from plumbing.atomic import file_sha256, staged_dir, staging_path, write_atomic, write_json_atomic
 
 SRC = Path(__file__).resolve().parent
 BUILD = REPO / "data" / "_build" / "guest"
@@ -401,7 +401,7 @@ def collect_boot(
     else:
         release = debian.release
         base = base_initramfs(release, modules=debian.module_files)
-    work = out / f".guest-{os.getpid()}"
+    work = staging_path(out / "guest", "tmp")  # a killed collector's is removed by the next (atomic.recover)
     share = work / "share"
     share.mkdir(parents=True, exist_ok=True)
     try:
