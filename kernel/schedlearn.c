@@ -37,6 +37,7 @@
 #include "model.h"
 #include "model_vectors.h"
 #include "sched_lb_model.h"
+#include "slm_blob_check.h"	/* the blob rules, shared with tests/fuzz/fuzz_blob.c */
 #include "slm_cm_input.h"
 
 static bool active_mode;
@@ -348,44 +349,42 @@ static void slm_lb_sum(struct slm_lb_stats *sum)
 
 /* ---- blob validation and swap ----------------------------------------- */
 
-#define SLM_HDR_SIZE sizeof(struct schedlearn_blob_hdr)
-#define SLM_BLOB_SIZE (SLM_HDR_SIZE + sizeof(struct slm_params))
-
 #define slm_reject(err, fmt, ...) \
 	({ pr_err("blob rejected: " fmt "\n", ##__VA_ARGS__); (err); })
 
-/* Everything but the checksum, which needs the params. */
+/* Everything but the checksum (slm_blob_check.h), with the reason in dmesg. */
 static int slm_check_hdr(const struct schedlearn_blob_hdr *h)
 {
-	u32 v;
+	u32 bound = READ_ONCE(max_macs);
 
-	if (le32_to_cpu(h->magic) != SLM_BLOB_MAGIC)
+	switch (slm_blob_check_hdr(h, bound)) {
+	case SLM_BLOB_OK:
+		return 0;
+	case SLM_BLOB_BAD_MAGIC:
 		return slm_reject(-EINVAL, "bad magic 0x%08x (want 0x%08x)",
 				  le32_to_cpu(h->magic), SLM_BLOB_MAGIC);
-	if (le16_to_cpu(h->version) != SLM_BLOB_VERSION)
+	case SLM_BLOB_BAD_VERSION:
 		return slm_reject(-EINVAL, "format version %u (want %u)",
 				  le16_to_cpu(h->version), SLM_BLOB_VERSION);
-	if (le16_to_cpu(h->hdr_size) != SLM_HDR_SIZE)
+	case SLM_BLOB_BAD_HDR_SIZE:
 		return slm_reject(-EINVAL, "header size %u (want %zu)",
 				  le16_to_cpu(h->hdr_size), SLM_HDR_SIZE);
-	if (le32_to_cpu(h->arch_hash) != SLM_ARCH_HASH)
+	case SLM_BLOB_BAD_ARCH:
 		return slm_reject(-EINVAL,
 				  "arch_hash 0x%08x, module built for 0x%08x (other inputs, ops, shapes or scales)",
 				  le32_to_cpu(h->arch_hash), (u32)SLM_ARCH_HASH);
-	if (le32_to_cpu(h->n_in) != SLM_N_IN || le32_to_cpu(h->n_out) != SLM_N_OUT ||
-	    le32_to_cpu(h->window) != SLM_WINDOW)
+	case SLM_BLOB_BAD_SHAPE:
 		return slm_reject(-EINVAL, "shape in=%u out=%u window=%u, want %d/%d/%d",
 				  le32_to_cpu(h->n_in), le32_to_cpu(h->n_out),
 				  le32_to_cpu(h->window), SLM_N_IN, SLM_N_OUT, SLM_WINDOW);
-	v = le32_to_cpu(h->macs);
-	if (v != SLM_MACS || v > READ_ONCE(max_macs))
+	case SLM_BLOB_BAD_MACS:
 		return slm_reject(-EINVAL, "%u MACs per decision (model %u, bound max_macs=%u)",
-				  v, SLM_MACS, READ_ONCE(max_macs));
-	v = le32_to_cpu(h->params_size);
-	if (v != sizeof(struct slm_params))
+				  le32_to_cpu(h->macs), SLM_MACS, bound);
+	case SLM_BLOB_BAD_PARAMS_SIZE:
+	default:
 		return slm_reject(-EINVAL, "params_size %u (want %zu)",
-				  v, sizeof(struct slm_params));
-	return 0;
+				  le32_to_cpu(h->params_size), sizeof(struct slm_params));
+	}
 }
 
 /*
@@ -461,7 +460,7 @@ static int slm_commit(struct slm_file *sf)
 	u32 gen;
 
 	m->crc = slm_params_crc(&m->params);
-	if (m->crc != want)
+	if (slm_blob_check_crc(&sf->hdr, m->crc) != SLM_BLOB_OK)
 		return slm_reject(-EBADMSG, "crc32 0x%08x, header says 0x%08x", m->crc, want);
 	sf->staged = NULL;
 	gen = slm_swap(m);	/* m is not ours any more */
@@ -476,24 +475,18 @@ static ssize_t slm_write_locked(struct slm_file *sf, const char __user *buf, siz
 
 	if (sf->err)
 		return sf->err;
-	if (sf->len + n > SLM_BLOB_SIZE)
+	if (slm_blob_room(sf->len, n) != SLM_BLOB_OK)
 		return sf->err = slm_reject(-EFBIG, "%zu bytes or more, a blob is %zu",
 					    sf->len + n, SLM_BLOB_SIZE);
 	while (done < n) {	/* at most twice: header, then params */
-		if (sf->len < SLM_HDR_SIZE) {
-			take = min(n - done, SLM_HDR_SIZE - sf->len);
-			dst = (u8 *)&sf->hdr + sf->len;
-		} else {
-			take = n - done;
-			dst = (u8 *)&sf->staged->params + (sf->len - SLM_HDR_SIZE);
-		}
+		dst = slm_blob_dst(&sf->hdr, &sf->staged->params, sf->len, n - done, &take);
 		if (copy_from_user(dst, buf + done, take))
 			return -EFAULT;
 		sf->len += take;
 		done += take;
-		if (sf->len == SLM_HDR_SIZE)
+		if (slm_blob_at_hdr_end(sf->len))
 			sf->err = slm_check_hdr(&sf->hdr);
-		else if (sf->len == SLM_BLOB_SIZE)
+		else if (slm_blob_complete(sf->len))
 			sf->err = slm_commit(sf);
 		if (sf->err)
 			return sf->err;
