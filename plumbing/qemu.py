@@ -7,9 +7,13 @@ one NUMA node per socket) replaces the flat `-smp N -cpu max` guest. Used by the
 
 from __future__ import annotations
 
+import contextlib
 import glob
+import os
 import re
+import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,8 +119,9 @@ def guest_cpus(topology: str | None, smp: int | None, mem_mb: int, default_smp: 
 class Boot:
     console: str  # serial console, stdout of qemu
     stderr: str
-    returncode: int | None  # None: killed at the timeout
+    returncode: int | None  # None: killed at the timeout or by the ready watchdog
     seconds: float
+    stalled: bool = False  # killed by boot()'s ready watchdog
 
 
 def share_args(path: Path, tag: str = "out") -> list[str]:
@@ -183,14 +188,54 @@ def boot(
     append: str = "",
     nice: int = 0,
     topology: Topology | None = None,
+    ready: tuple[str, float] | None = None,
 ) -> Boot:
+    """Run the guest to its end (or `timeout`). ready=(marker, seconds): a watchdog that kills a
+    guest whose console has not printed `marker` within `seconds` (a boot that hung before /init;
+    under TCG one now and then stops in early timer calibration) and marks the Boot stalled."""
     cmd = command(kernel, initrd, mem_mb, cpus, accel, extra, append, topology)
     if nice:
         cmd = ["nice", "-n", str(nice), *cmd]
     t0 = time.monotonic()
+    out, err, seen = bytearray(), bytearray(), threading.Event()
+    marker = ready[0].encode() if ready else b""
+
+    def drain(stream, buf: bytearray, watch: bool) -> None:
+        for chunk in iter(lambda: stream.read1(65536), b""):
+            buf += chunk
+            if watch and not seen.is_set() and marker in buf[-(len(chunk) + len(marker)) :]:
+                seen.set()
+
+    # its own process group: a kill reaches whatever holds the console pipe (a `nice` wrapper
+    # execs qemu, but a test's stand-in may fork)
+    p = subprocess.Popen(
+        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    )
+    readers = [
+        threading.Thread(target=drain, args=(p.stdout, out, ready is not None), daemon=True),
+        threading.Thread(target=drain, args=(p.stderr, err, False), daemon=True),
+    ]
+    rc, stalled = None, False
     try:
-        p = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
-        out, err, rc = p.stdout, p.stderr, p.returncode
-    except subprocess.TimeoutExpired as e:
-        out, err, rc = e.stdout or b"", e.stderr or b"", None
-    return Boot(out.decode(errors="replace"), err.decode(errors="replace"), rc, time.monotonic() - t0)
+        for r in readers:
+            r.start()
+        if ready is not None:
+            give_up = t0 + min(ready[1], timeout)
+            while not seen.wait(0.5) and p.poll() is None and time.monotonic() < give_up:
+                pass
+            stalled = not seen.is_set() and p.poll() is None
+        if not stalled:
+            try:
+                rc = p.wait(max(timeout - (time.monotonic() - t0), 0))
+            except subprocess.TimeoutExpired:
+                pass
+    finally:  # the timeout, the watchdog, or an exception here (Ctrl-C): the guest goes
+        if p.poll() is None or rc is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+        for r in readers:
+            r.join()
+        p.stdout.close()
+        p.stderr.close()
+    return Boot(out.decode(errors="replace"), err.decode(errors="replace"), rc, time.monotonic() - t0, stalled)

@@ -6,6 +6,8 @@ initramfs (kernel/vm/init.sh) that loads it, pushes model B, pushes corrupt blob
 the serving model after each step. Expected outputs come from export's integer reference.
 """
 
+import errno
+import os
 import re
 import shutil
 import subprocess
@@ -50,16 +52,22 @@ def test_module_has_no_float(module):
     assert hits == [], "\n".join(hits[:20])
 
 
-@pytest.mark.vm
-def test_vm_selftest_reload_and_rejects(pair, module, tmp_path, record_property):
+@pytest.fixture(scope="module")
+def guest(module, pair, tmp_path_factory):
+    """One boot of vm/init.sh in Debian's 6.1 kernel: (qemu.Boot, console.Console, log)."""
     kernel = qemu.find_vmlinuz()
     require(kernel is not None, "Debian linux-image-6.1.0-*-amd64 not installed")
     require(shutil.which(qemu.QEMU) is not None, "qemu-system-x86 not installed")
     require(BUSYBOX.is_file(), "busybox-static not installed")
     assert module.returncode == 0, "module did not build"
-
-    boot, c = run.boot_check(module.ko, pair.blob_b, tmp_path, kernel, timeout=180)
+    boot, c = run.boot_check(module.ko, pair.blob_b, tmp_path_factory.mktemp("vm"), kernel, timeout=180)
     log = f"--- console ---\n{boot.console[-6000:]}\n--- qemu stderr ---\n{boot.stderr[-2000:]}"
+    return boot, c, log
+
+
+@pytest.mark.vm
+def test_vm_selftest_reload_and_rejects(pair, guest, record_property):
+    boot, c, log = guest
     assert boot.returncode == 0 and c.done, f"guest did not finish ({boot.seconds:.0f} s)\n{log}"
     assert c.trouble == [], log
     assert c.insmod_rc == 0 and c.rmmod_rc == 0, log
@@ -90,3 +98,19 @@ def test_vm_selftest_reload_and_rejects(pair, module, tmp_path, record_property)
     # The MAC bound (module parameter max_macs=1) refuses an otherwise valid blob.
     assert c.pushes["over_bound"] == 1, log
     assert any("MACs per decision" in line for line in c.dmesg), log
+
+
+@pytest.mark.vm
+def test_vm_unprivileged_cannot_push_or_flip(pair, guest):
+    """uid 65534 gets EACCES/EPERM pushing a valid blob or writing hook/active, and the
+    serving model (model B, gen 1) and both parameters stay as they were."""
+    boot, c, log = guest
+    assert c.done, f"guest did not finish ({boot.seconds:.0f} s)\n{log}"
+    refused = (os.strerror(errno.EACCES), os.strerror(errno.EPERM))
+    assert set(c.unpriv) == {"blob", "hook", "active"}, log
+    for label, r in c.unpriv.items():
+        assert (r["uid"], r["gid"]) == (65534, 65534), (label, log)
+        assert r["rc"] != 0 and r["err"].endswith(refused), (label, r, log)
+    assert c.params["after_unpriv"] == c.params["before_unpriv"], log
+    before, after = c.queries["after_bad"], c.queries["after_unpriv"]
+    assert (after["gen"], after["out_crc32"]) == (before["gen"], before["out_crc32"]) == (1, pair.out_crc_b), log

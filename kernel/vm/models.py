@@ -36,6 +36,11 @@ class ModelPair:
     out_crc_a: int  # zlib crc32 of the integer reference's outputs (little-endian s32), A
     out_crc_b: int  # the same for B on A's self-test inputs
 
+    @property
+    def blob_a(self) -> Path:
+        """Model A's blob (export writes it beside model.h): pushing it restores A."""
+        return self.gen_dir / "model.blob"
+
 
 def can_migrate_features() -> dict:
     """The can_migrate task's inputs (as CanMigrateDataModule builds them) with made-up
