@@ -1,6 +1,6 @@
 """Latency of the generated integer C: ns per decision (one slm_step), p50 and p99.
 
-    python bench/bench_export_c.py [--model-dir EXPORT_DIR ...] [--calls 1000000] [--batch 100]
+    python bench/bench_export_c.py [--model-dir EXPORT_DIR ...] [--calls 1000000]
 
 Without --model-dir it exports reference models of the migration task's shapes (13 inputs,
 window 16; random weights: the cost does not depend on their values) at the default configs,
@@ -16,10 +16,10 @@ sample; the load average is printed beside the figures.
 
 What is timed: the model object compiled with the kernel flags (export/cbuild.py:
 -O2 -mno-sse -mno-mmx -mno-80387 -msoft-float -mno-red-zone ...), called through a non-inline
-function from a separately compiled bench main (bench/bench_export_main.c), pinned to one CPU.
-clock_gettime(CLOCK_MONOTONIC) brackets batches of --batch calls (the ~20 ns clock read is
-amortised over the batch); each batch gives one ns-per-call sample and p50 / p99 are over the
---calls / --batch samples. Sequence models keep their state across calls: the figure is the
+function from export/harness/harness.c's `time` command (one task's state; the export's own
+per-task figure steps 1,024), pinned to one CPU. clock_gettime(CLOCK_MONOTONIC) brackets batches
+of 64 calls (the ~20 ns clock read is amortised over the batch); each batch gives one
+ns-per-call sample and p50 / p99 are over the --calls / 64 samples. Sequence models keep their state across calls: the figure is the
 streaming cost of one event. Inputs cycle through the export's self-test stream.
 """
 
@@ -29,7 +29,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -45,7 +44,6 @@ from export import cbuild, pipeline  # noqa: E402
 from export.source import Source, Split  # noqa: E402
 from models.network import SchedNet, lstm, mlp, tcn  # noqa: E402
 
-MAIN_C = Path(__file__).with_name("bench_export_main.c")
 N_FEATURES, WINDOW = 13, 16
 SIZE_KEYS = ("width", "depth", "kernel_size")
 
@@ -91,19 +89,14 @@ def reference_export(name: str, out: Path) -> Path:
     return out
 
 
-def bench(model_dir: Path, calls: int, batch: int, cpu: int) -> dict:
+def bench(model_dir: Path, calls: int, cpu: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="slm-bench-") as tmp:
         tmp = Path(tmp)
         cbuild.kernel_object(model_dir, tmp)
-        exe = tmp / "bench"
-        subprocess.run(["gcc", "-O2", str(MAIN_C), str(tmp / "model_obj.o"), "-o", str(exe)], check=True)
-        res = subprocess.run(
-            ["taskset", "-c", str(cpu), str(exe), str(model_dir / "vectors_selftest.bin"), str(calls), str(batch)],
-            capture_output=True,
-            text=True,
-            check=True,
+        timed = cbuild.time_step(
+            cbuild.build_timer(model_dir, tmp), model_dir / "vectors_selftest.bin", calls, tasks=1, cpu=cpu
         )
-    p50, p99, mean, best = map(float, res.stdout.split())
+    p50, p99, mean, best = (timed[k] for k in ("p50_ns", "p99_ns", "mean_ns", "min_ns"))
     rep = json.loads((model_dir / "report.json").read_text())
     return {
         "model": rep["source"],
@@ -120,7 +113,6 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model-dir", action="append", type=Path, default=[])
     ap.add_argument("--calls", type=int, default=1_000_000)
-    ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--cpu", type=int, default=0)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--only", nargs="*", choices=list(REFERENCE), help="reference models to run (default: all)")
@@ -132,9 +124,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="slm-bench-models-") as tmp:
         dirs = {d.name: d for d in a.model_dir} or {n: reference_export(n, Path(tmp) / n) for n in a.only or REFERENCE}
         for name, d in dirs.items():
-            results[name] = bench(d, a.calls, a.batch, a.cpu)
+            results[name] = bench(d, a.calls, a.cpu)
     print(
-        f"{cpu_model()}; {a.calls} calls per model, clock_gettime per batch of {a.batch}; "
+        f"{cpu_model()}; {a.calls} calls per model, clock_gettime per batch of 64; "
         f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
     )
     for name in results:
@@ -160,7 +152,7 @@ def main() -> int:
             )
     if a.json:
         a.json.write_text(
-            json.dumps({"cpu": cpu_model(), "calls": a.calls, "batch": a.batch, "results": results}, indent=1)
+            json.dumps({"cpu": cpu_model(), "calls": a.calls, "batch": 64, "results": results}, indent=1)
         )
     return 0
 

@@ -20,7 +20,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 from export.config import PROG, ExportConfig, options  # also registers the schema conf/export.yaml is composed onto
 from models.checkpoint import check_checkpoint
-from models.config import KERNEL_INPUTS, check_trained
+from models.config import check_trained
+from plumbing.atomic import recover
 from plumbing.hydra_cli import UserError, entry_point, one_line, run
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -32,17 +33,9 @@ def load_source(o: ExportConfig):
     # deferred on purpose: export.source loads torch (seconds), after the quick check above
     from export.source import from_checkpoint
 
-    meta = check_trained(o.ckpt_path)["data_meta"]
-    if meta.get("inputs", KERNEL_INPUTS) != KERNEL_INPUTS:  # the kernel computes Chen's 15 inputs only
-        raise UserError(
-            f"ckpt_path={o.ckpt_path}: trained on data.inputs={meta['inputs']}, but the kernel computes only "
-            f"Chen's 15 inputs: export a model trained with data.inputs={KERNEL_INPUTS}"
-        )
-    if meta.get("label") == "forced_future":  # its steps read the task's own call history
-        raise UserError(
-            f"ckpt_path={o.ckpt_path}: label forced_future needs per-task state (the time since the task's "
-            "previous call), which the kernel's model.h does not keep: not exportable yet (issue 22, item 4)"
-        )
+    # a model the kernel module cannot serve (other inputs than Chen's 15, per-task state) is
+    # exported all the same; report.json's kernel_module says why not (export.pipeline.kernel_module)
+    check_trained(o.ckpt_path)
     try:
         return from_checkpoint(o.ckpt_path, o.dataset, o.splits)
     except (OSError, KeyError, ValueError) as e:
@@ -54,6 +47,7 @@ def export(cfg: DictConfig) -> int:
     """Check the settings, export; 0 when the C is bit-exact and kernel-safe, 2 otherwise."""
     o = options(cfg)
     out = Path(o.out)
+    recover(out.parent, out.name)  # before a check can fail: a killed export's old folder back now
     src = load_source(o)
     # deferred on purpose: the pipeline loads torch, onnx and onnxruntime (seconds)
     from export import pipeline
@@ -69,6 +63,7 @@ def export(cfg: DictConfig) -> int:
             headroom=o.headroom,
             verify=o.verify,
             seed=o.seed,
+            time_calls=o.time_calls,
         )
     except ExportError as e:
         raise UserError(str(e)) from None

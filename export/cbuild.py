@@ -92,14 +92,42 @@ def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
     return res
 
 
-def build_harness(model_dir: Path, build_dir: Path) -> Path:
+def _harness_cc(model_dir: Path, prefix: str) -> list[str]:
+    """gcc and the flags that compile harness.c against model_dir's model.h."""
+    enc = ["-DHAVE_ENCODE"] if "_HAVE_ENCODE 1" in (model_dir / "model.h").read_text() else []
+    names = [f"-DPREFIX={prefix}", f"-DUPREFIX={prefix.upper()}"]
+    includes = ["-I", str(model_dir), "-I", str(BLOB_HEADER.parent)]
+    return ["gcc", "-O2", "-std=gnu11", "-Wall", "-Werror", *enc, *names, *includes, str(HARNESS_C)]
+
+
+def build_harness(model_dir: Path, build_dir: Path, prefix: str = "slm") -> Path:
     """Compile harness.c against model_dir/model.h and model_vectors.h (and blob_format.h)."""
     build_dir.mkdir(parents=True, exist_ok=True)
     exe = build_dir / "harness"
-    enc = ["-DHAVE_ENCODE"] if "_HAVE_ENCODE 1" in (model_dir / "model.h").read_text() else []
-    includes = ["-I", str(model_dir), "-I", str(BLOB_HEADER.parent)]
-    _run(["gcc", "-O2", "-std=gnu11", "-Wall", "-Werror", *enc, *includes, str(HARNESS_C), "-o", str(exe)])
+    _run([*_harness_cc(model_dir, prefix), "-o", str(exe)])
     return exe
+
+
+def build_timer(model_dir: Path, build_dir: Path, prefix: str = "slm") -> Path:
+    """harness.c with its `time` command, linked with build_dir/model_obj.o: run kernel_object()
+    first, so the step timed is the one compiled with the kernel's flags."""
+    exe = build_dir / "timer"
+    _run([*_harness_cc(model_dir, prefix), "-DTIME_STEP", str(build_dir / "model_obj.o"), "-o", str(exe)])
+    return exe
+
+
+def time_step(exe: Path, vectors: Path, calls: int, tasks: int, cpu: int | None = None) -> dict:
+    """ns per step call (p50, p99, mean, min over batches) with `tasks` interleaved task states;
+    pinned to `cpu` when given (bench/bench_export_c.py)."""
+    pin = [] if cpu is None else ["taskset", "-c", str(cpu)]
+    cmd = [*pin, str(exe), "time", str(vectors), str(calls), str(tasks)]
+    p50, p99, mean, best = map(float, _run(cmd).stdout.split())
+    return {"tasks": tasks, "calls": calls, "p50_ns": p50, "p99_ns": p99, "mean_ns": mean, "min_ns": best}
+
+
+def state_size(exe: Path) -> int:
+    """sizeof(struct <p>_state) as gcc lays it out (the harness's `info`)."""
+    return int(re.search(r"state_size (\d+)", _run([str(exe), "info"]).stdout).group(1))
 
 
 def run_encode(exe: Path, raw: np.ndarray, work: Path) -> np.ndarray:

@@ -36,6 +36,7 @@ class ExportConfig:
     headroom: int = setting(min=0)
     verify: bool = MISSING
     seed: int = setting(min=0)
+    time_calls: int = setting(min=0)
 
 
 register("export", ExportConfig)

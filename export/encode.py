@@ -75,12 +75,40 @@ def _int_value(v) -> int | None:
         return None
 
 
-def make_encoder(features: dict, in_frac: int, n_num: int) -> Encoder:
-    """From checkpoint metadata: {"specs": FeatureSpec dicts, "mean", "std", "names"}."""
+def column_divisors(columns: list[str], contract: bool) -> list[int]:
+    """Trained value = raw / divisor per column. Every column a Chen feature: the contract's
+    divisors. `contract` (a can_migrate model): Chen columns keep theirs beside other columns
+    (per-task inputs, extended ones), which have no divisor (1)."""
+    whole = contract_divisors(columns)
+    if whole is not None or not contract:
+        return whole or [1] * len(columns)
+    return [(contract_divisors([c]) or [1])[0] for c in columns]
+
+
+def unencodable(features: dict, contract: bool) -> list[str]:
+    """Inputs the integer encoder cannot compute exactly from a raw kernel integer, each as
+    "name: why" (empty: <p>_encode is exact up to its rounding). With `contract` (the
+    can_migrate table, whose other columns hold scaled floats: util_avg / 1024, vruntime_lag in
+    ms, ratios) an `identity` input must be a Chen column of the integer contract
+    (data/can_migrate/int_features.py); flags, one-hots and log1p_us of ns read any integer."""
+    out = []
+    for s in features["specs"]:
+        t = s["transform"]
+        if t not in ("identity", "log1p_us", "flag", "onehot"):
+            out.append(f"{s['name']}: transform {t!r} has no integer encoder")
+        elif t == "identity" and contract and contract_divisors([s["column"]]) is None:
+            out.append(f"{s['name']}: identity of column {s['column']}, which has no integer contract")
+    return out
+
+
+def make_encoder(features: dict, in_frac: int, n_num: int, contract: bool = False) -> Encoder:
+    """From checkpoint metadata: {"specs": FeatureSpec dicts, "mean", "std", "names"};
+    `contract`: a can_migrate model (column_divisors). Call unencodable() first: an input it
+    names would be encoded from a number the kernel does not have."""
     specs, mean, std = features["specs"], features["mean"], features["std"]
     kinds, values, a, b = [], [], [], []
     scale = 2.0**in_frac
-    divisors = contract_divisors([s["column"] for s in specs]) or [1] * len(specs)
+    divisors = column_divisors([s["column"] for s in specs], contract)
     for s, m, sd, d in zip(specs, mean, std, divisors, strict=False):
         t = s["transform"]
         if t == "identity":

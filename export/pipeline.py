@@ -12,7 +12,8 @@ half-built folder is removed and `out` is as it was. Outputs:
   vectors.bin             test vectors (harness format) and vectors_expected.bin (s32 outputs)
   vectors_selftest.bin    the model_vectors.h inputs (reused by `like=` exports)
   scales.json             every chosen frac (pin them with `like=` to keep the arch hash)
-  report.json / .md       summary: parity, float vs int, streaming, C bit-exactness, kernel-safe
+  report.json / .md       summary: parity, float vs int, streaming, C bit-exactness, kernel-safe,
+                          whether the kernel module can serve it, bytes per task, ns per C step
 """
 
 from __future__ import annotations
@@ -28,17 +29,30 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from data.dataset.forced_future import DT_PREV, HAS_PREV
 from export import blob, cbuild, codegen_c, encode, evaluate, parity, report, vectors
 from export.intref import IntRef, Stream
 from export.onnx_graph import lower
 from export.quantize import QModel, calibrate, quantize
 from export.source import Source, Split
+from models.config import KERNEL_INPUTS
 from models.cost import PER_STEP, macs_per_decision, per_decision
 from models.onnx import ExportError, export_onnx
-from plumbing.atomic import swap_dir_in
+from plumbing.atomic import recover, staging_path, swap_dir_in
 
 N_SELFTEST = 2048
 PARITY_WINDOWS = 1000
+INTERLEAVED_TASKS = 1024  # task states the interleaved timing steps in random order
+CONTRACT_TASK = "can_migrate"  # the task whose inputs the module's fair.c hook computes
+# Inputs the caller derives from per-task history it keeps itself: column -> (C field, bytes, what)
+PREV_CALL = (
+    "u64 prev_call_ns",
+    8,
+    "the time of the task's previous can_migrate call (0: none); dt_prev_call_ns = now - prev_call_ns, "
+    "has_prev_call = prev_call_ns != 0",
+)
+CALLER_STATE = {DT_PREV: PREV_CALL, HAS_PREV: PREV_CALL}
+STATE_CTYPES = {**blob.CTYPES, "u32": np.uint32}
 
 
 def log(msg: str) -> None:
@@ -76,6 +90,20 @@ def summary_line(result: dict, out: Path) -> str:
         f"C mismatches {'not checked' if mismatches is None else mismatches}, kernel-safe object "
         f"{'not checked' if kernel_ok is None else kernel_ok}; {per_split or 'no split evaluated'}"
     )
+    task = result.get("per_task_state") or {}
+    if task.get("window_by") == "task" or task.get("caller_bytes"):
+        line += (
+            f"; per task {task['bytes_per_task']} B (history {task['history_bytes']} + caller {task['caller_bytes']})"
+        )
+    ns = result.get("step_ns") or {}
+    if ns:
+        line += (
+            f"; step p50 {ns['one_task']['p50_ns']:.1f} ns (one task), {ns['interleaved']['p50_ns']:.1f} ns "
+            f"({ns['interleaved']['tasks']} tasks interleaved)"
+        )
+    km = result.get("kernel_module") or {}
+    if km and not km.get("ok"):
+        line += f"; NOT for the kernel module: {km['reasons'][0]}"
     if any(overflows.values()):
         bits = result.get("headroom_bits", 0)
         line += (
@@ -175,16 +203,111 @@ def streaming_check(qmodel: QModel, sets: list[vectors.StreamSet]) -> dict:
     return res
 
 
-def c_checks(out: Path, qmodel: QModel, sets: list[vectors.StreamSet], prefix: str, enc_raw: np.ndarray | None) -> dict:
-    """gcc: harness bit-exactness (default params and the blob), self-test, encoder, kernel-safe object."""
+def input_columns(src: Source) -> list[str]:
+    return [s["column"] for s in (src.features or {}).get("specs", [])]
+
+
+def caller_state(src: Source) -> list[dict]:
+    """What the caller keeps per task to compute the model's per-task inputs (CALLER_STATE)."""
+    fields: dict[str, dict] = {}
+    for col in input_columns(src):
+        if col in CALLER_STATE:
+            field, size, what = CALLER_STATE[col]
+            entry = fields.setdefault(field, {"field": field, "bytes": size, "what": what, "columns": []})
+            entry["columns"].append(col)
+    return list(fields.values())
+
+
+def per_task_state(qmodel: QModel, src: Source, prefix: str, struct_bytes: int | None) -> dict:
+    """Bytes a caller keeps per task: the streaming state's history (the fields of struct
+    <p>_state that carry over between steps; the rest is per-step scratch, which one copy per
+    CPU serves) and its own per-task inputs (caller_state); beside them sizeof(struct <p>_state)
+    as gcc lays it out, which a caller keeping the whole struct per task pays instead."""
+    history, scratch = [], 0
+    for ctype, name, dims, comment in codegen_c._Gen(qmodel, prefix).state_fields():
+        size = int(np.prod(dims, dtype=np.int64)) * np.dtype(STATE_CTYPES[ctype]).itemsize
+        if comment == "scratch":
+            scratch += size
+        else:
+            history.append({"field": f"{ctype} {name}{''.join(f'[{d}]' for d in dims)}", "bytes": size})
+    caller = caller_state(src)
+    history_bytes = sum(h["bytes"] for h in history)
+    caller_bytes = sum(c["bytes"] for c in caller)
+    return {
+        "window_by": src.window_by or "cpu",
+        "history_bytes": history_bytes,
+        "history": [h["field"] for h in history],
+        "scratch_bytes": scratch,
+        "state_struct_bytes": struct_bytes,
+        "caller_bytes": caller_bytes,
+        "caller": caller,
+        "bytes_per_task": history_bytes + caller_bytes,
+        "bytes_per_task_whole_struct": None if struct_bytes is None else struct_bytes + caller_bytes,
+        # streaming carries history past the training window (an LSTM forever, a TCN over its
+        # receptive field): float_vs_int's "stream" rows say what that changes. The trained model
+        # exactly: keep the task's last `window` inputs (s16, and a u32 slot) and run the window
+        # from reset on each call, at macs_per_decision
+        "window_replay_bytes_per_task": (
+            4 + qmodel.graph.window * qmodel.graph.n_num * 2 + caller_bytes if qmodel.graph.window > 1 else None
+        ),
+    }
+
+
+def input_encoding(src: Source, prefix: str, missing: list[str]) -> dict | None:
+    """Who turns the kernel's values into in[]: <p>_encode, or the caller (`missing`: why)."""
+    if src.features is None:
+        return None
+    if not missing:
+        return {"encoded_by": f"{prefix}_encode", "pre_encoded": []}
+    return {
+        "encoded_by": "caller",
+        "pre_encoded": missing,
+        "note": f"model.h has no {prefix}_encode: {prefix}_step() takes every input already standardised, "
+        f"in fixed point at {prefix.upper()}_IN_FRAC_BITS, because the inputs listed have no exact integer encoder",
+    }
+
+
+def kernel_module(src: Source, per_task: dict, missing: list[str]) -> dict:
+    """Can kernel/schedlearn.c serve this export at its fair.c hook? Its input encoder is fixed
+    (Chen's 15 can_migrate features, cm_features.h) and its streaming state is one per CPU."""
+    reasons = []
+    if src.task == CONTRACT_TASK and (src.inputs or KERNEL_INPUTS) != KERNEL_INPUTS:
+        reasons.append(
+            f"trained on data.inputs={src.inputs}; the module computes Chen's 15 inputs only (data.inputs={KERNEL_INPUTS})"
+        )
+    if per_task["caller"]:
+        cols = ", ".join(c for f in per_task["caller"] for c in f["columns"])
+        reasons.append(f"inputs {cols} need per-task history (label {src.label}), which the module does not keep")
+    if src.window_by == "task" and per_task["history_bytes"]:
+        reasons.append(
+            f"windows by task: the model's {per_task['history_bytes']} B of history belong to a task, "
+            "the module keeps one state per CPU"
+        )
+    if missing:
+        reasons.append(f"no integer encoder for {len(missing)} input(s) ({missing[0].split(':')[0]}, ...)")
+    return {"ok": not reasons, "reasons": reasons}
+
+
+def c_checks(
+    out: Path,
+    qmodel: QModel,
+    sets: list[vectors.StreamSet],
+    prefix: str,
+    enc_raw: np.ndarray | None,
+    time_calls: int = 0,
+) -> dict:
+    """gcc: harness bit-exactness (default params and the blob), self-test, encoder, kernel-safe
+    object, sizeof(struct <p>_state), and with time_calls the ns per step of the kernel-flag object
+    with one task's state and with INTERLEAVED_TASKS states."""
     if not cbuild.have_gcc():
         return {"skipped": "gcc/objdump/nm not found"}
     with tempfile.TemporaryDirectory(prefix="slm-export-") as tmp:
         tmp = Path(tmp)
-        exe = cbuild.build_harness(out, tmp)
+        exe = cbuild.build_harness(out, tmp, prefix)
         res = {
             "bit_exact": cbuild.compare(exe, sets, tmp, qmodel.graph.n_out),
             "bit_exact_blob": cbuild.compare(exe, sets, tmp, qmodel.graph.n_out, out / "model.blob")["total"],
+            "state_struct_bytes": cbuild.state_size(exe),
         }
         run = subprocess.run([str(exe), "selftest"], capture_output=True, text=True)
         res["selftest"] = {"ok": run.returncode == 0, "output": (run.stdout + run.stderr).strip()}
@@ -194,25 +317,18 @@ def c_checks(out: Path, qmodel: QModel, sets: list[vectors.StreamSet], prefix: s
             res["encode"] = {"rows": int(len(enc_raw)), "mismatches": int(np.any(got != want, axis=1).sum())}
         res["kernel_object"] = cbuild.kernel_object(out, tmp, prefix)
         res["kernel_object"].pop("object")
+        if time_calls:
+            timer = cbuild.build_timer(out, tmp, prefix)
+            vec = out / "vectors_selftest.bin"
+            res["step_ns"] = {
+                "one_task": cbuild.time_step(timer, vec, time_calls, 1),
+                "interleaved": cbuild.time_step(timer, vec, time_calls, INTERLEAVED_TASKS),
+                "load_average": round(os.getloadavg()[0], 2),
+                "what": f"{prefix}_step() only (not {prefix}_encode), the object compiled with the kernel flags, "
+                "through a non-inline call; the interleaved figure keeps a whole struct "
+                f"{prefix}_state per task and steps a task drawn at random each call",
+            }
     return res
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
-
-
-def remove_stale_staging(out: Path) -> None:
-    """Drop `.OUT.tmp-PID` folders left by exports that were killed (their PID is gone)."""
-    for p in out.parent.glob(f".{out.name}.tmp-*"):
-        pid = p.name.rsplit("-", 1)[-1]
-        if p.is_dir() and pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
-            shutil.rmtree(p, ignore_errors=True)
 
 
 def run(
@@ -224,17 +340,18 @@ def run(
     headroom: int = 1,
     verify: bool = True,
     seed: int = 0,
+    time_calls: int = 0,
 ) -> dict:
     """Export `src` into `out` (replacing it only once the new folder is complete); returns the
-    report (also written as report.json)."""
+    report (also written as report.json). time_calls > 0 times the C step (c_checks)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_staging(out)
-    stage = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    recover(out.parent, out.name)  # what a killed export left: its old folder back, staging removed
+    stage = staging_path(out, "tmp")
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir()
     try:
-        result = _run(src, stage, out, prefix, like, n_vectors, headroom, verify, seed)
+        result = _run(src, stage, out, prefix, like, n_vectors, headroom, verify, seed, time_calls)
         swap_dir_in(stage, out)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
@@ -251,6 +368,7 @@ def _run(
     headroom: int,
     verify: bool,
     seed: int,
+    time_calls: int = 0,
 ) -> dict:
     rng = np.random.default_rng(seed)
     log(f"exporting {src.describe or type(src.net).__name__} -> {final}")
@@ -268,8 +386,10 @@ def _run(
     ranges = calibrate(ir, src.calib.batches())
     pinned = json.loads((like / "scales.json").read_text()) if like else None
     qmodel = quantize(ir, ranges, pinned, headroom)
-    if src.features is not None:
-        qmodel.encoder = encode.make_encoder(src.features, qmodel.in_frac, src.n_num)
+    contract = src.task == CONTRACT_TASK
+    missing = encode.unencodable(src.features, contract) if src.features is not None else []
+    if src.features is not None and not missing:  # else the caller passes in[] already encoded
+        qmodel.encoder = encode.make_encoder(src.features, qmodel.in_frac, src.n_num, contract)
     if like is not None:
         prev = json.loads((like / "report.json").read_text())["arch_hash"]
         if prev != blob.arch_hash(qmodel):
@@ -326,7 +446,10 @@ def _run(
         "selftest_vectors": int(len(sel_in)),
         "selftest_out_crc32": int(zlib.crc32(sel_out.astype("<i4").tobytes())),
         "streaming": streaming_check(qmodel, sets),
+        "inputs": input_encoding(src, prefix, missing),
+        "per_task_state": per_task_state(qmodel, src, prefix, None),
     }
+    result["kernel_module"] = kernel_module(src, result["per_task_state"], missing)
     if like is not None:
         result["like"] = {"dir": str(like), "arch_hash_matches": True}
     enc_raw = None
@@ -336,7 +459,11 @@ def _run(
             f"{n}: {k}" for n, k in zip(qmodel.encoder.names, qmodel.encoder.kinds, strict=False)
         ]
     if verify:
-        checks = c_checks(out, qmodel, sets, prefix, enc_raw)
+        checks = c_checks(out, qmodel, sets, prefix, enc_raw, time_calls)
+        if "state_struct_bytes" in checks:
+            result["per_task_state"] = per_task_state(qmodel, src, prefix, checks["state_struct_bytes"])
+        if "step_ns" in checks:
+            result["step_ns"] = checks["step_ns"]
         result.update(
             {
                 "c_bit_exact": checks.get("bit_exact", checks),

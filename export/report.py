@@ -265,6 +265,7 @@ def summary_md(rep: dict) -> str:
         "",
         *md_table(["check", "result"], checks),
     ]
+    lines += kernel_md(rep)
     fvi = {}
     for split, r in rep.get("float_vs_int", {}).items():
         for mode in ("window", "stream"):
@@ -297,6 +298,63 @@ def summary_md(rep: dict) -> str:
         ]
     lines += ["## Operators", "", *md_table(["#", "operator"], [[i, op] for i, op in enumerate(rep["ops"])])]
     return "\n".join(lines)
+
+
+def kernel_md(rep: dict) -> list[str]:
+    """The kernel module's verdict, who encodes the inputs, bytes per task and ns per step."""
+    lines = []
+    km = rep.get("kernel_module")
+    if km:
+        lines += [
+            "## Kernel module (kernel/schedlearn.c, its fair.c hook)",
+            "",
+            "Servable: yes." if km["ok"] else "Servable: **no** (kernel.push_model refuses this export):",
+            "",
+            *(f"- {r}" for r in km["reasons"]),
+            "",
+        ]
+    inputs = rep.get("inputs")
+    if inputs and inputs.get("encoded_by") == "caller":
+        lines += [
+            "## Inputs: encoded by the caller",
+            "",
+            inputs["note"] + ":",
+            "",
+            *(f"- {r}" for r in inputs["pre_encoded"]),
+            "",
+        ]
+    task = rep.get("per_task_state")
+    if task:
+        per = "task" if task["window_by"] == "task" or task["caller_bytes"] else "stream"
+        rows = [
+            ["windows by", task["window_by"]],
+            ["model history (carried between steps)", f"{task['history_bytes']} B: {_cell(task['history'])}"],
+            ["per-step scratch (one per CPU serves)", f"{task['scratch_bytes']} B"],
+            ["sizeof(struct state), gcc", _cell(task["state_struct_bytes"])],
+            *([f"caller: {c['field']}", f"{c['bytes']} B: {c['what']}"] for c in task["caller"]),
+            [f"**bytes per {per}** (history + caller)", f"**{task['bytes_per_task']}**"],
+            [f"bytes per {per} keeping the whole struct", _cell(task["bytes_per_task_whole_struct"])],
+        ]
+        if task.get("window_replay_bytes_per_task"):
+            rows.append(
+                [
+                    f"bytes per {per} to replay the training window instead (the window's inputs, a slot, "
+                    f"the caller's; {rep.get('macs_per_decision', 0):,} MACs per call)",
+                    task["window_replay_bytes_per_task"],
+                ]
+            )
+        title = "Per-task state" if per == "task" else f"Streaming state (windows by {task['window_by']})"
+        lines += [f"## {title}", "", *md_table(["", "bytes"], rows)]
+    ns = rep.get("step_ns")
+    if ns:
+        lines += [
+            "## ns per call of the streaming step (C harness)",
+            "",
+            f"{ns['what']}; load average {ns['load_average']}.",
+            "",
+            *keyed_table("task states", {str(ns[k]["tasks"]): ns[k] for k in ("one_task", "interleaved")}),
+        ]
+    return lines
 
 
 def overflow_counts(ref: IntRef) -> dict[str, int]:

@@ -62,6 +62,10 @@ class Source:
     features: list[dict] | None = None  # FeatureSpec dicts + mean/std, for slm_encode
     describe: str = ""
     trained_on: dict | None = None  # the checkpoint's data_meta["dataset"]: dir, train runs, collectors
+    # what the kernel module must know about the model's inputs (data_meta; None: not said)
+    inputs: str | None = None  # can_migrate's data.inputs: the module computes only KERNEL_INPUTS
+    label: str | None = None  # e.g. forced_future, whose steps read the task's own call history
+    window_by: str | None = None  # "task": the streaming state belongs to a task, not a CPU
 
 
 def split_from_data(sd) -> Split:
@@ -113,4 +117,7 @@ def from_checkpoint(ckpt_path: str, dataset_dir: str | None = None, splits: list
         features=feats,
         describe=f"{ckpt_path} ({meta['task']}, {type(module.net.backbone).__name__})",
         trained_on=meta.get("dataset"),
+        inputs=meta.get("inputs"),
+        label=meta.get("label"),
+        window_by=meta.get("window_by"),
     )

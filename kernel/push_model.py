@@ -6,15 +6,18 @@
 The blob (its format: export/blob_format.py and .h) is checked on its own (magic, version,
 header size, length, crc32) and against what the loaded module reports it was compiled for
 (arch_hash, shapes, MACs, params size), so a mismatch is explained here instead of only in
-dmesg. The module checks all of it again; this tool is a convenience, not the safety net.
+dmesg. A blob whose export folder's report.json says the module cannot serve the model
+(`kernel_module`: other inputs than Chen's 15, per-task state) is refused. The module checks all of it again; this tool is a convenience, not the safety net.
 Inside the test VM (busybox, no Python) the push is plain `cat model.blob > /dev/schedlearn`.
 """
 
 from __future__ import annotations
 
 import errno
+import json
 import os
 import sys
+from pathlib import Path
 
 from export.blob_format import BlobError, BlobHeader, pack, parse
 from plumbing.cli import ArgParser, os_error
@@ -24,6 +27,7 @@ __all__ = [
     "BlobError",
     "BlobHeader",
     "check_cost",
+    "check_export",
     "check_target",
     "main",
     "pack",
@@ -57,6 +61,21 @@ def check_target(header: BlobHeader, status: dict) -> None:
                 f"{field} {getattr(header, field):#x} but the module was built for {want:#x}"
                 " (export the model for this module, or rebuild the module)"
             )
+
+
+def check_export(blob_path: str) -> None:
+    """BlobError when the report.json beside the blob (its export folder) says the module cannot
+    serve the model (python -m export's `kernel_module`); a blob alone is judged by the module."""
+    rep = Path(blob_path).parent / "report.json"
+    if not rep.is_file():
+        return
+    try:
+        km = json.loads(rep.read_text()).get("kernel_module") or {}
+    except (OSError, ValueError, AttributeError) as e:
+        raise BlobError(f"{rep}: unreadable ({e})") from None
+    if not km.get("ok", True):
+        reasons = km.get("reasons") or ["no reason given"]
+        raise BlobError(f"its export is not for the kernel module: {reasons[0]} (all reasons: {rep.parent}/report.md)")
 
 
 def parse_status(text: str) -> dict:
@@ -110,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.blob, "rb") as f:
             data = f.read()
         header = parse(data)
+        check_export(args.blob)
         check_cost(header, args.max_macs)
         if not args.check_only:
             check_target(header, read_status(args.dev))

@@ -1,6 +1,8 @@
 """data.inputs: the can_migrate feature set a model trains on (data.can_migrate.features.FEATURE_SETS),
-on a dataset built here from shipped guest runs, and export's refusal of any set but Chen's 15."""
+on a dataset built here from shipped guest runs, and the kernel module tooling's refusal of an
+export of any set but Chen's 15."""
 
+import json
 import shutil
 
 import pytest
@@ -71,11 +73,12 @@ def test_a_table_without_the_sets_columns_says_to_rebuild():
         CanMigrateDataModule(shipped, inputs="pinto")
 
 
-def test_export_refuses_a_model_of_other_inputs_than_the_kernels(dataset, tmp_path):
-    """The kernel computes Chen's 15 only: python -m export stops with one line, writing nothing."""
+def test_export_of_a_model_of_other_inputs_than_the_kernels_is_refused_by_the_module_tooling(dataset, tmp_path, capsys):
+    """The kernel computes Chen's 15 only: python -m export exports the model and says so in
+    report.json; kernel.push_model refuses its blob in one line."""
     from export import __main__ as cli
+    from kernel import push_model
     from models.tasks import CanMigrateModule
-    from plumbing.hydra_cli import UserError
 
     dm = CanMigrateDataModule(dataset, window=1, inputs="chen_level")
     dm.setup("fit")
@@ -91,8 +94,14 @@ def test_export_refuses_a_model_of_other_inputs_than_the_kernels(dataset, tmp_pa
     trainer.fit(module, datamodule=dm)
     ckpt = tmp_path / "m.ckpt"
     trainer.save_checkpoint(ckpt)
-    with pytest.raises(UserError) as e:
-        cli.main_in_process([f"ckpt_path={ckpt}", f"out={tmp_path / 'out'}"])
-    msg = str(e.value)
-    assert "trained on data.inputs=chen_level, but the kernel computes only Chen's 15 inputs" in msg
-    assert "data.inputs=chen" in msg and "\n" not in msg and not (tmp_path / "out").exists()
+    out = tmp_path / "out"
+    assert cli.main_in_process([f"ckpt_path={ckpt}", f"out={out}", "vectors=500", "verify=false"]) == 0
+    km = json.loads((out / "report.json").read_text())["kernel_module"]
+    assert km == {
+        "ok": False,
+        "reasons": ["trained on data.inputs=chen_level; the module computes Chen's 15 inputs only (data.inputs=chen)"],
+    }
+    capsys.readouterr()
+    assert push_model.main([str(out / "model.blob"), "--check-only"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "not for the kernel module: trained on data.inputs=chen_level" in err

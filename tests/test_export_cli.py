@@ -127,6 +127,12 @@ def test_cli_exports_a_checkpoint(trained, tmp_path, capsys):
         assert f"{split}: {rep['overflow_totals'][split]} overflows, max logit difference {worst:.4g}" in last
     # a TCN streams: a decision over the window costs about window x a step (the head once)
     assert 7 * rep["macs"] < rep["macs_per_decision"] <= 8 * rep["macs"]
+    # a migration model: nothing per task, servable by the module; its step timed in the C harness
+    assert rep["kernel_module"] == {"ok": True, "reasons": []}
+    assert rep["per_task_state"]["window_by"] == "cpu" and rep["per_task_state"]["caller_bytes"] == 0
+    assert rep["per_task_state"]["history_bytes"] > 0  # a TCN's rings
+    assert rep["step_ns"]["one_task"]["p50_ns"] > 0 and rep["step_ns"]["interleaved"]["tasks"] == 1024
+    assert "NOT for the kernel module" not in last and "per task" not in last
     enc = rep["encoder"]  # migration features are known: slm_encode is generated and checked
     assert enc["c_bit_exact"]["mismatches"] == 0 and enc["max_error_lsb"] < 1.0, enc
     # report.md: Markdown tables, not JSON

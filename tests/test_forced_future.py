@@ -190,12 +190,13 @@ def test_meta_carries_future_and_window_by(dataset):
         CanMigrateDataModule(str(dataset), window_by="node")
 
 
-def test_export_refuses_forced_future_in_one_line(dataset, tmp_path):
-    """model.h keeps no per-task history: python -m export stops before writing anything."""
+def test_export_of_forced_future_is_refused_by_the_module_tooling(dataset, tmp_path, capsys):
+    """The module keeps no per-task history: python -m export exports the model (its C, per-task
+    state and timing: tests/test_export_forced_future.py) and says so; kernel.push_model refuses it."""
     import pytorch_lightning as pl
 
     from export import __main__ as cli
-    from plumbing.hydra_cli import UserError
+    from kernel import push_model
 
     dm = dm_of(dataset, window=1, inputs="chen")
     dm.setup("fit")
@@ -204,9 +205,15 @@ def test_export_refuses_forced_future_in_one_line(dataset, tmp_path):
     trainer = pl.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False)
     trainer.fit(module, datamodule=dm)
     trainer.save_checkpoint(tmp_path / "m.ckpt")
-    with pytest.raises(UserError, match="label forced_future needs per-task state") as e:
-        cli.main_in_process([f"ckpt_path={tmp_path / 'm.ckpt'}", f"out={tmp_path / 'out'}"])
-    assert "\n" not in str(e.value) and not (tmp_path / "out").exists()
+    out = tmp_path / "out"
+    args = [f"ckpt_path={tmp_path / 'm.ckpt'}", f"out={out}", f"dataset={dataset}", "vectors=500", "verify=false"]
+    assert cli.main_in_process(args) == 0
+    km = json.loads((out / "report.json").read_text())["kernel_module"]
+    assert not km["ok"] and "need per-task history (label forced_future)" in km["reasons"][0]
+    capsys.readouterr()
+    assert push_model.main([str(out / "model.blob"), "--check-only"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "not for the kernel module: inputs dt_prev_call_ns, has_prev_call" in err
 
 
 # ------------------------------------------------------------------------------ baselines

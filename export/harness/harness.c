@@ -10,6 +10,9 @@
  *                                     s64 raw[n][n_in]) into OUT (s32 in[n][n_in])
  *   harness selftest                  run model_vectors.h (one stream from reset),
  *                                     exit 1 on the first mismatch
+ *   harness time VECTORS CALLS K      (built with -DTIME_STEP, linked with the kernel-flag
+ *                                     object) ns per <p>_step() call with K task states,
+ *                                     printed as "p50 p99 mean min"
  *
  * VECTORS (little endian): u32 magic "SLMV", u32 n_streams, u32 n_in, u32 total_steps,
  * u32 steps[n_streams], s32 in[total_steps][n_in]. Each stream starts from <p>_reset().
@@ -176,6 +179,114 @@ static int encode(char **argv)
 }
 #endif
 
+#ifdef TIME_STEP
+/*
+ * Latency of one streaming step as a caller keeping per-task state pays it. The step
+ * is the model object compiled with the kernel flags (export/cbuild.py's model_obj.c),
+ * reached through a non-inline call, as bench/bench_export_main.c does. K states,
+ * each reset once; every call steps the state of a task drawn at random beforehand
+ * (K = 1: one task's stream, the state stays in cache; K = 1024: the states of many
+ * tasks, so a call finds its task's state cold as in a kernel keeping it per task).
+ * Inputs cycle through the steps of VECTORS. clock_gettime(CLOCK_MONOTONIC) brackets
+ * batches of TIME_BATCH calls (fewer if CALLS is); p50 / p99 / mean / min are over
+ * the batches.
+ */
+#include <time.h>
+
+void F(obj_step)(const struct F(params) *p, struct F(state) *st, const s32 *in, s32 *out);
+void F(obj_reset)(struct F(state) *st);
+const struct F(params) *F(obj_default)(void);
+
+#define TIME_BATCH 64
+#define TIME_ORDER 65536	/* tasks' call order, drawn once (a power of two) */
+
+static double now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e9 + ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static int time_step(char **argv)
+{
+	size_t len, i;
+	unsigned char *v = slurp(argv[2], &len);
+	long calls = atol(argv[3]), k, b, nb, n_tasks = atol(argv[4]), batch;
+	u32 n_streams, total, pos = 0, seed = 2463534242u, oi = 0;
+	const struct F(params) *params = F(obj_default)();
+	struct F(state) *st;
+	s32 *x, out[M(N_OUT)];
+	unsigned int *order;
+	double *per, sum = 0, sink = 0;
+
+	if (len < 16 || rd32(v) != VEC_MAGIC || rd32(v + 8) != M(N_IN) || calls < 1 ||
+	    n_tasks < 1 || n_tasks > (1L << 24)) {
+		fprintf(stderr, "harness: usage: time VECTORS CALLS>=1 K (1..2^24)\n");
+		return 2;
+	}
+	n_streams = rd32(v + 4);
+	total = rd32(v + 12);
+	if (!total || len != 16 + 4 * (size_t)n_streams + 4 * (size_t)total * M(N_IN)) {
+		fprintf(stderr, "harness: %s does not match the model\n", argv[2]);
+		return 2;
+	}
+	x = malloc(sizeof(s32) * M(N_IN) * total);
+	order = malloc(sizeof(*order) * TIME_ORDER);
+	batch = calls < TIME_BATCH ? calls : TIME_BATCH;
+	nb = calls / batch;
+	per = malloc(sizeof(double) * nb);
+	st = calloc(n_tasks, sizeof(*st));
+	if (!x || !order || !per || !st) {
+		fprintf(stderr, "harness: out of memory\n");
+		return 2;
+	}
+	for (i = 0; i < M(N_IN) * (size_t)total; i++)
+		x[i] = (s32)rd32(v + 16 + 4 * (size_t)n_streams + 4 * i);
+	for (i = 0; i < TIME_ORDER; i++) {	/* xorshift32 */
+		seed ^= seed << 13;
+		seed ^= seed >> 17;
+		seed ^= seed << 5;
+		order[i] = seed % n_tasks;
+	}
+	for (k = 0; k < n_tasks; k++)
+		F(obj_reset)(&st[k]);
+	for (k = 0; k < 4 * n_tasks + 20000; k++) {	/* warm up caches and predictors */
+		F(obj_step)(params, &st[order[oi]], x + M(N_IN) * pos, out);
+		oi = (oi + 1) & (TIME_ORDER - 1);
+		pos = pos + 1 == total ? 0 : pos + 1;
+	}
+	for (b = 0; b < nb; b++) {
+		double t0 = now_ns();
+
+		for (k = 0; k < batch; k++) {
+			F(obj_step)(params, &st[order[oi]], x + M(N_IN) * pos, out);
+			sink += out[0];
+			oi = (oi + 1) & (TIME_ORDER - 1);
+			pos = pos + 1 == total ? 0 : pos + 1;
+		}
+		per[b] = (now_ns() - t0) / batch;
+		sum += per[b];
+	}
+	qsort(per, nb, sizeof(double), cmp_double);
+	printf("%.2f %.2f %.2f %.2f\n", per[nb / 2], per[nb * 99 / 100], sum / nb, per[0]);
+	fprintf(stderr, "checksum %g\n", sink);
+	free(st);
+	free(per);
+	free(order);
+	free(x);
+	free(v);
+	return 0;
+}
+#endif
+
 /* the kernel module's load-time check: one stream from reset */
 static int selftest(void)
 {
@@ -212,11 +323,16 @@ int main(int argc, char **argv)
 #endif
 	if (argc == 2 && !strcmp(argv[1], "selftest"))
 		return selftest();
+#ifdef TIME_STEP
+	if (argc == 5 && !strcmp(argv[1], "time"))
+		return time_step(argv);
+#endif
 	if (argc == 2 && !strcmp(argv[1], "info")) {
 		printf("params_size %zu state_size %zu arch_hash 0x%08x\n",
 		       sizeof(struct F(params)), sizeof(struct F(state)), M(ARCH_HASH));
 		return sizeof(struct F(params)) == M(PARAMS_SIZE) ? 0 : 1;
 	}
-	fprintf(stderr, "usage: harness info | run VECTORS OUT [BLOB] | encode RAW OUT | selftest\n");
+	fprintf(stderr, "usage: harness info | run VECTORS OUT [BLOB] | encode RAW OUT | selftest"
+		" | time VECTORS CALLS K\n");
 	return 2;
 }
