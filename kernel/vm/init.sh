@@ -1,22 +1,7 @@
 #!/bin/busybox sh
 # /init of the test initramfs.  Everything it learns goes to the serial
 # console as SLM-* marker lines that tests/test_kernel_vm.py parses.
-/bin/busybox --install -s /bin
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-
-query() {
-	echo "SLM-QUERY $1 BEGIN"
-	cat /dev/schedlearn || echo "SLM-QUERY $1 read failed rc=$?"
-	echo "SLM-QUERY $1 END"
-}
-
-# push BLOB [LABEL]: cat's exit status is the module's verdict on write().
-push() {
-	cat "/blobs/$1.blob" > /dev/schedlearn
-	echo "SLM-PUSH ${2:-$1} rc=$?"
-}
+. /lib.sh  # busybox, /proc, /sys, /dev; query, push
 
 echo "SLM-BOOT uptime=$(cut -d' ' -f1 /proc/uptime)"
 insmod /schedlearn.ko

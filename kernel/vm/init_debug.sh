@@ -5,24 +5,10 @@
 # loop pushes $slm_reloads (kernel command line, default 1000) blobs, B and A
 # in turn.  Same SLM-* markers as init.sh; tests/test_debug_kernel.py checks
 # them and scans the whole console for splats (kernel/vm/console.py).
-/bin/busybox --install -s /bin
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
+. /lib.sh  # busybox, /proc, /sys, /dev; query, push
 export PATH=/bin:/usr/bin:/sbin:/usr/sbin
 reloads=${slm_reloads:-1000}
 param=/sys/module/schedlearn/parameters
-
-query() {
-	echo "SLM-QUERY $1 BEGIN"
-	cat /dev/schedlearn || echo "SLM-QUERY $1 read failed rc=$?"
-	echo "SLM-QUERY $1 END"
-}
-
-push() {
-	cat "/blobs/$1.blob" > /dev/schedlearn
-	echo "SLM-PUSH ${2:-$1} rc=$?"
-}
 
 uptime() {
 	cut -d' ' -f1 /proc/uptime

@@ -2,10 +2,7 @@
 # /init for a kernel built with the fair.c patch (build_fair.sh --tiny): the
 # module registers with can_migrate_task(); CPU hogs make the balancer call it,
 # first in shadow mode, then in active mode.  Same SLM-* markers as init.sh.
-/bin/busybox --install -s /bin
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
+. /lib.sh  # busybox, /proc, /sys, /dev; query, push
 
 # load SECONDS: three busy loops per CPU, so the balancer has work to move.
 load() {
@@ -17,12 +14,6 @@ load() {
 	sleep "$1"
 	kill $pids
 	wait
-}
-
-query() {
-	echo "SLM-QUERY $1 BEGIN"
-	cat /dev/schedlearn || echo "SLM-QUERY $1 read failed rc=$?"
-	echo "SLM-QUERY $1 END"
 }
 
 echo "SLM-BOOT uptime=$(cut -d' ' -f1 /proc/uptime)"

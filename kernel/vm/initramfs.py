@@ -15,13 +15,15 @@ from plumbing.initramfs import BUSYBOX, add_program, newc
 INIT = Path(__file__).with_name("init.sh")  # self-test, reload, corrupt blobs, privilege
 HOOK_INIT = Path(__file__).with_name("init_hook.sh")  # fair.c hook under load (patched kernel)
 DEBUG_INIT = Path(__file__).with_name("init_debug.sh")  # the debug kernel: reloads under hackbench
+LIB = Path(__file__).with_name("lib.sh")  # what every /init above sources first
 
 
 def build(path: Path, module: Path, blobs: dict[str, Path], init: Path = INIT, programs: tuple[Path, ...] = ()) -> Path:
-    """The test initramfs: busybox, /init, the module, blobs/<name>.blob and host programs
+    """The test initramfs: busybox, /init and the lib.sh it sources, the module, blobs/<name>.blob and host programs
     (with their shared libraries, at their host paths)."""
     files = {
         "init": init.read_bytes(),
+        "lib.sh": LIB.read_bytes(),
         "bin/busybox": BUSYBOX.read_bytes(),
         "schedlearn.ko": module.read_bytes(),
     }
