@@ -96,12 +96,12 @@ def _harness_cc(model_dir: Path, prefix: str) -> list[str]:
     """gcc and the flags that compile harness.c against model_dir's model.h."""
     enc = ["-DHAVE_ENCODE"] if "_HAVE_ENCODE 1" in (model_dir / "model.h").read_text() else []
     names = [f"-DPREFIX={prefix}", f"-DUPREFIX={prefix.upper()}"]
-    includes = ["-I", str(model_dir), "-I", str(BLOB_HEADER.parent)]
+    includes = ["-I", str(model_dir), "-I", str(BLOB_HEADER.parent)]  # blob_format.h, blob_check.h
     return ["gcc", "-O2", "-std=gnu11", "-Wall", "-Werror", *enc, *names, *includes, str(HARNESS_C)]
 
 
 def build_harness(model_dir: Path, build_dir: Path, prefix: str = "slm") -> Path:
-    """Compile harness.c against model_dir/model.h and model_vectors.h (and blob_format.h)."""
+    """Compile harness.c against model_dir/model.h and model_vectors.h (and blob_format.h, blob_check.h)."""
     build_dir.mkdir(parents=True, exist_ok=True)
     exe = build_dir / "harness"
     _run([*_harness_cc(model_dir, prefix), "-o", str(exe)])

@@ -41,6 +41,7 @@ from plumbing.atomic import write_json_atomic
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 HARNESS = HERE / "harness" / "cm_parity.c"
+# slm_cm_input.h; can_migrate.h and cm_features.h; blob_format.h and blob_check.h (the blob rules)
 INCLUDES = (HERE, REPO / "data" / "collect" / "bcc", blob_format.C_HEADER.parent)
 
 

@@ -15,11 +15,11 @@ from pathlib import Path
 from export.blob_format import C_HEADER as BLOB_HEADER
 
 HERE = Path(__file__).resolve().parent
-SOURCES = ("schedlearn.c", "Kbuild", "sched_lb_model.h", "slm_blob_check.h", "slm_cm_input.h")
+SOURCES = ("schedlearn.c", "Kbuild", "sched_lb_model.h", "slm_cm_input.h")
 # the can_migrate feature contract, shared with the BPF collector (one floor down)
 CONTRACT = HERE.parent / "data" / "collect" / "bcc" / "cm_features.h"
-# headers from the floors below, copied beside the sources: the contract and the blob format
-SHARED_HEADERS = (CONTRACT, BLOB_HEADER)
+# headers from the floors below, copied beside the sources: the contract, the blob format and its rules
+SHARED_HEADERS = (CONTRACT, BLOB_HEADER, BLOB_HEADER.with_name("blob_check.h"))
 GENERATED = ("model.h", "model_vectors.h")
 
 

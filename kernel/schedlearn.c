@@ -35,16 +35,16 @@
 
 #include "blob_format.h"	/* export/blob_format.h: the blob header */
 #include "model.h"
+#include "blob_check.h"	/* export/blob_check.h: the blob rules, one C definition */
 #include "model_vectors.h"
 #include "sched_lb_model.h"
-#include "slm_blob_check.h"	/* the blob rules, shared with tests/fuzz/fuzz_blob.c */
 #include "slm_cm_input.h"
 
 static bool active_mode;
 module_param_named(active, active_mode, bool, 0644);
 MODULE_PARM_DESC(active, "0: shadow (CFS decides, agreement counted), 1: the model decides");
 
-static uint max_macs = 1 << 20;
+static uint max_macs = SLM_BLOB_MAX_MACS;
 module_param(max_macs, uint, 0644);
 MODULE_PARM_DESC(max_macs, "refuse blobs whose cost exceeds this many MACs per decision");
 
@@ -352,7 +352,7 @@ static void slm_lb_sum(struct slm_lb_stats *sum)
 #define slm_reject(err, fmt, ...) \
 	({ pr_err("blob rejected: " fmt "\n", ##__VA_ARGS__); (err); })
 
-/* Everything but the checksum (slm_blob_check.h), with the reason in dmesg. */
+/* Everything but the checksum (blob_check.h), with the reason in dmesg. */
 static int slm_check_hdr(const struct schedlearn_blob_hdr *h)
 {
 	u32 bound = READ_ONCE(max_macs);
@@ -446,7 +446,7 @@ static int slm_release(struct inode *inode, struct file *file)
 {
 	struct slm_file *sf = file->private_data;
 
-	if (sf->len && sf->len != SLM_BLOB_SIZE && !sf->err)
+	if (sf->len && !slm_blob_complete(sf->len) && !sf->err)
 		pr_err("blob rejected: truncated, %zu of %zu bytes\n", sf->len, SLM_BLOB_SIZE);
 	kvfree(sf->staged);
 	kfree(sf);

@@ -4,7 +4,7 @@
     python -m plumbing.fuzz run TARGET [--seconds 30] [--jobs 1]
     python -m plumbing.fuzz regress TARGET      # corpus + regression inputs through the driver
 
-Targets: blob (the module's blob check and load path, kernel/slm_blob_check.h), parse (the
+Targets: blob (the module's blob check and load path, export/blob_check.h), parse (the
 ftrace parser core, data/parse/_fastparse.c), replay (the replay core, data/dataset/_replay.c).
 `run` fuzzes over a scratch copy of tests/fuzz/corpus/TARGET (new units never land in the
 repository) plus tests/fuzz/regress/TARGET, and prints one line: seconds, total execs, execs/s,
@@ -53,7 +53,7 @@ TARGETS = {
     # weights overflow the s64 accumulators there by design, the outputs saturate.
     "blob": Target(
         "fuzz_blob.c",
-        ("kernel", "export", "tests/fuzz/blob_model"),
+        ("export", "tests/fuzz/blob_model"),  # blob_format.h, blob_check.h; the model
         ("-fwrapv", "-DSLM_FUZZ_FIX_CRC"),
         4096,
     ),

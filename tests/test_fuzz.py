@@ -11,12 +11,13 @@ import zlib
 import numpy as np
 import pytest
 
+from export import blob_format
 from plumbing import fuzz
 from tests.conftest import require
 
 BLOB_MODEL = fuzz.FUZZ / "blob_model"
-HDR = 36
-MAX_MACS = 1 << 20  # kernel/schedlearn.c max_macs default
+HDR = blob_format.HDR.size
+MAX_MACS = 1 << 20  # SLM_BLOB_MAX_MACS, export/blob_check.h: the module's max_macs default
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +106,8 @@ def test_accepted_blobs_load_and_decide_as_the_python_reference(drivers, tmp_pat
     for path, line in lines_by_input(r.stdout, "blob").items():
         blob = bytearray(open(path, "rb").read()[1:])
         if len(blob) > HDR:  # SLM_FUZZ_FIX_CRC
-            blob[32:36] = zlib.crc32(bytes(blob[HDR:])).to_bytes(4, "little")
+            crc_at = HDR - 4  # crc32: the header's last u32 (BlobHeader)
+            blob[crc_at:HDR] = zlib.crc32(bytes(blob[HDR:])).to_bytes(4, "little")
         accepted = line.startswith("accept ")
         assert accepted == python_verdict(bytes(blob), status), line[:200]
         verdicts[accepted] += 1

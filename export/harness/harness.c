@@ -37,21 +37,12 @@
 #define F(x) CAT(PREFIX, x)
 #define M(x) CAT(UPREFIX, x)
 
+/* the blob names this prefix's model */
+#define SLM_BLOB_MODEL(x) M(x)
+#define SLM_BLOB_PARAMS struct F(params)
+#include "blob_check.h"
+
 #define VEC_MAGIC 0x564d4c53u	/* "SLMV" */
-
-static u32 crc32_le(const unsigned char *buf, size_t len)
-{
-	u32 crc = 0xffffffffu;
-	size_t i;
-	int k;
-
-	for (i = 0; i < len; i++) {
-		crc ^= buf[i];
-		for (k = 0; k < 8; k++)
-			crc = (crc >> 1) ^ (0xedb88320u & -(crc & 1));
-	}
-	return crc ^ 0xffffffffu;
-}
 
 static unsigned char *slurp(const char *path, size_t *len)
 {
@@ -78,25 +69,20 @@ static u32 rd32(const unsigned char *p)
 	return p[0] | p[1] << 8 | p[2] << 16 | (u32)p[3] << 24;
 }
 
-/* the same checks the kernel module applies before accepting a blob */
+/* the rules the kernel module applies before accepting a blob (blob_check.h), bar its MAC bound */
 static void load_blob(const char *path, struct F(params) *params)
 {
 	size_t len;
 	unsigned char *b = slurp(path, &len);
-	const struct schedlearn_blob_hdr *h = (const void *)b;
+	enum slm_blob_verdict v = slm_blob_check_image(b, len, M(MACS));
 
-	if (len < sizeof(*h) || h->magic != SLM_BLOB_MAGIC || h->version != SLM_BLOB_VERSION) {
-		fprintf(stderr, "harness: bad blob magic/version\n");
+	if (v == SLM_BLOB_OK)
+		v = slm_blob_check_crc((const void *)b, slm_blob_crc32(b + SLM_HDR_SIZE, sizeof(*params)));
+	if (v != SLM_BLOB_OK) {
+		fprintf(stderr, "harness: blob does not match this model: %s\n", slm_blob_why(v));
 		exit(3);
 	}
-	if (h->hdr_size != sizeof(*h) || h->arch_hash != M(ARCH_HASH) || h->n_in != M(N_IN) ||
-	    h->n_out != M(N_OUT) || h->window != M(WINDOW) || h->macs != M(MACS) ||
-	    h->params_size != sizeof(*params) || len != h->hdr_size + sizeof(*params) ||
-	    h->crc32 != crc32_le(b + h->hdr_size, sizeof(*params))) {
-		fprintf(stderr, "harness: blob does not match this model\n");
-		exit(3);
-	}
-	memcpy(params, b + h->hdr_size, sizeof(*params));
+	memcpy(params, b + SLM_HDR_SIZE, sizeof(*params));
 	free(b);
 }
 

@@ -22,6 +22,7 @@
 
 #include "blob_format.h"
 #include "model.h"
+#include "blob_check.h"
 #include "can_migrate.h"
 #include "cm_features.h"
 #include "slm_cm_input.h"
@@ -83,18 +84,20 @@ static const struct cm_record *records(const char *path, size_t *n)
 	return r;
 }
 
+/* the module's rules for a blob (blob_check.h) at its default MAC bound */
 static void load_blob(const char *path, struct slm_params *params)
 {
 	size_t len;
 	unsigned char *b = slurp(path, &len);
-	const struct schedlearn_blob_hdr *h = (const void *)b;
+	enum slm_blob_verdict v = slm_blob_check_image(b, len, SLM_BLOB_MAX_MACS);
 
-	if (len != sizeof(*h) + sizeof(*params) || h->magic != SLM_BLOB_MAGIC ||
-	    h->arch_hash != SLM_ARCH_HASH) {
-		fprintf(stderr, "cm_parity: %s is not a blob for this model.h\n", path);
+	if (v == SLM_BLOB_OK)
+		v = slm_blob_check_crc((const void *)b, slm_blob_crc32(b + SLM_HDR_SIZE, sizeof(*params)));
+	if (v != SLM_BLOB_OK) {
+		fprintf(stderr, "cm_parity: %s is not a blob for this model.h: %s\n", path, slm_blob_why(v));
 		exit(2);
 	}
-	memcpy(params, b + sizeof(*h), sizeof(*params));
+	memcpy(params, b + SLM_HDR_SIZE, sizeof(*params));
 	free(b);
 }
 

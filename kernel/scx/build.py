@@ -25,7 +25,7 @@ from plumbing.atomic import staged_dir
 SRC = Path(__file__).resolve().parent
 REPO = SRC.parent.parent
 BCC = REPO / "data" / "collect" / "bcc"  # can_migrate.h, cm_features.h: the record and feature contract
-EXPORT_SRC = REPO / "export"  # blob_format.h
+EXPORT_SRC = REPO / "export"  # blob_format.h, blob_check.h
 KERNEL_SRC = REPO / "kernel"  # slm_cm_input.h: model inputs -> can_migrate features
 BUILD = REPO / "data" / "_build" / "scx"
 SOURCES = (
@@ -36,7 +36,13 @@ SOURCES = (
     BCC / "can_migrate.h",
     BCC / "cm_features.h",
 )
-MODEL_SOURCES = (SRC / "model.bpf.h", SRC / "model_blob.h", EXPORT_SRC / "blob_format.h", KERNEL_SRC / "slm_cm_input.h")
+MODEL_SOURCES = (
+    SRC / "model.bpf.h",
+    SRC / "model_blob.h",
+    EXPORT_SRC / "blob_format.h",
+    EXPORT_SRC / "blob_check.h",
+    KERNEL_SRC / "slm_cm_input.h",
+)
 # BPF ISA v4 (sign-extending loads, Linux >= 6.6, below sched_ext's >= 6.13): the model's s16
 # weights load in one instruction instead of a load and two shifts (the native cost's figures)
 BPF_CPU = "v4"

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * libFuzzer target: the module's blob validation and load path (kernel/slm_blob_check.h, the
+ * libFuzzer target: the module's blob validation and load path (export/blob_check.h, the
  * rules kernel/schedlearn.c applies to a blob written to /dev/schedlearn), around the model of
  * tests/fuzz/blob_model/ (a tiny can_migrate MLP from the real export pipeline).
  *
@@ -25,26 +25,13 @@
 
 #include "blob_format.h"
 #include "model.h"
-#include "slm_blob_check.h"
+#include "blob_check.h"
 
 #define MAX_STEPS 64
-#define TRUNCATED (-1)	/* the module reports a short blob at close(): no verdict code */
 
 static s32 g_in[MAX_STEPS][SLM_N_IN];	/* inputs of the model run on an accepted blob */
 static int g_steps;
 static s32 g_builtin[MAX_STEPS][SLM_N_OUT];	/* slm_default_params on g_in */
-
-static u32 crc32_zlib(const uint8_t *p, size_t n)
-{
-	u32 crc = 0xffffffffu;
-
-	for (size_t i = 0; i < n; i++) {
-		crc ^= p[i];
-		for (int k = 0; k < 8; k++)
-			crc = (crc >> 1) ^ (0xedb88320u & -(crc & 1));
-	}
-	return ~crc;
-}
 
 static void check(int ok, const char *what)
 {
@@ -75,15 +62,15 @@ static int module_load(const uint8_t *blob, size_t len, size_t piece, struct slm
 			done += take;
 			v = SLM_BLOB_OK;
 			if (slm_blob_at_hdr_end(got))
-				v = slm_blob_check_hdr(&hdr, 1u << 20);	/* the module's default max_macs */
+				v = slm_blob_check_hdr(&hdr, SLM_BLOB_MAX_MACS);
 			else if (slm_blob_complete(got))
-				v = slm_blob_check_crc(&hdr, crc32_zlib((const uint8_t *)params, sizeof(*params)));
+				v = slm_blob_check_crc(&hdr, slm_blob_crc32(params, sizeof(*params)));
 			if (v != SLM_BLOB_OK)
 				return v;
 		}
 		pos += n;
 	}
-	return slm_blob_complete(got) ? SLM_BLOB_OK : TRUNCATED;
+	return slm_blob_complete(got) ? SLM_BLOB_OK : SLM_BLOB_TRUNCATED;	/* the module: at close() */
 }
 
 static void run_model(const struct slm_params *p, s32 out[MAX_STEPS][SLM_N_OUT])
@@ -154,7 +141,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t len, piece;
 	int v1, v2;
 
-	g_verdict = TRUNCATED;
+	g_verdict = SLM_BLOB_TRUNCATED;
 	if (size < 1)
 		return 0;
 	piece = (size_t)data[0] + 1;
@@ -163,7 +150,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memcpy(copy, data + 1, len);
 #ifdef SLM_FUZZ_FIX_CRC
 	if (len > SLM_HDR_SIZE) {
-		u32 crc = crc32_zlib(copy + SLM_HDR_SIZE, len - SLM_HDR_SIZE);
+		u32 crc = slm_blob_crc32(copy + SLM_HDR_SIZE, len - SLM_HDR_SIZE);
 
 		memcpy(copy + offsetof(struct schedlearn_blob_hdr, crc32), &crc, 4);
 	}
@@ -188,7 +175,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check(h.magic == SLM_BLOB_MAGIC && h.version == SLM_BLOB_VERSION && h.hdr_size == sizeof(h) &&
 	      h.arch_hash == SLM_ARCH_HASH && h.n_in == SLM_N_IN && h.n_out == SLM_N_OUT &&
 	      h.window == SLM_WINDOW && h.macs == SLM_MACS && h.params_size == sizeof(params) &&
-	      h.crc32 == crc32_zlib(blob + sizeof(h), sizeof(params)),
+	      h.crc32 == slm_blob_crc32(blob + sizeof(h), sizeof(params)),
 	      "accepted a header that does not describe this model");
 	run_model(&params, g_out);
 	run_model(&params, again);
