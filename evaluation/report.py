@@ -6,6 +6,8 @@ metrics.json schema (version 1):
                "inputs" (feature groups), "n_inputs", "params", "macs", "primary", "metric_names",
                "latency": {"eager": {p50_us, p99_us, mean_us, calls}, "onnxruntime": {... , max_abs_diff}},
                "splits": {test set: {metric: value, "confusion": [[...]], "n", "lift", "best_baseline"}},
+                 (migration: `<split>/no_balancer`, the split without its balancer_migrated rows, has
+                  "balancer_rows": the rows removed; evaluation.balancer)
                "baselines": {test set: {baseline: {metric: value, ...}}},
                "importance": {"metric", "split", "base", "repeats", "seed", "samples",
                               "features": {name: {drop_mean, drop_std}}} | null}],
@@ -22,6 +24,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from data.dataset.tables import BALANCER_LABEL
+from evaluation.balancer import REMOVED, parent_of
 from evaluation.lead_time import lead_time_table
 from evaluation.plots import baseline_rows
 from evaluation.seeds import fmt_ms
@@ -126,6 +130,16 @@ def workload_table(ms: list[dict], splits: list[str]) -> str:
             ]
         )
     return table(["test set", "samples", *(m["label"] for m in ms), *base_labels], rows)
+
+
+def balancer_note(ms: list[dict], split: str) -> list[str]:
+    """A `<split>/no_balancer` set's line: the rows removed (evaluation.balancer), else nothing."""
+    removed = next((m["splits"][split].get(REMOVED) for m in ms if split in m["splits"]), None)
+    if removed is None:
+        return []
+    parent = parent_of(split)
+    n = next(m["splits"][parent]["n"] for m in ms if parent in m["splits"])
+    return [f"{parent} without its {removed:,} of {n:,} rows a balancer moved ({BALANCER_LABEL} = 1).", ""]
 
 
 def confusion_table(ms: list[dict], split: str) -> str | None:
@@ -320,7 +334,7 @@ def render(
             for s in [s for s in splits if not s.startswith(("workload/", "trace/"))]:
                 out += [f"{s}:", "", groups_table(gs, s), ""]
         for s in [s for s in splits if not s.startswith(("workload/", "trace/"))]:
-            out += [f"### {s}", "", split_table(ms, s), ""]
+            out += [f"### {s}", "", *balancer_note(ms, s), split_table(ms, s), ""]
         per = [s for s in splits if s.startswith(("workload/", "trace/"))]
         if per:
             out += [f"### Per workload and raw trace ({ms[0]['primary']})", "", workload_table(ms, per), ""]

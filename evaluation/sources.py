@@ -27,6 +27,7 @@ from data.dataset.replay import replay
 from data.dataset.splits import natural
 from data.dataset.windows import SplitData
 from data.parse.tracefile import TraceFormatError, parse_file
+from evaluation import balancer
 from models.tasks import load_from_checkpoint, make_datamodule
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,7 @@ class Candidate:
     dm: object
     label: str = ""
     extra: dict[str, SplitData] = field(default_factory=dict)  # test sets from raw traces
+    subsets: dict[str, SplitData] = field(default_factory=dict)  # <split>/no_balancer (evaluation.balancer)
 
     @property
     def task(self) -> str:
@@ -113,15 +115,24 @@ class Candidate:
 
     def get_split(self, name: str) -> SplitData:
         """Any test set by name (duck-types the DataModule for models.baselines)."""
+        parent = balancer.parent_of(name)
+        if parent is not None:
+            if name not in self.subsets:
+                split = self.get_split(parent)
+                self.subsets[name] = balancer.without_balancer(split, balancer.keep_mask(split))
+            return self.subsets[name]
         return self.extra[name] if name in self.extra else self.dm.get_split(name)
 
     def release(self) -> None:
         """Forget this candidate's windows once it is scored (the model and config stay)."""
         self.dm.release()
         self.extra = {}
+        self.subsets = {}
 
     def test_sets(self, workloads: bool = True) -> list[str]:
-        """Dataset test splits and per-workload sets (the datamodule's) that are not empty, then traces."""
+        """Dataset test splits and per-workload sets (the datamodule's) that are not empty, each
+        split's `<split>/no_balancer` set where its rows say which a balancer moved
+        (evaluation.balancer), then traces."""
         names = list(DATASET_SPLITS)
         if workloads:
             names += [f"workload/{w}" for w in self.dm.workload_names()]
@@ -133,14 +144,23 @@ class Candidate:
                 log.warning("%s: %s has no samples; skipped", self.label, name)
             else:
                 kept.append(name)
+        for name in [n for n in kept if n in DATASET_SPLITS]:
+            keep = balancer.keep_mask(self.dm.get_split(name))
+            if keep is not None and bool(keep.any()):
+                kept.append(balancer.name_of(name))
         return kept + list(self.extra)
 
     def derived(self, names: list[str]) -> dict[str, tuple[str, torch.Tensor]]:
         """{workload set: (parent split, sample mask)} for per-workload sets that are exactly the
         samples of that workload in test_seen / test_unseen (whole runs, windows never cross runs),
-        so their predictions are taken from the parent's instead of being computed twice."""
+        so their predictions are taken from the parent's instead of being computed twice; and
+        {`<split>/no_balancer`: (split, its samples no balancer moved)} (evaluation.balancer)."""
         out = {}
         parents = [p for p in DATASET_SPLITS if p in names]
+        for name in names:
+            parent = balancer.parent_of(name)
+            if parent in parents:
+                out[name] = (parent, balancer.keep_mask(self.get_split(parent)))
         for name in (n for n in names if n.startswith("workload/")):
             split, workload = self.get_split(name), name.split("/", 1)[1]
             for p in parents:

@@ -78,8 +78,15 @@ class _DataLoading:
 BALANCE = ("loss", "sampler", "none")
 
 
+# data.inputs of data/migration.yaml: the names of data.dataset.tables.MIGRATION_INPUT_SETS (spelt
+# out, as CAN_MIGRATE_INPUTS is: tables loads pandas; tests/test_migration_state.py holds them
+# equal). Its default is base, so a run config saved before the setting still fits.
+MIGRATION_INPUTS = ("base", "state")
+
+
 @dataclass
 class _Migration:
+    inputs: str = setting(MIGRATION_INPUTS[0], choices=MIGRATION_INPUTS)
     window_by: str = setting(choices=("cpu", "task"))
     balance: str = setting(choices=BALANCE)
 

@@ -66,7 +66,7 @@ from data.dataset.forced_future import (
     HAS_PREV,
     with_forced_future,
 )
-from data.dataset.tables import MIGRATION_FEATURES
+from data.dataset.tables import MIGRATION_FEATURES, MIGRATION_INPUT_SETS, NEEDS_WAKING
 from data.dataset.windows import SplitData, WindowDataset, collate_batch, stream_order, stream_starts, window_index
 
 log = logging.getLogger(__name__)
@@ -532,38 +532,88 @@ class BinaryDecisionDataModule(DecisionDataModule):
 WAKER = "waker_same_cpu"  # data.dataset.replay.WAKER_UNKNOWN (-1) where the trace had no sched_waking
 MIGRATION_TRANSFORMS = {"src_idle": "flag", "other_idle": "flag", WAKER: "flag"}
 MIGRATION_KINDS = {0: "wakeup", 1: "preempt", 2: "new"}
+# data.inputs: a name in data.dataset.tables.MIGRATION_INPUT_SETS; base is the default
+DEFAULT_MIGRATION_INPUTS = "base"
+# The -1 sentinels of the state set (tables.MIGRATION_STATE_FEATURES). last_run_ns (-1: not
+# observed) and min_nr_* (-1: no CPU in that class) get an indicator input beside the value
+# (onehot of -1, which export encodes in integers): log1p_us clips -1 to 0, which reads as a very
+# short run, and a standardised -1 reads as a class less loaded than an idle CPU. The waker
+# columns are -1 only on preemptions once check_waker has passed (no waker; kind_preempt says
+# so) and stay plain standardised counts, like the flips and the idle_* counts.
+ABSENT_INPUTS = {
+    "last_run_ns": "last_run_unknown",
+    "min_nr_smt": "no_smt",
+    "min_nr_llc": "no_llc",
+    "min_nr_node": "no_node",
+    "min_nr_remote": "no_remote",
+}
+ABSENT = -1
 
 
-def migration_feature_columns() -> list[str]:
-    return list(MIGRATION_FEATURES)
+def migration_feature_columns(inputs: str = DEFAULT_MIGRATION_INPUTS) -> list[str]:
+    """The decision-table columns input set `inputs` reads (tables.MIGRATION_INPUT_SETS)."""
+    return list(MIGRATION_INPUT_SETS[inputs])
+
+
+def _migration_spec(column: str) -> FeatureSpec:
+    return FeatureSpec(
+        column, column, MIGRATION_TRANSFORMS.get(column, "log1p_us" if column.endswith("_ns") else "identity")
+    )
 
 
 class MigrationDataModule(BinaryDecisionDataModule):
-    """Migration decision points; windows are the last L decisions on the same CPU or of the same task."""
+    """Migration decision points; windows are the last L decisions on the same CPU or of the same task.
+
+    `inputs`: the input set (data.dataset.tables.MIGRATION_INPUT_SETS): base (MIGRATION_FEATURES,
+    the default) or state (+ the replay's state reconstruction, MIGRATION_STATE_FEATURES);
+    `features` narrows it further. A checkpoint's meta without "inputs" is base."""
 
     task = "migration"
     table = "migration"
     label = "migrated"
 
+    def __init__(self, *args, inputs: str = DEFAULT_MIGRATION_INPUTS, **kwargs):
+        super().__init__(*args, **kwargs)
+        # a checkpoint's meta without "inputs" predates data.inputs: base
+        self.inputs = self.meta.get("inputs", DEFAULT_MIGRATION_INPUTS) if self.meta else inputs
+        if self.inputs not in MIGRATION_INPUT_SETS:
+            raise ValueError(
+                f"data.inputs={self.inputs}: no such migration input set (known: {', '.join(MIGRATION_INPUT_SETS)})"
+            )
+
     def stream_keys(self) -> list[str]:
         return ["run_id", "segment", "src_cpu" if self.window_by == "cpu" else "tid"]
 
     @staticmethod
-    def all_specs() -> list[FeatureSpec]:
-        return [
-            FeatureSpec(c, c, MIGRATION_TRANSFORMS.get(c, "log1p_us" if c.endswith("_ns") else "identity"))
-            for c in migration_feature_columns()
-        ] + [FeatureSpec(f"kind_{n}", "kind", "onehot", k) for k, n in MIGRATION_KINDS.items()]
+    def all_specs(inputs: str = DEFAULT_MIGRATION_INPUTS) -> list[FeatureSpec]:
+        """Every input of the set `inputs`: base's columns and the kind one-hots first (base's
+        order, unchanged), then the set's other columns, each with its ABSENT_INPUTS indicator."""
+        columns = migration_feature_columns(inputs)
+        specs = [_migration_spec(c) for c in columns if c in MIGRATION_FEATURES]
+        specs += [FeatureSpec(f"kind_{n}", "kind", "onehot", k) for k, n in MIGRATION_KINDS.items()]
+        for c in columns:
+            if c not in MIGRATION_FEATURES:
+                specs.append(_migration_spec(c))
+                if c in ABSENT_INPUTS:
+                    specs.append(FeatureSpec(ABSENT_INPUTS[c], c, "onehot", ABSENT))
+        return specs
 
-    def uses_waker(self) -> bool:
-        specs = self._specs(self.meta) if self.meta else self.select_features(self.all_specs())
-        return any(s.column == WAKER for s in specs)
+    def input_specs(self) -> list[FeatureSpec]:
+        """The model's inputs: the checkpoint's, else the set `inputs` narrowed by `features`."""
+        return self._specs(self.meta) if self.meta else self.select_features(self.all_specs(self.inputs))
+
+    def waking_inputs(self) -> list[str]:
+        """The model's inputs a trace without sched_waking cannot give (tables.NEEDS_WAKING)."""
+        columns = {s.column for s in self.input_specs()}
+        return [c for c in NEEDS_WAKING if c in columns]
 
     def check_waker(self, df: pd.DataFrame | None = None) -> None:
-        """Refuse a model that reads waker_same_cpu where the replay could not compute it (a
-        trace without sched_waking: data.dataset.replay.WAKER_UNKNOWN): the dataset's runs per its card,
-        or the rows of `df` (e.g. a trace given to evaluate.py)."""
-        if not self.uses_waker():
+        """Refuse a model that reads an input of tables.NEEDS_WAKING where the replay could not
+        compute it (a trace without sched_waking: data.dataset.replay.WAKER_UNKNOWN): the
+        dataset's runs per its card, or the rows of `df` (e.g. a trace given to evaluate.py): a
+        run with a wakeup's waker_same_cpu, or any row's wakee_flips, at WAKER_UNKNOWN."""
+        guarded = self.waking_inputs()
+        if not guarded:
             return
         if df is None:
             bad = [
@@ -571,16 +621,32 @@ class MigrationDataModule(BinaryDecisionDataModule):
                 for s in self._dataset_meta().get("sources", [])
                 if (s.get("replay") or {}).get("wakeup_event") == "sched_wakeup"
             ]
+        elif len(df):
+            unknown = (df[WAKER] < 0) if WAKER in df else pd.Series(False, index=df.index)
+            if "wakee_flips" in df:  # WAKER_UNKNOWN on every row of such a trace, preemptions too
+                unknown |= df["wakee_flips"] < 0
+            bad = sorted(df.loc[unknown, "run_id"].astype(str).unique())
         else:
-            bad = sorted(df.loc[df[WAKER] < 0, "run_id"].astype(str).unique()) if WAKER in df and len(df) else []
+            bad = []
         if bad:
-            others = list(dict.fromkeys(s.column for s in self.all_specs() if s.column != WAKER))
+            one = len(guarded) == 1
+            others = list(dict.fromkeys(s.column for s in self.all_specs(self.inputs) if s.column not in NEEDS_WAKING))
             # the advice, what to type, on a line of its own (indented two spaces): the CLIs print
             # it whole below the one-line error instead of cutting it (plumbing.hydra_cli)
             raise ValueError(
-                f"trace(s) {', '.join(bad)} have no sched_waking events: {WAKER} is unknown there "
-                f"(sched_wakeup is logged on the target CPU, so it would leak the label)\n"
-                f"  train without it: data.features=[{','.join(others)}]"
+                f"trace(s) {', '.join(bad)} have no sched_waking events: {', '.join(guarded)} "
+                f"{'is' if one else 'are'} unknown there (sched_wakeup is logged on the target CPU, "
+                f"so {'it' if one else 'they'} would leak the label)\n"
+                f"  train without {'it' if one else 'them'}: data.features=[{','.join(others)}]"
+            )
+
+    def check_columns(self, df: pd.DataFrame) -> None:
+        """One line for a table without the input set's columns: a dataset built before them."""
+        missing = [c for c in dict.fromkeys(s.column for s in self.input_specs()) if c not in df]
+        if missing:
+            raise ValueError(
+                f"data.inputs={self.inputs}: the {self.table} rows have no {', '.join(missing)} (a dataset built "
+                f"before the replay's state reconstruction: rebuild it with python -m data.build)"
             )
 
     def setup(self, stage: str | None = None) -> None:
@@ -589,15 +655,17 @@ class MigrationDataModule(BinaryDecisionDataModule):
 
     def make_split(self, df: pd.DataFrame, name: str) -> SplitData:
         self.check_waker(df)
+        self.check_columns(df)
         return super().make_split(df, name)
 
     def fit_meta(self, train: pd.DataFrame) -> dict:
         self.check_waker(train)
-        specs = self.all_specs()
+        self.check_columns(train)
         return {
-            **self._fit_features(train, specs),
+            **self._fit_features(train, self.all_specs(self.inputs)),
             **self.class_meta(train[self.label].to_numpy()),
             "label": self.label,
+            "inputs": self.inputs,
         }
 
 

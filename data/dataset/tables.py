@@ -79,6 +79,22 @@ STATE_FEATURE_TYPES = {
 # switch-in: the load balancer (or NUMA balancing, an affinity change) moved it, not the wakeup
 # placement. ttwu's own migration comes before sched_wakeup queues the task, so it never counts.
 BALANCER_LABEL = "balancer_migrated"
+# The migration inputs a trace without sched_waking cannot give honestly. The replay then decides
+# a wakeup at sched_wakeup, which a remote wakeup logs on the target CPU, so the waking line's CPU
+# (hence the waker) is unknown: waker_same_cpu and waker_cpu_nr_running would read the target's
+# CPU (the label would leak) and both flips need the waker (record_wakee() runs at every waking).
+# The replay writes WAKER_UNKNOWN in them there; the DataModule refuses a model that reads one
+# (MigrationDataModule.check_waker). The other inputs come from the replayed per-CPU and per-task
+# state before the wakee is queued, the same at sched_wakeup as at sched_waking but for the time
+# between the two lines: last_run_ns (switches only), idle_* and min_nr_* as src_nr_running.
+NEEDS_WAKING = ("waker_same_cpu", "waker_cpu_nr_running", "waker_flips", "wakee_flips")
+# data.inputs of the migration task: the decision-table columns each input set reads. base is
+# every model's inputs before the state reconstruction (the default; a checkpoint's meta without
+# "inputs" is base); state adds it. BALANCER_LABEL is a label and in no set.
+MIGRATION_INPUT_SETS = {
+    "base": MIGRATION_FEATURES,
+    "state": (*MIGRATION_FEATURES, *MIGRATION_STATE_FEATURES),
+}
 MIGRATION_COLUMNS = (
     "run_id",
     "ts",
