@@ -224,6 +224,30 @@ def _guest_writes(share: Path, run_ids: list[str], done: list[str]) -> None:
         )
 
 
+def test_a_boot_that_hangs_before_init_is_named_by_the_watchdog(tmp_path, monkeypatch):
+    """qemu.boot's ready watchdog killed a guest that never printed SLG-BOOT: the error says so
+    (not a plain timeout), and OUT holds only the console log."""
+    kernel, base = tmp_path / "vmlinuz-6.1.0-0-amd64", tmp_path / "base.cpio.gz"
+    kernel.write_bytes(b"kernel")
+    base.write_bytes(b"base")
+    monkeypatch.setattr(gc, "base_initramfs", lambda release: base)
+    monkeypatch.setattr(gc.qemu, "version", lambda: "QEMU emulator version 0 (test)")
+    seen = {}
+
+    def fake_boot(kernel, initrd, **kw):
+        seen["ready"] = kw.get("ready")
+        return qemu.Boot("tsc: Unable to calibrate against PIT\n", "", None, gc.BOOT_READY_S, stalled=True)
+
+    monkeypatch.setattr(gc.qemu, "boot", fake_boot)
+    out = tmp_path / "out"
+    out.mkdir()
+    spec = {"run_id": "hackbench-pipe-r01", "workload": "hackbench-pipe", "seconds": 2, "trace_seconds": 2}
+    with pytest.raises(gc.GuestError, match=rf"hung before /init: no SLG-BOOT within {gc.BOOT_READY_S} s"):
+        gc.collect_boot([{**spec, "command": ["true"]}], out, kernel, 2, 512, 1024, 3, "test", log=lambda *_: None)
+    assert seen["ready"] == ("SLG-BOOT", gc.BOOT_READY_S)
+    assert [p.name for p in out.iterdir() if not p.name.endswith("console.log")] == []
+
+
 def test_failed_boot_keeps_completed_runs(tmp_path, monkeypatch):
     """The guest died in the second run: the first is written in full, the error says so,
     and nothing partial is left in OUT."""

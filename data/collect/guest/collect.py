@@ -72,6 +72,9 @@ MODULES = ["virtio_pci", "9pnet_virtio", "9p"]
 ACCEL = "tcg,thread=multi"
 COLLECTOR_VERSION = 1
 BOOT_S = 60  # generous: /init is reached 6-7 s after start on an idle host
+# the boot watchdog (plumbing.qemu.boot ready=): a guest that has not reached /init by then hung
+# in early boot under TCG (seen once in 16 boots), instead of waiting out the whole boot_timeout
+BOOT_READY_S = 5 * BOOT_S
 NICE = 10  # qemu runs niced: the host's other work still moves
 DEFAULT_SMP = 4  # the flat guest's vCPUs when neither --smp nor --topology is given
 
@@ -444,6 +447,7 @@ def collect_boot(
             extra=extra,
             nice=NICE,
             topology=topology,
+            ready=("SLG-BOOT", BOOT_READY_S),
         )
         guest["boot_wall_s"] = round(b.seconds, 1)
         guest["end_time"] = now_iso()
@@ -454,7 +458,13 @@ def collect_boot(
         if fatal:
             problem = f"guest: {fatal[0].removeprefix('SLG-FATAL ').strip()}"
         elif not any(ln.startswith("SLG-DONE") for ln in lines):
-            why = "timed out" if b.returncode is None else f"qemu exit {b.returncode}"
+            why = (
+                f"hung before /init: no SLG-BOOT within {BOOT_READY_S} s"
+                if b.stalled
+                else "timed out"
+                if b.returncode is None
+                else f"qemu exit {b.returncode}"
+            )
             tail = (b.stderr.strip() or b.console.strip()).splitlines()[-1:] or ["no output"]
             problem = f"guest did not finish ({why}): {tail[0][:200]}"
         if not (share / "guest.env").exists():
