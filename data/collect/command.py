@@ -30,6 +30,7 @@ Tracing needs root; all tracefs settings are restored afterwards (see data/colle
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import json
 import os
@@ -314,8 +315,12 @@ def main(argv: list[str] | None = None) -> int:
         return fail("--name and --category go with --command", 2)
     if args.command is not None and (args.vm or args.bcc or args.workloads or args.load):
         return fail("--command traces one program with ftrace: no workload names, --vm, --bcc or --load beside it", 2)
-    if args.out is not None and args.out.is_dir() and not args.check:
-        recover(args.out)  # run folders of collectors killed midway (.RUN.partial-PID): removed
+    if args.out is not None and not args.check:
+        # run folders of collectors killed midway (.RUN.partial-PID): removed. An --out this user
+        # may not read is left to the checks below, which say why in one line (not root, ...).
+        with contextlib.suppress(PermissionError):
+            if args.out.is_dir():
+                recover(args.out)
     if args.vm:
         return guest.collect_main(args, argv_line)
     if args.topology is not None:
