@@ -151,9 +151,7 @@ def main() -> int:
                 f"{'PASS' if r['p50_ns'] <= TARGET_SEQ_P50_NS else 'FAIL'}"
             )
     if a.json:
-        a.json.write_text(
-            json.dumps({"cpu": cpu_model(), "calls": a.calls, "batch": 64, "results": results}, indent=1)
-        )
+        a.json.write_text(json.dumps({"cpu": cpu_model(), "calls": a.calls, "batch": 64, "results": results}, indent=1))
     return 0
 
 
