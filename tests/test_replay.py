@@ -11,6 +11,7 @@ import pytest
 from data.dataset import replay as replay_mod
 from data.dataset.replay import replay
 from data.dataset.tables import (
+    CANDIDATE_COLUMNS,
     KIND_NEW,
     KIND_PREEMPT,
     KIND_WAKEUP,
@@ -759,14 +760,15 @@ SHIPPED_RUNS = sorted(
 QUICK_RUNS = ("stress-ng-clone-r01", "oversub-sleep-r01", "stress-ng-yield-r02", "io-mix-r01")
 
 
-def _assert_same_replay(events, run_id="run"):
+def _assert_same_replay(events, run_id="run", runnable=False):
     import data.dataset.replay_reference as ref
     from tests.conftest import require
 
     require(replay_mod.CORE.load() is not None, f"C compiler for the replay core: {replay_mod.CORE.reason}")
-    got, want = replay(events, run_id, engine="c"), ref.replay(events, run_id)
+    got = replay(events, run_id, engine="c", runnable=runnable)
+    want = ref.replay(events, run_id, runnable=runnable)
     assert got.stats == want.stats
-    for name in ("migration", "next_task"):
+    for name in ("migration", "next_task", *(("candidates",) if runnable else ())):
         g, w = getattr(got, name), getattr(want, name)
         assert list(g.dtypes) == list(w.dtypes), name
         assert g.equals(w), name
@@ -839,8 +841,9 @@ def test_c_core_matches_reference_on_a_damaged_real_trace(seed):
         [dict(ts=int(ts[i]), cpu=0, event="lost", lost_count=5, line=0) for i in lost_rows], schema=events.schema
     )
     events = pa.concat_tables([events, lost]).combine_chunks()
-    r = _assert_same_replay(events)
+    r = _assert_same_replay(events, runnable=True)
     assert r.stats["lost_markers"] == 3 and r.stats["segments"] == 4
+    assert r.stats["candidate_rows"] > 0 and r.stats["chosen_not_queued"] > 0
 
 
 def test_replay_falls_back_to_the_reference_without_a_compiler(monkeypatch, capsys):
@@ -1018,3 +1021,220 @@ def test_c_core_matches_reference_with_a_topology(path):
     m = got.migration
     assert (m.idle_smt > 0).any() and (m.idle_remote > 0).any() and (m.min_nr_node == -1).all()
     assert (m.waker_flips > 1).any() and (m.last_run_ns > 0).any() and (m.balancer_migrated == 1).any()
+
+
+# ----- the runnable set of each CPU at each switch (replay(..., runnable=True)) ---------------------------------------
+MS = 1_000_000
+
+
+def cands(result, *cols):
+    """The candidate rows, each as a tuple of cols (all but run_id when none are named)."""
+    cols = cols or tuple(c for c in result.candidates.columns if c != "run_id")
+    return [tuple(x[c] for c in cols) for x in result.candidates.to_dict("records")]
+
+
+@ENGINES
+def test_candidates_at_a_preemption_with_weights_by_prio(engine):
+    """cpu0 runs 10 (nice 5) from 12; 30 is forked and queued there (wakeup_new), 40 (rt prio 50)
+    woken onto it; 10 is preempted by 30. The set: 10 (just put back, with the run it ended), 30
+    (chosen) and 40, in tid order; vruntime_proxy scales runtime by 1024 / weight."""
+    ev = BOOT + [
+        waking(10, 0, 10, prio=125),
+        wakeup(11, 0, 10, 0, prio=125),
+        sw(12, 0, 0, 10, next_prio=125),
+        fork(13, 0, 10, 30),
+        wakeup(14, 0, 30, 0, kind="sched_wakeup_new"),
+        sw(15, 1, 0, 40, next_prio=50),  # 40 runs on cpu1 (first seen: no row, counted), sleeps
+        sw(17, 1, 40, 0, prev_prio=50),
+        waking(20, 0, 40, prio=50),
+        wakeup(21, 0, 40, 0, prio=50),
+        sw(40, 0, 10, 30, state="R+", prev_prio=125),
+    ]
+    r = replay(table(ev), "run-c", engine=_engine(engine), runnable=True)
+    row = r.next_task.index[r.next_task.ts == 40].item()
+    cols = ("row", "tid", "chosen", "prio", "rt", "weight", "wait_ns", "ran_since_enqueue_ns", "runtime_recent_ns")
+    assert cands(r, *cols, "vruntime_proxy", "nr_candidates")[-3:] == [
+        (row, 1, 0, 125, 0, 335, 0, 28, 28, 28 * 1024 // 335, 3),  # preempted: waits from now
+        (row, 3, 1, 120, 0, 1024, 26, 0, 0, 0, 3),  # queued at 14, never ran
+        (row, 4, 0, 50, 1, 1024, 19, 0, 2, 2, 3),  # rt: nice 0's weight; ran 15 -> 17
+    ]
+    assert set(r.candidates.run_id) == {"run-c"} and r.candidates.segment.tolist() == [0] * len(r.candidates)
+    assert r.stats["chosen_not_queued"] == 1  # 40 at 15: never seen queued on cpu1
+    assert r.stats["candidate_switches"] == 2 and r.stats["candidate_rows"] == 4  # 10 at 12, alone
+
+
+@ENGINES
+def test_candidates_of_a_wakeup_onto_a_busy_cpu_leave_out_the_task_going_to_sleep(engine):
+    ev = BOOT + [
+        waking(10, 1, 20),
+        wakeup(11, 1, 20, 1),
+        sw(12, 1, 0, 20),  # 20 runs on cpu1
+        waking(20, 1, 10),  # 20 wakes 10 (last on cpu0) onto cpu1, behind itself
+        wakeup(21, 1, 10, 1),
+        sw(30, 1, 20, 10, state="S"),  # 20 sleeps: not runnable, not a candidate
+    ]
+    r = replay(table(ev), engine=_engine(engine), runnable=True)
+    assert cands(r, "tid", "chosen", "wait_ns", "ran_since_enqueue_ns", "nr_candidates") == [
+        (2, 1, 1, 0, 1),  # 20 at 12, queued by its wakeup at 11
+        (1, 1, 9, 0, 1),
+    ]
+    assert r.stats["chosen_not_queued"] == 0 and r.stats["candidates_untrusted_cpu"] == 0
+
+
+@ENGINES
+def test_a_migrated_task_waits_from_its_migration_and_leaves_the_old_cpus_set(engine):
+    ev = BOOT + [
+        waking(10, 0, 30),  # 30 first seen: unknown, yet its wakeup queues it (activation unseen)
+        wakeup(11, 0, 30, 0),
+        sw(12, 0, 0, 30),
+        waking(20, 0, 10),  # 10 queued behind 30 on cpu0
+        wakeup(21, 0, 10, 0),
+        waking(22, 0, 20),  # 20 too
+        wakeup(23, 0, 20, 0),
+        migrate(50, 1, 10, 0, 1),  # cpu1's idle balance pulls 10
+        sw(60, 1, 0, 10),
+        sw(70, 0, 30, 20, state="R+"),  # cpu0: 30 and 20, not 10
+    ]
+    r = replay(table(ev), engine=_engine(engine), runnable=True)
+    got = cands(r, "row", "tid", "chosen", "wait_ns", "ran_since_enqueue_ns", "nr_candidates")
+    assert got == [
+        (2, 3, 1, 1, -1, 1),  # 30 at 12
+        (3, 1, 1, 10, 0, 1),  # 10 on cpu1: waits from its migration at 50, not its wakeup at 21
+        (4, 2, 1, 47, 0, 2),  # cpu0 at 70: 20 (queued at 23) ...
+        (4, 3, 0, 0, -1, 2),  # ... and the preempted 30; 10 is no longer there
+    ]
+    assert r.stats["chosen_not_queued"] == 0
+
+
+@ENGINES
+def test_recent_runtime_halves_per_whole_half_life_and_a_lost_marker_resets_it(engine):
+    from data.dataset.tables import RECENT_HALF_LIFE_NS as H
+
+    t1 = 12 + 10 * MS  # 10 runs 10 ms on cpu0 from 12
+    t2 = t1 + 2 * H + 5  # two whole half-lives later: a quarter left
+    ev = BOOT + [waking(10, 0, 10), wakeup(11, 0, 10, 0), sw(12, 0, 0, 10), sw(t1, 0, 10, 0)]
+    ev += [waking(t2 - 2, 0, 10), wakeup(t2 - 1, 0, 10, 0), sw(t2, 0, 0, 10)]
+    ev += [sw(t2 + MS, 0, 10, 0), waking(t2 + 2 * MS, 0, 10), wakeup(t2 + 2 * MS + 1, 0, 10, 0)]
+    ev += [sw(t2 + 3 * MS, 0, 0, 10), sw(t2 + 4 * MS, 0, 10, 0)]
+    ev += [lost(t2 + 5 * MS, 1), sw(t2 + 6 * MS, 0, 0, 0, state="R")]  # cpu0 idle: trusted again, cpu1 not
+    ev += [waking(t2 + 7 * MS, 1, 10), wakeup(t2 + 7 * MS + 1, 1, 10, 1), sw(t2 + 8 * MS, 1, 0, 10)]
+    ev += [sw(t2 + 9 * MS, 1, 10, 0), waking(t2 + 10 * MS, 1, 10), wakeup(t2 + 10 * MS + 1, 1, 10, 1)]
+    ev += [sw(t2 + 11 * MS, 1, 0, 10)]
+    r = replay(table(ev), engine=_engine(engine), runnable=True)
+    got = cands(r, "segment", "wait_ns", "ran_since_enqueue_ns", "runtime_recent_ns")
+    assert got == [
+        (0, 1, 0, 0),  # at 12: never ran in the trace (its run before it is unseen)
+        (0, 1, 0, 10 * MS >> 2),  # at t2
+        (0, MS - 1, 0, (10 * MS >> 2) + MS),  # at t2 + 3 ms: the same period
+        (1, MS - 1, 0, MS),  # after the gap its history is forgotten: only its run at t2 + 8 ms
+    ]
+    # at t2 + 8 ms cpu1 was not trusted yet (it had not gone idle since the gap): no rows
+    assert r.stats["candidates_untrusted_cpu"] == 1 and r.stats["chosen_not_queued"] == 0
+
+
+@ENGINES
+def test_a_chosen_task_held_on_another_queue_or_on_none_gives_no_rows(engine):
+    ev = BOOT + [
+        waking(10, 0, 10),
+        wakeup(11, 0, 10, 0),  # queued on cpu0 ...
+        sw(20, 1, 0, 10),  # ... runs on cpu1: the migration line is missing
+        waking(30, 0, 20),  # woken, but its sched_wakeup is missing: on no queue
+        sw(31, 0, 0, 20),
+    ]
+    r = replay(table(ev), engine=_engine(engine), runnable=True)
+    assert len(r.candidates) == 0 and list(r.candidates.columns) == list(CANDIDATE_COLUMNS)
+    assert (r.stats["chosen_queued_elsewhere"], r.stats["chosen_not_queued"]) == (1, 1)
+    assert r.stats["candidate_switches"] == 0
+
+
+@ENGINES
+def test_cpu_time_sums_saturate_on_a_hostile_clock(engine):
+    """A run of 2^62 ns (timestamps a parser admits): the sums stop at RUNTIME_MAX_NS, so the
+    proxy's scaling by 1024 / weight stays in int64 (C) and in the table's int64 (reference)."""
+    from data.dataset.tables import RUNTIME_MAX_NS
+
+    ev = BOOT + [waking(10, 0, 10, prio=139), wakeup(11, 0, 10, 0, prio=139), sw(12, 0, 0, 10, next_prio=139)]
+    ev += [fork(13, 0, 10, 30), wakeup(14, 0, 30, 0, kind="sched_wakeup_new")]
+    ev += [sw(1 << 62, 0, 10, 30, state="R+", prev_prio=139)]
+    r = replay(table(ev), engine=_engine(engine), runnable=True)
+    got = cands(r, "tid", "weight", "ran_since_enqueue_ns", "runtime_recent_ns", "vruntime_proxy")[-2:]
+    assert got == [(1, 15, RUNTIME_MAX_NS, RUNTIME_MAX_NS, RUNTIME_MAX_NS * 1024 // 15), (3, 1024, 0, 0, 0)]
+
+
+@ENGINES
+def test_candidates_beyond_the_cap_are_counted_and_the_chosen_one_kept(engine, monkeypatch):
+    import data.dataset.replay_reference as ref
+
+    for mod in (replay_mod, ref):
+        monkeypatch.setattr(mod, "CANDIDATE_CAP", 3)
+    ev = BOOT + [waking(10, 0, 10), wakeup(11, 0, 10, 0), sw(12, 0, 0, 10)]
+    for k, pid in enumerate((31, 32, 33, 34)):  # tids 3..6, queued behind 10 on cpu0
+        ev += [fork(20 + 2 * k, 0, 10, pid), wakeup(21 + 2 * k, 0, pid, 0, kind="sched_wakeup_new")]
+    ev += [sw(40, 0, 10, 34, state="R+")]
+    r = replay(table(ev), engine=_engine(engine), runnable=True)
+    last = [x for x in cands(r, "row", "tid", "chosen", "nr_candidates") if x[0] == len(r.next_task) - 1]
+    assert last == [(3, 1, 0, 5), (3, 3, 0, 5), (3, 6, 1, 5)]  # the lowest tids, and the chosen
+    assert r.stats["candidates_over_cap"] == 2
+
+
+def test_runnable_false_changes_nothing_and_adds_no_table():
+    ev = table(BOOT + [waking(10, 1, 10), wakeup(11, 1, 10, 1), sw(12, 1, 0, 10)])
+    plain, full = replay(ev), replay(ev, runnable=True)
+    assert plain.candidates is None and len(full.candidates) == 1
+    assert plain.migration.equals(full.migration) and plain.next_task.equals(full.next_task)
+    assert {k: v for k, v in full.stats.items() if k in plain.stats} == plain.stats
+    from data.dataset.tables import CANDIDATE_STAT_NAMES
+
+    assert set(full.stats) - set(plain.stats) == {*CANDIDATE_STAT_NAMES, "candidate_rows", "candidate_switches"}
+
+
+def test_prio_weight_is_the_kernels_table():
+    from data.dataset.tables import SCHED_PRIO_TO_WEIGHT, prio_weight, prio_weight_lut
+
+    assert prio_weight(120) == (1024, 0) and prio_weight(100) == (88761, 0) and prio_weight(139) == (15, 0)
+    assert prio_weight(99) == prio_weight(-1) == prio_weight(140) == (1024, 1)
+    # each nice level ~1.25x the next (kernel/sched/core.c's comment on the table; rounded to
+    # integers, 1.2 at the low end)
+    ratios = [a / b for a, b in zip(SCHED_PRIO_TO_WEIGHT, SCHED_PRIO_TO_WEIGHT[1:], strict=False)]
+    assert len(SCHED_PRIO_TO_WEIGHT) == 40 and all(1.2 <= q < 1.28 for q in ratios)
+    w, rt = prio_weight_lut()
+    assert [(int(a), int(b)) for a, b in zip(w, rt, strict=True)] == [prio_weight(p) for p in range(-1, 140)]
+
+
+def _assert_candidates_hold(r):
+    """Every switch with candidate rows has exactly one chosen row, the task next_task says it
+    ran; the switches to a task are those with rows, those not trusted and those whose chosen
+    task the replay did not hold queued there. On a real trace the replay never held a chosen
+    task on another CPU's queue (no missed migration); it held it on none in a few cases (its
+    wakeup not in the trace, or its state unknown)."""
+    c, nt = r.candidates, r.next_task
+    per = c.groupby("row").agg(chosen=("chosen", "sum"), n=("chosen", "size"), nr=("nr_candidates", "first"))
+    assert (per.chosen == 1).all() and (per.n <= per.nr).all()
+    chosen = c[c.chosen == 1]
+    assert (nt.next_tid.to_numpy()[chosen.row.to_numpy()] == chosen.tid.to_numpy()).all()
+    assert (c.vruntime_proxy >= 0).all() and (c.groupby("row").vruntime_proxy.min() == 0).all()
+    s = r.stats
+    to_task = int((nt.next_tid != 0).sum())
+    missed = s["chosen_not_queued"] + s["chosen_queued_elsewhere"]
+    assert to_task == s["candidate_switches"] + missed + s["candidates_untrusted_cpu"]
+    assert s["chosen_queued_elsewhere"] == 0 and s["chosen_not_queued"] <= 0.1 * to_task
+
+
+@_runs(QUICK_RUNS)
+def test_c_core_matches_reference_with_candidates_on_shipped_runs(path):
+    from data.parse.tracefile import parse_file
+
+    events = parse_file(path)[0]
+    r = _assert_same_replay(events, path.parent.name, runnable=True)
+    assert r.stats["candidate_rows"] > 0
+    _assert_candidates_hold(r)
+    plain = replay(events, path.parent.name, engine="c")
+    assert plain.migration.equals(r.migration) and plain.next_task.equals(r.next_task)
+
+
+@pytest.mark.slow
+@_runs()
+def test_c_core_matches_reference_with_candidates_on_every_shipped_run(path):
+    from data.parse.tracefile import parse_file
+
+    _assert_candidates_hold(_assert_same_replay(parse_file(path)[0], path.parent.name, runnable=True))

@@ -32,6 +32,10 @@ const char rp_stats[] =
 enum { ST_LOST, ST_PID_REUSE, ST_SKIP_UNKNOWN, ST_SKIP_UNTRUSTED, ST_WAKING_NOT_SLEEPING,
        ST_DROPPED_UNKNOWN, ST_DROPPED_LOST, ST_MISSED_SWITCHES, ST_HIDDEN_SWITCH_OUTS,
        ST_INCONSISTENCIES, NSTATS };
+/* The candidates' counters (tables.py CANDIDATE_STAT_NAMES), rp_replay_runnable's cand_stats. */
+const char rp_cand_stats[] =
+    "chosen_not_queued,chosen_queued_elsewhere,candidates_untrusted_cpu,candidates_over_cap";
+enum { CS_NOT_QUEUED, CS_ELSEWHERE, CS_UNTRUSTED, CS_OVER_CAP, NCSTATS };
 
 /*
  * The columns read and written, in order, with their types (i8..i64 = int8_t..int64_t,
@@ -44,6 +48,8 @@ enum { ST_LOST, ST_PID_REUSE, ST_SKIP_UNKNOWN, ST_SKIP_UNTRUSTED, ST_WAKING_NOT_
 const char rp_in_columns[] = "code:i8,ts:i64,cpu:i16,common_pid:i32,prev_pid:i32,prev_state:i8,"
                              "next_pid:i32,pid:i32,target_cpu:i16,dest_cpu:i16,child_pid:i32,"
                              "task_ctx:u8";
+/* The inputs only rp_replay_runnable reads (the candidates' prio). */
+const char rp_prio_columns[] = "prev_prio:i16,next_prio:i16,prio:i16";
 const char rp_mig_columns[] = "row:i64,tid:i64,segment:i32,src_cpu:i16,kind:i8,since_last_ran_ns:i64,"
                               "src_nr_running:i16,min_other_nr_running:i16,max_other_nr_running:i16,"
                               "src_idle:i8,other_idle:i8,waker_same_cpu:i8,recent_migrations:i8,"
@@ -52,6 +58,11 @@ const char rp_mig_columns[] = "row:i64,tid:i64,segment:i32,src_cpu:i16,kind:i8,s
                               "min_nr_smt:i16,min_nr_llc:i16,min_nr_node:i16,min_nr_remote:i16";
 const char rp_nt_columns[] = "row:i64,segment:i32,prev_tid:i64,next_tid:i64,dt_prev_switch_ns:i64,"
                              "next_since_wakeup_ns:i64";
+/* The candidate rows (runnable=1), tables.py CAND_LOOP_COLS: columns of this core's, grown by
+ * doubling, handed to the caller (struct cand_out order) to copy and free with rp_free_cand. */
+const char rp_cand_columns[] = "row:i64,tid:i64,wait_ns:i64,ran_since_enqueue_ns:i64,runtime_recent_ns:i64,"
+                               "vruntime_proxy:i64,segment:i32,weight:i32,nr_candidates:i32,prio:i16,"
+                               "chosen:i8,rt:i8";
 
 struct in {
     int64_t n;
@@ -60,6 +71,7 @@ struct in {
     const int16_t *cpu, *target, *dest;
     const int32_t *common, *prev, *next, *pid, *child;
     const uint8_t *task_ctx; /* 1: the line ran in task context (tables.task_context_array) */
+    const int16_t *prev_prio, *next_prio, *prio; /* rp_prio_columns; NULL without runnable */
 };
 
 struct mig_out { /* rp_mig_columns; one row per decision, and next_cpu, balanced beside them */
@@ -84,6 +96,14 @@ struct nt_out { /* rp_nt_columns; one row per switch */
     int64_t *prev_tid, *next_tid, *dt_prev_switch, *since_wakeup;
 };
 
+struct cand_out { /* rp_cand_columns */
+    int64_t *row, *tid, *wait, *ran, *recent, *vproxy;
+    int32_t *segment, *weight, *nr;
+    int16_t *prio;
+    int8_t *chosen, *rt;
+};
+#define NCAND_COLS 12
+
 struct flips { /* record_wakee() state of one waker */
     int64_t flips, last_wakee, decay_ts;
 };
@@ -96,6 +116,11 @@ struct task { /* per tid */
     int64_t run_start, last_run; /* last switch-in (-1: not seen), the previous run's length */
     struct flips fl;
     uint32_t hist;
+    /* the candidates' fields (tables.CANDIDATE_COLUMNS): last prio seen; last placement on a
+     * queue (-1 none); CPU time since its last activation (-1 unknown); decayed recent CPU time
+     * and the start of its current half-life period (-1: never ran) */
+    int32_t prio;
+    int64_t wait_ts, act_run, recent, recent_ts;
 };
 
 struct rp {
@@ -118,7 +143,23 @@ struct rp {
     int64_t nmig, nnt;
     int64_t *stats;
     int oom;
+    /* candidates (runnable=1): rows grown by doubling, a scratch list of one CPU's queue */
+    int64_t runnable, cand_cap, half_life, nice0, nlut;
+    const int32_t *wlut; /* weight by prio + 1, prio -1..nlut-2 (tables.prio_weight) */
+    const int8_t *rtlut;
+    struct cand_out cand;
+    int64_t ncand, cap_cand;
+    int64_t *scratch, cap_scratch;
+    int64_t runtime_max; /* CPU time sums saturate there (tables.RUNTIME_MAX_NS) */
+    int64_t *cstats; /* rp_replay_runnable's cand_stats */
 };
+
+/* The prio the line at i shows for its pid's task (its `prio` field); tracked only for runnable. */
+static inline void set_prio(struct rp *r, struct task *t, int64_t i)
+{
+    if (r->runnable)
+        t->prio = r->in.prio[i];
+}
 
 /* Python list index semantics for the one index that can be -1 (a null target CPU). */
 static inline int64_t cpu_slot(const struct rp *r, int64_t c) { return c < 0 ? c + r->ncpu : c; }
@@ -150,6 +191,9 @@ static void clear_task(struct task *t, int8_t state)
     t->run_start = t->last_run = -1;
     t->fl = (struct flips){0, -1, -1};
     t->hist = 0;
+    t->prio = -1;
+    t->wait_ts = t->act_run = t->recent_ts = -1;
+    t->recent = 0;
 }
 
 static void reset_all(struct rp *r)
@@ -240,6 +284,7 @@ static void forget(struct rp *r, struct task *t)
     dequeue(r, t);
     t->state = UNKNOWN;
     t->last_cpu = -1;
+    t->act_run = -1;
     if (t->pending >= 0) {
         r->stats[ST_DROPPED_UNKNOWN]++;
         t->pending = -1;
@@ -362,13 +407,177 @@ static void go_idle(struct rp *r, int64_t c)
     trust(r, c);
 }
 
+/* t's CPU time decayed to ts: halved for each whole half-life since its period began. */
+static inline int64_t recent_at(const struct rp *r, const struct task *t, int64_t ts)
+{
+    if (t->recent_ts < 0 || ts - t->recent_ts < r->half_life) /* no whole half-life: as it is */
+        return t->recent;
+    int64_t k = (ts - t->recent_ts) / r->half_life;
+    return k >= 63 ? 0 : t->recent >> k;
+}
+
+/* a + b for 0 <= a, b, saturating at r->runtime_max (no trace comes near it) */
+static inline int64_t sat_add(const struct rp *r, int64_t a, int64_t b)
+{
+    return a > r->runtime_max || b > r->runtime_max - a ? r->runtime_max : a + b;
+}
+
+/* t's run ends at ts: add it to its CPU time since activation and to its decayed recent time. */
+static void ran(const struct rp *r, struct task *t, int64_t ts)
+{
+    if (t->last_run < 0) { /* its switch-in is not in the trace: the run's length is unknown */
+        t->act_run = -1;
+        return;
+    }
+    if (t->act_run >= 0)
+        t->act_run = sat_add(r, t->act_run, t->last_run);
+    if (t->recent_ts < 0) {
+        t->recent_ts = ts;
+    } else if (ts > t->recent_ts) {
+        int64_t k = (ts - t->recent_ts) / r->half_life;
+        t->recent = recent_at(r, t, ts);
+        t->recent_ts += k * r->half_life;
+    }
+    t->recent = sat_add(r, t->recent, t->last_run);
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static void sort_tids(int64_t *a, int64_t m)
+{
+    if (m > 16) {
+        qsort(a, m, sizeof(*a), cmp_i64);
+        return;
+    }
+    for (int64_t k = 1; k < m; k++) {
+        int64_t v = a[k], j = k;
+        for (; j > 0 && a[j - 1] > v; j--)
+            a[j] = a[j - 1];
+        a[j] = v;
+    }
+}
+
+/* Room for cap candidate rows; 0 when memory ran out (the rows so far kept). */
+static int reserve_cand(struct rp *r, int64_t cap)
+{
+    struct cand_out *o = &r->cand;
+    void **col[NCAND_COLS] = {(void **)&o->row,     (void **)&o->tid,    (void **)&o->wait,
+                              (void **)&o->ran,     (void **)&o->recent, (void **)&o->vproxy,
+                              (void **)&o->segment, (void **)&o->weight, (void **)&o->nr,
+                              (void **)&o->prio,    (void **)&o->chosen, (void **)&o->rt};
+    const size_t size[NCAND_COLS] = {8, 8, 8, 8, 8, 8, 4, 4, 4, 2, 1, 1};
+    for (int k = 0; k < NCAND_COLS; k++) {
+        void *p = realloc(*col[k], cap * size[k]);
+        if (!p)
+            return 0;
+        *col[k] = p;
+    }
+    r->cap_cand = cap;
+    return 1;
+}
+
+/* Room for `more` candidate rows, by doubling; 0 when memory ran out (r->oom set). */
+static inline int grow_cand(struct rp *r, int64_t more)
+{
+    if (r->ncand + more <= r->cap_cand || reserve_cand(r, 2 * (r->ncand + more)))
+        return 1;
+    r->oom = 1;
+    return 0;
+}
+
+/* recent CPU time scaled by NICE_0_WEIGHT / weight, floored without overflowing first */
+static inline int64_t scaled(int64_t recent, int64_t w, int64_t nice0)
+{
+    if (w == nice0) /* most tasks: no division */
+        return recent;
+    return recent / w * nice0 + recent % w * nice0 / w;
+}
+
+static inline int64_t lut_index(const struct rp *r, int64_t prio)
+{
+    return prio >= -1 && prio < r->nlut - 1 ? prio + 1 : 0;
+}
+
+/*
+ * The runnable set of c at the switch to nt (next_task row j), taken after the previous task's
+ * switch-out and before nt's switch-in: one row per task on c's queue, in tid order. Only on a
+ * trusted CPU, and only when nt is on it; beyond cand_cap rows the highest tids but nt's are
+ * left out (counted).
+ */
+static void candidates(struct rp *r, int64_t j, int64_t c, int64_t nt, int64_t ts)
+{
+    if (!r->trusted[c]) {
+        r->cstats[CS_UNTRUSTED]++;
+        return;
+    }
+    if (r->t[nt].rq != c) {
+        r->cstats[r->t[nt].rq >= 0 ? CS_ELSEWHERE : CS_NOT_QUEUED]++;
+        return;
+    }
+    int64_t m = 0;
+    for (int64_t q = r->qhead[c]; q >= 0; q = r->t[q].qnext) {
+        if (m == r->cap_scratch) {
+            int64_t cap = 2 * r->cap_scratch;
+            int64_t *s = realloc(r->scratch, cap * sizeof(*s));
+            if (!s) {
+                r->oom = 1;
+                return;
+            }
+            r->scratch = s;
+            r->cap_scratch = cap;
+        }
+        r->scratch[m++] = q;
+    }
+    sort_tids(r->scratch, m);
+    if (!grow_cand(r, m < r->cand_cap ? m : r->cand_cap))
+        return;
+    struct cand_out *o = &r->cand;
+    int64_t first = r->ncand, others = 0, lo = INT64_MAX;
+    for (int64_t k = 0; k < m; k++) {
+        int64_t q = r->scratch[k];
+        struct task *t = &r->t[q];
+        int64_t x = lut_index(r, t->prio), recent = recent_at(r, t, ts);
+        int64_t v = scaled(recent, r->wlut[x], r->nice0), w;
+        if (v < lo) /* the least over the whole set, rows left out by the cap included */
+            lo = v;
+        if (q != nt && others++ >= r->cand_cap - 1) {
+            r->cstats[CS_OVER_CAP]++;
+            continue;
+        }
+        w = r->ncand++;
+        o->row[w] = j;
+        o->tid[w] = q;
+        o->wait[w] = t->wait_ts >= 0 ? ts - t->wait_ts : -1;
+        o->ran[w] = t->act_run;
+        o->recent[w] = recent;
+        o->vproxy[w] = v; /* less lo, below */
+        o->segment[w] = (int32_t)r->segment;
+        o->weight[w] = r->wlut[x];
+        o->nr[w] = (int32_t)m;
+        o->prio[w] = (int16_t)t->prio;
+        o->chosen[w] = q == nt;
+        o->rt[w] = r->rtlut[x];
+    }
+    for (int64_t w = first; w < r->ncand; w++)
+        o->vproxy[w] -= lo;
+}
+
 static void switch_out(struct rp *r, int64_t i, int64_t tid, int64_t c, int64_t ts)
 {
     int64_t how = r->in.prev_state[i];
     struct task *t = &r->t[tid];
     t->last_run = t->run_start >= 0 ? ts - t->run_start : -1;
     t->run_start = -1;
+    if (r->runnable) {
+        t->prio = r->in.prev_prio[i];
+        ran(r, t, ts);
+    }
     if (how == PREV_RUNNABLE) {
+        t->wait_ts = ts;
         enqueue(r, t, c);
         decide(r, i, tid, KIND_PREEMPT, c, 0, 0, WAKER_UNKNOWN, WAKER_UNKNOWN);
         t->state = RUNNABLE;
@@ -390,10 +599,15 @@ static void on_switch(struct rp *r, int64_t i)
         switch_out(r, i, pt < 0 ? pt + r->ntids : pt, c, ts);
     int64_t nxt = r->in.next[i];
     int64_t nt = nxt ? tid_of(r, nxt) : 0;
-    if (nt)
+    if (nt) {
+        if (r->runnable) { /* the pick's own line is no input: its prio after the candidates */
+            candidates(r, r->nnt, c, nt, ts);
+            r->t[nt].prio = r->in.next_prio[i];
+        }
         switch_in(r, nt, c, ts);
-    else
+    } else {
         go_idle(r, c);
+    }
     r->cur[c] = nt;
     r->cur_pid[c] = nxt;
     r->ctx_seen[c] = 0;
@@ -439,6 +653,7 @@ static void on_waking(struct rp *r, int64_t i)
     int64_t tid = tid_of(r, r->in.pid[i]);
     struct task *t = &r->t[tid];
     t->last_wake = r->in.ts[i];
+    set_prio(r, t, i);
     if (t->state == SLEEPING) {
         int64_t src = t->last_cpu, c = r->in.cpu[i];
         int64_t same = WAKER_UNKNOWN, nr = WAKER_UNKNOWN, flips = WAKER_UNKNOWN;
@@ -460,11 +675,16 @@ static void on_waking(struct rp *r, int64_t i)
 
 static void on_wakeup(struct rp *r, int64_t i)
 {
-    int64_t tid = tid_of(r, r->in.pid[i]);
+    int64_t tid = tid_of(r, r->in.pid[i]), c = r->in.target[i];
     struct task *t = &r->t[tid];
+    set_prio(r, t, i);
     if (t->state != RUNNING) {
+        if (t->rq < 0) /* an activation; of a task in an unknown state, perhaps a queued one's */
+            t->act_run = t->state == UNKNOWN ? -1 : 0;
+        if (t->rq != c)
+            t->wait_ts = r->in.ts[i];
         t->state = RUNNABLE;
-        enqueue(r, t, r->in.target[i]);
+        enqueue(r, t, c);
     }
 }
 
@@ -481,6 +701,10 @@ static void on_wakeup_new(struct rp *r, int64_t i)
         r->stats[ST_SKIP_UNKNOWN]++;
     }
     t = &r->t[tid];
+    set_prio(r, t, i);
+    t->act_run = 0;
+    if (t->rq != r->in.target[i])
+        t->wait_ts = ts;
     t->state = RUNNABLE;
     enqueue(r, t, r->in.target[i]);
 }
@@ -488,9 +712,12 @@ static void on_wakeup_new(struct rp *r, int64_t i)
 static void on_migrate(struct rp *r, int64_t i)
 {
     struct task *t = &r->t[tid_of(r, r->in.pid[i])];
+    set_prio(r, t, i);
     if (t->rq >= 0) {
         if (t->pending >= 0 && r->in.dest[i] != t->rq)
             r->mig.balanced[t->pending] = 1;
+        if (r->in.dest[i] != t->rq)
+            t->wait_ts = r->in.ts[i];
         enqueue(r, t, r->in.dest[i]);
     }
 }
@@ -545,18 +772,22 @@ static int64_t keep_decided(struct rp *r)
     return kept;
 }
 
-/*
- * Replay n events. in[]: the rp_in_columns (prev_state as its class, pids dense, see above).
- * cpus: the sorted CPUs of the cpu column; cls: the ncpu x ncpu CLASS_* matrix. Outputs, each a
- * column of its own: mig[] the rp_mig_columns, then next_cpu (int16) and balancer_migrated
- * (int8), one row per decision whose outcome was seen;
- * nt[] the rp_nt_columns, one row per switch; stats (NSTATS counters);
- * counts = {migration rows, switches, tids, segments}.
- * Returns 0, or -1 when memory ran out.
- */
-int rp_replay(int64_t n, const void *const *in, int64_t npid, int64_t ncpu, const int64_t *cpus,
-              int64_t ncpus_seen, const int8_t *cls, int64_t warmup_ns, int64_t wakeup_decides,
-              void *const *mig, void *const *nt, int64_t *stats, int64_t *counts)
+/* The candidates' arguments of rp_replay_runnable. */
+struct cand_args {
+    const void *const *prio;
+    const int64_t *params;
+    const int32_t *wlut;
+    const int8_t *rtlut;
+    int64_t nlut;
+    void **cols;
+    int64_t *stats, *nrows;
+};
+
+/* rp_replay, with the candidates when ca is not NULL. */
+static int replay_run(int64_t n, const void *const *in, int64_t npid, int64_t ncpu, const int64_t *cpus,
+                      int64_t ncpus_seen, const int8_t *cls, int64_t warmup_ns, int64_t wakeup_decides,
+                      void *const *mig, void *const *nt, int64_t *stats, int64_t *counts,
+                      const struct cand_args *ca)
 {
     struct rp r = {0};
     int rc = -1;
@@ -582,6 +813,27 @@ int rp_replay(int64_t n, const void *const *in, int64_t npid, int64_t ncpu, cons
     r.warmup_ns = warmup_ns;
     r.wakeup_decides = wakeup_decides;
     r.stats = stats;
+    if (ca) {
+        r.runnable = 1;
+        r.in.prev_prio = ca->prio[0];
+        r.in.next_prio = ca->prio[1];
+        r.in.prio = ca->prio[2];
+        r.cstats = ca->stats;
+        memset(ca->stats, 0, NCSTATS * sizeof(*ca->stats));
+        r.cand_cap = ca->params[0];
+        r.half_life = ca->params[1];
+        r.nice0 = ca->params[2];
+        r.runtime_max = ca->params[4];
+        r.wlut = ca->wlut;
+        r.rtlut = ca->rtlut;
+        r.nlut = ca->nlut;
+        if (ca->params[3] > 0) /* reserved, not touched: pages come as rows are written; */
+            reserve_cand(&r, ca->params[3]); /* without it the rows grow from none */
+        r.cap_scratch = 64;
+        r.scratch = malloc(r.cap_scratch * sizeof(*r.scratch));
+        if (!r.scratch)
+            goto out;
+    }
     r.cap_tids = 1024;
     r.tids = malloc((npid + 1) * sizeof(*r.tids));
     r.t = malloc(r.cap_tids * sizeof(*r.t));
@@ -655,8 +907,17 @@ int rp_replay(int64_t n, const void *const *in, int64_t npid, int64_t ncpu, cons
     counts[1] = r.nnt;
     counts[2] = r.ntids;
     counts[3] = r.segment;
+    if (ca)
+        *ca->nrows = r.ncand;
     rc = 0;
 out:
+    if (ca) { /* the caller's to free (rp_free_cand), also after an error */
+        void *cols[NCAND_COLS] = {r.cand.row,     r.cand.tid,    r.cand.wait, r.cand.ran,
+                                  r.cand.recent,  r.cand.vproxy, r.cand.segment, r.cand.weight,
+                                  r.cand.nr,      r.cand.prio,   r.cand.chosen, r.cand.rt};
+        memcpy(ca->cols, cols, sizeof(cols));
+    }
+    free(r.scratch);
     free(r.tids);
     free(r.t);
     free(r.cur);
@@ -664,4 +925,48 @@ out:
     free(r.ctx_seen);
     free(r.idle_fl);
     return rc;
+}
+
+/*
+ * Replay n events. in[]: the rp_in_columns (prev_state as its class, pids dense, see above).
+ * cpus: the sorted CPUs of the cpu column; cls: the ncpu x ncpu CLASS_* matrix. Outputs, each a
+ * column of its own: mig[] the rp_mig_columns, then next_cpu (int16) and balancer_migrated
+ * (int8), one row per decision whose outcome was seen;
+ * nt[] the rp_nt_columns, one row per switch; stats (NSTATS counters);
+ * counts = {migration rows, switches, tids, segments}.
+ * Returns 0, or -1 when memory ran out.
+ */
+int rp_replay(int64_t n, const void *const *in, int64_t npid, int64_t ncpu, const int64_t *cpus,
+              int64_t ncpus_seen, const int8_t *cls, int64_t warmup_ns, int64_t wakeup_decides,
+              void *const *mig, void *const *nt, int64_t *stats, int64_t *counts)
+{
+    return replay_run(n, in, npid, ncpu, cpus, ncpus_seen, cls, warmup_ns, wakeup_decides, mig, nt, stats,
+                      counts, NULL);
+}
+
+/*
+ * rp_replay, and the candidate rows (replay(..., runnable=True)): prio[] the rp_prio_columns;
+ * params = {rows kept per switch, recent time's half-life in ns, NICE_0_WEIGHT, rows to reserve
+ * at the start (grown beyond), RUNTIME_MAX_NS}; wlut, rtlut: weight and rt flag by prio + 1, nlut entries.
+ * Out: cand[NCAND_COLS], columns of this core's (rp_cand_columns order) for the caller to copy
+ * and free with rp_free_cand, also after an error; cand_stats (NCSTATS counters); *ncand rows.
+ */
+int rp_replay_runnable(int64_t n, const void *const *in, int64_t npid, int64_t ncpu, const int64_t *cpus,
+                       int64_t ncpus_seen, const int8_t *cls, int64_t warmup_ns, int64_t wakeup_decides,
+                       void *const *mig, void *const *nt, int64_t *stats, int64_t *counts,
+                       const void *const *prio, const int64_t *params, const int32_t *wlut,
+                       const int8_t *rtlut, int64_t nlut, void **cand, int64_t *cand_stats, int64_t *ncand)
+{
+    struct cand_args ca = {prio, params, wlut, rtlut, nlut, cand, cand_stats, ncand};
+    return replay_run(n, in, npid, ncpu, cpus, ncpus_seen, cls, warmup_ns, wakeup_decides, mig, nt, stats,
+                      counts, &ca);
+}
+
+/* Frees the candidate columns rp_replay left in cand. */
+void rp_free_cand(void **cand)
+{
+    for (int k = 0; k < NCAND_COLS; k++) {
+        free(cand[k]);
+        cand[k] = NULL;
+    }
 }

@@ -45,6 +45,12 @@ task (idle included) ran no task-context line during its stint on that CPU (none
 hardirq/softirq character is '.'; a line without flags counts as task context), and otherwise
 in `missed_switches`, a real, unexplained gap: 0 on the shipped and the guest traces.
 
+With runnable=True the replay also returns the runnable set of each CPU at each switch, the
+candidates table (tables.CANDIDATE_COLUMNS; what each column is and where it departs from the
+kernel: tables.py and docs/data.md "State reconstruction"), and its counters
+(tables.CANDIDATE_STAT_NAMES, plus candidate_rows and candidate_switches) in stats. Without it the
+tables and stats are those of a replay that never heard of candidates.
+
 Implementation: the state machine runs in C (data/dataset/_replay.c, built and loaded by data/parse/native.py
 like the parser's core) over the event columns, read here straight from the Arrow buffers; the
 tables are assembled with numpy as the pure-Python reference (data/dataset/replay_reference.py) assembles
@@ -65,6 +71,11 @@ from data import BUILD_DIR
 from data.dataset import replay_reference
 from data.dataset.tables import (
     BALANCER_LABEL,
+    CAND_LOOP_COLS,
+    CANDIDATE_CAP,
+    CANDIDATE_COLUMNS,
+    CANDIDATE_STAT_NAMES,
+    CANDIDATE_TYPES,
     DEFAULT_WARMUP_NS,
     KIND_PREEMPT,
     MIG_LOOP_COLS,
@@ -72,12 +83,17 @@ from data.dataset.tables import (
     MIGRATION_FEATURES,
     MIGRATION_STATE_FEATURES,
     NEXT_TASK_COLUMNS,
+    NICE_0_WEIGHT,
     NT_LOOP_COLS,
+    RECENT_HALF_LIFE_NS,
+    RUNTIME_MAX_NS,
     STAT_NAMES,
     STATE_FEATURE_TYPES,
     ReplayResult,
+    candidate_stats,
     event_codes,
     prev_state_array,
+    prio_weight_lut,
     task_context_array,
     topology_classes,
 )
@@ -94,22 +110,25 @@ _C_TYPES = {"i8": np.int8, "i16": np.int16, "i32": np.int32, "i64": np.int64, "u
 _PID_MAX_LIMIT = 1 << 22  # include/linux/threads.h, 64-bit
 
 
+_REPLAY_ARGS = [ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64]
+_REPLAY_ARGS += [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64] + [ctypes.c_void_p] * 4
+# rp_replay_runnable's: rp_replay's, then prio, params, wlut, rtlut, nlut, cand, cand_stats, ncand
+_RUNNABLE_ARGS = _REPLAY_ARGS + [ctypes.c_void_p] * 4 + [ctypes.c_int64] + [ctypes.c_void_p] * 3
+
+
 def _setup(lib: ctypes.CDLL) -> ctypes.CDLL:
     """The C state machine (data/dataset/_replay.c), typed, its column lists checked against tables.py."""
-    lib.rp_replay.restype = ctypes.c_int
-    lib.rp_replay.argtypes = [
-        ctypes.c_int64,
-        ctypes.c_void_p,
-        ctypes.c_int64,
-        ctypes.c_int64,
-        ctypes.c_void_p,
-        ctypes.c_int64,
-        ctypes.c_void_p,
-        ctypes.c_int64,
-        ctypes.c_int64,
-    ] + [ctypes.c_void_p] * 4
-    lib.columns = {k: _c_columns(lib, f"rp_{k}_columns") for k in ("in", "mig", "nt")}
-    if tuple(lib.columns["mig"]) != MIG_LOOP_COLS or tuple(lib.columns["nt"]) != NT_LOOP_COLS:
+    for fn, args in ((lib.rp_replay, _REPLAY_ARGS), (lib.rp_replay_runnable, _RUNNABLE_ARGS)):
+        fn.restype, fn.argtypes = ctypes.c_int, args
+    lib.rp_free_cand.restype = None
+    lib.rp_free_cand.argtypes = [ctypes.c_void_p]
+    lib.columns = {k: _c_columns(lib, f"rp_{k}_columns") for k in ("in", "mig", "nt", "prio", "cand")}
+    if (
+        tuple(lib.columns["mig"]) != MIG_LOOP_COLS
+        or tuple(lib.columns["nt"]) != NT_LOOP_COLS
+        or tuple(lib.columns["cand"]) != CAND_LOOP_COLS
+        or tuple(shared_lib.exported_string(lib, "rp_cand_stats").split(",")) != CANDIDATE_STAT_NAMES
+    ):
         raise OSError("data/dataset/_replay.c output columns do not match data/dataset/tables.py")
     return lib
 
@@ -164,7 +183,9 @@ def _pid_slots(pids: list[np.ndarray]) -> tuple[list[np.ndarray], int]:
     return [np.where(p > 0, np.searchsorted(positive, p) + 1, np.minimum(p, 0)) for p in pids], len(positive) + 1
 
 
-def _replay_c(lib, cols: dict, n: int, codes: np.ndarray, wakeup_decides: bool, warmup_ns: int, topology):
+def _replay_c(
+    lib, cols: dict, n: int, codes: np.ndarray, wakeup_decides: bool, warmup_ns: int, topology, runnable: bool
+):
     (common, prev, nxt, pid, child), npid = _pid_slots([cols[c] for c in _PID_COLUMNS])
     cpu, target, dest = cols["cpu"], cols["target_cpu"], cols["dest_cpu"]
     cpus = np.flatnonzero(np.bincount(cpu[cpu >= 0])).astype(np.int64) if n else np.zeros(0, np.int64)
@@ -195,7 +216,7 @@ def _replay_c(lib, cols: dict, n: int, codes: np.ndarray, wakeup_decides: bool, 
     nt = {name: np.empty(max(n_switch, 1), dtype) for name, dtype in lib.columns["nt"].items()}
     stats = np.zeros(len(STAT_NAMES), np.int64)
     counts = np.zeros(4, np.int64)
-    rc = lib.rp_replay(
+    args = [
         n,
         _pointers(inputs),
         npid,
@@ -209,20 +230,66 @@ def _replay_c(lib, cols: dict, n: int, codes: np.ndarray, wakeup_decides: bool, 
         _pointers(list(nt.values())),
         stats.ctypes.data,
         counts.ctypes.data,
-    )
-    if rc != 0:
-        raise MemoryError("replay: out of memory in the C core")
+    ]
+    if runnable:
+        cand, cand_counters = _replay_runnable(lib, args, cols, n_switch)
+    else:
+        cand, cand_counters = None, {}
+        if lib.rp_replay(*args) != 0:
+            raise MemoryError("replay: out of memory in the C core")
     nmig, nnt, ntids, segment = (int(x) for x in counts)
+    counters = {**dict(zip(STAT_NAMES, (int(x) for x in stats), strict=True)), **cand_counters}
     return (
         {name: c[:nmig] for name, c in mig.items()},
         next_cpu[:nmig],
         balanced[:nmig],
         {name: c[:nnt] for name, c in nt.items()},
-        dict(zip(STAT_NAMES, (int(x) for x in stats), strict=False)),
+        cand,
+        counters,
         len(cpus),
         ntids,
         segment,
     )
+
+
+def _replay_runnable(lib, args: list, cols: dict, n_switch: int) -> tuple[dict[str, np.ndarray], dict]:
+    """rp_replay_runnable with rp_replay's args: the candidate columns and their counters."""
+    prio = [np.ascontiguousarray(cols[name], dtype) for name, dtype in lib.columns["prio"].items()]
+    # rows to reserve: a few per switch (2.4 on the busiest shipped trace), grown beyond
+    params = np.array([CANDIDATE_CAP, RECENT_HALF_LIFE_NS, NICE_0_WEIGHT, 4 * n_switch, RUNTIME_MAX_NS], np.int64)
+    wlut, rtlut = prio_weight_lut()
+    cand_cols = (ctypes.c_void_p * len(CAND_LOOP_COLS))()  # the core's own columns, freed below
+    stats = np.zeros(len(CANDIDATE_STAT_NAMES), np.int64)
+    ncand = np.zeros(1, np.int64)
+    rc = lib.rp_replay_runnable(
+        *args,
+        _pointers(prio),
+        params.ctypes.data,
+        wlut.ctypes.data,
+        rtlut.ctypes.data,
+        len(wlut),
+        cand_cols,
+        stats.ctypes.data,
+        ncand.ctypes.data,
+    )
+    try:
+        if rc != 0:
+            raise MemoryError("replay: out of memory in the C core")
+        cand = _candidate_columns(lib, cand_cols, int(ncand[0]))
+    finally:
+        lib.rp_free_cand(cand_cols)
+    return cand, dict(zip(CANDIDATE_STAT_NAMES, (int(x) for x in stats), strict=True))
+
+
+def _candidate_columns(lib, pointers: ctypes.Array, n: int) -> dict[str, np.ndarray]:
+    """Copies of the C core's n candidate rows, its columns at pointers (rp_cand_columns order)."""
+    out = {}
+    for (name, dtype), address in zip(lib.columns["cand"].items(), pointers, strict=True):
+        size = n * np.dtype(dtype).itemsize
+        out[name] = (
+            np.frombuffer((ctypes.c_char * size).from_address(address), dtype).copy() if n else np.zeros(0, dtype)
+        )
+    return out
 
 
 def _pointers(arrays: list[np.ndarray]) -> ctypes.Array:
@@ -290,6 +357,14 @@ def _next_task_frame_c(loop: dict, events: pa.Table, cols: dict, run_id: str) ->
     )
 
 
+def _candidate_frame_c(loop: dict, run_id: str) -> pd.DataFrame:
+    """replay_reference._candidate_frame, from the C core's rows (already in the table's types)."""
+    return _frame(
+        {"run_id": run_id, **{c: loop[c].astype(CANDIDATE_TYPES[c], copy=False) for c in CANDIDATE_COLUMNS[1:]}},
+        CANDIDATE_COLUMNS,
+    )
+
+
 def replay(
     events: pa.Table,
     run_id: str = "",
@@ -297,13 +372,15 @@ def replay(
     warmup_ns: int = DEFAULT_WARMUP_NS,
     engine: str = "auto",
     topology: dict | None = None,
+    runnable: bool = False,
 ) -> ReplayResult:
     """Replay one trace's events (EVENT_SCHEMA) and return its migration and next_task rows.
     engine: "auto" (C, else the Python reference with a warning) | "c" | "python".
-    topology: the run's meta.json "topology" (tables.topology_classes; None: flat)."""
+    topology: the run's meta.json "topology" (tables.topology_classes; None: flat).
+    runnable: also the candidates table (result.candidates) and its counters."""
     lib = CORE.select(engine)
     if lib is None:
-        return replay_reference.replay(events, run_id, warmup_ns=warmup_ns, topology=topology)
+        return replay_reference.replay(events, run_id, warmup_ns=warmup_ns, topology=topology, runnable=runnable)
     ts = _ints(events, "ts")
     if np.any(ts[1:] < ts[:-1]):  # a stable sort of sorted rows changes nothing: skip it then
         events = events.take(pa.array(np.argsort(ts, kind="stable")))
@@ -315,8 +392,8 @@ def replay(
     cols["task_ctx"] = task_context_array(events)
     codes = _codes(events)
     wakeup_decides = not np.any(codes == _WAKING)
-    mig, next_cpu, balanced, nt, counters, ncpus_seen, ntids, segment = _replay_c(
-        lib, cols, n, codes, wakeup_decides, warmup_ns, topology
+    mig, next_cpu, balanced, nt, cand, counters, ncpus_seen, ntids, segment = _replay_c(
+        lib, cols, n, codes, wakeup_decides, warmup_ns, topology, runnable
     )
     migration = _migration_frame_c(mig, next_cpu, balanced, cols, run_id)
     next_task = _next_task_frame_c(nt, events, cols, run_id)
@@ -335,4 +412,7 @@ def replay(
         "migration_positives": int(migration["migrated"].to_numpy().sum()),
         "next_task_rows": len(next_task),
     }
-    return ReplayResult(migration, next_task, stats)
+    if not runnable:
+        return ReplayResult(migration, next_task, stats)
+    candidates = _candidate_frame_c(cand, run_id)
+    return ReplayResult(migration, next_task, {**stats, **candidate_stats(candidates)}, candidates)

@@ -19,6 +19,11 @@ import pyarrow.compute as pc
 
 from data.dataset.tables import (
     BALANCER_LABEL,
+    CAND_LOOP_COLS,
+    CANDIDATE_CAP,
+    CANDIDATE_COLUMNS,
+    CANDIDATE_STAT_NAMES,
+    CANDIDATE_TYPES,
     CLASS_REMOTE,
     CLASS_SELF,
     DEFAULT_WARMUP_NS,
@@ -32,15 +37,20 @@ from data.dataset.tables import (
     MIGRATION_FEATURES,
     MIGRATION_STATE_FEATURES,
     NEXT_TASK_COLUMNS,
+    NICE_0_WEIGHT,
     NT_LOOP_COLS,
     PREV_DEAD,
     PREV_RUNNABLE,
+    RECENT_HALF_LIFE_NS,
+    RUNTIME_MAX_NS,
     STAT_NAMES,
     STATE_FEATURE_TYPES,
     WAKER_UNKNOWN,
     ReplayResult,
+    candidate_stats,
     event_codes,
     prev_state_codes,
+    prio_weight,
     task_context_array,
     topology_classes,
 )
@@ -59,7 +69,7 @@ def _int_list(table: pa.Table, name: str) -> list[int]:
 class _Replayer:
     """Scheduler state machine; one handler per event kind, all reading row i of the columns."""
 
-    def __init__(self, events: pa.Table, warmup_ns: int, topology: dict | None = None):
+    def __init__(self, events: pa.Table, warmup_ns: int, topology: dict | None = None, runnable: bool = False):
         self.ts = _int_list(events, "ts")
         self.cpu = _int_list(events, "cpu")
         self.common_pid = _int_list(events, "common_pid")
@@ -71,6 +81,11 @@ class _Replayer:
         self.dest_cpu = _int_list(events, "dest_cpu")
         self.child_pid = _int_list(events, "child_pid")
         self.task_ctx = task_context_array(events).tolist()
+        self.runnable = runnable  # the candidates: only then are prios read and tracked
+        if runnable:
+            self.prev_prio = _int_list(events, "prev_prio")
+            self.next_prio = _int_list(events, "next_prio")
+            self.prio = _int_list(events, "prio")
         self.warmup_ns = warmup_ns
         self.wakeup_decides = False  # run() sets it: True when the trace has no sched_waking
         self.cpus = sorted({c for c in self.cpu if c >= 0})
@@ -85,6 +100,11 @@ class _Replayer:
         self.fork_cpu, self.fork_ts = [-1], [-1]
         self.run_start, self.last_run = [-1], [-1]  # last switch-in (-1: not seen), last run's length
         self.flips, self.last_wakee, self.flip_decay = [0], [-1], [-1]  # record_wakee() state, per task
+        # the candidates' fields: last prio seen, last placement on a queue, CPU time since the last
+        # activation (-1 unknown), decayed recent CPU time and the start of its half-life period
+        self.task_prio, self.wait_ts, self.act_run, self.recent, self.recent_ts = [-1], [-1], [-1], [0], [-1]
+        self.cand: list[tuple] = []  # one tuple per candidate row, fields as CAND_LOOP_COLS
+        self.cand_stats = dict.fromkeys(CANDIDATE_STAT_NAMES, 0)
         self.segment = 0
         self.mig: list[tuple] = []  # one tuple per decision, fields as MIG_LOOP_COLS
         self.next_cpu: list[int] = []  # label of each decision, -1 until resolved
@@ -107,6 +127,7 @@ class _Replayer:
         self.first_ts = [-1] * n
         self.last_switch = [-1] * n
         self.ctx_seen = [False] * n  # the current task ran a task-context line in this stint
+        self.queued = [set() for _ in range(n)]  # tids whose rq is the CPU (the C core's lists)
         # record_wakee() state of each CPU's idle task (a waker in interrupt context on an idle CPU)
         self.idle_flips, self.idle_last_wakee, self.idle_flip_decay = [0] * n, [-1] * n, [-1] * n
 
@@ -122,6 +143,8 @@ class _Replayer:
         self.fork_cpu, self.fork_ts = [-1] * n, [-1] * n
         self.run_start, self.last_run = [-1] * n, [-1] * n
         self.flips, self.last_wakee, self.flip_decay = [0] * n, [-1] * n, [-1] * n
+        self.task_prio, self.wait_ts, self.act_run = [-1] * n, [-1] * n, [-1] * n
+        self.recent, self.recent_ts = [0] * n, [-1] * n
         self.stats["dropped_lost"] += sum(p >= 0 for p in self.pending)
         self.pending = [-1] * n
         self._reset_cpus()
@@ -141,11 +164,16 @@ class _Replayer:
             self.last_run,
             self.last_wakee,
             self.flip_decay,
+            self.task_prio,
+            self.wait_ts,
+            self.act_run,
+            self.recent_ts,
         ):
             lst.append(-1)
         self.state.append(UNKNOWN)
         self.hist.append(0)
         self.flips.append(0)
+        self.recent.append(0)
         return t
 
     def _tid(self, pid: int) -> int:
@@ -160,13 +188,17 @@ class _Replayer:
         if old != c:
             if old >= 0:
                 self.nr[old] -= 1
-            self.nr[c] += 1
+                self.queued[old].discard(t)
+            self.nr[c] += 1  # a null CPU (-1) counts on the last CPU; the task is on no queue
             self.rq[t] = c
+            if c >= 0:
+                self.queued[c].add(t)
 
     def _dequeue(self, t: int) -> None:
         old = self.rq[t]
         if old >= 0:
             self.nr[old] -= 1
+            self.queued[old].discard(t)
             self.rq[t] = -1
 
     def _forget(self, t: int) -> None:
@@ -175,6 +207,7 @@ class _Replayer:
         self._dequeue(t)
         self.state[t] = UNKNOWN
         self.last_cpu[t] = -1
+        self.act_run[t] = -1
         if self.pending[t] >= 0:
             self.stats["dropped_unknown_outcome"] += 1
             self.pending[t] = -1
@@ -251,11 +284,14 @@ class _Replayer:
         if prev != self.cur_pid[c]:  # run() checked common_pid, normally prev_pid already
             self._observe_current(c, prev)
         pt = self.cur[c]
-        if pt:
-            self._switch_out(i, pt, c, ts)
+        if pt:  # -1 (unknown): the last tid, as list indexing and the C core have it
+            self._switch_out(i, pt if pt > 0 else pt + len(self.state), c, ts)
         nxt = self.next_pid[i]
         nt = self._tid(nxt) if nxt else 0
         if nt:
+            if self.runnable:  # the pick's own line is no input: its prio after the candidates
+                self._candidates(len(self.nt), c, nt, ts)
+                self.task_prio[nt] = self.next_prio[i]
             self._switch_in(nt, c, ts)
         else:
             self._go_idle(c)
@@ -271,7 +307,11 @@ class _Replayer:
         start = self.run_start[t]
         self.last_run[t] = ts - start if start >= 0 else -1
         self.run_start[t] = -1
+        if self.runnable:
+            self.task_prio[t] = self.prev_prio[i]
+            self._ran(t, ts)
         if how == PREV_RUNNABLE:  # t is still current on c (switch() has not moved cur yet)
+            self.wait_ts[t] = ts
             self._enqueue(t, c)
             self._decide(i, t, KIND_PREEMPT, c, 0, 0, WAKER_UNKNOWN, WAKER_UNKNOWN)
             self.state[t] = RUNNABLE
@@ -280,6 +320,63 @@ class _Replayer:
             self.state[t] = DEAD if how == PREV_DEAD else SLEEPING
         self.last_cpu[t] = c
         self.last_end[t] = ts
+
+    # --- the runnable set (runnable=True) --------------------------------------------------
+
+    def _set_prio(self, t: int, i: int) -> None:
+        """The prio the line at i shows for its pid's task; tracked only for the candidates."""
+        if self.runnable:
+            self.task_prio[t] = self.prio[i]
+
+    def _recent_at(self, t: int, ts: int) -> int:
+        """t's CPU time decayed to ts: halved for each whole half-life since its period began."""
+        since = self.recent_ts[t]
+        if since < 0 or ts <= since:
+            return self.recent[t]
+        return self.recent[t] >> ((ts - since) // RECENT_HALF_LIFE_NS)
+
+    def _ran(self, t: int, ts: int) -> None:
+        """t's run (last_run) ends at ts: add it to its time since activation and its recent time."""
+        run = self.last_run[t]
+        if run < 0:  # its switch-in is not in the trace: the run's length is unknown
+            self.act_run[t] = -1
+            return
+        if self.act_run[t] >= 0:
+            self.act_run[t] = min(self.act_run[t] + run, RUNTIME_MAX_NS)
+        since = self.recent_ts[t]
+        if since < 0:
+            self.recent_ts[t] = ts
+        elif ts > since:
+            self.recent[t] = self._recent_at(t, ts)
+            self.recent_ts[t] = since + (ts - since) // RECENT_HALF_LIFE_NS * RECENT_HALF_LIFE_NS
+        self.recent[t] = min(self.recent[t] + run, RUNTIME_MAX_NS)
+
+    def _candidates(self, j: int, c: int, nt: int, ts: int) -> None:
+        """The runnable set of c at the switch to nt (next_task row j), taken after the previous
+        task's switch-out and before nt's switch-in: one row per task queued on c, in tid order.
+        Only on a trusted CPU and when nt is queued there; beyond CANDIDATE_CAP rows the highest
+        tids but nt's are left out (counted)."""
+        if not self.trusted[c]:
+            self.cand_stats["candidates_untrusted_cpu"] += 1
+            return
+        if self.rq[nt] != c:
+            self.cand_stats["chosen_queued_elsewhere" if self.rq[nt] >= 0 else "chosen_not_queued"] += 1
+            return
+        tids = sorted(self.queued[c])
+        recent = [self._recent_at(t, ts) for t in tids]
+        weight = [prio_weight(self.task_prio[t]) for t in tids]
+        vrun = [r * NICE_0_WEIGHT // w for r, (w, _) in zip(recent, weight, strict=True)]
+        lo, m, others = min(vrun), len(tids), 0
+        for t, r, (w, rt), v in zip(tids, recent, weight, vrun, strict=True):
+            if t != nt:
+                others += 1
+                if others > CANDIDATE_CAP - 1:
+                    self.cand_stats["candidates_over_cap"] += 1
+                    continue
+            wait = ts - self.wait_ts[t] if self.wait_ts[t] >= 0 else -1
+            self.cand.append(
+                (j, t, wait, self.act_run[t], r, v - lo, self.segment, w, m, self.task_prio[t], int(t == nt), rt)
+            )
 
     def _switch_in(self, t: int, c: int, start: int) -> None:
         """t runs on c from `start` (-1: its switch-in is not in the trace, only inferred)."""
@@ -324,6 +421,7 @@ class _Replayer:
     def waking(self, i: int) -> None:
         t = self._tid(self.pid[i])
         self.last_wake[t] = self.ts[i]
+        self._set_prio(t, i)
         st = self.state[t]
         if st == SLEEPING:
             src, c = self.last_cpu[t], self.cpu[i]
@@ -363,10 +461,15 @@ class _Replayer:
         return flips[w]
 
     def wakeup(self, i: int) -> None:
-        t = self._tid(self.pid[i])
+        t, c = self._tid(self.pid[i]), self.target_cpu[i]
+        self._set_prio(t, i)
         if self.state[t] != RUNNING:
+            if self.rq[t] < 0:  # an activation; of a task in an unknown state, perhaps a queued one's
+                self.act_run[t] = -1 if self.state[t] == UNKNOWN else 0
+            if self.rq[t] != c:
+                self.wait_ts[t] = self.ts[i]
             self.state[t] = RUNNABLE
-            self._enqueue(t, self.target_cpu[i])
+            self._enqueue(t, c)
 
     def wakeup_as_decision(self, i: int) -> None:
         self.waking(i)
@@ -383,14 +486,21 @@ class _Replayer:
             self._decide(i, t, KIND_NEW, src, ts - self.fork_ts[t], int(c == src), self.nr[c], waker_flips)
         else:
             self.stats["skipped_unknown_task"] += 1
+        self._set_prio(t, i)
+        self.act_run[t] = 0
+        if self.rq[t] != self.target_cpu[i]:
+            self.wait_ts[t] = ts
         self.state[t] = RUNNABLE
         self._enqueue(t, self.target_cpu[i])
 
     def migrate(self, i: int) -> None:
         t = self._tid(self.pid[i])
+        self._set_prio(t, i)
         if self.rq[t] >= 0:  # queued; a waking task is placed by its sched_wakeup instead
             if self.pending[t] >= 0 and self.dest_cpu[i] != self.rq[t]:
                 self.balanced[self.pending[t]] = 1
+            if self.dest_cpu[i] != self.rq[t]:
+                self.wait_ts[t] = self.ts[i]
             self._enqueue(t, self.dest_cpu[i])
 
     def fork(self, i: int) -> None:
@@ -501,17 +611,31 @@ def _next_task_frame(r: _Replayer, events: pa.Table, run_id: str) -> pd.DataFram
     )
 
 
+def _candidate_frame(r: _Replayer, run_id: str) -> pd.DataFrame:
+    loop = _loop_columns(r.cand, CAND_LOOP_COLS)
+    return pd.DataFrame(
+        {"run_id": run_id, **{c: loop[c].astype(CANDIDATE_TYPES[c]) for c in CANDIDATE_COLUMNS[1:]}},
+        columns=list(CANDIDATE_COLUMNS),
+    )
+
+
 def replay(
-    events: pa.Table, run_id: str = "", *, warmup_ns: int = DEFAULT_WARMUP_NS, topology: dict | None = None
+    events: pa.Table,
+    run_id: str = "",
+    *,
+    warmup_ns: int = DEFAULT_WARMUP_NS,
+    topology: dict | None = None,
+    runnable: bool = False,
 ) -> ReplayResult:
     """Replay one trace's events (EVENT_SCHEMA) and return its migration and next_task rows.
-    topology: the run's meta.json "topology" (tables.topology_classes; None: flat)."""
+    topology: the run's meta.json "topology" (tables.topology_classes; None: flat).
+    runnable: also the candidates table (result.candidates) and its counters."""
     order = np.argsort(_col(events, "ts"), kind="stable")
     if np.any(order[1:] < order[:-1]):
         events = events.take(pa.array(order))
     codes = event_codes(events)
     wakeup_decides = not np.any(codes == _WAKING)
-    r = _Replayer(events, warmup_ns, topology)
+    r = _Replayer(events, warmup_ns, topology, runnable)
     r.run(codes.tolist(), wakeup_decides)
     migration = _migration_frame(r, events, run_id)
     next_task = _next_task_frame(r, events, run_id)
@@ -529,4 +653,7 @@ def replay(
         "migration_positives": int(migration["migrated"].sum()),
         "next_task_rows": len(next_task),
     }
-    return ReplayResult(migration, next_task, stats)
+    if not runnable:
+        return ReplayResult(migration, next_task, stats)
+    candidates = _candidate_frame(r, run_id)
+    return ReplayResult(migration, next_task, {**stats, **r.cand_stats, **candidate_stats(candidates)}, candidates)

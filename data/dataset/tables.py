@@ -125,6 +125,98 @@ NEXT_TASK_COLUMNS = (
     "next_prio_class",
 )
 
+# The runnable set of each CPU at each switch, for next_task as candidate scoring (replay(...,
+# runnable=True); docs/data.md "State reconstruction" says where each departs from the kernel).
+# One row per task on the switching CPU's queue after the previous task's switch-out and before
+# the next one's switch-in (a preempted previous task included), in tid order; only at a switch
+# to a task, on a trusted CPU, whose chosen task the replay held queued there (else counted in
+# CANDIDATE_STAT_NAMES, no rows), so every switch with rows has exactly one chosen row.
+CANDIDATE_COLUMNS = (
+    "run_id",
+    "row",  # the switch's row in the run's next_task table (its index there)
+    "segment",
+    "tid",  # the replay's task id, as next_task's next_tid
+    "chosen",  # 1: the task this switch ran (next_tid)
+    "prio",  # the last prio the trace showed for it before this switch (-1: deadline, or none)
+    "rt",  # 1: prio outside CFS's 100..139 (rt 0..99, deadline -1, none seen); weight is then nice 0's
+    "weight",  # prio_weight(prio): kernel/sched/core.c sched_prio_to_weight
+    "wait_ns",  # since its last placement on this CPU's queue: activation, migration here, preemption
+    "ran_since_enqueue_ns",  # CPU time since its last activation (wakeup); -1 unknown
+    "runtime_recent_ns",  # CPU time, halved per whole RECENT_HALF_LIFE_NS (the runs seen)
+    "vruntime_proxy",  # runtime_recent_ns * NICE_0_WEIGHT // weight, minus the set's least
+    "nr_candidates",  # the set's size, before CANDIDATE_CAP
+)
+CANDIDATE_TYPES = {
+    "row": np.int64,
+    "segment": np.int32,
+    "tid": np.int64,
+    "chosen": np.int8,
+    "prio": np.int16,
+    "rt": np.int8,
+    "weight": np.int32,
+    "wait_ns": np.int64,
+    "ran_since_enqueue_ns": np.int64,
+    "runtime_recent_ns": np.int64,
+    "vruntime_proxy": np.int64,
+    "nr_candidates": np.int32,
+}
+# Candidate rows kept per switch: beyond it the highest tids are left out (never the chosen one)
+# and counted in candidates_over_cap; nr_candidates keeps the whole set's size.
+CANDIDATE_CAP = 64
+# runtime_recent_ns's half-life: PELT's (kernel/sched/pelt.c, y^32 = 1/2 over 1 ms periods). The
+# sum is halved once per whole half-life since its period began, on trace time: a step, not
+# PELT's geometric series, so both engines agree to the nanosecond.
+RECENT_HALF_LIFE_NS = 32_000_000
+# ran_since_enqueue_ns and runtime_recent_ns saturate here (52 days of CPU time: no trace comes
+# near it; a hostile one's timestamps can), so the proxy's * NICE_0_WEIGHT fits in int64.
+RUNTIME_MAX_NS = 1 << 52
+# The candidates' counters (after STAT_NAMES in the C core's slots; in stats only with runnable):
+# switches whose chosen task the replay held on no queue (its wakeup missing from the trace, or
+# its state unknown: first seen, forgotten, before a LOST marker) or on another CPU's (a missed
+# migration); switches on a CPU not trusted yet; candidate rows left out by the cap.
+CANDIDATE_STAT_NAMES = (
+    "chosen_not_queued",
+    "chosen_queued_elsewhere",
+    "candidates_untrusted_cpu",
+    "candidates_over_cap",
+)
+NICE_0_WEIGHT = 1024
+MAX_RT_PRIO = 100  # include/linux/sched/prio.h: CFS prios are 100..139, nice -20..19
+# kernel/sched/core.c sched_prio_to_weight[]: the CFS weight of nice -20..19.
+SCHED_PRIO_TO_WEIGHT = (
+    88761, 71755, 56483, 46273, 36291,
+    29154, 23254, 18705, 14949, 11916,
+    9548, 7620, 6100, 4904, 3906,
+    3121, 2501, 1991, 1586, 1277,
+    1024, 820, 655, 526, 423,
+    335, 272, 215, 172, 137,
+    110, 87, 70, 56, 45,
+    36, 29, 23, 18, 15,
+)  # fmt: skip
+
+
+def prio_weight(prio: int) -> tuple[int, int]:
+    """(weight, rt) of a kernel prio: CFS's weight for 100..139; anything else (rt, deadline,
+    none seen) is flagged rt and weighs as nice 0, as the replay has no weight for it."""
+    if MAX_RT_PRIO <= prio < MAX_RT_PRIO + len(SCHED_PRIO_TO_WEIGHT):
+        return SCHED_PRIO_TO_WEIGHT[prio - MAX_RT_PRIO], 0
+    return NICE_0_WEIGHT, 1
+
+
+def prio_weight_lut() -> tuple[np.ndarray, np.ndarray]:
+    """prio_weight of prio -1..139 as (weight int32, rt int8) arrays indexed by prio + 1, the
+    table the C core reads (any other prio takes entry 0, which prio_weight gives it too)."""
+    pairs = [prio_weight(p) for p in range(-1, MAX_RT_PRIO + len(SCHED_PRIO_TO_WEIGHT))]
+    return np.array([w for w, _ in pairs], np.int32), np.array([rt for _, rt in pairs], np.int8)
+
+
+def candidate_stats(candidates: pd.DataFrame) -> dict:
+    """The stats both engines add with the candidates table: its rows and the switches they cover
+    (its rows come in switch order)."""
+    row = candidates["row"].to_numpy()
+    return {"candidate_rows": len(row), "candidate_switches": int(np.count_nonzero(np.diff(row))) + int(len(row) > 0)}
+
+
 # The replay's counters, in the order of the C core's stats slots (replay.py's docstring says
 # what each counts).
 STAT_NAMES = (
@@ -157,15 +249,32 @@ FLIP_DECAY_NS = 1_000_000_000
 
 MIG_LOOP_COLS = ("row", "tid", "segment", "src_cpu", "kind", *MIGRATION_FEATURES[:-1], *MIGRATION_STATE_FEATURES)
 NT_LOOP_COLS = ("row", "segment", "prev_tid", "next_tid", "dt_prev_switch_ns", "next_since_wakeup_ns")
+# The candidate columns in the order of the C core's row struct (widest first: no padding).
+CAND_LOOP_COLS = (
+    "row",
+    "tid",
+    "wait_ns",
+    "ran_since_enqueue_ns",
+    "runtime_recent_ns",
+    "vruntime_proxy",
+    "segment",
+    "weight",
+    "nr_candidates",
+    "prio",
+    "chosen",
+    "rt",
+)
 
 
 @dataclass
 class ReplayResult:
-    """Decision tables (columns MIGRATION_COLUMNS / NEXT_TASK_COLUMNS) and replay counters."""
+    """Decision tables (columns MIGRATION_COLUMNS / NEXT_TASK_COLUMNS) and replay counters;
+    candidates (CANDIDATE_COLUMNS) only from replay(..., runnable=True)."""
 
     migration: pd.DataFrame
     next_task: pd.DataFrame
     stats: dict
+    candidates: pd.DataFrame | None = None
 
 
 NR_CPUS_MAX = 8192  # arch/x86/Kconfig NR_CPUS_RANGE_END with MAXSMP: no Linux trace names a CPU beyond
