@@ -219,13 +219,14 @@ def test_tiny_kernel_nr_cpus_is_the_build_scripts():
 
 
 def test_topology_reaches_the_qemu_command_and_the_guest_view_is_parsed(monkeypatch, tmp_path):
-    cmds = []
+    cmds, console, real_command = [], tmp_path / "console.txt", qemu.command
+    console.write_text(TOPO_CONSOLE)
 
-    def fake_run(cmd, **kw):
-        cmds.append(cmd)
-        return subprocess.CompletedProcess(cmd, 0, TOPO_CONSOLE.encode(), b"")
+    def fake_command(*args, **kw):  # the qemu command line is recorded; the "guest" prints TOPO_CONSOLE
+        cmds.append(real_command(*args, **kw))
+        return ["cat", str(console)]
 
-    monkeypatch.setattr(qemu.subprocess, "run", fake_run)
+    monkeypatch.setattr(qemu, "command", fake_command)
     out = guest.boot(tmp_path / "bzImage", tmp_path / "initrd.gz", 4, 60, 1024, qemu.Topology(2, 2, 2))
     cmd = cmds[0]
     assert cmd[cmd.index("-smp") + 1] == "8,sockets=2,cores=2,threads=2"
