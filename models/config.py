@@ -120,7 +120,7 @@ class Future:
     next `calls` calls strictly after the current one, within `horizon_ms` guest milliseconds"""
 
     calls: int = setting(8, min=1)
-    horizon_ms: float = setting(100.0, min=0.001)
+    horizon_ms: float = setting(25.0, min=0.001)
 
 
 @dataclass

@@ -322,6 +322,6 @@ def test_experiments_compose(experiment, window, model):
         cfg = compose("train", overrides=[f"experiment={experiment}"])
     d = cfg.data
     assert d.label == FORCED_FUTURE and d.window_by == "task" and d.inputs == "extended"
-    assert OmegaConf.get_type(d) is config.CanMigrateData and d.future.calls == 8 and d.future.horizon_ms == 100.0
+    assert OmegaConf.get_type(d) is config.CanMigrateData and d.future.calls == 8 and d.future.horizon_ms == 25.0
     assert d.val_category is None and d.val_runs == 1
     assert d.window == window and cfg.model._target_.endswith(model)

@@ -41,7 +41,7 @@ COLUMNS = (FORCED_FUTURE, LEAD, DT_PREV, HAS_PREV, PREV_FORCED, PAST_RATE)
 TASK_KEYS = ("run_id", "pid")
 # data.future's defaults (conf/data/can_migrate.yaml): to be chosen on validation
 DEFAULT_CALLS = 8
-DEFAULT_HORIZON_MS = 100.0
+DEFAULT_HORIZON_MS = 25.0
 
 
 def task_order(df: pd.DataFrame, keys=TASK_KEYS) -> np.ndarray:
