@@ -232,10 +232,11 @@ def test_a_boot_that_hangs_before_init_is_named_by_the_watchdog(tmp_path, monkey
     base.write_bytes(b"base")
     monkeypatch.setattr(gc, "base_initramfs", lambda release: base)
     monkeypatch.setattr(gc.qemu, "version", lambda: "QEMU emulator version 0 (test)")
-    seen = {}
+    seen = {"boots": 0}
 
     def fake_boot(kernel, initrd, **kw):
         seen["ready"] = kw.get("ready")
+        seen["boots"] += 1
         return qemu.Boot("tsc: Unable to calibrate against PIT\n", "", None, gc.BOOT_READY_S, stalled=True)
 
     monkeypatch.setattr(gc.qemu, "boot", fake_boot)
@@ -245,6 +246,7 @@ def test_a_boot_that_hangs_before_init_is_named_by_the_watchdog(tmp_path, monkey
     with pytest.raises(gc.GuestError, match=rf"hung before /init: no SLG-BOOT within {gc.BOOT_READY_S} s"):
         gc.collect_boot([{**spec, "command": ["true"]}], out, kernel, 2, 512, 1024, 3, "test", log=lambda *_: None)
     assert seen["ready"] == ("SLG-BOOT", gc.BOOT_READY_S)
+    assert seen["boots"] == 1 + gc.PRE_INIT_RETRIES  # booted again once before giving up
     assert [p.name for p in out.iterdir() if not p.name.endswith("console.log")] == []
 
 
