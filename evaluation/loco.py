@@ -22,6 +22,7 @@ import json
 import logging
 from pathlib import Path
 
+from data.dataset import balancer
 from data.dataset.splits import natural
 from evaluation.report import table
 from evaluation.seeds import compare, fmt_ms, group_setups, mean_std
@@ -77,79 +78,86 @@ def _window(r: dict) -> int:
     return int(r.get("window") or ((r.get("config") or {}).get("data") or {}).get("window") or 1)
 
 
+def splits_of(rs: list[dict]) -> list[str]:
+    """test_unseen, then test_unseen/no_balancer where the runs tested on it too (a migration
+    sweep with it in data.test_splits: the held-out rows no load balancer moved)."""
+    derived = balancer.name_of(SPLIT)
+    return [SPLIT] + [derived] * any(k.startswith(f"{derived}/") for r in rs for k in r["metrics"])
+
+
 def loco_tables(results: list[dict]) -> list[dict]:
-    """One entry per (task, dataset): columns, per-fold cells, the mean row and significance."""
+    """One entry per (task, dataset, test split): columns, per-fold cells, the mean row and significance."""
     tables = []
     keys = list(dict.fromkeys((r["task"], str(r["config"]["data"].get("dataset_dir"))) for r in results))
     for task, dataset in keys:
         rs = [r for r in results if r["task"] == task and str(r["config"]["data"].get("dataset_dir")) == dataset]
-        metrics = metrics_of(task, rs)
-        groups = group_setups(rs, exclude=("data.unseen",))
-        folds = sorted(dict.fromkeys(fold_of(r) for r in rs))
-        # values[column][metric][fold][seed]
-        values: dict[str, dict] = {}
-        kinds: dict[str, str] = {}
-        for g in groups:
-            label = g["label"]
-            kinds[label] = (
-                "sequence" if g["backbone"] in SEQUENCE and _window(rs[g["members"][0]]) > 1 else g["backbone"]
-            )
-            for i in g["members"]:
-                r = rs[i]
-                for m in metrics + [CEILING.get(task)] if CEILING.get(task) else metrics:
-                    v = r["metrics"].get(f"{SPLIT}/{m}")
-                    if v is not None:
-                        values.setdefault(label, {}).setdefault(m, {}).setdefault(fold_of(r), {})[r.get("seed")] = v
-        baselines = sorted({k.split("/")[2] for r in rs for k in r["metrics"] if k.startswith(f"{SPLIT}/baseline/")})
-        for b in baselines:
-            label = f"baseline: {b}"
-            kinds[label] = "logreg" if b == "logreg" else "baseline"
-            for r in rs:
-                for m in metrics:
-                    v = r["metrics"].get(f"{SPLIT}/baseline/{b}/{m}")
-                    if v is not None:  # the same rows for every model of a fold and seed
-                        values.setdefault(label, {}).setdefault(m, {}).setdefault(fold_of(r), {})[r.get("seed")] = v
-        columns = [g["label"] for g in groups] + [f"baseline: {b}" for b in baselines]
-        cells = {
-            m: {
-                f: {c: mean_std(list(values.get(c, {}).get(m, {}).get(f, {}).values())) for c in columns} for f in folds
-            }
-            for m in metrics
-        }
-        mean_row = {m: {c: _mean_over_folds(values.get(c, {}).get(m, {}), folds) for c in columns} for m in metrics}
-        ceiling = None
-        if CEILING.get(task):
-            per_fold = {}
-            for c in columns:
-                for f, by_seed in values.get(c, {}).get(CEILING[task], {}).items():
-                    per_fold.setdefault(f, list(by_seed.values()))
-            ceiling = {f: mean_std(v) for f, v in per_fold.items()}
-            ceiling[MEAN_ROW] = mean_std([ceiling[f]["mean"] for f in folds if f in ceiling])
-        primary = metrics[0] if metrics else None
-        significance = {}
-        if primary:
-            for f in [*folds, MEAN_ROW]:
-                row = mean_row[primary] if f == MEAN_ROW else cells[primary][f]
-                significance[f] = _significance(row, kinds, task)
-        tables.append(
-            {
-                "task": task,
-                "dataset": dataset,
-                "split": SPLIT,
-                "metrics": metrics,
-                "folds": folds,
-                "columns": columns,
-                "kinds": kinds,
-                "runs": len(rs),
-                "seeds": sorted({r.get("seed") for r in rs}, key=str),
-                "cells": cells,
-                "mean": mean_row,
-                "ceiling": ceiling,
-                "significance": significance,
-                "window_comparison": _window_comparison(groups, rs, mean_row.get(primary, {})),
-            }
-        )
+        tables += [_loco_table(task, dataset, rs, split) for split in splits_of(rs)]
     return tables
+
+
+def _loco_table(task: str, dataset: str, rs: list[dict], split: str) -> dict:
+    """The table of one task and dataset on one test split."""
+    metrics = metrics_of(task, rs)
+    groups = group_setups(rs, exclude=("data.unseen",))
+    folds = sorted(dict.fromkeys(fold_of(r) for r in rs))
+    # values[column][metric][fold][seed]
+    values: dict[str, dict] = {}
+    kinds: dict[str, str] = {}
+    for g in groups:
+        label = g["label"]
+        kinds[label] = "sequence" if g["backbone"] in SEQUENCE and _window(rs[g["members"][0]]) > 1 else g["backbone"]
+        for i in g["members"]:
+            r = rs[i]
+            for m in metrics + [CEILING.get(task)] if CEILING.get(task) else metrics:
+                v = r["metrics"].get(f"{split}/{m}")
+                if v is not None:
+                    values.setdefault(label, {}).setdefault(m, {}).setdefault(fold_of(r), {})[r.get("seed")] = v
+    prefix = f"{split}/baseline/"
+    baselines = sorted({k[len(prefix) :].split("/")[0] for r in rs for k in r["metrics"] if k.startswith(prefix)})
+    for b in baselines:
+        label = f"baseline: {b}"
+        kinds[label] = "logreg" if b == "logreg" else "baseline"
+        for r in rs:
+            for m in metrics:
+                v = r["metrics"].get(f"{split}/baseline/{b}/{m}")
+                if v is not None:  # the same rows for every model of a fold and seed
+                    values.setdefault(label, {}).setdefault(m, {}).setdefault(fold_of(r), {})[r.get("seed")] = v
+    columns = [g["label"] for g in groups] + [f"baseline: {b}" for b in baselines]
+    cells = {
+        m: {f: {c: mean_std(list(values.get(c, {}).get(m, {}).get(f, {}).values())) for c in columns} for f in folds}
+        for m in metrics
+    }
+    mean_row = {m: {c: _mean_over_folds(values.get(c, {}).get(m, {}), folds) for c in columns} for m in metrics}
+    ceiling = None
+    if CEILING.get(task):
+        per_fold = {}
+        for c in columns:
+            for f, by_seed in values.get(c, {}).get(CEILING[task], {}).items():
+                per_fold.setdefault(f, list(by_seed.values()))
+        ceiling = {f: mean_std(v) for f, v in per_fold.items()}
+        ceiling[MEAN_ROW] = mean_std([ceiling[f]["mean"] for f in folds if f in ceiling])
+    primary = metrics[0] if metrics else None
+    significance = {}
+    if primary:
+        for f in [*folds, MEAN_ROW]:
+            row = mean_row[primary] if f == MEAN_ROW else cells[primary][f]
+            significance[f] = _significance(row, kinds, task)
+    return {
+        "task": task,
+        "dataset": dataset,
+        "split": split,
+        "metrics": metrics,
+        "folds": folds,
+        "columns": columns,
+        "kinds": kinds,
+        "runs": len(rs),
+        "seeds": sorted({r.get("seed") for r in rs}, key=str),
+        "cells": cells,
+        "mean": mean_row,
+        "ceiling": ceiling,
+        "significance": significance,
+        "window_comparison": _window_comparison(groups, rs, mean_row.get(primary, {})),
+    }
 
 
 def _mean_over_folds(by_fold: dict, folds: list[str]) -> dict:
@@ -205,7 +213,8 @@ def render_loco(tables: list[dict]) -> str:
     out = []
     for t in tables:
         out += [
-            f"## Leave-one-category-out: {t['task']} on `{t['dataset']}`",
+            f"## Leave-one-category-out: {t['task']} on `{t['dataset']}`"
+            + (f", {t['split']}" if t["split"] != SPLIT else ""),
             "",
             f"{t['runs']} runs, seeds {', '.join(map(str, t['seeds']))}; {t['split']} of each fold (the held-out "
             f"category); cells: mean ± std over seeds (ddof=1, n = seeds). Last row: per seed the mean over "

@@ -7,7 +7,7 @@ metrics.json schema (version 1):
                "latency": {"eager": {p50_us, p99_us, mean_us, calls}, "onnxruntime": {... , max_abs_diff}},
                "splits": {test set: {metric: value, "confusion": [[...]], "n", "lift", "best_baseline"}},
                  (migration: `<split>/no_balancer`, the split without its balancer_migrated rows, has
-                  "balancer_rows": the rows removed; evaluation.balancer)
+                  "balancer_rows": the rows removed; data.dataset.balancer)
                "baselines": {test set: {baseline: {metric: value, ...}}},
                "importance": {"metric", "split", "base", "repeats", "seed", "samples",
                               "features": {name: {drop_mean, drop_std}}} | null}],
@@ -24,8 +24,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from data.dataset.balancer import REMOVED, parent_of
 from data.dataset.tables import BALANCER_LABEL
-from evaluation.balancer import REMOVED, parent_of
 from evaluation.lead_time import lead_time_table
 from evaluation.plots import baseline_rows
 from evaluation.seeds import fmt_ms
@@ -133,7 +133,7 @@ def workload_table(ms: list[dict], splits: list[str]) -> str:
 
 
 def balancer_note(ms: list[dict], split: str) -> list[str]:
-    """A `<split>/no_balancer` set's line: the rows removed (evaluation.balancer), else nothing."""
+    """A `<split>/no_balancer` set's line: the rows removed (data.dataset.balancer), else nothing."""
     removed = next((m["splits"][split].get(REMOVED) for m in ms if split in m["splits"]), None)
     if removed is None:
         return []

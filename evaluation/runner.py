@@ -14,7 +14,8 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from evaluation import balancer, plots
+from data.dataset import balancer
+from evaluation import plots
 from evaluation.branches import branch_scores
 from evaluation.config import check
 from evaluation.importance import permutation_importance
@@ -78,7 +79,7 @@ def evaluate_candidate(cand: Candidate, cfg: DictConfig, cache: dict, step: str 
 
     logits = split_logits(splits, derived, logits_of)
     scores = {s: score(module, logits[s], cand.get_split(s).target) for s in splits}
-    for s in splits:  # <split>/no_balancer: how many rows a balancer moved (evaluation.balancer)
+    for s in splits:  # <split>/no_balancer: how many rows a balancer moved (data.dataset.balancer)
         if (parent := balancer.parent_of(s)) is not None:
             scores[s][balancer.REMOVED] = len(cand.get_split(parent)) - len(cand.get_split(s))
     progress(f"{step}{cand.label}: validation rows ({SELECTION_SPLIT}, for the winner)")

@@ -22,12 +22,12 @@ from omegaconf import DictConfig
 from data.can_migrate.features import can_migrate_table, migration_cost_of
 from data.can_migrate.files import RECORD_FILES, is_record_file, read_meta, read_records, run_records
 from data.can_migrate.record import RecordFormatError
+from data.dataset import balancer
 from data.dataset.build import TRACE_NAMES
 from data.dataset.replay import replay
 from data.dataset.splits import natural
 from data.dataset.windows import SplitData
 from data.parse.tracefile import TraceFormatError, parse_file
-from evaluation import balancer
 from models.tasks import load_from_checkpoint, make_datamodule
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,6 @@ class Candidate:
     dm: object
     label: str = ""
     extra: dict[str, SplitData] = field(default_factory=dict)  # test sets from raw traces
-    subsets: dict[str, SplitData] = field(default_factory=dict)  # <split>/no_balancer (evaluation.balancer)
 
     @property
     def task(self) -> str:
@@ -115,24 +114,17 @@ class Candidate:
 
     def get_split(self, name: str) -> SplitData:
         """Any test set by name (duck-types the DataModule for models.baselines)."""
-        parent = balancer.parent_of(name)
-        if parent is not None:
-            if name not in self.subsets:
-                split = self.get_split(parent)
-                self.subsets[name] = balancer.without_balancer(split, balancer.keep_mask(split))
-            return self.subsets[name]
         return self.extra[name] if name in self.extra else self.dm.get_split(name)
 
     def release(self) -> None:
         """Forget this candidate's windows once it is scored (the model and config stay)."""
         self.dm.release()
         self.extra = {}
-        self.subsets = {}
 
     def test_sets(self, workloads: bool = True) -> list[str]:
         """Dataset test splits and per-workload sets (the datamodule's) that are not empty, each
         split's `<split>/no_balancer` set where its rows say which a balancer moved
-        (evaluation.balancer), then traces."""
+        (data.dataset.balancer), then traces."""
         names = list(DATASET_SPLITS)
         if workloads:
             names += [f"workload/{w}" for w in self.dm.workload_names()]
@@ -154,7 +146,7 @@ class Candidate:
         """{workload set: (parent split, sample mask)} for per-workload sets that are exactly the
         samples of that workload in test_seen / test_unseen (whole runs, windows never cross runs),
         so their predictions are taken from the parent's instead of being computed twice; and
-        {`<split>/no_balancer`: (split, its samples no balancer moved)} (evaluation.balancer)."""
+        {`<split>/no_balancer`: (split, its samples no balancer moved)} (data.dataset.balancer)."""
         out = {}
         parents = [p for p in DATASET_SPLITS if p in names]
         for name in names:

@@ -244,7 +244,7 @@ def test_workload_sets_are_slices_of_the_test_splits(runs, run):
         == {n for n in names if n.startswith("workload/")}
         == {"workload/alpha", "workload/beta", "workload/gamma"}
     )
-    # migration rows say which a balancer moved: each test split again without them (evaluation.balancer)
+    # migration rows say which a balancer moved: each test split again without them (data.dataset.balancer)
     no_balancer = {"test_seen/no_balancer", "test_unseen/no_balancer"} if run == 0 else set()
     assert {n for n in derived if not n.startswith("workload/")} == no_balancer <= set(names)
     for name, (parent, mask) in derived.items():

@@ -158,3 +158,25 @@ def test_rare_can_migrate_labels_add_ap_and_f1(sweep):
     for r in results:
         r["config"]["data"]["label"] = "can_migrate"
     assert loco_tables(results)[0]["metrics"] == ["bal_acc"]
+
+
+def test_no_balancer_split_gets_its_own_table(sweep):
+    """Runs tested on test_unseen/no_balancer too (loco_migration_state) give a second table of
+    that split, with its own cells and baselines; runs without it give only test_unseen's."""
+    results = read_results(sweep)
+    assert [t["split"] for t in loco_tables(results)] == ["test_unseen"]
+    for r in results:
+        for k, v in list(r["metrics"].items()):
+            r["metrics"][k.replace("test_unseen/", "test_unseen/no_balancer/", 1)] = v + 0.01
+    plain, without = loco_tables(results)
+    assert (plain["split"], without["split"]) == ("test_unseen", "test_unseen/no_balancer")
+    assert without["columns"] == plain["columns"]
+    mlp = next(c for c in plain["columns"] if c.startswith("mlp"))
+    for f in FOLDS:
+        assert without["cells"]["bal_acc"][f][mlp]["mean"] == pytest.approx(
+            plain["cells"]["bal_acc"][f][mlp]["mean"] + 0.01
+        )
+    assert without["cells"]["ap"]["io"]["baseline: logreg"]["mean"] == pytest.approx(0.31)
+    assert "## Leave-one-category-out: migration on `datasets/sample`, test_unseen/no_balancer" in render_loco(
+        [without]
+    )

@@ -2,7 +2,7 @@
 (tables.MIGRATION_STATE_FEATURES beside MIGRATION_FEATURES), the leakage guard over every input a
 trace without sched_waking cannot give (tables.NEEDS_WAKING), the one line for a dataset built
 before those columns, the set restored from a checkpoint's meta, and evaluate.py's scores without
-the rows a load balancer moved (evaluation.balancer).
+the rows a load balancer moved (data.dataset.balancer).
 
 The tables are SYNTHETIC (tests/synthetic_dataset.py), but for the guard's: the replay builds
 those from test traces without sched_waking (tests/test_leakage.py)."""
@@ -254,8 +254,21 @@ def balanced(tmp_path_factory):
         df = pd.read_parquet(f)
         df[BALANCER_LABEL] = heuristic_wrong(df).astype(np.int8)
         df.to_parquet(f, index=False)
-    train_tiny(ds, root / "run", ["task=migration", "model=mlp", "data.inputs=state"])
+    splits = "data.test_splits=[test_seen,test_unseen,test_unseen/no_balancer]"
+    train_tiny(ds, root / "run", ["task=migration", "model=mlp", "data.inputs=state", splits])
     return ds, root / "run"
+
+
+def test_training_tests_on_the_no_balancer_split_too(balanced):
+    """`<split>/no_balancer` as a training run's test split (conf/experiment/loco_migration_state.yaml):
+    the DataModule derives it, and the run's results carry the model's and the baselines' scores
+    on it (the load heuristic is right on every row left)."""
+    _, run = balanced
+    metrics = json.loads((run / "results.json").read_text())["metrics"]
+    assert metrics["test_unseen/no_balancer/baseline/load_heuristic/acc"] == 1.0
+    assert metrics["test_unseen/baseline/load_heuristic/acc"] < 1.0
+    assert 0.0 <= metrics["test_unseen/no_balancer/bal_acc"] <= 1.0
+    assert not any(k.startswith("test_seen/no_balancer") for k in metrics)  # only the splits asked for
 
 
 def test_scores_without_the_balancer_rows(balanced, tmp_path):

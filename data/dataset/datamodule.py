@@ -47,6 +47,7 @@ from data.can_migrate.features import (
     missing_inputs,
 )
 from data.can_migrate.synthetic import SyntheticSpec, synthetic_table
+from data.dataset import balancer
 from data.dataset import splits as run_splits
 from data.dataset.encoding import (
     FeatureSpec,
@@ -298,7 +299,11 @@ class DecisionDataModule(pl.LightningDataModule):
         return sorted({self._workloads[r] for s in TEST_SPLITS for r in runs[s] if r in self._workloads})
 
     def has_split(self, name: str) -> bool:
-        """Whether `name` (a split, `workload/<w>` or a table file's name) names any runs."""
+        """Whether `name` (a split, `workload/<w>`, `<split>/no_balancer` or a table file's name)
+        names any runs."""
+        parent = balancer.parent_of(name)
+        if parent is not None:
+            return self.has_split(parent) and balancer.keep_mask(self.get_split(parent)) is not None
         if name in run_splits.SPLITS:
             return bool(self.split["runs"][name])
         if name.startswith(WORKLOAD):
@@ -333,11 +338,17 @@ class DecisionDataModule(pl.LightningDataModule):
         return self._frames[name]
 
     def get_split(self, name: str) -> SplitData:
-        """Windows of a named split ("train", "val", "test_seen", "workload/<w>", ...), cached."""
+        """Windows of a named split ("train", "val", "test_seen", "workload/<w>", ...), cached;
+        `<split>/no_balancer` is the split's samples no load balancer moved (data.dataset.balancer)."""
         if name not in self._splits:
             if self.meta is None:
                 self.setup("test")
-            self._splits[name] = self.make_split(self.split_frame(name), name)
+            parent = balancer.parent_of(name)
+            if parent is not None:
+                split = self.get_split(parent)
+                self._splits[name] = balancer.without_balancer(split, balancer.keep_mask(split))
+            else:
+                self._splits[name] = self.make_split(self.split_frame(name), name)
             log.info("%s/%s: %d samples", self.table, name, len(self._splits[name]))
         return self._splits[name]
 
