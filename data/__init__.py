@@ -16,5 +16,11 @@ SCHED_EVENTS = (
     "sched_process_exit",
 )
 
+# Scheduler events the guest collector enables only on request (--extra-events): the parser
+# skips them as unknown_event (counted) and the replay never sees them; sched_stat_runtime
+# (update_curr's CPU time, fair tasks only) is read by data.parse.stat_runtime to check the
+# replay's runtime reconstruction (tests/test_stat_runtime.py).
+EXTRA_SCHED_EVENTS = ("sched_stat_runtime",)
+
 # Compiled C cores, BPF objects and guest images (git-ignored), built on first use.
 BUILD_DIR = Path(__file__).resolve().parent / "_build"

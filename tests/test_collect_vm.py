@@ -90,6 +90,41 @@ def test_plan_archive_is_an_overlay_with_quoted_commands():
     assert "MIGRATION_COST_NS=5000000\n" in gzip.decompress(gc.plan_archive(specs, 4096, "mono", 5_000_000)).decode()
 
 
+def test_extra_events_reach_the_plan_and_every_meta(tmp_path, monkeypatch, capsys):
+    """--extra-events sched_stat_runtime: /init enables it beside SCHED_EVENTS (plan.env), and
+    every run's meta.json lists it (events, extra_events, event_counts); it needs --vm and a
+    name from data.EXTRA_SCHED_EVENTS."""
+    kernel, base = tmp_path / "vmlinuz-6.1.0-0-amd64", tmp_path / "base.cpio.gz"
+    kernel.write_bytes(b"kernel")
+    base.write_bytes(b"base")
+    monkeypatch.setattr(gc, "base_initramfs", lambda release: base)
+    monkeypatch.setattr(gc.qemu, "version", lambda: "QEMU emulator version 0 (test)")
+    ids = ["io-mix-r01"]
+    specs = [{"run_id": r, "workload": "io-mix", "seconds": 2, "trace_seconds": 2, "command": ["true"]} for r in ids]
+    plans = []
+
+    def fake_boot(kernel, initrd, **kw):
+        plans.append(gzip.decompress(Path(initrd).read_bytes()[len(b"base") :]).decode(errors="replace"))
+        share = Path(kw["extra"][1].split("path=")[1].split(",")[0])
+        _guest_writes(share, ids, ids)
+        return qemu.Boot("SLG-BOOT\nSLG-DONE\n", "", 0, 5.0)
+
+    monkeypatch.setattr(gc.qemu, "boot", fake_boot)
+    out = tmp_path / "out"
+    out.mkdir()
+    kw = dict(log=lambda *_: None, extra_events=("sched_stat_runtime",))
+    gc.collect_boot(specs, out, kernel, 2, 512, 1024, 3, "test", **kw)
+    assert f"EVENTS='{' '.join(SCHED_EVENTS)} sched_stat_runtime'" in plans[0]
+    meta = json.loads((out / "io-mix-r01" / "meta.json").read_text())
+    assert meta["events"] == [*SCHED_EVENTS, "sched_stat_runtime"] and meta["extra_events"] == ["sched_stat_runtime"]
+    assert set(meta["event_counts"]) == {*SCHED_EVENTS, "sched_stat_runtime"}
+    assert collect.main(["hackbench-pipe", "--out", str(tmp_path), "--extra-events", "sched_stat_runtime"]) == 2
+    assert "--extra-events needs --vm" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        collect.main(["--vm", "hackbench-pipe", "--out", str(tmp_path), "--extra-events", "sched_stat_sleep"])
+    assert exit_.value.code == 2 and "choose from sched_stat_runtime" in capsys.readouterr().err
+
+
 def test_missing_host_pieces_name_the_debian_package(monkeypatch, tmp_path):
     monkeypatch.setattr(gc.shutil, "which", lambda exe: None)
     monkeypatch.setattr(gc.initramfs, "BUSYBOX", tmp_path / "busybox")
@@ -186,6 +221,28 @@ def test_guest_boot_collects_records_and_trace(tmp_path, capsys):
     assert set(meta["event_counts"]) == set(SCHED_EVENTS)
     table = gc.summary(out)
     assert "| hackbench-pipe-r01 | messaging |" in table and f"| {meta['records']:,} |" in table
+
+
+@pytest.mark.vm
+def test_guest_collects_sched_stat_runtime(tmp_path, capsys):
+    """--extra-events sched_stat_runtime in a real boot (about 30 s): the guest kernel has the
+    event and prints the format data.parse.stat_runtime reads; every line is read, the event
+    parser skips exactly those, and every charge is positive (update_curr() logs none for a
+    clock that did not advance)."""
+    from data.parse import stat_runtime
+
+    require_guest()
+    out = tmp_path / "runs"
+    rc = collect.main(["--vm", "cpu-pool", "--out", str(out), "--seconds", "1", "--extra-events", "sched_stat_runtime"])
+    assert rc == 0, capsys.readouterr().err
+    run = out / "cpu-pool-r01"
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["extra_events"] == ["sched_stat_runtime"] and meta["events"][-1] == "sched_stat_runtime"
+    charges, counts = stat_runtime.read(run / "trace.txt.zst")
+    _, pstats = parse_file(run / "trace.txt.zst")
+    assert counts.malformed == 0 and counts.rows == meta["event_counts"]["sched_stat_runtime"] > 0
+    assert pstats.skipped["unknown_event"] == counts.rows and pstats.skipped["malformed_fields"] == 0
+    assert (charges["runtime"].to_numpy() > 0).all() and charges["vruntime"].null_count == 0
 
 
 def _guest_writes(share: Path, run_ids: list[str], done: list[str]) -> None:

@@ -629,3 +629,34 @@ def test_large_input_memory_is_bounded(tmp_path):
     peak_mb = int(out[-1]) / 1024
     assert pq.read_metadata(tmp_path / "big.parquet").num_rows > 6_000_000
     assert peak_mb < 450, f"peak RSS {peak_mb:.0f} MB for ~1 GB of text"
+
+
+# ----- sched_stat_runtime (data/parse/stat_runtime.py: outside the event table) ---------------
+STAT_RUNTIME_LINES = [
+    # 6.1's format, a comm with spaces, "pid=" and "[ns]" in it, flags of a tick in hardirq
+    kernel_line(b"a pid=1 b [ns]", 41, 3, 19_632_187_000, "sched_stat_runtime",
+                b"comm=a pid=1 b [ns] pid=41 runtime=1964830 [ns] vruntime=7227136921 [ns]", b"d.h1."),
+    # 6.8+ dropped vruntime; the charged task is not the current one (a remote rq's curr)
+    kernel_line(b"sleep", 233, 0, 19_636_172_000, "sched_stat_runtime", b"comm=init pid=9 runtime=310136 [ns]"),
+]  # fmt: skip
+MALFORMED_STAT_RUNTIME = [
+    kernel_line(b"x", 1, 0, 1_000, "sched_stat_runtime", b"comm=x pid=1 runtime=12 vruntime=3 [ns]"),
+    kernel_line(b"x", 1, 0, 1_000, "sched_stat_runtime", b"comm=x pid=1 runtime=1234567890123456789012 [ns]"),
+]
+
+
+def test_stat_runtime_lines_are_read_by_their_reader_and_skipped_by_the_event_parser(tmp_path):
+    from data.parse import stat_runtime
+
+    text = HEADER + b"\n".join([KERNEL_6_18.splitlines()[0], *STAT_RUNTIME_LINES, *MALFORMED_STAT_RUNTIME]) + b"\n"
+    table, stats = parse_both(text)
+    assert table.num_rows == 1 and stats.skipped["unknown_event"] == len(STAT_RUNTIME_LINES) + 2
+    path = tmp_path / "trace.txt.zst"
+    path.write_bytes(zstandard.ZstdCompressor().compress(text))
+    got, counts = stat_runtime.read(path)
+    assert counts.malformed == 2 and counts.first_malformed == HEADER.count(b"\n") + 4
+    assert got.to_pylist() == [
+        dict(ts=19_632_187_000, cpu=3, common_pid=41, comm="a pid=1 b [ns]", pid=41, runtime=1964830,
+             vruntime=7227136921, line=8),
+        dict(ts=19_636_172_000, cpu=0, common_pid=233, comm="init", pid=9, runtime=310136, vruntime=None, line=9),
+    ]  # fmt: skip

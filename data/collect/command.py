@@ -39,7 +39,7 @@ import sys
 import time
 from pathlib import Path
 
-from data import SCHED_EVENTS
+from data import EXTRA_SCHED_EVENTS, SCHED_EVENTS
 from data.collect import bcc, tracefs
 from data.collect.guest import collect as guest
 from data.collect.guest import topology as guest_topology
@@ -278,6 +278,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="--vm: ftrace only the first T seconds of each run (records cover all "
         "of it); bounds the trace size (default: the whole run)",
     )
+    p.add_argument(
+        "--extra-events",
+        type=extra_events,
+        default=(),
+        metavar="EV[,EV...]",
+        help=f"--vm: also enable these sched events ({', '.join(EXTRA_SCHED_EVENTS)}); the parser skips "
+        "them (counted as unknown_event), meta.json lists them under extra_events",
+    )
     p.add_argument("--check", action="store_true", help="only report whether collection can run")
     p.add_argument(
         "--summary", type=Path, metavar="DIR", help="print a markdown table of the runs collected in DIR, then exit"
@@ -291,6 +299,15 @@ def load_levels(text: str) -> list[int]:
         return parse_loads(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def extra_events(text: str) -> tuple[str, ...]:
+    """argparse type of --extra-events: names from EXTRA_SCHED_EVENTS, comma-separated."""
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    bad = [n for n in names if n not in EXTRA_SCHED_EVENTS]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"{text!r}: choose from {', '.join(EXTRA_SCHED_EVENTS)}")
+    return names
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -327,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
         return fail("--topology needs --vm (it shapes the qemu guest)", 2)
     if args.migration_cost_ns is not None:
         return fail("--migration-cost-ns needs --vm (it sets the guest kernel's tunable)", 2)
+    if args.extra_events:
+        return fail("--extra-events needs --vm (the guest collector enables them)", 2)
     if args.bcc:
         return bcc.collect_main(args, argv_line)
     if args.check:

@@ -229,6 +229,20 @@ def parse_line(line: bytes, prev_ts: int):
             }
     if line.startswith(b"#") or _PREAMBLE.match(line):
         return COMMENT, None
+    parts = split_event(line)
+    if parts is None:
+        return MALFORMED_HEADER, None
+    row, kind, body = parts
+    if kind not in KIND or kind == "lost":
+        return UNKNOWN_EVENT, None
+    row["event"] = kind
+    return (EVENT, row) if _body(kind, body, row) else (MALFORMED_FIELDS, None)
+
+
+def split_event(line: bytes):
+    """(header fields with common_comm, event name or "" when there is none, fields text) of an
+    event line without trailing whitespace; None when no header matches. Shared with readers of
+    events outside EVENT_KINDS (data.parse.stat_runtime)."""
     d = line.find(b"-")
     while d >= 0:
         hit = _header_at(line, d)
@@ -236,19 +250,14 @@ def parse_line(line: bytes, prev_ts: int):
             break
         d = line.find(b"-", d + 1)
     else:
-        return MALFORMED_HEADER, None
+        return None
     row, p = hit
     row["common_comm"] = line[:d].lstrip(b" ")
     m = _NAME.match(line, p)
     name, q = m[1], m.end()
     if not name or line[q : q + 1] != b":" or line[q + 1 : q + 2] not in (b"", b" "):
-        return UNKNOWN_EVENT, None
-    kind = name.decode()
-    if kind not in KIND or kind == "lost":
-        return UNKNOWN_EVENT, None
-    row["event"] = kind
-    body = line[_SPACES.match(line, q + 1).end() :]
-    return (EVENT, row) if _body(kind, body, row) else (MALFORMED_FIELDS, None)
+        return row, "", b""
+    return row, name.decode(), line[_SPACES.match(line, q + 1).end() :]
 
 
 def _in_range(row: dict) -> bool:

@@ -51,6 +51,22 @@ EVENT_SCHEMA = pa.schema(
     ]
 )
 
+# sched_stat_runtime (data.EXTRA_SCHED_EVENTS; data/parse/stat_runtime.py): update_curr()'s CPU
+# time for the current fair task, one row per event, in file order. Not an EVENT_KINDS event:
+# the event parser skips these lines (unknown_event) and the replay never sees them.
+STAT_RUNTIME_SCHEMA = pa.schema(
+    [
+        ("ts", pa.int64()),  # ns, trace clock
+        ("cpu", pa.int16()),  # CPU whose buffer held the line
+        ("common_pid", pa.int32()),  # current on that CPU (the event may report a remote rq's task)
+        ("comm", pa.string()),
+        ("pid", pa.int32()),  # the task charged
+        ("runtime", pa.int64()),  # ns of rq_clock_task since the task's exec_start
+        ("vruntime", pa.int64()),  # ns after the charge; null on kernels that dropped it (6.8+)
+        ("line", pa.int64()),  # 1-based line number in the source text
+    ]
+)
+
 
 # Line outcomes, in the order of the C core's stats slots.
 OUTCOMES = (

@@ -3,7 +3,7 @@ runs of ftrace + can_migrate_task records; write them in the host run layout.
 
     python -m data.collect --vm WORKLOAD... --out DIR [--runs N] [--seconds S] [--load 50,100,200]
                            [--trace-seconds T] [--smp 4 | --topology 2x2x2] [--mem MB]
-                           [--kernel 6.1|7.3|PATH]
+                           [--kernel 6.1|7.3|PATH] [--extra-events sched_stat_runtime]
 
 --kernel 7.3 boots Debian's sched_ext kernel from trixie-backports instead of the host's 6.1
 (plumbing.debian_kernel: fetched once into $SCHEDLEARN_KERNEL_CACHE with the 9p modules it lacks
@@ -238,11 +238,17 @@ def base_initramfs(release: str, build_dir: Path = BUILD, modules: list[Path] | 
 # ----- one boot --------------------------------------------------------------------------------
 
 
-def plan_archive(runs: list[dict], buffer_kb: int, clock: str, migration_cost_ns: int | None = None) -> bytes:
-    """The per-boot plan: plan.env (trace settings; MIGRATION_COST_NS empty = the kernel's own)
-    and plan.sh (one run_one line per run)."""
+def plan_archive(
+    runs: list[dict],
+    buffer_kb: int,
+    clock: str,
+    migration_cost_ns: int | None = None,
+    events: tuple[str, ...] = tracefs.SCHED_EVENTS,
+) -> bytes:
+    """The per-boot plan: plan.env (trace settings; MIGRATION_COST_NS empty = the kernel's own;
+    EVENTS: the sched events /init enables) and plan.sh (one run_one line per run)."""
     env = (
-        f"EVENTS={shlex.quote(' '.join(tracefs.SCHED_EVENTS))}\n"
+        f"EVENTS={shlex.quote(' '.join(events))}\n"
         f"OPTIONS={shlex.quote(' '.join(f'{k}={v}' for k, v in tracefs.PINNED_OPTIONS.items()))}\n"
         f"BUFFER_KB={int(buffer_kb)}\nTRACE_CLOCK={shlex.quote(clock)}\n"
         f"MIGRATION_COST_NS={'' if migration_cost_ns is None else int(migration_cost_ns)}\n"
@@ -300,8 +306,9 @@ def finish_run(spec: dict, raw: Path, out: Path, guest: dict, zstd_level: int, a
             f"{spec['run_id']}: loader ended without its counters line ({err_lines[-1] if err_lines else 'no output'})"
         ) from None
     run_id = spec["run_id"]
+    events = tuple(guest.get("events", tracefs.SCHED_EVENTS))  # collect_boot's: with any extra events
     with staged_dir(out / run_id) as part:
-        streamer = TraceStreamer(tracefs.SCHED_EVENTS)
+        streamer = TraceStreamer(events)
         with open(raw / "trace.txt", "rb") as src:
             streamer.stream(src, part / "trace.txt.zst", zstd_level)
         blob = (raw / "records.bin").read_bytes()
@@ -370,7 +377,8 @@ def finish_run(spec: dict, raw: Path, out: Path, guest: dict, zstd_level: int, a
             "columns": list(df.columns),
             "clock": guest["clock"],
             "buffer_size_kb": guest["buffer_kb"],
-            "events": list(tracefs.SCHED_EVENTS),
+            "events": list(events),
+            "extra_events": [e for e in events if e not in tracefs.SCHED_EVENTS],
             "trace_options": dict(tracefs.PINNED_OPTIONS),
             **ring,
             **streamer.meta(),
@@ -395,10 +403,13 @@ def collect_boot(
     topology: qemu.Topology | None = None,
     debian: debian_kernel.DebianKernel | None = None,
     migration_cost_ns: int | None = None,
+    extra_events: tuple[str, ...] = (),
 ) -> list[dict]:
     """Boot once, run every spec, return the metas of the runs written to OUT. With a topology,
     its CPUs are the guest's (smp must equal topology.cpus). debian: the cached Debian kernel
-    that `kernel` is (its release and modules come from the cache, not /lib/modules)."""
+    that `kernel` is (its release and modules come from the cache, not /lib/modules).
+    extra_events: sched events traced beside SCHED_EVENTS (data.EXTRA_SCHED_EVENTS)."""
+    events = (*tracefs.SCHED_EVENTS, *(e for e in extra_events if e not in tracefs.SCHED_EVENTS))
     if topology is not None and topology.cpus != smp:
         raise GuestError(f"topology {topology.spec} has {topology.cpus} CPUs, not {smp}")
     if debian is None:
@@ -411,7 +422,7 @@ def collect_boot(
     share = work / "share"
     share.mkdir(parents=True, exist_ok=True)
     try:
-        plan = plan_archive(specs, buffer_kb, clock, migration_cost_ns)
+        plan = plan_archive(specs, buffer_kb, clock, migration_cost_ns, events)
         initrd = work / "initrd.cpio.gz"
         base_bytes = base.read_bytes()
         initrd.write_bytes(base_bytes + plan)
@@ -422,6 +433,7 @@ def collect_boot(
             "accel": ACCEL,
             "clock": clock,
             "buffer_kb": buffer_kb,
+            "events": events,
             "qemu": qemu.version(),
             "kernel_path": str(kernel),
             "kernel_package": debian.meta() if debian else host_kernel_package(release),
@@ -623,6 +635,7 @@ def collect_main(args, argv_line: str) -> int:
             topology=topology,
             debian=debian,
             migration_cost_ns=args.migration_cost_ns,
+            extra_events=args.extra_events,
         )
     except GuestError as e:
         return fail(str(e))
