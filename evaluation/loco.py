@@ -30,7 +30,13 @@ from evaluation.seeds import compare, fmt_ms, group_setups, mean_std
 log = logging.getLogger(__name__)
 
 SPLIT = "test_unseen"
-METRICS = {"migration": ["bal_acc", "ap"], "next_task": ["top1", "top3"], "can_migrate": ["bal_acc"]}
+METRICS = {
+    "migration": ["bal_acc", "ap"],
+    "next_task": ["top1", "top3"],
+    "can_migrate": ["bal_acc"],
+    # top1_multi: top-1 on the samples with two candidates or more (models/tasks/next_task_candidates.py)
+    "next_task_candidates": ["top1", "top1_multi", "top3"],
+}
 RARE_LABELS = ("forced", "forced_future")  # can_migrate labels with few positives: AP and F1 beside bal_acc
 
 
@@ -41,7 +47,7 @@ def metrics_of(task: str, rs: list[dict]) -> list[str]:
     return METRICS.get(task, []) + (["ap", "f1"] if rare else [])
 
 
-CEILING = {"next_task": "ceiling"}  # a property of the data, shown beside the table
+CEILING = {"next_task": "ceiling", "next_task_candidates": "ceiling"}  # a property of the data, shown beside the table
 SEQUENCE = ("lstm", "tcn")
 MEAN_ROW = "mean over categories"
 WINDOW_VERDICTS = {"beats": "longer window beats window 1", "below": "window 1 beats the longer window"}

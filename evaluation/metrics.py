@@ -10,8 +10,10 @@ from __future__ import annotations
 import torch
 from torchmetrics.classification import BinaryConfusionMatrix, MulticlassConfusionMatrix
 
+from data.dataset.candidates import CandidateSplit
 from data.dataset.windows import SplitData
 from models.baselines import fit_baselines
+from models.tasks.next_task_candidates import candidate_logits
 
 CHUNK = 4096
 MAX_CONFUSION_CLASSES = 32  # next_task: a token confusion matrix only for small encodings (MTF)
@@ -24,8 +26,16 @@ def primary_metric(module) -> str:
 
 @torch.inference_mode()
 def predict(net: torch.nn.Module, split: SplitData, chunk: int = CHUNK) -> torch.Tensor:
-    """Logits of every window of the split (network in eval mode)."""
+    """Logits of every window of the split (network in eval mode); of every sample's candidate
+    slots for a CandidateSplit (task next_task_candidates)."""
     net.eval()
+    if isinstance(split, CandidateSplit):
+        c = split.max_candidates
+        parts = [
+            candidate_logits(net, split.batch(torch.arange(a, min(a + chunk, len(split)))), c)
+            for a in range(0, len(split), chunk)
+        ]
+        return torch.cat(parts) if parts else torch.zeros(0, c + 1)
     out = []
     for a in range(0, len(split), chunk):
         idx = split.index[a : a + chunk]
@@ -34,6 +44,8 @@ def predict(net: torch.nn.Module, split: SplitData, chunk: int = CHUNK) -> torch
 
 
 def confusion_metric(meta: dict):
+    if meta.get("max_candidates"):  # next_task_candidates: a slot names no class
+        return None
     n = int(meta["n_out"])
     if n == 1:
         return BinaryConfusionMatrix()
@@ -67,6 +79,7 @@ def baseline_key(cand) -> tuple:
         m.get("window_by"),
         m.get("label"),
         repr(m.get("future")),  # label forced_future: its calls and horizon define the targets
+        m.get("max_candidates"),
     )
 
 

@@ -193,6 +193,7 @@ def assign_labels(cands: list[Candidate]) -> None:
 
 # ---------------------------------------------------------------------------------- raw traces
 CAN_MIGRATE = "can_migrate"  # the table raw can_migrate record files give
+RUNNABLE = "candidates"  # the replay's runnable set (replay(..., runnable=True)), for next_task_candidates
 
 
 def trace_file(path: Path) -> Path:
@@ -258,14 +259,15 @@ class TraceTables:
         return df.assign(workload=name, category=TRACE_CATEGORY)
 
     def _trace(self, name: str, path: Path, table: str) -> pd.DataFrame:
-        if name not in self._replayed:
+        runnable = table == RUNNABLE  # the runnable set: replay(..., runnable=True)
+        if name not in self._replayed or (runnable and self._replayed[name].candidates is None):
             try:
                 events, stats = parse_file(path)
             except TraceFormatError as e:
                 raise EvaluationError(f"traces: {e}") from e
             except OSError as e:
                 raise EvaluationError(f"traces: cannot read {path}: {e}") from e
-            result = replay(events, name.split("/", 1)[1])
+            result = replay(events, name.split("/", 1)[1], runnable=runnable)
             log.info(
                 "%s: %s -> %d events, %d migration rows, %d next_task rows",
                 name,
@@ -300,7 +302,10 @@ class TraceTables:
                     "%s: %s holds no %s data; skipped for this model", cand.label, self.files[name], cand.dm.table
                 )
                 continue
-            split = cand.dm.make_split(self.table(name, cand.dm.table), name)
+            # replay outputs the DataModule needs beside its table (next_task_candidates: the runnable set)
+            path = self.source(name, cand.dm.table)
+            extra = {t: self._trace(name, path, t) for t in getattr(cand.dm, "replay_tables", ())}
+            split = cand.dm.make_split(self.table(name, cand.dm.table), name, **extra)
             if len(split) == 0:
                 log.warning("%s: no %s decisions in %s; skipped", cand.label, cand.task, self.files[name])
                 continue

@@ -18,6 +18,7 @@ from torch import nn
 from data.can_migrate.rule import kernel_verdict, task_hot
 from data.dataset.forced_future import FORCED_FUTURE, PAST_RATE, PREV_FORCED
 from data.dataset.windows import SplitData
+from models.tasks.next_task_candidates import slot_logits
 
 log = logging.getLogger(__name__)
 
@@ -300,6 +301,87 @@ class Markov(TokenBaseline):
         return out
 
 
+# ------------------------------------------------------------------------ next_task_candidates
+# Rules over the runnable set of data/dataset/candidates.py (CandidateSplit); the proxies they read
+# depart from the kernel's quantities as docs/data.md "The runnable set at each switch" says.
+class CandidateRule(Baseline):
+    """Ranks each sample's candidates by `keys` (most significant first, higher first; ties: the
+    lower slot, i.e. the lower tid) and fills the module's slots with minus the rank."""
+
+    def keys(self, split, cands: pd.DataFrame, samples: np.ndarray) -> list[np.ndarray]:
+        raise NotImplementedError
+
+    def logits(self, split, rows):
+        samples = torch.arange(len(split))[rows]
+        idx, owner, slot = split.rows_of(samples)
+        cands = split.candidates.iloc[idx.numpy()]
+        own = owner.numpy()
+        keys = self.keys(split, cands, samples.numpy()[own])
+        order = np.lexsort((slot.numpy(), *[-np.asarray(k, dtype=np.float64) for k in reversed(keys)], own))
+        first = np.r_[True, own[order][1:] != own[order][:-1]] if len(order) else np.zeros(0, dtype=bool)
+        pos = np.arange(len(order))
+        rank = np.empty(len(order), dtype=np.float32)
+        rank[order] = pos - np.maximum.accumulate(np.where(first, pos, 0))
+        return slot_logits(torch.from_numpy(-rank), owner, slot, len(samples), split.max_candidates)
+
+
+class MinVruntime(CandidateRule):
+    """The least vruntime_proxy (recent runtime scaled by weight): CFS's pick, roughly EEVDF's."""
+
+    name = "min_vruntime"
+
+    def keys(self, split, cands, samples):
+        return [-cands["vruntime_proxy"].to_numpy(dtype=np.float64)]
+
+
+class LongestWait(CandidateRule):
+    """The task queued longest (FIFO)."""
+
+    name = "longest_wait"
+
+    def keys(self, split, cands, samples):
+        return [cands["wait_ns"].to_numpy(dtype=np.float64)]
+
+
+class PrevIfPreempted(CandidateRule):
+    """The task the previous switch preempted (switched out at switch i in state R) when it is in
+    the set, else the longest wait: the task that ran two switches ago comes back."""
+
+    name = "prev_if_preempted"
+
+    def keys(self, split, cands, samples):
+        last = split.rows.iloc[samples]
+        preempted = last["prev_state"].fillna("").astype(str).str.startswith("R").to_numpy()
+        back = preempted & (cands["tid"].to_numpy() == last["prev_tid"].to_numpy())
+        return [back, cands["wait_ns"].to_numpy(dtype=np.float64)]
+
+
+class CandidateMarkov(CandidateRule):
+    """next_task's token Markov chain (Markov, fitted on the same training samples): its ranked
+    token guesses name the candidate at that MTF position, the other candidates follow by the
+    training prior of their position's token ("not in the list" guesses name none)."""
+
+    def __init__(self, order: int = 3):
+        self.markov = Markov(order)
+        self.name = self.markov.name
+
+    def fit(self, train, meta):
+        super().fit(train, meta)
+        self.markov.fit(train, {**meta, "n_out": meta["token_classes"], "n_tokens": meta["token_count"]})
+        return self
+
+    def keys(self, split, cands, samples):
+        pos = cands["mtf_pos"].to_numpy()
+        score = self.markov.prior.numpy()[pos].astype(np.float64)
+        first = int(samples.min()) if len(samples) else 0
+        guesses = self.markov.guesses(split, slice(first, int(samples.max()) + 1 if len(samples) else 0))
+        g = guesses[samples - first]  # (N, top) for each candidate's sample
+        for c in range(g.shape[1] - 1, -1, -1):  # the best guess last, so it wins
+            hit = (g[:, c] == pos) & (pos < self.meta["k"])
+            score[hit] = 10.0 - c
+        return [score]
+
+
 def baselines_for(task: str, meta: dict | None = None) -> list[Baseline]:
     """The baselines of a task; can_migrate with label forced_future (meta["label"]) has its own:
     always-no (its accuracy is the one to read a model's beside), the task's previous call, its
@@ -310,6 +392,7 @@ def baselines_for(task: str, meta: dict | None = None) -> list[Baseline]:
         "migration": [Constant(False, "always_stay"), LoadHeuristic(), LogisticRegression()],
         "can_migrate": [Majority(), KernelRule(), CacheCold(), LogisticRegression()],
         "next_task": [MostFrequent(), RepeatTwoBack(), Markov(3)],
+        "next_task_candidates": [MinVruntime(), LongestWait(), PrevIfPreempted(), CandidateMarkov(3)],
     }[task]
 
 

@@ -108,6 +108,17 @@ class NextTaskData(_DataLoading, _NextTask, _DataSource):
     """data/next_task.yaml"""
 
 
+@dataclass
+class _NextTaskCandidates:
+    k: int = setting(min=1)
+    max_candidates: int = setting(min=3)  # top-3 is reported
+
+
+@dataclass
+class NextTaskCandidatesData(_DataLoading, _NextTaskCandidates, _DataSource):
+    """data/next_task_candidates.yaml"""
+
+
 # data.inputs: the names of data.can_migrate.features.FEATURE_SETS. The kernel computes only the
 # first (Chen's 15; data.dataset.datamodule.DEFAULT_INPUTS): python -m export refuses the others.
 CAN_MIGRATE_INPUTS = ("chen", "chen_level", "extended")
@@ -243,6 +254,13 @@ class NextTaskTask(_Task):
     loss_options: NextTaskLoss = field(default_factory=NextTaskLoss)
 
 
+@dataclass
+class NextTaskCandidatesTask(_Task):
+    """task/next_task_candidates.yaml `task:`"""
+
+    loss_options: NextTaskLoss = field(default_factory=NextTaskLoss)
+
+
 # ---- the top: trainer/*, paths/*, extras/* and conf/train.yaml itself
 
 
@@ -333,23 +351,35 @@ class TrainConfig:
 DATA = {
     "MigrationDataModule": MigrationData,
     "NextTaskDataModule": NextTaskData,
+    "NextTaskCandidatesDataModule": NextTaskCandidatesData,
     "CanMigrateDataModule": CanMigrateData,
     "SyntheticCanMigrateDataModule": SyntheticData,
 }
 MODELS = {"mlp": MLPModel, "lstm": LSTMModel, "tcn": TCNModel}
-TASKS = {"MigrationModule": MigrationTask, "NextTaskModule": NextTaskTask, "CanMigrateModule": CanMigrateTask}
+TASKS = {
+    "MigrationModule": MigrationTask,
+    "NextTaskModule": NextTaskTask,
+    "CanMigrateModule": CanMigrateTask,
+    "NextTaskCandidatesModule": NextTaskCandidatesTask,
+}
 
 register("train", TrainConfig)
 for _name, _schema in {
     "migration": MigrationData,
     "next_task": NextTaskData,
+    "next_task_candidates": NextTaskCandidatesData,
     "can_migrate": CanMigrateData,
     "synthetic": SyntheticData,
 }.items():
     register(_name, _schema, "data")
 for _name, _schema in MODELS.items():
     register(_name, _schema, "model")
-for _name, _schema in {"migration": MigrationTask, "next_task": NextTaskTask, "can_migrate": CanMigrateTask}.items():
+for _name, _schema in {
+    "migration": MigrationTask,
+    "next_task": NextTaskTask,
+    "can_migrate": CanMigrateTask,
+    "next_task_candidates": NextTaskCandidatesTask,
+}.items():
     register(_name, _schema, "task")
 
 

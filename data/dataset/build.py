@@ -69,6 +69,17 @@ VERSION = 1
 SPLITS = ("train", "test_seen", "test_unseen")
 TASKS = ("migration", "next_task")  # from traces
 CM_TASK = "can_migrate"  # from records
+# --runnable: the replay's runnable set at each switch (data.dataset.tables.CANDIDATE_COLUMNS) beside
+# the next_task tables, one file per split: DATASET/next_task/candidates_<split>.parquet
+CANDIDATES = "candidates"
+CANDIDATES_TABLE = "next_task"
+
+
+def candidates_file(split: str) -> str:
+    """The candidates file of a split, under DATASET/next_task/."""
+    return f"{CANDIDATES}_{split}.parquet"
+
+
 TRACE_NAMES = ("trace.txt.zst", "trace.txt.xz", "trace.txt.gz", "trace.txt")
 SPLIT_RULE = (
     "Whole traces only (data/dataset/splits.py). Runs whose category is in unseen_categories -> "
@@ -251,10 +262,15 @@ def _cut(events: pa.Table, seconds: float | None, max_events: int | None) -> pa.
 
 
 def _process_trace(
-    run: Run, events_dir: Path | None, trace_seconds: float | None = None, max_events: int | None = None
+    run: Run,
+    events_dir: Path | None,
+    trace_seconds: float | None = None,
+    max_events: int | None = None,
+    runnable: bool = False,
 ) -> tuple[dict, dict[str, pa.Table]]:
     """Parse + replay one run's trace (its first `trace_seconds` / `max_events` when given); write its events
-    (unless events_dir is None); return its card fields and its migration / next_task tables."""
+    (unless events_dir is None); return its card fields and its migration / next_task tables (with
+    `runnable`, also its candidates table under CANDIDATES)."""
     t0 = time.perf_counter()
     events, pstats = parse_file(run.trace)
     parsed = events.num_rows
@@ -262,7 +278,7 @@ def _process_trace(
     if events_dir is not None:
         _write_parquet(events, events_dir / f"{run.run_id}.parquet")
     try:
-        result = replay(events, run.run_id, topology=run.meta.get(TOPOLOGY_COLUMN))  # None: flat
+        result = replay(events, run.run_id, topology=run.meta.get(TOPOLOGY_COLUMN), runnable=runnable)  # None: flat
     except ValueError as e:  # a CPU number no kernel has (tables.NR_CPUS_MAX)
         raise TraceFormatError(f"{run.trace}: {e}") from e
     lossy = {
@@ -289,10 +305,13 @@ def _process_trace(
         f"rows, {time.perf_counter() - t0:.1f}s",
         file=sys.stderr,
     )
-    return source, {
+    tables = {
         "migration": _with_run_columns(result.migration, run),
         "next_task": _with_run_columns(result.next_task, run),
     }
+    if runnable:
+        tables[CANDIDATES] = pa.Table.from_pandas(result.candidates, preserve_index=False)
+    return source, tables
 
 
 def _process_records(run: Run) -> tuple[dict, pa.Table]:
@@ -320,7 +339,11 @@ def _process_records(run: Run) -> tuple[dict, pa.Table]:
 
 
 def _process(
-    run: Run, events_dir: Path | None, trace_seconds: float | None = None, max_events: int | None = None
+    run: Run,
+    events_dir: Path | None,
+    trace_seconds: float | None = None,
+    max_events: int | None = None,
+    runnable: bool = False,
 ) -> tuple[dict, dict[str, pa.Table]]:
     """One run's card entry and its task tables (only the tasks its files give)."""
     source = {
@@ -337,7 +360,7 @@ def _process(
     }
     tables = {}
     if run.trace is not None:
-        fields, tables = _process_trace(run, events_dir, trace_seconds, max_events)
+        fields, tables = _process_trace(run, events_dir, trace_seconds, max_events, runnable)
         source.update(fields)
     if run.records is not None:
         fields, tables[CM_TASK] = _process_records(run)
@@ -379,6 +402,19 @@ def _write_task(task: str, tables: dict[str, pa.Table], splits: dict, root: Path
         t = pa.concat_tables([tables[i] for i in ids]) if ids else empty
         _write_parquet(t, root / task / f"{name}.parquet")
         counts[name] = _counts(task, t)
+    return counts
+
+
+def _write_candidates(tables: dict[str, pa.Table], splits: dict, root: Path) -> dict:
+    """Write the candidates of every split's runs beside the next_task tables; return their counts."""
+    empty = next(iter(tables.values())).slice(0, 0)
+    counts = {}
+    for name in SPLITS:
+        ids = [i for i in splits[name] if i in tables]
+        t = pa.concat_tables([tables[i] for i in ids]) if ids else empty
+        _write_parquet(t, root / CANDIDATES_TABLE / candidates_file(name))
+        switches = int(pc.sum(t.column("chosen")).as_py() or 0)  # one chosen row per switch with rows
+        counts[name] = {"rows": t.num_rows, "switches": switches}
     return counts
 
 
@@ -425,10 +461,13 @@ def build(
     events: bool = True,
     trace_seconds: float | None = None,
     max_events: int | None = None,
+    runnable: bool = False,
 ) -> dict:
     """Build the dataset at `out` and return its card. events=False leaves out the per-run
     events/ copies; trace_seconds replays only each trace's first seconds (the shipped guest
-    dataset does both, to stay small; can_migrate records are always used whole)."""
+    dataset does both, to stay small; can_migrate records are always used whole); runnable also
+    writes each split's candidates (next_task/candidates_<split>.parquet: the runnable set at each
+    switch, for task next_task_candidates)."""
     if trace_seconds is not None and trace_seconds <= 0:
         raise BuildError(f"trace_seconds must be > 0, got {trace_seconds}")
     if max_events is not None and max_events < 1:
@@ -447,9 +486,9 @@ def build(
         tmp.mkdir(parents=True)
         if events:
             (tmp / "events").mkdir()
-        sources, tables = [], {task: {} for task in (*TASKS, CM_TASK)}
+        sources, tables = [], {task: {} for task in (*TASKS, CM_TASK, CANDIDATES)}
         for run in runs:
-            source, per_task = _process(run, tmp / "events" if events else None, trace_seconds, max_events)
+            source, per_task = _process(run, tmp / "events" if events else None, trace_seconds, max_events, runnable)
             sources.append(source)
             for task, table in per_task.items():
                 tables[task][run.run_id] = table
@@ -464,6 +503,8 @@ def build(
             "max_events": max_events,
             "tasks": tasks,
             "counts": {task: _write_task(task, tables[task], splits, tmp) for task in tasks},
+            # --runnable: next_task/candidates_<split>.parquet written (the replay's stats hold their counters)
+            CANDIDATES: bool(runnable and tables[CANDIDATES]),
             "features": {
                 "migration": list(MIGRATION_FEATURES),
                 "migration_label": "migrated",
@@ -480,6 +521,8 @@ def build(
             },
             "sources": sources,
         }
+        if card[CANDIDATES]:
+            card["candidate_counts"] = _write_candidates(tables[CANDIDATES], splits, tmp)
         if skipped:  # killed collections' run folders (incomplete_runs), left out
             card["incomplete_runs_skipped"] = skipped
         if CM_TASK in tasks:
@@ -554,6 +597,9 @@ def _summary(card: dict) -> str:
             parts.append(
                 f"migration rows={m['rows']} positive_rate={m['positive_rate']:.4f}  next_task rows={n['rows']}"
             )
+        if card.get("candidate_counts"):
+            c = card["candidate_counts"][s]
+            parts.append(f"candidates rows={c['rows']} switches={c['switches']}")
         if CM_TASK in counts:
             c = counts[CM_TASK][s]
             parts.append(
@@ -621,6 +667,12 @@ def main(argv: list[str] | None = None) -> int:
         help="replay at most the first N events of every trace (keeps the 300k-1.3M "
         "events/s IPC stressors from outweighing the other workloads)",
     )
+    ap.add_argument(
+        "--runnable",
+        action="store_true",
+        help="also write each split's runnable set at every switch (next_task/candidates_<split>.parquet), "
+        "which task next_task_candidates trains on",
+    )
     args = ap.parse_args(argv)
     _check_args(ap, args)
     unseen = [c for c in args.unseen.split(",") if c]
@@ -633,6 +685,7 @@ def main(argv: list[str] | None = None) -> int:
             events=not args.no_events,
             trace_seconds=args.trace_seconds,
             max_events=args.max_events,
+            runnable=args.runnable,
         )
     except BuildError as e:
         return fail(PROG, str(e), 2)

@@ -17,11 +17,13 @@ from models.tasks.base import DecisionModule
 from models.tasks.can_migrate import CanMigrateModule
 from models.tasks.migration import MigrationModule
 from models.tasks.next_task import NextTaskModule
+from models.tasks.next_task_candidates import NextTaskCandidatesModule
 
 TASKS: dict[str, type[DecisionModule]] = {
     "migration": MigrationModule,
     "next_task": NextTaskModule,
     "can_migrate": CanMigrateModule,
+    "next_task_candidates": NextTaskCandidatesModule,
 }
 
 __all__ = [
@@ -29,6 +31,7 @@ __all__ = [
     "DecisionModule",
     "MigrationModule",
     "NextTaskModule",
+    "NextTaskCandidatesModule",
     "CanMigrateModule",
     "checkpoint_hparams",
     "load_from_checkpoint",
