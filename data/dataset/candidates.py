@@ -24,12 +24,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from data.dataset.build import CANDIDATES_TABLE, candidates_file
 from data.dataset.datamodule import TABLE_FILES, NextTaskDataModule
 from data.dataset.encoding import FeatureSpec, apply_specs, fit_standardiser, standardise
-from data.dataset.windows import SplitData, collate_batch, stream_order, stream_starts
+from data.dataset.windows import SplitData, stream_order, stream_starts
 
 DEFAULT_MAX_CANDIDATES = 32
 BUILD_HINT = "python -m data.build --traces DIR --out DATASET --runnable"
@@ -323,13 +323,5 @@ class NextTaskCandidatesDataModule(NextTaskDataModule):
             max_candidates=C,
         )
 
-    def loader(self, split: CandidateSplit, shuffle: bool = False, sampler=None) -> DataLoader:
-        return DataLoader(
-            CandidateDataset(split),
-            batch_size=self.batch_size if (shuffle or sampler is not None) else self.eval_batch_size,
-            shuffle=shuffle and sampler is None,
-            sampler=sampler,
-            num_workers=self.num_workers,
-            collate_fn=collate_batch,
-            persistent_workers=self.num_workers > 0,
-        )
+    def dataset_of(self, split: CandidateSplit) -> CandidateDataset:
+        return CandidateDataset(split)

@@ -381,9 +381,13 @@ class DecisionDataModule(pl.LightningDataModule):
         self._test_names = names
         return names
 
+    def dataset_of(self, split: SplitData):
+        """The torch Dataset a loader serves the split's samples from."""
+        return WindowDataset(split)
+
     def loader(self, split: SplitData, shuffle: bool = False, sampler=None) -> DataLoader:
         return DataLoader(
-            WindowDataset(split),
+            self.dataset_of(split),
             batch_size=self.batch_size if (shuffle or sampler is not None) else self.eval_batch_size,
             shuffle=shuffle and sampler is None,
             sampler=sampler,
