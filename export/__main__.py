@@ -68,6 +68,7 @@ def export(cfg: DictConfig) -> int:
     except ExportError as e:
         raise UserError(str(e)) from None
     bad = (rep.get("c_bit_exact") or {}).get("total", {}).get("mismatches", 0)
+    bad += sum(d["mismatches"] for d in (rep.get("c_decisions") or {}).values())  # a candidate scorer's
     ok_obj = (rep.get("kernel_object") or {}).get("ok", True)
     print(f"[export] {pipeline.summary_line(rep, out)}")
     return 0 if not bad and ok_obj else 2

@@ -70,6 +70,15 @@ unsigned int {p}_obj_n_in(void)
 	return {P}_N_IN;
 }}
 
+#ifdef {P}_HAVE_PUSH
+void {p}_obj_push(const struct {p}_params *p, struct {p}_state *st, const s32 *in);
+
+void {p}_obj_push(const struct {p}_params *p, struct {p}_state *st, const s32 *in)
+{{
+	{p}_push(p, st, in);
+}}
+#endif
+
 #ifdef {P}_HAVE_ENCODE
 void {p}_obj_encode(const struct {p}_params *p, const s64 *raw, s32 *in);
 
@@ -94,7 +103,8 @@ def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
 
 def _harness_cc(model_dir: Path, prefix: str) -> list[str]:
     """gcc and the flags that compile harness.c against model_dir's model.h."""
-    enc = ["-DHAVE_ENCODE"] if "_HAVE_ENCODE 1" in (model_dir / "model.h").read_text() else []
+    header = (model_dir / "model.h").read_text()
+    enc = [f"-D{have}" for have in ("HAVE_ENCODE", "HAVE_PUSH") if f"_{have} 1" in header]
     names = [f"-DPREFIX={prefix}", f"-DUPREFIX={prefix.upper()}"]
     includes = ["-I", str(model_dir), "-I", str(BLOB_HEADER.parent)]  # blob_format.h, blob_check.h
     return ["gcc", "-O2", "-std=gnu11", "-Wall", "-Werror", *enc, *names, *includes, str(HARNESS_C)]
@@ -116,13 +126,34 @@ def build_timer(model_dir: Path, build_dir: Path, prefix: str = "slm") -> Path:
     return exe
 
 
+def _timed(cmd: list[str], cpu: int | None) -> dict:
+    """The harness's "p50 p99 mean min" line of a timing command, pinned to `cpu` when given."""
+    pin = [] if cpu is None else ["taskset", "-c", str(cpu)]
+    p50, p99, mean, best = map(float, _run([*pin, *cmd]).stdout.split())
+    return {"p50_ns": p50, "p99_ns": p99, "mean_ns": mean, "min_ns": best}
+
+
 def time_step(exe: Path, vectors: Path, calls: int, tasks: int, cpu: int | None = None) -> dict:
     """ns per step call (p50, p99, mean, min over batches) with `tasks` interleaved task states;
     pinned to `cpu` when given (bench/bench_export_c.py)."""
-    pin = [] if cpu is None else ["taskset", "-c", str(cpu)]
-    cmd = [*pin, str(exe), "time", str(vectors), str(calls), str(tasks)]
-    p50, p99, mean, best = map(float, _run(cmd).stdout.split())
-    return {"tasks": tasks, "calls": calls, "p50_ns": p50, "p99_ns": p99, "mean_ns": mean, "min_ns": best}
+    return {"tasks": tasks, "calls": calls, **_timed([str(exe), "time", str(vectors), str(calls), str(tasks)], cpu)}
+
+
+def time_decision(exe: Path, windows: Path, decisions: int, candidates: int, cpu: int | None = None) -> dict:
+    """ns per decision of a candidate scorer (p50, p99, mean, min over `decisions` timed one by
+    one): `candidates` windows of `windows` (a vector file of equal-length streams), each from
+    reset through the kernel-flag object, then the argmax; and the same per candidate."""
+    res = _timed([str(exe), "time_decide", str(windows), str(decisions), str(candidates)], cpu)
+    per = {k.replace("_ns", "_ns_per_candidate"): round(v / candidates, 2) for k, v in res.items()}
+    return {"candidates": candidates, "decisions": decisions, **res, **per}
+
+
+def run_decisions(exe: Path, windows: Path, candidates: int, work: Path) -> np.ndarray:
+    """The harness's decisions over `windows` taken `candidates` at a time: (D, 2) int64 rows of
+    (argmax slot, its score)."""
+    out = work / "decisions_out.bin"
+    _run([str(exe), "decide", str(windows), str(candidates), str(out)])
+    return np.fromfile(out, "<i4").astype(np.int64).reshape(-1, 2)
 
 
 def state_size(exe: Path) -> int:

@@ -163,6 +163,8 @@ class _Gen:
         ]
         if self.g.tokens:
             defs += [("TOKEN_INDEX", self.g.n_num), ("VOCAB", self.g.vocab)]
+        if self.push_ops() is not None:
+            defs.append(("HAVE_PUSH", 1))
         if q.encoder is not None:
             defs += [
                 ("HAVE_ENCODE", 1),
@@ -359,6 +361,44 @@ class _Gen:
             ]
         )
 
+    def push_ops(self) -> list | None:
+        """The ops <p>_push() runs: those up to the model's one window op, when it is its only
+        history (no rings, no LSTM: an MLP over a window); None when every step must be computed."""
+        wins = [i for i, o in enumerate(self.q.ops) if o.kind == "window"]
+        if self.rings or len(wins) != 1 or any(o.kind == "lstm" for o in self.q.ops):
+            return None
+        return self.q.ops[: wins[0] + 1]
+
+    def push(self) -> str:
+        """<p>_push(): a step whose output nobody reads, so only the window is kept (a window
+        evaluated whole: L - 1 pushes and one <p>_step(), the cost of one step instead of L)."""
+        p, g = self.p, self.g
+        self.lines = []
+        self.emit(f"\tfor (i = 0; i < {g.n_num}; i++)", *self.store("\t\t", g.x, "i", "in[i]"))
+        for op in self.push_ops():
+            self.emit("", f"\t/* {op.out} <- {', '.join(op.ins)}: {op.kind} */")
+            if op.kind == "window":
+                self.op_window(op, pointer=False)
+            else:
+                getattr(self, "op_" + op.kind)(op)
+        locs = ["unsigned int i" + (", o" if any("(o = 0;" in ln for ln in self.lines) else "") + ";"]
+        if any(ln.lstrip().startswith("v = ") for ln in self.lines):
+            locs.append("s64 v;")
+        if g.tokens and any("tok = " in ln for ln in self.lines):
+            locs.append("s32 tok;")
+        body = "\n".join(["\t" + ln for ln in locs] + [""] + self.lines).replace("{p}", p)
+        return "\n".join(
+            [
+                f"/* an event whose output is not needed: {p}_step() without its layers, keeping only",
+                f" * the window ({p}_step() after {self.P}_WINDOW - 1 of them evaluates a window whole) */",
+                f"static inline void {p}_push(const struct {p}_params *p, struct {p}_state *st, const s32 *in)",
+                "{",
+                body,
+                "}",
+                "",
+            ]
+        )
+
     def encode(self) -> str:
         """<p>_encode(): raw kernel values -> in[] (see export/encode.py for the arithmetic)."""
         p, P, enc = self.p, self.P, self.q.encoder
@@ -451,7 +491,8 @@ class _Gen:
                 *(["\t}"] if len(lines) > 1 else []),
             )
 
-    def op_window(self, op):
+    def op_window(self, op, pointer: bool = True):
+        """`pointer`: set the local pointer to the window (<p>_push reads no window)."""
         n, c = op.a["length"], self.q.tensors[op.ins[0]].width
         buf, pos = f"st->{op.out}_buf", f"st->{op.out}_pos"
         self.emit(
@@ -459,7 +500,7 @@ class _Gen:
             f"\t\t{buf}[{pos} * {c} + i] = {self.ref(op.ins[0])}[i];",
             f"\t\t{buf}[({pos} + {n}) * {c} + i] = {self.ref(op.ins[0])}[i];",
             "\t}",
-            f"\t{op.out} = {buf} + ({pos} + 1) * {c};",
+            *([f"\t{op.out} = {buf} + ({pos} + 1) * {c};"] if pointer else []),
             f"\t{pos} = {pos} + 1 == {n} ? 0 : {pos} + 1;",
         )
 
@@ -547,6 +588,8 @@ class _Gen:
 def model_header(q: QModel, prefix: str = "slm") -> str:
     gen = _Gen(q, prefix)
     parts = [gen.header(), gen.helpers(), gen.reset(), gen.step()]
+    if gen.push_ops() is not None:
+        parts.append(gen.push())
     if q.encoder is not None:
         parts.append(gen.encode())
     return "\n".join(parts + [f"#endif /* {gen.P}_MODEL_H */", ""])

@@ -5,6 +5,8 @@ Two ways to run the integer model on a split:
   * stream mode: each stream of steps once, state carried from step to step, as the kernel
     runs it; it differs from window mode where the window has padding (stream starts) and,
     for an LSTM, everywhere (its state remembers more than the window).
+A candidate scorer (Split.decisions) has window mode only, and its task metric is top-1 of the
+argmax over each decision's candidates (`decision_metrics`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import numpy as np
 from export.intref import IntRef, Stream
 from export.parity import decisions, torch_logits
 from export.quantize import QModel
-from export.source import Source, Split
+from export.source import Decisions, Source, Split
 
 
 def primary_metric(name: str, dec: np.ndarray, y: np.ndarray) -> float:
@@ -26,6 +28,33 @@ def primary_metric(name: str, dec: np.ndarray, y: np.ndarray) -> float:
     if name in ("top1", "acc"):
         return float((dec == y).mean()) if len(y) else 0.0
     raise ValueError(f"no integer evaluation for metric {name!r} (known: bal_acc, top1, acc)")
+
+
+def chosen_slots(scores: np.ndarray, d: Decisions) -> np.ndarray:
+    """(D,) the slot of each decision's highest score (the first on a tie, as np.argmax and the
+    harness's decide); -1 for a decision without candidates."""
+    out = np.full(len(d.y), -1, np.int64)
+    if len(scores):
+        order = np.lexsort((d.slot, -np.asarray(scores, np.float64), d.owner))  # by decision, best first
+        first = order[np.r_[True, d.owner[order][1:] != d.owner[order][:-1]]]
+        out[d.owner[first]] = d.slot[first]
+    return out
+
+
+def decision_metrics(float_scores: np.ndarray, int_scores: np.ndarray, d: Decisions) -> dict:
+    """Float vs integer scorer over whole decisions: argmax agreement (decisions with a choice,
+    two candidates or more) and top-1 of each (every decision, a miss or an empty set wrong)."""
+    cf, ci = chosen_slots(float_scores, d), chosen_slots(int_scores, d)
+    multi = np.bincount(d.owner, minlength=len(d.y)) >= 2
+    tf, ti = float((cf == d.y).mean()) if len(d.y) else 0.0, float((ci == d.y).mean()) if len(d.y) else 0.0
+    return {
+        "decisions": int(len(d.y)),
+        "decisions_with_choice": int(multi.sum()),
+        "argmax_agreement": float((cf[multi] == ci[multi]).mean()) if multi.any() else 1.0,
+        "top1_float": tf,
+        "top1_int": ti,
+        "top1_drop_points": 100 * (tf - ti),
+    }
 
 
 def window_logits(q: QModel, ref: IntRef, split: Split, batch: int = 4096) -> np.ndarray:
@@ -78,6 +107,8 @@ def compare(q: QModel, src: Source, split: Split) -> dict:
             "decision_agreement": float((d_int == d_float).mean()) if len(d_int) else 1.0,
             "max_abs_logit_diff": float(np.abs(il - fl).max()) if len(il) else 0.0,
         }
+        if split.decisions is not None:
+            r.update(decision_metrics(fl[:, 0], il[:, 0], split.decisions))
         if split.y is not None:
             mf, mi = primary_metric(src.metric, d_float, split.y), primary_metric(src.metric, d_int, split.y)
             r.update({f"{src.metric}_float": mf, f"{src.metric}_int": mi, f"{src.metric}_drop_points": 100 * (mf - mi)})

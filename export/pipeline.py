@@ -14,6 +14,7 @@ half-built folder is removed and `out` is as it was. Outputs:
   scales.json             every chosen frac (pin them with `like=` to keep the arch hash)
   report.json / .md       summary: parity, float vs int, streaming, C bit-exactness, kernel-safe,
                           whether the kernel module can serve it, bytes per task, ns per C step
+                          (a candidate scorer: its C decisions and ns per decision of 8 and 32)
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from data.dataset.candidates import INDICATORS
 from data.dataset.forced_future import DT_PREV, HAS_PREV
 from export import blob, cbuild, codegen_c, encode, evaluate, parity, report, vectors
 from export.intref import IntRef, Stream
@@ -44,6 +46,7 @@ N_SELFTEST = 2048
 PARITY_WINDOWS = 1000
 INTERLEAVED_TASKS = 1024  # task states the interleaved timing steps in random order
 CONTRACT_TASK = "can_migrate"  # the task whose inputs the module's fair.c hook computes
+DECISION_SIZES = (8, 32)  # runnable sets a candidate scorer's decision is timed on (issue 21 item 5)
 # Inputs the caller derives from per-task history it keeps itself: column -> (C field, bytes, what)
 PREV_CALL = (
     "u64 prev_call_ns",
@@ -100,6 +103,11 @@ def summary_line(result: dict, out: Path) -> str:
         line += (
             f"; step p50 {ns['one_task']['p50_ns']:.1f} ns (one task), {ns['interleaved']['p50_ns']:.1f} ns "
             f"({ns['interleaved']['tasks']} tasks interleaved)"
+        )
+    dec = result.get("decision_ns") or {}
+    if dec:
+        line += "; decision p50 " + ", ".join(
+            f"{d['p50_ns'] / 1000:.1f} us ({d['candidates']} candidates)" for d in dec.values() if isinstance(d, dict)
         )
     km = result.get("kernel_module") or {}
     if km and not km.get("ok"):
@@ -253,9 +261,26 @@ def per_task_state(qmodel: QModel, src: Source, prefix: str, struct_bytes: int |
     }
 
 
+def caller_encoded(src: Source) -> list[str]:
+    """Inputs of a candidate scorer, which no <p>_encode computes, each as "name: why"."""
+    if src.max_candidates is None:
+        return []
+    names = src.input_names or []
+    n_steps = names.index(INDICATORS[0]) if INDICATORS[0] in names else 0
+    why = {
+        "step": "a switch feature of the CPU's window (next_task's), standardised",
+        "indicator": "the candidate was switched in / out at this step (data/dataset/candidates.py)",
+        "candidate": "the candidate's own, over the runnable set (candidate_specs), broadcast over the steps",
+    }
+    return [
+        f"{n}: {why['step' if i < n_steps else 'indicator' if n in INDICATORS else 'candidate']}"
+        for i, n in enumerate(names)
+    ]
+
+
 def input_encoding(src: Source, prefix: str, missing: list[str]) -> dict | None:
     """Who turns the kernel's values into in[]: <p>_encode, or the caller (`missing`: why)."""
-    if src.features is None:
+    if src.features is None and not missing:
         return None
     if not missing:
         return {"encoded_by": f"{prefix}_encode", "pre_encoded": []}
@@ -271,6 +296,12 @@ def kernel_module(src: Source, per_task: dict, missing: list[str]) -> dict:
     """Can kernel/schedlearn.c serve this export at its fair.c hook? Its input encoder is fixed
     (Chen's 15 can_migrate features, cm_features.h) and its streaming state is one per CPU."""
     reasons = []
+    if src.max_candidates is not None:
+        reasons.append(
+            f"task {src.task} scores every runnable task at a context switch (the decision is the argmax "
+            "over the set, each candidate's window from reset); the module's hook is can_migrate's, one "
+            "migration decision per call"
+        )
     if src.task == CONTRACT_TASK and (src.inputs or KERNEL_INPUTS) != KERNEL_INPUTS:
         reasons.append(
             f"trained on data.inputs={src.inputs}; the module computes Chen's 15 inputs only (data.inputs={KERNEL_INPUTS})"
@@ -295,10 +326,13 @@ def c_checks(
     prefix: str,
     enc_raw: np.ndarray | None,
     time_calls: int = 0,
+    windows: vectors.StreamSet | None = None,
 ) -> dict:
     """gcc: harness bit-exactness (default params and the blob), self-test, encoder, kernel-safe
     object, sizeof(struct <p>_state), and with time_calls the ns per step of the kernel-flag object
-    with one task's state and with INTERLEAVED_TASKS states."""
+    with one task's state and with INTERLEAVED_TASKS states. `windows` (a candidate scorer's
+    held-out windows, expected outputs filled in): the harness's decisions of DECISION_SIZES
+    candidates against the integer reference's argmax, and with time_calls ns per decision."""
     if not cbuild.have_gcc():
         return {"skipped": "gcc/objdump/nm not found"}
     with tempfile.TemporaryDirectory(prefix="slm-export-") as tmp:
@@ -317,6 +351,12 @@ def c_checks(
             res["encode"] = {"rows": int(len(enc_raw)), "mismatches": int(np.any(got != want, axis=1).sum())}
         res["kernel_object"] = cbuild.kernel_object(out, tmp, prefix)
         res["kernel_object"].pop("object")
+        if windows is not None:
+            win = tmp / "windows.bin"
+            vectors.write_vectors(win, [windows])
+            res["decisions"] = {
+                str(n): decision_check(cbuild.run_decisions(exe, win, n, tmp), windows, n) for n in DECISION_SIZES
+            }
         if time_calls:
             timer = cbuild.build_timer(out, tmp, prefix)
             vec = out / "vectors_selftest.bin"
@@ -328,7 +368,33 @@ def c_checks(
                 "through a non-inline call; the interleaved figure keeps a whole struct "
                 f"{prefix}_state per task and steps a task drawn at random each call",
             }
+            if windows is not None:
+                steps = windows.inputs.shape[1]
+                calls = (
+                    f"{steps - 1} {prefix}_push() and one {prefix}_step()"
+                    if codegen_c._Gen(qmodel, prefix).push_ops() is not None
+                    else f"{steps} {prefix}_step()"
+                )
+                res["decision_ns"] = {
+                    str(n): cbuild.time_decision(timer, win, max(100, time_calls // (n * steps)), n)
+                    for n in DECISION_SIZES
+                } | {
+                    "load_average": round(os.getloadavg()[0], 2),
+                    "what": f"one decision: each of N candidates' windows ({calls} from {prefix}_reset(), the "
+                    "kernel-flag object through non-inline calls), then the argmax; held-out candidate "
+                    "windows, N at a time; each decision timed alone. The streaming "
+                    "form (one step per event) does not serve a scorer: a candidate's indicator and "
+                    "candidate channels differ from another's at every step of the window",
+                }
     return res
+
+
+def decision_check(got: np.ndarray, windows: vectors.StreamSet, n: int) -> dict:
+    """The harness's (argmax, score) per decision of `n` consecutive windows vs the integer
+    reference's last-step scores (first maximum on a tie)."""
+    scores = windows.expected[: len(got) * n, -1, 0].reshape(len(got), n)
+    want = np.stack([scores.argmax(1), scores.max(1)], axis=1)
+    return {"decisions": int(len(got)), "mismatches": int(np.any(got != want, axis=1).sum())}
 
 
 def run(
@@ -387,7 +453,7 @@ def _run(
     pinned = json.loads((like / "scales.json").read_text()) if like else None
     qmodel = quantize(ir, ranges, pinned, headroom)
     contract = src.task == CONTRACT_TASK
-    missing = encode.unencodable(src.features, contract) if src.features is not None else []
+    missing = encode.unencodable(src.features, contract) if src.features is not None else caller_encoded(src)
     if src.features is not None and not missing:  # else the caller passes in[] already encoded
         qmodel.encoder = encode.make_encoder(src.features, qmodel.in_frac, src.n_num, contract)
     if like is not None:
@@ -459,11 +525,14 @@ def _run(
             f"{n}: {k}" for n, k in zip(qmodel.encoder.names, qmodel.encoder.kinds, strict=False)
         ]
     if verify:
-        checks = c_checks(out, qmodel, sets, prefix, enc_raw, time_calls)
+        # held-out candidate windows (a random sample, so N consecutive ones make a made-up set)
+        windows = next(v for v in sets if v.name == "held_out") if src.max_candidates is not None else None
+        checks = c_checks(out, qmodel, sets, prefix, enc_raw, time_calls, windows)
         if "state_struct_bytes" in checks:
             result["per_task_state"] = per_task_state(qmodel, src, prefix, checks["state_struct_bytes"])
-        if "step_ns" in checks:
-            result["step_ns"] = checks["step_ns"]
+        for key, name in (("step_ns", "step_ns"), ("decisions", "c_decisions"), ("decision_ns", "decision_ns")):
+            if key in checks:
+                result[name] = checks[key]
         result.update(
             {
                 "c_bit_exact": checks.get("bit_exact", checks),

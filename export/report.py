@@ -354,6 +354,44 @@ def kernel_md(rep: dict) -> list[str]:
             "",
             *keyed_table("task states", {str(ns[k]["tasks"]): ns[k] for k in ("one_task", "interleaved")}),
         ]
+    dec = rep.get("decision_ns")
+    if dec:
+        rows = [
+            [
+                d["candidates"],
+                d["decisions"],
+                *(round(d[f"{s}_ns"] / 1000, 1) for s in ("p50", "p99", "mean", "min")),
+                *(round(d[f"{s}_ns_per_candidate"]) for s in ("p50", "p99")),
+            ]
+            for d in dec.values()
+            if isinstance(d, dict)
+        ]
+        lines += [
+            "## ns per decision of the candidate scorer (C harness)",
+            "",
+            f"{dec['what']}; load average {dec.get('load_average')}.",
+            "",
+            *md_table(
+                [
+                    "candidates",
+                    "decisions",
+                    "p50 µs",
+                    "p99 µs",
+                    "mean µs",
+                    "min µs",
+                    "p50 ns / candidate",
+                    "p99 ns / candidate",
+                ],
+                rows,
+            ),
+        ]
+    checked = rep.get("c_decisions")
+    if checked:
+        lines += [
+            "## C decisions vs the integer reference's argmax",
+            "",
+            *keyed_table("candidates per decision", checked),
+        ]
     return lines
 
 

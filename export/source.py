@@ -14,6 +14,18 @@ import torch
 
 
 @dataclass
+class Decisions:
+    """How a candidate scorer's windows group into decisions (one switch's runnable set): window i
+    is candidate `slot[i]` of decision `owner[i]`; y (D,) is each decision's chosen slot, a slot no
+    window has (max_candidates) when the chosen task is not in the set. Decisions without a
+    candidate have no window and are always wrong, as in training's top1."""
+
+    owner: np.ndarray  # (N,) int64, ascending
+    slot: np.ndarray  # (N,) int64
+    y: np.ndarray  # (D,) int64
+
+
+@dataclass
 class Split:
     """Windows of one split: x (N, L, F) float32, tok (N, L) | None, y (N,) | None.
 
@@ -30,6 +42,7 @@ class Split:
     rows_tok: np.ndarray | None = None
     row: np.ndarray | None = None
     start: np.ndarray | None = None
+    decisions: Decisions | None = None  # a candidate scorer's split: the windows' decisions
 
     def __len__(self) -> int:
         return len(self.x)
@@ -66,6 +79,8 @@ class Source:
     inputs: str | None = None  # can_migrate's data.inputs: the module computes only KERNEL_INPUTS
     label: str | None = None  # e.g. forced_future, whose steps read the task's own call history
     window_by: str | None = None  # "task": the streaming state belongs to a task, not a CPU
+    max_candidates: int | None = None  # a candidate scorer (next_task_candidates): the largest set kept
+    input_names: list[str] | None = None  # a candidate scorer's inputs (its `features` say the steps' only)
 
 
 def split_from_data(sd) -> Split:
@@ -90,11 +105,35 @@ def split_from_data(sd) -> Split:
     )
 
 
+def split_from_candidates(cs) -> Split:
+    """data.dataset.candidates.CandidateSplit -> Split: one window per candidate (the scorer's
+    input, CandidateSplit.batch) and the decisions they belong to. No stream form: a candidate's
+    indicator and candidate channels differ at every step from another candidate's, so its window
+    is evaluated whole, from reset."""
+    b = cs.batch(torch.arange(len(cs)))
+    return Split(
+        cs.name,
+        b["x"].numpy(),
+        decisions=Decisions(b["owner"].numpy(), b["slot"].numpy(), b["y"].numpy()),
+    )
+
+
+def candidate_input_names(meta: dict) -> list[str]:
+    """A candidate scorer's inputs in order: step features, indicators, the candidate's features."""
+    from data.dataset.candidates import INDICATORS
+
+    return [*meta["feature_names"], *INDICATORS, *(s["name"] for s in meta["candidate_features"])]
+
+
 def from_checkpoint(ckpt_path: str, dataset_dir: str | None = None, splits: list[str] | None = None) -> Source:
     """Net, metadata and data splits of a training checkpoint."""
     # deferred on purpose: models.tasks loads Lightning (about 3 s); Source and Split serve models
     # built without it (kernel/vm/models.py, the export tests)
+    from data.dataset.candidates import CandidateSplit
     from models.tasks import load_from_checkpoint, make_datamodule
+
+    def to_split(sd) -> Split:
+        return split_from_candidates(sd) if isinstance(sd, CandidateSplit) else split_from_data(sd)
 
     module, cfg, meta = load_from_checkpoint(ckpt_path)
     overrides = {"dataset_dir": dataset_dir} if dataset_dir else {}
@@ -102,15 +141,16 @@ def from_checkpoint(ckpt_path: str, dataset_dir: str | None = None, splits: list
     names = splits or dm.test_split_names
     monitor = (module.hparams.get("monitor") or "val/bal_acc").split("/")[-1]
     feats = None
-    if meta.get("features") is not None:
+    # a candidate scorer's meta["features"] are its step inputs only: the caller encodes its inputs
+    if meta.get("features") is not None and meta.get("max_candidates") is None:
         feats = {"specs": meta["features"], "mean": meta["mean"], "std": meta["std"], "names": meta["feature_names"]}
     return Source(
         module.net.eval(),
         int(meta["window"]),
         int(meta["n_features"]),
         int(meta.get("n_tokens") or 0),
-        split_from_data(dm.get_split("train")),
-        [split_from_data(dm.get_split(n)) for n in names],
+        to_split(dm.get_split("train")),
+        [to_split(dm.get_split(n)) for n in names],
         task=meta["task"],
         metric=monitor,
         unknown_token=meta.get("unknown_token"),
@@ -120,4 +160,6 @@ def from_checkpoint(ckpt_path: str, dataset_dir: str | None = None, splits: list
         inputs=meta.get("inputs"),
         label=meta.get("label"),
         window_by=meta.get("window_by"),
+        max_candidates=meta.get("max_candidates"),
+        input_names=candidate_input_names(meta) if meta.get("max_candidates") is not None else None,
     )

@@ -11,13 +11,13 @@ import time
 import zlib
 
 import pytest
-import pytorch_lightning as pl
 
 from export import __main__ as cli
 from export import cbuild
 from plumbing.hydra_cli import UserError
 from tests.conftest import REPO, require
 from tests.synthetic_dataset import write_synthetic_dataset
+from tests.tiny_checkpoint import tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -31,25 +31,14 @@ def trained(tmp_path_factory):
     data_cfg = {"_target_": "data.dataset.datamodule.MigrationDataModule", "dataset_dir": str(ds), "window": 8}
     dm = MigrationDataModule(dataset_dir=str(ds), window=8)
     dm.setup("fit")
-    module = MigrationModule(
-        backbone={"_target_": "models.network.tcn", "width": 4, "depth": 1},
-        optimizer={"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01},
-        data_meta=dm.meta,
-        monitor="val/bal_acc",
-        run_config={"data": data_cfg},
+    ckpt = tiny_checkpoint(
+        MigrationModule,
+        dm,
+        {"_target_": "models.network.tcn", "width": 4, "depth": 1},
+        data_cfg,
+        tmp / "m.ckpt",
+        steps=5,
     )
-    trainer = pl.Trainer(
-        max_steps=5,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
-    )
-    trainer.fit(module, datamodule=dm)
-    ckpt = tmp / "m.ckpt"
-    trainer.save_checkpoint(ckpt)
     return ckpt, dm
 
 

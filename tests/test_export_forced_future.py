@@ -16,6 +16,7 @@ from export import cbuild, encode
 from kernel import push_model
 from tests.conftest import require
 from tests.test_forced_future import KW, write_dataset
+from tests.tiny_checkpoint import tiny_checkpoint
 
 U64 = 8  # the caller's u64 time of the task's previous call (log_dt_prev_call, has_prev_call)
 S16, U32 = 2, 4
@@ -28,8 +29,6 @@ def dataset(tmp_path_factory):
 
 def checkpoint(dataset, tmp, backbone: dict, window: int, inputs: str):
     """A 2-step forced_future checkpoint (windows by task) of `backbone`."""
-    import pytorch_lightning as pl
-
     from data.dataset.datamodule import CanMigrateDataModule
     from models.tasks import CanMigrateModule
 
@@ -37,25 +36,8 @@ def checkpoint(dataset, tmp, backbone: dict, window: int, inputs: str):
     dm = CanMigrateDataModule(str(dataset), window=window, window_by="task", **kw)
     dm.setup("fit")
     data_cfg = {"_target_": "data.dataset.datamodule.CanMigrateDataModule", "dataset_dir": str(dataset)}
-    module = CanMigrateModule(
-        backbone=backbone,
-        optimizer={"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01},
-        data_meta=dm.meta,
-        monitor="val/bal_acc",
-        run_config={"data": {**data_cfg, **kw, "window": window, "window_by": "task"}},
-    )
-    trainer = pl.Trainer(
-        max_steps=2,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
-    )
-    trainer.fit(module, datamodule=dm)
-    ckpt = tmp / "m.ckpt"
-    trainer.save_checkpoint(ckpt)
+    run_data = {**data_cfg, **kw, "window": window, "window_by": "task"}
+    ckpt = tiny_checkpoint(CanMigrateModule, dm, backbone, run_data, tmp / "m.ckpt", steps=2)
     return ckpt, dm.meta
 
 

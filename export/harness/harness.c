@@ -13,6 +13,15 @@
  *   harness time VECTORS CALLS K      (built with -DTIME_STEP, linked with the kernel-flag
  *                                     object) ns per <p>_step() call with K task states,
  *                                     printed as "p50 p99 mean min"
+ *   harness decide VECTORS N OUT      a candidate scorer's decisions: the streams of VECTORS
+ *                                     (all of one length, the window) are candidates' windows,
+ *                                     N consecutive ones a decision; each window is run from
+ *                                     <p>_reset() (<p>_push() but for its last step where
+ *                                     model.h has it), its score is the last step's out[0],
+ *                                     and OUT gets s32 (argmax, its score) per decision
+ *   harness time_decide VECTORS CALLS N   (-DTIME_STEP) ns per decision of N candidates
+ *                                     (each window from reset, then the argmax), CALLS
+ *                                     decisions cycling over VECTORS, "p50 p99 mean min"
  *
  * VECTORS (little endian): u32 magic "SLMV", u32 n_streams, u32 n_in, u32 total_steps,
  * u32 steps[n_streams], s32 in[total_steps][n_in]. Each stream starts from <p>_reset().
@@ -165,6 +174,127 @@ static int encode(char **argv)
 }
 #endif
 
+
+/* the streams of a vector file as one s32 array; every stream must be `*len` steps (> 0) long */
+static s32 *read_windows(const char *path, u32 *n_windows, u32 *len)
+{
+	size_t size, i;
+	unsigned char *v = slurp(path, &size);
+	u32 n, total, s;
+	s32 *x;
+
+	if (size < 16 || rd32(v) != VEC_MAGIC || rd32(v + 8) != M(N_IN)) {
+		fprintf(stderr, "harness: %s is not a vector file of this model\n", path);
+		exit(2);
+	}
+	n = rd32(v + 4);
+	total = rd32(v + 12);
+	if (!n || size != 16 + 4 * (size_t)n + 4 * (size_t)total * M(N_IN)) {
+		fprintf(stderr, "harness: %s does not match the model\n", path);
+		exit(2);
+	}
+	*len = rd32(v + 16);
+	for (s = 0; s < n; s++) {
+		if (rd32(v + 16 + 4 * s) != *len || !*len) {
+			fprintf(stderr, "harness: %s: streams of different lengths, not windows\n", path);
+			exit(2);
+		}
+	}
+	x = malloc(sizeof(s32) * M(N_IN) * total);
+	if (!x) {
+		fprintf(stderr, "harness: out of memory\n");
+		exit(2);
+	}
+	for (i = 0; i < M(N_IN) * (size_t)total; i++)
+		x[i] = (s32)rd32(v + 16 + 4 * (size_t)n + 4 * i);
+	free(v);
+	*n_windows = n;
+	return x;
+}
+
+typedef void (*step_fn)(const struct F(params) *p, struct F(state) *st, const s32 *in, s32 *out);
+typedef void (*push_fn)(const struct F(params) *p, struct F(state) *st, const s32 *in);
+typedef void (*reset_fn)(struct F(state) *st);
+
+/*
+ * One decision of a candidate scorer: n candidates' windows of l steps at x, each run from
+ * reset (a candidate's inputs differ from another's at every step, so no state is shared),
+ * through push (may be NULL: step) but for the last step; returns the slot of the highest
+ * score (the first on a tie), its score in *best.
+ */
+static u32 decide_one(step_fn step, push_fn push, reset_fn reset, const struct F(params) *p,
+		      struct F(state) *st, const s32 *x, u32 n, u32 l, s32 *best)
+{
+	s32 out[M(N_OUT)];
+	u32 c, t, arg = 0;
+
+	for (c = 0; c < n; c++, x += (size_t)l * M(N_IN)) {
+		reset(st);
+		for (t = 0; t + 1 < l; t++) {
+			if (push)
+				push(p, st, x + (size_t)t * M(N_IN));
+			else
+				step(p, st, x + (size_t)t * M(N_IN), out);
+		}
+		step(p, st, x + (size_t)(l - 1) * M(N_IN), out);	/* l >= 1 */
+		if (!c || out[0] > *best) {
+			*best = out[0];
+			arg = c;
+		}
+	}
+	return arg;
+}
+
+static void step_inline(const struct F(params) *p, struct F(state) *st, const s32 *in, s32 *out)
+{
+	F(step)(p, st, in, out);
+}
+
+static void reset_inline(struct F(state) *st)
+{
+	F(reset)(st);
+}
+
+#ifdef HAVE_PUSH	/* set by export/cbuild.py when model.h has <P>_HAVE_PUSH */
+static void push_inline(const struct F(params) *p, struct F(state) *st, const s32 *in)
+{
+	F(push)(p, st, in);
+}
+#define PUSH_INLINE push_inline
+#else
+#define PUSH_INLINE NULL
+#endif
+
+static int decide(char **argv)
+{
+	u32 n_windows, l, d, n = (u32)atol(argv[3]);
+	s32 *x = read_windows(argv[2], &n_windows, &l), *res;
+	struct F(state) st;
+	FILE *f;
+
+	if (n < 1 || n > n_windows) {
+		fprintf(stderr, "harness: decide: N must be 1..%u (the windows in %s)\n", n_windows, argv[2]);
+		return 2;
+	}
+	res = malloc(sizeof(s32) * 2 * (n_windows / n));
+	if (!res) {
+		fprintf(stderr, "harness: out of memory\n");
+		return 2;
+	}
+	for (d = 0; d < n_windows / n; d++)
+		res[2 * d] = (s32)decide_one(step_inline, PUSH_INLINE, reset_inline, &F(default_params), &st,
+					     x + (size_t)d * n * l * M(N_IN), n, l, &res[2 * d + 1]);
+	f = fopen(argv[4], "wb");
+	if (!f || fwrite(res, sizeof(s32), 2 * (size_t)(n_windows / n), f) != 2 * (size_t)(n_windows / n) ||
+	    fclose(f)) {
+		fprintf(stderr, "harness: cannot write %s\n", argv[4]);
+		return 2;
+	}
+	free(res);
+	free(x);
+	return 0;
+}
+
 #ifdef TIME_STEP
 /*
  * Latency of one streaming step as a caller keeping per-task state pays it. The step
@@ -182,6 +312,12 @@ static int encode(char **argv)
 void F(obj_step)(const struct F(params) *p, struct F(state) *st, const s32 *in, s32 *out);
 void F(obj_reset)(struct F(state) *st);
 const struct F(params) *F(obj_default)(void);
+#ifdef HAVE_PUSH
+void F(obj_push)(const struct F(params) *p, struct F(state) *st, const s32 *in);
+#define PUSH_OBJ F(obj_push)
+#else
+#define PUSH_OBJ NULL
+#endif
 
 #define TIME_BATCH 64
 #define TIME_ORDER 65536	/* tasks' call order, drawn once (a power of two) */
@@ -271,6 +407,51 @@ static int time_step(char **argv)
 	free(v);
 	return 0;
 }
+
+/*
+ * Latency of one decision of a candidate scorer: N windows, each from reset, through the
+ * kernel-flag object's non-inline step (and push, where model.h has it), then the argmax
+ * (decide_one). One state serves
+ * every candidate. Decision j takes the windows of decision j mod (windows / N) of VECTORS;
+ * each decision is timed alone (it is many steps), p50 / p99 / mean / min over them.
+ */
+static int time_decide(char **argv)
+{
+	u32 n_windows, l, n = (u32)atol(argv[4]), groups;
+	s32 *x = read_windows(argv[2], &n_windows, &l), best;
+	long calls = atol(argv[3]), j;
+	const struct F(params) *params = F(obj_default)();
+	struct F(state) st;
+	double *per, sum = 0, sink = 0;
+
+	if (calls < 1 || n < 1 || n > n_windows) {
+		fprintf(stderr, "harness: usage: time_decide VECTORS CALLS>=1 N (1..%u)\n", n_windows);
+		return 2;
+	}
+	groups = n_windows / n;
+	per = malloc(sizeof(double) * calls);
+	if (!per) {
+		fprintf(stderr, "harness: out of memory\n");
+		return 2;
+	}
+	for (j = 0; j < calls / 4 + 100; j++)	/* warm up caches and predictors */
+		sink += decide_one(F(obj_step), PUSH_OBJ, F(obj_reset), params, &st,
+				   x + (size_t)(j % groups) * n * l * M(N_IN), n, l, &best);
+	for (j = 0; j < calls; j++) {
+		double t0 = now_ns();
+
+		sink += decide_one(F(obj_step), PUSH_OBJ, F(obj_reset), params, &st,
+				   x + (size_t)(j % groups) * n * l * M(N_IN), n, l, &best);
+		per[j] = now_ns() - t0;
+		sum += per[j];
+	}
+	qsort(per, calls, sizeof(double), cmp_double);
+	printf("%.2f %.2f %.2f %.2f\n", per[calls / 2], per[calls * 99 / 100], sum / calls, per[0]);
+	fprintf(stderr, "checksum %g\n", sink);
+	free(per);
+	free(x);
+	return 0;
+}
 #endif
 
 /* the kernel module's load-time check: one stream from reset */
@@ -309,9 +490,13 @@ int main(int argc, char **argv)
 #endif
 	if (argc == 2 && !strcmp(argv[1], "selftest"))
 		return selftest();
+	if (argc == 5 && !strcmp(argv[1], "decide"))
+		return decide(argv);
 #ifdef TIME_STEP
 	if (argc == 5 && !strcmp(argv[1], "time"))
 		return time_step(argv);
+	if (argc == 5 && !strcmp(argv[1], "time_decide"))
+		return time_decide(argv);
 #endif
 	if (argc == 2 && !strcmp(argv[1], "info")) {
 		printf("params_size %zu state_size %zu arch_hash 0x%08x\n",
@@ -319,6 +504,6 @@ int main(int argc, char **argv)
 		return sizeof(struct F(params)) == M(PARAMS_SIZE) ? 0 : 1;
 	}
 	fprintf(stderr, "usage: harness info | run VECTORS OUT [BLOB] | encode RAW OUT | selftest"
-		" | time VECTORS CALLS K\n");
+		" | time VECTORS CALLS K | decide VECTORS N OUT | time_decide VECTORS CALLS N\n");
 	return 2;
 }
