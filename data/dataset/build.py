@@ -392,30 +392,31 @@ def _counts(task: str, t: pa.Table) -> dict:
     return {"rows": n, "distinct_tasks": len(tasks), "idle_rate": float((df.next_tid == 0).mean()) if n else 0.0}
 
 
-def _write_task(task: str, tables: dict[str, pa.Table], splits: dict, root: Path) -> dict:
-    """Write one task's split files from the runs that have its table; return their counts."""
-    (root / task).mkdir(parents=True)
+def _write_splits(tables: dict[str, pa.Table], splits: dict, path_of, count) -> dict:
+    """Write each split's table (its runs' tables, concatenated) to path_of(split); return count(table) per split."""
     empty = next(iter(tables.values())).slice(0, 0)
     counts = {}
     for name in SPLITS:
         ids = [i for i in splits[name] if i in tables]
         t = pa.concat_tables([tables[i] for i in ids]) if ids else empty
-        _write_parquet(t, root / task / f"{name}.parquet")
-        counts[name] = _counts(task, t)
+        _write_parquet(t, path_of(name))
+        counts[name] = count(t)
     return counts
+
+
+def _write_task(task: str, tables: dict[str, pa.Table], splits: dict, root: Path) -> dict:
+    """Write one task's split files from the runs that have its table; return their counts."""
+    (root / task).mkdir(parents=True)
+    return _write_splits(tables, splits, lambda name: root / task / f"{name}.parquet", lambda t: _counts(task, t))
 
 
 def _write_candidates(tables: dict[str, pa.Table], splits: dict, root: Path) -> dict:
     """Write the candidates of every split's runs beside the next_task tables; return their counts."""
-    empty = next(iter(tables.values())).slice(0, 0)
-    counts = {}
-    for name in SPLITS:
-        ids = [i for i in splits[name] if i in tables]
-        t = pa.concat_tables([tables[i] for i in ids]) if ids else empty
-        _write_parquet(t, root / CANDIDATES_TABLE / candidates_file(name))
-        switches = int(pc.sum(t.column("chosen")).as_py() or 0)  # one chosen row per switch with rows
-        counts[name] = {"rows": t.num_rows, "switches": switches}
-    return counts
+
+    def count(t: pa.Table) -> dict:  # one chosen row per switch with rows
+        return {"rows": t.num_rows, "switches": int(pc.sum(t.column("chosen")).as_py() or 0)}
+
+    return _write_splits(tables, splits, lambda name: root / CANDIDATES_TABLE / candidates_file(name), count)
 
 
 def _filter_total(sources: list[dict]) -> dict:
