@@ -15,9 +15,12 @@ import numpy as np
 import pandas as pd
 
 from data.can_migrate.record import CM_MAGIC, RECORD_DTYPE, RECORD_SIZE, records_frame
+from data.dataset.build import CANDIDATES, CANDIDATES_TABLE, candidates_file
 from data.dataset.splits import split_runs
 from data.dataset.tables import (
     BALANCER_LABEL,
+    CANDIDATE_COLUMNS,
+    CANDIDATE_TYPES,
     MIGRATION_COLUMNS,
     MIGRATION_FEATURES,
     MIGRATION_STATE_FEATURES,
@@ -192,17 +195,52 @@ def _can_migrate_run(rng: np.random.Generator, n: int) -> pd.DataFrame:
     return records_frame(rec)
 
 
+def _candidates_run(rng: np.random.Generator, next_task: pd.DataFrame) -> pd.DataFrame:
+    """The runnable set at each switch to a task (data.build --runnable's columns): the chosen task
+    and up to three others of the run, in tid order; the chosen one waited longest half the time."""
+    rows = []
+    tids = next_task["next_tid"].to_numpy()
+    others = np.unique(tids[tids > 0])
+    for i in np.flatnonzero(tids > 0):
+        pick = [t for t in rng.choice(others, size=min(3, len(others)), replace=False) if t != tids[i]]
+        members = sorted([int(tids[i]), *(int(t) for t in pick[: int(rng.integers(0, 4))])])
+        wait = rng.integers(1_000, 5_000_000, len(members))
+        if rng.random() < 0.5:
+            wait[members.index(int(tids[i]))] = 6_000_000
+        recent = rng.integers(0, 20_000_000, len(members))
+        for j, t in enumerate(members):
+            rows.append(
+                {
+                    "row": i,
+                    "segment": 0,
+                    "tid": t,
+                    "chosen": int(t == tids[i]),
+                    "prio": 120,
+                    "rt": 0,
+                    "weight": 1024,
+                    "wait_ns": wait[j],
+                    "ran_since_enqueue_ns": -1 if rng.random() < 0.1 else int(rng.integers(0, 10**6)),
+                    "runtime_recent_ns": recent[j],
+                    "vruntime_proxy": recent[j] - recent.min(),
+                    "nr_candidates": len(members),
+                }
+            )
+    df = pd.DataFrame(rows).astype(CANDIDATE_TYPES)
+    return df.assign(run_id=next_task["run_id"].iloc[0])[list(CANDIDATE_COLUMNS)]
+
+
 def write_synthetic_dataset(root: Path, migration_rows: int = 300, switches_per_cpu: int = 200, seed: int = 0) -> Path:
     """Write a synthetic dataset directory under `root` and return its path."""
     rng = np.random.default_rng(seed)
     root = Path(root)
-    tables = {"migration": {}, "next_task": {}, "can_migrate": {}}
+    tables = {"migration": {}, "next_task": {}, "can_migrate": {}, CANDIDATES: {}}
     for run_id, (workload, category) in RUNS.items():
         extra = {"workload": workload, "category": category}
         values = {"load_pct": np.int16(LOAD_PCT[workload]), "topology": TOPOLOGY[workload]}
         tables["migration"][run_id] = _migration_run(rng, run_id, migration_rows).assign(**extra, **values)
         tables["next_task"][run_id] = _next_task_run(rng, run_id, switches_per_cpu).assign(**extra, **values)
         tables["can_migrate"][run_id] = _can_migrate_run(rng, migration_rows).assign(run_id=run_id, **extra, **values)
+        tables[CANDIDATES][run_id] = _candidates_run(rng, tables["next_task"][run_id])
     runs = [(r, w, c, LOAD_PCT[w], TOPOLOGY[w]) for r, (w, c) in RUNS.items()]
     splits = split_runs(runs, UNSEEN)["runs"]  # the builder's rule: no val (it is in train)
     splits = {s: splits[s] + (splits["val"] if s == "train" else []) for s in ("train", "test_seen", "test_unseen")}
@@ -212,15 +250,17 @@ def write_synthetic_dataset(root: Path, migration_rows: int = 300, switches_per_
     }
     counts = {}
     for task, per_run in tables.items():
-        (root / task).mkdir(parents=True, exist_ok=True)
+        folder = root / (CANDIDATES_TABLE if task == CANDIDATES else task)
+        folder.mkdir(parents=True, exist_ok=True)
         counts[task] = {}
         for name in ("train", "test_seen", "test_unseen"):
             df = pd.concat([per_run[i] for i in splits[name]], ignore_index=True)
-            df.to_parquet(root / task / f"{name}.parquet", index=False)
+            df.to_parquet(folder / (candidates_file(name) if task == CANDIDATES else f"{name}.parquet"), index=False)
             counts[task][name] = {"rows": len(df)}
     card = {
         "version": 1,
         "synthetic": True,
+        CANDIDATES: True,  # next_task/candidates_<split>.parquet, as data.build --runnable writes
         "unseen_categories": UNSEEN,
         "splits": splits,
         "counts": counts,
